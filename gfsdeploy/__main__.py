@@ -1,0 +1,3 @@
+from gfsdeploy.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""Module registry. Every file in this package defines Module subclasses; the
+runner looks them up by name (``copy``, ``iptables``, ``kubernetes`` …) and never
+imports one directly."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from gfsdeploy.modules.base import Module
+
+_REGISTRY: dict[str, type[Module]] = {}
+_loaded = False
+
+
+def _load() -> None:
+    global _loaded
+    if _loaded:
+        return
+    for info in pkgutil.iter_modules(__path__):
+        if info.name != "base" and not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+    for cls in _all_subclasses(Module):
+        if cls.name:
+            for name in (cls.name, *cls.aliases):
+                _REGISTRY[name] = cls
+    _loaded = True
+
+
+def _all_subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _all_subclasses(sub)
+
+
+def get(name: str) -> Module | None:
+    """The module called ``name`` (also its ``ansible.builtin.`` form), or None."""
+    _load()
+    for prefix in ("ansible.builtin.", "ansible.posix.", "community.general.", "gfsdeploy."):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+    cls = _REGISTRY.get(name)
+    return cls() if cls else None
+
+
+def names() -> list[str]:
+    _load()
+    return sorted(_REGISTRY)

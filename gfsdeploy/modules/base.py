@@ -1,0 +1,273 @@
+"""The module protocol: read state, plan with a pure function, apply only the change.
+
+A module is a class with three steps, like pyinfra's operations and Ansible's
+``lineinfile``:
+
+1. ``probes(args, host)`` — read-only shell snippets whose output is the state.
+   The runner batches the probes of many tasks into one round trip per host.
+   (``read()`` may add non-shell reads, e.g. heketi's REST API through a tunnel.)
+2. ``plan(args, state, host)`` — pure: arguments + state → a list of
+   :class:`Change`. An empty list means "nothing to do". This is what the
+   table-driven tests exercise, with no SSH at all.
+3. ``apply(args, changes, ctx)`` — runs the changes. The default runs each
+   change's ``script`` in one round trip; modules that must wait or talk HTTP
+   override it.
+
+Modules never import the runner; the runner never names a module.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+from gfsdeploy.errors import ModuleError, PlaybookError
+from gfsdeploy.transport.base import Result, Transport
+from gfsdeploy.validate import CHECKS
+
+ADD, CHANGE, DESTROY, WARN = "+", "~", "-", "!"
+UNKNOWN = "(known after apply)"
+
+
+@dataclass
+class Change:
+    """One line of the plan, and what apply runs for it.
+
+    ``action`` is Terraform's symbol: ``+`` create, ``~`` change, ``-`` destroy;
+    ``!`` is a warning that is shown in plan and recap but changes nothing.
+    ``diff`` is a unified diff (files) or ``field: old -> new`` lines.
+    ``sensitive`` hides the diff entirely (shown as ``(sensitive)``).
+    """
+
+    action: str
+    resource: str
+    diff: str = ""
+    script: str = ""
+    sensitive: bool = False
+    data: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        from gfsdeploy.secrets import MASK, redact
+
+        return {"action": self.action, "resource": redact(self.resource),
+                "diff": MASK if self.sensitive and self.diff else redact(self.diff)}
+
+
+@dataclass
+class HostInfo:
+    """What a plan may know about the host besides its own probes (pure data)."""
+
+    name: str
+    os_family: str = "unknown"   # "debian", "redhat", ...
+    os_id: str = "unknown"       # "debian", "ubuntu", "centos", "rocky", ...
+    os_version: str = ""
+    vars: dict = field(default_factory=dict)
+
+
+@dataclass
+class TaskResult:
+    """What a task did; becomes the ``register`` value (Ansible's shape)."""
+
+    changed: bool = False
+    failed: bool = False
+    rc: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    msg: str = ""
+    data: dict = field(default_factory=dict)
+
+    def as_register(self) -> dict:
+        value = {"changed": self.changed, "failed": self.failed, "msg": self.msg,
+                 "skipped": False}
+        if self.rc is not None:
+            value.update(rc=self.rc, stdout=self.stdout, stderr=self.stderr,
+                         stdout_lines=self.stdout.splitlines(),
+                         stderr_lines=self.stderr.splitlines())
+        value.update(self.data)
+        return value
+
+
+@dataclass
+class Param:
+    """One module argument: its type, whether required, default, and the check of
+    its form. ``sensitive`` registers the value with the redactor."""
+
+    type: str = "str"  # str, int, bool, list, dict, raw, path
+    required: bool = False
+    default: Any = None
+    choices: tuple = ()
+    check: str | None = None  # a key of gfsdeploy.validate.CHECKS, applied to each element of lists
+    sensitive: bool = False
+    aliases: tuple = ()
+    help: str = ""
+
+
+class TaskContext:
+    """What a module's ``prepare``/``read``/``apply`` may use on the controller side."""
+
+    def __init__(self, host: HostInfo, transport: Transport | None, *, task_name: str = "",
+                 render_file: Callable[[str], str] | None = None,
+                 find_file: Callable[[str], str] | None = None,
+                 progress: Callable[[str], None] | None = None,
+                 check_mode: bool = False, transports: dict | None = None):
+        self.host = host
+        self.transport = transport
+        self.task_name = task_name
+        self._render_file = render_file
+        self._find_file = find_file
+        self.progress = progress or (lambda message: None)
+        self.check_mode = check_mode
+        self.transports = transports or {}
+
+    def render_file(self, path: str) -> str:
+        return self._render_file(path)
+
+    def find_file(self, path: str) -> str:
+        return self._find_file(path)
+
+    def run(self, script: str, *, timeout: float | None = None, what: str = "") -> Result:
+        """Run ``script``; raise a clear ModuleError on a non-zero exit."""
+        result = self.transport.run(script, timeout=timeout)
+        if result.rc != 0:
+            raise command_failed(self.host.name, self.task_name, what or script, result)
+        return result
+
+
+def command_failed(host: str, task: str, what: str, result: Result) -> ModuleError:
+    first = what.strip().splitlines()
+    shown = first[0] if len(first) == 1 else (first[0] + " …" if first else "")
+    return ModuleError(
+        f"command failed (exit {result.rc}): {shown}\n  stderr: {result.stderr.strip()[-2000:] or '(empty)'}",
+        host=host, task=task)
+
+
+class Module:
+    """Base class. Subclasses set ``name`` and ``params`` and override ``plan``
+    (and usually ``probes``)."""
+
+    name: ClassVar[str] = ""
+    aliases: ClassVar[tuple] = ()
+    params: ClassVar[dict[str, Param]] = {}
+    #: a module that never changes anything may run in plan mode too
+    read_only: ClassVar[bool] = False
+    #: the module takes Ansible's free-form string (``command: echo hi``)
+    free_form: ClassVar[str | None] = None
+
+    # -- controller side ------------------------------------------------------
+    def validate(self, args: dict, *, where: dict | None = None) -> dict:
+        """Check names and types, fill defaults; raise PlaybookError naming the field."""
+        return validate_args(self.name, self.params, args, where or {})
+
+    def prepare(self, args: dict, ctx: TaskContext) -> dict:
+        """Controller-side work before reading (render a template, read a local file)."""
+        return args
+
+    # -- the three steps --------------------------------------------------------
+    def probes(self, args: dict, host: HostInfo) -> dict[str, str]:
+        """Read-only shell snippets, keyed by name; batched with other tasks' probes."""
+        return {}
+
+    def read(self, args: dict, facts: dict[str, Result], ctx: TaskContext) -> Any:
+        """Turn probe results into the state ``plan`` needs (may add non-shell reads)."""
+        return facts
+
+    def plan(self, args: dict, state: Any, host: HostInfo) -> list[Change]:
+        """Pure: arguments + state → changes. Empty list: nothing to do."""
+        raise NotImplementedError
+
+    def apply(self, args: dict, changes: list[Change], ctx: TaskContext) -> TaskResult:
+        """Run the changes' scripts in one round trip."""
+        scripts = [c.script for c in changes if c.script and c.action != WARN]
+        if not scripts:
+            return TaskResult(changed=False)
+        result = ctx.run("set -e\n" + "\n".join(scripts) + "\n",
+                         what=changes[0].resource if len(changes) == 1 else
+                         "; ".join(c.resource for c in changes))
+        return TaskResult(changed=True, rc=result.rc, stdout=result.stdout, stderr=result.stderr)
+
+
+# -- argument validation ---------------------------------------------------------
+_TYPES = {"str": (str, int, float), "int": (int,), "bool": (bool,), "list": (list,),
+          "dict": (dict,), "path": (str,), "raw": (object,)}
+_TRUE = {"yes", "true", "on", "1", "y"}
+_FALSE = {"no", "false", "off", "0", "n"}
+
+
+def validate_args(module: str, params: dict[str, Param], args: dict, where: dict) -> dict:
+    from gfsdeploy import secrets
+
+    def fail(message, field=None, fix=None):
+        raise PlaybookError(message, field=field, fix=fix, **where)
+
+    names = {}
+    for key, param in params.items():
+        names[key] = key
+        for alias in param.aliases:
+            names[alias] = key
+    out: dict = {}
+    for key, value in args.items():
+        if key not in names:
+            close = _closest(key, list(names))
+            fail(f"module {module!r} has no argument {key!r}", field=key,
+                 fix=(f"did you mean {close!r}? " if close else "") +
+                 f"valid arguments: {', '.join(sorted(params))}")
+        out[names[key]] = value
+    for key, param in params.items():
+        if key not in out or out[key] is None:
+            if param.required:
+                fail(f"module {module!r} needs argument {key!r}", field=key,
+                     fix=f"add `{key}: ...` to the task" + (f" ({param.help})" if param.help else ""))
+            out[key] = param.default
+            continue
+        value = out[key]
+        if param.type == "bool":
+            if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+                value = value.lower() in _TRUE
+            elif not isinstance(value, bool):
+                fail(f"argument {key!r} of {module!r} must be true or false, got {value!r}", field=key,
+                     fix=f"write `{key}: true` or `{key}: false`")
+        elif param.type == "int":
+            try:
+                value = int(str(value), 0) if not isinstance(value, bool) else fail("")
+            except (ValueError, PlaybookError):
+                fail(f"argument {key!r} of {module!r} must be an integer, got {value!r}", field=key,
+                     fix=f"write a number, e.g. `{key}: 10`")
+        elif param.type == "list" and isinstance(value, (str, int)) and not isinstance(value, bool):
+            value = [value] if not isinstance(value, str) or "," not in value else \
+                [v.strip() for v in value.split(",") if v.strip()]
+        elif param.type in ("str", "path") and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        if param.type != "raw" and not isinstance(value, _TYPES[param.type]):
+            fail(f"argument {key!r} of {module!r} must be a {param.type}, got {type(value).__name__}",
+                 field=key, fix=f"give `{key}` a {param.type} value")
+        if param.choices and value not in param.choices:
+            fail(f"argument {key!r} of {module!r} must be one of {', '.join(map(str, param.choices))}; got {value!r}",
+                 field=key, fix=f"use one of: {', '.join(map(str, param.choices))}")
+        if param.check:
+            for element in (value if isinstance(value, list) else [value]):
+                problem = CHECKS[param.check](element)
+                if problem:
+                    fail(f"argument {key!r} of {module!r}: {problem}", field=key,
+                         fix="correct the value (inventory values must have this form)")
+        if param.sensitive:
+            secrets.register(value)
+        out[key] = value
+    return out
+
+
+def _closest(word: str, choices: list[str]) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def q(value) -> str:
+    """Quote one value for the remote shell."""
+    return shlex.quote(str(value))
+
+
+def qjoin(argv) -> str:
+    """Quote an argument list for the remote shell."""
+    return " ".join(shlex.quote(str(a)) for a in argv)

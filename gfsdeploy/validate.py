@@ -1,0 +1,90 @@
+"""Checks for values with a fixed form (IPs, hostnames, device paths, ports,
+Kubernetes names). Each returns an error message, or None when the value is fine,
+so callers can attach file/line/field and a fix."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_DEVICE = re.compile(r"^/dev/[A-Za-z0-9][A-Za-z0-9._/:+-]{0,200}$")
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_K8S_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_MODULE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_CHAIN = re.compile(r"^[A-Za-z0-9_.-]{1,28}$")
+
+
+def ip(value) -> str | None:
+    try:
+        ipaddress.ip_address(str(value))
+    except ValueError:
+        return f"{value!r} is not an IP address"
+    return None
+
+
+def hostname(value) -> str | None:
+    if not isinstance(value, str) or not _HOSTNAME.match(value):
+        return f"{value!r} is not a valid hostname (letters, digits, '-', '.')"
+    return None
+
+
+def host_or_ip(value) -> str | None:
+    if ip(value) is None:
+        return None
+    return hostname(value)
+
+
+def device(value) -> str | None:
+    if not isinstance(value, str) or not _DEVICE.match(value) or "/../" in value or value.endswith("/.."):
+        return f"{value!r} is not a block device path like /dev/sdb"
+    return None
+
+
+def port(value) -> str | None:
+    try:
+        number = int(str(value))
+    except ValueError:
+        return f"{value!r} is not a port number"
+    if not 1 <= number <= 65535 or str(value).strip() != str(number):
+        return f"{value!r} is not a port number (1-65535)"
+    return None
+
+
+def port_or_range(value) -> str | None:
+    text = str(value)
+    if ":" in text:
+        low, _, high = text.partition(":")
+        return port(low) or port(high) or (None if int(low) <= int(high) else f"{value!r}: range start is above its end")
+    return port(value)
+
+
+def k8s_name(value) -> str | None:
+    if not isinstance(value, str) or len(value) > 253 or not _K8S_NAME.match(value):
+        return f"{value!r} is not a valid Kubernetes name (lower-case letters, digits, '-', '.')"
+    return None
+
+
+def k8s_label_value(value) -> str | None:
+    if not isinstance(value, str) or len(value) > 63 or not _K8S_LABEL_VALUE.match(value):
+        return f"{value!r} is not a valid Kubernetes label value"
+    return None
+
+
+def kernel_module(value) -> str | None:
+    if not isinstance(value, str) or not _MODULE_NAME.match(value):
+        return f"{value!r} is not a kernel module name"
+    return None
+
+
+def iptables_chain(value) -> str | None:
+    if not isinstance(value, str) or not _CHAIN.match(value):
+        return f"{value!r} is not an iptables chain name (letters, digits, '_', '-', '.', at most 28)"
+    return None
+
+
+CHECKS = {
+    "ip": ip, "hostname": hostname, "host": host_or_ip, "device": device, "port": port,
+    "port_range": port_or_range, "k8s_name": k8s_name, "k8s_label_value": k8s_label_value,
+    "kernel_module": kernel_module, "iptables_chain": iptables_chain,
+}
