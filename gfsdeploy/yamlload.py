@@ -1,0 +1,108 @@
+"""YAML loading that remembers where every mapping and key came from.
+
+Inventory and playbook errors must name the file and line; PyYAML forgets
+positions after construction, so mappings are built as :class:`Node` dicts that
+keep them. Also: duplicate keys are errors (YAML silently keeps the last), and
+``!sensitive`` marks a value as a secret.
+"""
+
+from __future__ import annotations
+
+import yaml
+
+from gfsdeploy import secrets
+from gfsdeploy.errors import GfsError
+
+
+class Node(dict):
+    """A mapping with its source position and each key's line."""
+
+    file: str = ""
+    line: int = 0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.key_lines: dict = {}
+
+    def line_of(self, key) -> int:
+        return self.key_lines.get(key, self.line)
+
+
+class Seq(list):
+    file: str = ""
+    line: int = 0
+
+
+def _loader(path: str, error_cls):
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader, node):
+        loader.flatten_mapping(node)
+        result = Node()
+        result.file, result.line = path, node.start_mark.line + 1
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                raise error_cls("a mapping key must be a plain value", file=path,
+                                line=key_node.start_mark.line + 1, fix="quote the key") from None
+            if key in result:
+                raise error_cls(f"duplicate key {key!r} (first on line {result.key_lines[key]})",
+                                file=path, line=key_node.start_mark.line + 1,
+                                fix="remove or rename one of the two entries")
+            result[key] = loader.construct_object(value_node, deep=True)
+            result.key_lines[key] = key_node.start_mark.line + 1
+        return result
+
+    def construct_sequence(loader, node):
+        result = Seq(loader.construct_object(child, deep=True) for child in node.value)
+        result.file, result.line = path, node.start_mark.line + 1
+        return result
+
+    def construct_sensitive(loader, node):
+        value = secrets.Sensitive(loader.construct_scalar(node))
+        secrets.register(value)
+        return value
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, construct_sequence)
+    Loader.add_constructor("!sensitive", construct_sensitive)
+    Loader.add_constructor("!vault", construct_sensitive)
+    return Loader
+
+
+def load(path: str, error_cls=GfsError, *, what: str = "file"):
+    """Parse ``path``; YAML syntax errors become ``error_cls`` naming file and line."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        raise error_cls(f"{what} not found", file=path, fix="check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error_cls(f"cannot read {what}: {exc}", file=path) from None
+    return loads(text, path, error_cls)
+
+
+def loads(text: str, path: str, error_cls=GfsError):
+    try:
+        return yaml.load(text, Loader=_loader(path, error_cls))  # noqa: S506 - SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise error_cls(f"YAML syntax error: {problem}", file=path, line=line,
+                        fix="fix the indentation or quoting on that line (tabs are not allowed; "
+                            "quote values that start with { [ * & ! % @ or contain ': ')") from None
+    except yaml.YAMLError as exc:
+        raise error_cls(f"YAML error: {exc}", file=path, fix="fix the YAML syntax") from None
+
+
+def position(obj, key=None) -> dict:
+    """``file``/``line`` keyword arguments for an error about ``obj`` (or its ``key``)."""
+    if isinstance(obj, Node):
+        return {"file": obj.file, "line": obj.line_of(key) if key is not None else obj.line}
+    if isinstance(obj, Seq):
+        return {"file": obj.file, "line": obj.line}
+    return {}
