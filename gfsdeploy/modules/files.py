@@ -1,0 +1,874 @@
+"""Ansible's file modules: ``copy``, ``template``, ``file``, ``lineinfile``, ``blockinfile``.
+
+Same names, arguments and results as Ansible, so a playbook means the same thing
+under ``ansible-playbook`` and gfsdeploy. Each file is read with ONE probe
+(type, mode, owner, group and the content as base64, capped at :data:`CAP`);
+``plan`` computes the new content with pure functions (Ansible's ``present()`` /
+``absent()`` logic for lineinfile, the marker logic for blockinfile) and shows a
+unified diff. Writes are atomic: the content goes to a temp file in the target's
+directory (as a base64 quoted heredoc — never interpolated into a shell line),
+gets its mode and owner, then ``mv -f`` replaces the target, so an interrupted
+apply leaves either the old or the new file, never half of one.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import hashlib
+import json
+import os
+import posixpath
+import re
+import shlex
+from dataclasses import dataclass
+
+from gfsdeploy.errors import ModuleError, PlaybookError
+from gfsdeploy.modules.base import (ADD, CHANGE, DESTROY, WARN, Change, HostInfo, Module, Param,
+                                    TaskContext, TaskResult, q)
+from gfsdeploy.transport.base import Result
+
+#: files bigger than this are compared by sha256 only (no diff, no lineinfile)
+CAP = 1 << 20
+_EOF = "GFSDEPLOY_EOF"  # heredoc delimiter: '_' is not in the base64 alphabet
+
+
+# -- state --------------------------------------------------------------------------
+@dataclass
+class FileState:
+    """What one probe tells about a path. ``content`` is None when not read
+    (not asked, not a regular file, or bigger than :data:`CAP`)."""
+
+    path: str
+    kind: str = "absent"        # absent, file, directory, other
+    mode: str = ""              # "0644"
+    owner: str = ""
+    uid: str = ""
+    group: str = ""
+    gid: str = ""
+    size: int = 0
+    content: bytes | None = None
+    sha256: str = ""
+    link_target: str = ""       # set when the path itself is a symlink
+
+    @property
+    def exists(self) -> bool:
+        return self.kind != "absent"
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FileState":
+        """Build from a test table row: ``content`` (text) or ``content_b64``."""
+        data = dict(data)
+        if "content_b64" in data:
+            data["content"] = base64.b64decode(data.pop("content_b64"))
+        elif isinstance(data.get("content"), str):
+            data["content"] = data["content"].encode()
+        if data.get("content") is not None and "size" not in data:
+            data["size"] = len(data["content"])
+        if data.get("kind", "absent") == "absent" and "mode" not in data:
+            data["mode"] = ""
+        return cls(**data)
+
+
+def stat_probe(path: str, *, content: bool = True, into_dir: str | None = None) -> str:
+    """The one read for a path: ``P`` resolved path, ``L`` link target, ``S`` stat
+    line, then ``C`` + base64 content or ``H`` + sha256 when over the cap."""
+    lines = [f"p={q(path)}"]
+    if into_dir:
+        lines.append(f'if [ -d "$p" ]; then p="$p"/{q(into_dir)}; fi')
+    lines += [
+        'printf "P %s\\n" "$p"',
+        'if [ -L "$p" ]; then printf "L %s\\n" "$(readlink -- "$p")"; fi',
+        'if [ -e "$p" ]; then',
+        "  stat -L -c 'S %F|%a|%U|%u|%G|%g|%s' -- \"$p\" || exit 1",
+    ]
+    if content:
+        lines += [
+            '  if [ -f "$p" ]; then',
+            f'    if [ "$(stat -L -c %s -- "$p")" -le {CAP} ]; then echo C; base64 < "$p" || exit 1',
+            "    else printf 'H '; sha256sum < \"$p\" | cut -c1-64; fi",
+            "  fi",
+        ]
+    lines += ["else echo 'S absent'; fi"]
+    return "\n".join(lines)
+
+
+def parse_probe(path: str, result: Result, host: str = "", task: str = "") -> FileState:
+    """Turn :func:`stat_probe` output into a :class:`FileState`."""
+    if result.rc != 0:
+        raise ModuleError(f"cannot read {path}: {result.stderr.strip() or f'exit {result.rc}'}",
+                          host=host, task=task,
+                          fix="check the path and that the SSH user (or become) may read it")
+    state = FileState(path=path)
+    body: list[str] | None = None
+    for line in result.stdout.splitlines():
+        if body is not None:
+            body.append(line)
+        elif line.startswith("P "):
+            state.path = line[2:]
+        elif line.startswith("L "):
+            state.link_target = line[2:]
+        elif line == "S absent":
+            state.kind = "absent"
+        elif line.startswith("S "):
+            kind, mode, owner, uid, group, gid, size = line[2:].rsplit("|", 6)
+            state.kind = ("file" if kind.startswith("regular") else
+                          "directory" if kind == "directory" else "other")
+            state.mode = "%04o" % int(mode, 8)
+            state.owner, state.uid, state.group, state.gid = owner, uid, group, gid
+            state.size = int(size)
+        elif line.startswith("H "):
+            state.sha256 = line[2:].strip()
+        elif line == "C":
+            body = []
+    if body is not None:
+        state.content = base64.b64decode("".join(body))
+        state.sha256 = hashlib.sha256(state.content).hexdigest()
+    return state
+
+
+# -- modes (Ansible's rules) ----------------------------------------------------------
+_WHO = {"u": 0o4700, "g": 0o2070, "o": 0o1007}
+_BITS = {"u": {"r": 0o400, "w": 0o200, "x": 0o100, "s": 0o4000, "t": 0},
+         "g": {"r": 0o040, "w": 0o020, "x": 0o010, "s": 0o2000, "t": 0},
+         "o": {"r": 0o004, "w": 0o002, "x": 0o001, "s": 0, "t": 0o1000}}
+
+
+def check_mode_arg(mode) -> str | None:
+    """An error message for a mode Ansible would reject, else None."""
+    if mode is None or isinstance(mode, int) and not isinstance(mode, bool):
+        return None
+    if not isinstance(mode, str):
+        return f"mode must be a string like '0644' or 'u=rw,g=r', got {mode!r}"
+    if re.fullmatch(r"[0-7]{1,4}", mode) or mode == "preserve":
+        return None
+    for clause in mode.split(","):
+        if not re.fullmatch(r"[ugoa]*(?:[-+=][rwxXst]*)+", clause):
+            return f"invalid mode {mode!r}: expected octal like '0644' or symbolic like 'u=rw,g=r,o=r'"
+    return None
+
+
+def mode_warning(mode) -> str | None:
+    """Ansible reads an int mode as the number itself: ``mode: 644`` (no quotes, no
+    leading 0) is decimal 644 = 0o1204. We do the same, and say so."""
+    if isinstance(mode, int) and not isinstance(mode, bool) and mode >= 0o1000 \
+            and re.fullmatch(r"[0-7]{3,4}", str(mode)):
+        return (f"mode: {mode} is the decimal number {mode} = {mode:04o} in octal (as in Ansible); "
+                f"write mode: '0{mode}' with quotes")
+    return None
+
+
+def want_mode(mode, current: int | None, is_dir: bool) -> int | None:
+    """The numeric mode ``mode`` asks for, given the current one (None: new path,
+    whose base is 0644/0755 as with the usual umask 022)."""
+    if mode is None or mode == "preserve":
+        return None
+    if isinstance(mode, int):
+        return mode
+    if re.fullmatch(r"[0-7]{1,4}", mode):
+        return int(mode, 8)
+    value = current if current is not None else (0o755 if is_dir else 0o644)
+    for clause in mode.split(","):
+        who = re.match(r"[ugoa]*", clause).group(0)
+        users = "ugo" if who in ("", "a") or "a" in who else who
+        for op, perms in re.findall(r"([-+=])([rwxXst]*)", clause[len(who):]):
+            bits = 0
+            for user in users:
+                for perm in perms:
+                    if perm == "X":
+                        if is_dir or value & 0o111:
+                            bits |= _BITS[user]["x"]
+                    else:
+                        bits |= _BITS[user][perm]
+            if op == "+":
+                value |= bits
+            elif op == "-":
+                value &= ~bits
+            else:
+                mask = sum(_WHO[u] for u in set(users))
+                value = (value & ~mask) | bits
+    return value & 0o7777
+
+
+# -- diffs ------------------------------------------------------------------------------
+def _text(data: bytes) -> str | None:
+    if b"\0" in data:
+        return None
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def unified_diff(path: str, old: bytes | None, new: bytes, *, new_file: bool = False) -> str:
+    """A unified diff ``--- path`` / ``+++ path``; binary content gets a size line."""
+    before, after = _text(old or b""), _text(new)
+    if before is None or after is None:
+        return f"binary content: {len(old or b'')} -> {len(new)} bytes"
+    out = []
+    for line in difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
+                                     fromfile="/dev/null" if new_file else path, tofile=path):
+        if not line.endswith("\n"):
+            line += "\n\\ No newline at end of file\n"
+        out.append(line)
+    return "".join(out).rstrip("\n")
+
+
+# -- scripts ----------------------------------------------------------------------------
+def _attr_lines(target: str, mode: int | None, owner, group, *, preserve_from: str | None) -> list[str]:
+    lines = []
+    if preserve_from:
+        lines.append(f'if [ -e {preserve_from} ]; then chown "$(stat -L -c %u:%g -- {preserve_from})" '
+                     f'{target} 2>/dev/null || true; fi')
+        if mode is None:
+            lines.append(f'if [ -e {preserve_from} ]; then chmod "$(stat -L -c %a -- {preserve_from})" {target}; '
+                         f'else chmod "$(printf %o $((0666 & ~0$(umask))))" {target}; fi')
+    if mode is not None:
+        lines.append(f"chmod {mode:04o} {target}")
+    if owner:
+        lines.append(f"chown {q(owner)} {target}")
+    if group:
+        lines.append(f"chgrp {q(group)} {target}")
+    return lines
+
+
+def validate_line(validate: str) -> str:
+    """Ansible's ``validate: 'visudo -cf %s'`` with ``%s`` = the temp file."""
+    words = []
+    for word in shlex.split(validate):
+        words.append('"$tmp"'.join(q(part) if part else "" for part in word.split("%s")) or "''")
+    return " ".join(words)
+
+
+def write_script(path: str, content: bytes, *, mode: int | None = None, owner=None, group=None,
+                 backup: bool = False, follow: bool = False, mkdir: bool = False,
+                 validate: str | None = None) -> str:
+    """Atomic write: temp file in the same directory, mode/owner, validate, ``mv -f``.
+    Without ``mode``/``owner``/``group`` the existing file's are kept (new file: umask)."""
+    lines = ["(", f"p={q(path)}"]
+    if follow:
+        lines.append('p=$(readlink -f -- "$p" 2>/dev/null || printf %s "$p")')
+    lines.append('d=$(dirname -- "$p")')
+    if mkdir:
+        lines.append('mkdir -p -- "$d"')
+    else:
+        lines.append('[ -d "$d" ] || { echo "Destination directory $d does not exist" >&2; exit 1; }')
+    if backup:
+        lines.append('if [ -f "$p" ]; then cp -p -- "$p" "$p.$$.$(date +%Y-%m-%d@%H:%M:%S)~"; fi')
+    lines += ['tmp=$(mktemp "$d/.gfsdeploy.XXXXXXXX")',
+              "trap 'rm -f \"$tmp\"' EXIT",
+              "trap 'exit 130' INT TERM HUP",
+              f"base64 -d > \"$tmp\" <<'{_EOF}'",
+              base64.encodebytes(content).decode() + _EOF]
+    lines += _attr_lines('"$tmp"', mode, owner, group, preserve_from='"$p"')
+    if validate:
+        lines.append(f"{validate_line(validate)} >&2 || {{ echo \"validation failed: \"{q(validate)} >&2; exit 1; }}")
+    lines += ['mv -f -- "$tmp" "$p"', ")"]
+    return "\n".join(lines)
+
+
+def attrs_script(path: str, mode: int | None, owner, group, *, recurse: bool = False) -> str:
+    r = "-R " if recurse else ""
+    lines = []
+    if mode is not None:
+        lines.append(f"chmod {r}{mode:04o} -- {q(path)}")
+    if owner:
+        lines.append(f"chown {r}{q(owner)} -- {q(path)}")
+    if group:
+        lines.append(f"chgrp {r}{q(group)} -- {q(path)}")
+    return "\n".join(lines)
+
+
+# -- the shared plan for "this path should hold this content" ----------------------------
+def attr_diffs(state: FileState, mode: int | None, owner, group) -> list[str]:
+    """``field: old -> new`` lines for attributes that differ (empty for a new path:
+    those are shown as ``field: new``)."""
+    out = []
+    if mode is not None and (not state.exists or int(state.mode, 8) != mode):
+        out.append(f"mode: {state.mode} -> {mode:04o}" if state.exists else f"mode: {mode:04o}")
+    if owner and (not state.exists or str(owner) not in (state.owner, state.uid)):
+        out.append(f"owner: {state.owner} -> {owner}" if state.exists else f"owner: {owner}")
+    if group and (not state.exists or str(group) not in (state.group, state.gid)):
+        out.append(f"group: {state.group} -> {group}" if state.exists else f"group: {group}")
+    return out
+
+
+def plan_content(state: FileState, new: bytes, args: dict, *, follow: bool = False,
+                 mkdir: bool = False, sensitive: bool = False) -> list[Change]:
+    """Changes that make ``state.path`` hold ``new`` with the asked mode/owner/group."""
+    path = state.path
+    warnings = [Change(WARN, f"file {path}", diff=w) for w in [mode_warning(args.get("mode"))] if w]
+    if state.kind == "directory":
+        raise ModuleError(f"{path} is a directory", fix="point the task at a file path")
+    current = int(state.mode, 8) if state.exists else None
+    mode = want_mode(args.get("mode"), current, False)
+    owner, group = args.get("owner"), args.get("group")
+    attrs = attr_diffs(state, mode, owner, group)
+    script_args = dict(mode=mode, owner=owner, group=group, backup=bool(args.get("backup")),
+                       follow=follow, mkdir=mkdir, validate=args.get("validate"))
+    if not state.exists:
+        diff = "\n".join([unified_diff(path, None, new, new_file=True), *attrs]).strip("\n")
+        return warnings + [Change(ADD, f"file {path}", diff=diff, sensitive=sensitive,
+                                  script=write_script(path, new, **script_args))]
+    if state.content is not None:
+        differs = state.content != new
+        shown = unified_diff(path, state.content, new) if differs else ""
+    else:
+        differs = state.sha256 != hashlib.sha256(new).hexdigest()
+        shown = (f"content differs (existing file is {state.size} bytes, over the {CAP // 1024} KiB "
+                 "diff limit; not shown)") if differs else ""
+    if differs:
+        return warnings + [Change(CHANGE, f"file {path}", diff="\n".join([shown, *attrs]).strip("\n"),
+                                  sensitive=sensitive, script=write_script(path, new, **script_args))]
+    if attrs:
+        return warnings + [Change(CHANGE, f"file {path}", diff="\n".join(attrs),
+                                  script=attrs_script(path, mode, owner, group))]
+    return warnings
+
+
+def _fail(message: str, host: HostInfo | None = None, fix: str | None = None):
+    raise ModuleError(message, host=host.name if host else None, fix=fix)
+
+
+_FILE_ARGS = {
+    "mode": Param("raw", help="octal string like '0644', or symbolic like 'u=rw,g=r,o=r'"),
+    "owner": Param("str"),
+    "group": Param("str"),
+}
+
+
+class _FileModule(Module):
+    """Shared probe/read for modules that manage one file's content."""
+
+    content_probe = True
+
+    def path_of(self, args: dict) -> str:
+        return args["path"]
+
+    def validate(self, args: dict, *, where: dict | None = None) -> dict:
+        out = super().validate(args, where=where)
+        problem = check_mode_arg(out.get("mode"))
+        if problem:
+            raise PlaybookError(f"{self.name}: {problem}", field="mode", fix="quote the mode: mode: '0644'",
+                                **(where or {}))
+        if out.get("validate") and "%s" not in out["validate"]:
+            raise PlaybookError(f"{self.name}: validate must contain %s (the file to check)", field="validate",
+                                fix="e.g. validate: 'visudo -cf %s'", **(where or {}))
+        return out
+
+    def probes(self, args: dict, host: HostInfo) -> dict[str, str]:
+        return {"file": stat_probe(self.path_of(args), content=self.content_probe)}
+
+    def read(self, args: dict, facts: dict, ctx: TaskContext) -> FileState:
+        return parse_probe(self.path_of(args), facts["file"], ctx.host.name, ctx.task_name)
+
+    def _state(self, args: dict, state) -> FileState:
+        if isinstance(state, FileState):
+            return state
+        if isinstance(state, dict) and "file" in state and isinstance(state["file"], Result):
+            return parse_probe(self.path_of(args), state["file"])
+        return FileState.from_dict(state)
+
+
+# -- copy / template ------------------------------------------------------------------
+class Copy(_FileModule):
+    """``copy``: a controller file (``src``) or inline ``content`` to ``dest``."""
+
+    name = "copy"
+    params = {
+        "dest": Param("path", required=True),
+        "src": Param("path"),
+        "content": Param("raw"),
+        "backup": Param("bool", default=False),
+        "force": Param("bool", default=True, aliases=("thirsty",)),
+        "follow": Param("bool", default=False),
+        "validate": Param("str"),
+        **_FILE_ARGS,
+    }
+
+    def validate(self, args: dict, *, where: dict | None = None) -> dict:
+        out = super().validate(args, where=where)
+        if (out.get("src") is None) == (out.get("content") is None):
+            raise PlaybookError(f"{self.name} needs exactly one of src or content", field="src",
+                                fix="give `src: FILE` (on the controller) or `content: TEXT`", **(where or {}))
+        if out.get("content") is not None and out["dest"].endswith("/"):
+            raise PlaybookError("can not use content with a dir as dest", field="dest",
+                                fix="give dest a file name", **(where or {}))
+        return out
+
+    def prepare(self, args: dict, ctx: TaskContext) -> dict:
+        args = dict(args)
+        content = args.get("content")
+        if content is not None:
+            if isinstance(content, (dict, list)):
+                content = json.dumps(content)
+            args["_content_b64"] = base64.b64encode(str(content).encode()).decode()
+            args["_sensitive"] = type(content).__name__ == "Sensitive"
+            return args
+        local = ctx.find_file(args["src"])
+        if os.path.isdir(local):
+            raise ModuleError(f"copy of a directory ({args['src']}) is not supported", host=ctx.host.name,
+                              task=ctx.task_name, fix="copy each file with its own task (or a loop)")
+        with open(local, "rb") as handle:
+            args["_content_b64"] = base64.b64encode(handle.read()).decode()
+        if args.get("mode") == "preserve":
+            args["mode"] = "%04o" % (os.stat(local).st_mode & 0o7777)
+        if args["dest"].endswith("/"):
+            args["dest"] = args["dest"] + posixpath.basename(args["src"].rstrip("/"))
+        return args
+
+    def probes(self, args: dict, host: HostInfo) -> dict[str, str]:
+        into = posixpath.basename(args["src"].rstrip("/")) if args.get("src") else None
+        return {"file": stat_probe(args["dest"], into_dir=into)}
+
+    def path_of(self, args: dict) -> str:
+        return args["dest"]
+
+    def plan(self, args: dict, state, host: HostInfo) -> list[Change]:
+        state = self._state(args, state)
+        if "_content_b64" not in args:
+            raise ModuleError(f"{self.name}: content not prepared", fix="call prepare() before plan()")
+        new = base64.b64decode(args["_content_b64"])
+        if state.kind == "directory":
+            _fail(f"can not use content with a dir as dest: {state.path} is a directory", host,
+                  "give dest a file name")
+        if state.exists and not args.get("force", True):
+            return []
+        return plan_content(state, new, args, sensitive=bool(args.get("_sensitive")))
+
+
+class Template(Copy):
+    """``template``: render ``src`` (Jinja2, on the controller) then behave like copy."""
+
+    name = "template"
+    params = {k: v for k, v in Copy.params.items() if k != "content"}
+    params["src"] = Param("path", required=True)
+
+    def prepare(self, args: dict, ctx: TaskContext) -> dict:
+        args = dict(args)
+        rendered = ctx.render_file(args["src"])
+        args["_content_b64"] = base64.b64encode(rendered.encode()).decode()
+        args["_sensitive"] = type(rendered).__name__ == "Sensitive"
+        if args["dest"].endswith("/"):
+            args["dest"] = args["dest"] + posixpath.basename(args["src"])
+        return args
+
+
+# -- file --------------------------------------------------------------------------------
+class File(_FileModule):
+    """``file``: a path's type (file, directory, link, absent, touch) and attributes."""
+
+    name = "file"
+    content_probe = False
+    params = {
+        "path": Param("path", required=True, aliases=("dest", "name")),
+        "state": Param("str", choices=("file", "directory", "absent", "touch", "link")),
+        "src": Param("path"),
+        "recurse": Param("bool", default=False),
+        "force": Param("bool", default=False),
+        "follow": Param("bool", default=True),
+        "modification_time": Param("str"),
+        "access_time": Param("str"),
+        **_FILE_ARGS,
+    }
+
+    def validate(self, args: dict, *, where: dict | None = None) -> dict:
+        out = super().validate(args, where=where)
+        if out.get("state") == "link" and not out.get("src"):
+            raise PlaybookError("file: src is required for state=link", field="src",
+                                fix="add `src: TARGET` (what the link points to)", **(where or {}))
+        if out.get("recurse") and isinstance(out.get("mode"), str) and not re.fullmatch(r"[0-7]{1,4}", out["mode"]):
+            raise PlaybookError("file: recurse supports octal modes only", field="mode",
+                                fix="use an octal mode like '0755'", **(where or {}))
+        return out
+
+    def probes(self, args: dict, host: HostInfo) -> dict[str, str]:
+        probes = {"file": stat_probe(args["path"], content=False)}
+        if args.get("recurse"):
+            test = []
+            if args.get("owner"):
+                test.append(f"! -user {q(args['owner'])}")
+            if args.get("group"):
+                test.append(f"! -group {q(args['group'])}")
+            if args.get("mode") is not None:
+                test.append(f"! -perm {want_mode(args['mode'], None, True):04o}")
+            if test:
+                probes["recurse"] = (f"if [ -d {q(args['path'])} ]; then find {q(args['path'])} "
+                                     f"\\( {' -o '.join(test)} \\) -print | head -n 3; fi")
+        return probes
+
+    def read(self, args: dict, facts: dict, ctx: TaskContext):
+        state = parse_probe(args["path"], facts["file"], ctx.host.name, ctx.task_name)
+        recurse = facts.get("recurse")
+        return {"file": state, "recurse_differs": bool(recurse and recurse.stdout.strip())}
+
+    def plan(self, args: dict, state, host: HostInfo) -> list[Change]:
+        if isinstance(state, dict) and "file" in state and not isinstance(state["file"], Result):
+            st = state["file"] if isinstance(state["file"], FileState) else FileState.from_dict(state["file"])
+            recurse_differs = bool(state.get("recurse_differs"))
+        else:
+            st, recurse_differs = self._state(args, state), False
+        path, owner, group = args["path"], args.get("owner"), args.get("group")
+        warnings = [Change(WARN, f"file {path}", diff=w) for w in [mode_warning(args.get("mode"))] if w]
+        wanted = args.get("state")
+        is_link = bool(st.link_target)
+        current_kind = "link" if is_link and not args.get("follow", True) else st.kind
+        if wanted is None:  # Ansible: keep what is there; a missing path is an error
+            wanted = "directory" if args.get("recurse") and not st.exists else \
+                "link" if is_link and args.get("src") else current_kind
+            if wanted in ("absent", "other"):
+                _fail(f"file ({path}) is absent, cannot continue", host,
+                      "add `state: file|directory|touch|link` to say what it should be")
+        if wanted == "absent":
+            if not st.exists and not is_link:
+                return []
+            what = "directory" if st.kind == "directory" and not is_link else "file"
+            return [Change(DESTROY, f"{what} {path}", script=f"rm -rf -- {q(path)}")]
+        if wanted == "link":
+            src = args["src"]
+            if is_link and st.link_target == src:
+                return warnings
+            if st.exists and not is_link:
+                if st.kind == "directory":
+                    _fail(f"refusing to convert from directory to symlink for {path}", host,
+                          "remove the directory first (state: absent)")
+                if not args.get("force"):
+                    _fail(f"refusing to convert from file to symlink for {path}", host,
+                          "set force: true to replace the file with a link")
+            diff = f"link: {st.link_target} -> {src}" if is_link else f"link: -> {src}"
+            script = f"ln -sfn -- {q(src)} {q(path)}"
+            if owner or group:
+                script += "\n" + "\n".join(
+                    line for line in [f"chown -h {q(owner)} -- {q(path)}" if owner else "",
+                                      f"chgrp -h {q(group)} -- {q(path)}" if group else ""] if line)
+            return warnings + [Change(ADD if not (st.exists or is_link) else CHANGE, f"link {path}",
+                                      diff=diff, script=script)]
+        if wanted == "directory":
+            if st.exists and st.kind != "directory":
+                _fail(f"{path} already exists as a {st.kind}", host, "remove it first (state: absent)")
+            mode = want_mode(args.get("mode"), int(st.mode, 8) if st.exists else None, True)
+            attrs = attr_diffs(st, mode, owner, group)
+            if not st.exists:
+                return warnings + [Change(ADD, f"directory {path}", diff="\n".join(attrs),
+                                          script=mkdir_script(path, mode, owner, group))]
+            if recurse_differs and args.get("recurse"):
+                return warnings + [Change(CHANGE, f"directory {path}",
+                                          diff="\n".join(attrs + ["recurse: attributes differ below " + path]),
+                                          script=attrs_script(path, mode, owner, group, recurse=True))]
+            if attrs:
+                return warnings + [Change(CHANGE, f"directory {path}", diff="\n".join(attrs),
+                                          script=attrs_script(path, mode, owner, group))]
+            return warnings
+        if wanted == "touch":
+            if st.exists and st.kind == "directory":
+                mode = want_mode(args.get("mode"), int(st.mode, 8), True)
+            else:
+                mode = want_mode(args.get("mode"), int(st.mode, 8) if st.exists else None, False)
+            attrs = attr_diffs(st, mode, owner, group)
+            preserve = args.get("modification_time") == "preserve" and args.get("access_time") == "preserve"
+            script = "\n".join(s for s in [f"touch -- {q(path)}" if not (preserve and st.exists) else "",
+                                           attrs_script(path, mode, owner, group)] if s)
+            if not st.exists:
+                return warnings + [Change(ADD, f"file {path}", diff="\n".join(attrs), script=script)]
+            if preserve and not attrs:
+                return warnings
+            return warnings + [Change(CHANGE, f"file {path}",
+                                      diff="\n".join(attrs + ([] if preserve else ["times: now"])),
+                                      script=script)]
+        # state: file — the path must already be a file; only attributes change
+        if not st.exists:
+            _fail(f"file ({path}) is absent, cannot continue", host,
+                  "use state: touch to create an empty file, or copy/template to give it content")
+        if st.kind != wanted:
+            _fail(f"file ({path}) is {st.kind}, cannot continue", host,
+                  f"use state: {st.kind}" if st.kind == "directory" else None)
+        mode = want_mode(args.get("mode"), int(st.mode, 8), False)
+        attrs = attr_diffs(st, mode, owner, group)
+        if attrs:
+            return warnings + [Change(CHANGE, f"file {path}", diff="\n".join(attrs),
+                                      script=attrs_script(path, mode, owner, group))]
+        return warnings
+
+
+def mkdir_script(path: str, mode: int | None, owner, group) -> str:
+    """Create each missing directory of ``path`` with the asked attributes (as Ansible
+    does for the parents it creates)."""
+    parts, lines = [], []
+    current = "/" if path.startswith("/") else ""
+    for piece in [p for p in path.split("/") if p]:
+        current = posixpath.join(current, piece) if current else piece
+        parts.append(current)
+    for part in parts:
+        inner = "; ".join(["mkdir -- " + q(part), *[a for a in [attrs_script(part, mode, owner, group)] if a]])
+        lines.append(f"if [ ! -d {q(part)} ]; then {inner.replace(chr(10), '; ')}; fi")
+    return "\n".join(lines)
+
+
+# -- lineinfile ----------------------------------------------------------------------------
+def _split(text: str) -> list[str]:
+    """Lines with their endings, split on \\n only (as Python's readlines on bytes)."""
+    return [line for line in re.split(r"(?<=\n)", text) if line]
+
+
+def lineinfile_present(text: str, line: str, *, regexp: str | None = None, search_string: str | None = None,
+                       insertafter: str | None = None, insertbefore: str | None = None,
+                       backrefs: bool = False, firstmatch: bool = False) -> str:
+    """Ansible's lineinfile ``present()``: the new text (== ``text`` when nothing to do)."""
+    if insertafter is None and insertbefore is None:
+        insertafter = "EOF"
+    lines = _split(text)
+    found = -1        # line replaced by regexp/search_string/exact match
+    at = -1           # insertion point from insertafter/insertbefore
+    match = None
+    exact = False
+    anchor = None
+    if insertafter not in (None, "BOF", "EOF"):
+        anchor = re.compile(insertafter)
+    elif insertbefore not in (None, "BOF"):
+        anchor = re.compile(insertbefore)
+    if regexp is not None:
+        pattern = re.compile(regexp)
+        for number, current in enumerate(lines):
+            m = pattern.search(current)
+            if m:
+                found, match = number, m
+                if firstmatch:
+                    break
+    if search_string is not None:
+        for number, current in enumerate(lines):
+            if search_string in current:
+                found, match = number, True
+                if firstmatch:
+                    break
+    if not match:
+        for number, current in enumerate(lines):
+            if current.rstrip("\r\n") == line:
+                found, exact = number, True
+            elif anchor is not None and anchor.search(current):
+                if insertafter:
+                    at = number + 1
+                else:
+                    at = number
+                if firstmatch:
+                    break
+
+    def ensure_last_newline():
+        if lines and lines[-1][-1:] not in ("\n", "\r"):
+            lines.append("\n")
+
+    if found != -1:
+        new_line = match.expand(line) if backrefs and match is not None and match is not True else line
+        if not new_line.endswith("\n"):
+            new_line += "\n"
+        if lines[found] != new_line:
+            lines[found] = new_line
+    elif backrefs:
+        pass  # nothing matched: the backrefs cannot be filled, so Ansible leaves the file alone
+    elif insertbefore == "BOF" or insertafter == "BOF":
+        lines.insert(0, line + "\n")
+    elif insertafter == "EOF" or at == -1:
+        ensure_last_newline()
+        lines.append(line + "\n")
+    elif insertafter:
+        if at == len(lines):
+            if lines[at - 1].rstrip("\r\n") != line:
+                lines.append(line + "\n")
+        elif lines[at].rstrip("\r\n") != line:
+            lines.insert(at, line + "\n")
+    else:
+        lines.insert(at, line + "\n")
+    return "".join(lines)
+
+
+def lineinfile_absent(text: str, *, line: str | None = None, regexp: str | None = None,
+                      search_string: str | None = None) -> str:
+    """Ansible's lineinfile ``absent()``: drop every matching line."""
+    pattern = re.compile(regexp) if regexp is not None else None
+
+    def matches(current: str) -> bool:
+        if pattern is not None:
+            return bool(pattern.search(current))
+        if search_string is not None:
+            return search_string in current
+        return current.rstrip("\r\n") == line
+
+    return "".join(current for current in _split(text) if not matches(current))
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+_LINE_FILE_ARGS = {
+    "path": Param("path", required=True, aliases=("dest", "destfile", "name")),
+    "state": Param("str", default="present", choices=("present", "absent")),
+    "insertafter": Param("str"),
+    "insertbefore": Param("str"),
+    "create": Param("bool", default=False),
+    "backup": Param("bool", default=False),
+    "validate": Param("str"),
+    **_FILE_ARGS,
+}
+
+
+class _EditModule(_FileModule):
+    """lineinfile/blockinfile: edit the text of an existing (or created) file."""
+
+    def edit(self, args: dict, text: str, exists: bool) -> str:
+        raise NotImplementedError
+
+    def plan(self, args: dict, state, host: HostInfo) -> list[Change]:
+        st = self._state(args, state)
+        path = args["path"]
+        if st.kind == "directory":
+            _fail(f"Path {path} is a directory !", host, "point path at a file")
+        if not st.exists:
+            if args["state"] == "absent":
+                return []
+            if not args.get("create"):
+                _fail(f"Destination {path} does not exist !", host,
+                      "add `create: true`, or create the file in an earlier task")
+            old = b""
+        elif st.content is None:
+            _fail(f"{path} is {st.size} bytes, over the {CAP // 1024} KiB limit {self.name} reads", host,
+                  "manage this file with copy or template instead")
+        else:
+            old = st.content
+        new = _encode(self.edit(args, _decode(old), st.exists))
+        if st.exists and new == old:
+            return plan_content(st, old, args, follow=True)  # attributes only
+        return plan_content(st, new, args, follow=True, mkdir=True)
+
+
+class LineInFile(_EditModule):
+    """``lineinfile``: one line present (replacing a regexp match) or absent."""
+
+    name = "lineinfile"
+    params = {**_LINE_FILE_ARGS,
+              "line": Param("str", aliases=("value",)),
+              "regexp": Param("str", aliases=("regex",)),
+              "search_string": Param("str"),
+              "backrefs": Param("bool", default=False),
+              "firstmatch": Param("bool", default=False)}
+
+    def validate(self, args: dict, *, where: dict | None = None) -> dict:
+        out = super().validate(args, where=where)
+        where = where or {}
+        for a, b in (("insertbefore", "insertafter"), ("regexp", "search_string"), ("backrefs", "search_string")):
+            if out.get(a) and out.get(b):
+                raise PlaybookError(f"lineinfile: {a} and {b} are mutually exclusive", field=b,
+                                    fix=f"keep only one of {a} / {b}", **where)
+        if out["state"] == "present":
+            if out.get("backrefs") and out.get("regexp") is None:
+                raise PlaybookError("lineinfile: regexp is required with backrefs=true", field="regexp",
+                                    fix="add `regexp:` or drop `backrefs`", **where)
+            if out.get("line") is None:
+                raise PlaybookError("lineinfile: line is required with state=present", field="line",
+                                    fix="add `line: TEXT`", **where)
+        elif (out.get("regexp"), out.get("search_string"), out.get("line")) == (None, None, None):
+            raise PlaybookError("lineinfile: one of line, search_string, or regexp is required with state=absent",
+                                field="line", fix="add `regexp:` or `line:`", **where)
+        for key in ("regexp", "insertafter", "insertbefore"):
+            if out.get(key) not in (None, "EOF", "BOF"):
+                try:
+                    re.compile(out[key])
+                except re.error as err:
+                    raise PlaybookError(f"lineinfile: {key} is not a valid regular expression: {err}",
+                                        field=key, fix="fix the regular expression (Python syntax)", **where)
+        return out
+
+    def edit(self, args: dict, text: str, exists: bool) -> str:
+        if args["state"] == "absent":
+            return lineinfile_absent(text, line=args.get("line"), regexp=args.get("regexp"),
+                                     search_string=args.get("search_string"))
+        return lineinfile_present(text, args["line"], regexp=args.get("regexp"),
+                                  search_string=args.get("search_string"),
+                                  insertafter=args.get("insertafter"), insertbefore=args.get("insertbefore"),
+                                  backrefs=bool(args.get("backrefs")), firstmatch=bool(args.get("firstmatch")))
+
+
+# -- blockinfile -------------------------------------------------------------------------------
+def blockinfile_edit(text: str, block: str, *, present: bool = True,
+                     marker: str = "# {mark} ANSIBLE MANAGED BLOCK", marker_begin: str = "BEGIN",
+                     marker_end: str = "END", insertafter: str | None = None,
+                     insertbefore: str | None = None) -> str:
+    """Ansible's blockinfile: replace the text between the markers (or insert it
+    after/before a line matching a regexp, EOF by default); every other line stays."""
+    lines = _split(text)
+    if insertbefore is None and insertafter is None:
+        insertafter = "EOF"
+    anchor = None
+    if insertafter not in (None, "EOF"):
+        anchor = re.compile(insertafter)
+    elif insertbefore not in (None, "BOF"):
+        anchor = re.compile(insertbefore)
+    begin = marker.replace("{mark}", marker_begin) + "\n"
+    end = marker.replace("{mark}", marker_end) + "\n"
+    if present and block:
+        if not block.endswith("\n"):
+            block += "\n"
+        new = [begin, *_split(block), end]
+    else:
+        new = []
+    n0 = n1 = None
+    for number, current in enumerate(lines):
+        if current == begin:
+            n0 = number
+        if current == end:
+            n1 = number
+    if n0 is None or n1 is None:
+        n0 = None
+        if anchor is not None:
+            if anchor.flags & re.MULTILINE:
+                m = anchor.search(text)
+                if m:
+                    n0 = text.count("\n", 0, m.end() if insertafter else m.start())
+            else:
+                for number, current in enumerate(lines):
+                    if anchor.search(current):
+                        n0 = number
+            if n0 is None:
+                n0 = len(lines)
+            elif insertafter is not None:
+                n0 += 1
+        elif insertbefore is not None:
+            n0 = 0
+        else:
+            n0 = len(lines)
+    elif n0 < n1:
+        del lines[n0:n1 + 1]
+    else:
+        del lines[n1:n0 + 1]
+        n0 = n1
+    if n0 > 0 and not lines[n0 - 1].endswith("\n"):
+        lines[n0 - 1] += "\n"
+    lines[n0:n0] = new
+    return "".join(lines)
+
+
+class BlockInFile(_EditModule):
+    """``blockinfile``: a marked block of lines present or absent."""
+
+    name = "blockinfile"
+    params = {**_LINE_FILE_ARGS,
+              "block": Param("str", default="", aliases=("content",)),
+              "marker": Param("str", default="# {mark} ANSIBLE MANAGED BLOCK"),
+              "marker_begin": Param("str", default="BEGIN"),
+              "marker_end": Param("str", default="END")}
+
+    def validate(self, args: dict, *, where: dict | None = None) -> dict:
+        out = super().validate(args, where=where)
+        if out.get("insertafter") and out.get("insertbefore"):
+            raise PlaybookError("blockinfile: insertbefore and insertafter are mutually exclusive",
+                                field="insertbefore", fix="keep only one of them", **(where or {}))
+        return out
+
+    def edit(self, args: dict, text: str, exists: bool) -> str:
+        return blockinfile_edit(text, args.get("block") or "", present=args["state"] == "present",
+                                marker=args["marker"], marker_begin=args["marker_begin"],
+                                marker_end=args["marker_end"], insertafter=args.get("insertafter"),
+                                insertbefore=args.get("insertbefore"))
