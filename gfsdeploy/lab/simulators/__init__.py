@@ -25,6 +25,9 @@ What a simulator gets from the ``Lab`` object:
   pristine root filesystem — like a privileged ``hostNetwork`` pod whose image is the
   host's files; it sees the host's ``/dev``, so use the node's ``devices`` map);
 * ``lab.ssh_argv(node)``: an ``ssh`` command line that reaches the node.
+
+Optionally a simulator package also defines ``inventory_vars(lab) -> dict``: variables
+merged into ``all.vars`` of the inventory ``lab up`` writes (e.g. heketi's URL/keys).
 """
 
 from __future__ import annotations
@@ -46,14 +49,28 @@ class Service:
     ready_timeout: float = 15.0
 
 
+def _simulators():
+    for name in SIMULATORS:
+        try:
+            yield importlib.import_module(f"{__name__}.{name}")
+        except ImportError:
+            continue
+
+
+def inventory_vars(lab) -> dict:
+    """Inventory variables the simulators want (``inventory_vars(lab)`` in their package)."""
+    out = {}
+    for mod in _simulators():
+        factory = getattr(mod, "inventory_vars", None)
+        if callable(factory):
+            out.update(factory(lab) or {})
+    return out
+
+
 def services(lab) -> list[Service]:
     """Every simulator that offers ``service(lab)``; packages without it are skipped."""
     found = []
-    for name in SIMULATORS:
-        try:
-            mod = importlib.import_module(f"{__name__}.{name}")
-        except ImportError:
-            continue
+    for mod in _simulators():
         factory = getattr(mod, "service", None)
         if callable(factory):
             svc = factory(lab)
