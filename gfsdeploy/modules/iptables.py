@@ -54,6 +54,33 @@ def build_rule(args: dict) -> list[str]:
     return rule
 
 
+def display_rule(args: dict) -> str:
+    """The rule as a person reads it (close to ``iptables -S``); for the plan only."""
+    words: list[str] = []
+
+    def param(value, flag):
+        if value not in (None, "", []):
+            words.extend([flag, _show(str(value))])
+
+    match = list(args.get("match") or [])
+    ctstate = ",".join(args.get("ctstate") or [])
+    for key, flag in (("protocol", "-p"), ("source", "-s"), ("destination", "-d"), ("in_interface", "-i"),
+                      ("out_interface", "-o"), ("source_port", "--sport"), ("destination_port", "--dport")):
+        param(args.get(key), flag)
+    if args.get("destination_ports"):
+        words.extend(["-m", "multiport", "--dports", ",".join(map(str, args["destination_ports"]))])
+    for m in match:
+        words.extend(["-m", str(m)])
+        if ctstate and m in ("state", "conntrack"):
+            words.extend(["--state" if m == "state" else "--ctstate", ctstate])
+    if ctstate and not {"state", "conntrack"} & set(match):
+        words.extend(["-m", "conntrack", "--ctstate", ctstate])
+    if args.get("comment"):
+        words.extend(["-m", "comment", "--comment", _show(str(args["comment"]))])
+    param(args.get("jump"), "-j")
+    return " ".join(words)
+
+
 def binary(args: dict) -> str:
     return "ip6tables" if args.get("ip_version") == "ipv6" else "iptables"
 
@@ -131,7 +158,7 @@ class Iptables(Module):
                 return [Change(DESTROY, f"iptables chain {where}", script=qjoin(base + ["-X", chain]))]
             return []
         rule = build_rule(args)
-        shown = " ".join(_show(a) for a in rule)
+        shown = display_rule(args)
         changes = []
         if args["state"] == "present":
             if args.get("chain_management") and not state["chain"]:
