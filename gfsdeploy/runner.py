@@ -1,0 +1,577 @@
+"""Runs the task graph: plan (read + decide) or apply (read + decide + change).
+
+Per host, the state all tasks need is read in one batched round trip up front;
+after a host changes, what is left is re-read in one more. Steps run as soon
+as their predecessors are done, up to ``forks`` at once. A failure stops that
+host's downstream steps (and everything with ``--fail-fast``); notified
+handlers still run.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import json
+import os
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from gfsdeploy import modules, secrets
+from gfsdeploy.errors import GfsError, ModuleError, TransportError
+from gfsdeploy.graph import Step, build_graph
+from gfsdeploy.hostfacts import FACTS_PROBE, HostFactsCache, parse_facts
+from gfsdeploy.inventory import Host, Inventory
+from gfsdeploy.modules.base import ADD, CHANGE, DESTROY, WARN, Change, HostInfo, TaskContext, TaskResult
+from gfsdeploy.playbook import Playbook, Task
+from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown
+from gfsdeploy.transport import make_transport
+
+
+@dataclass
+class Options:
+    mode: str = "plan"  # plan | apply
+    forks: int = 50
+    fail_fast: bool = False
+    limit: list[str] | None = None
+    tags: set | None = None
+    skip_tags: set | None = None
+    accept_new_host_keys: bool = False
+    known_hosts: str | None = None
+    allow_destroy: bool = False
+    timeout: float = 600.0
+    connect_timeout: float = 10.0
+    extra_vars: dict = field(default_factory=dict)
+    verbose: int = 0
+    #: called (once per change, from any thread) before the first change is made: takes the lock
+    before_change: object = None
+
+
+@dataclass
+class StepOutcome:
+    """What happened to one (task, host)."""
+
+    task: Task
+    host: str
+    status: str  # ok | changed | failed | skipped | blocked | pending (plan: would change)
+    changes: list[Change] = field(default_factory=list)
+    error: str = ""
+    duration: float = 0.0
+    facts_digest: str = ""
+
+
+@dataclass
+class HostRun:
+    """A host's state during one run."""
+
+    host: Host
+    info: HostInfo
+    transport: object = None
+    connected: bool = False
+    failed: bool = False
+    unreachable: bool = False
+    registered: dict = field(default_factory=dict)
+    notified: set = field(default_factory=set)
+    facts: dict = field(default_factory=dict)       # (task_id, item) -> (args_key, {probe: Result})
+    stale: bool = True                              # facts must be (re)read before use
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    counts: dict = field(default_factory=lambda: {"ok": 0, "changed": 0, "failed": 0, "skipped": 0})
+    facts_raw: str = ""
+
+
+class Runner:
+    def __init__(self, inventory: Inventory, playbook: Playbook, options: Options, reporter):
+        self.inventory = inventory
+        self.playbook = playbook
+        self.options = options
+        self.reporter = reporter
+        self.graph, self.tasks = build_graph(playbook, inventory, limit=options.limit,
+                                             tags=options.tags, skip_tags=options.skip_tags)
+        search = []
+        for play in playbook.plays:
+            for d in (os.path.join(play.base_dir, "templates"), os.path.join(play.base_dir, "..", "templates"),
+                      play.base_dir, os.path.join(play.base_dir, "files")):
+                if d not in search:
+                    search.append(d)
+        self.search_path = search
+        self.templar_local = threading.local()
+        self.facts_cache = HostFactsCache()
+        magic = inventory.magic()
+        self.hosts: dict[str, HostRun] = {}
+        for name in {s.host for s in self.graph.nodes}:
+            host = inventory.hosts[name]
+            self.hosts[name] = HostRun(host=host, info=HostInfo(name=name, vars=host.vars))
+        self.magic = magic
+        self.outcomes: dict[Step, StepOutcome] = {}
+        self.stop_all = threading.Event()
+        self.steps_by_host: dict[str, list[Step]] = {}
+        for step in nx.topological_sort(self.graph):
+            self.steps_by_host.setdefault(step.host, []).append(step)
+        for name in _sensitive_names(inventory, playbook):
+            for hr in self.hosts.values():
+                if name in hr.host.vars:
+                    secrets.register(hr.host.vars[name])
+            for play in playbook.plays:
+                if name in play.vars:
+                    secrets.register(play.vars[name])
+
+    # -- templating -----------------------------------------------------------
+    @property
+    def templar(self) -> Templar:
+        t = getattr(self.templar_local, "t", None)
+        if t is None:
+            t = self.templar_local.t = Templar(self.search_path)
+        return t
+
+    def variables(self, hr: HostRun, task: Task) -> dict:
+        v = {**self.magic, "inventory_hostname": hr.host.name,
+             "inventory_hostname_short": hr.host.name.split(".")[0],
+             "group_names": sorted(hr.host.groups), "playbook_dir": task.play.base_dir,
+             "ansible_check_mode": self.options.mode == "plan"}
+        v.update(hr.host.vars)
+        v.update(_facts_vars(hr.info))
+        v.update(task.play.vars)
+        v.update(hr.registered)
+        v.update(task.vars)
+        v.update(self.options.extra_vars)
+        return v
+
+    # -- connection and batched reads -----------------------------------------
+    def _ensure_connected(self, hr: HostRun) -> None:
+        if hr.connected:
+            return
+        if hr.unreachable:
+            raise TransportError("host is unreachable (see the first error)", host=hr.host.name)
+        try:
+            hr.transport = make_transport(hr.host, known_hosts=self.options.known_hosts,
+                                          accept_new=self.options.accept_new_host_keys,
+                                          timeout=self.options.timeout,
+                                          connect_timeout=self.options.connect_timeout)
+            hr.transport.connect()
+        except GfsError:
+            hr.unreachable = True
+            raise
+        cached = self.facts_cache.get(hr.host)
+        if cached:
+            hr.info = parse_facts(hr.host.name, cached, hr.host.vars)
+        hr.connected = True
+
+    def _refresh(self, hr: HostRun, current: Step | None) -> None:
+        """Read, in one round trip, the probes of every remaining step of this host
+        whose arguments can be rendered now (plus the host facts)."""
+        remaining = self.steps_by_host.get(hr.host.name, [])
+        if current is not None and current in remaining:
+            remaining = remaining[remaining.index(current):]
+        probes: dict[str, str] = {"__facts__": FACTS_PROBE}
+        planned: dict = {}
+        for step in remaining:
+            task = self.tasks[step.task_id]
+            if step in self.outcomes:
+                continue
+            try:
+                for index, args in self._prepared_items(hr, task, quiet=True):
+                    module = modules.get(task.module)
+                    for key, cmd in module.probes(args, hr.info).items():
+                        probes[f"{task.id}\x1f{index}\x1f{key}"] = cmd
+                    planned[(task.id, index)] = _args_key(args)
+            except Exception:  # noqa: BLE001 - not renderable yet; read it when it runs
+                continue
+        results = hr.transport.read_many(probes)
+        facts_result = results.pop("__facts__")
+        # steps rendered with outdated facts are re-read when they run (their args differ)
+        hr.info = parse_facts(hr.host.name, facts_result.stdout, hr.host.vars)
+        hr.facts_raw = facts_result.stdout
+        self.facts_cache.put(hr.host, facts_result.stdout)
+        grouped: dict = {}
+        for key, result in results.items():
+            task_id, index, probe = key.split("\x1f", 2)
+            grouped.setdefault((task_id, int(index)), {})[probe] = result
+        hr.facts = {k: (planned[k], grouped.get(k, {})) for k in planned}
+        hr.stale = False
+
+    def _prepared_items(self, hr: HostRun, task: Task, *, quiet: bool = False):
+        """Yield (item index, validated+prepared args) for each loop item whose
+        `when` holds. Raises on unknowns when ``quiet`` (prefetch)."""
+        variables = self.variables(hr, task)
+        module = modules.get(task.module)
+        for index, item_vars in enumerate(self._items(task, variables)):
+            v = {**variables, **item_vars}
+            if task.when is not None:
+                if _references_unknown(self.templar, task.when, v):
+                    if quiet:
+                        raise LookupError("unknown")
+                    yield index, Unknown()
+                    continue
+                if not self.templar.evaluate(task.when, v, where=task.where()):
+                    continue
+            args = self.templar.render(task.args, v, where=task.where())
+            if is_unknown(args):
+                if quiet:
+                    raise LookupError("unknown")
+                yield index, args
+                continue
+            args = module.validate(args, where=task.where())
+            ctx = self._context(hr, task, v)
+            args = module.prepare(args, ctx)
+            yield index, args
+
+    def _items(self, task: Task, variables: dict) -> list[dict]:
+        if task.loop is None:
+            return [{}]
+        items = self.templar.render(task.loop, variables, where=task.where())
+        if isinstance(items, str) and not is_unknown(items):
+            items = [items]
+        if is_unknown(items):
+            raise LookupError("unknown loop")
+        if not isinstance(items, list):
+            raise GfsError(f"`loop` must give a list, got {type(items).__name__}", **task.where(),
+                           field="loop", fix="loop over a list, e.g. `loop: \"{{ groups['gluster'] }}\"`")
+        return [{task.loop_var: item, "ansible_loop": {"index0": i, "index": i + 1}} for i, item in enumerate(items)]
+
+    def _context(self, hr: HostRun, task: Task, variables: dict) -> TaskContext:
+        def render_file(path):
+            full = self._find(path, task)
+            return self.templar.render_file(full, variables, where=task.where())
+
+        ctx = TaskContext(hr.info, hr.transport, task_name=task.label, render_file=render_file,
+                          find_file=lambda p: self._find(p, task),
+                          progress=lambda msg: self.reporter.progress(hr.host.name, task, msg),
+                          check_mode=self.options.mode == "plan",
+                          transports={n: h.transport for n, h in self.hosts.items()})
+        ctx.allow_destroy = self.options.allow_destroy
+        ctx.variables = variables
+        return ctx
+
+    def _find(self, path: str, task: Task) -> str:
+        if os.path.isabs(path):
+            return path
+        for base in [task.play.base_dir, *self.search_path]:
+            candidate = os.path.join(base, path)
+            if os.path.exists(candidate):
+                return os.path.normpath(candidate)
+        return os.path.join(task.play.base_dir, path)
+
+    # -- executing one step -----------------------------------------------------
+    def _execute(self, step: Step) -> StepOutcome:
+        task = self.tasks[step.task_id]
+        hr = self.hosts[step.host]
+        started = time.monotonic()
+        outcome = StepOutcome(task=task, host=step.host, status="ok")
+        try:
+            with hr.lock:
+                if task.is_handler and not ({task.name, *task.listen} & hr.notified):
+                    outcome.status = "skipped"
+                    outcome.error = "not notified"
+                    return outcome
+                if hr.failed and not task.is_handler:
+                    outcome.status = "blocked"
+                    return outcome
+                self._ensure_connected(hr)
+                self._run_task(hr, task, step, outcome)
+        except GfsError as exc:
+            outcome.status = "failed"
+            if not exc.host:
+                exc.host = step.host
+            if not exc.task:
+                exc.task = task.label
+            outcome.error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug must not take the other hosts down
+            outcome.status = "failed"
+            detail = traceback.format_exc() if self.options.verbose else ""
+            outcome.error = secrets.redact(f"host {step.host}, task {task.label!r}: internal error: "
+                                           f"{type(exc).__name__}: {exc}\n{detail}".rstrip())
+        finally:
+            outcome.duration = time.monotonic() - started
+        if outcome.status == "failed":
+            if task.ignore_errors:
+                outcome.status = "ok"
+                outcome.error = "(ignored) " + outcome.error
+            else:
+                hr.failed = True
+                if self.options.fail_fast:
+                    self.stop_all.set()
+        return outcome
+
+    def _run_task(self, hr: HostRun, task: Task, step: Step, outcome: StepOutcome) -> None:
+        module = modules.get(task.module)
+        plan_mode = self.options.mode == "plan"
+        results: list[dict] = []
+        any_changed = False
+        variables = self.variables(hr, task)
+        runs_in_plan = module.read_only or task.changed_when is False or \
+            (isinstance(task.changed_when, str) and task.changed_when.strip().lower() in ("false", "no")) or \
+            task.check_mode is False
+        items = self._items_or_unknown(task, variables)
+        for index, item_vars in enumerate(items):
+            v = {**variables, **item_vars}
+            if item_vars is None:  # loop over something unknown until apply
+                outcome.changes.append(Change(CHANGE, f"{task.module}: {task.label}", "loop (known after apply)"))
+                results.append({"changed": True})
+                continue
+            if task.when is not None:
+                if _references_unknown(self.templar, task.when, v):
+                    outcome.changes.append(Change(CHANGE, f"{task.module}: {task.label}",
+                                                  "condition (known after apply)"))
+                    results.append({"changed": True})
+                    continue
+                if not self.templar.evaluate(task.when, v, where=task.where()):
+                    results.append({"changed": False, "skipped": True, "skip_reason": "condition false"})
+                    continue
+            args = self.templar.render(task.args, v, where=task.where())
+            if is_unknown(args):
+                outcome.changes.append(Change(CHANGE, f"{task.module}: {task.label}",
+                                              show_unknown(_describe_args(args))))
+                results.append({"changed": True})
+                continue
+            args = module.validate(args, where=task.where())
+            ctx = self._context(hr, task, v)
+            args = module.prepare(args, ctx)
+            facts = self._facts_for(hr, task, step, index, args, module)
+            state = module.read(args, facts, ctx)
+            changes = module.plan(args, state, hr.info)
+            real = [c for c in changes if c.action != WARN]
+            outcome.changes.extend(changes)
+            if task.no_log:
+                for c in changes:
+                    c.sensitive = True
+            if plan_mode and not runs_in_plan:
+                results.append({"changed": bool(real)} if real else TaskResult().as_register())
+                any_changed |= bool(real)
+                continue
+            if not real:
+                if runs_in_plan and module.read_only:
+                    result = module.apply(args, changes, ctx)
+                    results.append(self._judge(task, result, v))
+                else:
+                    results.append(TaskResult().as_register())
+                continue
+            if self.options.before_change is not None:
+                self.options.before_change()
+            attempts = (task.retries or 0) + 1 if task.until is not None else 1
+            for attempt in range(attempts):
+                result = module.apply(args, changes, ctx)
+                judged = self._judge(task, result, v)
+                if task.until is None:
+                    break
+                if self.templar.evaluate(task.until, {**v, **({task.register: judged} if task.register else {})},
+                                         where=task.where()):
+                    break
+                if attempt + 1 < attempts:
+                    self.reporter.progress(hr.host.name, task, f"retrying ({attempt + 1}/{attempts - 1})")
+                    time.sleep(task.delay)
+                    changes = module.plan(args, module.read(args, self._read_now(hr, module, args), ctx), hr.info)
+                    if not [c for c in changes if c.action != WARN]:
+                        judged = TaskResult().as_register()
+                        break
+            else:
+                judged["failed"] = True
+                judged["msg"] = (judged.get("msg") or "") + f" (until condition not met after {attempts} attempts)"
+            if judged.get("changed"):
+                hr.stale = True  # the host changed: what was read for later steps may be outdated
+            results.append(judged)
+            any_changed |= bool(judged.get("changed"))
+            if judged.get("failed"):
+                self._register(hr, task, results, items)
+                raise ModuleError(judged.get("msg") or "failed", host=hr.host.name, task=task.label)
+        self._register(hr, task, results, items, unknown=plan_mode and any_changed and not runs_in_plan)
+        real_changes = [c for c in outcome.changes if c.action != WARN]
+        if plan_mode and not runs_in_plan:
+            outcome.status = "pending" if real_changes else "ok"
+        else:
+            outcome.status = "changed" if any(r.get("changed") for r in results) else "ok"
+            if runs_in_plan and plan_mode:
+                outcome.changes = [c for c in outcome.changes if c.action == WARN]
+        if all(r.get("skipped") for r in results) and results:
+            outcome.status = "skipped"
+        if outcome.status in ("changed", "pending"):
+            for name in task.notify:
+                hr.notified.add(self.templar.render(name, variables) if "{{" in str(name) else name)
+
+    def _items_or_unknown(self, task: Task, variables: dict) -> list:
+        try:
+            return self._items(task, variables)
+        except LookupError:
+            return [None]
+
+    def _judge(self, task: Task, result: TaskResult, variables: dict) -> dict:
+        value = result.as_register()
+        if result.rc is not None and result.rc != 0 and task.failed_when is None:
+            value["failed"] = True
+            if not value.get("msg"):
+                value["msg"] = (f"command exited {result.rc}\n  stderr: {result.stderr.strip()[-2000:] or '(empty)'}")
+        scoped = {**variables, **({task.register: value} if task.register else {}),
+                  "rc": value.get("rc"), "stdout": value.get("stdout"), "stderr": value.get("stderr")}
+        if task.changed_when is not None:
+            value["changed"] = bool(self.templar.evaluate(task.changed_when, scoped, where=task.where()))
+        if task.failed_when is not None:
+            value["failed"] = bool(self.templar.evaluate(task.failed_when, scoped, where=task.where()))
+            if value["failed"] and not value.get("msg"):
+                value["msg"] = f"failed_when condition is true: {task.failed_when}"
+        return value
+
+    def _register(self, hr: HostRun, task: Task, results: list, items: list, *, unknown: bool = False) -> None:
+        if not task.register:
+            return
+        if unknown:
+            hr.registered[task.register] = Unknown()
+            return
+        if task.loop is not None:
+            hr.registered[task.register] = {"results": results,
+                                            "changed": any(r.get("changed") for r in results),
+                                            "failed": any(r.get("failed") for r in results)}
+        else:
+            hr.registered[task.register] = results[0] if results else {"skipped": True, "changed": False}
+
+    def _facts_for(self, hr: HostRun, task: Task, step: Step, index: int, args: dict, module) -> dict:
+        if hr.stale:
+            self._refresh(hr, step)
+        cached = hr.facts.get((task.id, index))
+        if cached and cached[0] == _args_key(args):
+            return cached[1]
+        return self._read_now(hr, module, args)
+
+    def _read_now(self, hr: HostRun, module, args) -> dict:
+        probes = module.probes(args, hr.info)
+        return hr.transport.read_many(probes) if probes else {}
+
+    # -- the whole run ------------------------------------------------------------
+    def run(self, mode: str | None = None) -> list[StepOutcome]:
+        """Run every step once in ``mode`` (plan or apply). Connections and what was
+        read stay open for a following run (apply = a plan pass, then an apply pass)."""
+        if mode:
+            self.options.mode = mode
+        self.outcomes = {}
+        self.stop_all.clear()
+        for hr in self.hosts.values():
+            hr.registered, hr.notified, hr.failed = {}, set(), hr.unreachable
+            hr.counts = {"ok": 0, "changed": 0, "failed": 0, "skipped": 0}
+        graph = self.graph
+        waiting = {n: graph.in_degree(n) for n in graph.nodes}
+        ready = [n for n, d in waiting.items() if d == 0]
+        order = {n: i for i, n in enumerate(nx.topological_sort(graph))}
+        running: dict[cf.Future, Step] = {}
+        forks = max(1, self.options.forks)
+        try:
+            with cf.ThreadPoolExecutor(max_workers=forks, thread_name_prefix="gfs") as pool:
+                while ready or running:
+                    ready.sort(key=lambda s: order[s])
+                    while ready and len(running) < forks:
+                        step = ready.pop(0)
+                        if self.stop_all.is_set() or self._blocked(step):
+                            self._finish(step, StepOutcome(self.tasks[step.task_id], step.host, "blocked"))
+                            ready.extend(self._release(step, waiting))
+                            continue
+                        running[pool.submit(self._execute, step)] = step
+                    if not running:
+                        continue
+                    done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                    for future in done:
+                        step = running.pop(future)
+                        self._finish(step, future.result())
+                        ready.extend(self._release(step, waiting))
+        except KeyboardInterrupt:
+            self.stop_all.set()
+            raise
+        return [self.outcomes[s] for s in nx.topological_sort(graph) if s in self.outcomes]
+
+    def close(self) -> None:
+        for hr in self.hosts.values():
+            if hr.transport is not None:
+                try:
+                    hr.transport.close()
+                except Exception:  # noqa: BLE001 - closing is best effort
+                    pass
+
+    def _blocked(self, step: Step) -> bool:
+        task = self.tasks[step.task_id]
+        if self.hosts[step.host].failed and not task.is_handler:
+            return True
+        for pred in self.graph.predecessors(step):
+            if self.graph.edges[pred, step].get("hard"):
+                outcome = self.outcomes.get(pred)
+                if outcome and outcome.status in ("failed", "blocked") and not self.tasks[pred.task_id].is_handler:
+                    return True
+        return False
+
+    def _release(self, step: Step, waiting: dict) -> list[Step]:
+        out = []
+        for succ in self.graph.successors(step):
+            waiting[succ] -= 1
+            if waiting[succ] == 0:
+                out.append(succ)
+        return out
+
+    def _finish(self, step: Step, outcome: StepOutcome) -> None:
+        self.outcomes[step] = outcome
+        hr = self.hosts[step.host]
+        key = {"pending": "changed", "blocked": "skipped"}.get(outcome.status, outcome.status)
+        if not (outcome.status == "skipped" and outcome.error == "not notified"):
+            hr.counts[key] = hr.counts.get(key, 0) + 1
+        self.reporter.step_done(outcome, self.options.mode)
+
+    # -- reporting helpers -----------------------------------------------------------
+    def round_trips(self) -> dict[str, int]:
+        return {name: (hr.transport.round_trips if hr.transport else 0) for name, hr in sorted(self.hosts.items())}
+
+    def fingerprint(self) -> dict:
+        """What plan saw, to refuse ``apply --plan`` when the hosts changed since."""
+        out = {}
+        for outcome in self.outcomes.values():
+            for change in outcome.changes:
+                out.setdefault(outcome.host, []).append(
+                    hashlib.sha256(json.dumps([outcome.task.id, change.action, change.resource,
+                                               change.diff], sort_keys=True).encode()).hexdigest())
+        return {h: sorted(v) for h, v in sorted(out.items())}
+
+
+def _args_key(args) -> str:
+    try:
+        return json.dumps(args, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        return repr(args)
+
+
+def _describe_args(args) -> str:
+    if isinstance(args, dict):
+        return ", ".join(f"{k}={v}" for k, v in args.items() if is_unknown(v))
+    return str(args)
+
+
+def _references_unknown(templar: Templar, expression, variables: dict) -> bool:
+    from jinja2 import meta
+
+    exprs = expression if isinstance(expression, list) else [expression]
+    for expr in exprs:
+        if isinstance(expr, bool):
+            continue
+        text = str(expr).strip()
+        if not text.startswith("{{"):
+            text = "{{ " + text + " }}"
+        try:
+            names = meta.find_undeclared_variables(templar.env.parse(text))
+        except Exception:  # noqa: BLE001 - syntax errors surface when evaluated
+            return False
+        if any(is_unknown(variables.get(n)) for n in names):
+            return True
+    return False
+
+
+def _facts_vars(info: HostInfo) -> dict:
+    family = {"debian": "Debian", "redhat": "RedHat"}.get(info.os_family, info.os_family.capitalize())
+    distro = {"debian": "Debian", "ubuntu": "Ubuntu", "centos": "CentOS", "rhel": "RedHat",
+              "rocky": "Rocky", "almalinux": "AlmaLinux", "fedora": "Fedora"}.get(info.os_id, info.os_id.capitalize())
+    return {"ansible_os_family": family, "ansible_distribution": distro,
+            "ansible_distribution_version": info.os_version,
+            "ansible_distribution_major_version": info.os_version.split(".")[0] if info.os_version else ""}
+
+
+def _sensitive_names(inventory: Inventory, playbook: Playbook) -> set:
+    names = set()
+    for host in inventory.hosts.values():
+        names.update(host.vars.get("sensitive_vars") or [])
+    for play in playbook.plays:
+        names.update(play.vars.get("sensitive_vars") or [])
+    return names

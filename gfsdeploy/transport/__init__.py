@@ -1,0 +1,26 @@
+"""Transports: how scripts reach a host (SSH, or the controller itself)."""
+
+from __future__ import annotations
+
+from gfsdeploy.transport.base import Result, Transport
+
+
+def make_transport(host, *, known_hosts: str | None = None, accept_new: bool = False,
+                   timeout: float = 600.0, connect_timeout: float = 10.0) -> Transport:
+    """The transport for an inventory host, from Ansible's connection variables."""
+    v = host.vars
+    become = host.become
+    become_user = str(v.get("ansible_become_user", "root"))
+    if host.connection == "local":
+        from gfsdeploy.transport.local import LocalTransport
+
+        return LocalTransport(host.name, become=become, become_user=become_user, timeout=timeout)
+    from gfsdeploy.transport.ssh import SSHTransport
+
+    return SSHTransport(host.name, host.address, port=host.port, user=host.user, key_file=host.key_file,
+                        known_hosts=known_hosts or v.get("gfsdeploy_known_hosts"), accept_new=accept_new,
+                        become=become, become_user=become_user, timeout=timeout,
+                        connect_timeout=connect_timeout, password=v.get("ansible_password"))
+
+
+__all__ = ["Result", "Transport", "make_transport"]
