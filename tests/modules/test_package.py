@@ -1,0 +1,111 @@
+"""package / apt / yum / dnf: plan tables per OS family, probe parsing, progress."""
+
+import pytest
+
+from gfsdeploy.errors import ModuleError, PreflightError
+from gfsdeploy.modules.base import HostInfo, TaskContext
+from gfsdeploy.modules.package import Apt, Dnf, Package, Yum, _parse_upgradable
+from gfsdeploy.transport.base import Result
+
+DEBIAN = HostInfo(name="k8s-1", os_family="debian", os_id="debian")
+UBUNTU = HostInfo(name="k8s-2", os_family="debian", os_id="ubuntu")
+ROCKY = HostInfo(name="k8s-3", os_family="redhat", os_id="rocky")
+CENTOS7 = HostInfo(name="k8s-4", os_family="redhat", os_id="centos", os_version="7")
+APT = "DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
+
+
+def st(installed=(), tools=("apt-get",), upgradable=()):
+    return {"installed": list(installed), "tools": list(tools), "upgradable": list(upgradable)}
+
+
+@pytest.mark.parametrize("module, host, kw, state, expected", [
+    # Debian: install only what is missing, in one command
+    (Package(), DEBIAN, {"name": ["glusterfs-client", "lvm2"]}, st(["lvm2"]),
+     [("+", "packages glusterfs-client", f"{APT} install glusterfs-client")]),
+    (Package(), DEBIAN, {"name": ["glusterfs-client", "lvm2"]}, st(["lvm2", "glusterfs-client"]), []),
+    # Ubuntu with update_cache: apt-get update only because something is missing
+    (Package(), UBUNTU, {"name": ["glusterfs-client", "lvm2", "thin-provisioning-tools"], "update_cache": True},
+     st([]),
+     [("+", "packages glusterfs-client, lvm2, thin-provisioning-tools",
+       f"{APT} update\n{APT} install glusterfs-client lvm2 thin-provisioning-tools")]),
+    (Apt(), UBUNTU, {"name": "lvm2", "update_cache": True}, st(["lvm2"]), []),
+    # RHEL family: dnf if present, else yum
+    (Package(), ROCKY, {"name": ["glusterfs-fuse", "lvm2"]}, st(["lvm2"], tools=("dnf", "yum")),
+     [("+", "packages glusterfs-fuse", "dnf -y -q install glusterfs-fuse")]),
+    (Yum(), CENTOS7, {"name": ["glusterfs-fuse", "lvm2"], "state": "installed"}, st([], tools=("yum",)),
+     [("+", "packages glusterfs-fuse, lvm2", "yum -y -q install glusterfs-fuse lvm2")]),
+    (Dnf(), ROCKY, {"name": ["glusterfs-fuse"], "update_cache": True}, st([], tools=("dnf",)),
+     [("+", "packages glusterfs-fuse", "dnf -q -y makecache\ndnf -y -q install glusterfs-fuse")]),
+    # absent / removed
+    (Package(), ROCKY, {"name": ["glusterfs-server", "lvm2"], "state": "absent"}, st(["glusterfs-server"], tools=("dnf",)),
+     [("-", "packages glusterfs-server", "dnf -y -q remove glusterfs-server")]),
+    (Yum(), CENTOS7, {"name": "glusterfs-server", "state": "removed"}, st([], tools=("yum",)), []),
+    (Apt(), DEBIAN, {"name": "glusterfs-server", "state": "absent"}, st(["glusterfs-server"]),
+     [("-", "packages glusterfs-server", f"{APT} remove glusterfs-server")]),
+    # latest: install missing and upgrade outdated
+    (Package(), DEBIAN, {"name": ["lvm2", "glusterfs-client"], "state": "latest"}, st(["lvm2"], upgradable=["lvm2"]),
+     [("+", "packages glusterfs-client", f"{APT} install glusterfs-client"),
+      ("~", "packages lvm2 (upgrade)", f"{APT} install --only-upgrade lvm2")]),
+    (Dnf(), ROCKY, {"name": ["lvm2"], "state": "latest"}, st(["lvm2"], tools=("dnf",)), []),
+    # quoting of odd names
+    (Package(), DEBIAN, {"name": ["a b"]}, st([]), [("+", "packages a b", f"{APT} install 'a b'")]),
+])
+def test_plan(module, host, kw, state, expected):
+    changes = module.plan(module.validate(kw), state, host)
+    assert [(c.action, c.resource, c.script) for c in changes] == expected
+
+
+def test_family_module_on_wrong_family_is_refused():
+    with pytest.raises(PreflightError, match="module 'apt' manages debian packages but k8s-3 is redhat"):
+        Apt().probes(Apt().validate({"name": "lvm2"}), ROCKY)
+
+
+def test_no_package_manager():
+    with pytest.raises(ModuleError, match="no package manager for OS family 'redhat'"):
+        Package().plan(Package().validate({"name": "lvm2"}), st([], tools=()), ROCKY)
+
+
+def test_probes_per_family():
+    args = Package().validate({"name": ["glusterfs-client", "lvm2"]})
+    assert Package().probes(args, DEBIAN)["installed"].startswith(
+        "dpkg-query -W -f='${Package} ${db:Status-Status}\\n' glusterfs-client lvm2")
+    assert Package().probes(args, ROCKY)["installed"].startswith(
+        "rpm -q --qf '%{NAME} installed\\n' glusterfs-client lvm2")
+
+
+@pytest.mark.parametrize("host, output, installed", [
+    (DEBIAN, "lvm2 installed\nglusterfs-client not-installed\nthin-provisioning-tools config-files\n", ["lvm2"]),
+    (ROCKY, "lvm2 installed\npackage glusterfs-fuse is not installed\n", ["lvm2"]),
+])
+def test_read_installed(host, output, installed):
+    module = Package()
+    ctx = TaskContext(host, None)
+    state = module.read(module.validate({"name": ["x"]}),
+                        {"tool": Result(0, "apt-get\n"), "installed": Result(0, output)}, ctx)
+    assert state["installed"] == installed
+
+
+def test_parse_upgradable():
+    policy = ("lvm2:\n  Installed: 2.03.11-2.1\n  Candidate: 2.03.16-2\n  Version table:\n"
+              "glusterfs-client:\n  Installed: (none)\n  Candidate: 10.3-5\n"
+              "wipe:\n  Installed: 1.0\n  Candidate: 1.0\n")
+    assert _parse_upgradable(policy, "debian") == {"lvm2"}
+    check = "\nlvm2.x86_64    8:2.03.21-3.el9    baseos\nObsoleting Packages\n"
+    assert _parse_upgradable(check, "redhat") == {"lvm2"}
+
+
+def test_apply_reports_progress_before_the_long_command():
+    events = []
+
+    class Fake:
+        def run(self, script, timeout=None):
+            events.append(("run", script.splitlines()[-1], timeout))
+            return Result(0, "done")
+
+    module = Package()
+    changes = module.plan(module.validate({"name": ["glusterfs-client", "lvm2"]}), st([]), UBUNTU)
+    ctx = TaskContext(UBUNTU, Fake(), progress=lambda m: events.append(("progress", m)))
+    result = module.apply({}, changes, ctx)
+    assert events[0] == ("progress", "installing glusterfs-client, lvm2 on k8s-2…")
+    assert events[1][0] == "run" and events[1][2] >= 600
+    assert result.changed
