@@ -24,7 +24,7 @@ import hashlib
 import re
 import urllib.parse
 
-from gfsdeploy.errors import ModuleError, PlaybookError
+from gfsdeploy.errors import PlaybookError
 from gfsdeploy.heketi_client import HeketiClient, HeketiError, HeketiUnreachable
 from gfsdeploy.modules.base import ADD, UNKNOWN, WARN, Change, HostInfo, Module, Param, TaskContext, TaskResult
 from gfsdeploy.validate import CHECKS
@@ -466,4 +466,4 @@ def missing_in_heketi(nodes: list[dict], volumes: list[str], topology: dict) -> 
 
 
 __all__ = ["HeketiTopology", "HeketiVolume", "HeketiBackup", "HeketiVerify", "plan_topology", "plan_volume",
-           "missing_in_heketi", "normalize_topology", "ModuleError"]
+           "missing_in_heketi", "normalize_topology"]

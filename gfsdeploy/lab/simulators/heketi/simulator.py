@@ -109,8 +109,8 @@ class HeketiSimulator:
         handler = type("HeketiSimHandler", (_Handler,), {"sim": self})
         self._server = ThreadingHTTPServer(tuple(self.listen), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="heketi-simulator",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="heketi-simulator", daemon=True)
         self._thread.start()
         return self
 
