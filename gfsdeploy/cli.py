@@ -249,6 +249,8 @@ def cmd_apply(args, playbook_path: str | None = None, extra: dict | None = None)
             else:
                 runner.reporter.write("No changes. The hosts match the playbook.")
                 runner.reporter.write(recap(runner, outcomes))
+                if args.verbose:
+                    runner.reporter.write("round trips: " + ", ".join(f"{h}={n}" for h, n in runner.round_trips().items()))
             return 0
         wipes = [c for o in outcomes for c in o.changes if c.data.get("destroys_data")]
         if wipes and not args.yes:

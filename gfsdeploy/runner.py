@@ -431,6 +431,14 @@ class Runner:
         cached = hr.facts.get((task.id, index))
         if cached and cached[0] == _args_key(args):
             return cached[1]
+        if cached is None and (task.id, index) not in getattr(hr, "refreshed_for", set()):
+            # not renderable at the last batch (it uses a result registered since):
+            # batch it with everything else that is renderable now
+            hr.refreshed_for = set(hr.facts) | {(task.id, index)}
+            self._refresh(hr, step)
+            cached = hr.facts.get((task.id, index))
+            if cached and cached[0] == _args_key(args):
+                return cached[1]
         return self._read_now(hr, module, args)
 
     def _read_now(self, hr: HostRun, module, args) -> dict:

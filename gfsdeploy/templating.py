@@ -231,7 +231,7 @@ class Templar:
             return [self._render(v, variables) for v in value]
         return value
 
-    _WHOLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
+    _WHOLE = re.compile(r"^\{\{(.*)\}\}$", re.S)
 
     def _render_string(self, text: str, variables):
         if "{{" not in text and "{%" not in text and "{#" not in text:
