@@ -2,7 +2,8 @@
 
 Ansible's community.general.modprobe arguments (name, state, params,
 persistent), plus ``persistent_file`` so one file may list several modules
-(the seed's ``/etc/modules-load.d/glusterfs.conf``) and ``on_unloadable``:
+(the seed's ``/etc/modules-load.d/glusterfs.conf``) and ``on_unloadable``
+(default: the host's ``kernel_modules_unloadable`` inventory variable):
 a kernel that cannot load modules is a preflight failure unless the inventory
 downgrades it to a warning, which still shows in plan and recap.
 """
@@ -29,7 +30,8 @@ class Modprobe(Module):
         "persistent": Param(default="disabled", choices=("present", "absent", "disabled")),
         "persistent_file": Param(type="path", default="",
                                  help="default /etc/modules-load.d/NAME.conf"),
-        "on_unloadable": Param(default="fail", choices=("fail", "warn")),
+        # default: the inventory variable kernel_modules_unloadable, else fail
+        "on_unloadable": Param(default=None, choices=("fail", "warn")),
     }
 
     @staticmethod
@@ -83,7 +85,7 @@ class Modprobe(Module):
                 consequence = CONSEQUENCE.get(name)
                 if consequence:
                     message += f" — {consequence}"
-                if args.get("on_unloadable", "fail") == "warn":
+                if on_unloadable(args, host) == "warn":
                     changes.append(Change(WARN, message))
                 else:
                     raise PreflightError(
@@ -126,6 +128,13 @@ class Modprobe(Module):
             elif mode == "absent" and options is not None:
                 changes.append(Change(DESTROY, options_file, script=f"rm -f {q(options_file)}"))
         return changes
+
+
+def on_unloadable(args: dict, host: HostInfo) -> str:
+    """The task's ``on_unloadable``, else the host's ``kernel_modules_unloadable``
+    inventory variable (so the playbook stays plain Ansible), else ``fail``."""
+    value = args.get("on_unloadable") or (host.vars or {}).get("kernel_modules_unloadable") or "fail"
+    return "warn" if str(value).lower() == "warn" else "fail"
 
 
 def _load_script(name: str, params: str) -> str:

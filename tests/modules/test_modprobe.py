@@ -111,3 +111,19 @@ def test_apply_reports_unloadable_plainly():
     with pytest.raises(Exception) as err:
         MOD.apply({}, changes, ctx)
     assert "cannot load kernel module dm_thin_pool" in str(err.value)
+
+
+@pytest.mark.parametrize("hostvars, arg, action", [
+    ({"kernel_modules_unloadable": "warn"}, None, "!"),
+    ({"kernel_modules_unloadable": "warn"}, "fail", "raise"),
+    ({}, "warn", "!"),
+    ({}, None, "raise"),
+])
+def test_unloadable_policy_from_inventory_var(hostvars, arg, action):
+    host = HostInfo(name="k8s-2", vars=hostvars)
+    kw = {"name": "dm_thin_pool", **({"on_unloadable": arg} if arg else {})}
+    if action == "raise":
+        with pytest.raises(PreflightError):
+            MOD.plan(MOD.validate(kw), state(loadable=False, why="x"), host)
+    else:
+        assert [c.action for c in MOD.plan(MOD.validate(kw), state(loadable=False, why="x"), host)] == ["!"]
