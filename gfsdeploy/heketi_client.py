@@ -13,6 +13,7 @@ message — never the key, which is registered with the redactor.
 from __future__ import annotations
 
 import errno
+import http.client
 import json
 import socket
 import time
@@ -115,7 +116,7 @@ class HeketiClient:
                     response = Response(reply.status, reply.headers, reply.read())
             except urllib.error.HTTPError as exc:
                 response = Response(exc.code, exc.headers, exc.read() if exc.fp else b"")
-            except (urllib.error.URLError, OSError, socket.timeout, ConnectionError) as exc:
+            except (urllib.error.URLError, OSError, socket.timeout, http.client.HTTPException) as exc:
                 retry = _refused(exc) or method == "GET"
                 if retry and attempt <= self.retries:
                     time.sleep(self.retry_delay * attempt)

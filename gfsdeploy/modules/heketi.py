@@ -23,6 +23,7 @@ import base64
 import hashlib
 import re
 import urllib.parse
+import weakref
 
 from gfsdeploy.errors import PlaybookError
 from gfsdeploy.heketi_client import HeketiClient, HeketiError, HeketiUnreachable
@@ -30,6 +31,8 @@ from gfsdeploy.modules.base import ADD, UNKNOWN, WARN, Change, HostInfo, Module,
 from gfsdeploy.validate import CHECKS
 
 _VOLUME_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
+#: one tunnel per (transport, heketi address) for the whole run: read and apply share it
+_TUNNELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 COMMON = {
     "url": Param(required=True, help="heketi's URL as the task host sees it, e.g. http://10.96.0.20:8080"),
@@ -125,7 +128,10 @@ def connect(args: dict, ctx: TaskContext, *, quick: bool = False) -> HeketiClien
     host, local_port = parts.hostname, port
     if ctx.transport is not None:
         try:
-            host, local_port = ctx.transport.forward(parts.hostname, port)
+            tunnels = _TUNNELS.setdefault(ctx.transport, {})
+            if (parts.hostname, port) not in tunnels:
+                tunnels[(parts.hostname, port)] = ctx.transport.forward(parts.hostname, port)
+            host, local_port = tunnels[(parts.hostname, port)]
         except NotImplementedError:
             pass
         except Exception as exc:  # a tunnel that cannot open is heketi not reachable

@@ -162,3 +162,26 @@ def test_wrong_key_is_a_clear_error(sim):
         run("heketi_topology", {**topo_args(sim), "key": "not-the-right-key"}, ctx())
     text = str(info.value)
     assert "401" in text and "not-the-right-key" not in text and "heketi admin key" in text
+
+
+class TunnelTransport(LocalTransport):
+    """Maps heketi's in-cluster address to the simulator, as the SSH tunnel would."""
+
+    def __init__(self, target):
+        super().__init__("k8s-1")
+        self.target = target
+        self.forwards = []
+
+    def forward(self, remote_host, remote_port):
+        self.forwards.append((remote_host, remote_port))
+        return self.target
+
+
+def test_requests_go_through_one_tunnel(sim):
+    transport = TunnelTransport(sim.address)
+    context = TaskContext(HostInfo("k8s-1"), transport, task_name="heketi")
+    args = {"url": "http://10.96.0.20:8080", "key": KEY, "topology": INVENTORY}
+    changes, result = run("heketi_topology", args, context)
+    assert result.changed and len(changes) == 7
+    run("heketi_volume", {"url": "http://10.96.0.20:8080", "key": KEY, "name": "heketidbstorage"}, context)
+    assert transport.forwards == [("10.96.0.20", 8080)]
