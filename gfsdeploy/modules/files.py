@@ -24,7 +24,7 @@ import shlex
 from dataclasses import dataclass
 
 from gfsdeploy.errors import ModuleError, PlaybookError
-from gfsdeploy.modules.base import (ADD, CHANGE, DESTROY, WARN, Change, HostInfo, Module, Param,
+from gfsdeploy.modules.base import (ADD, CHANGE, DESTROY, UNKNOWN, WARN, Change, HostInfo, Module, Param,
                                     TaskContext, TaskResult, q)
 from gfsdeploy.transport.base import Result
 
@@ -50,6 +50,8 @@ class FileState:
     content: bytes | None = None
     sha256: str = ""
     link_target: str = ""       # set when the path itself is a symlink
+    #: read for ``plan`` (not apply): a missing file may still come from an earlier task
+    planning: bool = False
 
     @property
     def exists(self) -> bool:
@@ -360,7 +362,9 @@ class _FileModule(Module):
         return {"file": stat_probe(self.path_of(args), content=self.content_probe)}
 
     def read(self, args: dict, facts: dict, ctx: TaskContext) -> FileState:
-        return parse_probe(self.path_of(args), facts["file"], ctx.host.name, ctx.task_name)
+        state = parse_probe(self.path_of(args), facts["file"], ctx.host.name, ctx.task_name)
+        state.planning = bool(ctx.check_mode)
+        return state
 
     def _state(self, args: dict, state) -> FileState:
         if isinstance(state, FileState):
@@ -499,6 +503,7 @@ class File(_FileModule):
 
     def read(self, args: dict, facts: dict, ctx: TaskContext):
         state = parse_probe(args["path"], facts["file"], ctx.host.name, ctx.task_name)
+        state.planning = bool(ctx.check_mode)
         recurse = facts.get("recurse")
         return {"file": state, "recurse_differs": bool(recurse and recurse.stdout.strip())}
 
@@ -576,6 +581,9 @@ class File(_FileModule):
                                       diff="\n".join(attrs + ([] if preserve else ["times: now"])),
                                       script=script)]
         # state: file — the path must already be a file; only attributes change
+        if not st.exists and st.planning:
+            return [Change(CHANGE, f"file {path}", diff=f"{UNKNOWN}: {path} does not exist yet "
+                           "(an earlier task must create it, or apply fails)")]
         if not st.exists:
             _fail(f"file ({path}) is absent, cannot continue", host,
                   "use state: touch to create an empty file, or copy/template to give it content")
@@ -730,6 +738,9 @@ class _EditModule(_FileModule):
             if args["state"] == "absent":
                 return []
             if not args.get("create"):
+                if st.planning:  # an earlier task of this run may create it; apply decides
+                    return [Change(CHANGE, f"file {path}", diff=f"{UNKNOWN}: {path} does not exist yet "
+                                   "(an earlier task must create it, or apply fails)")]
                 _fail(f"Destination {path} does not exist !", host,
                       "add `create: true`, or create the file in an earlier task")
             old = b""
