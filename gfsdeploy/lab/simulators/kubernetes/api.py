@@ -1,0 +1,135 @@
+"""The SIMULATED API server's verbs (create/get/list/replace/patch/delete), used by
+the HTTP layer and by the simulated controllers alike, so both go through the
+same admission (defaulting, validation, immutable fields)."""
+from __future__ import annotations
+
+import copy
+import json
+
+from .admission import Admission
+from .discovery import Discovery
+from .store import ApiError, Store, json_patch, merge_patch, now
+
+
+class Api:
+    def __init__(self, version: str, service_cidr: str):
+        self.discovery = Discovery(version)
+        self.store = Store()
+        self.admission = Admission(self.store, service_cidr)
+        self.faults: dict = {}
+        self.log = lambda msg: None
+
+    def res(self, plural: str):
+        return self.discovery.preferred(plural)
+
+    # --- verbs -----------------------------------------------------------
+    def create(self, res, ns: str, obj: dict) -> dict:
+        if res.namespaced and res.plural != "namespaces" and not self.store.find("namespaces", "", ns):
+            raise ApiError(404, "NotFound", f'namespaces "{ns}" not found',
+                           {"name": ns, "kind": "namespaces"})
+        obj = self.admission.on_create(res, ns if res.namespaced else "", obj)
+        return self.store.create(res, ns if res.namespaced else "", obj)
+
+    def replace(self, res, ns: str, name: str, obj: dict, sub: str | None = None) -> dict:
+        ns = ns if res.namespaced else ""
+        old = self.store.get(res, ns, name)
+        obj.setdefault("metadata", {}).setdefault("name", name)
+        new = self.admission.on_update(res, ns, obj, old, sub)
+        return self.store.update(res, ns, new)
+
+    def patch(self, res, ns: str, name: str, body: bytes, ctype: str, sub: str | None = None) -> dict:
+        ns = ns if res.namespaced else ""
+        old = self.store.get(res, ns, name)
+        try:
+            patch = json.loads(body or b"null")
+        except ValueError as exc:
+            raise ApiError(400, "BadRequest", f"error decoding patch: {exc}") from None
+        if "json-patch" in ctype:
+            if not isinstance(patch, list):
+                raise ApiError(400, "BadRequest", "the server rejected our request due to an error in our "
+                                                  "request: json patch must be a list")
+            new = json_patch(old, patch)
+        elif "merge-patch" in ctype:
+            new = merge_patch(old, patch, strategic="strategic" in ctype)
+        else:
+            raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
+                                                        f"accepted media types include: application/json-patch"
+                                                        f"+json, application/merge-patch+json, application/"
+                                                        f"strategic-merge-patch+json (got {ctype})")
+        if not isinstance(patch, dict) or "resourceVersion" not in (patch.get("metadata") or {}):
+            new.setdefault("metadata", {})["resourceVersion"] = old["metadata"]["resourceVersion"]
+        new = self.admission.on_update(res, ns, new, old, sub)
+        return self.store.update(res, ns, new)
+
+    def delete(self, res, ns: str, name: str, propagation: str = "Background") -> dict:
+        ns = ns if res.namespaced else ""
+        gone = self.store.delete(res, ns, name)
+        uid = gone["metadata"]["uid"]
+        if propagation == "Orphan":
+            for plural in ("pods", "replicasets", "endpoints", "services"):
+                for child in self.store.list(plural)[0]:
+                    refs = child["metadata"].get("ownerReferences") or []
+                    keep = [r for r in refs if r.get("uid") != uid]
+                    if len(keep) != len(refs):
+                        child["metadata"]["ownerReferences"] = keep
+                        self.store.update(self.res(plural), child["metadata"].get("namespace", ""), child, False)
+        if res.plural == "namespaces":
+            for (plural, ons, oname) in list(self.store.objs):
+                if ons == name:
+                    try:
+                        self.store.delete(self.res(plural), ons, oname)
+                    except ApiError:
+                        pass
+        return gone
+
+    # --- helpers for the simulated controllers ---------------------------
+    def set_status(self, plural: str, ns: str, name: str, status: dict) -> dict | None:
+        """Write status only if it changed; returns the object or None when gone."""
+        res = self.res(plural)
+        with self.store.cond:
+            cur = self.store.find(plural, ns, name)
+            if cur is None:
+                return None
+            if cur.get("status") == status:
+                return cur
+            cur["status"] = status
+            return self.store.update(res, ns, cur, check_rv=False)
+
+    def mutate(self, plural: str, ns: str, name: str, fn) -> dict | None:
+        """Read-modify-write under the store lock (controllers only)."""
+        res = self.res(plural)
+        with self.store.cond:
+            cur = self.store.find(plural, ns, name)
+            if cur is None:
+                return None
+            new = copy.deepcopy(cur)
+            fn(new)
+            if new == cur:
+                return cur
+            return self.store.update(res, ns, new, check_rv=False)
+
+    def event(self, obj: dict, kind: str, reason: str, message: str, etype: str = "Normal") -> None:
+        """Record an Event like the real components do (kubectl describe shows them)."""
+        meta = obj["metadata"]
+        ns = meta.get("namespace") or "default"
+        for ev in self.store.list("events", ns)[0]:
+            io = ev.get("involvedObject", {})
+            if io.get("uid") == meta.get("uid") and ev.get("reason") == reason and ev.get("message") == message:
+                ev["count"] = ev.get("count", 1) + 1
+                ev["lastTimestamp"] = now()
+                self.store.update(self.res("events"), ns, ev, False)
+                return
+        res = self.res("events")
+        ev = {"apiVersion": "v1", "kind": "Event",
+              "metadata": {"name": f"{meta['name']}.{abs(hash((reason, message, now()))) % 16**16:016x}",
+                           "namespace": ns},
+              "involvedObject": {"kind": kind, "namespace": meta.get("namespace", ""), "name": meta["name"],
+                                 "uid": meta.get("uid"), "apiVersion": obj.get("apiVersion", "v1")},
+              "reason": reason, "message": message, "type": etype, "count": 1,
+              "source": {"component": "gfsdeploy-simulator"},
+              "firstTimestamp": now(), "lastTimestamp": now()}
+        try:
+            self.store.create(res, ns, ev)
+        except ApiError:
+            pass
+        self.log(f"event {etype} {kind}/{meta['name']} {reason}: {message}")

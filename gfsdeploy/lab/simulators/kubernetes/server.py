@@ -1,0 +1,269 @@
+"""HTTP layer of the Kubernetes API server SIMULATOR (stdlib ThreadingHTTPServer).
+
+Routes the REST paths kubectl uses: discovery, /api/v1/..., /apis/G/V/...,
+watch streams (chunked JSON events), status and log subresources, Table
+output for `kubectl get`, and /simulator/faults for tests.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from . import tables
+from .store import ApiError, dumps, parse_field_selector, parse_label_selector, labels_match, fields_match
+
+NOT_FOUND = ApiError(404, "NotFound", "the server could not find the requested resource")
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "gfsdeploy-kubernetes-apiserver-simulator"
+    sim = None   # set by make_server
+
+    def log_message(self, fmt, *args):
+        self.sim.log("http " + (fmt % args))
+
+    # --- plumbing --------------------------------------------------------
+    def _send(self, code: int, body, ctype: str = "application/json"):
+        data = body if isinstance(body, bytes) else dumps(body)
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> bytes:
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def _json_body(self) -> dict:
+        try:
+            obj = json.loads(self._body() or b"{}")
+        except ValueError as exc:
+            raise ApiError(400, "BadRequest", f"error decoding request body: {exc}") from None
+        if not isinstance(obj, dict):
+            raise ApiError(400, "BadRequest", "request body must be a JSON object")
+        return obj
+
+    def do_GET(self):
+        self._dispatch("GET")
+
+    def do_POST(self):
+        self._dispatch("POST")
+
+    def do_PUT(self):
+        self._dispatch("PUT")
+
+    def do_PATCH(self):
+        self._dispatch("PATCH")
+
+    def do_DELETE(self):
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method: str):
+        url = urllib.parse.urlsplit(self.path)
+        self.query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
+        parts = [p for p in url.path.split("/") if p]
+        try:
+            self._route(method, parts)
+        except ApiError as err:
+            self._send(err.code, err.status())
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        except Exception as exc:   # keep serving; the log gets the trace
+            import traceback
+            self.sim.log("internal error: " + traceback.format_exc())
+            try:
+                self._send(500, ApiError(500, "InternalError", f"Internal error occurred: {exc}").status())
+            except OSError:
+                pass
+
+    # --- routing ---------------------------------------------------------
+    def _route(self, method: str, parts: list[str]):
+        api = self.sim.api
+        disc = api.discovery
+        if method == "GET" and parts in (["healthz"], ["livez"], ["readyz"]):
+            return self._send(200, b"ok", "text/plain")
+        if method == "GET" and parts == ["version"]:
+            return self._send(200, disc.version_doc())
+        if parts[:2] == ["simulator", "faults"]:
+            if method == "POST":
+                self.sim.set_faults(self._json_body())
+            return self._send(200, api.faults)
+        if method == "GET" and parts == ["api"]:
+            return self._send(200, disc.api_versions(self.sim.listen[0]))
+        if method == "GET" and parts == ["apis"]:
+            return self._send(200, disc.api_group_list())
+        if method == "GET" and len(parts) == 2 and parts[0] == "apis" and disc.group_versions(parts[1]):
+            return self._send(200, disc.api_group(parts[1]))
+        if parts[:1] == ["api"] and len(parts) >= 2:
+            group, version, rest = "", parts[1], parts[2:]
+        elif parts[:1] == ["apis"] and len(parts) >= 3:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise NOT_FOUND
+        if not rest:
+            doc = disc.resource_list(group, version)
+            if method != "GET" or doc is None:
+                raise NOT_FOUND
+            return self._send(200, doc)
+        watch_path = rest[0] == "watch"
+        if watch_path:
+            rest = rest[1:]
+        ns = None
+        if len(rest) >= 3 and rest[0] == "namespaces" and disc.find(group, version, rest[2]):
+            ns, rest = rest[1], rest[2:]
+        res = disc.find(group, version, rest[0])
+        if res is None or len(rest) > 3:
+            raise NOT_FOUND
+        name = rest[1] if len(rest) > 1 else None
+        sub = rest[2] if len(rest) > 2 else None
+        if sub and sub not in res.subresources:
+            raise NOT_FOUND
+        if res.namespaced and ns is None and (name or method == "POST"):
+            raise NOT_FOUND
+        if not res.namespaced and ns is not None:
+            raise NOT_FOUND
+        ns = ns or ""
+        if method == "GET" and name is None:
+            if watch_path or self.query.get("watch") in ("true", "1"):
+                return self._watch(res, ns)
+            return self._list(res, ns)
+        if method == "GET" and sub == "log":
+            return self._send(200, self.sim.runtime.read_log(ns, name, self.query.get("container")),
+                              "text/plain")
+        if method == "GET":
+            return self._send(200, self._out(res, api.store.get(res, ns, name)))
+        if method == "POST" and name is None:
+            body = self._json_body()
+            return self._send(201, self._out(res, api.create(res, ns, body)))
+        if method == "PUT" and name:
+            body = self._json_body()
+            return self._send(200, self._out(res, api.replace(res, ns, name, body, sub)))
+        if method == "PATCH" and name:
+            ctype = self.headers.get("Content-Type", "")
+            return self._send(200, self._out(res, api.patch(res, ns, name, self._body(), ctype, sub)))
+        if method == "DELETE" and name:
+            opts = self._json_body() if int(self.headers.get("Content-Length") or 0) else {}
+            prop = opts.get("propagationPolicy") or self.query.get("propagationPolicy") or "Background"
+            if opts.get("orphanDependents") is True:
+                prop = "Orphan"
+            return self._send(200, self._out(res, api.delete(res, ns, name, prop)))
+        if method == "DELETE":
+            labels = parse_label_selector(self.query.get("labelSelector"))
+            fields = parse_field_selector(self.query.get("fieldSelector"))
+            items, rv = api.store.list(res.plural, ns or None, labels, fields)
+            for obj in items:
+                api.delete(res, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+            return self._send(200, self._list_doc(res, items, rv))
+        raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the requested "
+                                                f"resource")
+
+    # --- output ----------------------------------------------------------
+    def _out(self, res, obj: dict) -> dict:
+        obj["apiVersion"] = res.group_version
+        obj["kind"] = res.kind
+        if self._wants_table():
+            return tables.table(res, [obj], obj["metadata"].get("resourceVersion", ""),
+                                self.query.get("includeObject", "Object"))
+        return obj
+
+    def _wants_table(self) -> bool:
+        return "as=Table" in self.headers.get("Accept", "")
+
+    def _list_doc(self, res, items, rv):
+        for obj in items:
+            obj["apiVersion"] = res.group_version
+            obj["kind"] = res.kind
+        return {"kind": f"{res.kind}List", "apiVersion": res.group_version,
+                "metadata": {"resourceVersion": rv}, "items": items}
+
+    def _list(self, res, ns: str):
+        labels = parse_label_selector(self.query.get("labelSelector"))
+        fields = parse_field_selector(self.query.get("fieldSelector"))
+        items, rv = self.sim.api.store.list(res.plural, ns or None, labels, fields)
+        if self._wants_table():
+            for obj in items:
+                obj["apiVersion"], obj["kind"] = res.group_version, res.kind
+            return self._send(200, tables.table(res, items, rv, self.query.get("includeObject", "Object")))
+        return self._send(200, self._list_doc(res, items, rv))
+
+    def _watch(self, res, ns: str):
+        store = self.sim.api.store
+        labels = parse_label_selector(self.query.get("labelSelector"))
+        fields = parse_field_selector(self.query.get("fieldSelector"))
+        timeout = float(self.query.get("timeoutSeconds") or 1800)
+        deadline = time.monotonic() + timeout
+        as_table = self._wants_table()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        def match(obj):
+            return obj is not None and (not ns or obj["metadata"].get("namespace") == ns) \
+                and labels_match(labels, obj["metadata"].get("labels")) and fields_match(fields, obj)
+
+        def send(etype, obj):
+            obj = json.loads(dumps(obj))
+            obj["apiVersion"], obj["kind"] = res.group_version, res.kind
+            if as_table:
+                obj = tables.table(res, [obj], obj["metadata"]["resourceVersion"],
+                                   self.query.get("includeObject", "Object"))
+            data = dumps({"type": etype, "object": obj}) + b"\n"
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+
+        start = self.query.get("resourceVersion") or "0"
+        if start == "0":
+            items, rv = store.list(res.plural, ns or None, labels, fields)
+            for obj in items:
+                send("ADDED", obj)
+            pos = int(rv)
+        else:
+            pos = int(start)
+        while time.monotonic() < deadline and not store.closed:
+            events, current = store.events_since(res.plural, pos)
+            if events is None:
+                gone = ApiError(410, "Expired", f"too old resource version: {pos} ({store.log[0][0]})")
+                data = dumps({"type": "ERROR", "object": gone.status()}) + b"\n"
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                break
+            for rv, _, etype, old, new in events:
+                pos = rv
+                was, now_ = match(old), match(new)
+                if etype == "ADDED" and now_:
+                    send("ADDED", new)
+                elif etype == "DELETED" and was:
+                    send("DELETED", new)
+                elif etype == "MODIFIED":
+                    if was and now_:
+                        send("MODIFIED", new)
+                    elif now_:
+                        send("ADDED", new)
+                    elif was:
+                        send("DELETED", new)
+            pos = max(pos, current)
+            store.wait(pos, min(1.0, max(0.0, deadline - time.monotonic())))
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+        self.close_connection = True
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def make_server(sim, listen: tuple[str, int]) -> ThreadingHTTPServer:
+    handler = type("BoundHandler", (Handler,), {"sim": sim})
+    return _Server(listen, handler)
+
+
+def serve_in_thread(httpd) -> threading.Thread:
+    t = threading.Thread(target=httpd.serve_forever, name="k8s-sim-http", daemon=True)
+    t.start()
+    return t
