@@ -181,13 +181,13 @@ def build_inventory(hosts: list[SshHost], base: dict | None, settings: dict, pro
     return {"all": {"vars": out_vars, "hosts": out_hosts, "children": children}}
 
 
-def _run_ssh_config(directory: str, run=subprocess.run) -> str:
+def _run_ssh_config(directory: str, run=None) -> str:
     vagrant = shutil.which("vagrant")
     if not vagrant:
         raise GfsError("`vagrant` is not installed (or not on PATH)",
                        fix="install Vagrant (https://developer.hashicorp.com/vagrant/install) and run `vagrant up`")
     try:
-        done = run([vagrant, "ssh-config"], cwd=directory, capture_output=True, text=True, timeout=300)
+        done = (run or subprocess.run)([vagrant, "ssh-config"], cwd=directory, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise GfsError(f"`vagrant ssh-config` failed: {exc}", fix="run `vagrant ssh-config` yourself to see why") \
             from None
@@ -195,12 +195,13 @@ def _run_ssh_config(directory: str, run=subprocess.run) -> str:
         detail = (done.stderr or done.stdout).strip().splitlines()
         raise GfsError("`vagrant ssh-config` failed: " + (" ".join(detail[:4]) or f"exit code {done.returncode}"),
                        file=os.path.join(directory, "Vagrantfile"),
-                       fix="start every machine with `vagrant up` (check with `vagrant status`)")
+                       fix="start every machine with `vagrant up` (check with `vagrant status`); if Vagrant "
+                           "finds no usable provider, install VirtualBox or the vagrant-libvirt plugin")
     return done.stdout
 
 
 def from_vagrant(directory: str = ".", provider: str | None = None, *, base_path: str | None = None,
-                 run=subprocess.run, env: dict | None = None) -> dict:
+                 run=None, env: dict | None = None) -> dict:
     """Inventory (as a dict) for the running Vagrant lab in `directory`."""
     vagrantfile = os.path.join(directory, "Vagrantfile")
     if not os.path.isfile(vagrantfile):
