@@ -137,7 +137,7 @@ class Runner:
         v.update(hr.registered)
         v.update(task.vars)
         v.update(self.options.extra_vars)
-        return v
+        return self.templar.resolve(v)
 
     # -- connection and batched reads -----------------------------------------
     def _ensure_connected(self, hr: HostRun) -> None:

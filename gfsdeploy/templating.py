@@ -69,6 +69,16 @@ def is_unknown(value) -> bool:
     return False
 
 
+def _has_template(value) -> bool:
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, dict):
+        return any(_has_template(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_template(v) for v in value)
+    return False
+
+
 def show_unknown(text: str) -> str:
     return text.replace(UNKNOWN_MARK, "(known after apply)")
 
@@ -243,6 +253,28 @@ class Templar:
                 str(result)  # raises UndefinedError with the name
             return result
         return self.env.from_string(text).render(variables)
+
+    def resolve(self, variables: dict) -> dict:
+        """Render variables whose values are templates themselves (Ansible
+        evaluates ``vars`` lazily and recursively). A variable that cannot be
+        rendered yet keeps its text; using it raises the real error."""
+        pending = {k for k, v in variables.items() if _has_template(v)}
+        if not pending:
+            return variables
+        out = dict(variables)
+        for _ in range(8):  # nesting depth; a self-reference stops here
+            progressed = False
+            for key in sorted(pending):
+                try:
+                    value = self.render(out[key], out)
+                except TemplateError:
+                    continue
+                out[key] = value
+                progressed = True
+            pending = {k for k in pending if _has_template(out[k])}
+            if not pending or not progressed:
+                break
+        return out
 
     def evaluate(self, expression, variables: dict, *, where: dict | None = None):
         """Evaluate a bare expression (``when:``, ``until:``, ``changed_when:``)."""
