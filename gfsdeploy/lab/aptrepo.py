@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import gzip
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -114,14 +115,17 @@ def removal_set(pkgs: list[Pkg], targets) -> set[str]:
                     if prov not in gone and prov not in cand and not _protected(q):
                         cand.add(prov)
                         todo.append(prov)
+    users_of: dict[str, set[str]] = {}  # name -> packages that depend on/recommend it
+    for p in installed.values():
+        for g in _deps(p, ("Pre-Depends", "Depends", "Recommends")):
+            for a in g:
+                users_of.setdefault(a, set()).add(p.name)
     changed = True
     while changed:
         changed = False
         for c in sorted(cand):
             names = {c} | {g[0] for g in dep_groups(installed[c].fields.get("Provides", ""))}
-            users = [p for p in installed.values() if p.name not in gone and p.name not in cand]
-            if any(a in names for u in users
-                   for g in _deps(u, ("Pre-Depends", "Depends", "Recommends")) for a in g):
+            if any(u not in gone and u not in cand for n in names for u in users_of.get(n, ())):
                 cand.discard(c)
                 changed = True
     return gone | cand
@@ -144,7 +148,13 @@ def packages_entry(control: str, filename: str, data: bytes) -> str:
 
 
 def write_index(repo: Path, debs: list[Path]) -> None:
-    """A flat repository (`deb [trusted=yes] URL ./`): Packages, Packages.gz, Release."""
+    """A flat repository (`deb [trusted=yes] URL ./`): Packages, Packages.gz, Release.
+
+    Skipped when the index already lists exactly DEBS (same names and sizes).
+    """
+    stamp = json.dumps(sorted((d.name, d.stat().st_size) for d in debs))
+    if (repo / "Release").exists() and (repo / ".indexed").exists() and (repo / ".indexed").read_text() == stamp:
+        return
     stanzas = []
     for deb in sorted(debs):
         control = run(["dpkg-deb", "-f", str(deb)]).stdout
@@ -158,12 +168,40 @@ def write_index(repo: Path, debs: list[Path]) -> None:
         tmp = repo / f".{name}.{os.getpid()}"
         tmp.write_bytes(data)
         os.replace(tmp, repo / name)
+    (repo / ".indexed").write_text(stamp)
 
 
-def simulate_install(names) -> list[tuple[str, str, str]]:
-    """(name, version, arch) apt would install on the host for NAMES (they are not installed)."""
+def simulate_install(names, cache: Path = CACHE_DIR) -> list[tuple[str, str, str]]:
+    """(name, version, arch) apt would install on the host for NAMES (they are not installed).
+
+    Remembered in CACHE until the host's dpkg status or apt lists change (apt is slow to ask).
+    """
     if not names:
         return []
+    key = json.dumps([sorted(names)] + [_mtime(p) for p in ("/var/lib/dpkg/status", "/var/lib/apt/lists")])
+    memo = cache / ".resolved.json"
+    try:
+        saved = json.loads(memo.read_text())
+        if saved["key"] == key:
+            return [tuple(x) for x in saved["result"]]
+    except (OSError, ValueError, KeyError):
+        pass
+    result = _simulate(names)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = cache / f".resolved.{os.getpid()}"
+    tmp.write_text(json.dumps({"key": key, "result": result}))
+    os.replace(tmp, memo)
+    return result
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+def _simulate(names) -> list[tuple[str, str, str]]:
     res = run(["apt-get", "install", "-s", "-y", "--no-install-recommends", *names], check=False)
     if res.returncode != 0:
         raise LabError(f"apt cannot resolve {' '.join(names)} on the host:\n  {res.stderr.strip()[:800]}",

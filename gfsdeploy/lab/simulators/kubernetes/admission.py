@@ -92,6 +92,9 @@ class Admission:
         spec.setdefault("dnsPolicy", "ClusterFirst")
         spec.setdefault("serviceAccountName", spec.get("serviceAccount", "default"))
         spec.setdefault("terminationGracePeriodSeconds", 30)
+        for v in spec.get("volumes") or []:
+            if len(v) == 1:
+                v["emptyDir"] = {}
         for c in spec.get("containers") or []:
             c.setdefault("imagePullPolicy", "IfNotPresent")
             c.setdefault("terminationMessagePath", "/dev/termination-log")

@@ -163,3 +163,36 @@ class Discovery:
                             "verbs": ["get"] if sub == "log" else ["get", "patch", "update"]})
         gv = f"{group}/{version}" if group else version
         return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": out}
+
+    # --- OpenAPI v3 ------------------------------------------------------
+    # Just enough for kubectl's field-validation check: a PATCH operation per
+    # kind declaring the `fieldValidation` query parameter, so kubectl leaves
+    # validation to the server (which accepts unknown fields: not checked here)
+    # instead of downloading full schemas. No --validate=false needed.
+    def openapi_v3_root(self) -> dict:
+        paths = {}
+        gvs = [("", "v1")] + [(g, v) for g in self.groups() for v in self.group_versions(g)]
+        for group, version in gvs:
+            key = f"apis/{group}/{version}" if group else f"api/{version}"
+            paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash=gfsdeploy-sim-{self.version}"}
+        return {"paths": paths}
+
+    def openapi_v3_gv(self, group: str, version: str) -> dict | None:
+        rs = [r for r in self.resources if r.group == group and r.version == version]
+        if not rs:
+            return None
+        prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        params = [{"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": True}}
+                  for n in ("dryRun", "fieldManager", "fieldValidation", "force")]
+        paths = {}
+        for r in rs:
+            item = f"{prefix}/namespaces/{{namespace}}/{r.plural}/{{name}}" if r.namespaced \
+                else f"{prefix}/{r.plural}/{{name}}"
+            gvk = {"group": r.group, "version": r.version, "kind": r.kind}
+            op = {"operationId": f"patch{r.kind}", "parameters": params,
+                  "responses": {"200": {"description": "OK"}},
+                  "x-kubernetes-action": "patch", "x-kubernetes-group-version-kind": gvk}
+            paths[item] = {"patch": op}
+        return {"openapi": "3.0.0",
+                "info": {"title": "Kubernetes API (gfsdeploy simulator)", "version": f"v{self.version}"},
+                "paths": paths, "components": {"schemas": {}}}

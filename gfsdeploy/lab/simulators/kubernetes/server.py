@@ -93,6 +93,13 @@ class Handler(BaseHTTPRequestHandler):
             if method == "POST":
                 self.sim.set_faults(self._json_body())
             return self._send(200, api.faults)
+        if method == "GET" and parts == ["openapi", "v3"]:
+            return self._send(200, disc.openapi_v3_root())
+        if method == "GET" and parts[:2] == ["openapi", "v3"] and len(parts) in (4, 5):
+            doc = disc.openapi_v3_gv(parts[3] if len(parts) == 5 else "", parts[-1])
+            if doc is None:
+                raise NOT_FOUND
+            return self._send(200, doc)
         if method == "GET" and parts == ["api"]:
             return self._send(200, disc.api_versions(self.sim.listen[0]))
         if method == "GET" and parts == ["apis"]:
