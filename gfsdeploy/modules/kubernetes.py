@@ -295,28 +295,31 @@ def _body(obj: dict) -> str:
 
 
 def create_or_update_script(args: dict, obj: dict) -> str:
-    """Patch the object if it exists by now, else create it: never AlreadyExists."""
+    """Patch the object if it exists by now, else create it: never AlreadyExists.
+
+    ``--validate=false``: the manifests are checked against Kubernetes' schemas by
+    the test suite; the API server still validates every object it stores."""
     k = qjoin(kubectl_argv(args))
     ns = qjoin(_ns_args(namespace_of(obj)))
     r = q(ref(obj))
     body = _body(obj)
     if obj["kind"] in REPLACE_KINDS:
         _, doc = heredoc(body)
-        update = f"  {k} replace -f - {doc}\n"
+        update = f"  {k} replace --validate=false -f - {doc}\n"
     else:
         patch = {key_: v for key_, v in obj.items() if key_ not in ("status", "apiVersion", "kind")}
         _, doc = heredoc(json.dumps(patch, ensure_ascii=False))
         update = f"  {k} patch {r} {ns} --type merge -p \"$(cat {doc}\n)\"\n"
     _, create_doc = heredoc(body)
     return (f"if {k} get {r} {ns} -o name >/dev/null 2>&1; then\n{update}"
-            f"else\n  {k} create -f - {create_doc}\nfi")
+            f"else\n  {k} create --validate=false -f - {create_doc}\nfi")
 
 
 def recreate_script(args: dict, obj: dict) -> str:
     k = qjoin(kubectl_argv(args))
     _, doc = heredoc(_body(obj))
     return (f"{k} delete {q(ref(obj))} {qjoin(_ns_args(namespace_of(obj)))} --ignore-not-found --wait=true\n"
-            f"{k} create -f - {doc}")
+            f"{k} create --validate=false -f - {doc}")
 
 
 def delete_script(args: dict, obj: dict) -> str:

@@ -152,7 +152,7 @@ def test_scripts_create_or_patch_never_plain_create():
     [add] = k8s_plan({"definition": DEPLOY}, [])
     assert "get deployment.apps/heketi -n default -o name" in add.script
     assert "patch deployment.apps/heketi -n default --type merge" in add.script
-    assert "create -f - <<'GFS_EOF_" in add.script
+    assert "create --validate=false -f - <<'GFS_EOF_" in add.script
     subprocess.run(["sh", "-n"], input=add.script.encode(), check=True)
 
 
