@@ -46,6 +46,8 @@ class Reporter:
         if mode == "plan":
             if status == "failed":
                 self.write(f"  ✗ {outcome.host}: {outcome.task.label}: {outcome.error}")
+            elif outcome.messages and self.verbose:
+                self.write("".join(f"  {outcome.host}: {m}\n" for m in outcome.messages).rstrip("\n"))
             return
         if status == "skipped" and outcome.error == "not notified":
             return
@@ -56,6 +58,8 @@ class Reporter:
             line += "\n    " + outcome.error.replace("\n", "\n    ")
         elif status == "changed" and self.verbose:
             line += "".join("\n    " + _change_line(c, self.color) for c in outcome.changes)
+        for message in outcome.messages:
+            line += "\n    " + message.replace("\n", "\n    ")
         self.write(line)
 
 

@@ -61,6 +61,7 @@ class StepOutcome:
     error: str = ""
     duration: float = 0.0
     facts_digest: str = ""
+    messages: list[str] = field(default_factory=list)  # what read-only tasks (debug) have to say
 
 
 @dataclass
@@ -345,6 +346,8 @@ class Runner:
                 if runs_in_plan and module.read_only:
                     result = module.apply(args, changes, ctx)
                     results.append(self._judge(task, result, v))
+                    if result.msg and not task.no_log:
+                        outcome.messages.append(result.msg)
                 else:
                     results.append(TaskResult().as_register())
                 continue
