@@ -247,6 +247,9 @@ def cmd_apply(args, playbook_path: str | None = None, extra: dict | None = None)
             if args.json:
                 dump_json(outcomes_json(runner, outcomes, mode="apply"))
             else:
+                for o in outcomes:
+                    for message in o.messages:
+                        runner.reporter.write(f"[{o.host}] {o.task.label}: {message}")
                 runner.reporter.write("No changes. The hosts match the playbook.")
                 runner.reporter.write(recap(runner, outcomes))
                 if args.verbose:
