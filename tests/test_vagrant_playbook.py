@@ -277,3 +277,34 @@ def test_plan_against_local_lab():
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode in (0, 2), done.stdout[-3000:] + done.stderr[-3000:]
     assert "Plan:" in done.stdout
+
+
+def test_rendered_commands_are_valid_shell(plays, inventory):
+    """Every command renders for every host and parses: `sh -n` for shell, shlex for command."""
+    import shlex
+
+    templar = _templar()
+    registered = {k: {"stdout": v} for k, v in FRESH.items()}
+    registered["join_command"] = {"stdout": "kubeadm join 192.168.186.10:6443 --token a.b "
+                                            "--discovery-token-ca-cert-hash sha256:00"}
+    hostvars = {h: {**host_vars(inventory, h), **registered} for h in inventory["all"]["hosts"]}
+    checked = 0
+    for play, task in all_tasks(plays):
+        if module_of(task) not in ("command", "shell"):
+            continue
+        for host in ("k8s-1", "k8s-2"):
+            v = play_vars(templar, play, {**host_vars(inventory, host), **registered, "hostvars": hostvars,
+                                          "ansible_user": "vagrant"})
+            args = templar.render(args_of(task), {**v, "item": (task.get("loop") or [None])[0]})
+            script = args["cmd"]
+            assert "{{" not in script and "{%" not in script, script
+            if module_of(task) == "shell":
+                done = subprocess.run(["sh", "-n", "-c", script], capture_output=True, text=True, timeout=30)
+                assert done.returncode == 0, f"{task['name']}: {done.stderr}"
+            else:
+                assert shlex.split(script)
+            for key in ("creates", "removes"):
+                if key in args:
+                    assert args[key].startswith("/"), args[key]
+            checked += 1
+    assert checked > 20
