@@ -169,3 +169,27 @@ def test_sshd_config_has_sftp_and_key_only_root():
     assert "Subsystem sftp /usr/lib/openssh/sftp-server" in nodes.SSHD_CONFIG
     assert "PermitRootLogin prohibit-password" in nodes.SSHD_CONFIG
     assert "PasswordAuthentication no" in nodes.SSHD_CONFIG
+
+
+def test_preflight_names_missing_tool_and_package(monkeypatch):
+    monkeypatch.setattr(host.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(host, "which", lambda t: None if t == "sshd" else "/bin/" + t)
+    with pytest.raises(LabError) as e:
+        host.preflight()
+    assert "sshd (apt package openssh-server)" in str(e.value)
+    assert "apt-get install -y openssh-server" in str(e.value)
+
+
+def test_preflight_refuses_non_root(monkeypatch):
+    monkeypatch.setattr(host.os, "geteuid", lambda: 1000)
+    with pytest.raises(LabError, match="needs root"):
+        host.preflight()
+
+
+def test_cli_prints_error_without_traceback(monkeypatch, capsys):
+    from gfsdeploy.lab.__main__ import main
+
+    monkeypatch.setattr(host.os, "geteuid", lambda: 1000)
+    assert main(["up"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the local lab needs root") and "Traceback" not in err
