@@ -44,9 +44,7 @@ class Reporter:
             return
         status = outcome.status
         if mode == "plan":
-            if status == "failed":
-                self.write(f"  ✗ {outcome.host}: {outcome.task.label}: {outcome.error}")
-            elif outcome.messages and self.verbose:
+            if outcome.messages and self.verbose:
                 self.write("".join(f"  {outcome.host}: {m}\n" for m in outcome.messages).rstrip("\n"))
             return
         if status == "skipped" and outcome.error == "not notified":

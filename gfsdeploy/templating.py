@@ -262,19 +262,44 @@ class Templar:
         if not pending:
             return variables
         out = dict(variables)
-        for _ in range(8):  # nesting depth; a self-reference stops here
+        refs = {key: self._references(out[key]) for key in pending}
+        for _ in range(len(pending) + 8):
             progressed = False
             for key in sorted(pending):
+                if refs[key] & (pending - {key}):
+                    continue  # render what it uses first
                 try:
                     value = self.render(out[key], out)
                 except TemplateError:
-                    continue
-                out[key] = value
+                    value = None
+                pending.discard(key)
                 progressed = True
-            pending = {k for k in pending if _has_template(out[k])}
+                if value is not None:
+                    out[key] = value
+                    if _has_template(value) and key not in refs.get(key, set()):
+                        pending.add(key)  # a template that yields a template: one more level
+                        refs[key] = self._references(value)
             if not pending or not progressed:
                 break
         return out
+
+    def _references(self, value) -> set:
+        from jinja2 import meta
+
+        names: set = set()
+        if isinstance(value, str):
+            if "{{" in value or "{%" in value:
+                try:
+                    names |= meta.find_undeclared_variables(self.env.parse(value))
+                except jinja2.TemplateError:
+                    pass
+        elif isinstance(value, dict):
+            for v in value.values():
+                names |= self._references(v)
+        elif isinstance(value, list):
+            for v in value:
+                names |= self._references(v)
+        return names
 
     def evaluate(self, expression, variables: dict, *, where: dict | None = None):
         """Evaluate a bare expression (``when:``, ``until:``, ``changed_when:``)."""

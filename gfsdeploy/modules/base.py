@@ -239,7 +239,7 @@ def validate_args(module: str, params: dict[str, Param], args: dict, where: dict
         elif param.type in ("str", "path") and isinstance(value, (int, float)) and not isinstance(value, bool):
             value = str(value)
         if param.type != "raw" and not isinstance(value, _TYPES[param.type]):
-            fail(f"argument {key!r} of {module!r} must be a {param.type}, got {type(value).__name__}",
+            fail(f"argument {key!r} of {module!r} must be a {param.type}, got {_type_name(value)}",
                  field=key, fix=f"give `{key}` a {param.type} value")
         if param.choices and value not in param.choices:
             fail(f"argument {key!r} of {module!r} must be one of {', '.join(map(str, param.choices))}; got {value!r}",
@@ -254,6 +254,14 @@ def validate_args(module: str, params: dict[str, Param], args: dict, where: dict
             secrets.register(value)
         out[key] = value
     return out
+
+
+def _type_name(value) -> str:
+    if isinstance(value, dict):
+        return "mapping"
+    if isinstance(value, list):
+        return "list"
+    return type(value).__name__
 
 
 def _closest(word: str, choices: list[str]) -> str | None:
