@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from dataclasses import dataclass, field
 
 from gfsdeploy import validate
@@ -13,6 +14,7 @@ from gfsdeploy.errors import InventoryError
 from gfsdeploy.yamlload import Node, load, position
 
 GROUP_KEYS = {"hosts", "vars", "children"}
+_SUBSCRIPT = re.compile(r"^(.+)\[(-?\d*)(?::(\d*))?\]$")
 #: kubespray/ansible spellings of the master group
 MASTER_ALIASES = ("k8s_master", "kube_control_plane", "kube-master", "kube_master")
 
@@ -68,7 +70,7 @@ class Inventory:
         ``a:b``, ``!x``, ``&y``), in inventory order."""
         if isinstance(pattern, list):
             pattern = ",".join(str(p) for p in pattern)
-        terms = [t.strip() for t in str(pattern).replace(":", ",").split(",") if t.strip()]
+        terms = [t.strip() for t in re.split(r",|:(?![^\[]*\])", str(pattern)) if t.strip()]
         selected: list[str] = []
         for term in terms:
             op = term[0] if term[0] in "!&" else ""
@@ -87,6 +89,15 @@ class Inventory:
         return [h for h in self.hosts if h in selected]
 
     def _match(self, name: str) -> list[str]:
+        sub = _SUBSCRIPT.match(name)
+        if sub and sub.group(1) in self.groups:  # Ansible's group[0], group[1:3]
+            members = self.groups[sub.group(1)]
+            if sub.group(3) is None:
+                index = int(sub.group(2))
+                return members[index:index + 1] if -len(members) <= index < len(members) else []
+            start = int(sub.group(2) or 0)
+            end = int(sub.group(3)) if sub.group(3) else len(members)
+            return members[start:end]
         if name in self.groups:
             return list(self.groups[name])
         if name in self.hosts:

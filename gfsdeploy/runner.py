@@ -208,7 +208,7 @@ class Runner:
                     continue
                 if not self.templar.evaluate(task.when, v, where=task.where()):
                     continue
-            args = self.templar.render(task.args, v, where=task.where())
+            args = self._render_args(task, module, v)
             if is_unknown(args):
                 if quiet:
                     raise LookupError("unknown")
@@ -218,6 +218,19 @@ class Runner:
             ctx = self._context(hr, task, v)
             args = module.prepare(args, ctx)
             yield index, args
+
+    def _render_args(self, task: Task, module, variables: dict):
+        raw = dict(task.args)
+        evaluated = {}
+        for name in module.expressions:
+            if name in raw:
+                items = raw.pop(name)
+                items = items if isinstance(items, list) else [items]
+                evaluated[name] = [{"expr": str(e), "value": self.templar.evaluate(e, variables, where=task.where())}
+                                   for e in items]
+        args = self.templar.render(raw, variables, where=task.where())
+        args.update(evaluated)
+        return args
 
     def _items(self, task: Task, variables: dict) -> list[dict]:
         if task.loop is None:
@@ -321,7 +334,7 @@ class Runner:
                 if not self.templar.evaluate(task.when, v, where=task.where()):
                     results.append({"changed": False, "skipped": True, "skip_reason": "condition false"})
                     continue
-            args = self.templar.render(task.args, v, where=task.where())
+            args = self._render_args(task, module, v)
             if is_unknown(args):
                 outcome.changes.append(Change(CHANGE, f"{task.module}: {task.label}",
                                               show_unknown(_describe_args(args))))

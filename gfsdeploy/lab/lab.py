@@ -296,6 +296,7 @@ class Lab:
         except Exception as e:  # noqa: BLE001 - another package's bug must not leave a half lab
             raise LabError(f"a simulator's inventory_vars(lab) failed: {e}") from None
         extra = {"lab_api_server": self.api_url, "lab_service_cidr": self.service_cidr, **extra}
+        extra = {**self._deployment_secrets(), **extra}
         inv = build_inventory(nodes=self.nodes, key_path=str(self.key_path),
                               known_hosts_path=str(self.known_hosts_path), extra_vars=extra)
         write_yaml(self.inventory_path, inv,
@@ -364,6 +365,20 @@ class Lab:
         return found
 
     # -- inspection -----------------------------------------------------------
+    def _deployment_secrets(self) -> dict:
+        """heketi's admin/user JWT keys for this lab: random, made once, kept in the state dir
+        (the shipped playbook declares them in ``sensitive_vars``)."""
+        import secrets as random
+
+        path = self.state_dir / "heketi-keys.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            keys = {"heketi_admin_key": random.token_urlsafe(24), "heketi_user_key": random.token_urlsafe(24)}
+            path.write_text(json.dumps(keys))
+            os.chmod(path, 0o600)
+            return keys
+
     def status(self) -> dict:
         out = {"name": self.name, "up": self.is_up(), "base": self.base, "state_dir": str(self.state_dir),
                "inventory": str(self.inventory_path) if self.inventory_path else None,

@@ -153,6 +153,9 @@ class Module:
     read_only: ClassVar[bool] = False
     #: the module takes Ansible's free-form string (``command: echo hi``)
     free_form: ClassVar[str | None] = None
+    #: arguments written as bare Jinja expressions (Ansible's ``assert: that:``); the
+    #: runner evaluates each and passes ``{"expr": text, "value": result}`` items
+    expressions: ClassVar[tuple] = ()
 
     # -- controller side ------------------------------------------------------
     def validate(self, args: dict, *, where: dict | None = None) -> dict:
