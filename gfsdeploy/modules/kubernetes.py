@@ -684,7 +684,9 @@ class KubernetesFacts(Module):
             if not check_mode:
                 raise ModuleError(f"Service {args['namespace']}/{args['service']} not found (or has no ClusterIP)",
                                   host=host, fix="create the Service first (task order), then read its facts")
-            cluster_ip = UNKNOWN
+            from gfsdeploy.templating import Unknown
+
+            cluster_ip = Unknown()  # later tasks using it are planned "(known after apply)"
         nodes = state.get("nodes") or []
         return {"version": state["server"].get("gitVersion", ""), "minor": minor,
                 "nodes": [n["metadata"]["name"] for n in nodes],
