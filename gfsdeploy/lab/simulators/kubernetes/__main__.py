@@ -32,6 +32,7 @@ def main(argv=None) -> int:
     p.add_argument("--manage-lo", action="store_true",
                    help="add Service ClusterIPs to lo (only inside the lab's network namespace)")
     p.add_argument("--node-netns", type=_pairs, default={}, help="k8s-1=netns,... for hostNetwork pods")
+    p.add_argument("--devices-json", default="", help="heketi backing devices {node: {dev: backing}}")
     p.add_argument("--ready-delay", type=float, default=1.0)
     a = p.parse_args(argv)
     host, _, port = a.listen.rpartition(":")
@@ -41,6 +42,11 @@ def main(argv=None) -> int:
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
+    if a.devices_json:
+        import json, os
+        os.makedirs(a.state, exist_ok=True)
+        with open(os.path.join(a.state, "devices.json"), "w") as fh:
+            json.dump(json.loads(a.devices_json), fh)
     sim.start()
     print(f"[k8s-sim] Kubernetes API server SIMULATOR listening on {sim.url()}", flush=True)
     done.wait()

@@ -48,6 +48,8 @@ class Admission:
                                               "namespace sent on the request")
         meta.pop("resourceVersion", None)
         meta.pop("uid", None)
+        if not res.namespaced:
+            meta.pop("namespace", None)
         fn = getattr(self, f"_default_{res.plural}", None)
         if fn:
             fn(res, obj, None)

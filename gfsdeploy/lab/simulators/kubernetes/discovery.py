@@ -8,6 +8,8 @@ server: extensions/v1beta1 workloads only < 1.16, storage.k8s.io/v1beta1 < 1.22.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
@@ -174,7 +176,9 @@ class Discovery:
         gvs = [("", "v1")] + [(g, v) for g in self.groups() for v in self.group_versions(g)]
         for group, version in gvs:
             key = f"apis/{group}/{version}" if group else f"api/{version}"
-            paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash=gfsdeploy-sim-{self.version}"}
+            doc = json.dumps(self.openapi_v3_gv(group, version), sort_keys=True).encode()
+            # kubectl caches these documents on disk by this hash: it must change with the content
+            paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash={hashlib.sha512(doc).hexdigest()[:64]}"}
         return {"paths": paths}
 
     def openapi_v3_gv(self, group: str, version: str) -> dict | None:
@@ -193,6 +197,13 @@ class Discovery:
                   "responses": {"200": {"description": "OK"}},
                   "x-kubernetes-action": "patch", "x-kubernetes-group-version-kind": gvk}
             paths[item] = {"patch": op}
+        if not group:
+            # kubectl validates a `kind: List` file as a whole before splitting it;
+            # declaring List here keeps it on server-side validation too
+            gvk = {"group": "", "version": "v1", "kind": "List"}
+            paths[f"{prefix}/lists/{{name}}"] = {"patch": {
+                "operationId": "patchList", "parameters": params, "responses": {"200": {"description": "OK"}},
+                "x-kubernetes-action": "patch", "x-kubernetes-group-version-kind": gvk}}
         return {"openapi": "3.0.0",
                 "info": {"title": "Kubernetes API (gfsdeploy simulator)", "version": f"v{self.version}"},
                 "paths": paths, "components": {"schemas": {}}}

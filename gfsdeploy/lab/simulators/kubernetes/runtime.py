@@ -328,9 +328,7 @@ class Runtime:
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 listen = ("127.0.0.1", s.getsockname()[1])
-        if self.sim.heketi_faults_file:
-            config.setdefault("simulator", {})["faults_file"] = self.sim.heketi_faults_file
-        hk = HeketiSimulator(config, db_path, listen, self.sim.state_dir)
+        hk = HeketiSimulator(config, db_path, listen, self.sim.state_dir, faults_path=self.sim.heketi_faults_file)
         hk.start()
         ctr.heketi = hk
         url = f"http://{listen[0]}:{listen[1]}"
@@ -414,7 +412,7 @@ class Runtime:
                                            "running\n")
                 return
             argv = self._argv(pod, run, ctr)
-        except (RuntimeError, OSError, ValueError) as exc:
+        except Exception as exc:   # any start failure (bad heketi DB, missing tool) is the container's
             self._append_log(run, ctr, f"[k8s-sim] cannot start container: {exc}\n")
             self.api.event(pod, "Pod", "Failed", f"Error: {exc}", "Warning")
             self._finish(ctr, 128, "StartError")
@@ -443,7 +441,6 @@ class Runtime:
         for ctr in run.containers.values():
             if ctr.started_at is None and time.monotonic() >= ctr.next_start:
                 self._start(pod, run, ctr)
-                continue
             if ctr.proc is not None and ctr.exit_code is None:
                 code = ctr.proc.poll()
                 if code is not None:

@@ -12,7 +12,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from . import tables
+from . import protobuf, tables
 from .store import ApiError, dumps, parse_field_selector, parse_label_selector, labels_match, fields_match
 
 NOT_FOUND = ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -40,6 +40,13 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(n) if n else b""
 
     def _json_body(self) -> dict:
+        if "protobuf" in self.headers.get("Content-Type", ""):
+            obj = protobuf.decode(self._body())
+            if obj is not None:
+                return obj
+            raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
+                                                        "accepted media types include: application/json "
+                                                        "(this simulator speaks JSON only)")
         try:
             obj = json.loads(self._body() or b"{}")
         except ValueError as exc:
@@ -225,11 +232,18 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
 
         start = self.query.get("resourceVersion") or "0"
-        if start == "0":
+        initial = self.query.get("sendInitialEvents") == "true"
+        if start == "0" or initial:
             items, rv = store.list(res.plural, ns or None, labels, fields)
             for obj in items:
                 send("ADDED", obj)
             pos = int(rv)
+            if initial:   # WatchList: the end of the initial state is a BOOKMARK with this annotation
+                mark = {"kind": res.kind, "apiVersion": res.group_version, "metadata": {
+                    "resourceVersion": rv, "annotations": {"k8s.io/initial-events-end": "true"}}}
+                data = dumps({"type": "BOOKMARK", "object": mark}) + b"\n"
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
         else:
             pos = int(start)
         while time.monotonic() < deadline and not store.closed:

@@ -99,8 +99,18 @@ def _job(j):
     conds = {c["type"]: c["status"] for c in st.get("conditions") or []}
     status = "Complete" if conds.get("Complete") == "True" else "Failed" if conds.get("Failed") == "True" \
         else "Running"
+    duration = ""
+    if st.get("startTime"):
+        end = st.get("completionTime")
+        duration = age(st["startTime"]) if not end else _span(st["startTime"], end)
     return [status, f"{st.get('succeeded', 0)}/{j.get('spec', {}).get('completions', 1)}",
-            "", age(j["metadata"].get("creationTimestamp"))]
+            duration, age(j["metadata"].get("creationTimestamp"))]
+
+
+def _span(start: str, end: str) -> str:
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    secs = int((datetime.datetime.strptime(end, fmt) - datetime.datetime.strptime(start, fmt)).total_seconds())
+    return f"{max(secs, 0)}s" if secs < 120 else f"{secs // 60}m"
 
 
 def _pvc(c):
