@@ -80,7 +80,12 @@ def load(path: str, error_cls=GfsError, *, what: str = "file"):
             text = handle.read()
     except FileNotFoundError:
         raise error_cls(f"{what} not found", file=path, fix="check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        with open(path, "rb") as handle:
+            line = handle.read().count(b"\n", 0, exc.start) + 1
+        raise error_cls(f"{what} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x})", file=path, line=line,
+                        fix="save the file as UTF-8") from None
+    except OSError as exc:
         raise error_cls(f"cannot read {what}: {exc}", file=path) from None
     return loads(text, path, error_cls)
 
