@@ -115,11 +115,27 @@ def _extra_vars(items: list[str]) -> dict:
     out: dict = {}
     for item in items:
         text = item.strip()
-        if text.startswith("@"):
-            with open(text[1:], encoding="utf-8") as handle:
-                out.update(yaml.safe_load(handle) or {})
-        elif text.startswith("{"):
-            out.update(yaml.safe_load(text) or {})
+        if text.startswith("@") or text.startswith("{") or text.startswith("["):
+            where = text[1:] if text.startswith("@") else "-e"
+            try:
+                if text.startswith("@"):
+                    with open(text[1:], encoding="utf-8") as handle:
+                        data = yaml.safe_load(handle)
+                else:
+                    data = yaml.safe_load(text)
+            except FileNotFoundError:
+                raise GfsError(f"extra vars file {where} not found", field="--extra-vars",
+                               fix="check the path after -e @") from None
+            except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+                raise GfsError(f"extra vars {where} are not valid YAML/JSON: "
+                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                               field="--extra-vars", fix="write -e key=value or -e '{\"key\": \"value\"}'") from None
+            if data is None:
+                continue
+            if not isinstance(data, dict):
+                raise GfsError(f"extra vars {where} must be a mapping, got {type(data).__name__}",
+                               field="--extra-vars", fix="write -e key=value or -e '{\"key\": \"value\"}'")
+            out.update(data)
         else:
             for pair in text.split():
                 key, eq, value = pair.partition("=")
