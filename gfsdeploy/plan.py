@@ -159,8 +159,13 @@ def outcomes_json(runner, outcomes, *, mode: str) -> dict:
     hosts: dict = {}
     for name in sorted(runner.hosts, key=_natural):
         hr = runner.hosts[name]
+        log = hr.transport.command_log if hr.transport else []
         hosts[name] = {"counts": hr.counts, "failed": hr.failed, "unreachable": hr.unreachable,
-                       "round_trips": hr.transport.round_trips if hr.transport else 0, "steps": []}
+                       "round_trips": hr.transport.round_trips if hr.transport else 0,
+                       # what the transport sent: batched reads vs. scripts that may change the host
+                       "commands": {"read": sum(1 for r in log if r.kind == "read"),
+                                    "run": sum(1 for r in log if r.kind != "read")},
+                       "steps": []}
     for outcome in outcomes:
         hosts[outcome.host]["steps"].append({
             "task": outcome.task.label, "task_id": outcome.task.id, "status": outcome.status,

@@ -64,3 +64,13 @@ def lab(tmp_path_factory):
         yield lab
     finally:
         lab.down()
+
+
+@pytest.fixture(scope="module")
+def fresh_lab(tmp_path_factory):
+    """A 3-node lab of this test module's own, for tests that need untouched nodes."""
+    lab = make_lab(tmp_path_factory, 3)
+    try:
+        yield lab
+    finally:
+        lab.down()
