@@ -38,8 +38,9 @@ def kubectl_binaries() -> list[str]:
 
 
 class Kubectl:
-    def __init__(self, binary: str, url: str, tmp: str):
+    def __init__(self, binary: str, url: str, tmp: str, prefix: list[str] | None = None):
         self.binary = binary
+        self.prefix = list(prefix or [])     # e.g. nsenter into a private network namespace
         self.cfg = os.path.join(tmp, "kubeconfig")
         self.cache = os.path.join(tmp, "kcache")
         with open(self.cfg, "w") as fh:
@@ -49,7 +50,7 @@ class Kubectl:
                        "users": [{"name": "sim", "user": {}}]}, fh)
 
     def __call__(self, *args, input=None, check=True, timeout=60) -> subprocess.CompletedProcess:
-        argv = [self.binary, "--kubeconfig", self.cfg, "--cache-dir", self.cache, *args]
+        argv = self.prefix + [self.binary, "--kubeconfig", self.cfg, "--cache-dir", self.cache, *args]
         r = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
         if check and r.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed rc={r.returncode}\n{r.stdout}\n{r.stderr}")
@@ -59,7 +60,7 @@ class Kubectl:
         return json.loads(self(*args, "-o", "json").stdout)
 
     def popen(self, *args) -> subprocess.Popen:
-        return subprocess.Popen([self.binary, "--kubeconfig", self.cfg, "--cache-dir", self.cache, *args],
+        return subprocess.Popen(self.prefix + [self.binary, "--kubeconfig", self.cfg, "--cache-dir", self.cache, *args],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
