@@ -166,7 +166,9 @@ class Runner:
         remaining = self.steps_by_host.get(hr.host.name, [])
         if current is not None and current in remaining:
             remaining = remaining[remaining.index(current):]
-        probes: dict[str, str] = {"__facts__": FACTS_PROBE}
+        # what is still valid (the host has not changed since it was read) is kept
+        keep = {} if hr.stale else dict(hr.facts)
+        probes: dict[str, str] = {"__facts__": FACTS_PROBE} if hr.stale or not hr.facts_raw else {}
         planned: dict = {}
         for step in remaining:
             task = self.tasks[step.task_id]
@@ -174,23 +176,27 @@ class Runner:
                 continue
             try:
                 for index, args in self._prepared_items(hr, task, quiet=True):
+                    args_key = _args_key(args)
+                    if (task.id, index) in keep and keep[(task.id, index)][0] == args_key:
+                        continue
                     module = modules.get(task.module)
                     for key, cmd in module.probes(args, hr.info).items():
                         probes[f"{task.id}\x1f{index}\x1f{key}"] = cmd
-                    planned[(task.id, index)] = _args_key(args)
+                    planned[(task.id, index)] = args_key
             except Exception:  # noqa: BLE001 - not renderable yet; read it when it runs
                 continue
-        results = hr.transport.read_many(probes)
-        facts_result = results.pop("__facts__")
-        # steps rendered with outdated facts are re-read when they run (their args differ)
-        hr.info = parse_facts(hr.host.name, facts_result.stdout, hr.host.vars)
-        hr.facts_raw = facts_result.stdout
-        self.facts_cache.put(hr.host, facts_result.stdout)
+        results = hr.transport.read_many(probes) if probes else {}
+        facts_result = results.pop("__facts__", None)
+        if facts_result is not None:
+            # steps rendered with outdated facts are re-read when they run (their args differ)
+            hr.info = parse_facts(hr.host.name, facts_result.stdout, hr.host.vars)
+            hr.facts_raw = facts_result.stdout
+            self.facts_cache.put(hr.host, facts_result.stdout)
         grouped: dict = {}
         for key, result in results.items():
             task_id, index, probe = key.split("\x1f", 2)
             grouped.setdefault((task_id, int(index)), {})[probe] = result
-        hr.facts = {k: (planned[k], grouped.get(k, {})) for k in planned}
+        hr.facts = {**keep, **{k: (planned[k], grouped.get(k, {})) for k in planned}}
         hr.stale = False
 
     def _prepared_items(self, hr: HostRun, task: Task, *, quiet: bool = False):
