@@ -93,7 +93,7 @@ def test_imperative_create_secret_and_clusterrolebinding(k):
 
 
 def test_v1_list_storageclass_and_unbound_pvc(k):
-    out = k("create", "--validate=false", "-f", manifest("heketi-storage.json")).stdout
+    out = k("create", "-f", manifest("heketi-storage.json")).stdout     # no --validate=false needed
     for what in ("secret/heketi-storage-secret", "endpoints/heketi-storage-endpoints",
                  "service/heketi-storage-endpoints", "job.batch/heketi-storage-copy-job"):
         assert f"{what} created" in out
@@ -134,7 +134,7 @@ def test_daemonset_pods_only_on_labelled_nodes_then_ready(k):
 def test_deployment_service_endpoints_and_delete_by_selector(k, sim):
     k("create", "-f", manifest("heketi-service-account.json"))
     create_heketi_config(k)
-    k("create", "--validate=false", "-f", manifest("heketi-bootstrap.json"))
+    k("create", "-f", manifest("heketi-bootstrap.json"))
     assert "successfully rolled out" in k("rollout", "status", "deployment/deploy-heketi", "--timeout=30s").stdout
     k("wait", "--for=condition=Ready", "pod", "-l", "name=deploy-heketi", "--timeout=20s")
     svc = k.json("get", "svc", "deploy-heketi")
@@ -148,7 +148,7 @@ def test_deployment_service_endpoints_and_delete_by_selector(k, sim):
     url = pod["metadata"]["annotations"]["simulator.gfsdeploy.dev/heketi-url"]
     with urllib.request.urlopen(url + "/hello", timeout=5) as resp:
         assert resp.read().decode().startswith("Hello from Heketi")
-    k("create", "--validate=false", "-f", manifest("heketi-storage.json"))
+    k("create", "-f", manifest("heketi-storage.json"))
     out = k("delete", "all,service,jobs,deployment,secret", "--selector=deploy-heketi").stdout
     assert 'deployment.apps "deploy-heketi" deleted' in out and 'secret "heketi-storage-secret" deleted' in out
     wait_until(lambda: not k.json("get", "pods")["items"], what="pods garbage-collected")
@@ -165,7 +165,7 @@ def test_deployment_service_endpoints_and_delete_by_selector(k, sim):
 def test_copy_job_really_copies_into_the_glusterfs_volume(k, sim):
     vol = os.path.join(sim.state_dir, "volumes", "heketidbstorage")
     os.makedirs(vol)
-    k("create", "--validate=false", "-f", manifest("heketi-storage.json"))
+    k("create", "-f", manifest("heketi-storage.json"))
     k("wait", "--for=condition=complete", "job/heketi-storage-copy-job", "--timeout=30s")
     with open(os.path.join(vol, "heketi.db")) as fh:
         assert fh.read() == "HEKETI-DB-CONTENT\n"
@@ -177,7 +177,7 @@ def test_copy_job_really_copies_into_the_glusterfs_volume(k, sim):
 
 @needs_root
 def test_copy_job_without_the_volume_never_starts(k, sim):
-    k("create", "--validate=false", "-f", manifest("heketi-storage.json"))
+    k("create", "-f", manifest("heketi-storage.json"))
     r = k("wait", "--for=condition=complete", "job/heketi-storage-copy-job", "--timeout=2s", check=False)
     assert r.returncode != 0
     assert "ContainerCreating" in k("get", "pods").stdout
@@ -301,7 +301,7 @@ def test_pvc_is_provisioned_through_heketi_and_mounted(k, sim, tmp_path):
     from gfsdeploy.lab.simulators.kubernetes.provisioner import heketi_async
     k("create", "-f", manifest("heketi-service-account.json"))
     create_heketi_config(k)
-    k("create", "--validate=false", "-f", manifest("heketi-bootstrap.json"))
+    k("create", "-f", manifest("heketi-bootstrap.json"))
     k("rollout", "status", "deployment/deploy-heketi", "--timeout=30s")
     pod = k.json("get", "pods", "-l", "name=deploy-heketi")["items"][0]
     url = pod["metadata"]["annotations"]["simulator.gfsdeploy.dev/heketi-url"]

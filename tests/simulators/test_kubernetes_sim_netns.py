@@ -81,7 +81,7 @@ def test_heketi_db_moves_through_the_copy_job(netsim, tmp_path):
     (tmp_path / "heketi.json").write_text(json.dumps(HEKETI_JSON))
     k("create", "-f", manifest("heketi-service-account.json"))
     k("create", "secret", "generic", "heketi-config-secret", f"--from-file={tmp_path / 'heketi.json'}")
-    k("create", "--validate=false", "-f", manifest("heketi-bootstrap.json"))
+    k("create", "-f", manifest("heketi-bootstrap.json"))
     k("rollout", "status", "deployment/deploy-heketi", "--timeout=30s")
     boot_ip = k.json("get", "svc", "deploy-heketi")["spec"]["clusterIP"]
     assert f"{boot_ip}/32" in lo_addrs(prefix)
@@ -90,7 +90,7 @@ def test_heketi_db_moves_through_the_copy_job(netsim, tmp_path):
     storage = json.load(open(manifest("heketi-storage.json")))
     storage["items"][0]["data"]["heketi.db"] = base64.b64encode(db).decode()
     (tmp_path / "storage.json").write_text(json.dumps(storage))
-    k("create", "--validate=false", "-f", str(tmp_path / "storage.json"))
+    k("create", "-f", str(tmp_path / "storage.json"))
     k("wait", "--for=condition=complete", "job/heketi-storage-copy-job", "--timeout=30s")
     with open(os.path.join(state, "volumes", "heketidbstorage", "heketi.db"), "rb") as fh:
         assert fh.read() == db
@@ -98,7 +98,7 @@ def test_heketi_db_moves_through_the_copy_job(netsim, tmp_path):
     k("delete", "all,service,jobs,deployment,secret", "--selector=deploy-heketi")
     wait_until(lambda: f"{boot_ip}/32" not in lo_addrs(prefix), what="bootstrap ClusterIP removed from lo")
 
-    k("create", "--validate=false", "-f", manifest("heketi-deployment.json"))
+    k("create", "-f", manifest("heketi-deployment.json"))
     k("rollout", "status", "deployment/heketi", "--timeout=30s")
     ip = k.json("get", "svc", "heketi")["spec"]["clusterIP"]
     got = json.loads(heketi(prefix, f"http://{ip}:8080", "check"))

@@ -170,7 +170,8 @@ class Discovery:
     # Just enough for kubectl's field-validation check: a PATCH operation per
     # kind declaring the `fieldValidation` query parameter, so kubectl leaves
     # validation to the server (which accepts unknown fields: not checked here)
-    # instead of downloading full schemas. No --validate=false needed.
+    # instead of downloading full schemas. No --validate=false needed; `kind: List`
+    # files are validated client-side against /openapi/v2 (see protobuf.py).
     def openapi_v3_root(self) -> dict:
         paths = {}
         gvs = [("", "v1")] + [(g, v) for g in self.groups() for v in self.group_versions(g)]
@@ -197,13 +198,6 @@ class Discovery:
                   "responses": {"200": {"description": "OK"}},
                   "x-kubernetes-action": "patch", "x-kubernetes-group-version-kind": gvk}
             paths[item] = {"patch": op}
-        if not group:
-            # kubectl validates a `kind: List` file as a whole before splitting it;
-            # declaring List here keeps it on server-side validation too
-            gvk = {"group": "", "version": "v1", "kind": "List"}
-            paths[f"{prefix}/lists/{{name}}"] = {"patch": {
-                "operationId": "patchList", "parameters": params, "responses": {"200": {"description": "OK"}},
-                "x-kubernetes-action": "patch", "x-kubernetes-group-version-kind": gvk}}
         return {"openapi": "3.0.0",
                 "info": {"title": "Kubernetes API (gfsdeploy simulator)", "version": f"v{self.version}"},
                 "paths": paths, "components": {"schemas": {}}}

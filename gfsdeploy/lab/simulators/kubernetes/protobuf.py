@@ -118,3 +118,48 @@ def decode(body: bytes) -> dict | None:
     obj = _msg(env.get(2, b""), spec)
     obj["apiVersion"], obj["kind"] = api_version, kind
     return obj
+
+
+# --- encoding: a minimal OpenAPI v2 document ------------------------------------
+# kubectl validates a `kind: List` file client-side against /openapi/v2, which it
+# only reads as protobuf (gnostic openapi_v2.Document). The simulator serves one
+# definition per kind, each an "arbitrary" schema (no type, no properties)
+# tagged with x-kubernetes-group-version-kind: every object validates.
+
+def _key(num: int, wt: int) -> bytes:
+    return _uvarint(num << 3 | wt)
+
+
+def _uvarint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _ld(num: int, payload: bytes | str) -> bytes:
+    data = payload.encode() if isinstance(payload, str) else payload
+    return _key(num, 2) + _uvarint(len(data)) + data
+
+
+def openapi_v2(resources, version: str) -> bytes:
+    """Document{swagger=1, info=2{title=1, version=2}, paths=8, definitions=9{NamedSchema=1{name=1, value=2}}}."""
+    defs = b""
+    seen = set()
+    kinds = [(r.group, r.version, r.kind) for r in resources] + [("", "v1", "List")]
+    for group, ver, kind in kinds:
+        if (group, ver, kind) in seen:
+            continue
+        seen.add((group, ver, kind))
+        yaml = f"- group: \"{group}\"\n  kind: {kind}\n  version: {ver}\n"
+        ext = _ld(1, "x-kubernetes-group-version-kind") + _ld(2, _ld(2, yaml))   # NamedAny{name, Any{yaml=2}}
+        schema = _ld(4, f"{kind} (gfsdeploy simulator: not validated)") + _ld(31, ext)
+        name = f"io.k8s.gfsdeploy-sim.{group or 'core'}.{ver}.{kind}"
+        defs += _ld(1, _ld(1, name) + _ld(2, schema))
+    info = _ld(1, "Kubernetes (gfsdeploy simulator)") + _ld(2, f"v{version}")
+    return _ld(1, "2.0") + _ld(2, info) + _ld(8, b"") + _ld(9, defs)

@@ -100,6 +100,9 @@ class Handler(BaseHTTPRequestHandler):
             if method == "POST":
                 self.sim.set_faults(self._json_body())
             return self._send(200, api.faults)
+        if method == "GET" and parts == ["openapi", "v2"]:
+            return self._send(200, protobuf.openapi_v2(disc.resources, disc.version),
+                              "application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
         if method == "GET" and parts == ["openapi", "v3"]:
             return self._send(200, disc.openapi_v3_root())
         if method == "GET" and parts[:2] == ["openapi", "v3"] and len(parts) in (4, 5):
