@@ -183,9 +183,12 @@ def merge_patch(target, patch, strategic: bool = False):
     for key, val in patch.items():
         if strategic and key.startswith("$"):
             continue
-        if val is None:
+        directive = val.get("$patch") if strategic and isinstance(val, dict) else None
+        if val is None or directive == "delete":
             out.pop(key, None)
-        elif isinstance(val, dict) and not (strategic and val.get("$patch") == "replace"):
+        elif directive == "replace":
+            out[key] = {k: copy.deepcopy(v) for k, v in val.items() if not k.startswith("$")}
+        elif isinstance(val, dict):
             out[key] = merge_patch(out.get(key), val, strategic)
         else:
             out[key] = copy.deepcopy(val)
