@@ -117,6 +117,10 @@ def test_daemonset_pods_only_on_labelled_nodes_then_ready(k):
     assert all(p["spec"].get("hostNetwork") for p in pods)
     k("wait", "--for=condition=Ready", "pod", "-l", "glusterfs-node=pod", "--timeout=20s")
     assert "successfully rolled out" in k("rollout", "status", "ds/glusterfs", "--timeout=20s").stdout
+    rv = lambda: k.json("get", "namespaces")["metadata"]["resourceVersion"]   # noqa: E731
+    before = rv()
+    time.sleep(1.0)
+    assert rv() == before        # settled: the controllers write nothing when nothing changes
     ips = sorted(p["status"]["podIP"] for p in k.json("get", "pods", "-l", "glusterfs-node=pod")["items"])
     assert ips == ["10.186.0.10", "10.186.0.12"]      # hostNetwork: the node's IP
     assert k.json("get", "pods", "-l", "glusterfs-node!=pod")["items"] == []
@@ -334,3 +338,21 @@ def test_pvc_is_provisioned_through_heketi_and_mounted(k, sim, tmp_path):
     k("wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/writer", "--timeout=20s")
     assert open(os.path.join(voldir, "f")).read() == "hello\n"
     assert k("logs", "writer").stdout == "hello\n"
+
+
+@needs_root
+def test_glusterfs_volumes_fail_on_1_26(tmp_path):
+    """The in-tree glusterfs plugin is gone in 1.26: mounts fail, the provisioner never answers."""
+    s = start_sim(str(tmp_path), version="1.26.15")
+    try:
+        k = Kubectl(BINARIES[0], s.url(), str(tmp_path))
+        os.makedirs(os.path.join(s.state_dir, "volumes", "heketidbstorage"))
+        k("create", "-f", manifest("heketi-storage.json"))
+        k("create", "-f", manifest("storageclass.json"))
+        k("create", "-f", manifest("pvc.json"))
+        wait_until(lambda: any("no volume plugin matched" in e["message"]
+                               for e in k.json("get", "events")["items"]), what="FailedMount")
+        assert k.json("get", "pvc", "gluster1")["status"]["phase"] == "Pending"
+        assert any(e["reason"] == "ExternalProvisioning" for e in k.json("get", "events")["items"])
+    finally:
+        s.stop()

@@ -47,7 +47,7 @@ def set_condition(conds: list, ctype: str, status: str, reason: str, message: st
     conds = copy.deepcopy(conds or [])
     for c in conds:
         if c["type"] == ctype:
-            if c["status"] != status or c.get("reason") != reason:
+            if c["status"] != status or (c.get("reason") or "") != (reason or ""):
                 c.update(status=status, reason=reason, message=message, lastTransitionTime=now(),
                          lastUpdateTime=now())
             return conds
@@ -62,6 +62,7 @@ class Controllers:
         self.api = sim.api
         self.rr = 0
         self.provisioning: set[str] = set()
+        self.notified: set[str] = set()
         self._lock = threading.Lock()
 
     def shutdown(self):
@@ -69,6 +70,7 @@ class Controllers:
 
     def tick(self):
         self.gc()
+        self.namespaces()
         self.daemonsets()
         self.deployments()
         self.replicasets()
@@ -119,6 +121,16 @@ class Controllers:
                 refs = obj["metadata"].get("ownerReferences") or []
                 if refs and not any(r.get("uid") in uids for r in refs):
                     self._delete(plural, obj, "(garbage collected: owner gone)")
+
+    def namespaces(self):
+        """Every namespace gets its `default` ServiceAccount (serviceaccount controller)."""
+        for ns in self._list("namespaces"):
+            name = ns["metadata"]["name"]
+            if self.api.store.find("serviceaccounts", name, "default") is None:
+                try:
+                    self.api.create(self.api.res("serviceaccounts"), name, {"metadata": {"name": "default"}})
+                except ApiError:
+                    pass
 
     # --- DaemonSet -------------------------------------------------------
     def daemonsets(self):
@@ -383,6 +395,14 @@ class Controllers:
                                    f'storageclass.storage.k8s.io "{cname}" not found', "Warning")
                 continue
             if sc.get("provisioner") != "kubernetes.io/glusterfs":
+                continue
+            if self.sim.gluster_removed:
+                if pvc["metadata"]["uid"] in self.notified:
+                    continue
+                self.notified.add(pvc["metadata"]["uid"])
+                self.api.event(pvc, "PersistentVolumeClaim", "ExternalProvisioning",
+                               'waiting for a volume to be created, either by external provisioner '
+                               '"kubernetes.io/glusterfs" or manually created by system administrator')
                 continue
             uid = pvc["metadata"]["uid"]
             with self._lock:

@@ -80,10 +80,12 @@ class Runtime:
     # --- main loop -------------------------------------------------------
     def tick(self):
         pods = self.api.store.list("pods")[0]
-        alive = set()
+        alive = {p["metadata"]["uid"] for p in pods}
+        for uid in list(self.runs):          # first stop what is gone: a replacement may need its address
+            if uid not in alive:
+                self._teardown(self.runs.pop(uid))
         for pod in pods:
             uid = pod["metadata"]["uid"]
-            alive.add(uid)
             phase = pod.get("status", {}).get("phase")
             if not pod["spec"].get("nodeName"):
                 continue
@@ -99,9 +101,6 @@ class Runtime:
             if run.done:
                 self._teardown(run)
                 del self.runs[uid]
-        for uid in list(self.runs):
-            if uid not in alive:
-                self._teardown(self.runs.pop(uid))
         for uid in list(self.waiting_msg):
             if uid not in alive:
                 del self.waiting_msg[uid]
@@ -264,6 +263,9 @@ class Runtime:
         return out
 
     def _gluster_dir(self, pod, vname, ns, endpoints, vpath) -> str:
+        if self.sim.gluster_removed:
+            raise MountError(f'MountVolume.SetUp failed for volume "{vname}" : no volume plugin matched: the '
+                             "in-tree glusterfs volume plugin was removed in Kubernetes 1.26")
         if self.sim.fault("mount_fails", pod["metadata"]["name"]):
             raise MountError(f'MountVolume.SetUp failed for volume "{vname}" : mount failed: mount failed: exit '
                              "status 32 ... Output: mount: unknown filesystem type 'glusterfs' "
@@ -398,6 +400,11 @@ class Runtime:
         ctr.exit_code, ctr.finished_at, ctr.reason = None, None, ""
         name = pod["metadata"]["name"]
         spec = ctr.spec
+        image = spec.get("image", "")
+        self.api.event(pod, "Pod", "Pulled", f'Container image "{image}" already present on machine '
+                                             "(simulated: the host's filesystem is the image)")
+        self.api.event(pod, "Pod", "Created", f"Created container {ctr.name}")
+        self.api.event(pod, "Pod", "Started", f"Started container {ctr.name}")
         if self.sim.fault("job_fails", name) or self.sim.fault("pod_fails", name):
             self._finish(ctr, 1, "Error")
             self._append_log(run, ctr, "[k8s-sim] simulated fault: container exits 1\n")

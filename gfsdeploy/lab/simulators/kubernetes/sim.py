@@ -29,6 +29,8 @@ class Simulator:
         os.makedirs(self.state_dir, exist_ok=True)
         self.nodes = nodes
         self.version = version
+        from .discovery import parse_version
+        self.gluster_removed = parse_version(version)[:2] >= (1, 26)   # in-tree plugin + provisioner gone
         self.faults_file = faults_file
         self.manage_lo = manage_lo
         self.tick = tick
