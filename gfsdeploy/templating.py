@@ -241,7 +241,7 @@ class Templar:
             return [self._render(v, variables) for v in value]
         return value
 
-    _WHOLE = re.compile(r"^\{\{(.*)\}\}$", re.S)
+    _WHOLE = re.compile(r"^\{\{(.*)\}\}\Z", re.S)  # \Z: "{{ x }}\n" keeps its newline
 
     def _render_string(self, text: str, variables):
         if "{{" not in text and "{%" not in text and "{#" not in text:
