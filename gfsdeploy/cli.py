@@ -326,14 +326,15 @@ def render_wipes(outcomes) -> str:
 
 
 def _cluster_lock(runner, inventory):
-    from gfsdeploy.lock import ClusterLock
+    from gfsdeploy.lock import LOCK_DIR, ClusterLock
 
     masters = [h for h in inventory.groups.get("k8s_master", []) if h in runner.hosts]
     candidates = masters or sorted(runner.hosts)
     for name in candidates:
         hr = runner.hosts[name]
         if hr.transport is not None and hr.connected and not hr.unreachable:
-            return ClusterLock(hr.transport, name)
+            return ClusterLock(hr.transport, name, path=str(hr.host.vars.get("gfsdeploy_lock_dir") or LOCK_DIR),
+                               report=runner.reporter.write)
     return None
 
 

@@ -21,10 +21,11 @@ LOCK_DIR = "/var/lock/gfsdeploy.lock"
 
 
 class ClusterLock:
-    def __init__(self, transport, master: str, path: str = LOCK_DIR):
+    def __init__(self, transport, master: str, path: str = LOCK_DIR, report=None):
         self.transport = transport
         self.master = master
         self.path = path
+        self.report = report or (lambda message: None)
         self.held = False
         self._mutex = threading.Lock()
         self.owner = (f"host={socket.gethostname()} pid={os.getpid()} user={_user()} "
@@ -47,6 +48,8 @@ class ClusterLock:
                 result = self.transport.run(script)
                 if result.stdout.strip() == "ACQUIRED":
                     self.held = True
+                    self.report(f"Took over a stale lock on {self.master} ({self.path}) left by a process "
+                                f"that no longer runs: {text}")
                     return
                 text = result.stdout.strip()
             raise LockError(f"another gfsdeploy run holds the lock on {self.master} ({self.path}): {text}",
