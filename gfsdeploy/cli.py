@@ -271,7 +271,7 @@ def cmd_apply(args, playbook_path: str | None = None, extra: dict | None = None)
                 if args.verbose:
                     runner.reporter.write("round trips: " + ", ".join(f"{h}={n}" for h, n in runner.round_trips().items()))
             return 0
-        wipes = [c for o in outcomes for c in o.changes if c.data.get("destroys_data")]
+        wipes = [c for o in outcomes for c in o.changes if destroys_data(c)]
         if wipes and not args.yes:
             if not _confirm(runner, outcomes, wipes):
                 runner.reporter.write("Aborted: nothing was changed.")
@@ -316,11 +316,17 @@ def _confirm(runner, outcomes, wipes) -> bool:
     return answer.strip() == "yes"
 
 
+def destroys_data(change) -> bool:
+    """A change that loses data (a disk wipe): needs --yes or a typed 'yes'.
+    The devices module marks its wipes with the ``device`` they wipe."""
+    return bool(change.data.get("destroys_data") or (change.action == "-" and change.data.get("device")))
+
+
 def render_wipes(outcomes) -> str:
     lines = ["The plan DESTROYS data:"]
     for o in outcomes:
         for c in o.changes:
-            if c.data.get("destroys_data"):
+            if destroys_data(c):
                 lines.append(f"  - {o.host}: {c.resource}" + (f" ({c.diff.strip()})" if c.diff else ""))
     return "\n".join(lines)
 
