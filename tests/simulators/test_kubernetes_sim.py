@@ -356,3 +356,21 @@ def test_glusterfs_volumes_fail_on_1_26(tmp_path):
         assert any(e["reason"] == "ExternalProvisioning" for e in k.json("get", "events")["items"])
     finally:
         s.stop()
+
+
+def test_heketi_readiness_probe_follows_heketi_faults(tmp_path):
+    """The heketi-side fault file is handed to the simulated heketi; its /hello drives pod readiness."""
+    hfaults = tmp_path / "heketi-faults.json"
+    hfaults.write_text(json.dumps({"hello_fails": True}))
+    s = start_sim(str(tmp_path), heketi_faults_file=str(hfaults))
+    try:
+        k = Kubectl(BINARIES[0], s.url(), str(tmp_path))
+        create_heketi_config(k)
+        k("create", "-f", manifest("heketi-bootstrap.json"))
+        wait_until(lambda: k.json("get", "pods", "-l", "name=deploy-heketi")["items"], what="pod")
+        r = k("wait", "--for=condition=Ready", "pod", "-l", "name=deploy-heketi", "--timeout=3s", check=False)
+        assert r.returncode != 0
+        hfaults.write_text("{}")
+        k("wait", "--for=condition=Ready", "pod", "-l", "name=deploy-heketi", "--timeout=10s")
+    finally:
+        s.stop()

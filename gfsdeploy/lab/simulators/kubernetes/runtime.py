@@ -25,6 +25,8 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 
 from .controllers import pod_ready
 from .store import ApiError, now
@@ -51,6 +53,8 @@ class Container:
         self.restarts = 0
         self.next_start = 0.0
         self.last_state: dict = {}
+        self.probed_at = 0.0
+        self.probe_ok = False
 
 
 class PodRun:
@@ -487,7 +491,8 @@ class Runtime:
                 any_failed |= ctr.exit_code != 0
                 ready_all = False
             else:
-                ready = (time.monotonic() - ctr.started_mono >= self.sim.ready_delay) and not never_ready
+                ready = (time.monotonic() - ctr.started_mono >= self.sim.ready_delay) and not never_ready \
+                    and self._probe(ctr)
                 cs.update(ready=ready, started=True, state={"running": {"startedAt": ctr.started_at}})
                 all_done = False
                 ready_all &= ready
@@ -517,6 +522,23 @@ class Runtime:
         self.api.set_status("pods", run.ns, run.name, st)
         if ready_all and not was_ready:
             self.sim.log(f"kubelet: pod {run.ns}/{run.name} Ready")
+
+    def _probe(self, ctr: Container) -> bool:
+        """readinessProbe httpGet, really sent for simulated heketi (so a failing /hello keeps it unready);
+        other containers are Ready after ready_delay. Probed at most once a second."""
+        probe = (ctr.spec.get("readinessProbe") or {}).get("httpGet")
+        if ctr.heketi is None or not probe:
+            return True
+        if time.monotonic() - ctr.probed_at < 1.0:
+            return ctr.probe_ok
+        ctr.probed_at = time.monotonic()
+        host, port = ctr.heketi.address
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}{probe.get('path', '/')}", timeout=1) as resp:
+                ctr.probe_ok = 200 <= resp.status < 400
+        except (OSError, urllib.error.URLError):
+            ctr.probe_ok = False
+        return ctr.probe_ok
 
     def _teardown(self, run: PodRun):
         for ctr in run.containers.values():
