@@ -102,6 +102,11 @@ def test_v1_list_storageclass_and_unbound_pvc(k):
     assert sc["provisioner"] == "kubernetes.io/glusterfs" and sc["reclaimPolicy"] == "Delete"
     k("create", "-f", manifest("pvc.json"))
     assert k.json("get", "pvc", "gluster1")["status"]["phase"] == "Pending"
+    out = k("delete", "-f", manifest("heketi-storage.json")).stdout
+    assert 'job.batch "heketi-storage-copy-job" deleted' in out
+    assert k.json("get", "secrets,endpoints,jobs", "-l", "deploy-heketi")["items"] == []
+    k("delete", "pvc", "gluster1")
+    assert "NotFound" in k("get", "pvc", "gluster1", check=False).stderr
 
 
 # --- label selectors, DaemonSet, wait, rollout ----------------------------------

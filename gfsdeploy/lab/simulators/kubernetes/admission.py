@@ -13,7 +13,6 @@ import ipaddress
 import json
 import random
 import re
-import string
 import uuid
 
 from .store import ApiError, invalid

@@ -14,8 +14,7 @@ import json
 import threading
 
 from . import provisioner
-from .admission import random_suffix
-from .store import ApiError, now, selector_object_match
+from .store import ApiError, now
 
 SAFE = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -464,10 +463,3 @@ def _target_port(sp: dict, pods: list) -> int:
                     return cp["containerPort"]
     return sp.get("port")
 
-
-def random_name(prefix: str) -> str:
-    return f"{prefix}-{random_suffix()}"
-
-
-def selector_matches(sel, labels):
-    return selector_object_match(sel, labels)

@@ -63,7 +63,7 @@ class PodRun:
         self.ns = pod["metadata"]["namespace"]
         self.name = pod["metadata"]["name"]
         self.dir = directory
-        self.mounts: list[tuple[str, str, bool]] = []
+        self.mounts: list[tuple[str, str, str, bool]] = []   # (container, source dir, mountPath, readOnly)
         self.containers: dict[str, Container] = {}
         self.start_ts = now()
         self.pod_ip = ""
@@ -216,11 +216,11 @@ class Runtime:
                         continue
                     raise MountError(f'MountVolume.SetUp failed for volume "{vname}" : {plural[:-1]} '
                                      f'"{ref}" not found')
-                data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
-                data.update({k: v.encode() for k, v in (obj.get("stringData") or {}).items()
-                             if plural == "configmaps"})
-                if plural == "configmaps":
+                if plural == "secrets":
+                    data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+                else:
                     data = {k: v.encode() for k, v in (obj.get("data") or {}).items()}
+                    data.update({k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()})
                 shutil.rmtree(path, ignore_errors=True)
                 os.makedirs(path, exist_ok=True)
                 items = src.get("items") or [{"key": k, "path": k} for k in data]
