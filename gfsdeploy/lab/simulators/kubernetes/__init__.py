@@ -20,6 +20,13 @@ Fault switches (JSON object; lists of object-name prefixes), from --faults FILE
   pod_fails        same, for any pod
   mount_fails      glusterfs mounts fail "unknown filesystem type 'glusterfs'"
   provision_fails  PVC provisioning fails (ProvisioningFailed event)
+Not simulated: exec/attach/port-forward (no SPDY/websocket), server-side apply
+(415), unknown-field rejection (fieldValidation=Strict is accepted, not enforced),
+protobuf request bodies other than Secret/ConfigMap/ServiceAccount/Namespace/
+(Cluster)RoleBinding, graceful termination (deletes are immediate), PodSecurity
+admission, real glusterd (glusterfs-image pods without a command are simulated
+as running).
+
 Heketi-side faults belong to the heketi simulator; --heketi-faults FILE is
 handed to it (HeketiSimulator faults_path);
 --devices-json is written to STATE/devices.json for its dirty-disk checks.

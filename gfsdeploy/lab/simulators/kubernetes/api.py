@@ -24,6 +24,10 @@ class Api:
 
     # --- verbs -----------------------------------------------------------
     def create(self, res, ns: str, obj: dict) -> dict:
+        with self.store.cond:     # admission + store in one step (ClusterIP allocation must not race)
+            return self._create(res, ns, obj)
+
+    def _create(self, res, ns: str, obj: dict) -> dict:
         if res.namespaced and res.plural != "namespaces" and not self.store.find("namespaces", "", ns):
             raise ApiError(404, "NotFound", f'namespaces "{ns}" not found',
                            {"name": ns, "kind": "namespaces"})
@@ -31,6 +35,10 @@ class Api:
         return self.store.create(res, ns if res.namespaced else "", obj)
 
     def replace(self, res, ns: str, name: str, obj: dict, sub: str | None = None) -> dict:
+        with self.store.cond:
+            return self._replace(res, ns, name, obj, sub)
+
+    def _replace(self, res, ns: str, name: str, obj: dict, sub: str | None = None) -> dict:
         ns = ns if res.namespaced else ""
         old = self.store.get(res, ns, name)
         obj.setdefault("metadata", {}).setdefault("name", name)
@@ -38,6 +46,10 @@ class Api:
         return self.store.update(res, ns, new)
 
     def patch(self, res, ns: str, name: str, body: bytes, ctype: str, sub: str | None = None) -> dict:
+        with self.store.cond:
+            return self._patch(res, ns, name, body, ctype, sub)
+
+    def _patch(self, res, ns: str, name: str, body: bytes, ctype: str, sub: str | None = None) -> dict:
         ns = ns if res.namespaced else ""
         old = self.store.get(res, ns, name)
         try:
@@ -62,6 +74,10 @@ class Api:
         return self.store.update(res, ns, new)
 
     def delete(self, res, ns: str, name: str, propagation: str = "Background") -> dict:
+        with self.store.cond:
+            return self._delete(res, ns, name, propagation)
+
+    def _delete(self, res, ns: str, name: str, propagation: str) -> dict:
         ns = ns if res.namespaced else ""
         gone = self.store.delete(res, ns, name)
         uid = gone["metadata"]["uid"]
