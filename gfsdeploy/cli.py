@@ -224,6 +224,9 @@ def cmd_plan(args) -> int:
             runner.reporter.write(f"Saved the plan to {args.out}. Apply exactly it with: "
                                   f"gfsdeploy apply --plan {args.out}")
     if failed:
+        for o in outcomes:
+            if o.status == "failed":
+                print(f"Error: {o.error}", file=sys.stderr)
         return 1
     return 2 if any(counts[k] for k in ("add", "change", "destroy")) else 0
 

@@ -106,7 +106,7 @@ def render_plan(outcomes, *, color: bool = False) -> str:
     for outcome in errors:
         lines.append(f"Error: {outcome.error}")
     counts = summary(outcomes)
-    if not any(counts[k] for k in ("add", "change", "destroy")):
+    if not errors and not any(counts[k] for k in ("add", "change", "destroy")):
         lines.append("No changes. The hosts match the playbook.")
     if counts["warnings"]:
         lines.append(f"Warnings: {counts['warnings']} (lines marked !)")

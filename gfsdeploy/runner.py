@@ -167,6 +167,7 @@ class Runner:
         if current is not None and current in remaining:
             remaining = remaining[remaining.index(current):]
         # what is still valid (the host has not changed since it was read) is kept
+        after_change = hr.stale and bool(hr.facts_raw)
         keep = {} if hr.stale else dict(hr.facts)
         probes: dict[str, str] = {"__facts__": FACTS_PROBE} if hr.stale or not hr.facts_raw else {}
         planned: dict = {}
@@ -180,6 +181,8 @@ class Runner:
                     if (task.id, index) in keep and keep[(task.id, index)][0] == args_key:
                         continue
                     module = modules.get(task.module)
+                    if after_change and step != current and not module.cheap_reads:
+                        continue  # costly reads after a change: each step reads its own when it runs
                     for key, cmd in module.probes(args, hr.info).items():
                         probes[f"{task.id}\x1f{index}\x1f{key}"] = cmd
                     planned[(task.id, index)] = args_key

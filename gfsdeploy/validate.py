@@ -11,7 +11,10 @@ _HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9
 _DEVICE = re.compile(r"^/dev/[A-Za-z0-9][A-Za-z0-9._/:+-]{0,200}$")
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _K8S_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_MODULE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_MODULE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
+# Debian/RPM package names (optionally =version / -version and :arch); never an option
+_PACKAGE = re.compile(r"^[A-Za-z0-9+_.][A-Za-z0-9+_.:~=*-]{0,200}$")
+_LINE_BREAK = re.compile(r"[\x00\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 _CHAIN = re.compile(r"^[A-Za-z0-9_.-]{1,28}$")
 
 
@@ -77,6 +80,18 @@ def kernel_module(value) -> str | None:
     return None
 
 
+def package_name(value) -> str | None:
+    if not isinstance(value, str) or not _PACKAGE.match(value):
+        return f"{value!r} is not a package name"
+    return None
+
+
+def path(value) -> str | None:
+    if not isinstance(value, str) or not value or _LINE_BREAK.search(value):
+        return f"{value!r} is not a usable path (empty, or contains a line break or NUL)"
+    return None
+
+
 def iptables_chain(value) -> str | None:
     if not isinstance(value, str) or not _CHAIN.match(value):
         return f"{value!r} is not an iptables chain name (letters, digits, '_', '-', '.', at most 28)"
@@ -86,5 +101,6 @@ def iptables_chain(value) -> str | None:
 CHECKS = {
     "ip": ip, "hostname": hostname, "host": host_or_ip, "device": device, "port": port,
     "port_range": port_or_range, "k8s_name": k8s_name, "k8s_label_value": k8s_label_value,
-    "kernel_module": kernel_module, "iptables_chain": iptables_chain,
+    "kernel_module": kernel_module, "iptables_chain": iptables_chain, "package": package_name,
+    "path": path,
 }

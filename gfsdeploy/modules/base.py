@@ -153,6 +153,9 @@ class Module:
     read_only: ClassVar[bool] = False
     #: the module takes Ansible's free-form string (``command: echo hi``)
     free_form: ClassVar[str | None] = None
+    #: probes cost little (stat, cat): after a change the runner re-reads them for all
+    #: remaining steps in one batch; costly ones (kubectl, HTTP) are re-read step by step
+    cheap_reads: ClassVar[bool] = True
     #: arguments written as bare Jinja expressions (Ansible's ``assert: that:``); the
     #: runner evaluates each and passes ``{"expr": text, "value": result}`` items
     expressions: ClassVar[tuple] = ()
@@ -247,9 +250,12 @@ def validate_args(module: str, params: dict[str, Param], args: dict, where: dict
         if param.choices and value not in param.choices:
             fail(f"argument {key!r} of {module!r} must be one of {', '.join(map(str, param.choices))}; got {value!r}",
                  field=key, fix=f"use one of: {', '.join(map(str, param.choices))}")
-        if param.check:
+        checks = [param.check] if param.check else []
+        if param.type == "path" and value is not None:
+            checks.append("path")
+        for check in checks:
             for element in (value if isinstance(value, list) else [value]):
-                problem = CHECKS[param.check](element)
+                problem = CHECKS[check](element)
                 if problem:
                     fail(f"argument {key!r} of {module!r}: {problem}", field=key,
                          fix="correct the value (inventory values must have this form)")

@@ -103,7 +103,7 @@ class Devices(Module):
                                       diff="\n".join(f"- {s}" for s in verdict["signatures"]),
                                       script=(f"wipefs --all {q(dev)}\n"
                                               f"blockdev --rereadpt {q(dev)} 2>/dev/null || true"),
-                                      data={"device": dev}))
+                                      data={"device": dev, "destroys_data": True}))
         if problems:
             raise PreflightError("\n".join(p for p, _ in problems), host=host.name,
                                  fix="\n       ".join(f for _, f in problems))

@@ -369,6 +369,7 @@ _KUBECTL = {"kubectl": Param(default="kubectl", help="kubectl on the master"),
 class Kubernetes(Module):
     """Ensure Kubernetes objects exist (or not) as the manifest says, then wait for them."""
 
+    cheap_reads = False  # every probe is a kubectl process
     name = "kubernetes"
     aliases = ("k8s",)
     params = {
@@ -533,6 +534,7 @@ def _pods_report(args: dict, obj: dict, current: dict | None, ctx: TaskContext) 
 class KubernetesLabel(Module):
     """Ensure labels on Kubernetes nodes (``kubectl label node … --overwrite``)."""
 
+    cheap_reads = False  # every probe is a kubectl process
     name = "kubernetes_label"
     params = {
         "nodes": Param(type="list", required=True, check="k8s_name", help="Kubernetes node names"),
@@ -593,6 +595,7 @@ class KubernetesDelete(Module):
     Deletes exactly the objects the plan listed, by name: owned objects (a
     Deployment's ReplicaSets and pods, a Job's pods) go with their owner."""
 
+    cheap_reads = False  # every probe is a kubectl process
     name = "kubernetes_delete"
     params = {
         "kinds": Param(type="list", required=True, help="kubectl types, e.g. all,service,jobs,deployment,secret"),
@@ -637,6 +640,7 @@ class KubernetesDelete(Module):
 class KubernetesFacts(Module):
     """Read the cluster: server version (refusing >= 1.26), nodes, a Service's ClusterIP."""
 
+    cheap_reads = False  # every probe is a kubectl process
     name = "kubernetes_facts"
     read_only = True
     params = {

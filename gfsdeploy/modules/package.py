@@ -21,7 +21,7 @@ class Package(Module):
     #: the family this module name insists on (apt/yum/dnf); None: whatever the host has
     family: str | None = None
     params = {
-        "name": Param(type="list", required=True, aliases=("pkg",)),
+        "name": Param(type="list", required=True, aliases=("pkg",), check="package"),
         "state": Param(default="present", choices=("present", "installed", "absent", "removed", "latest")),
         "update_cache": Param(type="bool", default=False),
     }

@@ -48,7 +48,7 @@ def st(installed=(), tools=("apt-get",), upgradable=()):
       ("~", "packages lvm2 (upgrade)", f"{APT} install --only-upgrade lvm2")]),
     (Dnf(), ROCKY, {"name": ["lvm2"], "state": "latest"}, st(["lvm2"], tools=("dnf",)), []),
     # quoting of odd names
-    (Package(), DEBIAN, {"name": ["a b"]}, st([]), [("+", "packages a b", f"{APT} install 'a b'")]),
+    (Package(), DEBIAN, {"name": ["libc++1", "g++"]}, st([]), [("+", "packages libc++1, g++", f"{APT} install libc++1 g++")]),
 ])
 def test_plan(module, host, kw, state, expected):
     changes = module.plan(module.validate(kw), state, host)
