@@ -78,6 +78,14 @@ def build_base(base: Path, *, lab_pubkey: str, repo_url: str, status_text: str,
     os.chmod(base / "root/.ssh", 0o700)
     os.chmod(base / "root", 0o700)
     put(base, "/root/.ssh/authorized_keys", lab_pubkey.strip() + "\n", 0o600)
+    # a node's root gets a stock shell profile, not the host's (whose ~/.bashrc may run
+    # tools such as pyenv on every ssh command, slowly and with host-wide locks)
+    for name in (".bashrc", ".profile"):
+        try:
+            stock = Path("/etc/skel", name).read_text()
+        except OSError:
+            stock = ""
+        put(base, f"/root/{name}", stock)
     # apt: only the lab repo, no host caches
     put(base, "/etc/apt/sources.list", f"deb [trusted=yes] {repo_url} ./\n")
     hide_contents(base, "/etc/apt/sources.list.d")
