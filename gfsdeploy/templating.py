@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import os
 import re
 
 import jinja2
@@ -185,6 +186,25 @@ TESTS = {
 }
 
 
+#: compiled Jinja code by source text, shared by the per-thread Templars (same settings)
+_CODE: dict = {}
+_CODE_MAX = 4096
+#: template files' text by path, valid while (mtime, size) stay the same
+_SOURCES: dict = {}
+
+
+def _read_source(path: str) -> str:
+    st = os.stat(path)
+    key = (st.st_mtime_ns, st.st_size)
+    cached = _SOURCES.get(path)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    with open(path, encoding="utf-8") as handle:
+        source = handle.read()
+    _SOURCES[path] = (key, source)
+    return source
+
+
 class Templar:
     """Renders strings, data structures and template files with one environment."""
 
@@ -198,6 +218,29 @@ class Templar:
         self.env.globals["lookup"] = self._lookup
         self.env.globals["query"] = self._lookup
         self._vars: dict = {}
+        self._templates: dict = {}
+        self._expressions: dict = {}
+
+    def _template(self, source: str):
+        """``env.from_string(source)``, compiled once per source text for every Templar
+        (Jinja compiles from scratch on each call: most of a no-op run's CPU)."""
+        template = self._templates.get(source)
+        if template is None:
+            code = _CODE.get(source)
+            if code is None:
+                code = self.env.compile(source)
+                if len(_CODE) >= _CODE_MAX:
+                    _CODE.clear()
+                _CODE[source] = code
+            template = self.env.template_class.from_code(self.env, code, self.env.make_globals(None))
+            self._templates[source] = template
+        return template
+
+    def _expression(self, source: str):
+        expression = self._expressions.get(source)
+        if expression is None:
+            expression = self._expressions[source] = self.env.compile_expression(source, undefined_to_none=False)
+        return expression
 
     def _lookup(self, kind, *terms, **kwargs):
         if kind == "env":
@@ -248,11 +291,11 @@ class Templar:
             return text
         whole = self._WHOLE.match(text)
         if whole and "{{" not in whole.group(1) and "}}" not in whole.group(1):
-            result = self.env.compile_expression(whole.group(1).strip(), undefined_to_none=False)(**variables)
+            result = self._expression(whole.group(1).strip())(**variables)
             if isinstance(result, jinja2.Undefined):
                 str(result)  # raises UndefinedError with the name
             return result
-        return self.env.from_string(text).render(variables)
+        return self._template(text).render(variables)
 
     def resolve(self, variables: dict) -> dict:
         """Render variables whose values are templates themselves (Ansible
@@ -315,13 +358,12 @@ class Templar:
     def render_file(self, path: str, variables: dict, *, where: dict | None = None) -> str:
         self._vars = variables
         try:
-            with open(path, encoding="utf-8") as handle:
-                source = handle.read()
+            source = _read_source(path)
         except OSError as exc:
             raise TemplateError(f"cannot read template {path}: {exc.strerror}", **(where or {}),
                                 fix="check `src:`; templates are looked up in templates/ next to the playbook") from None
         try:
-            return self.env.from_string(source).render(variables)
+            return self._template(source).render(variables)
         except jinja2.UndefinedError as exc:
             raise TemplateError(f"undefined variable in template {path}: {exc.message}", **(where or {}),
                                 fix="define it in the inventory or the play's vars") from None
