@@ -351,6 +351,7 @@ class Runner:
                 continue
             args = module.validate(args, where=task.where())
             ctx = self._context(hr, task, v)
+            ctx.read_only = runs_in_plan
             args = module.prepare(args, ctx)
             facts = self._facts_for(hr, task, step, index, args, module)
             state = module.read(args, facts, ctx)

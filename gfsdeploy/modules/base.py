@@ -126,9 +126,16 @@ class TaskContext:
     def find_file(self, path: str) -> str:
         return self._find_file(path)
 
+    #: the task only reads (``changed_when: false``, read-only modules): its scripts are logged as reads
+    read_only: bool = False
+
+    def exec(self, script: str, *, timeout: float | None = None) -> Result:
+        """Run ``script`` and return whatever it returned."""
+        return self.transport.run(script, timeout=timeout, kind="read" if self.read_only else "run")
+
     def run(self, script: str, *, timeout: float | None = None, what: str = "") -> Result:
         """Run ``script``; raise a clear ModuleError on a non-zero exit."""
-        result = self.transport.run(script, timeout=timeout)
+        result = self.exec(script, timeout=timeout)
         if result.rc != 0:
             raise command_failed(self.host.name, self.task_name, what or script, result)
         return result

@@ -163,7 +163,7 @@ class _Run(Module):
                       else f"skipped, since {args['removes']} does not exist" if args.get("removes") else "")
             return TaskResult(changed=False, rc=0, stdout=reason, msg=reason, data={"cmd": shown})
         started = time.time()
-        result = ctx.transport.run(changes[0].script)
+        result = ctx.exec(changes[0].script)
         ended = time.time()
         stdout, stderr = result.stdout, result.stderr
         if args.get("strip_empty_ends", True):
