@@ -105,7 +105,8 @@ def build_graph(playbook: Playbook, inventory: Inventory, *, limit: list[str] | 
                     target_steps = [n for n in graph.nodes if n.task_id == target.id]
                     for host in hosts:
                         step = Step(task.id, host)
-                        same = [s for s in target_steps if s.host == host]
+                        # within a play: the same host's step; across plays: every host's (a barrier)
+                        same = [s for s in target_steps if s.host == host] if target.play is task.play else []
                         for before in (same or target_steps):
                             if before != step:
                                 graph.add_edge(before, step, hard=True, why="needs")

@@ -151,6 +151,10 @@ class Runner:
                                           accept_new=self.options.accept_new_host_keys,
                                           timeout=self.options.timeout,
                                           connect_timeout=self.options.connect_timeout)
+            if "ansible_become" not in hr.host.vars:
+                # one connection serves every play of the run: it escalates when a play or
+                # task on this host asks for `become` (inventory ansible_become overrides)
+                hr.transport.become = self._wants_become(hr.host.name)
             hr.transport.connect()
         except GfsError:
             hr.unreachable = True
@@ -159,6 +163,13 @@ class Runner:
         if cached:
             hr.info = parse_facts(hr.host.name, cached, hr.host.vars)
         hr.connected = True
+
+    def _wants_become(self, host: str) -> bool:
+        for step in self.steps_by_host.get(host, []):
+            task = self.tasks[step.task_id]
+            if task.become or (task.become is None and task.play.become):
+                return True
+        return False
 
     def _refresh(self, hr: HostRun, current: Step | None) -> None:
         """Read, in one round trip, the probes of every remaining step of this host
