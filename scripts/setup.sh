@@ -11,10 +11,10 @@ apt-get update -qq
 # openssh-server: the lab's nodes and the engine tests run real sshd
 # iproute2/iptables/util-linux/kmod: namespaces, veth, loop devices, firewall rules
 # glusterfs-server/-client, lvm2: real glusterd in the lab, packages the playbook installs
-# dpkg-dev: the lab's local apt repository; ruby: Vagrantfile syntax check; e2fsprogs/fdisk: dirty-disk tests
+# ruby + vagrant: Vagrantfile syntax check and `vagrant validate`; e2fsprogs/fdisk: dirty-disk tests
 apt-get install -y -qq --no-install-recommends \
   openssh-server openssh-client iproute2 iptables util-linux kmod procps psmisc \
-  glusterfs-server glusterfs-client lvm2 thin-provisioning-tools dpkg-dev apt-utils \
-  ruby e2fsprogs fdisk ca-certificates python3-venv >/dev/null
+  glusterfs-server glusterfs-client lvm2 thin-provisioning-tools apt-utils openssh-sftp-server \
+  ruby vagrant e2fsprogs fdisk ca-certificates python3-venv >/dev/null
 mkdir -p /run/sshd
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
