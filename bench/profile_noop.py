@@ -41,7 +41,7 @@ def importtime(inventory: str) -> list[tuple[int, str]]:
     return sorted(rows, reverse=True)
 
 
-def wall(argv: list[str], n: int = 5) -> float:
+def wall(argv: list[str], n: int = 3) -> float:
     times = []
     for _ in range(n):
         t0 = time.perf_counter()
@@ -113,7 +113,7 @@ def main() -> int:
     p.add_argument("--top", type=int, default=25)
     args = p.parse_args()
     inv = os.path.abspath(args.inventory)
-    print(f"python startup alone: {wall([sys.executable, '-c', 'pass']):.3f}s (median of 5)")
+    print(f"python startup alone: {wall([sys.executable, '-c', 'pass']):.3f}s (median of 3)")
     print(f"`python -m gfsdeploy --version`: {wall([sys.executable, '-m', 'gfsdeploy', '--version']):.3f}s")
     print(f"no-op `gfsdeploy apply --json`: {wall([sys.executable, '-m', 'gfsdeploy', 'apply', inv, '-p', PLAYBOOK, '--json']):.3f}s")
     rows = importtime(inv)
