@@ -16,7 +16,7 @@ import sys
 import traceback
 
 from gfsdeploy import __version__, secrets
-from gfsdeploy.errors import GfsError, LockError, PlaybookError
+from gfsdeploy.errors import GfsError, PlaybookError
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_PLAYBOOK = os.path.join(PROJECT_ROOT, "playbooks", "site.yaml")

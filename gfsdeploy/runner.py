@@ -25,7 +25,7 @@ from gfsdeploy.errors import GfsError, ModuleError, TransportError
 from gfsdeploy.graph import Step, build_graph
 from gfsdeploy.hostfacts import FACTS_PROBE, HostFactsCache, parse_facts
 from gfsdeploy.inventory import Host, Inventory
-from gfsdeploy.modules.base import ADD, CHANGE, DESTROY, WARN, Change, HostInfo, TaskContext, TaskResult
+from gfsdeploy.modules.base import CHANGE, WARN, Change, HostInfo, TaskContext, TaskResult
 from gfsdeploy.playbook import Playbook, Task
 from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown
 from gfsdeploy.transport import make_transport
@@ -132,6 +132,11 @@ class Runner:
              "inventory_hostname_short": hr.host.name.split(".")[0],
              "group_names": sorted(hr.host.groups), "playbook_dir": task.play.base_dir,
              "ansible_check_mode": self.options.mode == "plan"}
+        if any(h.registered for h in self.hosts.values()):
+            # Ansible's hostvars carry what each host registered too
+            v["hostvars"] = {name: ({**host_vars, **self.hosts[name].registered} if name in self.hosts and
+                                    self.hosts[name].registered else host_vars)
+                             for name, host_vars in self.magic["hostvars"].items()}
         v.update(hr.host.vars)
         v.update(_facts_vars(hr.info))
         v.update(task.play.vars)

@@ -211,7 +211,7 @@ class Templar:
     def __init__(self, search_path: list[str] | None = None):
         loader = jinja2.FileSystemLoader(search_path or ["."])
         self.env = ImmutableSandboxedEnvironment(
-            undefined=StrictUndefined, loader=loader, keep_trailing_newline=True,
+            undefined=StrictUndefined, loader=loader, keep_trailing_newline=True, trim_blocks=True,
             extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])
         self.env.filters.update(FILTERS)
         self.env.tests.update(TESTS)

@@ -18,7 +18,8 @@ from gfsdeploy import manifests
 from gfsdeploy.errors import PreflightError, TemplateError
 
 ROOT = Path(__file__).resolve().parent.parent
-MANIFEST_TEMPLATES = [n for n in manifests.template_names() if n not in ("heketi.json.j2", "topology.json.j2")]
+MANIFEST_TEMPLATES = [n for n in manifests.template_names()
+                      if n not in ("heketi.json.j2", "topology.json.j2", "storage-nodes.json.j2")]
 
 
 def inventory(**overrides) -> dict:
@@ -37,6 +38,9 @@ def inventory(**overrides) -> dict:
         "heketi_db_b64": base64.b64encode(b"\x00bolt-db\xff").decode(),
         "replica": 3,
         "storageclass_name": "glusterfs",
+        # Ansible's magic variables, for storage-nodes.json.j2 (built from the inventory)
+        "groups": {"gluster": ["k8s-1", "k8s-2", "k8s-3"]},
+        "hostvars": {f"k8s-{i}": {"storage_ip": f"10.186.0.{9 + i}", "devices": ["/dev/sdb"]} for i in (1, 2, 3)},
     }
     values.update(overrides)
     return values
@@ -46,10 +50,21 @@ def inventory(**overrides) -> dict:
 @pytest.mark.parametrize("name", manifests.template_names())
 def test_every_template_renders_valid_json(name, version):
     doc = manifests.render(name, inventory(kubernetes_version=version))
-    assert isinstance(doc, dict)
+    assert isinstance(doc, list if name == "storage-nodes.json.j2" else dict)
     if name in MANIFEST_TEMPLATES:
         for obj in manifests.flatten(doc):
             assert obj["apiVersion"] and obj["kind"] and obj["metadata"]["name"]
+
+
+def test_storage_nodes_come_from_the_inventory():
+    values = inventory()
+    values["hostvars"]["k8s-2"].update(k8s_node_name="node-two", zone=2,
+                                       devices=[{"name": "/dev/vdb", "destroydata": True}])
+    nodes = manifests.render("storage-nodes.json.j2", values)
+    assert [n["name"] for n in nodes] == ["k8s-1", "node-two", "k8s-3"]
+    assert nodes[1] == {"name": "node-two", "storage_ip": "10.186.0.11", "zone": 2,
+                        "devices": [{"name": "/dev/vdb", "destroydata": True}]}
+    assert nodes[0]["zone"] == 1
 
 
 def test_missing_variable_is_a_template_error_naming_it():

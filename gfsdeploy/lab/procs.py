@@ -60,22 +60,15 @@ def kill_all(pid_files: list[Path], grace: float = 3.0) -> None:
     """SIGTERM each tracked process group, then SIGKILL what is left; remove the pid files."""
     live = {p: read_pid(p) for p in pid_files}
     live = {p: pid for p, pid in live.items() if pid}
-    for pid in live.values():
-        _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while live and time.monotonic() < deadline:
-        _reap(live.values())
-        live = {p: pid for p, pid in live.items() if read_pid(p)}
-        if live:
-            time.sleep(0.05)
-    for pid in live.values():
-        _signal(pid, signal.SIGKILL)
-    deadline = time.monotonic() + grace
-    while live and time.monotonic() < deadline:
-        _reap(live.values())
-        live = {p: pid for p, pid in live.items() if read_pid(p)}
-        if live:
-            time.sleep(0.05)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in live.values():
+            _signal(pid, sig)
+        deadline = time.monotonic() + grace
+        while live and time.monotonic() < deadline:
+            _reap(live.values())
+            live = {p: pid for p, pid in live.items() if read_pid(p)}
+            if live:
+                time.sleep(0.05)
     for p in pid_files:
         p.unlink(missing_ok=True)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from gfsdeploy.errors import ModuleError, PlaybookError
 from gfsdeploy.modules.base import (ADD, CHANGE, DESTROY, UNKNOWN, WARN, Change, HostInfo, Module, Param,
-                                    TaskContext, TaskResult, q)
+                                    TaskContext, q)
 from gfsdeploy.transport.base import Result
 
 #: files bigger than this are compared by sha256 only (no diff, no lineinfile)

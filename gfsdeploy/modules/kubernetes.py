@@ -19,7 +19,7 @@ import time
 from gfsdeploy import manifests
 from gfsdeploy import secrets
 from gfsdeploy.errors import ModuleError, PlaybookError, PreflightError
-from gfsdeploy.modules.base import (ADD, CHANGE, DESTROY, UNKNOWN, Change, HostInfo, Module, Param,
+from gfsdeploy.modules.base import (ADD, CHANGE, DESTROY, UNKNOWN, Change, Module, Param,
                                     TaskContext, TaskResult, q, qjoin)
 from gfsdeploy.validate import k8s_label_value, k8s_name
 

@@ -45,8 +45,12 @@ class Service(Module):
         enabled = state["enabled"] in ("enabled", "enabled-runtime", "static", "alias", "indirect", "generated")
         if not state["exists"]:
             if want in ("started", "restarted", "reloaded") or args.get("enabled"):
-                raise ModuleError(f"service {name} does not exist on {host.name}", host=host.name,
-                                  fix=f"install the package that provides {name} first")
+                # an earlier task may install it in this same run: the plan cannot know yet;
+                # apply reads again and fails plainly if it is still missing
+                script = (f"echo 'service {name} does not exist on {host.name}: install the package that "
+                          f"provides it first' >&2; exit 1")
+                return [Change(CHANGE, f"service {name} {want or 'enabled'}",
+                               diff=f"service {name} is not installed yet (known after apply)", script=script)]
             return []
         changes = []
         unit = q(name)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets as _random
 import shlex
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass

@@ -6,10 +6,11 @@ A table row: ``module``, ``args``, ``state`` (what read() returns: ``{"creates":
 ``error`` or ``changes`` (``action``, ``resource``, optional exact ``script``/``diff``).
 """
 
-import json
 import pathlib
 
 import pytest
+
+from tests.modules.tables import load
 
 from gfsdeploy import modules
 from gfsdeploy.errors import GfsError
@@ -19,11 +20,6 @@ from gfsdeploy.transport.local import LocalTransport
 DATA = pathlib.Path(__file__).parent / "data" / "command"
 HOST = HostInfo("h1")
 
-
-def load(directory):
-    for path in sorted(directory.glob("*.json")):
-        for case in json.loads(path.read_text()):
-            yield pytest.param(case, id=f"{path.stem}: {case['name']}")
 
 
 @pytest.mark.parametrize("case", load(DATA))

@@ -9,12 +9,13 @@ A table row: ``module``, ``args``, ``state`` (a FileState as JSON; ``content`` t
 """
 
 import base64
-import json
 import os
 import pathlib
 import re
 
 import pytest
+
+from tests.modules.tables import load
 
 from gfsdeploy import modules
 from gfsdeploy.errors import GfsError
@@ -26,11 +27,6 @@ from gfsdeploy.transport.local import LocalTransport
 DATA = pathlib.Path(__file__).parent / "data" / "files"
 HOST = HostInfo("h1")
 
-
-def load(directory):
-    for path in sorted(directory.glob("*.json")):
-        for case in json.loads(path.read_text()):
-            yield pytest.param(case, id=f"{path.stem}: {case['name']}")
 
 
 def written(script):

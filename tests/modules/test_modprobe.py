@@ -102,7 +102,7 @@ def test_probes_are_read_only_and_quoted():
 
 def test_apply_reports_unloadable_plainly():
     class Fake:
-        def run(self, script, timeout=None):
+        def run(self, script, timeout=None, kind="run"):
             out = subprocess.run(["sh", "-c", script.replace("modprobe ", "false ")], capture_output=True, text=True)
             return Result(out.returncode, out.stdout, out.stderr)
 

@@ -98,7 +98,7 @@ def test_apply_reports_progress_before_the_long_command():
     events = []
 
     class Fake:
-        def run(self, script, timeout=None):
+        def run(self, script, timeout=None, kind="run"):
             events.append(("run", script.splitlines()[-1], timeout))
             return Result(0, "done")
 

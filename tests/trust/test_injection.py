@@ -26,7 +26,6 @@ from gfsdeploy.modules.base import HostInfo
 from gfsdeploy.modules.heketi import normalize_topology
 from gfsdeploy.modules.iptables import build_rule
 from gfsdeploy.templating import Templar
-from gfsdeploy.transport.local import LocalTransport
 from trust.helpers import FakeBinTransport, make_recorder, records, run_module
 
 CANARY = f"/tmp/gfsdeploy-pwned-{os.getpid()}"

@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 
 from trust.test_secrets import ROOT
 

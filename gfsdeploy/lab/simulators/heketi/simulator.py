@@ -32,7 +32,6 @@ import secrets as _random
 import shutil
 import subprocess
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from gfsdeploy import jwt
@@ -383,7 +382,7 @@ class HeketiSimulator:
             if isinstance(fail, dict) and manage[0] in fail:
                 message = fail[manage[0]]
                 raise SimError(500, message if isinstance(message, str) else
-                               f"peer probe: failed: Probe returned with Transport endpoint is not connected")
+                               "peer probe: failed: Probe returned with Transport endpoint is not connected")
             cluster = self.db["clusters"].get(cluster_id)
             if cluster is None:
                 raise SimError(500, "Id not found")

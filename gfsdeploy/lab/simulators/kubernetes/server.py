@@ -176,8 +176,8 @@ class Handler(BaseHTTPRequestHandler):
             for obj in items:
                 api.delete(res, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
             return self._send(200, self._list_doc(res, items, rv))
-        raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the requested "
-                                                f"resource")
+        raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested "
+                                                "resource")
 
     # --- output ----------------------------------------------------------
     def _out(self, res, obj: dict) -> dict:
