@@ -25,7 +25,7 @@ from gfsdeploy.errors import GfsError, ModuleError, TransportError
 from gfsdeploy.graph import Step, build_graph
 from gfsdeploy.hostfacts import FACTS_PROBE, HostFactsCache, parse_facts
 from gfsdeploy.inventory import Host, Inventory
-from gfsdeploy.modules.base import CHANGE, WARN, Change, HostInfo, TaskContext, TaskResult
+from gfsdeploy.modules.base import CHANGE, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
 from gfsdeploy.playbook import Playbook, Task
 from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown
 from gfsdeploy.transport import make_transport
@@ -78,6 +78,8 @@ class HostRun:
     notified: set = field(default_factory=set)
     facts: dict = field(default_factory=dict)       # (task_id, item) -> (args_key, {probe: Result})
     stale: bool = True                              # facts must be (re)read before use
+    changed: bool = False                           # the host changed during this run
+    attempted: set = field(default_factory=set)     # steps the last batch read (or tried to)
     lock: threading.RLock = field(default_factory=threading.RLock)
     counts: dict = field(default_factory=lambda: {"ok": 0, "changed": 0, "failed": 0, "skipped": 0})
     facts_raw: str = ""
@@ -182,8 +184,7 @@ class Runner:
         remaining = self.steps_by_host.get(hr.host.name, [])
         if current is not None and current in remaining:
             remaining = remaining[remaining.index(current):]
-        # what is still valid (the host has not changed since it was read) is kept
-        after_change = hr.stale and bool(hr.facts_raw)
+        # what is still valid (nothing it reads has changed since) is kept
         keep = {} if hr.stale else dict(hr.facts)
         probes: dict[str, str] = {"__facts__": FACTS_PROBE} if hr.stale or not hr.facts_raw else {}
         planned: dict = {}
@@ -197,11 +198,11 @@ class Runner:
                     if (task.id, index) in keep and keep[(task.id, index)][0] == args_key:
                         continue
                     module = modules.get(task.module)
-                    if after_change and step != current and not module.cheap_reads:
-                        continue  # costly reads after a change: each step reads its own when it runs
+                    if hr.changed and step != current and not module.cheap_reads:
+                        continue  # costly reads on a changing host: each step reads its own when it runs
                     for key, cmd in module.probes(args, hr.info).items():
                         probes[f"{task.id}\x1f{index}\x1f{key}"] = cmd
-                    planned[(task.id, index)] = args_key
+                    planned[(task.id, index)] = (args_key, module.resources(args))
             except Exception:  # noqa: BLE001 - not renderable yet; read it when it runs
                 continue
         results = hr.transport.read_many(probes) if probes else {}
@@ -215,8 +216,20 @@ class Runner:
         for key, result in results.items():
             task_id, index, probe = key.split("\x1f", 2)
             grouped.setdefault((task_id, int(index)), {})[probe] = result
-        hr.facts = {**keep, **{k: (planned[k], grouped.get(k, {})) for k in planned}}
+        hr.facts = {**keep, **{k: (planned[k][0], grouped.get(k, {}), planned[k][1]) for k in planned}}
+        hr.attempted = set(hr.facts)
         hr.stale = False
+
+    def _invalidate(self, hr: HostRun, resources: set | None) -> None:
+        """The host changed ``resources``: forget what was read about them (all of it if unknown)."""
+        hr.changed = True
+        if resources is None:
+            hr.stale = True
+            return
+        for key, entry in list(hr.facts.items()):
+            if overlaps(entry[2], resources):
+                del hr.facts[key]
+                hr.attempted.discard(key)
 
     def _prepared_items(self, hr: HostRun, task: Task, *, quiet: bool = False):
         """Yield (item index, validated+prepared args) for each loop item whose
@@ -412,7 +425,7 @@ class Runner:
                 judged["failed"] = True
                 judged["msg"] = (judged.get("msg") or "") + f" (until condition not met after {attempts} attempts)"
             if judged.get("changed"):
-                hr.stale = True  # the host changed: what was read for later steps may be outdated
+                self._invalidate(hr, module.resources(args))  # what later steps read may be outdated
             results.append(judged)
             any_changed |= bool(judged.get("changed"))
             if judged.get("failed"):
@@ -473,10 +486,9 @@ class Runner:
         cached = hr.facts.get((task.id, index))
         if cached and cached[0] == _args_key(args):
             return cached[1]
-        if cached is None and (task.id, index) not in getattr(hr, "refreshed_for", set()):
-            # not renderable at the last batch (it uses a result registered since):
-            # batch it with everything else that is renderable now
-            hr.refreshed_for = set(hr.facts) | {(task.id, index)}
+        if (task.id, index) not in hr.attempted:
+            # not renderable at the last batch (it uses a result registered since), or
+            # what it read was invalidated: batch it with everything else readable now
             self._refresh(hr, step)
             cached = hr.facts.get((task.id, index))
             if cached and cached[0] == _args_key(args):
@@ -496,7 +508,7 @@ class Runner:
         self.outcomes = {}
         self.stop_all.clear()
         for hr in self.hosts.values():
-            hr.registered, hr.notified, hr.failed = {}, set(), hr.unreachable
+            hr.registered, hr.notified, hr.failed, hr.changed = {}, set(), hr.unreachable, False
             hr.counts = {"ok": 0, "changed": 0, "failed": 0, "skipped": 0}
         graph = self.graph
         waiting = {n: graph.in_degree(n) for n in graph.nodes}

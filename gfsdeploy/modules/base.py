@@ -141,6 +141,22 @@ class TaskContext:
         return result
 
 
+def overlaps(a: set[str] | None, b: set[str] | None) -> bool:
+    """Whether two resource sets can touch the same thing (None: anything; a file
+    overlaps its directories and everything under them)."""
+    if a is None or b is None:
+        return True
+    for x in a:
+        for y in b:
+            if x == y:
+                return True
+            if x.startswith("file:") and y.startswith("file:"):
+                px, py = x[5:].rstrip("/") + "/", y[5:].rstrip("/") + "/"
+                if px.startswith(py) or py.startswith(px):
+                    return True
+    return False
+
+
 def command_failed(host: str, task: str, what: str, result: Result) -> ModuleError:
     first = what.strip().splitlines()
     shown = first[0] if len(first) == 1 else (first[0] + " …" if first else "")
@@ -180,6 +196,11 @@ class Module:
     def probes(self, args: dict, host: HostInfo) -> dict[str, str]:
         """Read-only shell snippets, keyed by name; batched with other tasks' probes."""
         return {}
+
+    def resources(self, args: dict) -> set[str] | None:
+        """What a change by this task can affect (``file:/etc/hosts``, ``iptables``…),
+        so the runner re-reads only the steps that read it; None = anything."""
+        return None
 
     def read(self, args: dict, facts: dict[str, Result], ctx: TaskContext) -> Any:
         """Turn probe results into the state ``plan`` needs (may add non-shell reads)."""

@@ -347,6 +347,9 @@ class _FileModule(Module):
     def path_of(self, args: dict) -> str:
         return args["path"]
 
+    def resources(self, args: dict) -> set[str]:
+        return {"file:" + self.path_of(args)}
+
     def validate(self, args: dict, *, where: dict | None = None) -> dict:
         out = super().validate(args, where=where)
         problem = check_mode_arg(out.get("mode"))

@@ -171,6 +171,9 @@ class HeketiModule(Module):
     poll_interval = 0.5  # seconds between polls of heketi's async queue
     retry_delay = 1.0
 
+    def resources(self, args: dict) -> set[str]:
+        return {"heketi"}
+
     def validate(self, args, *, where=None):
         out = super().validate(args, where=where)
         out["url"] = check_url(out["url"], where or {})

@@ -109,6 +109,9 @@ class Iptables(Module):
         "ip_version": Param(default="ipv4", choices=("ipv4", "ipv6")),
     }
 
+    def resources(self, args: dict) -> set[str]:
+        return {"iptables"}
+
     def validate(self, args, *, where=None):
         args = super().validate(args, where=where)
         if not args.get("chain"):
@@ -213,6 +216,9 @@ class IptablesState(Module):
         "ip_version": Param(default="ipv4", choices=("ipv4", "ipv6")),
         "table": Param(default=""),
     }
+
+    def resources(self, args: dict) -> set[str]:
+        return {"iptables", "file:" + (args.get("path") or "/etc/iptables")}
 
     @staticmethod
     def path(args: dict, host: HostInfo) -> str:

@@ -383,6 +383,9 @@ class Kubernetes(Module):
         **_KUBECTL,
     }
 
+    def resources(self, args: dict) -> set[str]:
+        return {"kubernetes"}
+
     def validate(self, args, *, where=None):
         args = super().validate(args, where=where)
         if (args.get("definition") is None) == (args.get("template") is None):
@@ -543,6 +546,9 @@ class KubernetesLabel(Module):
         **_KUBECTL,
     }
 
+    def resources(self, args: dict) -> set[str]:
+        return {"kubernetes"}
+
     def validate(self, args, *, where=None):
         args = super().validate(args, where=where)
         for k, v in args["labels"].items():
@@ -605,6 +611,9 @@ class KubernetesDelete(Module):
         **_KUBECTL,
     }
 
+    def resources(self, args: dict) -> set[str]:
+        return {"kubernetes"}
+
     def validate(self, args, *, where=None):
         args = super().validate(args, where=where)
         for kind in args["kinds"]:
@@ -648,6 +657,9 @@ class KubernetesFacts(Module):
         "namespace": Param(default="default", check="k8s_name"),
         **_KUBECTL,
     }
+
+    def resources(self, args: dict) -> set[str]:
+        return {"kubernetes"}
 
     def probes(self, args, host):
         probes = {"version": qjoin(kubectl_argv(args) + ["version", "-o", "json"]),

@@ -34,6 +34,10 @@ class Modprobe(Module):
         "on_unloadable": Param(default=None, choices=("fail", "warn")),
     }
 
+    def resources(self, args: dict) -> set[str]:
+        return {"kernel-module:" + args["name"], "file:/etc/modules-load.d", "file:/etc/modprobe.d"} | \
+            ({"file:" + args["persistent_file"]} if args.get("persistent_file") else set())
+
     @staticmethod
     def files(args: dict) -> tuple[str, str]:
         name = args["name"]
