@@ -70,6 +70,9 @@ def is_unknown(value) -> bool:
     return False
 
 
+_NOT_RESOLVED = frozenset({"hostvars", "groups"})
+
+
 def _has_template(value) -> bool:
     if isinstance(value, str):
         return "{{" in value or "{%" in value
@@ -301,7 +304,9 @@ class Templar:
         """Render variables whose values are templates themselves (Ansible
         evaluates ``vars`` lazily and recursively). A variable that cannot be
         rendered yet keeps its text; using it raises the real error."""
-        pending = {k for k, v in variables.items() if _has_template(v)}
+        # hostvars/groups are every host's inventory: scanning them on every step made this
+        # O(hosts²). Known gap: a template inside hostvars[h].x stays text (Ansible renders it)
+        pending = {k for k, v in variables.items() if k not in _NOT_RESOLVED and _has_template(v)}
         if not pending:
             return variables
         out = dict(variables)
