@@ -300,8 +300,10 @@ class Lab:
         inv = build_inventory(nodes=self.nodes, key_path=str(self.key_path),
                               known_hosts_path=str(self.known_hosts_path), extra_vars=extra)
         write_yaml(self.inventory_path, inv,
-                   header=f"# written by `gfsdeploy lab up` (lab {self.name}); removed by nothing, "
-                          f"valid while the lab is up\n")
+                   header=f"{self._inventory_header()}; valid while the lab is up, removed by `lab down`\n")
+
+    def _inventory_header(self) -> str:
+        return f"# written by `gfsdeploy lab up` (lab {self.name})"
 
     def _start(self, name: str, argv, env: dict) -> None:
         pkg_root = str(Path(__file__).resolve().parents[2])
@@ -362,7 +364,18 @@ class Lab:
                 run(["umount", "-l", m], check=False)
             shutil.rmtree(self.state_dir, ignore_errors=True)
         self.nodes = []
+        self._remove_inventory()
         return found
+
+    def _remove_inventory(self) -> None:
+        """The inventory `up` wrote points at nothing once the lab is down: remove it (only
+        if it is still the file `up` wrote, never a file the user has since replaced)."""
+        path = self.inventory_path
+        try:
+            if path and path.read_text().startswith(self._inventory_header() + ";"):
+                path.unlink()
+        except OSError:
+            pass
 
     # -- inspection -----------------------------------------------------------
     def _deployment_secrets(self) -> dict:
