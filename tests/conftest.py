@@ -56,21 +56,21 @@ def make_lab(tmp_path_factory, nodes: int):
     return lab
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory):
-    """A 3-node lab for this session (skips when not root or tools are missing)."""
+def _lab_while_used(tmp_path_factory):
     lab = make_lab(tmp_path_factory, 3)
     try:
         yield lab
     finally:
         lab.down()
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory):
+    """A 3-node lab for this session (skips when not root or tools are missing)."""
+    yield from _lab_while_used(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def fresh_lab(tmp_path_factory):
     """A 3-node lab of this test module's own, for tests that need untouched nodes."""
-    lab = make_lab(tmp_path_factory, 3)
-    try:
-        yield lab
-    finally:
-        lab.down()
+    yield from _lab_while_used(tmp_path_factory)
