@@ -170,8 +170,7 @@ def _load(args, playbook_path: str | None = None):
 def _options(args, mode: str):
     from gfsdeploy.runner import Options
 
-    limit = None
-    return Options(mode=mode, forks=args.forks, fail_fast=args.fail_fast, limit=limit,
+    return Options(mode=mode, forks=args.forks, fail_fast=args.fail_fast,
                    tags=_split(args.tags), skip_tags=_split(args.skip_tags),
                    accept_new_host_keys=args.accept_new_host_keys, known_hosts=args.known_hosts,
                    allow_destroy=bool(getattr(args, "yes", False)), timeout=args.timeout,

@@ -60,7 +60,6 @@ class StepOutcome:
     changes: list[Change] = field(default_factory=list)
     error: str = ""
     duration: float = 0.0
-    facts_digest: str = ""
     messages: list[str] = field(default_factory=list)  # what read-only tasks (debug) have to say
 
 

@@ -654,7 +654,7 @@ def lineinfile_present(text: str, line: str, *, regexp: str | None = None, searc
     if not match:
         for number, current in enumerate(lines):
             if current.rstrip("\r\n") == line:
-                found, exact = number, True
+                found = number
             elif anchor is not None and anchor.search(current):
                 if insertafter:
                     at = number + 1
