@@ -631,7 +631,6 @@ def lineinfile_present(text: str, line: str, *, regexp: str | None = None, searc
     found = -1        # line replaced by regexp/search_string/exact match
     at = -1           # insertion point from insertafter/insertbefore
     match = None
-    exact = False
     anchor = None
     if insertafter not in (None, "BOF", "EOF"):
         anchor = re.compile(insertafter)
