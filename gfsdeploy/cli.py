@@ -254,6 +254,8 @@ def cmd_apply(args, playbook_path: str | None = None, extra: dict | None = None)
     lock = None
     try:
         # pass 1: read and plan everything (preflight); nothing changes yet
+        if not args.json:
+            runner.reporter.write(f"Reading the state of {len(runner.hosts)} host(s) and planning…")
         outcomes = runner.run("plan")
         counts = summary(outcomes)
         failed = [o for o in outcomes if o.status == "failed"]
