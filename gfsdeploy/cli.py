@@ -417,7 +417,8 @@ def cmd_check(args) -> int:
 def cmd_teardown(args) -> int:
     if args.wipe_devices and not args.yes and not (sys.stdin and sys.stdin.isatty()):
         raise GfsError("--wipe-devices destroys the data on every storage device", field="--wipe-devices",
-                       fix="add --yes to confirm, after checking `gfsdeploy plan -p playbooks/teardown.yaml`")
+                       fix="review it with `gfsdeploy plan INVENTORY -p playbooks/teardown.yaml -e wipe_devices=true`, "
+                           "then add --yes to confirm")
     args.saved_plan = None
     return cmd_apply(args, TEARDOWN_PLAYBOOK, {"wipe_devices": bool(args.wipe_devices)})
 

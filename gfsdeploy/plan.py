@@ -11,6 +11,7 @@ import time
 
 from gfsdeploy.modules.base import ADD, CHANGE, DESTROY, WARN
 from gfsdeploy.secrets import MASK, redact, redact_obj
+from gfsdeploy.templating import show_unknown
 
 COLORS = {ADD: "\033[32m", CHANGE: "\033[33m", DESTROY: "\033[31m", WARN: "\033[35m"}
 RESET = "\033[0m"
@@ -30,7 +31,7 @@ class Reporter:
 
     def write(self, text: str = "") -> None:
         with self.lock:
-            self.stream.write(redact(text) + "\n")
+            self.stream.write(show_unknown(redact(text)) + "\n")
             self.stream.flush()
 
     def progress(self, host: str, task, message: str) -> None:
@@ -63,7 +64,7 @@ class Reporter:
 
 def _change_line(change, color: bool) -> str:
     symbol = change.action
-    text = f"{symbol} {change.resource}"
+    text = show_unknown(f"{symbol} {change.resource}")
     if color and symbol in COLORS:
         text = f"{COLORS[symbol]}{symbol}{RESET} {change.resource}"
     return text
@@ -111,7 +112,7 @@ def render_plan(outcomes, *, color: bool = False) -> str:
     if counts["warnings"]:
         lines.append(f"Warnings: {counts['warnings']} (lines marked !)")
     lines.append(summary_line(counts))
-    return redact("\n".join(lines))
+    return show_unknown(redact("\n".join(lines)))
 
 
 def _color_diff(line: str, color: bool) -> str:

@@ -49,9 +49,10 @@ class Change:
 
     def to_json(self) -> dict:
         from gfsdeploy.secrets import MASK, redact
+        from gfsdeploy.templating import show_unknown
 
-        return {"action": self.action, "resource": redact(self.resource),
-                "diff": MASK if self.sensitive and self.diff else redact(self.diff)}
+        return {"action": self.action, "resource": show_unknown(redact(self.resource)),
+                "diff": MASK if self.sensitive and self.diff else show_unknown(redact(self.diff))}
 
 
 @dataclass

@@ -366,6 +366,20 @@ _KUBECTL = {"kubectl": Param(default="kubectl", help="kubectl on the master"),
             "kubeconfig": Param(type="path", help="kubeconfig on the master (default: kubectl's own)")}
 
 
+def _unknown_fields(value, path: str = ""):
+    """(path, value) of every string in a manifest that holds a value only known after apply."""
+    from gfsdeploy.templating import is_unknown
+
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _unknown_fields(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _unknown_fields(item, f"{path}[{index}]")
+    elif isinstance(value, str) and is_unknown(value):
+        yield path, value
+
+
 class Kubernetes(Module):
     """Ensure Kubernetes objects exist (or not) as the manifest says, then wait for them."""
 
@@ -430,9 +444,10 @@ class Kubernetes(Module):
                                           data={"object": obj}))
                 continue
             if current is None:
-                diff = ""
+                lines = [f"{path}: {value}" for path, value in _unknown_fields(obj)]
                 if obj["kind"] == "Service" and "clusterIP" not in (obj.get("spec") or {}):
-                    diff = f"spec.clusterIP: {UNKNOWN}"
+                    lines.append(f"spec.clusterIP: {UNKNOWN}")
+                diff = "\n".join(lines)
                 changes.append(Change(ADD, resource, diff=diff, sensitive=secret,
                                       script=create_or_update_script(args, obj), data={"object": obj}))
                 continue

@@ -63,8 +63,10 @@ def test_whole_deployment(fresh_lab):
                  "+ kubernetes Job default/heketi-storage-copy-job", "+ kubernetes Deployment default/heketi",
                  "+ kubernetes StorageClass glusterfs", "~ node k8s-2 label storagenode=glusterfs"]:
         assert line in plan.stdout, line
-    # heketi's address only exists once the bootstrap Service does
-    assert "(known after apply)" in plan.stdout
+    # heketi's address only exists once its Service does: shown where it is used
+    assert "url=http://(known after apply):8080" in plan.stdout
+    assert "parameters.resturl: http://(known after apply):8080" in plan.stdout
+    assert "\x00" not in plan.stdout
     assert "Plan: " in plan.stdout.splitlines()[-1]
     assert kubectl(lab, "get", "daemonset", "-o", "name").strip() == ""  # plan changed nothing
 
