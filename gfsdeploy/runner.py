@@ -192,11 +192,15 @@ class Runner:
             if step in self.outcomes:
                 continue
             try:
-                for index, args in self._prepared_items(hr, task, quiet=True):
+                module = modules.get(task.module)
+                for index, _, status, args, _ in self._each_item(hr, task, module, self.variables(hr, task)):
+                    if status == "unknown":
+                        raise LookupError(args)
+                    if status == "skipped":
+                        continue
                     args_key = _args_key(args)
                     if (task.id, index) in keep and keep[(task.id, index)][0] == args_key:
                         continue
-                    module = modules.get(task.module)
                     if hr.changed and step != current and not module.cheap_reads:
                         continue  # costly reads on a changing host: each step reads its own when it runs
                     for key, cmd in module.probes(args, hr.info).items():
@@ -230,31 +234,33 @@ class Runner:
                 del hr.facts[key]
                 hr.attempted.discard(key)
 
-    def _prepared_items(self, hr: HostRun, task: Task, *, quiet: bool = False):
-        """Yield (item index, validated+prepared args) for each loop item whose
-        `when` holds. Raises on unknowns when ``quiet`` (prefetch)."""
-        variables = self.variables(hr, task)
-        module = modules.get(task.module)
-        for index, item_vars in enumerate(self._items(task, variables)):
+    def _each_item(self, hr: HostRun, task: Task, module, variables: dict):
+        """The per-item pipeline shared by the batched reads and by execution: for each
+        loop item, ``(index, item variables, status, args, ctx)``. ``status`` is
+        ``ready`` (args validated and prepared), ``skipped`` (its `when` is false) or
+        ``unknown`` (loop, condition or arguments only known after apply; ``args`` then
+        says which)."""
+        try:
+            items = self._items(task, variables)
+        except LookupError:
+            yield 0, variables, "unknown", "loop (known after apply)", None
+            return
+        for index, item_vars in enumerate(items):
             v = {**variables, **item_vars}
             if task.when is not None:
                 if _references_unknown(self.templar, task.when, v):
-                    if quiet:
-                        raise LookupError("unknown")
-                    yield index, Unknown()
+                    yield index, v, "unknown", "condition (known after apply)", None
                     continue
                 if not self.templar.evaluate(task.when, v, where=task.where()):
+                    yield index, v, "skipped", None, None
                     continue
             args = self._render_args(task, module, v)
             if is_unknown(args):
-                if quiet:
-                    raise LookupError("unknown")
-                yield index, args
+                yield index, v, "unknown", show_unknown(_describe_args(args)), None
                 continue
             args = module.validate(args, where=task.where())
             ctx = self._context(hr, task, v)
-            args = module.prepare(args, ctx)
-            yield index, args
+            yield index, v, "ready", module.prepare(args, ctx), ctx
 
     def _render_args(self, task: Task, module, variables: dict):
         raw = dict(task.args)
@@ -355,32 +361,15 @@ class Runner:
         runs_in_plan = module.read_only or task.changed_when is False or \
             (isinstance(task.changed_when, str) and task.changed_when.strip().lower() in ("false", "no")) or \
             task.check_mode is False
-        items = self._items_or_unknown(task, variables)
-        for index, item_vars in enumerate(items):
-            v = {**variables, **item_vars}
-            if item_vars is None:  # loop over something unknown until apply
-                outcome.changes.append(Change(CHANGE, f"{task.module}: {task.label}", "loop (known after apply)"))
+        for index, v, status, args, ctx in self._each_item(hr, task, module, variables):
+            if status == "unknown":
+                outcome.changes.append(Change(CHANGE, f"{task.module}: {task.label}", args))
                 results.append({"changed": True})
                 continue
-            if task.when is not None:
-                if _references_unknown(self.templar, task.when, v):
-                    outcome.changes.append(Change(CHANGE, f"{task.module}: {task.label}",
-                                                  "condition (known after apply)"))
-                    results.append({"changed": True})
-                    continue
-                if not self.templar.evaluate(task.when, v, where=task.where()):
-                    results.append({"changed": False, "skipped": True, "skip_reason": "condition false"})
-                    continue
-            args = self._render_args(task, module, v)
-            if is_unknown(args):
-                outcome.changes.append(Change(CHANGE, f"{task.module}: {task.label}",
-                                              show_unknown(_describe_args(args))))
-                results.append({"changed": True})
+            if status == "skipped":
+                results.append({"changed": False, "skipped": True, "skip_reason": "condition false"})
                 continue
-            args = module.validate(args, where=task.where())
-            ctx = self._context(hr, task, v)
             ctx.read_only = runs_in_plan
-            args = module.prepare(args, ctx)
             facts = self._facts_for(hr, task, step, index, args, module)
             state = module.read(args, facts, ctx)
             changes = module.plan(args, state, hr.info)
@@ -428,9 +417,9 @@ class Runner:
             results.append(judged)
             any_changed |= bool(judged.get("changed"))
             if judged.get("failed"):
-                self._register(hr, task, results, items)
+                self._register(hr, task, results)
                 raise ModuleError(judged.get("msg") or "failed", host=hr.host.name, task=task.label)
-        self._register(hr, task, results, items, unknown=plan_mode and any_changed and not runs_in_plan)
+        self._register(hr, task, results, unknown=plan_mode and any_changed and not runs_in_plan)
         real_changes = [c for c in outcome.changes if c.action != WARN]
         if plan_mode and not runs_in_plan:
             outcome.status = "pending" if real_changes else "ok"
@@ -443,12 +432,6 @@ class Runner:
         if outcome.status in ("changed", "pending"):
             for name in task.notify:
                 hr.notified.add(self.templar.render(name, variables) if "{{" in str(name) else name)
-
-    def _items_or_unknown(self, task: Task, variables: dict) -> list:
-        try:
-            return self._items(task, variables)
-        except LookupError:
-            return [None]
 
     def _judge(self, task: Task, result: TaskResult, variables: dict) -> dict:
         value = result.as_register()
@@ -466,7 +449,7 @@ class Runner:
                 value["msg"] = f"failed_when condition is true: {task.failed_when}"
         return value
 
-    def _register(self, hr: HostRun, task: Task, results: list, items: list, *, unknown: bool = False) -> None:
+    def _register(self, hr: HostRun, task: Task, results: list, *, unknown: bool = False) -> None:
         if not task.register:
             return
         if unknown:
