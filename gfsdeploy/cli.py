@@ -192,6 +192,10 @@ def _runner(args, mode: str, playbook_path: str | None = None, extra: dict | Non
     return Runner(inventory, playbook, options, reporter), inventory, path
 
 
+def _report_round_trips(runner) -> None:
+    runner.reporter.write("round trips: " + ", ".join(f"{h}={n}" for h, n in runner.round_trips().items()))
+
+
 def _digest(path: str) -> str:
     with open(path, "rb") as handle:
         return hashlib.sha256(handle.read()).hexdigest()
@@ -214,7 +218,7 @@ def cmd_plan(args) -> int:
     else:
         runner.reporter.write(render_plan(outcomes, color=runner.reporter.color))
         if args.verbose:
-            runner.reporter.write("round trips: " + ", ".join(f"{h}={n}" for h, n in runner.round_trips().items()))
+            _report_round_trips(runner)
     if args.out and not failed:
         saved = {"format": PLAN_FORMAT, "inventory": os.path.abspath(args.inventory),
                  "inventory_sha256": _digest(args.inventory), "playbook": os.path.abspath(path),
@@ -256,7 +260,9 @@ def cmd_apply(args, playbook_path: str | None = None, extra: dict | None = None)
         # pass 1: read and plan everything (preflight); nothing changes yet
         if not args.json:
             runner.reporter.write(f"Reading the state of {len(runner.hosts)} host(s) and planning…")
+        verbose, runner.reporter.verbose = runner.reporter.verbose, 0  # what debug says is shown once, below
         outcomes = runner.run("plan")
+        runner.reporter.verbose = verbose
         counts = summary(outcomes)
         failed = [o for o in outcomes if o.status == "failed"]
         if failed:
@@ -280,7 +286,7 @@ def cmd_apply(args, playbook_path: str | None = None, extra: dict | None = None)
                 runner.reporter.write("No changes. The hosts match the playbook.")
                 runner.reporter.write(recap(runner, outcomes))
                 if args.verbose:
-                    runner.reporter.write("round trips: " + ", ".join(f"{h}={n}" for h, n in runner.round_trips().items()))
+                    _report_round_trips(runner)
             return 0
         wipes = [c for o in outcomes for c in o.changes if destroys_data(c)]
         if wipes and not args.yes:
@@ -306,7 +312,7 @@ def cmd_apply(args, playbook_path: str | None = None, extra: dict | None = None)
         else:
             runner.reporter.write(recap(runner, outcomes))
             if args.verbose:
-                runner.reporter.write("round trips: " + ", ".join(f"{h}={n}" for h, n in runner.round_trips().items()))
+                _report_round_trips(runner)
         return 1 if any(o.status == "failed" for o in outcomes) or \
             any(hr.unreachable for hr in runner.hosts.values()) else 0
     finally:
