@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark gfsdeploy against ansible-playbook and pyinfra on the local lab (issue 7).
 
-One command: brings up a lab (gfsdeploy.lab.Lab), runs the same workload with
+One command: brings up a lab (gfsdeploy_glusterfs.lab.Lab), runs the same workload with
 each tool (bench/workload.yaml for gfsdeploy and ansible-playbook,
 bench/pyinfra_deploy.py for pyinfra), times first apply / no-op re-apply / dry
 run, and the floor (a parallel `ssh node true`, OpenSSH, no ControlMaster).
@@ -234,7 +234,7 @@ def floor(lab) -> float:
 
 
 def bring_up(name: str, base: str, nodes: int, log):
-    from gfsdeploy.lab import Lab
+    from gfsdeploy_glusterfs.lab import Lab
 
     lab = Lab(name, base, log=log)
     inv = lab.state_dir / "bench-inventory.yaml"

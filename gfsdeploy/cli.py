@@ -1,4 +1,4 @@
-"""The ``gfsdeploy`` command: plan, apply, graph, check, teardown, lab, inventory.
+"""The ``gfsdeploy`` command: plan, apply, graph, check, and what content packages add.
 
 Exit codes (SPEC): plan 0 = no changes, 2 = changes pending, 1 = error;
 apply/check 0 = success, 1 = failure. User mistakes print file/line/field and
@@ -18,17 +18,14 @@ import traceback
 from gfsdeploy import __version__, secrets
 from gfsdeploy.errors import GfsError, PlaybookError
 
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_PLAYBOOK = os.path.join(PROJECT_ROOT, "playbooks", "site.yaml")
-TEARDOWN_PLAYBOOK = os.path.join(PROJECT_ROOT, "playbooks", "teardown.yaml")
 PLAN_FORMAT = 1
 
 
-def _common(parser: argparse.ArgumentParser, *, playbook: bool = True, optional_inventory: bool = False) -> None:
+def add_common_options(parser: argparse.ArgumentParser, *, playbook: bool = True, optional_inventory: bool = False) -> None:
     parser.add_argument("inventory", nargs="?" if optional_inventory else None,
                         help="inventory file (Ansible YAML shape)")
     if playbook:
-        parser.add_argument("-p", "--playbook", default=None, help="playbook (default: playbooks/site.yaml)")
+        parser.add_argument("-p", "--playbook", default=None, help="playbook (default: the installed content's, e.g. playbooks/site.yaml)")
     parser.add_argument("--limit", "-l", help="only these hosts/groups (Ansible pattern, comma-separated)")
     parser.add_argument("--tags", "-t", help="only tasks with these tags (comma-separated)")
     parser.add_argument("--skip-tags", help="skip tasks with these tags")
@@ -46,67 +43,46 @@ def _common(parser: argparse.ArgumentParser, *, playbook: bool = True, optional_
     parser.add_argument("--connect-timeout", type=float, default=10.0)
 
 
-CORE_COMMANDS = ("plan", "apply", "graph", "check", "teardown")
+CORE_COMMANDS = ("plan", "apply", "graph", "check")
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    """The parser; when ARGV runs a core command, the lab/vagrant subcommands (whose
-    imports cost ~0.1 s, a tenth of a no-op run) are not registered."""
+    """The parser; when ARGV runs a core command, the content packages' sub-commands
+    (whose imports cost ~0.1 s, a tenth of a no-op run) are not registered."""
     parser = argparse.ArgumentParser(prog="gfsdeploy", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"gfsdeploy {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
     p = sub.add_parser("plan", help="show what apply would change; change nothing")
-    _common(p)
+    add_common_options(p)
     p.add_argument("--out", help="save the plan to this file (for apply --plan)")
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("apply", help="make the changes")
-    _common(p, optional_inventory=True)
+    add_common_options(p, optional_inventory=True)
     p.add_argument("--plan", dest="saved_plan", help="apply a plan saved with `plan --out`")
-    p.add_argument("--yes", "-y", action="store_true", help="confirm destructive changes (disk wipes)")
+    p.add_argument("--yes", "-y", action="store_true", help="confirm changes that destroy data (e.g. disk wipes)")
     p.add_argument("--force-unlock", action="store_true", help="remove a stale lock on the master first")
     p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("graph", help="print the task graph")
-    _common(p)
+    add_common_options(p)
     p.add_argument("--format", choices=("text", "dot"), default="text")
     p.set_defaults(func=cmd_graph)
 
     p = sub.add_parser("check", help="validate the inventory and run the preflight checks")
-    _common(p)
+    add_common_options(p)
     p.set_defaults(func=cmd_check)
-
-    p = sub.add_parser("teardown", help="remove what apply created in Kubernetes and heketi")
-    _common(p, playbook=False)
-    p.add_argument("--wipe-devices", action="store_true", help="also wipe the storage devices (destroys data)")
-    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
-    p.add_argument("--force-unlock", action="store_true")
-    p.set_defaults(func=cmd_teardown)
 
     words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
     if not (words and words[0] in CORE_COMMANDS):
-        for register in _registrars():
-            register(sub)
+        from gfsdeploy.plugins import contents
+
+        for content in contents():
+            if content.register_commands is not None:
+                content.register_commands(sub)
     return parser
-
-
-def _registrars():
-    out = []
-    try:
-        from gfsdeploy.lab.cli import register as lab_register
-
-        out.append(lab_register)
-    except ImportError:
-        pass
-    try:
-        from gfsdeploy.vagrant import register as vagrant_register
-
-        out.append(vagrant_register)
-    except ImportError:
-        pass
-    return out
 
 
 # -- helpers -----------------------------------------------------------------------
@@ -156,15 +132,29 @@ def _extra_vars(items: list[str]) -> dict:
 def _load(args, playbook_path: str | None = None):
     from gfsdeploy.inventory import load_inventory
     from gfsdeploy.playbook import load_playbook
+    from gfsdeploy.plugins import contents
 
     if not args.inventory:
         raise GfsError("no inventory given", fix="run `gfsdeploy apply INVENTORY` or `gfsdeploy apply --plan FILE`")
     inventory = load_inventory(args.inventory)
-    path = playbook_path or getattr(args, "playbook", None) or DEFAULT_PLAYBOOK
+    for content in contents():
+        if content.inventory_loaded is not None:
+            content.inventory_loaded(inventory)
+    path = playbook_path or getattr(args, "playbook", None) or _default_playbook()
     if not os.path.exists(path):
         raise PlaybookError("playbook not found", file=path, fix="pass -p PLAYBOOK with an existing file")
     playbook = load_playbook(path)
     return inventory, playbook, path
+
+
+def _default_playbook() -> str:
+    from gfsdeploy.plugins import default_content
+
+    content = default_content()
+    if content is None:
+        raise GfsError("no playbook given and no content package installed that ships a default one",
+                       field="--playbook", fix="pass -p PLAYBOOK")
+    return content.path(content.default_playbook)
 
 
 def _options(args, mode: str):
@@ -327,16 +317,16 @@ def cmd_apply(args, playbook_path: str | None = None, extra: dict | None = None)
 def _confirm(runner, outcomes, wipes) -> bool:
     runner.reporter.write(render_wipes(outcomes))
     if not sys.stdin or not sys.stdin.isatty():
-        raise GfsError("the plan wipes storage devices and there is no terminal to confirm it",
+        raise GfsError("the plan destroys data and there is no terminal to confirm it",
                        fix="review `gfsdeploy plan`, then re-run apply with --yes")
-    answer = input("These devices will be wiped; their data is lost. Type 'yes' to continue: ")
+    answer = input("The changes above destroy data. Type 'yes' to continue: ")
     return answer.strip() == "yes"
 
 
 def destroys_data(change) -> bool:
-    """A change that loses data (a disk wipe): needs --yes or a typed 'yes'.
-    The devices module marks its wipes with the ``device`` they wipe."""
-    return bool(change.data.get("destroys_data") or (change.action == "-" and change.data.get("device")))
+    """A change that loses data (a module marks it ``destroys_data``, e.g. a disk
+    wipe): needs --yes or a typed 'yes'."""
+    return bool(change.data.get("destroys_data"))
 
 
 def render_wipes(outcomes) -> str:
@@ -351,8 +341,11 @@ def render_wipes(outcomes) -> str:
 def _cluster_lock(runner, inventory):
     from gfsdeploy.lock import LOCK_DIR, ClusterLock
 
-    masters = [h for h in inventory.groups.get("k8s_master", []) if h in runner.hosts]
-    candidates = masters or sorted(runner.hosts)
+    from gfsdeploy.plugins import contents
+
+    preferred = [h for content in contents() for group in content.lock_groups
+                 for h in inventory.groups.get(group, []) if h in runner.hosts]
+    candidates = preferred + sorted(runner.hosts)
     for name in candidates:
         hr = runner.hosts[name]
         if hr.transport is not None and hr.connected and not hr.unreachable:
@@ -418,15 +411,6 @@ def cmd_check(args) -> int:
             runner.reporter.write(f"check passed: inventory valid, {len(runner.hosts)} host(s) reachable, "
                                   f"{len(outcomes)} preflight check(s) ok.")
     return 1 if failed or unreachable else 0
-
-
-def cmd_teardown(args) -> int:
-    if args.wipe_devices and not args.yes and not (sys.stdin and sys.stdin.isatty()):
-        raise GfsError("--wipe-devices destroys the data on every storage device", field="--wipe-devices",
-                       fix="review it with `gfsdeploy plan INVENTORY -p playbooks/teardown.yaml -e wipe_devices=true`, "
-                           "then add --yes to confirm")
-    args.saved_plan = None
-    return cmd_apply(args, TEARDOWN_PLAYBOOK, {"wipe_devices": bool(args.wipe_devices)})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,7 @@
-"""Ansible's YAML inventory (``all: {vars, hosts, children}``), with kubespray's
-group names accepted, and the project's per-host variables checked at load
-time so a typo fails here, with file and line, not halfway through an apply."""
+"""Ansible's YAML inventory (``all: {vars, hosts, children}``), with the
+connection variables checked at load time so a typo fails here, with file and
+line, not halfway through an apply. Content packages check their own host
+variables through their ``inventory_loaded`` hook."""
 
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ from gfsdeploy.yamlload import Node, load, position
 
 GROUP_KEYS = {"hosts", "vars", "children"}
 _SUBSCRIPT = re.compile(r"^(.+)\[(-?\d*)(?::(\d*))?\]$")
-#: kubespray/ansible spellings of the master group
-MASTER_ALIASES = ("k8s_master", "kube_control_plane", "kube-master", "kube_master")
 
 
 @dataclass
@@ -196,14 +195,6 @@ def load_inventory(path: str) -> Inventory:
     walk("all", data["all"], 0, [], position(data, "all"))
     groups["all"] = list(hosts)
     groups.setdefault("ungrouped", [h for h in hosts if host_groups[h] == ["all"]])
-    # kubespray's spelling of the master group
-    if not groups.get("k8s_master"):
-        for alias in MASTER_ALIASES[1:]:
-            if groups.get(alias):
-                groups["k8s_master"] = list(groups[alias])
-                for h in groups[alias]:
-                    host_groups[h].append("k8s_master")
-                break
     base = os.path.dirname(os.path.abspath(path))
     for name, host in hosts.items():
         merged: dict = {}
@@ -237,37 +228,3 @@ def _check_host(host: Host, where: dict) -> None:
     if "ansible_user" in v and (not isinstance(v["ansible_user"], str) or not v["ansible_user"].strip()
                                 or any(c in v["ansible_user"] for c in " \t\n'\"$`;&|<>")):
         bad("ansible_user", f"{v['ansible_user']!r} is not a user name", "give a plain login name, e.g. root")
-    if "storage_ip" in v and validate.ip(v["storage_ip"]):
-        bad("storage_ip", validate.ip(v["storage_ip"]) + " (heketi's `storage` hostname must be an IP)",
-            "set storage_ip to the node's storage-network IP address, e.g. 192.168.186.10")
-    if "devices" in v:
-        devices = v["devices"]
-        if not isinstance(devices, list):
-            bad("devices", f"`devices` must be a list of block devices, got {devices!r}",
-                "write e.g. `devices: [/dev/sdb]`")
-        for item in devices:
-            name = item.get("name") if isinstance(item, dict) else item
-            if isinstance(item, dict):
-                unknown = set(item) - {"name", "destroydata"}
-                if unknown:
-                    bad("devices", f"unknown device key {sorted(unknown)[0]!r}",
-                        "a device entry is a path or {name: /dev/sdb, destroydata: false}")
-                if "destroydata" in item and not isinstance(item["destroydata"], bool):
-                    bad("devices", f"destroydata of {name} must be true or false",
-                        "write `destroydata: true` or `destroydata: false`")
-            problem = validate.device(name)
-            if problem:
-                bad("devices", problem, "list raw block devices such as /dev/sdb")
-    if "zone" in v and (isinstance(v["zone"], bool) or not isinstance(v["zone"], int) or v["zone"] < 1):
-        bad("zone", f"zone must be a positive integer, got {v['zone']!r}", "write e.g. `zone: 1`")
-
-
-def device_list(host_vars: dict) -> list[dict]:
-    """A host's ``devices`` as ``[{name, destroydata}]``."""
-    out = []
-    for item in host_vars.get("devices") or []:
-        if isinstance(item, dict):
-            out.append({"name": item["name"], "destroydata": bool(item.get("destroydata", False))})
-        else:
-            out.append({"name": item, "destroydata": False})
-    return out

@@ -155,7 +155,7 @@ def _load_play(raw, index: int, path: str, base: str) -> Play:
                                 fix=f"valid play keys: {', '.join(sorted(PLAY_KEYS - IGNORED_PLAY_KEYS))}")
     if "hosts" not in raw:
         raise PlaybookError("play has no `hosts:`", **position(raw), field="hosts",
-                            fix="add `hosts: all` or a group name such as `hosts: gluster`")
+                            fix="add `hosts: all` or a group name such as `hosts: webservers`")
     pvars = raw.get("vars") or {}
     if not isinstance(pvars, dict):
         raise PlaybookError("play `vars` must be a mapping", **position(raw, "vars"), field="vars",

@@ -285,7 +285,7 @@ class Runner:
             raise LookupError("unknown loop")
         if not isinstance(items, list):
             raise GfsError(f"`loop` must give a list, got {type(items).__name__}", **task.where(),
-                           field="loop", fix="loop over a list, e.g. `loop: \"{{ groups['gluster'] }}\"`")
+                           field="loop", fix="loop over a list, e.g. `loop: \"{{ groups['all'] }}\"`")
         return [{task.loop_var: item, "ansible_loop": {"index0": i, "index": i + 1}} for i, item in enumerate(items)]
 
     def _context(self, hr: HostRun, task: Task, variables: dict) -> TaskContext:

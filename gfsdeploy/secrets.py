@@ -3,8 +3,8 @@
 Values are declared sensitive (the ``!sensitive`` YAML tag, a ``sensitive_vars``
 list, or a module parameter marked ``sensitive``); they are registered here and
 every output path (plan, progress, recap, JSON, errors, logs) goes through
-:func:`redact`. Base64 forms are registered too, because Kubernetes Secrets
-carry their data base64-encoded.
+:func:`redact`. Base64 forms are registered too, because many APIs
+carry secrets base64-encoded.
 """
 
 from __future__ import annotations

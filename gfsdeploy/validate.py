@@ -1,5 +1,5 @@
 """Checks for values with a fixed form (IPs, hostnames, device paths, ports,
-Kubernetes names). Each returns an error message, or None when the value is fine,
+chain and package names). Each returns an error message, or None when the value is fine,
 so callers can attach file/line/field and a fix."""
 
 from __future__ import annotations
@@ -9,8 +9,6 @@ import re
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 _DEVICE = re.compile(r"^/dev/[A-Za-z0-9][A-Za-z0-9._/:+-]{0,200}$")
-_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_K8S_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _MODULE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
 # Debian/RPM package names (optionally =version / -version and :arch); never an option
 _PACKAGE = re.compile(r"^[A-Za-z0-9+_.][A-Za-z0-9+_.:~=*-]{0,200}$")
@@ -62,18 +60,6 @@ def port_or_range(value) -> str | None:
     return port(value)
 
 
-def k8s_name(value) -> str | None:
-    if not isinstance(value, str) or len(value) > 253 or not _K8S_NAME.match(value):
-        return f"{value!r} is not a valid Kubernetes name (lower-case letters, digits, '-', '.')"
-    return None
-
-
-def k8s_label_value(value) -> str | None:
-    if not isinstance(value, str) or len(value) > 63 or not _K8S_LABEL_VALUE.match(value):
-        return f"{value!r} is not a valid Kubernetes label value"
-    return None
-
-
 def kernel_module(value) -> str | None:
     if not isinstance(value, str) or not _MODULE_NAME.match(value):
         return f"{value!r} is not a kernel module name"
@@ -100,7 +86,7 @@ def iptables_chain(value) -> str | None:
 
 CHECKS = {
     "ip": ip, "hostname": hostname, "host": host_or_ip, "device": device, "port": port,
-    "port_range": port_or_range, "k8s_name": k8s_name, "k8s_label_value": k8s_label_value,
+    "port_range": port_or_range,
     "kernel_module": kernel_module, "iptables_chain": iptables_chain, "package": package_name,
     "path": path,
 }

@@ -13,7 +13,7 @@ import pytest
 
 
 def _lab_skip_reason() -> str | None:
-    from gfsdeploy.lab.host import missing_tools
+    from gfsdeploy_glusterfs.lab.host import missing_tools
 
     if not os.uname().sysname == "Linux":
         return "the local lab needs Linux"
@@ -44,7 +44,7 @@ def make_lab(tmp_path_factory, nodes: int):
     reason = _lab_skip_reason()
     if reason:
         pytest.skip(reason)
-    from gfsdeploy.lab import Lab
+    from gfsdeploy_glusterfs.lab import Lab
 
     lab = Lab(name="gt" + secrets.token_hex(2), base=_free_base())
     inv = tmp_path_factory.mktemp("lab") / "lab.yaml"

@@ -9,7 +9,7 @@ import pytest
 
 from gfsdeploy.errors import PreflightError
 from gfsdeploy.modules.base import HostInfo, TaskContext
-from gfsdeploy.modules.devices import Devices
+from gfsdeploy_glusterfs.modules.devices import Devices
 from gfsdeploy.transport.local import LocalTransport
 
 pytestmark = pytest.mark.skipif(

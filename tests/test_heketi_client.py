@@ -7,8 +7,9 @@ import urllib.error
 
 import pytest
 
-from gfsdeploy import jwt, secrets
-from gfsdeploy.heketi_client import HeketiClient, HeketiError, HeketiUnreachable
+from gfsdeploy import secrets
+from gfsdeploy_glusterfs import jwt
+from gfsdeploy_glusterfs.heketi_client import HeketiClient, HeketiError, HeketiUnreachable
 
 KEY = "client-test-key-9f8e"
 

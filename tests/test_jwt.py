@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from gfsdeploy import jwt
+from gfsdeploy_glusterfs import jwt
 
 KEYS = {"admin": "adm1nkey", "user": "us3rkey"}
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gfsdeploy import manifests
+from gfsdeploy_glusterfs import manifests
 from gfsdeploy.errors import PreflightError, TemplateError
 
 ROOT = Path(__file__).resolve().parent.parent

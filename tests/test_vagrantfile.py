@@ -15,7 +15,7 @@ import subprocess
 import pytest
 import yaml
 
-from gfsdeploy import vagrant
+from gfsdeploy_glusterfs import vagrant
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VAGRANTFILE = os.path.join(ROOT, "Vagrantfile")

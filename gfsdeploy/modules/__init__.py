@@ -1,6 +1,7 @@
-"""Module registry. Every file in this package defines Module subclasses; the
-runner looks them up by name (``copy``, ``iptables``, ``kubernetes`` …) and never
-imports one directly."""
+"""Module registry. Every file in this package — and in the module packages of
+installed content (:mod:`gfsdeploy.plugins`) — defines Module subclasses; the
+runner looks them up by name (``copy``, ``iptables`` …) and never imports one
+directly."""
 
 from __future__ import annotations
 
@@ -17,9 +18,20 @@ def _load() -> None:
     global _loaded
     if _loaded:
         return
-    for info in pkgutil.iter_modules(__path__):
-        if info.name != "base" and not info.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{info.name}")
+    from gfsdeploy.plugins import contents
+
+    packages = [(__name__, __path__)]
+    for content in contents():
+        for name in content.module_packages:
+            try:
+                package = importlib.import_module(name)
+            except ImportError:
+                continue
+            packages.append((name, package.__path__))
+    for package, path in packages:
+        for info in pkgutil.iter_modules(path):
+            if info.name != "base" and not info.name.startswith("_"):
+                importlib.import_module(f"{package}.{info.name}")
     for cls in _all_subclasses(Module):
         if cls.name:
             for name in (cls.name, *cls.aliases):

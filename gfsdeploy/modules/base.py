@@ -5,7 +5,7 @@ A module is a class with three steps, like pyinfra's operations and Ansible's
 
 1. ``probes(args, host)`` — read-only shell snippets whose output is the state.
    The runner batches the probes of many tasks into one round trip per host.
-   (``read()`` may add non-shell reads, e.g. heketi's REST API through a tunnel.)
+   (``read()`` may add non-shell reads, e.g. a REST API through a tunnel.)
 2. ``plan(args, state, host)`` — pure: arguments + state → a list of
    :class:`Change`. An empty list means "nothing to do". This is what the
    table-driven tests exercise, with no SSH at all.
@@ -178,7 +178,7 @@ class Module:
     #: the module takes Ansible's free-form string (``command: echo hi``)
     free_form: ClassVar[str | None] = None
     #: probes cost little (stat, cat): after a change the runner re-reads them for all
-    #: remaining steps in one batch; costly ones (kubectl, HTTP) are re-read step by step
+    #: remaining steps in one batch; costly ones (API clients, HTTP) are re-read step by step
     cheap_reads: ClassVar[bool] = True
     #: arguments written as bare Jinja expressions (Ansible's ``assert: that:``); the
     #: runner evaluates each and passes ``{"expr": text, "value": result}`` items

@@ -139,7 +139,7 @@ class Iptables(Module):
     def read(self, args, facts, ctx):
         if facts["chain"].rc == 127:
             raise ModuleError(f"{binary(args)} is not installed", host=ctx.host.name, task=ctx.task_name,
-                              fix="install the iptables package on the node (add it to gluster_packages)")
+                              fix="install the iptables package on the node (e.g. with a `package` task before this one)")
         state = {"chain": facts["chain"].stdout.strip() == "yes"}
         if "rule" in facts:
             state["rule"] = facts["rule"].rc == 0

@@ -1,8 +1,8 @@
 """``modprobe``: load a kernel module now and keep it loaded across boots.
 
 Ansible's community.general.modprobe arguments (name, state, params,
-persistent), plus ``persistent_file`` so one file may list several modules
-(the seed's ``/etc/modules-load.d/glusterfs.conf``) and ``on_unloadable``
+persistent), plus ``persistent_file`` so one file may list several modules,
+``why`` (what fails later without the module, shown with the error) and ``on_unloadable``
 (default: the host's ``kernel_modules_unloadable`` inventory variable):
 a kernel that cannot load modules is a preflight failure unless the inventory
 downgrades it to a warning, which still shows in plan and recap.
@@ -12,14 +12,6 @@ from __future__ import annotations
 
 from gfsdeploy.errors import PreflightError
 from gfsdeploy.modules.base import ADD, DESTROY, WARN, Change, HostInfo, Module, Param, q
-
-#: what the user will see later if the module is missing (DOMAIN.md "Failure modes")
-CONSEQUENCE = {
-    "dm_thin_pool": "heketi will fail with 'thin: Required device-mapper target(s) not detected'",
-    "dm_snapshot": "heketi cannot create volume snapshots",
-    "dm_mirror": "LVM mirroring used by heketi bricks will fail",
-}
-
 
 class Modprobe(Module):
     name = "modprobe"
@@ -32,6 +24,7 @@ class Modprobe(Module):
                                  help="default /etc/modules-load.d/NAME.conf"),
         # default: the inventory variable kernel_modules_unloadable, else fail
         "on_unloadable": Param(default=None, choices=("fail", "warn")),
+        "why": Param(default="", help="what fails later without this module (shown with the error)"),
     }
 
     def resources(self, args: dict) -> set[str]:
@@ -86,9 +79,8 @@ class Modprobe(Module):
             else:
                 why = state["why"][0] if isinstance(state["why"], list) else state["why"]
                 message = f"kernel on {host.name} cannot load module {name}: {why}"
-                consequence = CONSEQUENCE.get(name)
-                if consequence:
-                    message += f" — {consequence}"
+                if args.get("why"):
+                    message += f" — {args['why']}"
                 if on_unloadable(args, host) == "warn":
                     changes.append(Change(WARN, message))
                 else:

@@ -3,7 +3,7 @@
 The OS family comes from the host facts (``HostInfo.os_family``); the package
 manager's own query tool is the probe (``dpkg-query`` on Debian/Ubuntu,
 ``rpm -q`` on RHEL). Names are not mapped here — the playbook's variables pick
-``glusterfs-client`` or ``glusterfs-fuse`` per family, as in Ansible.
+the package name per family, as in Ansible.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """``service``: a daemon running (or not) and started at boot (or not).
 
 systemctl when systemd is PID 1, otherwise the SysV ``service`` command. A
-unit that does not exist counts as stopped and disabled, so "host glusterd
-must not run" is a no-op on a node without glusterd.
+unit that does not exist counts as stopped and disabled, so "this daemon
+must not run" is a no-op on a host that does not have it.
 """
 
 from __future__ import annotations

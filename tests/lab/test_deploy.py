@@ -37,7 +37,7 @@ def heketi_keys(lab) -> dict:
 
 
 def heketi_client(lab):
-    from gfsdeploy.heketi_client import HeketiClient
+    from gfsdeploy_glusterfs.heketi_client import HeketiClient
 
     ip = json.loads(kubectl(lab, "get", "service", "heketi", "-o", "json"))["spec"]["clusterIP"]
     return HeketiClient(f"http://{ip}:8080", "admin", heketi_keys(lab)["heketi_admin_key"])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gfsdeploy.lab import aptrepo, host, inventory, nodes
-from gfsdeploy.lab.host import LabError
-from gfsdeploy.lab.lab import Lab, Node
+from gfsdeploy_glusterfs.lab import aptrepo, host, inventory, nodes
+from gfsdeploy_glusterfs.lab.host import LabError
+from gfsdeploy_glusterfs.lab.lab import Lab, Node
 
 
 @pytest.mark.parametrize("name,ok", [("gfslab", True), ("gt1a2b", True), ("a" * 12, True),
@@ -187,7 +187,7 @@ def test_preflight_refuses_non_root(monkeypatch):
 
 
 def test_cli_prints_error_without_traceback(monkeypatch, capsys):
-    from gfsdeploy.lab.__main__ import main
+    from gfsdeploy_glusterfs.lab.__main__ import main
 
     monkeypatch.setattr(host.os, "geteuid", lambda: 1000)
     assert main(["up"]) == 1

@@ -85,7 +85,7 @@ def test_kubernetes_126_is_refused(tmp_path_factory):
         pytest.skip(reason)
     import secrets
 
-    from gfsdeploy.lab import Lab
+    from gfsdeploy_glusterfs.lab import Lab
 
     lab = Lab(name="gv" + secrets.token_hex(2), base=_free_base())
     lab.kubernetes_version = "1.26.3"

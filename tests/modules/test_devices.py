@@ -4,7 +4,7 @@ import pytest
 
 from gfsdeploy.errors import PlaybookError, PreflightError
 from gfsdeploy.modules.base import HostInfo
-from gfsdeploy.modules.devices import Devices, parse_probe
+from gfsdeploy_glusterfs.modules.devices import Devices, parse_probe
 
 HOST = HostInfo(name="k8s-2")
 MOD = Devices()

@@ -7,8 +7,8 @@ import pytest
 
 from gfsdeploy.modules import get
 from gfsdeploy.modules.base import HostInfo, TaskContext
-from gfsdeploy.modules.heketi import HeketiModule
-from gfsdeploy.lab.simulators.heketi import HeketiSimulator
+from gfsdeploy_glusterfs.modules.heketi import HeketiModule
+from gfsdeploy_glusterfs.lab.simulators.heketi import HeketiSimulator
 from gfsdeploy.transport.local import LocalTransport
 
 KEY = "apply-admin-key-5150"

@@ -5,7 +5,7 @@ import pytest
 from gfsdeploy.errors import PlaybookError
 from gfsdeploy.modules import get
 from gfsdeploy.modules.base import HostInfo
-from gfsdeploy.modules.heketi import missing_in_heketi, normalize_topology
+from gfsdeploy_glusterfs.modules.heketi import missing_in_heketi, normalize_topology
 
 HOST = HostInfo("k8s-1")
 INVENTORY = [

@@ -12,7 +12,7 @@ from gfsdeploy import secrets
 from gfsdeploy.errors import PreflightError
 from gfsdeploy.modules import get
 from gfsdeploy.modules.base import HostInfo
-from gfsdeploy.modules.kubernetes import field_diff, normalize, readiness
+from gfsdeploy_glusterfs.modules.kubernetes import field_diff, normalize, readiness
 from gfsdeploy.transport.base import Result
 
 HOST = HostInfo(name="k8s-1")

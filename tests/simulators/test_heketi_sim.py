@@ -8,9 +8,9 @@ import urllib.request
 
 import pytest
 
-from gfsdeploy import jwt
-from gfsdeploy.heketi_client import HeketiClient, HeketiError
-from gfsdeploy.lab.simulators.heketi import HeketiSimulator
+from gfsdeploy_glusterfs import jwt
+from gfsdeploy_glusterfs.heketi_client import HeketiClient, HeketiError
+from gfsdeploy_glusterfs.lab.simulators.heketi import HeketiSimulator
 
 ADMIN, USER = "sim-admin-key", "sim-user-key"
 CONFIG = {"use_auth": True, "jwt": {"admin": {"key": ADMIN}, "user": {"key": USER}},

@@ -307,7 +307,7 @@ def test_fault_pod_never_ready_from_file_then_fixed(k, tmp_path):
 
 @needs_root
 def test_pvc_is_provisioned_through_heketi_and_mounted(k, sim, tmp_path):
-    from gfsdeploy.lab.simulators.kubernetes.provisioner import heketi_async
+    from gfsdeploy_glusterfs.lab.simulators.kubernetes.provisioner import heketi_async
     k("create", "-f", manifest("heketi-service-account.json"))
     create_heketi_config(k)
     k("create", "-f", manifest("heketi-bootstrap.json"))

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from gfsdeploy.lab.simulators.kubernetes.sim import Simulator
+from gfsdeploy_glusterfs.lab.simulators.kubernetes.sim import Simulator
 
 MANIFESTS = os.path.join(os.path.dirname(__file__), "test_kubernetes_sim_manifests")
 NODES = {"k8s-1": "10.186.0.10", "k8s-2": "10.186.0.11", "k8s-3": "10.186.0.12"}

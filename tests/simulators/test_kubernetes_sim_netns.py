@@ -23,7 +23,7 @@ pytestmark = [needs_root,
 
 HEKETI_SCRIPT = r"""
 import json, sys
-from gfsdeploy.lab.simulators.kubernetes.provisioner import heketi_async, heketi_call
+from gfsdeploy_glusterfs.lab.simulators.kubernetes.provisioner import heketi_async, heketi_call
 url, op = sys.argv[1], sys.argv[2]
 call = lambda m, p, b=None: heketi_async(url, "admin", "adminkey", m, p, b)
 if op == "setup":
@@ -47,7 +47,7 @@ else:
 @pytest.fixture
 def netsim(tmp_path):
     state = tmp_path / "state"
-    cmd = ("ip link set lo up && exec " + sys.executable + " -m gfsdeploy.lab.simulators.kubernetes "
+    cmd = ("ip link set lo up && exec " + sys.executable + " -m gfsdeploy_glusterfs.lab.simulators.kubernetes "
            f"--listen 127.0.0.1:6443 --state {state} --nodes k8s-1=10.186.0.10,k8s-2=10.186.0.11,k8s-3=10.186.0.12 "
            "--service-cidr 10.186.1.0/24 --version 1.25.16 --manage-lo --ready-delay 0.3")
     proc = subprocess.Popen(["unshare", "--net", "sh", "-c", cmd], env={**os.environ, "PYTHONPATH": REPO},

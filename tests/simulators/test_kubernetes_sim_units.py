@@ -8,11 +8,11 @@ import json
 
 import pytest
 
-from gfsdeploy.lab.simulators.kubernetes import protobuf
-from gfsdeploy.lab.simulators.kubernetes.api import Api
-from gfsdeploy.lab.simulators.kubernetes.discovery import Discovery
-from gfsdeploy.lab.simulators.kubernetes.provisioner import ProvisionError, jwt_token, replica_count
-from gfsdeploy.lab.simulators.kubernetes.store import (ApiError, fields_match, json_patch, labels_match,
+from gfsdeploy_glusterfs.lab.simulators.kubernetes import protobuf
+from gfsdeploy_glusterfs.lab.simulators.kubernetes.api import Api
+from gfsdeploy_glusterfs.lab.simulators.kubernetes.discovery import Discovery
+from gfsdeploy_glusterfs.lab.simulators.kubernetes.provisioner import ProvisionError, jwt_token, replica_count
+from gfsdeploy_glusterfs.lab.simulators.kubernetes.store import (ApiError, fields_match, json_patch, labels_match,
                                                        merge_patch, parse_field_selector, parse_label_selector,
                                                        selector_object_match)
 

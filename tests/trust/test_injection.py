@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from gfsdeploy import validate
 from gfsdeploy.errors import PlaybookError
 from gfsdeploy.modules.base import HostInfo
-from gfsdeploy.modules.heketi import normalize_topology
+from gfsdeploy_glusterfs.modules.heketi import normalize_topology
 from gfsdeploy.modules.iptables import build_rule
 from gfsdeploy.templating import Templar
 from trust.helpers import FakeBinTransport, make_recorder, records, run_module

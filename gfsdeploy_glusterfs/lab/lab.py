@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from gfsdeploy.lab import aptrepo, host, nodes as nodemod, procs
-from gfsdeploy.lab.host import LabError, run
-from gfsdeploy.lab.inventory import build_inventory, known_hosts_lines, write_yaml
+from gfsdeploy_glusterfs.lab import aptrepo, host, nodes as nodemod, procs
+from gfsdeploy_glusterfs.lab.host import LabError, run
+from gfsdeploy_glusterfs.lab.inventory import build_inventory, known_hosts_lines, write_yaml
 
 STATE_ROOT = Path("/run/gfsdeploy-lab")
 REPO_PORT = 8000
@@ -289,7 +289,7 @@ class Lab:
         keys = {n.ip: (self.state_dir / "nodes" / n.name / "ssh_host_ed25519_key.pub").read_text()
                 for n in self.nodes}
         self.known_hosts_path.write_text(known_hosts_lines(keys))
-        from gfsdeploy.lab import simulators
+        from gfsdeploy_glusterfs.lab import simulators
 
         try:
             extra = simulators.inventory_vars(self)
@@ -314,7 +314,7 @@ class Lab:
                     pid_file=self.pid_dir / f"svc-{name}.pid")
 
     def _start_simulators(self) -> None:
-        from gfsdeploy.lab import simulators
+        from gfsdeploy_glusterfs.lab import simulators
 
         try:
             svcs = simulators.services(self)

@@ -49,7 +49,7 @@ def _say(msg: str) -> None:
 
 
 def _run(args) -> int:
-    from gfsdeploy.lab import Lab
+    from gfsdeploy_glusterfs.lab import Lab
 
     if args.lab_command == "up":
         lab = Lab(args.name, args.subnet, log=_say)

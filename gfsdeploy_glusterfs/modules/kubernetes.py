@@ -16,12 +16,12 @@ import re
 import secrets as _random
 import time
 
-from gfsdeploy import manifests
+from gfsdeploy_glusterfs import manifests
 from gfsdeploy import secrets
 from gfsdeploy.errors import ModuleError, PlaybookError, PreflightError
 from gfsdeploy.modules.base import (ADD, CHANGE, DESTROY, UNKNOWN, Change, Module, Param,
                                     TaskContext, TaskResult, q, qjoin)
-from gfsdeploy.validate import k8s_label_value, k8s_name
+from gfsdeploy_glusterfs.validate import k8s_label_value, k8s_name
 
 CLUSTER_SCOPED = {"Namespace", "Node", "PersistentVolume", "StorageClass", "ClusterRole",
                   "ClusterRoleBinding", "CustomResourceDefinition", "PriorityClass",

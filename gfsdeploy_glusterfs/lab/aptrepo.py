@@ -20,7 +20,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from gfsdeploy.lab.host import LabError, run
+from gfsdeploy_glusterfs.lab.host import LabError, run
 
 CACHE_DIR = Path("/var/cache/gfsdeploy-lab/debs")
 APT_ARCHIVES = Path("/var/cache/apt/archives")

@@ -8,7 +8,7 @@ in-tree glusterfs provisioner through heketi's REST API) and a tiny kubelet
 that runs container commands as real processes with bind-mounted volumes and
 runs a HeketiSimulator for heketi images.
 
-Run: python -m gfsdeploy.lab.simulators.kubernetes --listen IP:PORT --state DIR
+Run: python -m gfsdeploy_glusterfs.lab.simulators.kubernetes --listen IP:PORT --state DIR
      --nodes k8s-1=10.186.0.10,... --service-cidr 10.186.1.0/24 --version 1.25.16
      [--faults FILE] [--heketi-faults FILE] [--manage-lo] [--node-netns k8s-1=ns1,...]
      [--devices-json '{"k8s-1": {"/dev/sdb": "/dev/loop3"}}']
@@ -55,7 +55,7 @@ def service(lab):
     nodes = ",".join(f"{n.name}={n.ip}" for n in lab.nodes)
     netns = ",".join(f"{n.name}={n.netns}" for n in lab.nodes if getattr(n, "netns", None))
     devices = {n.name: dict(n.devices) for n in lab.nodes if getattr(n, "devices", None)}
-    argv = [sys.executable, "-m", "gfsdeploy.lab.simulators.kubernetes",
+    argv = [sys.executable, "-m", "gfsdeploy_glusterfs.lab.simulators.kubernetes",
             "--listen", f"{lab.bridge_ip}:{PORT}", "--state", state, "--nodes", nodes,
             "--service-cidr", str(ipaddress.ip_network(lab.service_cidr)),
             "--version", str(getattr(lab, "kubernetes_version", None) or DEFAULT_VERSION),

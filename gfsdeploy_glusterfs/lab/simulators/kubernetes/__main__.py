@@ -1,4 +1,4 @@
-"""python -m gfsdeploy.lab.simulators.kubernetes: run the Kubernetes API server SIMULATOR."""
+"""python -m gfsdeploy_glusterfs.lab.simulators.kubernetes: run the Kubernetes API server SIMULATOR."""
 from __future__ import annotations
 
 import argparse
@@ -20,7 +20,7 @@ def _pairs(text: str) -> dict[str, str]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gfsdeploy.lab.simulators.kubernetes",
+    p = argparse.ArgumentParser(prog="python -m gfsdeploy_glusterfs.lab.simulators.kubernetes",
                                 description="Kubernetes API server SIMULATOR for the gfsdeploy lab")
     p.add_argument("--listen", required=True, help="IP:PORT")
     p.add_argument("--state", required=True, help="state and log directory")

@@ -20,8 +20,9 @@ from pathlib import Path
 import jinja2
 
 from gfsdeploy.errors import PreflightError, TemplateError
+from gfsdeploy_glusterfs import share
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES_DIR = share.path("templates")
 
 MIN_MINOR = 11
 MAX_MINOR = 25

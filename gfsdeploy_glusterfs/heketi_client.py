@@ -1,6 +1,6 @@
 """A small client for heketi's REST API (no heketi-cli needed on any host).
 
-Every request but ``/hello`` carries a fresh JWT (see :mod:`gfsdeploy.jwt`).
+Every request but ``/hello`` carries a fresh JWT (see :mod:`gfsdeploy_glusterfs.jwt`).
 Slow calls answer ``202`` with ``Location: /queue/ID``; :meth:`_wait` polls it
 until heketi answers 303 (the result is at ``Location``), 204 (done, no body)
 or 500 (the error text). Redirects are followed by hand because each hop needs
@@ -21,7 +21,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from gfsdeploy import jwt, secrets
+from gfsdeploy import secrets
+from gfsdeploy_glusterfs import jwt
 from gfsdeploy.errors import ModuleError
 
 

@@ -1,7 +1,7 @@
 """Simulators: long-running processes the lab starts in its own network namespace.
 
 What cannot run on one machine (the Kubernetes API server, heketi) is provided
-by simulators. The contract, for a simulator package ``gfsdeploy.lab.simulators.X``:
+by simulators. The contract, for a simulator package ``gfsdeploy_glusterfs.lab.simulators.X``:
 
 * it defines ``service(lab) -> Service`` (it may read anything below from ``lab``);
 * ``lab up`` calls it after every node is up and sshd answers, then starts

@@ -34,7 +34,7 @@ import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from gfsdeploy import jwt
+from gfsdeploy_glusterfs import jwt
 
 GiB_KiB = 1024 * 1024
 HELLO = "Hello from Heketi"

@@ -1,6 +1,6 @@
 """The heketi SIMULATOR used by the lab (started inside simulated heketi pods by the
 Kubernetes simulator). Not heketi: see :mod:`.simulator` for what it does."""
 
-from gfsdeploy.lab.simulators.heketi.simulator import HeketiSimulator, SimError
+from gfsdeploy_glusterfs.lab.simulators.heketi.simulator import HeketiSimulator, SimError
 
 __all__ = ["HeketiSimulator", "SimError"]

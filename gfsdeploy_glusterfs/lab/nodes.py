@@ -12,7 +12,7 @@ import shlex
 import stat
 from pathlib import Path
 
-from gfsdeploy.lab.host import SBIN, run
+from gfsdeploy_glusterfs.lab.host import SBIN, run
 
 SSHD_CONFIG = """\
 # gfsdeploy lab node
@@ -116,7 +116,7 @@ def build_base(base: Path, *, lab_pubkey: str, repo_url: str, status_text: str,
 
 
 def _filtered(status_text: str, removed: set[str]) -> str:
-    from gfsdeploy.lab.aptrepo import filtered_status
+    from gfsdeploy_glusterfs.lab.aptrepo import filtered_status
 
     return filtered_status(status_text, removed)
 

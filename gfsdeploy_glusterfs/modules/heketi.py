@@ -26,7 +26,7 @@ import urllib.parse
 import weakref
 
 from gfsdeploy.errors import PlaybookError
-from gfsdeploy.heketi_client import HeketiClient, HeketiError, HeketiUnreachable
+from gfsdeploy_glusterfs.heketi_client import HeketiClient, HeketiError, HeketiUnreachable
 from gfsdeploy.modules.base import ADD, UNKNOWN, WARN, Change, HostInfo, Module, Param, TaskContext, TaskResult
 from gfsdeploy.validate import CHECKS
 
