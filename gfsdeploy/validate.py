@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 _DEVICE = re.compile(r"^/dev/[A-Za-z0-9][A-Za-z0-9._/:+-]{0,200}$")
 _MODULE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
 # Debian/RPM package names (optionally =version / -version and :arch); never an option
@@ -25,7 +25,7 @@ def ip(value) -> str | None:
 
 
 def hostname(value) -> str | None:
-    if not isinstance(value, str) or not _HOSTNAME.match(value):
+    if not isinstance(value, str) or not _HOSTNAME.fullmatch(value):
         return f"{value!r} is not a valid hostname (letters, digits, '-', '.')"
     return None
 
@@ -37,7 +37,7 @@ def host_or_ip(value) -> str | None:
 
 
 def device(value) -> str | None:
-    if not isinstance(value, str) or not _DEVICE.match(value) or "/../" in value or value.endswith("/.."):
+    if not isinstance(value, str) or not _DEVICE.fullmatch(value) or "/../" in value or value.endswith("/.."):
         return f"{value!r} is not a block device path like /dev/sdb"
     return None
 
@@ -61,13 +61,13 @@ def port_or_range(value) -> str | None:
 
 
 def kernel_module(value) -> str | None:
-    if not isinstance(value, str) or not _MODULE_NAME.match(value):
+    if not isinstance(value, str) or not _MODULE_NAME.fullmatch(value):
         return f"{value!r} is not a kernel module name"
     return None
 
 
 def package_name(value) -> str | None:
-    if not isinstance(value, str) or not _PACKAGE.match(value):
+    if not isinstance(value, str) or not _PACKAGE.fullmatch(value):
         return f"{value!r} is not a package name"
     return None
 
@@ -79,7 +79,7 @@ def path(value) -> str | None:
 
 
 def iptables_chain(value) -> str | None:
-    if not isinstance(value, str) or not _CHAIN.match(value):
+    if not isinstance(value, str) or not _CHAIN.fullmatch(value):
         return f"{value!r} is not an iptables chain name (letters, digits, '_', '-', '.', at most 28)"
     return None
 

@@ -12,13 +12,13 @@ _K8S_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
 def k8s_name(value) -> str | None:
-    if not isinstance(value, str) or len(value) > 253 or not _K8S_NAME.match(value):
+    if not isinstance(value, str) or len(value) > 253 or not _K8S_NAME.fullmatch(value):
         return f"{value!r} is not a valid Kubernetes name (lower-case letters, digits, '-', '.')"
     return None
 
 
 def k8s_label_value(value) -> str | None:
-    if not isinstance(value, str) or len(value) > 63 or not _K8S_LABEL_VALUE.match(value):
+    if not isinstance(value, str) or len(value) > 63 or not _K8S_LABEL_VALUE.fullmatch(value):
         return f"{value!r} is not a valid Kubernetes label value"
     return None
 

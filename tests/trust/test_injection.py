@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from gfsdeploy import validate
+from gfsdeploy_glusterfs import validate as k8s_validate
 from gfsdeploy.errors import PlaybookError
 from gfsdeploy.modules.base import HostInfo
 from gfsdeploy_glusterfs.modules.heketi import normalize_topology
@@ -289,7 +290,7 @@ def test_fixed_form_checks_refuse_metacharacters(value):
         assert validate.device(value)
         assert validate.ip(value)
         assert validate.port(value)
-        assert validate.k8s_name(value)
+        assert k8s_validate.k8s_name(value)
         assert validate.kernel_module(value)
         assert validate.iptables_chain(value)
 
