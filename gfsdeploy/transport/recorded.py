@@ -264,3 +264,51 @@ class RecordingTransport(Transport):
 
     def forward(self, remote_host, remote_port):
         return self.inner.forward(remote_host, remote_port)
+
+
+def record(inventory_path: str, playbook_path: str, out_dir: str, *, limit: list[str] | None = None,
+           options: dict | None = None) -> dict[str, str]:
+    """Plan ``playbook_path`` against the real hosts of ``inventory_path`` and write what each
+    host answered to ``out_dir/<host>.json``; returns {host: path}."""
+    from gfsdeploy import runner as runner_mod
+    from gfsdeploy.inventory import load_inventory
+    from gfsdeploy.playbook import load_playbook
+
+    class _Quiet:
+        def progress(self, *args):
+            pass
+
+        def step_done(self, *args):
+            pass
+
+    made: dict[str, RecordingTransport] = {}
+    real = runner_mod.make_transport
+
+    def wrapped(host, **kwargs):
+        made[host.name] = RecordingTransport(real(host, **kwargs))
+        return made[host.name]
+
+    inventory = load_inventory(inventory_path)
+    playbook = load_playbook(playbook_path)
+    runner = runner_mod.Runner(inventory, playbook, runner_mod.Options(mode="plan", limit=limit, **(options or {})),
+                               _Quiet())
+    runner_mod.make_transport = wrapped
+    try:
+        runner.run("plan")
+    finally:
+        runner_mod.make_transport = real
+        runner.close()
+    paths = {}
+    for name, transport in made.items():
+        paths[name] = os.path.join(out_dir, f"{name}.json")
+        transport.recording.save(paths[name])
+    return paths
+
+
+if __name__ == "__main__":  # python -m gfsdeploy.transport.recorded INVENTORY PLAYBOOK OUT_DIR
+    import sys
+
+    if len(sys.argv) != 4:
+        sys.exit("usage: python -m gfsdeploy.transport.recorded INVENTORY PLAYBOOK OUT_DIR")
+    for host_name, where in record(*sys.argv[1:]).items():
+        print(f"{host_name}: {where}")
