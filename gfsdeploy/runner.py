@@ -393,7 +393,7 @@ class Runner:
                     if result.msg and not task.no_log:
                         outcome.messages.append(result.msg)
                 else:
-                    results.append(TaskResult().as_register())
+                    results.append(module.unchanged(args, state).as_register())
                 continue
             if self.options.before_change is not None:
                 self.options.before_change()

@@ -100,7 +100,8 @@ def test_creates_and_removes_live(tmp_path):
     changes, result = run("command", args)
     assert changes and result.changed and marker.exists()
     changes, result = run("command", args)
-    assert changes == [] and not result.changed and "skipped, since" in result.msg
+    assert changes == [] and not result.changed and result.stdout == f"skipped, since {marker} exists"
+    assert result.as_register()["msg"] == f"Did not run command since '{marker}' exists"
     changes, result = run("command", {"cmd": f"rm {marker}", "removes": str(tmp_path / "*")})
     assert changes and result.changed and not marker.exists()
     changes, result = run("command", {"cmd": f"rm {marker}", "removes": str(marker)})
