@@ -46,13 +46,29 @@ def _all_subclasses(cls):
 
 
 def get(name: str) -> Module | None:
-    """The module called ``name`` (also its ``ansible.builtin.`` form), or None."""
+    """The module called ``name`` (also its ``ansible.builtin.`` form), or None.
+    Native modules come first; else an Ansible module of that name (a playbook's or
+    role's ``library/``, ansible-core, a collection) run through Ansible's module
+    protocol (:mod:`gfsdeploy.ansible_protocol`)."""
     _load()
+    full = name
     for prefix in ("ansible.builtin.", "ansible.posix.", "community.general.", "gfsdeploy."):
         if name.startswith(prefix):
             name = name[len(prefix):]
     cls = _REGISTRY.get(name)
-    return cls() if cls else None
+    if cls:
+        return cls()
+    from gfsdeploy import ansible_protocol
+
+    return ansible_protocol.lookup(full)
+
+
+def add_search_path(base_dir: str) -> None:
+    """A playbook's or role's directory: modules in its ``library/`` (and the imports in
+    its ``module_utils/``) become available, as in Ansible."""
+    from gfsdeploy import ansible_protocol
+
+    ansible_protocol.add_search_path(base_dir)
 
 
 def names() -> list[str]:
