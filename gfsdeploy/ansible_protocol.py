@@ -44,8 +44,8 @@ from gfsdeploy.modules.base import ADD, CHANGE, DESTROY, Change, HostInfo, Modul
 #: module_utils/ are searched, newest first, like Ansible's module loader)
 _content_dirs: list[str] = []
 _lock = threading.RLock()
-_found: dict[str, "Source | None"] = {}
-_adapters: dict[str, "ProtocolModule | None"] = {}
+_found: dict[tuple, "Source | None"] = {}
+_adapters: dict[tuple, "ProtocolModule | None"] = {}
 
 #: tasks that are keywords of the engine, not modules, even where ansible-core ships a file
 _NOT_MODULES = {"import_playbook", "import_role", "import_tasks", "include_role", "include_tasks", "meta",
@@ -62,6 +62,8 @@ class Source:
     origin: str          # "library", "ansible-core" or "collection"
     style: str           # "python" (AnsibleModule), "jsonargs", "want_json", "old", "binary"
     data: bytes = field(repr=False, default=b"")
+    #: module_utils directories of the playbook/role it came with (searched before the global ones)
+    utils_dirs: tuple = ()
 
     @property
     def short_name(self) -> str:
@@ -110,22 +112,23 @@ def _paths(value: str | None, relative_to: str = "") -> list[str]:
     return out
 
 
-def library_dirs() -> list[str]:
-    """Where modules of short names are looked for before ansible-core's own."""
+def library_dirs(first: tuple = ()) -> list[str]:
+    """Where modules of short names are looked for before ansible-core's own (``first``:
+    a task's own library dirs, its role's and parent roles', ahead of the rest)."""
     cfg = _config()
     with _lock:
-        dirs = [os.path.join(d, "library") for d in _content_dirs]
+        dirs = [*first, *(os.path.join(d, "library") for d in _content_dirs)]
     dirs += _paths(os.environ.get("ANSIBLE_LIBRARY"))
     dirs += _paths(cfg.get("library"), cfg.get("__dir__", ""))
     dirs += [os.path.expanduser("~/.ansible/plugins/modules"), "/usr/share/ansible/plugins/modules"]
     return [d for i, d in enumerate(dirs) if os.path.isdir(d) and d not in dirs[:i]]
 
 
-def module_utils_dirs() -> list[str]:
+def module_utils_dirs(first: tuple = ()) -> list[str]:
     """Where ``ansible.module_utils.X`` is looked for before ansible-core's own."""
     cfg = _config()
     with _lock:
-        dirs = [os.path.join(d, "module_utils") for d in _content_dirs]
+        dirs = [*first, *(os.path.join(d, "module_utils") for d in _content_dirs)]
     dirs += _paths(os.environ.get("ANSIBLE_MODULE_UTILS"))
     dirs += _paths(cfg.get("module_utils"), cfg.get("__dir__", ""))
     dirs += [os.path.expanduser("~/.ansible/plugins/module_utils"), "/usr/share/ansible/plugins/module_utils"]
@@ -184,20 +187,21 @@ def _module_file(directory: str, name: str) -> str | None:
     return None
 
 
-def find(name: str) -> Source | None:
-    """The module a task names, or None. Raises PlaybookError for a module that exists
-    but cannot run through the protocol (it needs Ansible's controller-side action plugin,
-    it was removed, or it needs ansible-core, which is not installed)."""
+def find(name: str, library: tuple = ()) -> Source | None:
+    """The module a task names, or None; ``library``: the task's own library dirs, searched
+    first. Raises PlaybookError for a module that exists but cannot run through the
+    protocol (it needs Ansible's controller-side action plugin, or it was removed)."""
+    key = (name, tuple(library))
     with _lock:
-        if name in _found:
-            return _found[name]
-    source = _find(name, depth=0)
+        if key in _found:
+            return _found[key]
+    source = _find(name, depth=0, library=tuple(library))
     with _lock:
-        _found[name] = source
+        _found[key] = source
     return source
 
 
-def _find(name: str, depth: int) -> Source | None:
+def _find(name: str, depth: int, library: tuple = ()) -> Source | None:
     if depth > 5:
         raise PlaybookError(f"module {name!r}: too many redirects", fix="check the collection's meta/runtime.yml")
     parts = name.split(".")
@@ -206,10 +210,12 @@ def _find(name: str, depth: int) -> Source | None:
         if short in _NOT_MODULES:
             return None
         if len(parts) == 1 or parts[1] == "legacy":
-            for directory in library_dirs():
+            for directory in library_dirs(library):
                 path = _module_file(directory, short)
                 if path:
-                    return _source(name, path, f"ansible.legacy.{short}", "library")
+                    # a library dir's module_utils/ sibling comes with it (a role's layout)
+                    utils = tuple(os.path.join(os.path.dirname(d.rstrip(os.sep)), "module_utils") for d in library)
+                    return _source(name, path, f"ansible.legacy.{short}", "library", utils)
         core = ansible_core()
         if core is None:
             return None
@@ -264,10 +270,11 @@ def _routing(runtime_yml: str, short: str, name: str) -> str | None:
     return str(redirect) if redirect else None
 
 
-def _source(name: str, path: str, fqn: str, origin: str) -> Source:
+def _source(name: str, path: str, fqn: str, origin: str, utils: tuple = ()) -> Source:
     with open(path, "rb") as handle:
         data = handle.read()
-    return Source(name=name, path=path, fqn=fqn, origin=origin, style=_style(data), data=data)
+    return Source(name=name, path=path, fqn=fqn, origin=origin, style=_style(data), data=data,
+                  utils_dirs=tuple(d for d in utils if os.path.isdir(d)))
 
 
 #: how Ansible tells a module's style from its text (see docs/ANSIBLE_MODULES.md)
@@ -434,7 +441,7 @@ _packed: dict[tuple, Packed] = {}
 
 def pack(source: Source) -> Packed:
     """Pack ``source`` (memoised per file content in this process)."""
-    key = (source.path, hashlib.sha256(source.data).hexdigest(), tuple(module_utils_dirs()))
+    key = (source.path, hashlib.sha256(source.data).hexdigest(), tuple(module_utils_dirs(source.utils_dirs)))
     with _lock:
         if key in _packed:
             return _packed[key]
@@ -555,7 +562,7 @@ def _imports(module_name: str, code: bytes, is_package: bool):
 def _zip(source: Source) -> bytes:
     core = ansible_core()
     data = source.data.replace(_REPLACER, b"from ansible.module_utils.basic import *")
-    closure = _Closure(module_utils_dirs(), core, collection_roots())
+    closure = _Closure(module_utils_dirs(source.utils_dirs), core, collection_roots())
     if core is None and (b"ansible.module_utils" in data or b"module_utils" in data):
         raise PlaybookError(
             f"module {source.name!r} ({source.path}) imports Ansible's module_utils, which come with "
@@ -1039,11 +1046,11 @@ class ProtocolModule(Module):
         return [Change(_symbol(diff), resource, render_diff(diff), sensitive=self._no_log(args),
                        data={"protocol": True, "check_result": result})]
 
-    def unchanged_result(self, args: dict, state: Any) -> TaskResult | None:
+    def unchanged(self, args: dict, state: Any) -> TaskResult:
         """What a task registers when its check-mode run found nothing to change."""
         result = (state or {}).get("result")
         if not isinstance(result, dict):
-            return None
+            return TaskResult()
         # found in check mode with diff on; the task registers what a run without them returns
         return to_task_result(result, keep_diff=bool(self._split(args)[1].get("diff")))
 
@@ -1085,16 +1092,10 @@ def _failed(result: dict) -> bool:
     return "rc" in result and result["rc"] not in (0, "0")
 
 
-class ModuleResult(TaskResult):
-    """A module's result. It registers as exactly what the module printed, with what
-    Ansible adds: ``changed``/``failed`` when missing, ``stdout_lines``/``stderr_lines``."""
-
-    def as_register(self) -> dict:
-        return dict(self.data)
-
-
 def to_task_result(result: dict, *, keep_diff: bool = True) -> TaskResult:
-    """A module's JSON result as a TaskResult whose registered value is Ansible's."""
+    """A module's JSON result as a TaskResult whose registered value is Ansible's: what the
+    module printed, ``changed``/``failed`` defaulted as Ansible does (``failed`` missing
+    means a non-zero ``rc``), ``stdout_lines``/``stderr_lines`` added, ``_ansible_*`` dropped."""
     data = {k: v for k, v in result.items() if not str(k).startswith("_ansible_")
             and (keep_diff or k != "diff")}
     data["failed"] = _failed(result)
@@ -1102,29 +1103,33 @@ def to_task_result(result: dict, *, keep_diff: bool = True) -> TaskResult:
     for stream in ("stdout", "stderr"):
         if stream in data and f"{stream}_lines" not in data:
             data[f"{stream}_lines"] = str(data[stream] or "").splitlines()
-    # rc stays in the registered value only: whether it means failure was decided above, as Ansible does
-    return ModuleResult(changed=data["changed"], failed=data["failed"],
-                        msg=str(result.get("msg", "")) if result.get("msg") is not None else "", data=data)
+    # rc stays in the registered value only: whether it means failure was decided above, as Ansible does;
+    # the registered value is the module's own result (TaskResult.register)
+    return TaskResult(changed=data["changed"], failed=data["failed"],
+                      msg=str(result.get("msg", "")) if result.get("msg") is not None else "", data=data,
+                      register=data)
 
 
 _refusals: dict[str, PlaybookError] = {}
 
 
-def lookup(name: str) -> ProtocolModule | None:
+def lookup(name: str, library: tuple = ()) -> ProtocolModule | None:
     """The adapter for the module ``name`` runs through the protocol, or None (then
-    :func:`refusal` says why, when a module of that name exists but cannot run)."""
+    :func:`refusal` says why, when a module of that name exists but cannot run).
+    ``library``: the task's own library dirs (its role's), searched first."""
+    key = (name, tuple(library))
     with _lock:
-        if name in _adapters:
-            return _adapters[name]
+        if key in _adapters:
+            return _adapters[key]
     try:
-        source = find(name)
+        source = find(name, tuple(library))
     except PlaybookError as exc:
         with _lock:
             _refusals[name] = exc
         source = None
     adapter = ProtocolModule(source) if source is not None else None
     with _lock:
-        _adapters[name] = adapter
+        _adapters[key] = adapter
     return adapter
 
 

@@ -386,10 +386,8 @@ class Runner:
             if task.no_log:
                 for c in changes:
                     c.sensitive = True
-            found = None if real else getattr(module, "unchanged_result", lambda *_: None)(args, state)
             if plan_mode and not runs_in_plan:
-                results.append({"changed": True} if real else
-                               self._judge(task, found, v) if found is not None else TaskResult().as_register())
+                results.append({"changed": True} if real else module.unchanged(args, state).as_register())
                 any_changed |= bool(real)
                 continue
             if not real:
@@ -399,8 +397,7 @@ class Runner:
                     if result.msg and not task.no_log:
                         outcome.messages.append(result.msg)
                 else:
-                    # a module that read a result while finding nothing to change registers it
-                    results.append(self._judge(task, found, v) if found is not None else TaskResult().as_register())
+                    results.append(module.unchanged(args, state).as_register())
                 continue
             if self.options.before_change is not None:
                 self.options.before_change()

@@ -45,11 +45,12 @@ def _all_subclasses(cls):
         yield from _all_subclasses(sub)
 
 
-def get(name: str) -> Module | None:
+def get(name: str, library_dirs=()) -> Module | None:
     """The module called ``name`` (also its ``ansible.builtin.`` form), or None.
-    Native modules come first; else an Ansible module of that name (a playbook's or
-    role's ``library/``, ansible-core, a collection) run through Ansible's module
-    protocol (:mod:`gfsdeploy.ansible_protocol`)."""
+    Native modules come first; else an Ansible module of that name (``library_dirs``:
+    the task's role and playbook ``library/`` dirs; then the playbooks' and roles' loaded
+    so far, ansible-core, collections) run through Ansible's module protocol
+    (:mod:`gfsdeploy.ansible_protocol`)."""
     _load()
     full = name
     for prefix in ("ansible.builtin.", "ansible.posix.", "community.general.", "gfsdeploy."):
@@ -60,7 +61,15 @@ def get(name: str) -> Module | None:
         return cls()
     from gfsdeploy import ansible_protocol
 
-    return ansible_protocol.lookup(full)
+    return ansible_protocol.lookup(full, tuple(library_dirs or ()))
+
+
+def find_library_module(name: str, library_dirs) -> Module | None:
+    """An Ansible module of that name in ``library_dirs`` (a task's role/playbook
+    ``library/``) or anywhere Ansible would look, run through the module protocol."""
+    from gfsdeploy import ansible_protocol
+
+    return ansible_protocol.lookup(name, tuple(library_dirs or ()))
 
 
 def add_search_path(base_dir: str) -> None:

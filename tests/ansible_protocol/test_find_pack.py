@@ -272,4 +272,21 @@ def test_registered_value_is_the_modules_result_with_ansibles_defaults():
     # rc != 0 without `failed` means failed (Ansible's rule); changed defaults to false
     assert value == {"stdout": "a\nb", "stdout_lines": ["a", "b"], "rc": 3, "msg": "m", "failed": True,
                      "changed": False}
+    assert result.rc is None   # so the runner does not judge rc again
     assert ap.to_task_result({"rc": 3, "failed": False}).as_register()["failed"] is False
+
+
+def test_a_tasks_own_library_dirs_come_first_with_their_module_utils(tmp_path):
+    """A role's library/ (given per task by the loader) and the module_utils/ beside it."""
+    write_tree(tmp_path / "roles" / "r", {
+        "library/roled.py": "#!/usr/bin/python\nfrom ansible.module_utils.basic import AnsibleModule\n"
+                            "from ansible.module_utils.role_helper import x\n",
+        "module_utils/role_helper.py": "x = 1\n",
+    })
+    write_tree(tmp_path, {"library/roled.py": SETTLE})
+    modules.add_search_path(str(tmp_path))
+    assert modules.get("roled").source.path == str(tmp_path / "library" / "roled.py")
+    own = modules.find_library_module("roled", [str(tmp_path / "roles" / "r" / "library")])
+    assert own.source.path == str(tmp_path / "roles" / "r" / "library" / "roled.py")
+    assert modules.get("roled", library_dirs=[str(tmp_path / "roles" / "r" / "library")]).source == own.source
+    assert "ansible/module_utils/role_helper.py" in names(ap.pack(own.source))
