@@ -23,7 +23,7 @@ import networkx as nx
 from gfsdeploy import modules, secrets
 from gfsdeploy.errors import GfsError, ModuleError, TransportError
 from gfsdeploy.graph import Step, build_graph
-from gfsdeploy.hostfacts import FACTS_PROBE, HostFactsCache, parse_facts
+from gfsdeploy.hostfacts import FACTS_PROBE, HostFactsCache, facts_vars, parse_facts
 from gfsdeploy.inventory import Host, Inventory
 from gfsdeploy.modules.base import CHANGE, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
 from gfsdeploy.playbook import Playbook, Task
@@ -365,6 +365,10 @@ class Runner:
         plan_mode = self.options.mode == "plan"
         results: list[dict] = []
         any_changed = False
+        if not hr.facts_raw:
+            # the host's facts before the first `when:`/arguments are rendered (a skipped
+            # first step would otherwise leave every later one rendering with no facts)
+            self._refresh(hr, step)
         variables = self.variables(hr, task)
         runs_in_plan = module.read_only or task.changed_when is False or \
             (isinstance(task.changed_when, str) and task.changed_when.strip().lower() in ("false", "no")) or \
@@ -621,7 +625,8 @@ def _facts_vars(info: HostInfo) -> dict:
               "rocky": "Rocky", "almalinux": "AlmaLinux", "fedora": "Fedora"}.get(info.os_id, info.os_id.capitalize())
     return {"ansible_os_family": family, "ansible_distribution": distro,
             "ansible_distribution_version": info.os_version,
-            "ansible_distribution_major_version": info.os_version.split(".")[0] if info.os_version else ""}
+            "ansible_distribution_major_version": info.os_version.split(".")[0] if info.os_version else "",
+            **facts_vars(info)}
 
 
 def _sensitive_names(inventory: Inventory, playbook: Playbook) -> set:
