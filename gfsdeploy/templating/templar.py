@@ -23,7 +23,7 @@ import threading
 
 import jinja2
 from jinja2 import StrictUndefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment
 
 from gfsdeploy.errors import TemplateError
 from gfsdeploy.templating import filters as _filters
@@ -251,9 +251,11 @@ def _read_source(path: str) -> str:
     return source
 
 
-def make_environment(loader=None) -> ImmutableSandboxedEnvironment:
-    """The Jinja environment every template renders in (and the static checker parses with)."""
-    env = ImmutableSandboxedEnvironment(
+def make_environment(loader=None) -> SandboxedEnvironment:
+    """The Jinja environment every template renders in (and the static checker parses with).
+    Sandboxed (no access to Python internals) but, as in Ansible, templates may call
+    ``list.append`` and the like — real templates build lists that way."""
+    env = SandboxedEnvironment(
         undefined=Undefined, loader=loader, keep_trailing_newline=True, trim_blocks=True,
         extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])
     env.filters = _filters.registry(env.filters)
@@ -390,7 +392,7 @@ class Templar:
                 fix = "check the {{ }} / {% %} braces, quotes and parentheses"
         elif isinstance(exc, jinja2.exceptions.SecurityError):
             message = f"template error: {exc}"
-            fix = "templates cannot modify variables in place (e.g. list.append); build a new value with filters"
+            fix = "templates cannot reach Python internals; use filters"
         elif isinstance(exc, (_filters.FilterError, _tests.TestError, _lookups.LookupError_)):
             message = str(exc)
             fix = "check the arguments of the filter, test or lookup"
@@ -441,13 +443,18 @@ class Templar:
         if "{{" not in text and "{%" not in text and "{#" not in text:
             return text
         try:
-            whole = self._WHOLE.match(text)
+            # Ansible: one trailing newline is not part of the expression; it is kept only
+            # when the result is a string ("{{ n }}\n" is the number n)
+            body = text[:-1] if text.endswith("\n") else text
+            whole = self._WHOLE.match(body)
             if whole and "{{" not in whole.group(1) and "}}" not in whole.group(1):
                 result = self._expression(whole.group(1).strip(), escape=self._escape)(**variables)
                 if isinstance(result, jinja2.Undefined):
                     str(result)  # raises UndefinedError with the name
                 if isinstance(result, BrokenValue):
                     result.fail()
+                if body is not text and isinstance(result, str) and not is_unknown(result):
+                    result += "\n"
                 return result
             return self._template(text, escape=self._escape).render(variables)
         except TemplateError as exc:

@@ -201,3 +201,9 @@ EXPRESSIONS += [
     "{{ 'secret' | password_hash('sha512', 'abcdefgh', rounds=10000) }}",
     "{{ 'secret' | password_hash('sha256_crypt', 'abcdefgh') }}",
 ]
+
+# trailing line break after a lone expression; mutable sandbox
+EXPRESSIONS += [
+    "{{ n }}\n", "{{ text }}\n", "x{{ n }}\n", "{{ n }}\n\n", "{{ nums }}\n", "{{ n }} ",
+    "{% set l = [] %}{% if l.append(1) %}{% endif %}{{ l }} items", "{{ {'a': 1}.items() | list }}",
+]
