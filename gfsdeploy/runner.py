@@ -18,8 +18,6 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-import networkx as nx
-
 from gfsdeploy import modules, secrets
 from gfsdeploy.errors import GfsError, ModuleError, TransportError
 from gfsdeploy.graph import Step, build_graph
@@ -119,6 +117,8 @@ class Runner:
         self.outcomes: dict[Step, StepOutcome] = {}
         self.stop_all = threading.Event()
         self.steps_by_host: dict[str, list[Step]] = {}
+        import networkx as nx  # imported when a run starts, not with the engine (~0.2 s)
+
         for step in nx.topological_sort(self.graph):
             self.steps_by_host.setdefault(step.host, []).append(step)
         for name in _sensitive_names(inventory, playbook):
@@ -540,6 +540,8 @@ class Runner:
         graph = self.graph
         waiting = {n: graph.in_degree(n) for n in graph.nodes}
         ready = [n for n, d in waiting.items() if d == 0]
+        import networkx as nx
+
         order = {n: i for i, n in enumerate(nx.topological_sort(graph))}
         running: dict[cf.Future, Step] = {}
         forks = max(1, self.options.forks)

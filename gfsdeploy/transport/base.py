@@ -72,7 +72,7 @@ def abort_all() -> None:
         channels = list(_RUNNING)
     for chan in channels:
         try:
-            chan.close()
+            chan.abort()
         except Exception:  # noqa: BLE001 - best effort while stopping
             pass
 
@@ -101,6 +101,14 @@ DEFAULT = object()
 
 class Channel:
     """One running command, as the conversation needs it (SSH channel or local process)."""
+
+    #: set by :func:`abort_all`: the thread running the command closes it and stops
+    aborted = False
+
+    def abort(self) -> None:
+        """Ask the command's own thread to cut it (safe from any thread)."""
+        self.aborted = True
+        self.close()
 
     def send(self, data: bytes) -> None:
         raise NotImplementedError
@@ -327,6 +335,10 @@ class Transport:
             if next_beat is not None and started:
                 wait = min(wait, max(0.0, next_beat - now))
             chan.wait(min(wait, 5.0))
+            if chan.aborted:
+                raise Stopped("interrupted: the command was cut; the host ends it (a step marked to "
+                              "finish completes there)", host=self.host,
+                              fix="re-run to finish; every step is idempotent")
         rc = chan.exit_status()
         if not started:
             at = _find_line(out, tok)

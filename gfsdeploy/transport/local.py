@@ -39,7 +39,16 @@ class _ProcessChannel(Channel):
         self._poll = select.poll()
         for fd in self._fds:
             self._poll.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        self._wake_r, self._wake_w = os.pipe()  # abort() from another thread wakes wait()
+        self._poll.register(self._wake_r, select.POLLIN)
         self._closed = False
+
+    def abort(self) -> None:
+        self.aborted = True
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
 
     def send(self, data: bytes) -> None:
         view = memoryview(data)
@@ -58,7 +67,8 @@ class _ProcessChannel(Channel):
             except subprocess.TimeoutExpired:
                 pass
             return
-        if self.pty:  # a pty's EOF waits for every holder of the terminal: check the exit often
+        if self.pty or self.proc.poll() is not None:
+            # a pty's EOF waits for every holder of the terminal: check the exit often
             timeout = min(timeout, 0.05)
         self._poll.poll(max(0, int(timeout * 1000)))
 
@@ -99,26 +109,24 @@ class _ProcessChannel(Channel):
         if self._closed:
             return
         self._closed = True
-        if self.proc.poll() is None:
-            # closing stdin is what a dead controller looks like: the wrapper ends the script
-            try:
-                if self.pty:
+        # closing stdin (or the pty) is what a dead controller looks like: the wrapper ends the script
+        if self.pty:
+            for fd in list(self._fds):
+                try:
+                    os.close(fd)
+                except OSError:
                     pass
-                else:
-                    self.proc.stdin.close()
-            except OSError:
-                pass
-        for fd in list(self._fds):
-            try:
-                os.close(fd) if self.pty else None
-            except OSError:
-                pass
-        if not self.pty:
+        else:
             for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
                 try:
                     stream.close()
                 except OSError:
                     pass
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
