@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from gfsdeploy import modules, secrets
 from gfsdeploy.errors import GfsError, ModuleError, TransportError
 from gfsdeploy.graph import Step, build_graph
-from gfsdeploy.hostfacts import FACTS_PROBE, HostFactsCache, parse_facts
+from gfsdeploy.hostfacts import FACTS_PROBE, HostFactsCache, facts_vars, parse_facts
 from gfsdeploy.inventory import Host, Inventory
 from gfsdeploy.modules.base import CHANGE, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
 from gfsdeploy.playbook import Playbook, Task
 from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown
-from gfsdeploy.transport import Connections, resolve_become
+from gfsdeploy.transport import Connections, make_transport, resolve_become
 
 
 @dataclass
@@ -110,7 +110,9 @@ class Runner:
             host = inventory.hosts[name]
             self.hosts[name] = HostRun(host=host, info=HostInfo(name=name, vars=host.vars))
         self.magic = magic
-        self.connections = Connections(known_hosts=options.known_hosts, accept_new=options.accept_new_host_keys,
+        # through this module's make_transport, which tools may wrap (transport.recorded.record)
+        self.connections = Connections(factory=lambda host, **kw: make_transport(host, **kw),
+                                       known_hosts=options.known_hosts, accept_new=options.accept_new_host_keys,
                                        timeout=options.timeout, connect_timeout=options.connect_timeout,
                                        become_password=options.become_password,
                                        ssh_password=options.ssh_password, default_user=options.remote_user)
@@ -400,6 +402,10 @@ class Runner:
         plan_mode = self.options.mode == "plan"
         results: list[dict] = []
         any_changed = False
+        if not hr.facts_raw:
+            # the host's facts before the first `when:`/arguments are rendered (a skipped
+            # first step would otherwise leave every later one rendering with no facts)
+            self._refresh(hr, step)
         variables = self.variables(hr, task)
         runs_in_plan = module.read_only or task.changed_when is False or \
             (isinstance(task.changed_when, str) and task.changed_when.strip().lower() in ("false", "no")) or \
@@ -432,7 +438,7 @@ class Runner:
                     if result.msg and not task.no_log:
                         outcome.messages.append(result.msg)
                 else:
-                    results.append(TaskResult().as_register())
+                    results.append(module.unchanged(args, state).as_register())
                 continue
             if self.options.before_change is not None:
                 self.options.before_change()
@@ -655,7 +661,8 @@ def _facts_vars(info: HostInfo) -> dict:
               "rocky": "Rocky", "almalinux": "AlmaLinux", "fedora": "Fedora"}.get(info.os_id, info.os_id.capitalize())
     return {"ansible_os_family": family, "ansible_distribution": distro,
             "ansible_distribution_version": info.os_version,
-            "ansible_distribution_major_version": info.os_version.split(".")[0] if info.os_version else ""}
+            "ansible_distribution_major_version": info.os_version.split(".")[0] if info.os_version else "",
+            **facts_vars(info)}
 
 
 def _sensitive_names(inventory: Inventory, playbook: Playbook) -> set:

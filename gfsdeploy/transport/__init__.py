@@ -11,7 +11,9 @@ The engine's entry points:
 - :func:`resolve_become` — a task's :class:`Become` from its keywords and
   variables, with Ansible's precedence; pass it as ``run(..., become=…)`` or
   use ``transport.with_become(b)``.
-- :func:`stop_all` / :func:`abort_all` / :func:`resume` — stop semantics.
+- :func:`request_stop` / :func:`abort_running` / :func:`clear_stop` /
+  :func:`stop_requested` — stop semantics (``stop_all``/``abort_all``/``resume``
+  are the same functions).
 
 paramiko is imported only when an SSH connection is made.
 """
@@ -21,7 +23,8 @@ from __future__ import annotations
 import threading
 
 from gfsdeploy.transport.base import (DEFAULT, Result, ScopedTransport, Stopped, Transport, abort_all,
-                                      resume, stop_all, stopped)
+                                      abort_running, clear_stop, request_stop, resume, stop_all,
+                                      stop_requested, stopped)
 from gfsdeploy.transport.become import PASSWORD_VARS, Become, BecomeError
 
 LOCALHOST_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -99,6 +102,15 @@ def make_transport(host, *, known_hosts: str | None = None, accept_new: bool = F
     b = resolve_become({**v, "ansible_become": True}, password=become_password)
     become_kwargs = {"become": _truthy(v.get("ansible_become", False)), "become_user": b.user,
                      "become_method": b.method, "become_flags": b.flags, "become_password": b.password}
+    if kind == "recorded":
+        from gfsdeploy.transport.recorded import RecordedTransport, load_shared
+
+        path = v.get("gfsdeploy_recording")
+        if not path:
+            raise TransportError("ansible_connection: recorded needs the variable gfsdeploy_recording",
+                                 host=host.name, fix="set gfsdeploy_recording: path/to/recording.json for this host")
+        return RecordedTransport(host.name, load_shared(str(path)), become=become_kwargs["become"],
+                                 become_user=b.user, timeout=timeout)
     if kind == "local":
         from gfsdeploy.transport.local import LocalTransport
 
@@ -120,7 +132,8 @@ class Connections:
     """A run's connections, opened on first use and shared: one per (host, login user,
     connection type). ``options`` are :func:`make_transport`'s keyword arguments."""
 
-    def __init__(self, **options):
+    def __init__(self, factory=None, **options):
+        self.factory = factory or make_transport
         self.options = options
         self._open: dict = {}
         self._lock = threading.Lock()
@@ -134,8 +147,8 @@ class Connections:
         with self._lock:
             transport = self._open.get(key)
             if transport is None:
-                transport = make_transport(host, variables=variables, remote_user=remote_user,
-                                           connection=connection, **self.options)
+                transport = self.factory(host, variables=variables, remote_user=remote_user,
+                                         connection=connection, **self.options)
                 self._open[key] = transport
         return transport
 
@@ -163,5 +176,5 @@ class Connections:
 
 
 __all__ = ["DEFAULT", "Become", "BecomeError", "Connections", "Result", "ScopedTransport", "Stopped",
-           "Transport", "abort_all", "connection_type", "make_transport", "resolve_become", "resume",
-           "stop_all", "stopped"]
+           "Transport", "abort_all", "abort_running", "clear_stop", "connection_type", "make_transport",
+           "request_stop", "resolve_become", "resume", "stop_all", "stop_requested", "stopped"]

@@ -9,8 +9,8 @@ password prompt when there is one), keeps stdout and stderr apart even when a
 pty is needed (``requiretty``), and ends the script if the controller goes away.
 The counters (``round_trips``, ``command_log``) are what tests and benchmarks read.
 
-Stopping: :func:`stop_all` makes every ``run`` refuse to start a new remote
-command (what SIGINT/SIGTERM should do); :func:`abort_all` also cuts the commands
+Stopping: :func:`request_stop` makes every ``run`` refuse to start a new remote
+command (what SIGINT/SIGTERM do); :func:`abort_running` also cuts the commands
 in flight, which the hosts then end (or finish, for ``on_disconnect="finish"``).
 """
 
@@ -54,19 +54,29 @@ class CommandRecord:
 
 
 # -- stopping ------------------------------------------------------------------------
+#: set when the user interrupts the run (SIGINT/SIGTERM): no new remote command starts
 _STOP = threading.Event()
 _RUNNING: "weakref.WeakSet" = weakref.WeakSet()
 _RUNNING_LOCK = threading.Lock()
 
 
-def stop_all() -> None:
-    """From now on, ``Transport.run`` raises :class:`Stopped` instead of starting a command."""
+def request_stop() -> None:
+    """Refuse every new remote command from now on (what is in flight is not touched)."""
     _STOP.set()
 
 
-def abort_all() -> None:
-    """``stop_all`` and cut every command in flight (their hosts end them; ``finish``
-    commands complete there within their bound)."""
+def stop_requested() -> bool:
+    return _STOP.is_set()
+
+
+def clear_stop() -> None:
+    """Allow remote commands again (a new run in the same process)."""
+    _STOP.clear()
+
+
+def abort_running() -> None:
+    """Also cut every command in flight: its host ends it, or lets it complete when it
+    was started with ``on_disconnect="finish"`` (bounded by its timeout)."""
     _STOP.set()
     with _RUNNING_LOCK:
         channels = list(_RUNNING)
@@ -77,21 +87,24 @@ def abort_all() -> None:
             pass
 
 
-def resume() -> None:
-    """Allow commands again (a library caller starting a new run after a stop)."""
-    _STOP.clear()
+# the names of the first version of this API
+stop_all, abort_all, resume, stopped = request_stop, abort_running, clear_stop, stop_requested
 
 
-def stopped() -> bool:
-    return _STOP.is_set()
+def _interrupted_base() -> tuple:
+    from gfsdeploy import errors
+
+    # the run-level "the user stopped it" error, where the engine has one
+    interrupted = getattr(errors, "Interrupted", None)
+    return (TransportError,) + ((interrupted,) if interrupted is not None else ())
 
 
-class Stopped(TransportError):
-    """A command was not started because the run is stopping."""
+class Stopped(*_interrupted_base()):
+    """A command was not started (or was cut) because the run is stopping."""
 
 
 def _stopped_error(host: str) -> Stopped:
-    return Stopped("stopped: no new remote command is started after an interrupt", host=host,
+    return Stopped("interrupted: no new command was started", host=host,
                    fix="re-run to finish; every step is idempotent")
 
 
@@ -212,16 +225,20 @@ class Transport:
         return b
 
     def run(self, script: str, *, timeout: float | None = None, kind: str = "run", become=DEFAULT,
-            on_disconnect: str = "kill") -> Result:
+            on_disconnect: str | None = None, after_stop: bool = False) -> Result:
         """Run a shell script on the host in one round trip.
 
         ``become``: a :class:`Become`, None (no escalation) or the transport's default.
         ``on_disconnect``: what the host does if the controller goes away mid-script:
-        ``kill`` it (default) or let it ``finish`` (steps that must not stop half-way,
-        such as a package install), bounded by ``timeout``.
+        ``kill`` it or let it ``finish`` (bounded by ``timeout``). Default: scripts that
+        change things (``kind="run"``) finish, so a write is old-or-new and a package
+        install is not cut half-way; reads and waits (``kind="read"``) are killed.
+        ``after_stop``: start even after a stop was requested (cleanup, e.g. a lock).
         """
-        if _STOP.is_set():
+        if _STOP.is_set() and not after_stop:
             raise _stopped_error(self.host)
+        if on_disconnect is None:
+            on_disconnect = "kill" if kind == "read" else "finish"
         b = self._effective(become)
         if b is not None:
             problem = b.problem()
@@ -371,7 +388,7 @@ class Transport:
         return Result(rc, stdout.decode(errors="replace"), stderr.decode(errors="replace"))
 
     def read_many(self, probes: dict[str, str], *, timeout: float | None = None,
-                  become=DEFAULT) -> dict[str, Result]:
+                  become=DEFAULT, after_stop: bool = False) -> dict[str, Result]:
         """Run many read-only probes in ONE round trip; returns a Result per key.
 
         Each probe runs in its own subshell; its stdout, stderr and exit code are
@@ -389,7 +406,8 @@ class Transport:
             lines.append(f"printf '\\n%s E {i}\\n' \"$__t\"; cat \"$__e\"")
             lines.append(f"printf '\\n%s R {i} %d\\n' \"$__t\" \"$__rc\"")
         lines.append('rm -f "$__e"')
-        result = self.run("\n".join(lines) + "\n", timeout=timeout, kind="read", become=become)
+        result = self.run("\n".join(lines) + "\n", timeout=timeout, kind="read", become=become,
+                          after_stop=after_stop)
         return parse_frames(result, token, keys, self.host)
 
 

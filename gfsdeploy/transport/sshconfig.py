@@ -470,4 +470,6 @@ def check_variables(variables: dict) -> list[tuple[str, str, str]]:
 #: connection plugins gfsdeploy implements (Ansible's names → ours)
 CONNECTIONS = {"ssh": "ssh", "paramiko": "ssh", "paramiko_ssh": "ssh", "smart": "ssh",
                "ansible.builtin.ssh": "ssh", "ansible.builtin.paramiko_ssh": "ssh",
-               "local": "local", "ansible.builtin.local": "local"}
+               "local": "local", "ansible.builtin.local": "local",
+               # replays recorded answers in process (tests, controller benchmarks)
+               "recorded": "recorded"}

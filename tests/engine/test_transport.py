@@ -16,8 +16,8 @@ import time
 import pytest
 
 from gfsdeploy.errors import TransportError
-from gfsdeploy.transport import (Become, BecomeError, Stopped, abort_all, make_transport, resolve_become, resume,
-                                 stop_all)
+from gfsdeploy.transport import (Become, BecomeError, Stopped, abort_running, clear_stop, make_transport,
+                                 request_stop, resolve_become, stop_requested)
 from gfsdeploy.transport import become as become_mod
 from gfsdeploy.transport import sshconfig
 from gfsdeploy.transport.local import LocalTransport
@@ -162,28 +162,32 @@ def test_pty_keeps_stdout_and_stderr_apart():
 
 
 # -- stopping ------------------------------------------------------------------------------
-def test_stop_refuses_new_commands_until_resumed(tmp_path):
+def test_stop_refuses_new_commands_until_cleared(tmp_path):
     t = LocalTransport("h")
     try:
-        stop_all()
+        request_stop()
+        assert stop_requested()
         with pytest.raises(Stopped) as info:
             t.run(f"touch {tmp_path / 'x'}")
-        assert "no new remote command" in str(info.value)
-        assert not (tmp_path / "x").exists()
-        assert t.round_trips == 0
+        assert "no new command" in str(info.value)
+        assert not (tmp_path / "x").exists() and t.round_trips == 0
+        # cleanup that must still happen (releasing a lock) says so
+        assert t.run(f"touch {tmp_path / 'cleanup'}", after_stop=True).rc == 0
+        assert (tmp_path / "cleanup").exists()
     finally:
-        resume()
+        clear_stop()
     assert t.run("true").rc == 0
 
 
-def test_abort_cuts_commands_in_flight(tmp_path):
+def _in_flight(tmp_path, kind):
     t = LocalTransport("h")
-    pidfile = tmp_path / "pid"
+    pidfile = tmp_path / f"pid-{kind}"
+    done = tmp_path / f"done-{kind}"
     errors = []
 
     def run():
         try:
-            t.run(f"echo $$ > {pidfile}; sleep 30")
+            t.run(f"echo $$ > {pidfile}; sleep 3; echo ok > {done}", kind=kind)
         except TransportError as exc:
             errors.append(exc)
 
@@ -193,13 +197,26 @@ def test_abort_cuts_commands_in_flight(tmp_path):
     while not pidfile.exists() or not pidfile.read_text().strip():
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    return worker, errors, int(pidfile.read_text()), done
+
+
+def test_abort_cuts_reads_in_flight_and_lets_changes_finish(tmp_path):
+    read, read_errors, read_pid, read_done = _in_flight(tmp_path, "read")
+    change, change_errors, change_pid, change_done = _in_flight(tmp_path, "run")
     try:
-        abort_all()
-        worker.join(15)
-        assert not worker.is_alive() and errors
-        assert _wait_gone(int(pidfile.read_text()), 5)
+        abort_running()
+        for worker in (read, change):
+            worker.join(15)
+            assert not worker.is_alive()
+        assert isinstance(read_errors[0], Stopped) and isinstance(change_errors[0], Stopped)
+        assert _wait_gone(read_pid, 5)
+        deadline = time.monotonic() + 10
+        while not change_done.exists():
+            assert time.monotonic() < deadline, "a change was cut half-way"
+            time.sleep(0.1)
+        assert not read_done.exists()
     finally:
-        resume()
+        clear_stop()
 
 
 # -- become ------------------------------------------------------------------------------
