@@ -64,6 +64,13 @@ class HostInfo:
     os_id: str = "unknown"       # "debian", "ubuntu", "centos", "rocky", ...
     os_version: str = ""
     vars: dict = field(default_factory=dict)
+    # read by gfsdeploy.hostfacts in the same batched read ("" = not read yet)
+    cgroup: str = ""             # "v1", "hybrid", "v2"
+    selinux: str = ""            # "enforcing", "permissive", "disabled"
+    selinux_config: str = ""     # SELINUX= in /etc/selinux/config
+    selinux_type: str = ""       # SELINUXTYPE= ("targeted")
+    firewall: str = ""           # the active firewall manager: "firewalld", "ufw", "none"
+    service_mgr: str = ""        # /proc/1/comm ("systemd")
 
 
 @dataclass

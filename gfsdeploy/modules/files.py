@@ -270,8 +270,20 @@ def write_script(path: str, content: bytes, *, mode: int | None = None, owner=No
     lines += _attr_lines('"$tmp"', mode, owner, group, preserve_from='"$p"')
     if validate:
         lines.append(f"{validate_line(validate)} >&2 || {{ echo \"validation failed: \"{q(validate)} >&2; exit 1; }}")
-    lines += ['mv -f -- "$tmp" "$p"', ")"]
+    lines += _selinux_keep_lines()
+    lines += ['mv -f -- "$tmp" "$p"',
+              'if [ "$se" = new ]; then restorecon -- "$p" 2>/dev/null || true; fi', ")"]
     return "\n".join(lines)
+
+
+def _selinux_keep_lines() -> list[str]:
+    """Where SELinux is enabled, the temp file takes the replaced file's context (a file
+    created in the directory gets the directory's default label: /etc/hosts would go
+    from net_conf_t to etc_t); a new file gets the policy's default for its path."""
+    return ['se=""',
+            'if command -v selinuxenabled >/dev/null 2>&1 && selinuxenabled; then',
+            '  if [ -e "$p" ]; then chcon --reference="$p" -- "$tmp" 2>/dev/null || true; else se=new; fi',
+            'fi']
 
 
 def attrs_script(path: str, mode: int | None, owner, group, *, recurse: bool = False) -> str:
