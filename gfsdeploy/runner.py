@@ -441,10 +441,14 @@ class Runner:
                 continue
             if not real:
                 if runs_in_plan and module.read_only:
-                    result = module.apply(args, changes, ctx)
-                    results.append(self._judge(task, result, v))
+                    result = module.report(args, state, ctx)
+                    judged = self._judge(task, result, v)
+                    results.append(judged)
                     if result.msg and not task.no_log:
                         outcome.messages.append(result.msg)
+                    if judged.get("failed"):  # fail, or failed_when on a read
+                        self._register(hr, task, results)
+                        raise ModuleError(judged.get("msg") or "failed", host=hr.host.name, task=task.label)
                 else:
                     results.append(module.unchanged(args, state).as_register())
                 continue
