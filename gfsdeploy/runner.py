@@ -357,6 +357,7 @@ class Runner:
         plan_mode = self.options.mode == "plan"
         results: list[dict] = []
         any_changed = False
+        unknown_args = False  # an item planned "(known after apply)": what it registers is unknown too
         variables = self.variables(hr, task)
         runs_in_plan = module.read_only or task.changed_when is False or \
             (isinstance(task.changed_when, str) and task.changed_when.strip().lower() in ("false", "no")) or \
@@ -365,6 +366,7 @@ class Runner:
             if status == "unknown":
                 outcome.changes.append(Change(CHANGE, f"{task.module}: {task.label}", args))
                 results.append({"changed": True})
+                unknown_args = True
                 continue
             if status == "skipped":
                 results.append({"changed": False, "skipped": True, "skip_reason": "condition false"})
@@ -384,12 +386,14 @@ class Runner:
                 continue
             if not real:
                 if runs_in_plan and module.read_only:
-                    result = module.apply(args, changes, ctx)
+                    result = module.result(args, state, changes, ctx)
                     results.append(self._judge(task, result, v))
                     if result.msg and not task.no_log:
                         outcome.messages.append(result.msg)
                 else:
-                    results.append(TaskResult().as_register())
+                    # waiting (e.g. for pods to be Ready) is not a change: apply mode only
+                    settled = None if plan_mode else module.settle(args, state, ctx)
+                    results.append(settled.as_register() if settled else TaskResult().as_register())
                 continue
             if self.options.before_change is not None:
                 self.options.before_change()
@@ -419,7 +423,7 @@ class Runner:
             if judged.get("failed"):
                 self._register(hr, task, results)
                 raise ModuleError(judged.get("msg") or "failed", host=hr.host.name, task=task.label)
-        self._register(hr, task, results, unknown=plan_mode and any_changed and not runs_in_plan)
+        self._register(hr, task, results, unknown=plan_mode and (unknown_args or (any_changed and not runs_in_plan)))
         real_changes = [c for c in outcome.changes if c.action != WARN]
         if plan_mode and not runs_in_plan:
             outcome.status = "pending" if real_changes else "ok"
