@@ -23,7 +23,7 @@ import networkx as nx
 from gfsdeploy import modules, secrets
 from gfsdeploy.errors import GfsError, ModuleError, TransportError
 from gfsdeploy.graph import Step, build_graph
-from gfsdeploy.hostfacts import FACTS_PROBE, HostFactsCache, parse_facts
+from gfsdeploy.hostfacts import FACTS_PROBE, HostFactsCache, facts_vars, parse_facts
 from gfsdeploy.inventory import Host, Inventory
 from gfsdeploy.modules.base import CHANGE, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
 from gfsdeploy.playbook import Playbook, Task
@@ -358,6 +358,10 @@ class Runner:
         results: list[dict] = []
         any_changed = False
         unknown_args = False  # an item planned "(known after apply)": what it registers is unknown too
+        if not hr.facts_raw:
+            # the host's facts before the first `when:`/arguments are rendered (a skipped
+            # first step would otherwise leave every later one rendering with no facts)
+            self._refresh(hr, step)
         variables = self.variables(hr, task)
         runs_in_plan = module.read_only or task.changed_when is False or \
             (isinstance(task.changed_when, str) and task.changed_when.strip().lower() in ("false", "no")) or \
@@ -393,7 +397,7 @@ class Runner:
                 else:
                     # waiting (e.g. for pods to be Ready) is not a change: apply mode only
                     settled = None if plan_mode else module.settle(args, state, ctx)
-                    results.append(settled.as_register() if settled else TaskResult().as_register())
+                    results.append((settled or module.unchanged(args, state)).as_register())
                 continue
             if self.options.before_change is not None:
                 self.options.before_change()
@@ -613,7 +617,8 @@ def _facts_vars(info: HostInfo) -> dict:
               "rocky": "Rocky", "almalinux": "AlmaLinux", "fedora": "Fedora"}.get(info.os_id, info.os_id.capitalize())
     return {"ansible_os_family": family, "ansible_distribution": distro,
             "ansible_distribution_version": info.os_version,
-            "ansible_distribution_major_version": info.os_version.split(".")[0] if info.os_version else ""}
+            "ansible_distribution_major_version": info.os_version.split(".")[0] if info.os_version else "",
+            **facts_vars(info)}
 
 
 def _sensitive_names(inventory: Inventory, playbook: Playbook) -> set:
