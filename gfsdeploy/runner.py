@@ -31,6 +31,9 @@ from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown
 from gfsdeploy.transport import make_transport
 
 
+NO_LOG_MESSAGE = "the output has been hidden due to the fact that 'no_log: true' was specified for this result"
+
+
 @dataclass
 class Options:
     mode: str = "plan"  # plan | apply
@@ -78,6 +81,7 @@ class HostRun:
     facts: dict = field(default_factory=dict)       # (task_id, item) -> (args_key, {probe: Result})
     stale: bool = True                              # facts must be (re)read before use
     changed: bool = False                           # the host changed during this run
+    pending: bool = False                           # a step of this run changed or would change it
     attempted: set = field(default_factory=set)     # steps the last batch read (or tried to)
     lock: threading.RLock = field(default_factory=threading.RLock)
     counts: dict = field(default_factory=lambda: {"ok": 0, "changed": 0, "failed": 0, "skipped": 0})
@@ -300,6 +304,10 @@ class Runner:
                           transports={n: h.transport for n, h in self.hosts.items()})
         ctx.allow_destroy = self.options.allow_destroy
         ctx.variables = variables
+        # what a module run through Ansible's module protocol passes on to it
+        ctx.no_log, ctx.task_check_mode, ctx.verbosity = task.no_log, task.check_mode, self.options.verbose
+        ctx.diff = bool(getattr(task, "diff", False))
+        ctx.host_pending = hr.pending
         return ctx
 
     def _find(self, path: str, task: Task) -> str:
@@ -385,7 +393,7 @@ class Runner:
                 for c in changes:
                     c.sensitive = True
             if plan_mode and not runs_in_plan:
-                results.append({"changed": bool(real)} if real else TaskResult().as_register())
+                results.append({"changed": True} if real else module.unchanged(args, state).as_register())
                 any_changed |= bool(real)
                 continue
             if not real:
@@ -426,7 +434,8 @@ class Runner:
             any_changed |= bool(judged.get("changed"))
             if judged.get("failed"):
                 self._register(hr, task, results)
-                raise ModuleError(judged.get("msg") or "failed", host=hr.host.name, task=task.label)
+                raise ModuleError(NO_LOG_MESSAGE if task.no_log else judged.get("msg") or "failed",
+                                  host=hr.host.name, task=task.label)
         self._register(hr, task, results, unknown=plan_mode and (unknown_args or (any_changed and not runs_in_plan)))
         real_changes = [c for c in outcome.changes if c.action != WARN]
         if plan_mode and not runs_in_plan:
@@ -499,6 +508,7 @@ class Runner:
         self.stop_all.clear()
         for hr in self.hosts.values():
             hr.registered, hr.notified, hr.failed, hr.changed = {}, set(), hr.unreachable, False
+            hr.pending = False
             hr.counts = {"ok": 0, "changed": 0, "failed": 0, "skipped": 0}
         graph = self.graph
         waiting = {n: graph.in_degree(n) for n in graph.nodes}
@@ -559,6 +569,8 @@ class Runner:
     def _finish(self, step: Step, outcome: StepOutcome) -> None:
         self.outcomes[step] = outcome
         hr = self.hosts[step.host]
+        if outcome.status in ("pending", "changed"):
+            hr.pending = True
         key = {"pending": "changed", "blocked": "skipped"}.get(outcome.status, outcome.status)
         if not (outcome.status == "skipped" and outcome.error == "not notified"):
             hr.counts[key] = hr.counts.get(key, 0) + 1
