@@ -227,10 +227,6 @@ class Module:
         """Pure: arguments + state → changes. Empty list: nothing to do."""
         raise NotImplementedError
 
-    def result(self, args: dict, state: Any, changes: list[Change], ctx: TaskContext) -> TaskResult:
-        """A read-only module's outcome (its registered value) from the state it read."""
-        return self.apply(args, changes, ctx)
-
     def settle(self, args: dict, state: Any, ctx: TaskContext) -> TaskResult | None:
         """Apply mode only, when ``plan`` found nothing to change: wait until what the
         task describes is reached (e.g. pods Ready). Waiting is not a change: it is
@@ -241,6 +237,11 @@ class Module:
         """The result registered when ``plan`` found nothing to do (what Ansible's module
         returns with ``changed: false``)."""
         return TaskResult()
+
+    def report(self, args: dict, state: Any, ctx: TaskContext) -> TaskResult:
+        """What a read-only module returns (registers, prints) from the state it read:
+        ``stat``'s facts, ``debug``'s message. Runs in plan and apply alike."""
+        return self.apply(args, [], ctx)
 
     def apply(self, args: dict, changes: list[Change], ctx: TaskContext) -> TaskResult:
         """Run the changes' scripts in one round trip."""

@@ -1260,7 +1260,7 @@ class KubernetesFacts(Module):
                 "exists": {r: o is not None for r, o in state.objects.items()},
                 "managed": {r: managed(o) for r, o in state.objects.items()}}
 
-    def result(self, args, state, changes, ctx):
+    def report(self, args, state, ctx):
         data = self.facts(args, state, check_mode=ctx.check_mode, host=ctx.host.name)
         return TaskResult(changed=False, data=data,
                           msg=f"API server {state.api_server or '?'} (kubeconfig {state.kubeconfig or '?'}): "
@@ -1268,4 +1268,4 @@ class KubernetesFacts(Module):
 
     def apply(self, args, changes, ctx):
         state = self.read(args, ctx.transport.read_many(self.probes(args, ctx.host)), ctx)
-        return self.result(args, state, changes, ctx)
+        return self.report(args, state, ctx)

@@ -459,7 +459,7 @@ def test_kubernetes_facts_values():
     from gfsdeploy.templating import is_unknown
 
     assert is_unknown(module.facts(args, _facts_state("v1.11.0"), check_mode=True)["cluster_ip"])
-    result = module.result(args, state, [], _Ctx())
+    result = module.report(args, state, _Ctx())
     assert result.msg == "API server https://10.0.0.1:6443 (kubeconfig /etc/kubernetes/admin.conf): Kubernetes v1.25.3"
 
 
