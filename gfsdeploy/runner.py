@@ -410,6 +410,7 @@ class Runner:
         plan_mode = self.options.mode == "plan"
         results: list[dict] = []
         any_changed = False
+        unknown_args = False  # an item planned "(known after apply)": what it registers is unknown too
         if not hr.facts_raw:
             # the host's facts before the first `when:`/arguments are rendered (a skipped
             # first step would otherwise leave every later one rendering with no facts)
@@ -422,6 +423,7 @@ class Runner:
             if status == "unknown":
                 outcome.changes.append(Change(CHANGE, f"{task.module}: {task.label}", args))
                 results.append({"changed": True})
+                unknown_args = True
                 continue
             if status == "skipped":
                 results.append({"changed": False, "skipped": True, "skip_reason": "condition false"})
@@ -450,7 +452,9 @@ class Runner:
                         self._register(hr, task, results)
                         raise ModuleError(judged.get("msg") or "failed", host=hr.host.name, task=task.label)
                 else:
-                    results.append(module.unchanged(args, state).as_register())
+                    # waiting (e.g. for pods to be Ready) is not a change: apply mode only
+                    settled = None if plan_mode else module.settle(args, state, ctx)
+                    results.append((settled or module.unchanged(args, state)).as_register())
                 continue
             if self.options.before_change is not None:
                 self.options.before_change()
@@ -482,7 +486,7 @@ class Runner:
                 self._register(hr, task, results)
                 raise ModuleError(NO_LOG_MESSAGE if task.no_log else judged.get("msg") or "failed",
                                   host=hr.host.name, task=task.label)
-        self._register(hr, task, results, unknown=plan_mode and any_changed and not runs_in_plan)
+        self._register(hr, task, results, unknown=plan_mode and (unknown_args or (any_changed and not runs_in_plan)))
         real_changes = [c for c in outcome.changes if c.action != WARN]
         if plan_mode and not runs_in_plan:
             outcome.status = "pending" if real_changes else "ok"
