@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gfsdeploy.transport.base import Result, Transport
+from gfsdeploy.transport.base import Result, Transport, clear_stop, request_stop, stop_requested
 
 
 def make_transport(host, *, known_hosts: str | None = None, accept_new: bool = False,
@@ -23,4 +23,4 @@ def make_transport(host, *, known_hosts: str | None = None, accept_new: bool = F
                         connect_timeout=connect_timeout, password=v.get("ansible_password"))
 
 
-__all__ = ["Result", "Transport", "make_transport"]
+__all__ = ["Result", "Transport", "clear_stop", "make_transport", "request_stop", "stop_requested"]

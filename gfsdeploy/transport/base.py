@@ -14,6 +14,23 @@ import shlex
 import threading
 from dataclasses import dataclass
 
+#: set when the user interrupts the run (SIGINT/SIGTERM): no new remote command starts
+_STOP = threading.Event()
+
+
+def request_stop() -> None:
+    """Refuse every new remote command from now on (what is in flight is not touched)."""
+    _STOP.set()
+
+
+def stop_requested() -> bool:
+    return _STOP.is_set()
+
+
+def clear_stop() -> None:
+    """Allow remote commands again (a new run in the same process)."""
+    _STOP.clear()
+
 
 @dataclass
 class Result:
@@ -76,8 +93,14 @@ class Transport:
     def _is_target_user(self) -> bool:
         return False
 
-    def run(self, script: str, *, timeout: float | None = None, kind: str = "run") -> Result:
-        """Run a shell script on the host in one round trip."""
+    def run(self, script: str, *, timeout: float | None = None, kind: str = "run",
+            after_stop: bool = False) -> Result:
+        """Run a shell script on the host in one round trip. After a stop was requested
+        only ``after_stop`` scripts (cleanup such as releasing a lock) still start."""
+        if _STOP.is_set() and not after_stop:
+            from gfsdeploy.errors import Interrupted
+
+            raise Interrupted("interrupted: no new command was started", host=self.host)
         record = CommandRecord(script=script, kind=kind)
         with self._lock:
             self.round_trips += 1

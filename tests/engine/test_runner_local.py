@@ -77,6 +77,7 @@ def test_handlers_run_even_when_a_later_task_fails(site):
         """)
     proc = gfs("apply", inv, "-p", pb)
     assert proc.returncode == 1
+    assert (root / "one").exists(), proc.stdout + proc.stderr
     assert (root / "one").read_text() == "1\n"
     assert (root / "handled").read_text() == "yes\n"
     assert not (root / "never").exists()

@@ -57,7 +57,7 @@ def test_plan(kw, st, expected):
 def test_unloadable_fails_plainly():
     with pytest.raises(PreflightError) as err:
         plan(state(loadable=False, why="no /proc/modules (kernel without loadable module support, or a container)"),
-             name="dm_thin_pool")
+             name="dm_thin_pool", why="heketi will fail with 'thin: Required device-mapper target(s) not detected'")
     text = str(err.value)
     assert "kernel on k8s-2 cannot load module dm_thin_pool: no /proc/modules" in text
     assert "thin: Required device-mapper target(s) not detected" in text
