@@ -160,6 +160,9 @@ def _print_errors(errors) -> None:
 def cmd_plan(args) -> int:
     from gfsdeploy.output import dump_json, outcomes_json, render_plan, render_round_trips
 
+    if args.out and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+        raise GfsError(f"cannot save the plan: directory {os.path.dirname(os.path.abspath(args.out))} does not "
+                       "exist", file=args.out, field="--out", fix="create the directory first, or give another path")
     with _session(args) as session:
         plan = session.plan()
         if args.json:
@@ -303,9 +306,11 @@ def main(argv: list[str] | None = None) -> int:
         # connections are cut, so nothing is left to wait for
         os._exit(code)
     except GfsError as exc:
+        problems = getattr(exc, "problems", None) or [exc]
         if getattr(args, "json", False):
-            print(json.dumps({"error": secrets.redact(str(exc))}))
-        print(f"Error: {exc}", file=sys.stderr)
+            print(json.dumps({"error": secrets.redact(str(exc)), "errors": [secrets.redact(str(p)) for p in problems]}))
+        for problem in problems:
+            print(f"Error: {problem}", file=sys.stderr)
         if verbose:
             traceback.print_exc()
         return 1

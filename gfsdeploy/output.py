@@ -92,7 +92,8 @@ def summary_line(counts: dict) -> str:
 def render_plan(plan, *, color: bool = False, verbose: int = 0) -> str:
     """The human plan: per host, one line per change and its diff; then the
     read-only commands the plan ran; then the summary line. A plan with errors
-    shows its changes so far and the errors (each once), and no summary line."""
+    shows what was planned so far and no summary line (the caller prints the
+    errors, each once: :func:`render_errors`)."""
     lines: list[str] = []
     by_host: dict[str, list] = {}
     for outcome in plan.outcomes:
@@ -117,8 +118,7 @@ def render_plan(plan, *, color: bool = False, verbose: int = 0) -> str:
                          f"  {host}: {task}: {first[:157]}…")
         lines.append("")
     if plan.errors:
-        lines.extend(render_errors(plan.errors))
-        return show_unknown(redact("\n".join(lines)))
+        return show_unknown(redact("\n".join(lines).rstrip("\n")))
     counts = plan.summary
     if not any(counts.get(k) for k in ("add", "change", "destroy")):
         lines.append("No changes. The hosts match the playbook.")

@@ -196,11 +196,26 @@ class Session:
         self.inventory, self.playbook, self.playbook_path = load(inventory, playbook)
         self._runner = None
         self._lock = None
+        self._validated = False
+
+    def validate(self) -> None:
+        """Find the playbook's mistakes before connecting (raises ValidationError
+        listing each once); plan, apply and check call it first."""
+        if self._validated:
+            return
+        from gfsdeploy.static_check import ValidationError, check
+
+        problems = check(self.playbook, self.inventory, extra_vars=self.options.extra_vars,
+                         search_path=self._get_runner().search_path)
+        if problems:
+            raise ValidationError(problems)
+        self._validated = True
 
     # -- the two verbs ------------------------------------------------------------
     def plan(self) -> Plan:
         """Read every host and decide every change; change nothing. A plan with
         errors is returned (``plan.errors``); nothing is raised for host failures."""
+        self.validate()
         runner = self._get_runner()
         outcomes = runner.run("plan")
         return self._plan_from(runner, outcomes)
@@ -217,6 +232,7 @@ class Session:
         """
         if plan is not None:
             self._check_files(plan)
+        self.validate()
         runner = self._get_runner()
         outcomes = runner.run("plan")
         fresh = self._plan_from(runner, outcomes)

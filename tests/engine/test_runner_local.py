@@ -25,7 +25,8 @@ def site(tmp_path):
     inv = tmp_path / "inv.yaml"
     inv.write_text(textwrap.dedent(f"""\
         all:
-          vars: {{ansible_connection: local, root: "{tmp_path}", level: all, shared: all}}
+          vars: {{ansible_connection: local, root: "{tmp_path}", level: all, shared: all,
+                 gfsdeploy_lock_dir: "{tmp_path}/lock"}}
           hosts:
             a: {{level: host}}
             b: {{}}
