@@ -41,7 +41,7 @@ def add_common_options(parser: argparse.ArgumentParser, *, playbook: bool = True
     parser.add_argument("--connect-timeout", type=float, default=10.0)
 
 
-CORE_COMMANDS = ("plan", "apply", "graph", "check")
+CORE_COMMANDS = ("plan", "apply", "graph", "check", "init")
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -72,6 +72,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="validate the inventory and run the preflight checks")
     add_common_options(p)
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("init", help="copy the installed content's playbooks, templates and example "
+                                    "inventories into a directory, to change them")
+    p.add_argument("directory", help="where to copy them (created; existing files are never overwritten)")
+    p.add_argument("--content", help="which installed content (default: the one with a default playbook)")
+    p.set_defaults(func=cmd_init)
 
     words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
     if not (words and words[0] in CORE_COMMANDS):
@@ -279,6 +285,47 @@ def cmd_check(args) -> int:
             return 1
         session.reporter.write(f"check passed: inventory valid, {len(session.runner.hosts)} host(s) reachable, "
                                f"{len(plan.outcomes)} preflight check(s) ok.")
+    return 0
+
+
+def cmd_init(args) -> int:
+    """kubespray's habit: copy the sample, then edit the copy."""
+    import shutil
+
+    from gfsdeploy.plugins import contents, default_content
+
+    if args.content:
+        found = [c for c in contents() if c.name == args.content]
+        if not found:
+            raise GfsError(f"no installed content named {args.content!r}", field="--content",
+                           fix="installed: " + (", ".join(c.name for c in contents()) or "none"))
+        content = found[0]
+    else:
+        content = default_content()
+        if content is None:
+            raise GfsError("no installed content to copy", fix="install a content package (e.g. gfsdeploy's own)")
+    target = os.path.abspath(args.directory)
+    copied, kept = [], []
+    for name in ("playbooks", "templates", "inventory"):
+        source = content.path(name)
+        if not os.path.isdir(source):
+            continue
+        for folder, _, files in os.walk(source):
+            rel = os.path.relpath(folder, content.share_dir)
+            os.makedirs(os.path.join(target, rel), exist_ok=True)
+            for file in sorted(files):
+                if file in ("lab.yaml", "lab.known_hosts") or file.endswith(".pyc"):
+                    continue
+                dest = os.path.join(target, rel, file)
+                (kept if os.path.exists(dest) else copied).append(os.path.relpath(dest, target))
+                if not os.path.exists(dest):
+                    shutil.copy2(os.path.join(folder, file), dest)
+    print(f"Copied {len(copied)} file(s) of {content.name!r} into {target}" +
+          (f"; kept {len(kept)} existing file(s) unchanged" if kept else "") + ".")
+    default = os.path.join(target, content.default_playbook) if content.default_playbook else None
+    if default:
+        print(f"Edit {os.path.join(target, 'inventory')} and the playbooks, then: "
+              f"gfsdeploy plan INVENTORY -p {default}")
     return 0
 
 
