@@ -164,7 +164,7 @@ def _print_errors(errors) -> None:
 
 # -- commands -----------------------------------------------------------------------
 def cmd_plan(args) -> int:
-    from gfsdeploy.output import dump_json, outcomes_json, render_plan, render_round_trips
+    from gfsdeploy.output import dump_json, outcomes_json, render_plan, render_protocol_tasks, render_round_trips
 
     if args.out and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
         raise GfsError(f"cannot save the plan: directory {os.path.dirname(os.path.abspath(args.out))} does not "
@@ -176,6 +176,7 @@ def cmd_plan(args) -> int:
         else:
             session.reporter.write(render_plan(plan, color=session.reporter.color, verbose=args.verbose))
             if args.verbose:
+                session.reporter.write(render_protocol_tasks(session.runner.tasks.values()))
                 session.reporter.write(render_round_trips(plan.round_trips))
     if plan.errors:
         _print_errors(plan.errors)
@@ -266,6 +267,10 @@ def cmd_graph(args) -> int:
         print(render_dot(graph, tasks))
     else:
         print(render_text(graph, tasks))
+        if args.verbose:
+            from gfsdeploy.output import render_protocol_tasks
+
+            print(render_protocol_tasks(tasks.values()))
     return 0
 
 

@@ -183,6 +183,16 @@ def render_recap(recap) -> str:
     return show_unknown(redact("\n".join(lines)))
 
 
+def render_protocol_tasks(tasks) -> str:
+    """``-v``: which tasks run an Ansible module through Ansible's module protocol."""
+    from gfsdeploy.ansible_protocol import protocol_lines
+
+    lines = protocol_lines(tasks)
+    if not lines:
+        return ""
+    return "Tasks run through Ansible's module protocol (no native gfsdeploy module):\n" + "\n".join(lines)
+
+
 def render_round_trips(round_trips: dict) -> str:
     return "round trips: " + ", ".join(f"{h}={n}" for h, n in round_trips.items())
 

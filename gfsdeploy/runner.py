@@ -23,12 +23,14 @@ import networkx as nx
 from gfsdeploy import modules, secrets
 from gfsdeploy.errors import GfsError, Interrupted, ModuleError, TransportError
 from gfsdeploy.graph import Step, build_graph
-from gfsdeploy.hostfacts import FACTS_PROBE, HostFactsCache, parse_facts
+from gfsdeploy.hostfacts import FACTS_PROBE, HostFactsCache, facts_vars, parse_facts
 from gfsdeploy.inventory import Host, Inventory
 from gfsdeploy.modules.base import CHANGE, READ, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
 from gfsdeploy.playbook import Playbook, Task
 from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown
 from gfsdeploy.transport import make_transport, request_stop
+
+NO_LOG_MESSAGE = "the output has been hidden due to the fact that 'no_log: true' was specified for this result"
 
 
 @dataclass
@@ -79,6 +81,7 @@ class HostRun:
     facts: dict = field(default_factory=dict)       # (task_id, item) -> (args_key, {probe: Result})
     stale: bool = True                              # facts must be (re)read before use
     changed: bool = False                           # the host changed during this run
+    pending: bool = False                           # a step of this run changed or would change it
     attempted: set = field(default_factory=set)     # steps the last batch read (or tried to)
     lock: threading.RLock = field(default_factory=threading.RLock)
     counts: dict = field(default_factory=lambda: {"ok": 0, "changed": 0, "failed": 0, "skipped": 0})
@@ -300,7 +303,9 @@ class Runner:
                            check_mode=self.options.mode == "plan" or task.check_mode is True,
                            transports={n: h.transport for n, h in self.hosts.items()},
                            allow_destroy=self.options.allow_destroy, variables=variables,
-                           read_only=self._runs_in_plan(task))
+                           read_only=self._runs_in_plan(task), no_log=task.no_log,
+                           task_check_mode=task.check_mode, verbosity=self.options.verbose,
+                           diff=bool(getattr(task, "diff", False)), host_pending=hr.pending)
 
     def _find(self, path: str, task: Task) -> str:
         if os.path.isabs(path):
@@ -368,6 +373,10 @@ class Runner:
         runs = self._runs_in_plan(task) and not (planning and task.until is not None)
         results: list[dict] = []
         unknown = False
+        if not hr.facts_raw:
+            # the host's facts before the first `when:`/arguments are rendered (a skipped
+            # first step would otherwise leave every later one rendering with no facts)
+            self._refresh(hr, step)
         for index, v, status, args, ctx in self._each_item(hr, task, module, self.variables(hr, task)):
             if status == "unknown":
                 outcome.changes.append(Change(CHANGE, f"{task.module}: {task.label}", args))
@@ -377,7 +386,7 @@ class Runner:
             if status == "skipped":
                 results.append({"changed": False, "skipped": True, "skip_reason": "condition false"})
                 continue
-            changes = self._plan_item(hr, task, step, index, module, args, ctx)
+            state, changes = self._plan_item(hr, task, step, index, module, args, ctx)
             if planning and not runs and _is_false(task.changed_when):
                 # it will run at apply, but it says it changes nothing: not a change
                 changes = [c if c.action == WARN else Change(READ, c.resource, c.diff, c.script, c.sensitive, c.data)
@@ -387,35 +396,37 @@ class Runner:
                 # what it would do; a command's result is only known after apply
                 real = [c for c in changes if c.action not in (WARN, READ)]
                 unknown |= any(c.action == READ for c in changes)
-                results.append({"changed": True} if real else TaskResult().as_register())
+                results.append({"changed": True} if real else module.unchanged(args, state).as_register())
                 unknown |= bool(real) or task.until is not None
                 continue
-            result = self._apply_item(hr, task, module, args, changes, ctx, v)
+            result = self._apply_item(hr, task, module, args, state, changes, ctx, v)
             outcome.reads.extend(ctx.reads)
             if result.get("msg") and module.read_only and not task.no_log and not result.get("failed"):
                 outcome.messages.append(result["msg"])
             results.append(result)
             if result.get("failed"):
                 self._register(hr, task, results)
-                raise ModuleError(result.get("msg") or "failed", host=hr.host.name, task=task.label)
+                raise ModuleError(NO_LOG_MESSAGE if task.no_log else result.get("msg") or "failed",
+                                  host=hr.host.name, task=task.label)
         self._settle(hr, task, outcome, results, planning=planning and not runs, unknown=unknown)
 
     def _plan_item(self, hr: HostRun, task: Task, step: Step, index: int, module, args: dict,
-                   ctx: TaskContext) -> list[Change]:
+                   ctx: TaskContext) -> tuple:
         """Read this item's state (from the batch) and decide its changes."""
         facts = self._facts_for(hr, task, step, index, args, module)
-        changes = module.plan(args, module.read(args, facts, ctx), hr.info)
+        state = module.read(args, facts, ctx)
+        changes = module.plan(args, state, hr.info)
         if task.no_log:
             for c in changes:
                 c.sensitive = True
-        return changes
+        return state, changes
 
-    def _apply_item(self, hr: HostRun, task: Task, module, args: dict, changes: list[Change],
+    def _apply_item(self, hr: HostRun, task: Task, module, args: dict, state, changes: list[Change],
                     ctx: TaskContext, variables: dict) -> dict:
         """Make exactly ``changes`` (a read-only task: run it), retrying while ``until``
         is not met; return the judged, registrable result."""
         if not [c for c in changes if c.action != WARN] and not module.read_only:
-            return TaskResult().as_register()
+            return module.unchanged(args, state).as_register()
         if not module.read_only and self.options.before_change is not None:
             self.options.before_change()
         attempts = (task.retries or 0) + 1 if task.until is not None else 1
@@ -430,9 +441,10 @@ class Runner:
                 self.reporter.progress(hr.host.name, task, f"retrying ({attempt + 1}/{attempts - 1})")
                 if _sleep_unless_stopped(task.delay):
                     raise Interrupted("interrupted while waiting to retry", host=hr.host.name, task=task.label)
-                changes = module.plan(args, module.read(args, self._read_now(hr, module, args), ctx), hr.info)
+                state = module.read(args, self._read_now(hr, module, args), ctx)
+                changes = module.plan(args, state, hr.info)
                 if not [c for c in changes if c.action != WARN] and not module.read_only:
-                    return TaskResult().as_register()
+                    return module.unchanged(args, state).as_register()
         else:
             judged["failed"] = True
             judged["msg"] = (judged.get("msg") or "") + f" (until condition not met after {attempts} attempts)"
@@ -519,6 +531,7 @@ class Runner:
         self.stop_all.clear()
         for hr in self.hosts.values():
             hr.registered, hr.notified, hr.failed, hr.changed = {}, set(), hr.unreachable, False
+            hr.pending = False
             hr.counts = {"ok": 0, "changed": 0, "failed": 0, "skipped": 0}
         graph = self.graph
         waiting = {n: graph.in_degree(n) for n in graph.nodes}
@@ -590,6 +603,8 @@ class Runner:
     def _finish(self, step: Step, outcome: StepOutcome) -> None:
         self.outcomes[step] = outcome
         hr = self.hosts[step.host]
+        if outcome.status in ("pending", "changed"):
+            hr.pending = True
         key = {"pending": "changed", "blocked": "skipped"}.get(outcome.status, outcome.status)
         if not (outcome.status == "skipped" and outcome.error == "not notified"):
             hr.counts[key] = hr.counts.get(key, 0) + 1
@@ -662,7 +677,8 @@ def _facts_vars(info: HostInfo) -> dict:
               "rocky": "Rocky", "almalinux": "AlmaLinux", "fedora": "Fedora"}.get(info.os_id, info.os_id.capitalize())
     return {"ansible_os_family": family, "ansible_distribution": distro,
             "ansible_distribution_version": info.os_version,
-            "ansible_distribution_major_version": info.os_version.split(".")[0] if info.os_version else ""}
+            "ansible_distribution_major_version": info.os_version.split(".")[0] if info.os_version else "",
+            **facts_vars(info)}
 
 
 def _sensitive_names(inventory: Inventory, playbook: Playbook) -> set:

@@ -68,6 +68,13 @@ class HostInfo:
     os_id: str = "unknown"       # "debian", "ubuntu", "centos", "rocky", ...
     os_version: str = ""
     vars: dict = field(default_factory=dict)
+    # read by gfsdeploy.hostfacts in the same batched read ("" = not read yet)
+    cgroup: str = ""             # "v1", "hybrid", "v2"
+    selinux: str = ""            # "enforcing", "permissive", "disabled"
+    selinux_config: str = ""     # SELINUX= in /etc/selinux/config
+    selinux_type: str = ""       # SELINUXTYPE= ("targeted")
+    firewall: str = ""           # the active firewall manager: "firewalld", "ufw", "none"
+    service_mgr: str = ""        # /proc/1/comm ("systemd")
 
 
 @dataclass
@@ -81,8 +88,13 @@ class TaskResult:
     stderr: str = ""
     msg: str = ""
     data: dict = field(default_factory=dict)
+    #: the module's own result keys, in Ansible's shape for that module: when set, the
+    #: registered value is exactly ``changed``, ``failed`` and these (no rc/stdout/msg)
+    register: dict | None = None
 
     def as_register(self) -> dict:
+        if self.register is not None:
+            return {"changed": self.changed, "failed": self.failed, **self.register}
         value = {"changed": self.changed, "failed": self.failed, "msg": self.msg,
                  "skipped": False}
         if self.rc is not None:
@@ -122,7 +134,8 @@ class TaskContext:
                  progress: Callable[[str], None] | None = None,
                  check_mode: bool = False, transports: dict | None = None,
                  allow_destroy: bool = False, variables: dict | None = None,
-                 read_only: bool = False):
+                 read_only: bool = False, no_log: bool = False, task_check_mode=None, verbosity: int = 0,
+                 diff: bool = False, host_pending: bool = False):
         self.host = host
         self.transport = transport
         self.task_name = task_name
@@ -138,6 +151,13 @@ class TaskContext:
         self.read_only = read_only
         #: the commands this task ran while ``read_only`` (what plan lists)
         self.reads: list[str] = []
+        # the task's keywords a module run through Ansible's module protocol passes on
+        self.no_log = no_log
+        self.task_check_mode = task_check_mode
+        self.verbosity = verbosity
+        self.diff = diff
+        #: an earlier step of this run changed (or, planning, would change) the host
+        self.host_pending = host_pending
 
     def render_file(self, path: str) -> str:
         return self._render_file(path)
@@ -227,6 +247,11 @@ class Module:
     def plan(self, args: dict, state: Any, host: HostInfo) -> list[Change]:
         """Pure: arguments + state → changes. Empty list: nothing to do."""
         raise NotImplementedError
+
+    def unchanged(self, args: dict, state: Any) -> TaskResult:
+        """The result registered when ``plan`` found nothing to do (what Ansible's module
+        returns with ``changed: false``)."""
+        return TaskResult()
 
     def apply(self, args: dict, changes: list[Change], ctx: TaskContext) -> TaskResult:
         """Run the changes' scripts in one round trip."""
