@@ -46,6 +46,11 @@ class Options:
     allow_destroy: bool = False
     #: remove a stale lock before taking it (``--force-unlock``)
     force_unlock: bool = False
+    #: connection defaults (``-u``, ``--ask-become-pass``, ``--ask-pass``); the inventory's
+    #: and the playbook's settings win, as in Ansible. The passwords are secrets.
+    remote_user: str | None = None
+    become_password: str | None = None
+    ssh_password: str | None = None
 
 
 @dataclass
@@ -193,6 +198,8 @@ class Session:
         self.reporter = reporter if reporter is not None else Reporter(quiet=True)
         clear_stop()
         secrets.new_run()  # what this run declares sensitive, and nothing of an earlier run
+        for password in (self.options.become_password, self.options.ssh_password):
+            secrets.register(password)
         self.inventory, self.playbook, self.playbook_path = load(inventory, playbook)
         self._runner = None
         self._lock = None
@@ -292,7 +299,8 @@ class Session:
                 mode="plan", forks=o.forks, fail_fast=o.fail_fast, limit=limit, tags=o.tags,
                 skip_tags=o.skip_tags, accept_new_host_keys=o.accept_new_host_keys,
                 known_hosts=o.known_hosts, allow_destroy=o.allow_destroy, timeout=o.timeout,
-                connect_timeout=o.connect_timeout, extra_vars=dict(o.extra_vars), verbose=o.verbose),
+                connect_timeout=o.connect_timeout, extra_vars=dict(o.extra_vars), verbose=o.verbose,
+                remote_user=o.remote_user, become_password=o.become_password, ssh_password=o.ssh_password),
                 self.reporter)
         return self._runner
 
