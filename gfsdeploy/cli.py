@@ -20,8 +20,11 @@ from gfsdeploy import __version__, secrets
 from gfsdeploy.errors import GfsError
 
 def add_common_options(parser: argparse.ArgumentParser, *, playbook: bool = True, optional_inventory: bool = False) -> None:
+    from gfsdeploy import vault
+
     parser.add_argument("inventory", nargs="?" if optional_inventory else None,
-                        help="inventory file (Ansible YAML shape)")
+                        help="inventory: a YAML or INI file, a directory of them, or host1,host2,")
+    vault.add_arguments(parser)
     if playbook:
         parser.add_argument("-p", "--playbook", default=None, help="playbook (default: the installed content's, e.g. playbooks/site.yaml)")
     parser.add_argument("--limit", "-l", help="only these hosts/groups (Ansible pattern, comma-separated)")
@@ -192,8 +195,11 @@ def _ask(prompt: str, flag: str) -> str:
 
 
 def _session(args, playbook: str | None = None, extra: dict | None = None):
+    from gfsdeploy import vault
     from gfsdeploy.output import Reporter
     from gfsdeploy.session import Session
+
+    vault.use(vault.keyring_from_args(args))  # before loading: vars files and !vault values need it
 
     options = _options(args)
     if extra:

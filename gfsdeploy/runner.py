@@ -475,7 +475,11 @@ class Runner:
             self.options.before_change()
         attempts = (task.retries or 0) + 1 if task.until is not None else 1
         for attempt in range(attempts):
-            judged = self._judge(task, module.apply(args, changes, ctx), variables)
+            real = [c for c in changes if c.action != WARN]
+            # a read-only module reports what it read (stat's facts, debug's message)
+            result = module.report(args, state, ctx) if module.read_only and not real else \
+                module.apply(args, changes, ctx)
+            judged = self._judge(task, result, variables)
             if task.until is None:
                 break
             scoped = {**variables, **({task.register: judged} if task.register else {})}

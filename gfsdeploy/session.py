@@ -380,10 +380,6 @@ def load(inventory_path: str, playbook_path: str | None = None):
 
     if not inventory_path:
         raise GfsError("no inventory given", fix="run `gfsdeploy plan INVENTORY` or `gfsdeploy apply --plan FILE`")
-    inventory = load_inventory(inventory_path)
-    for content in contents():
-        if content.inventory_loaded is not None:
-            content.inventory_loaded(inventory)
     if playbook_path is None:
         content = default_content()
         if content is None:
@@ -392,4 +388,9 @@ def load(inventory_path: str, playbook_path: str | None = None):
         playbook_path = content.path(content.default_playbook)
     if not os.path.exists(playbook_path):
         raise PlaybookError("playbook not found", file=playbook_path, fix="pass -p PLAYBOOK with an existing file")
+    # group_vars/ and host_vars/ beside the playbook count too (Ansible's precedence)
+    inventory = load_inventory(inventory_path, playbook_dir=os.path.dirname(os.path.abspath(playbook_path)))
+    for content in contents():
+        if content.inventory_loaded is not None:
+            content.inventory_loaded(inventory)
     return inventory, load_playbook(playbook_path), playbook_path

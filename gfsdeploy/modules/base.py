@@ -253,6 +253,11 @@ class Module:
         returns with ``changed: false``)."""
         return TaskResult()
 
+    def report(self, args: dict, state: Any, ctx: TaskContext) -> TaskResult:
+        """What a read-only module returns (registers, prints) from the state it read:
+        ``stat``'s facts, ``debug``'s message. Runs in plan and apply alike."""
+        return self.apply(args, [], ctx)
+
     def apply(self, args: dict, changes: list[Change], ctx: TaskContext) -> TaskResult:
         """Run the changes' scripts in one round trip."""
         scripts = [c.script for c in changes if c.script and c.action != WARN]
