@@ -465,8 +465,10 @@ class Templar:
         except GfsError as exc:
             if not exc.task and self._where.get("task"):
                 exc.task = self._where["task"]
-                if self._where.get("file") and self._where.get("file") != exc.file:
-                    exc.message += f" (used at {self._where['file']}:{self._where.get('line') or '?'})"
+                if self._where.get("file") and (self._where["file"], self._where.get("line")) != (exc.file, exc.line):
+                    line = self._where.get("line") or "?"
+                    exc.message += (f" (used at line {line})" if self._where["file"] == exc.file
+                                    else f" (used at {self._where['file']}:{line})")
             raise
         except Exception as exc:  # noqa: BLE001 - every template failure becomes a located TemplateError
             raise self._error(exc, text) from None
