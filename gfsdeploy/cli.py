@@ -388,6 +388,9 @@ def cmd_init(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else argv) == ["--version"]:
+        print(f"gfsdeploy {__version__}")  # before building the parser: start-up stays minimal
+        return 0
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     verbose = getattr(args, "verbose", 0)

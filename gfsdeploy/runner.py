@@ -416,7 +416,7 @@ class Runner:
         planning = self.options.mode == "plan" or task.check_mode is True
         runs = self._runs_in_plan(task) and not (planning and task.until is not None)
         results: list[dict] = []
-        unknown = False
+        unknown = False  # what it registers is only known after apply
         if not hr.facts_raw:
             # the host's facts before the first `when:`/arguments are rendered (a skipped
             # first step would otherwise leave every later one rendering with no facts)
@@ -452,7 +452,8 @@ class Runner:
                 self._register(hr, task, results)
                 raise ModuleError(NO_LOG_MESSAGE if task.no_log else result.get("msg") or "failed",
                                   host=hr.host.name, task=task.label)
-        self._settle(hr, task, outcome, results, planning=planning and not runs, unknown=unknown)
+        self._settle(hr, task, outcome, results, planning=planning and not runs,
+                     unknown=unknown and self.options.mode == "plan")
 
     def _plan_item(self, hr: HostRun, task: Task, step: Step, index: int, module, args: dict,
                    ctx: TaskContext) -> tuple:
@@ -470,7 +471,10 @@ class Runner:
         """Make exactly ``changes`` (a read-only task: run it), retrying while ``until``
         is not met; return the judged, registrable result."""
         if not [c for c in changes if c.action != WARN] and not module.read_only:
-            return module.unchanged(args, state).as_register()
+            # nothing to change; waiting (e.g. for pods to be Ready) is not a change, and
+            # only happens when applying
+            settled = module.settle(args, state, ctx) if self.options.mode != "plan" else None
+            return (settled or module.unchanged(args, state)).as_register()
         if not module.read_only and self.options.before_change is not None:
             self.options.before_change()
         attempts = (task.retries or 0) + 1 if task.until is not None else 1
@@ -503,7 +507,7 @@ class Runner:
     def _settle(self, hr: HostRun, task: Task, outcome: StepOutcome, results: list[dict], *,
                 planning: bool, unknown: bool) -> None:
         """Register the task's result, set its status, notify its handlers."""
-        self._register(hr, task, results, unknown=planning and unknown)
+        self._register(hr, task, results, unknown=unknown)
         real_changes = [c for c in outcome.changes if c.action not in (WARN, READ)]
         if planning:
             outcome.status = "pending" if real_changes else "ok"

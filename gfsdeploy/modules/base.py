@@ -30,6 +30,9 @@ ADD, CHANGE, DESTROY, WARN = "+", "~", "-", "!"
 #: runs at apply but changes nothing (a wait, a command with ``changed_when: false``):
 #: shown in the plan, not counted (Terraform's symbol for a read during apply)
 READ = "<="
+#: delete and create again (Terraform's ``-/+``): counted as one add and one destroy;
+#: the change's diff names the field that forces it
+REPLACE = "-/+"
 UNKNOWN = "(known after apply)"
 
 
@@ -37,9 +40,10 @@ UNKNOWN = "(known after apply)"
 class Change:
     """One line of the plan, and what apply runs for it.
 
-    ``action`` is Terraform's symbol: ``+`` create, ``~`` change, ``-`` destroy;
-    ``!`` is a warning and ``<=`` a step that will run but changes nothing (a
-    wait, a read): both are shown in plan and recap, neither is counted.
+    ``action`` is Terraform's symbol: ``+`` create, ``~`` change, ``-`` destroy,
+    ``-/+`` replace (destroy, then create); ``!`` is a warning and ``<=`` a step
+    that will run but changes nothing (a wait, a read): both are shown in plan
+    and recap, neither is counted.
     ``diff`` is a unified diff (files) or ``field: old -> new`` lines.
     ``sensitive`` hides the diff entirely (shown as ``(sensitive)``).
     """
@@ -247,6 +251,12 @@ class Module:
     def plan(self, args: dict, state: Any, host: HostInfo) -> list[Change]:
         """Pure: arguments + state → changes. Empty list: nothing to do."""
         raise NotImplementedError
+
+    def settle(self, args: dict, state: Any, ctx: TaskContext) -> TaskResult | None:
+        """Apply mode only, when ``plan`` found nothing to change: wait until what the
+        task describes is reached (e.g. pods Ready). Waiting is not a change: it is
+        never shown in a plan nor counted. None: nothing to wait for."""
+        return None
 
     def unchanged(self, args: dict, state: Any) -> TaskResult:
         """The result registered when ``plan`` found nothing to do (what Ansible's module
