@@ -529,18 +529,60 @@ class _Closure:
         pending.append((".".join(parts), self.files[inside], is_pkg))
 
 
+#: what _scan found, by (sha256 of the code, module name, is package); kept on the controller
+#: between runs (parsing ansible-core's module_utils is most of the cost of packing)
+_IMPORTS_CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                              "gfsdeploy", "ansible-imports-v1.json")
+_imports_known: dict | None = None
+_imports_new = False
+
+
 def _imports(module_name: str, code: bytes, is_package: bool):
-    """``(dotted name parts, optional)`` of every module_utils import in ``code``;
-    an import nested in a try/if/def is optional, as Ansible treats it."""
+    """``(dotted name parts, optional)`` of every module_utils import in ``code``."""
+    global _imports_known, _imports_new
+    key = f"{hashlib.sha256(code).hexdigest()}:{module_name}:{int(is_package)}"
+    with _lock:
+        if _imports_known is None:
+            try:
+                with open(_IMPORTS_CACHE, encoding="utf-8") as handle:
+                    _imports_known = json.load(handle)
+            except (OSError, ValueError):
+                _imports_known = {}
+        if key in _imports_known:
+            return [(tuple(parts), optional) for parts, optional in _imports_known[key]]
+    found = _scan(module_name, code, is_package)
+    with _lock:
+        _imports_known[key] = [[list(parts), optional] for parts, optional in found]
+        _imports_new = True
+    return found
+
+
+def _save_imports() -> None:
+    global _imports_new
+    with _lock:
+        if not _imports_new or _imports_known is None:
+            return
+        try:
+            os.makedirs(os.path.dirname(_IMPORTS_CACHE), exist_ok=True)
+            part = f"{_IMPORTS_CACHE}.{os.getpid()}.part"
+            with open(part, "w", encoding="utf-8") as handle:
+                json.dump(_imports_known, handle)
+            os.replace(part, _IMPORTS_CACHE)
+            _imports_new = False
+        except OSError:
+            pass   # a cache only
+
+
+def _scan(module_name: str, code: bytes, is_package: bool):
+    """Parse ``code``: its module_utils imports; an import nested in a try/if/def is
+    optional, as Ansible treats it."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
         return []
-    top = set(map(id, tree.body))
     out = []
     package = module_name.split(".") if is_package else module_name.split(".")[:-1]
-    for node in ast.walk(tree):
-        optional = id(node) not in top
+    for node, optional in _statements(tree.body, nested=False):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith(("ansible.module_utils.", "ansible_collections.")):
@@ -559,6 +601,18 @@ def _imports(module_name: str, code: bytes, is_package: bool):
     return out
 
 
+def _statements(body, nested: bool):
+    """Every statement, with whether it is nested in a compound statement (imports are
+    statements: expressions need not be walked, which keeps packing fast)."""
+    for node in body:
+        yield node, nested
+        for name in ("body", "orelse", "finalbody", "handlers", "cases"):
+            inner = getattr(node, name, None)
+            if isinstance(inner, list) and inner and isinstance(inner[0], (ast.stmt, ast.excepthandler,
+                                                                           getattr(ast, "match_case", ast.stmt))):
+                yield from _statements(inner, nested=True)
+
+
 def _zip(source: Source) -> bytes:
     core = ansible_core()
     data = source.data.replace(_REPLACER, b"from ansible.module_utils.basic import *")
@@ -567,20 +621,19 @@ def _zip(source: Source) -> bytes:
         raise PlaybookError(
             f"module {source.name!r} ({source.path}) imports Ansible's module_utils, which come with "
             "ansible-core: it is not installed", fix="pip install 'gfsdeploy[ansible]' (or ansible-core)")
-    closure.add(source.fqn, data, package=False)
-    # what every module needs at run time, also where it is imported dynamically
-    always = [("ansible", "module_utils", "basic")]
     try:
-        from ansible.module_utils._internal import _json as profiles
-
-        for direction in (True, False):
-            always.append(tuple(profiles.get_module_serialization_profile_module_name("legacy", direction)
-                                .split(".")))
-    except (ImportError, AttributeError):
-        pass
+        closure.add(source.fqn, data, package=False)
+    finally:
+        _save_imports()
+    # what every module needs at run time, also where it is imported dynamically
+    always = [("ansible", "module_utils", "basic"),
+              # ansible-core 2.19+: basic.py imports its JSON profile modules by name
+              ("ansible", "module_utils", "_internal", "_json", "_profiles", "_module_legacy_c2m"),
+              ("ansible", "module_utils", "_internal", "_json", "_profiles", "_module_legacy_m2c")]
     for parts in always:
         if closure.locate(parts):
             closure.add("gfsdeploy_always", b"import " + ".".join(parts).encode() + b"\n", package=False)
+    _save_imports()
     if closure.missing:
         raise PlaybookError(
             f"module {source.name!r} ({source.path}) imports {', '.join(sorted(set(closure.missing)))}, "
@@ -603,15 +656,28 @@ def _zip(source: Source) -> bytes:
     return buffer.getvalue()
 
 
+_CLASSIC_INTERNAL = ("check_mode", "no_log", "debug", "diff", "verbosity", "version", "module_name",
+                     "syslog_facility", "selinux_special_fs", "shell_executable", "tmpdir", "remote_tmp",
+                     "keep_remote_files", "socket")
+
+
 def _internal_names() -> tuple:
-    """The ``_ansible_*`` arguments the packed basic.py accepts (they differ by version)."""
+    """The ``_ansible_*`` arguments the packed basic.py accepts (they differ by version):
+    the keys of ``PASS_VARS`` in ansible-core's module_utils/common/parameters.py, read
+    without importing it."""
+    core = ansible_core()
+    path = os.path.join(core, "module_utils", "common", "parameters.py") if core else ""
     try:
-        from ansible.module_utils.common.parameters import PASS_VARS
-    except ImportError:
-        return ("check_mode", "no_log", "debug", "diff", "verbosity", "version", "module_name",
-                "syslog_facility", "selinux_special_fs", "shell_executable", "tmpdir", "remote_tmp",
-                "keep_remote_files", "socket")
-    return tuple(sorted(PASS_VARS))
+        with open(path, "rb") as handle:
+            tree = ast.parse(handle.read())
+    except (OSError, SyntaxError):
+        return _CLASSIC_INTERNAL
+    for node in tree.body:
+        target = node.target if isinstance(node, ast.AnnAssign) else \
+            node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
+        if isinstance(target, ast.Name) and target.id == "PASS_VARS" and isinstance(node.value, ast.Dict):
+            return tuple(sorted(k.value for k in node.value.keys if isinstance(k, ast.Constant)))
+    return _CLASSIC_INTERNAL
 
 
 # -- running ----------------------------------------------------------------------------
