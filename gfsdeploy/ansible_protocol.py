@@ -31,7 +31,6 @@ import secrets as _random
 import shlex
 import sys
 import threading
-import weakref
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -689,13 +688,54 @@ NEED_PAYLOAD = "__gfsdeploy_need_payload__"
 NO_LOG_CENSORED = "the output has been hidden due to the fact that 'no_log: true' was specified for this result"
 _DEFAULT_SELINUX_FS = ["fuse", "nfs", "vboxsf", "ramfs", "9p", "vfat"]
 
-#: shas each connection's host is known to have in its cache (learnt from its answers)
-_present: "weakref.WeakKeyDictionary[Any, set]" = weakref.WeakKeyDictionary()
+class _Shipped:
+    """Which packed modules each host has in its cache, as far as the controller knows:
+    learnt from the hosts' answers and kept between runs (a small JSON file beside the
+    import cache). A wrong entry costs one more round trip (the host answers "payload
+    needed"), never a wrong run. ``sent``: shipped by a command of this process, in a
+    batch whose later commands may rely on it."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.confirmed: dict[str, set] | None = None
+        self.sent: dict[str, set] = {}
+
+    def _load(self) -> dict[str, set]:
+        if self.confirmed is None:
+            try:
+                with open(self.path, encoding="utf-8") as handle:
+                    self.confirmed = {k: set(v) for k, v in json.load(handle).items()}
+            except (OSError, ValueError, AttributeError):
+                self.confirmed = {}
+        return self.confirmed
+
+    def has(self, where: str, sha: str) -> bool:
+        with _lock:
+            return sha in self._load().get(where, ()) or sha in self.sent.get(where, ())
+
+    def sending(self, where: str, sha: str) -> None:
+        with _lock:
+            self.sent.setdefault(where, set()).add(sha)
+
+    def learn(self, where: str, sha: str, present: bool) -> None:
+        with _lock:
+            known = self._load().setdefault(where, set())
+            if present == (sha in known):
+                return
+            (known.add if present else known.discard)(sha)
+            if not present:
+                self.sent.get(where, set()).discard(sha)
+            try:
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                part = f"{self.path}.{os.getpid()}.part"
+                with open(part, "w", encoding="utf-8") as handle:
+                    json.dump({k: sorted(v) for k, v in self.confirmed.items()}, handle)
+                os.replace(part, self.path)
+            except OSError:
+                pass   # a cache only
 
 
-def present(transport) -> set:
-    with _lock:
-        return _present.setdefault(transport, set())
+shipped = _Shipped(os.path.join(os.path.dirname(_IMPORTS_CACHE), "ansible-shipped-v1.json"))
 
 
 def module_args(packed: Packed, args: dict, *, check: bool, diff: bool, no_log: bool,
@@ -992,7 +1032,9 @@ class ProtocolModule(Module):
 
     read_only = False
     cheap_reads = False   # a Python start per read: re-read step by step on a changing host
-    protocol = True
+    #: its read is a check-mode run: once its host changed, apply runs it for real rather
+    #: than reading again first (the module decides, as under Ansible)
+    reread_after_change = False
 
     def __init__(self, source: Source):
         self.source = source
@@ -1023,7 +1065,10 @@ class ProtocolModule(Module):
         interpreter = variables.get("ansible_python_interpreter") or ctx.host.vars.get("ansible_python_interpreter")
         check = getattr(ctx, "task_check_mode", None)
         cache = variables.get(CACHE_VAR) or ctx.host.vars.get(CACHE_VAR)
+        where = json.dumps([ctx.host.name, *(str(variables.get(k) or ctx.host.vars.get(k) or "") for k in
+                                             ("ansible_host", "ansible_port", "ansible_user"))])
         return {**args, PRIVATE: {
+            "where": f"{where} {cache or CACHE_DIR}",
             "interpreter": str(interpreter) if interpreter else None,
             "cache": str(cache) if cache else CACHE_DIR,
             "no_log": bool(getattr(ctx, "no_log", False)),
@@ -1035,15 +1080,24 @@ class ProtocolModule(Module):
         options = dict(args.get(PRIVATE) or {})
         return {k: v for k, v in args.items() if k != PRIVATE}, options
 
-    def _script(self, args: dict, *, check: bool, diff: bool, transport, ship: bool | None = None) -> tuple:
+    def _script(self, args: dict, *, check: bool, diff: bool, ship: bool | None = None) -> tuple:
+        """The script running this task's module; it carries the module itself unless the
+        host is known to have it (``ship`` forces either)."""
         plain, options = self._split(args)
         packed = pack(self.source)
         params = module_args(packed, plain, check=check, diff=diff, no_log=options.get("no_log", False),
                              verbosity=options.get("verbosity", 0))
+        where = options.get("where", "")
         if ship is None:
-            ship = not packed.cacheable or packed.sha not in present(transport)
+            ship = not packed.cacheable or not shipped.has(where, packed.sha)
+        if ship and packed.cacheable:
+            shipped.sending(where, packed.sha)
         return packed, script(packed, params, interpreter=options.get("interpreter"), ship=ship,
                               cache=options.get("cache") or CACHE_DIR)
+
+    def _learn(self, args: dict, packed: Packed, result: dict) -> None:
+        if packed.cacheable and "MODULE FAILURE" not in str(result.get("msg", "")):
+            shipped.learn(self._split(args)[1].get("where", ""), packed.sha, not need_payload(result))
 
     # -- the three steps ------------------------------------------------------------------
     def probes(self, args: dict, host: HostInfo) -> dict[str, str]:
@@ -1052,11 +1106,7 @@ class ProtocolModule(Module):
         _, options = self._split(args)
         if options.get("check") is False:
             return {}   # `check_mode: false`: it runs for real, even in plan
-        packed = pack(self.source)
-        params = module_args(packed, self._split(args)[0], check=True, diff=True,
-                             no_log=options.get("no_log", False), verbosity=options.get("verbosity", 0))
-        return {"check": script(packed, params, interpreter=options.get("interpreter"),
-                                ship=not packed.cacheable, cache=options.get("cache") or CACHE_DIR)}
+        return {"check": self._script(args, check=True, diff=True)[1]}
 
     def read(self, args: dict, facts: dict, ctx: TaskContext) -> Any:
         state = {"pending_before": bool(getattr(ctx, "host_pending", False)), "result": None}
@@ -1064,17 +1114,19 @@ class ProtocolModule(Module):
         if self.declared.check_mode is False or options.get("check") is False:
             return state
         answer = facts.get("check")
+        if answer is None and not ctx.check_mode:
+            state["runs"] = True   # apply, after a change on the host: it runs without a read first
+            return state
         result = parse_output(answer.stdout, answer.stderr, answer.rc) if answer is not None else None
         packed = pack(self.source)
-        if result is not None and not need_payload(result) and packed.cacheable:
-            present(ctx.transport).add(packed.sha)
+        if result is not None:
+            self._learn(args, packed, result)
         if result is None or need_payload(result):
-            # first use on this host (or its cache was cleared): ship it with this read
-            _, text = self._script(args, check=True, diff=True, transport=ctx.transport)
+            # the host did not have it after all (its cache was cleared): ship it with this read
+            _, text = self._script(args, check=True, diff=True, ship=True if result is not None else None)
             answer = ctx.transport.run(text, kind="read")
             result = parse_output(answer.stdout, answer.stderr, answer.rc)
-            if not need_payload(result) and packed.cacheable:
-                present(ctx.transport).add(packed.sha)
+            self._learn(args, packed, result)
         self._learn_secrets(args, result)
         state["result"] = result
         return state
@@ -1094,8 +1146,9 @@ class ProtocolModule(Module):
         result = state.get("result")
         resource = self.resource(args)
         if result is None:
-            return [Change(CHANGE, resource, "(known after apply): the module does not support check mode, "
-                                             "so plan does not run it", data={"protocol": True})]
+            why = "it runs now: its host changed since plan read it" if state.get("runs") else \
+                "the module does not support check mode, so plan does not run it"
+            return [Change(CHANGE, resource, f"(known after apply): {why}", data={"protocol": True})]
         if result.get("skipped") and "check mode" in str(result.get("msg", "")):
             return [Change(CHANGE, resource, "(known after apply): the module refused check mode",
                            data={"protocol": True})]
@@ -1128,15 +1181,15 @@ class ProtocolModule(Module):
             return TaskResult(changed=False, msg="skipped: the module does not support check mode",
                               data={"skipped": True})
         diff = options.get("diff", False) or in_check
-        packed, text = self._script(args, check=in_check, diff=diff, transport=ctx.transport)
+        packed, text = self._script(args, check=in_check, diff=diff)
         answer = ctx.exec(text)
         result = parse_output(answer.stdout, answer.stderr, answer.rc)
+        self._learn(args, packed, result)
         if need_payload(result):
-            packed, text = self._script(args, check=in_check, diff=diff, transport=ctx.transport, ship=True)
+            packed, text = self._script(args, check=in_check, diff=diff, ship=True)
             answer = ctx.exec(text)
             result = parse_output(answer.stdout, answer.stderr, answer.rc)
-        if packed.cacheable and not need_payload(result) and "MODULE FAILURE" not in str(result.get("msg", "")):
-            present(ctx.transport).add(packed.sha)
+            self._learn(args, packed, result)
         self._learn_secrets(args, result)
         for warning in result.get("warnings") or []:
             ctx.progress(f"[WARNING]: {warning}" if not self._no_log(args) else "[WARNING]: (hidden by no_log)")
