@@ -1061,9 +1061,9 @@ class ProtocolModule(Module):
         return out
 
     def prepare(self, args: dict, ctx: TaskContext) -> dict:
-        variables = getattr(ctx, "variables", None) or {}
+        variables = ctx.variables
         interpreter = variables.get("ansible_python_interpreter") or ctx.host.vars.get("ansible_python_interpreter")
-        check = getattr(ctx, "task_check_mode", None)
+        check = ctx.task_check_mode
         cache = variables.get(CACHE_VAR) or ctx.host.vars.get(CACHE_VAR)
         where = json.dumps([ctx.host.name, *(str(variables.get(k) or ctx.host.vars.get(k) or "") for k in
                                              ("ansible_host", "ansible_port", "ansible_user"))])
@@ -1071,9 +1071,9 @@ class ProtocolModule(Module):
             "where": f"{where} {cache or CACHE_DIR}",
             "interpreter": str(interpreter) if interpreter else None,
             "cache": str(cache) if cache else CACHE_DIR,
-            "no_log": bool(getattr(ctx, "no_log", False)),
-            "diff": bool(getattr(ctx, "diff", False)),
-            "verbosity": int(getattr(ctx, "verbosity", 0) or 0),
+            "no_log": bool(ctx.no_log),
+            "diff": bool(ctx.diff),
+            "verbosity": int(ctx.verbosity or 0),
             "check": check if isinstance(check, bool) else None}}
 
     def _split(self, args: dict) -> tuple[dict, dict]:
@@ -1109,7 +1109,7 @@ class ProtocolModule(Module):
         return {"check": self._script(args, check=True, diff=True)[1]}
 
     def read(self, args: dict, facts: dict, ctx: TaskContext) -> Any:
-        state = {"pending_before": bool(getattr(ctx, "host_pending", False)), "result": None}
+        state = {"pending_before": bool(ctx.host_pending), "result": None}
         _, options = self._split(args)
         if self.declared.check_mode is False or options.get("check") is False:
             return state
