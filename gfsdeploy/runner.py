@@ -18,8 +18,6 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-import networkx as nx
-
 from gfsdeploy import modules, secrets
 from gfsdeploy.errors import GfsError, ModuleError, TransportError
 from gfsdeploy.graph import Step, build_graph
@@ -28,7 +26,7 @@ from gfsdeploy.inventory import Host, Inventory
 from gfsdeploy.modules.base import CHANGE, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
 from gfsdeploy.playbook import Playbook, Task
 from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown
-from gfsdeploy.transport import make_transport
+from gfsdeploy.transport import Connections, make_transport, resolve_become
 
 
 NO_LOG_MESSAGE = "the output has been hidden due to the fact that 'no_log: true' was specified for this result"
@@ -49,6 +47,11 @@ class Options:
     connect_timeout: float = 10.0
     extra_vars: dict = field(default_factory=dict)
     verbose: int = 0
+    #: connection defaults from the command line (-u, --ask-become-pass, --ask-pass); the
+    #: inventory's and the playbook's settings override them, as in Ansible
+    remote_user: str | None = None
+    become_password: str | None = None
+    ssh_password: str | None = None
     #: called (once per change, from any thread) before the first change is made: takes the lock
     before_change: object = None
 
@@ -111,9 +114,17 @@ class Runner:
             host = inventory.hosts[name]
             self.hosts[name] = HostRun(host=host, info=HostInfo(name=name, vars=host.vars))
         self.magic = magic
+        # through this module's make_transport, which tools may wrap (transport.recorded.record)
+        self.connections = Connections(factory=lambda host, **kw: make_transport(host, **kw),
+                                       known_hosts=options.known_hosts, accept_new=options.accept_new_host_keys,
+                                       timeout=options.timeout, connect_timeout=options.connect_timeout,
+                                       become_password=options.become_password,
+                                       ssh_password=options.ssh_password, default_user=options.remote_user)
         self.outcomes: dict[Step, StepOutcome] = {}
         self.stop_all = threading.Event()
         self.steps_by_host: dict[str, list[Step]] = {}
+        import networkx as nx  # imported when a run starts, not with the engine (~0.2 s)
+
         for step in nx.topological_sort(self.graph):
             self.steps_by_host.setdefault(step.host, []).append(step)
         for name in _sensitive_names(inventory, playbook):
@@ -157,10 +168,8 @@ class Runner:
         if hr.unreachable:
             raise TransportError("host is unreachable (see the first error)", host=hr.host.name)
         try:
-            hr.transport = make_transport(hr.host, known_hosts=self.options.known_hosts,
-                                          accept_new=self.options.accept_new_host_keys,
-                                          timeout=self.options.timeout,
-                                          connect_timeout=self.options.connect_timeout)
+            first = self.tasks[self.steps_by_host[hr.host.name][0].task_id]
+            hr.transport = self._connection(hr, first, self.variables(hr, first))
             if "ansible_become" not in hr.host.vars:
                 # one connection serves every play of the run: it escalates when a play or
                 # task on this host asks for `become` (inventory ansible_become overrides)
@@ -173,6 +182,27 @@ class Runner:
         if cached:
             hr.info = parse_facts(hr.host.name, cached, hr.host.vars)
         hr.connected = True
+
+    def _connection(self, hr: HostRun, task: Task, variables: dict):
+        """The connection a task uses: the play's ``remote_user``/``connection`` (overridden
+        by ``ansible_user``/``ansible_connection``); shared by every task that agrees."""
+        play = task.play
+        return self.connections.get(hr.host, variables, remote_user=getattr(play, "remote_user", None),
+                                    connection=getattr(task, "connection", None) or getattr(play, "connection", None))
+
+    def _transport_for(self, hr: HostRun, task: Task, variables: dict):
+        """The task's view of its host: its connection, escalated as the task says
+        (``become``/``become_user``/``become_method`` over the play's; ``ansible_become*``
+        variables override both)."""
+        play = task.play
+        transport = self._connection(hr, task, variables)
+        become = resolve_become(
+            variables, become=task.become if task.become is not None else play.become,
+            become_user=task.become_user or play.become_user,
+            become_method=getattr(task, "become_method", None) or getattr(play, "become_method", None),
+            become_flags=getattr(task, "become_flags", None) or getattr(play, "become_flags", None),
+            password=self.options.become_password)
+        return transport.with_become(become)
 
     def _wants_become(self, host: str) -> bool:
         for step in self.steps_by_host.get(host, []):
@@ -191,13 +221,15 @@ class Runner:
         keep = {} if hr.stale else dict(hr.facts)
         probes: dict[str, str] = {"__facts__": FACTS_PROBE} if hr.stale or not hr.facts_raw else {}
         planned: dict = {}
+        views: dict = {}       # probe key -> the task's transport (its connection and become)
         for step in remaining:
             task = self.tasks[step.task_id]
             if step in self.outcomes:
                 continue
             try:
                 module = modules.get(task.module)
-                for index, _, status, args, _ in self._each_item(hr, task, module, self.variables(hr, task)):
+                variables = self.variables(hr, task)
+                for index, _, status, args, _ in self._each_item(hr, task, module, variables):
                     if status == "unknown":
                         raise LookupError(args)
                     if status == "skipped":
@@ -207,12 +239,24 @@ class Runner:
                         continue
                     if hr.changed and step != current and not module.cheap_reads:
                         continue  # costly reads on a changing host: each step reads its own when it runs
+                    view = self._transport_for(hr, task, variables)
                     for key, cmd in module.probes(args, hr.info).items():
                         probes[f"{task.id}\x1f{index}\x1f{key}"] = cmd
+                        views[f"{task.id}\x1f{index}\x1f{key}"] = view
                     planned[(task.id, index)] = (args_key, module.resources(args))
             except Exception:  # noqa: BLE001 - not renderable yet; read it when it runs
                 continue
-        results = hr.transport.read_many(probes) if probes else {}
+        # one round trip per (connection, become user): usually exactly one
+        batches: dict = {}
+        for key, cmd in probes.items():
+            if key in views:
+                batches.setdefault(id(views[key]), (views[key], {}))[1][key] = cmd
+        if "__facts__" in probes:  # the facts need no privilege: they ride along with any batch
+            (next(iter(batches.values())) if batches else batches.setdefault(0, (hr.transport, {})))[1][
+                "__facts__"] = probes["__facts__"]
+        results = {}
+        for view, batch in batches.values():
+            results.update(view.read_many(batch))
         facts_result = results.pop("__facts__", None)
         if facts_result is not None:
             # steps rendered with outdated facts are re-read when they run (their args differ)
@@ -297,7 +341,8 @@ class Runner:
             full = self._find(path, task)
             return self.templar.render_file(full, variables, where=task.where())
 
-        ctx = TaskContext(hr.info, hr.transport, task_name=task.label, render_file=render_file,
+        ctx = TaskContext(hr.info, self._transport_for(hr, task, variables), task_name=task.label,
+                          render_file=render_file,
                           find_file=lambda p: self._find(p, task),
                           progress=lambda msg: self.reporter.progress(hr.host.name, task, msg),
                           check_mode=self.options.mode == "plan",
@@ -365,6 +410,7 @@ class Runner:
         plan_mode = self.options.mode == "plan"
         results: list[dict] = []
         any_changed = False
+        unknown_args = False  # an item planned "(known after apply)": what it registers is unknown too
         if not hr.facts_raw:
             # the host's facts before the first `when:`/arguments are rendered (a skipped
             # first step would otherwise leave every later one rendering with no facts)
@@ -377,12 +423,13 @@ class Runner:
             if status == "unknown":
                 outcome.changes.append(Change(CHANGE, f"{task.module}: {task.label}", args))
                 results.append({"changed": True})
+                unknown_args = True
                 continue
             if status == "skipped":
                 results.append({"changed": False, "skipped": True, "skip_reason": "condition false"})
                 continue
             ctx.read_only = runs_in_plan
-            facts = self._facts_for(hr, task, step, index, args, module)
+            facts = self._facts_for(hr, task, step, index, args, module, ctx.transport)
             state = module.read(args, facts, ctx)
             changes = module.plan(args, state, hr.info)
             real = [c for c in changes if c.action != WARN]
@@ -396,12 +443,18 @@ class Runner:
                 continue
             if not real:
                 if runs_in_plan and module.read_only:
-                    result = module.apply(args, changes, ctx)
-                    results.append(self._judge(task, result, v))
+                    result = module.report(args, state, ctx)
+                    judged = self._judge(task, result, v)
+                    results.append(judged)
                     if result.msg and not task.no_log:
                         outcome.messages.append(result.msg)
+                    if judged.get("failed"):  # fail, or failed_when on a read
+                        self._register(hr, task, results)
+                        raise ModuleError(judged.get("msg") or "failed", host=hr.host.name, task=task.label)
                 else:
-                    results.append(module.unchanged(args, state).as_register())
+                    # waiting (e.g. for pods to be Ready) is not a change: apply mode only
+                    settled = None if plan_mode else module.settle(args, state, ctx)
+                    results.append((settled or module.unchanged(args, state)).as_register())
                 continue
             if self.options.before_change is not None:
                 self.options.before_change()
@@ -417,7 +470,8 @@ class Runner:
                 if attempt + 1 < attempts:
                     self.reporter.progress(hr.host.name, task, f"retrying ({attempt + 1}/{attempts - 1})")
                     time.sleep(task.delay)
-                    changes = module.plan(args, module.read(args, self._read_now(hr, module, args), ctx), hr.info)
+                    changes = module.plan(args, module.read(args, self._read_now(hr, module, args, ctx.transport),
+                                                            ctx), hr.info)
                     if not [c for c in changes if c.action != WARN]:
                         judged = TaskResult().as_register()
                         break
@@ -432,7 +486,7 @@ class Runner:
                 self._register(hr, task, results)
                 raise ModuleError(NO_LOG_MESSAGE if task.no_log else judged.get("msg") or "failed",
                                   host=hr.host.name, task=task.label)
-        self._register(hr, task, results, unknown=plan_mode and any_changed and not runs_in_plan)
+        self._register(hr, task, results, unknown=plan_mode and (unknown_args or (any_changed and not runs_in_plan)))
         real_changes = [c for c in outcome.changes if c.action != WARN]
         if plan_mode and not runs_in_plan:
             outcome.status = "pending" if real_changes else "ok"
@@ -475,7 +529,8 @@ class Runner:
         else:
             hr.registered[task.register] = results[0] if results else {"skipped": True, "changed": False}
 
-    def _facts_for(self, hr: HostRun, task: Task, step: Step, index: int, args: dict, module) -> dict:
+    def _facts_for(self, hr: HostRun, task: Task, step: Step, index: int, args: dict, module,
+                   transport=None) -> dict:
         if hr.stale:
             self._refresh(hr, step)
         cached = hr.facts.get((task.id, index))
@@ -488,11 +543,11 @@ class Runner:
             cached = hr.facts.get((task.id, index))
             if cached and cached[0] == _args_key(args):
                 return cached[1]
-        return self._read_now(hr, module, args)
+        return self._read_now(hr, module, args, transport)
 
-    def _read_now(self, hr: HostRun, module, args) -> dict:
+    def _read_now(self, hr: HostRun, module, args, transport=None) -> dict:
         probes = module.probes(args, hr.info)
-        return hr.transport.read_many(probes) if probes else {}
+        return (transport or hr.transport).read_many(probes) if probes else {}
 
     # -- the whole run ------------------------------------------------------------
     def run(self, mode: str | None = None) -> list[StepOutcome]:
@@ -509,6 +564,8 @@ class Runner:
         graph = self.graph
         waiting = {n: graph.in_degree(n) for n in graph.nodes}
         ready = [n for n, d in waiting.items() if d == 0]
+        import networkx as nx
+
         order = {n: i for i, n in enumerate(nx.topological_sort(graph))}
         running: dict[cf.Future, Step] = {}
         forks = max(1, self.options.forks)
@@ -536,12 +593,7 @@ class Runner:
         return [self.outcomes[s] for s in nx.topological_sort(graph) if s in self.outcomes]
 
     def close(self) -> None:
-        for hr in self.hosts.values():
-            if hr.transport is not None:
-                try:
-                    hr.transport.close()
-                except Exception:  # noqa: BLE001 - closing is best effort
-                    pass
+        self.connections.close()
 
     def _blocked(self, step: Step) -> bool:
         task = self.tasks[step.task_id]
@@ -574,7 +626,11 @@ class Runner:
 
     # -- reporting helpers -----------------------------------------------------------
     def round_trips(self) -> dict[str, int]:
-        return {name: (hr.transport.round_trips if hr.transport else 0) for name, hr in sorted(self.hosts.items())}
+        out = {name: 0 for name in sorted(self.hosts)}
+        for transport in self.connections.all():
+            if transport.host in out:
+                out[transport.host] += transport.round_trips
+        return out
 
     def fingerprint(self) -> dict:
         """What plan saw, to refuse ``apply --plan`` when the hosts changed since."""
