@@ -82,7 +82,7 @@ def inventory(target: str, *, recordings: Path | None = None, extra: dict | None
 
 
 def record(target: str, playbook: str, out: Path, *, overrides: dict | None = None,
-           cluster: Cluster | None = None, tags: set | None = None) -> list[str]:
+           cluster: Cluster | None = None, tags: set | None = None, allow_failures: bool = False) -> list[str]:
     """Plan ``playbook`` on fake hosts of ``target``; write one recording per host to ``out``.
     Returns the commands the fake hosts were asked and had no recorded answer for."""
     from gfsdeploy import runner as runner_mod
@@ -117,8 +117,11 @@ def record(target: str, playbook: str, out: Path, *, overrides: dict | None = No
     try:
         runner = runner_mod.Runner(load_inventory(str(inv_path)), load_playbook(str(ROOT / playbook)),
                                    runner_mod.Options(mode="plan", tags=tags), Quiet())
-        runner.run("plan")
+        outcomes = runner.run("plan")
         runner.close()
+        failed = [f"{o.host}: {o.task.label}: {o.error}" for o in outcomes if o.status == "failed"]
+        if failed and not allow_failures:
+            raise AssertionError("recording the plan failed:\n" + "\n".join(failed))
         for name, transport in made.items():
             transport.recording.save(str(out / f"{name}.json"))
         return [f"{name}: {call}" for name, fake in fakes.items() for call in fake.unrecorded()]

@@ -140,19 +140,27 @@ class FakeHost:
 
 
 class FakeHostTransport(Transport):
-    """A transport whose scripts run in a FakeHost."""
+    """A transport whose scripts run in a FakeHost (as root: no escalation to do)."""
 
     def __init__(self, host: FakeHost, **kwargs):
         super().__init__(host.name, **kwargs)
         self.fake = host
 
-    def _exec(self, command: str, stdin: bytes, timeout: float | None) -> Result:
-        return self.fake.run(stdin.decode(), timeout=timeout or 60)
+    def run(self, script: str, *, timeout: float | None = None, kind: str = "run", **_) -> Result:
+        from gfsdeploy.transport.base import CommandRecord
 
-    def launcher(self) -> str:
-        return "sh -s"
+        record = CommandRecord(script=script, kind=kind)
+        with self._lock:
+            self.round_trips += 1
+            self.command_log.append(record)
+        result = self.fake.run(script, timeout=timeout or 60)
+        record.rc = result.rc
+        return result
 
-    def forward(self, remote_host, remote_port):
+    def login_user(self):
+        return "root"
+
+    def forward(self, remote_host, remote_port, **_):
         raise NotImplementedError
 
 

@@ -28,13 +28,13 @@ def recorded(tmp_path_factory):
     work = tmp_path_factory.mktemp("targets")
     cache: dict = {}
 
-    def get(target: str, name: str, *, overrides=None, tags=None, key=None):
+    def get(target: str, name: str, *, overrides=None, tags=None, key=None, allow_failures=False):
         key = key or (target, name)
         if key not in cache:
             if available() is None:
                 out = work / "rec" / "-".join(map(str, key))
                 missing = distros.record(target, distros.PLAYBOOKS.get(name, name), out, overrides=overrides,
-                                         tags=tags)
+                                         tags=tags, allow_failures=allow_failures)
                 assert missing == [], f"commands the recorded facts do not answer: {missing}"
                 cache[key] = out
             else:
@@ -117,7 +117,7 @@ def test_rocky9_rerun_sees_heketi_pvs_through_the_devices_file(recorded):
         {"args": ["--help"], "stdout": "  pvs\n"},
         {"args_re": "^--noheadings", "rc": 5, "stderr": "  Cannot use /dev/sdb: device is not in devices file\n"}]}}
     rec = recorded("rocky9", "playbooks/preflight.yaml", overrides=hidden, tags={"devices"},
-                   key=("rocky9", "hidden-pv"))
+                   key=("rocky9", "hidden-pv"), allow_failures=True)
     plan = distros.plan_from("rocky9", "playbooks/preflight.yaml", rec, recorded.work, args=("--tags", "devices"))
     assert plan.returncode == 1
     assert "k8s-1:/dev/sdb has an LVM physical volume" in plan.stdout + plan.stderr
@@ -133,7 +133,8 @@ def test_cgroup_and_runtime_reported_and_judged(recorded):
         assert plan.returncode == 0, plan.stdout + plan.stderr
         assert f"k8s-1: cgroup {mode} (" in plan.stdout, plan.stdout
     old = {"commands": {"runc": [{"args": ["--version"], "stdout": "runc version 1.0.0-rc10\nspec: 1.0.1-dev\n"}]}}
-    rec = recorded("debian12", "playbooks/preflight.yaml", overrides=old, tags={"cgroup"}, key=("debian12", "old-runc"))
+    rec = recorded("debian12", "playbooks/preflight.yaml", overrides=old, tags={"cgroup"}, key=("debian12", "old-runc"),
+                   allow_failures=True)
     plan = distros.plan_from("debian12", "playbooks/preflight.yaml", rec, recorded.work, args=("--tags", "cgroup"))
     assert plan.returncode == 1
     text = plan.stdout + plan.stderr
