@@ -19,15 +19,14 @@ import traceback
 from dataclasses import dataclass, field
 
 from gfsdeploy import modules, secrets
-from gfsdeploy.errors import GfsError, ModuleError, TransportError
+from gfsdeploy.errors import GfsError, Interrupted, ModuleError, TransportError
 from gfsdeploy.graph import Step, build_graph
 from gfsdeploy.hostfacts import FACTS_PROBE, HostFactsCache, facts_vars, parse_facts
 from gfsdeploy.inventory import Host, Inventory
-from gfsdeploy.modules.base import CHANGE, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
+from gfsdeploy.modules.base import CHANGE, READ, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
 from gfsdeploy.playbook import Playbook, Task
 from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown
-from gfsdeploy.transport import Connections, make_transport, resolve_become
-
+from gfsdeploy.transport import Connections, make_transport, request_stop, resolve_become
 
 NO_LOG_MESSAGE = "the output has been hidden due to the fact that 'no_log: true' was specified for this result"
 
@@ -67,6 +66,7 @@ class StepOutcome:
     error: str = ""
     duration: float = 0.0
     messages: list[str] = field(default_factory=list)  # what read-only tasks (debug) have to say
+    reads: list[str] = field(default_factory=list)     # commands a read-only task ran (listed by plan)
 
 
 @dataclass
@@ -341,19 +341,15 @@ class Runner:
             full = self._find(path, task)
             return self.templar.render_file(full, variables, where=task.where())
 
-        ctx = TaskContext(hr.info, self._transport_for(hr, task, variables), task_name=task.label,
-                          render_file=render_file,
-                          find_file=lambda p: self._find(p, task),
-                          progress=lambda msg: self.reporter.progress(hr.host.name, task, msg),
-                          check_mode=self.options.mode == "plan",
-                          transports={n: h.transport for n, h in self.hosts.items()})
-        ctx.allow_destroy = self.options.allow_destroy
-        ctx.variables = variables
-        # what a module run through Ansible's module protocol passes on to it
-        ctx.no_log, ctx.task_check_mode, ctx.verbosity = task.no_log, task.check_mode, self.options.verbose
-        ctx.diff = bool(getattr(task, "diff", False))
-        ctx.host_pending = hr.pending
-        return ctx
+        return TaskContext(hr.info, self._transport_for(hr, task, variables), task_name=task.label, render_file=render_file,
+                           find_file=lambda p: self._find(p, task),
+                           progress=lambda msg: self.reporter.progress(hr.host.name, task, msg),
+                           check_mode=self.options.mode == "plan" or task.check_mode is True,
+                           transports={n: h.transport for n, h in self.hosts.items()},
+                           allow_destroy=self.options.allow_destroy, variables=variables,
+                           read_only=self._runs_in_plan(task), no_log=task.no_log,
+                           task_check_mode=task.check_mode, verbosity=self.options.verbose,
+                           diff=bool(getattr(task, "diff", False)), host_pending=hr.pending)
 
     def _find(self, path: str, task: Task) -> str:
         if os.path.isabs(path):
@@ -405,96 +401,129 @@ class Runner:
                     self.stop_all.set()
         return outcome
 
+    # A task runs in three steps, per loop item: plan (read the state, decide the
+    # changes), apply (make them, retrying while `until` says so), then settle the
+    # whole task (register, status, notify). In a plan only the first runs, except
+    # for tasks that only read (read-only modules, `check_mode: false`).
+    @staticmethod
+    def _runs_in_plan(task: Task) -> bool:
+        """Ansible's check mode: only modules that cannot change anything, and tasks
+        that say ``check_mode: false``, run while planning."""
+        return modules.get(task.module).read_only or _is_false(task.check_mode)
+
     def _run_task(self, hr: HostRun, task: Task, step: Step, outcome: StepOutcome) -> None:
         module = modules.get(task.module)
-        plan_mode = self.options.mode == "plan"
+        planning = self.options.mode == "plan" or task.check_mode is True
+        runs = self._runs_in_plan(task) and not (planning and task.until is not None)
         results: list[dict] = []
-        any_changed = False
+        unknown = False  # what it registers is only known after apply
         if not hr.facts_raw:
             # the host's facts before the first `when:`/arguments are rendered (a skipped
             # first step would otherwise leave every later one rendering with no facts)
             self._refresh(hr, step)
-        variables = self.variables(hr, task)
-        runs_in_plan = module.read_only or task.changed_when is False or \
-            (isinstance(task.changed_when, str) and task.changed_when.strip().lower() in ("false", "no")) or \
-            task.check_mode is False
-        for index, v, status, args, ctx in self._each_item(hr, task, module, variables):
+        for index, v, status, args, ctx in self._each_item(hr, task, module, self.variables(hr, task)):
             if status == "unknown":
                 outcome.changes.append(Change(CHANGE, f"{task.module}: {task.label}", args))
                 results.append({"changed": True})
+                unknown = True
                 continue
             if status == "skipped":
                 results.append({"changed": False, "skipped": True, "skip_reason": "condition false"})
                 continue
-            ctx.read_only = runs_in_plan
-            facts = self._facts_for(hr, task, step, index, args, module, ctx.transport)
-            state = module.read(args, facts, ctx)
-            changes = module.plan(args, state, hr.info)
-            real = [c for c in changes if c.action != WARN]
+            state, changes = self._plan_item(hr, task, step, index, module, args, ctx)
+            if planning and not runs and _is_false(task.changed_when):
+                # it will run at apply, but it says it changes nothing: not a change
+                changes = [c if c.action == WARN else Change(READ, c.resource, c.diff, c.script, c.sensitive, c.data)
+                           for c in changes]
             outcome.changes.extend(changes)
-            if task.no_log:
-                for c in changes:
-                    c.sensitive = True
-            if plan_mode and not runs_in_plan:
+            if planning and not runs:
+                # what it would do; a command's result is only known after apply
+                real = [c for c in changes if c.action not in (WARN, READ)]
+                unknown |= any(c.action == READ for c in changes)
                 results.append({"changed": True} if real else module.unchanged(args, state).as_register())
-                any_changed |= bool(real)
+                unknown |= bool(real) or task.until is not None
                 continue
-            if not real:
-                if runs_in_plan and module.read_only:
-                    result = module.report(args, state, ctx)
-                    judged = self._judge(task, result, v)
-                    results.append(judged)
-                    if result.msg and not task.no_log:
-                        outcome.messages.append(result.msg)
-                    if judged.get("failed"):  # fail, or failed_when on a read
-                        self._register(hr, task, results)
-                        raise ModuleError(judged.get("msg") or "failed", host=hr.host.name, task=task.label)
-                else:
-                    results.append(module.unchanged(args, state).as_register())
-                continue
-            if self.options.before_change is not None:
-                self.options.before_change()
-            attempts = (task.retries or 0) + 1 if task.until is not None else 1
-            for attempt in range(attempts):
-                result = module.apply(args, changes, ctx)
-                judged = self._judge(task, result, v)
-                if task.until is None:
-                    break
-                if self.templar.evaluate(task.until, {**v, **({task.register: judged} if task.register else {})},
-                                         where=task.where()):
-                    break
-                if attempt + 1 < attempts:
-                    self.reporter.progress(hr.host.name, task, f"retrying ({attempt + 1}/{attempts - 1})")
-                    time.sleep(task.delay)
-                    changes = module.plan(args, module.read(args, self._read_now(hr, module, args, ctx.transport),
-                                                            ctx), hr.info)
-                    if not [c for c in changes if c.action != WARN]:
-                        judged = TaskResult().as_register()
-                        break
-            else:
-                judged["failed"] = True
-                judged["msg"] = (judged.get("msg") or "") + f" (until condition not met after {attempts} attempts)"
-            if judged.get("changed"):
-                self._invalidate(hr, module.resources(args))  # what later steps read may be outdated
-            results.append(judged)
-            any_changed |= bool(judged.get("changed"))
-            if judged.get("failed"):
+            result = self._apply_item(hr, task, module, args, state, changes, ctx, v)
+            outcome.reads.extend(ctx.reads)
+            if result.get("msg") and module.read_only and not task.no_log and not result.get("failed"):
+                outcome.messages.append(result["msg"])
+            results.append(result)
+            if result.get("failed"):
                 self._register(hr, task, results)
-                raise ModuleError(NO_LOG_MESSAGE if task.no_log else judged.get("msg") or "failed",
+                raise ModuleError(NO_LOG_MESSAGE if task.no_log else result.get("msg") or "failed",
                                   host=hr.host.name, task=task.label)
-        self._register(hr, task, results, unknown=plan_mode and any_changed and not runs_in_plan)
-        real_changes = [c for c in outcome.changes if c.action != WARN]
-        if plan_mode and not runs_in_plan:
+        self._settle(hr, task, outcome, results, planning=planning and not runs,
+                     unknown=unknown and self.options.mode == "plan")
+
+    def _plan_item(self, hr: HostRun, task: Task, step: Step, index: int, module, args: dict,
+                   ctx: TaskContext) -> tuple:
+        """Read this item's state (from the batch) and decide its changes."""
+        facts = self._facts_for(hr, task, step, index, args, module, ctx.transport)
+        state = module.read(args, facts, ctx)
+        changes = module.plan(args, state, hr.info)
+        if task.no_log:
+            for c in changes:
+                c.sensitive = True
+        return state, changes
+
+    def _apply_item(self, hr: HostRun, task: Task, module, args: dict, state, changes: list[Change],
+                    ctx: TaskContext, variables: dict) -> dict:
+        """Make exactly ``changes`` (a read-only task: run it), retrying while ``until``
+        is not met; return the judged, registrable result."""
+        if not [c for c in changes if c.action != WARN] and not module.read_only:
+            # nothing to change; waiting (e.g. for pods to be Ready) is not a change, and
+            # only happens when applying
+            settled = module.settle(args, state, ctx) if self.options.mode != "plan" else None
+            return (settled or module.unchanged(args, state)).as_register()
+        if not module.read_only and self.options.before_change is not None:
+            self.options.before_change()
+        attempts = (task.retries or 0) + 1 if task.until is not None else 1
+        for attempt in range(attempts):
+            real = [c for c in changes if c.action != WARN]
+            # a read-only module reports what it read (stat's facts, debug's message)
+            result = module.report(args, state, ctx) if module.read_only and not real else \
+                module.apply(args, changes, ctx)
+            judged = self._judge(task, result, variables)
+            if task.until is None:
+                break
+            scoped = {**variables, **({task.register: judged} if task.register else {})}
+            if self.templar.evaluate(task.until, scoped, where=task.where()):
+                break
+            if attempt + 1 < attempts:
+                self.reporter.progress(hr.host.name, task, f"retrying ({attempt + 1}/{attempts - 1})")
+                if _sleep_unless_stopped(task.delay):
+                    raise Interrupted("interrupted while waiting to retry", host=hr.host.name, task=task.label)
+                state = module.read(args, self._read_now(hr, module, args, ctx.transport), ctx)
+                changes = module.plan(args, state, hr.info)
+                if not [c for c in changes if c.action != WARN] and not module.read_only:
+                    return module.unchanged(args, state).as_register()
+        else:
+            judged["failed"] = True
+            judged["msg"] = (judged.get("msg") or "") + f" (until condition not met after {attempts} attempts)"
+        if judged.get("changed"):
+            self._invalidate(hr, module.resources(args))  # what later steps read may be outdated
+        return judged
+
+    def _settle(self, hr: HostRun, task: Task, outcome: StepOutcome, results: list[dict], *,
+                planning: bool, unknown: bool) -> None:
+        """Register the task's result, set its status, notify its handlers."""
+        self._register(hr, task, results, unknown=unknown)
+        real_changes = [c for c in outcome.changes if c.action not in (WARN, READ)]
+        if planning:
             outcome.status = "pending" if real_changes else "ok"
         else:
             outcome.status = "changed" if any(r.get("changed") for r in results) else "ok"
-            if runs_in_plan and plan_mode:
+            if self.options.mode == "plan":  # a read that ran during the plan changes nothing
                 outcome.changes = [c for c in outcome.changes if c.action == WARN]
-        if all(r.get("skipped") for r in results) and results:
+        if results and all(r.get("skipped") for r in results):
             outcome.status = "skipped"
         if outcome.status in ("changed", "pending"):
+            variables = None
             for name in task.notify:
-                hr.notified.add(self.templar.render(name, variables) if "{{" in str(name) else name)
+                if "{{" in str(name):
+                    variables = variables or self.variables(hr, task)
+                    name = self.templar.render(name, variables)
+                hr.notified.add(name)
 
     def _judge(self, task: Task, result: TaskResult, variables: dict) -> dict:
         value = result.as_register()
@@ -565,28 +594,39 @@ class Runner:
         order = {n: i for i, n in enumerate(nx.topological_sort(graph))}
         running: dict[cf.Future, Step] = {}
         forks = max(1, self.options.forks)
+        pool = cf.ThreadPoolExecutor(max_workers=forks, thread_name_prefix="gfs")
         try:
-            with cf.ThreadPoolExecutor(max_workers=forks, thread_name_prefix="gfs") as pool:
-                while ready or running:
-                    ready.sort(key=lambda s: order[s])
-                    while ready and len(running) < forks:
-                        step = ready.pop(0)
-                        if self.stop_all.is_set() or self._blocked(step):
-                            self._finish(step, StepOutcome(self.tasks[step.task_id], step.host, "blocked"))
-                            ready.extend(self._release(step, waiting))
-                            continue
-                        running[pool.submit(self._execute, step)] = step
-                    if not running:
-                        continue
-                    done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-                    for future in done:
-                        step = running.pop(future)
-                        self._finish(step, future.result())
+            while ready or running:
+                ready.sort(key=lambda s: order[s])
+                while ready and len(running) < forks:
+                    step = ready.pop(0)
+                    if self.stop_all.is_set() or self._blocked(step):
+                        self._finish(step, StepOutcome(self.tasks[step.task_id], step.host, "blocked"))
                         ready.extend(self._release(step, waiting))
+                        continue
+                    running[pool.submit(self._execute, step)] = step
+                if not running:
+                    continue
+                done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    step = running.pop(future)
+                    self._finish(step, future.result())
+                    ready.extend(self._release(step, waiting))
         except KeyboardInterrupt:
+            # stop means stop: nothing new starts, what waits is woken, connections
+            # are cut (a script already on a host finishes or dies on its own; files are
+            # written to a temp file and renamed, so they are old or new, never partial)
+            request_stop()
             self.stop_all.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            self.abort()
             raise
+        pool.shutdown(wait=True)
         return [self.outcomes[s] for s in nx.topological_sort(graph) if s in self.outcomes]
+
+    def abort(self) -> None:
+        """Cut every connection at once (blocked reads in worker threads return)."""
+        self.close()
 
     def close(self) -> None:
         self.connections.close()
@@ -637,6 +677,20 @@ class Runner:
                     hashlib.sha256(json.dumps([outcome.task.id, change.action, change.resource,
                                                change.diff], sort_keys=True).encode()).hexdigest())
         return {h: sorted(v) for h, v in sorted(out.items())}
+
+
+def _sleep_unless_stopped(seconds: float) -> bool:
+    """Sleep; True (at once) if the user stopped the run."""
+    from gfsdeploy.transport.base import _STOP
+
+    return _STOP.wait(seconds)
+
+
+def _is_false(value) -> bool:
+    """``check_mode: false`` (or no/off/"false"), as YAML and Ansible read it."""
+    if isinstance(value, bool):
+        return value is False
+    return isinstance(value, str) and value.strip().lower() in ("false", "no", "off", "0")
 
 
 def _args_key(args) -> str:
