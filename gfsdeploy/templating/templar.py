@@ -270,6 +270,8 @@ _UNKNOWN_NAME = re.compile(r"^No (filter|test) named '([^']+)'")
 _CODE: dict = {}
 _CODE_MAX = 4096
 _CODE_LOCK = threading.Lock()
+#: variable names each template text uses, by text
+_REFS: dict = {}
 #: template files' text by path, valid while (mtime, size) stay the same
 _SOURCES: dict = {}
 
@@ -580,15 +582,23 @@ class Templar:
         return out
 
     def _references(self, value) -> set:
-        from jinja2 import meta
-
+        """The variable names ``value``'s templates use (parsed once per text: resolve()
+        runs for every task and host, and parsing was most of its time)."""
         names: set = set()
         if isinstance(value, str):
-            if "{{" in value or "{%" in value:
-                try:
-                    names |= meta.find_undeclared_variables(self.env.parse(value))
-                except jinja2.TemplateError:
-                    pass
+            if ("{{" in value or "{%" in value) and not isinstance(value, Unsafe):
+                found = _REFS.get(value)
+                if found is None:
+                    from jinja2 import meta
+
+                    try:
+                        found = frozenset(meta.find_undeclared_variables(self.env.parse(value)))
+                    except jinja2.TemplateError:
+                        found = frozenset()
+                    if len(_REFS) >= _CODE_MAX:
+                        _REFS.clear()
+                    _REFS[str(value)] = found
+                names |= found
         elif isinstance(value, dict):
             for v in value.values():
                 names |= self._references(v)
