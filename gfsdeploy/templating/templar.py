@@ -322,7 +322,35 @@ def make_environment(loader=None) -> SandboxedEnvironment:
     env.tests = {name: fn if name.split(".")[-1] in _UNKNOWN_PASS else _unknown_aware(fn)
                  for name, fn in _tests.registry(env.tests).items()}
     env.globals["omit"] = OMIT
+    env.globals["now"] = _now
+    env.globals["undef"] = lambda hint=None: env.undefined(hint=hint or "undef() was called", name="undef")
     return env
+
+
+def _now(utc: bool = False, fmt: str | None = None):
+    """Ansible's ``now()``: the controller's time (a datetime, or text with ``fmt``)."""
+    import datetime
+
+    moment = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) if utc else datetime.datetime.now()
+    return moment.strftime(fmt) if fmt else moment
+
+
+#: what Ansible's template module adds to a template file's variables
+ANSIBLE_MANAGED = "Ansible managed"
+
+
+def template_file_vars(path: str) -> dict:
+    import datetime
+    import pwd
+    import socket
+
+    try:
+        owner = pwd.getpwuid(os.stat(path).st_uid).pw_name
+    except (KeyError, OSError):
+        owner = ""
+    return {"ansible_managed": ANSIBLE_MANAGED, "template_path": path, "template_fullpath": os.path.abspath(path),
+            "template_basename": os.path.basename(path), "template_host": socket.gethostname(),
+            "template_uid": owner, "template_run_date": datetime.datetime.now()}
 
 
 class Templar:
@@ -636,7 +664,7 @@ class Templar:
                                     **self._where,
                                     fix="check `src:`; templates are looked up in templates/ next to the playbook") from None
             try:
-                return self._template(source, path).render(variables)
+                return self._template(source, path).render({**template_file_vars(path), **variables})
             except KnownAfterApply:
                 return UNKNOWN_MARK
             except TemplateError:
