@@ -169,6 +169,13 @@ def test_template_file_error_names_the_file_line(tmp_path):
     assert "missing_var" in caught.value.message
 
 
+def test_template_files_get_ansible_managed(tmp_path):
+    path = tmp_path / "motd.j2"
+    path.write_text("# {{ ansible_managed }} ({{ template_basename }})\n")
+    assert Templar([str(tmp_path)]).render_file(str(path), {}) == "# Ansible managed (motd.j2)\n"
+    assert Templar([str(tmp_path)]).render_file(str(path), {"ansible_managed": "mine"}) == "# mine (motd.j2)\n"
+
+
 def test_multiline_block_scalar_error_line():
     data = loads("a: 1\ncontent: |\n  first\n  second {{ nope }}\n", "vars.yml")
     with pytest.raises(TemplateError) as caught:
