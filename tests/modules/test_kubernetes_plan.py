@@ -247,14 +247,15 @@ def test_changes_carry_what_apply_runs():
 
 
 def test_replace_counts_one_add_and_one_destroy():
-    from gfsdeploy.plan import render_plan, summary
+    from gfsdeploy.output import render_plan, summary
+    from gfsdeploy.session import Plan
 
     [change] = k8s_plan({"definition": JOB, "wait": "complete"},
                         [served(JOB, failed=4, conditions=[{"type": "Failed", "status": "True"}])])
     outcome = type("O", (), {"changes": [change], "status": "pending", "host": "k8s-1",
                              "task": type("T", (), {"label": "copy job"})()})()
     assert summary([outcome]) == {"add": 1, "change": 0, "destroy": 1, "warnings": 0}
-    text = render_plan([outcome])
+    text = render_plan(Plan("inv", "pb", summary=summary([outcome]), outcomes=[outcome]))
     assert "-/+ kubernetes Job gfs/copy" in text and text.endswith("Plan: 1 to add, 0 to change, 1 to destroy.")
 
 
@@ -533,3 +534,30 @@ class _Ctx:
     task_name = "t"
     host = HOST
     check_mode = False
+
+
+def test_every_kubectl_step_of_the_shipped_playbooks_takes_kubectl_and_kubeconfig():
+    """Operators set `kubectl` and `kubeconfig` once in the inventory; a step that forgot
+    them would reach another cluster, or none."""
+    import yaml
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "playbooks"
+    seen = 0
+
+    def tasks(items):
+        for item in items or []:
+            yield item
+            for key in ("block", "rescue", "always"):
+                yield from tasks(item.get(key))
+
+    for path in sorted(root.glob("*.yaml")):
+        for play in yaml.safe_load(path.read_text()) or []:
+            for task in tasks(play.get("tasks")):
+                for module in ("kubernetes", "kubernetes_facts", "kubernetes_label", "kubernetes_delete",
+                               "heketi_existing"):
+                    if module in task:
+                        seen += 1
+                        args = task[module]
+                        assert "kubectl" in args and "kubeconfig" in args, (path.name, task.get("name"))
+    assert seen >= 15
