@@ -172,6 +172,17 @@ def _hint(message: str, node: str, device: str) -> str:
     return "fix the cause on the node, then re-run apply (what was added stays)"
 
 
+# -- what the modules read ------------------------------------------------------------------
+@dataclass
+class HeketiState:
+    """heketi as read through the tunnel; ``reachable`` False: not up yet (plan mode only)."""
+
+    reachable: bool = True
+    topology: dict = field(default_factory=lambda: {"clusters": []})
+    volumes: list = field(default_factory=list)     # volumes with the task's name (heketi_volume)
+    db: bytes | None = None                         # GET /backup/db (heketi_backup)
+
+
 # -- modules ---------------------------------------------------------------------------
 class HeketiModule(Module):
     """Shared: tunnel + client; plan-mode reads tolerate an unreachable heketi."""
@@ -209,23 +220,23 @@ class HeketiTopology(HeketiModule):
         out["topology"] = normalize_topology(out["topology"], where or {})
         return out
 
-    def read(self, args, facts, ctx):
+    def read(self, args, facts, ctx) -> HeketiState:
         topology = self.reach(args, ctx, lambda client: client.topology())
-        return {"reachable": topology is not None, "topology": topology or {"clusters": []}}
+        return HeketiState(reachable=topology is not None, topology=topology or {"clusters": []})
 
-    def plan(self, args: dict, state: dict, host: HostInfo) -> list[Change]:
+    def plan(self, args: dict, state: HeketiState, host: HostInfo) -> list[Change]:
         return plan_topology(args["topology"], state)
 
     def apply(self, args, changes, ctx) -> TaskResult:
+        """Make exactly the given additions, in order: the cluster, then nodes, then their
+        devices (ids come with the changes, or from what this apply creates)."""
         try:
             client = connect(args, ctx)
-            fresh = client.topology()
         except HeketiError as exc:
             raise _located(exc, ctx)
-        todo = [c for c in plan_topology(args["topology"], {"reachable": True, "topology": fresh})
-                if c.action != WARN]
-        cluster_id = pick_cluster(fresh, args["topology"])
-        nodes = {n["hostnames"]["manage"][0]: n["id"] for c in fresh["clusters"] for n in c["nodes"]}
+        todo = [c for c in changes if c.action != WARN]
+        cluster_id = next((c.data["cluster"] for c in todo if c.data.get("cluster")), None)
+        nodes = {c.data["node"]: c.data["node_id"] for c in todo if c.data.get("node_id")}
         done, failures = [], []
         for change in todo:
             kind = change.data["kind"]
@@ -283,10 +294,12 @@ def pick_cluster(topology: dict, nodes: list[dict]) -> str | None:
     return best
 
 
-def plan_topology(nodes: list[dict], state: dict) -> list[Change]:
-    """Pure: inventory nodes + heketi's topology → the additions (and warnings)."""
-    topology = state.get("topology") or {"clusters": []}
+def plan_topology(nodes: list[dict], state: HeketiState) -> list[Change]:
+    """Pure: inventory nodes + heketi's topology → the additions (and warnings). Each
+    addition carries the ids apply needs (the cluster, an existing node)."""
+    topology = state.topology or {"clusters": []}
     clusters = topology.get("clusters") or []
+    cluster_id = pick_cluster(topology, nodes)
     changes: list[Change] = []
     if not clusters:
         changes.append(Change(ADD, "heketi cluster", diff=f"id: {UNKNOWN}", data={"kind": "cluster"}))
@@ -304,7 +317,7 @@ def plan_topology(nodes: list[dict], state: dict) -> list[Change]:
             changes.append(Change(ADD, f"heketi node {manage}",
                                   diff=f"storage: {node['storage']}\nzone: {node['zone']}\nid: {UNKNOWN}",
                                   data={"kind": "node", "manage": manage, "storage": node["storage"],
-                                        "zone": node["zone"]}))
+                                        "zone": node["zone"], "cluster": cluster_id}))
             present = set()
         else:
             storage = (current["hostnames"].get("storage") or [""])[0]
@@ -318,7 +331,8 @@ def plan_topology(nodes: list[dict], state: dict) -> list[Change]:
             changes.append(Change(ADD, f"heketi device {manage}:{device['name']}",
                                   diff=f"destroydata: {str(device['destroydata']).lower()}\nid: {UNKNOWN}",
                                   data={"kind": "device", "node": manage, "name": device["name"],
-                                        "destroydata": device["destroydata"]}))
+                                        "destroydata": device["destroydata"],
+                                        "node_id": current["id"] if current is not None else None}))
         if current is not None:
             wanted = {d["name"] for d in node["devices"]}
             for name in sorted(present - wanted):
@@ -350,14 +364,21 @@ class HeketiVolume(HeketiModule):
                                 field="replica", fix="replica: 3 (and at least 3 storage nodes)", **where)
         return out
 
-    def read(self, args, facts, ctx):
+    def read(self, args, facts, ctx) -> HeketiState:
         volumes = self.reach(args, ctx, lambda client: client.volumes_named(args["name"]))
-        return {"reachable": volumes is not None, "volumes": volumes or []}
+        return HeketiState(reachable=volumes is not None, volumes=volumes or [])
 
-    def plan(self, args: dict, state: dict, host: HostInfo) -> list[Change]:
+    def plan(self, args: dict, state: HeketiState, host: HostInfo) -> list[Change]:
         return plan_volume(args, state)
 
+    def unchanged(self, args, state) -> TaskResult:
+        """The volume exists: register it (its id, hosts and mount device)."""
+        return TaskResult(changed=False, data=_volume_data(state.volumes[0])) if state.volumes else TaskResult()
+
     def apply(self, args, changes, ctx) -> TaskResult:
+        """Create the volume the change names — unless it exists by now: never a second one."""
+        if not any(c.action == ADD for c in changes):
+            return TaskResult(changed=False)
         try:
             client = connect(args, ctx)
             existing = client.volumes_named(args["name"])  # never a second one, even if the plan is stale
@@ -387,10 +408,10 @@ def _replica(volume: dict) -> int | None:
     return (durability.get("replicate") or {}).get("replica")
 
 
-def plan_volume(args: dict, state: dict) -> list[Change]:
+def plan_volume(args: dict, state: HeketiState) -> list[Change]:
     """Pure: ensure one volume by name; differences in size or replica are warnings."""
     name, size, replica = args["name"], args["size"], args["replica"]
-    volumes = state.get("volumes") or []
+    volumes = state.volumes or []
     if not volumes:
         return [Change(ADD, f"heketi volume {name} ({size} GiB, replicate {replica})", diff=f"id: {UNKNOWN}",
                        data={"name": name, "size": size, "replica": replica})]
@@ -412,11 +433,15 @@ class HeketiBackup(HeketiModule):
     read_only = True
     params = dict(COMMON)
 
+    def read(self, args, facts, ctx) -> HeketiState:
+        data = self.reach(args, ctx, lambda client: client.backup_db())
+        return HeketiState(reachable=data is not None, db=data)
+
     def plan(self, args, state, host):
         return []
 
-    def apply(self, args, changes, ctx) -> TaskResult:
-        data = self.reach(args, ctx, lambda client: client.backup_db())
+    def report(self, args, state: HeketiState, ctx) -> TaskResult:
+        data = state.db
         if data is None:  # plan mode, heketi not up yet
             from gfsdeploy.templating import Unknown
 
@@ -424,6 +449,9 @@ class HeketiBackup(HeketiModule):
         return TaskResult(changed=False, msg=f"heketi DB: {len(data)} bytes",
                           data={"db_base64": base64.b64encode(data).decode(), "size": len(data),
                                 "sha256": hashlib.sha256(data).hexdigest()})
+
+    def apply(self, args, changes, ctx) -> TaskResult:
+        return self.report(args, self.read(args, {}, ctx), ctx)
 
 
 class HeketiVerify(HeketiModule):
@@ -442,14 +470,20 @@ class HeketiVerify(HeketiModule):
                                     field="volumes", fix="use letters, digits, '_' and '-'", **(where or {}))
         return out
 
+    def read(self, args, facts, ctx) -> HeketiState:
+        topology = self.reach(args, ctx, lambda client: client.topology())
+        return HeketiState(reachable=topology is not None, topology=topology or {"clusters": []})
+
     def plan(self, args, state, host):
         return []
 
     def apply(self, args, changes, ctx) -> TaskResult:
-        topology = self.reach(args, ctx, lambda client: client.topology())
-        if topology is None:
+        return self.report(args, self.read(args, {}, ctx), ctx)
+
+    def report(self, args, state: HeketiState, ctx) -> TaskResult:
+        if not state.reachable:
             return TaskResult(changed=False, msg="heketi not reachable yet; checked during apply")
-        missing = missing_in_heketi(args["topology"], args["volumes"], topology)
+        missing = missing_in_heketi(args["topology"], args["volumes"], state.topology)
         if not missing:
             return TaskResult(changed=False, msg="heketi has the cluster, every node, device and volume")
         if ctx.check_mode:  # the steps before it will create them
@@ -686,4 +720,4 @@ class HeketiExisting(Module):
 
 
 __all__ = ["HeketiTopology", "HeketiVolume", "HeketiBackup", "HeketiVerify", "HeketiExisting", "plan_topology",
-           "plan_volume", "plan_existing", "missing_in_heketi", "normalize_topology"]
+           "HeketiState", "plan_volume", "plan_existing", "missing_in_heketi", "normalize_topology"]
