@@ -40,9 +40,21 @@ class UndefinedVariableError(TemplateError):
     """A template used a name nothing defines."""
 
 
+class KnownAfterApply(Exception):
+    """A filter or test met an :class:`Unknown`: the whole value is only known after apply."""
+
+
 class Unknown:
     """A value only known after apply. Attribute/item access and string
-    conversion propagate the unknown-ness instead of failing."""
+    conversion propagate the unknown-ness instead of failing; a filter or test
+    applied to it makes the whole template's value unknown."""
+
+    #: set once any Unknown exists (a plan): until then filters skip the check
+    seen = False
+
+    def __new__(cls, *args, **kwargs):
+        Unknown.seen = True
+        return super().__new__(cls)
 
     def __getattr__(self, name):
         if name.startswith("__"):
@@ -256,6 +268,28 @@ def _read_source(path: str) -> str:
     return source
 
 
+def _unknown_aware(fn):
+    """``fn`` (a filter or test) raising :class:`KnownAfterApply` when a value it gets is unknown."""
+    from jinja2.utils import _PassArg
+
+    skip = 1 if _PassArg.from_obj(fn) is not None else 0
+
+    def wrapper(*args, **kwargs):
+        if Unknown.seen and (any(is_unknown(a) for a in args[skip:]) or any(is_unknown(v) for v in kwargs.values())):
+            raise KnownAfterApply()
+        return fn(*args, **kwargs)
+
+    if skip:
+        wrapper.jinja_pass_arg = fn.jinja_pass_arg
+    wrapper.__name__ = getattr(fn, "__name__", "filter")
+    wrapper.__wrapped__ = fn
+    return wrapper
+
+
+#: filters and tests that do something sensible with an unknown value themselves
+_UNKNOWN_PASS = {"default", "d", "mandatory", "defined", "undefined"}
+
+
 def make_environment(loader=None) -> SandboxedEnvironment:
     """The Jinja environment every template renders in (and the static checker parses with).
     Sandboxed (no access to Python internals) but, as in Ansible, templates may call
@@ -263,8 +297,10 @@ def make_environment(loader=None) -> SandboxedEnvironment:
     env = SandboxedEnvironment(
         undefined=Undefined, loader=loader, keep_trailing_newline=True, trim_blocks=True,
         extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])
-    env.filters = _filters.registry(env.filters)
-    env.tests = _tests.registry(env.tests)
+    env.filters = {name: fn if name.split(".")[-1] in _UNKNOWN_PASS else _unknown_aware(fn)
+                   for name, fn in _filters.registry(env.filters).items()}
+    env.tests = {name: fn if name.split(".")[-1] in _UNKNOWN_PASS else _unknown_aware(fn)
+                 for name, fn in _tests.registry(env.tests).items()}
     env.globals["omit"] = OMIT
     return env
 
@@ -462,6 +498,8 @@ class Templar:
                     result += "\n"
                 return result
             return self._template(text, escape=self._escape).render(variables)
+        except KnownAfterApply:
+            return Unknown() if whole and "{{" not in whole.group(1) and "}}" not in whole.group(1) else UNKNOWN_MARK
         except GfsError as exc:
             if not exc.task and self._where.get("task"):
                 exc.task = self._where["task"]
@@ -570,6 +608,8 @@ class Templar:
                                     fix="check `src:`; templates are looked up in templates/ next to the playbook") from None
             try:
                 return self._template(source, path).render(variables)
+            except KnownAfterApply:
+                return UNKNOWN_MARK
             except TemplateError:
                 raise
             except Exception as exc:  # noqa: BLE001 - located TemplateError naming the template's line

@@ -229,3 +229,17 @@ def test_known_names():
     assert {"succeeded", "version", "ansible.builtin.version", "defined"} <= known_tests()
     assert {"env", "file", "template", "pipe", "vars", "first_found", "ansible.builtin.file"} <= known_lookups()
     assert OMIT not in known_filters()
+
+
+# -- plan: values known only after apply ---------------------------------------------
+@pytest.mark.parametrize("template", [
+    "{{ r.stdout | from_json }}", "{{ r | to_json }}", "{{ {'a': r.rc} | to_nice_yaml }}", "{{ r.stdout | int + 1 }}",
+    "{{ 'x' if r is changed else 'y' }}", "{{ r.stdout_lines | map('upper') | list }}",
+])
+def test_filters_and_tests_on_unknown_values_are_unknown(template):
+    from gfsdeploy.templating import Unknown, is_unknown
+
+    t = Templar(["."])
+    assert is_unknown(t.render(template, {"r": Unknown()}))
+    assert is_unknown(t.render("prefix " + template, {"r": Unknown()}))
+    assert t.render("{{ r | default('x') is defined }}", {"r": Unknown()}) is True
