@@ -278,3 +278,20 @@ def test_a_mirror_prefix_reaches_every_default_image_and_explicit_images_win():
     assert all(i.startswith("registry.example.com:5000/dockerhub/") for i in mirrored.values()), mirrored
     chosen = _images({**values, "heketi_image": "quay.io/me/heketi:10-compat"})
     assert chosen["Deployment/heketi"] == chosen["Job/heketi-storage-copy-job"] == "quay.io/me/heketi:10-compat"
+
+
+def test_a_plan_renders_manifests_whose_values_are_known_only_after_apply():
+    """In a plan, heketi's DB and ClusterIP do not exist yet: the manifests still render,
+    and exactly those fields are marked (known after apply)."""
+    from gfsdeploy.templating import Templar, Unknown, is_unknown
+
+    templar = Templar([str(ROOT / "templates")])
+    values = inventory(heketi_db_b64=Unknown(), heketi_cluster_ip=Unknown())
+    storage = manifests.flatten(manifests.parse(templar.render_file(str(ROOT / "templates" / "heketi-storage.json.j2"),
+                                                                   values)))
+    secret = next(o for o in storage if o["kind"] == "Secret")
+    assert is_unknown(secret["data"]["heketi.db"])
+    assert not any(is_unknown(o) for o in storage if o["kind"] != "Secret")
+    [sc] = manifests.flatten(manifests.parse(templar.render_file(str(ROOT / "templates" / "storageclass.json.j2"),
+                                                                 values)))
+    assert is_unknown(sc["parameters"]["resturl"]) and sc["parameters"]["resturl"].startswith("http://")

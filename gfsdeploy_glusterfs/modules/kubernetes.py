@@ -722,8 +722,16 @@ class Kubernetes(Module):
     def prepare(self, args, ctx):
         """Render ``template`` into ``definition`` (the objects, checked and marked)."""
         if args.get("template"):
+            from gfsdeploy.templating import UNKNOWN_MARK
+
             where = {"host": ctx.host.name, "task": ctx.task_name}
-            doc = manifests.parse(ctx.render_file(args["template"]), args["template"])
+            text = ctx.render_file(args["template"])
+            if text.strip() == UNKNOWN_MARK:
+                raise ModuleError(f"template {args['template']} computes with a value known only after apply, "
+                                  "so its objects cannot be planned", **where,
+                                  fix="in manifest templates, let such values (registered results, facts of "
+                                      "objects not created yet) reach the JSON only through `| tojson`")
+            doc = manifests.parse(text, args["template"])
             args = {**args, "definition": normalize(manifests.flatten(doc), args.get("namespace"), where)}
         register_secret_values(self.objects(args))
         return args
