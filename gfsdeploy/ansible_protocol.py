@@ -1040,6 +1040,8 @@ class ProtocolModule(Module):
         self.source = source
         self.name = source.name
         self.declared = declared(source)
+        #: no literal spec: any argument name is admitted here, the module checks its own when it runs
+        self.open_arguments = self.declared.arguments is None
         if self.declared.arguments is None:
             self.params = _AnyArguments()
         else:

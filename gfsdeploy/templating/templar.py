@@ -154,9 +154,27 @@ def show_unknown(text: str) -> str:
 _NOT_RESOLVED = frozenset({"hostvars", "groups"})
 
 
+class Unsafe(str):
+    """Text that is data, never a template: what commands printed (registered results),
+    facts, lookup results. ``{{`` in it stays as it is, as in Ansible."""
+
+    __slots__ = ()
+
+
+def unsafe(value):
+    """``value`` with every string in it marked :class:`Unsafe` (containers copied)."""
+    if isinstance(value, Unsafe) or not isinstance(value, (str, dict, list, tuple)):
+        return value
+    if isinstance(value, str):
+        return Unsafe(value)
+    if isinstance(value, dict):
+        return {k: unsafe(v) for k, v in value.items()}
+    return [unsafe(v) for v in value]
+
+
 def _has_template(value) -> bool:
     if isinstance(value, str):
-        return "{{" in value or "{%" in value
+        return not isinstance(value, Unsafe) and ("{{" in value or "{%" in value)
     if isinstance(value, dict):
         return any(_has_template(v) for v in value.values())
     if isinstance(value, list):
@@ -415,7 +433,7 @@ class Templar:
             if errors == "strict":
                 raise
             return None
-        return result, wantlist
+        return unsafe(result), wantlist  # a file's text is data, not a template
 
     @jinja2.pass_context
     def _lookup_global(self, context, name, *terms, **kwargs):
@@ -520,7 +538,7 @@ class Templar:
     _WHOLE = re.compile(r"^\{\{(.*)\}\}\Z", re.S)  # \Z: "{{ x }}\n" keeps its newline
 
     def _render_string(self, text: str, variables):
-        if "{{" not in text and "{%" not in text and "{#" not in text:
+        if isinstance(text, Unsafe) or ("{{" not in text and "{%" not in text and "{#" not in text):
             return text
         try:
             # Ansible: one trailing newline is not part of the expression; it is kept only
@@ -575,17 +593,18 @@ class Templar:
                         broken = _find_broken(value)
                         if broken is not None:
                             broken.fail()
-                    except UndefinedVariableError as exc:
-                        hint = _in_variable(exc, key, with_place=True).removeprefix("undefined variable: ")
-                        value = BrokenUndefined(hint=hint, name=key)
                     except GfsError as exc:
-                        value = BrokenValue(type(exc)(_in_variable(exc, key, with_place=False), file=exc.file,
-                                                      line=exc.line, fix=exc.fix))
+                        if isinstance(exc, UndefinedVariableError):
+                            hint = _in_variable(exc, key, with_place=True).removeprefix("undefined variable: ")
+                            value = BrokenUndefined(hint=hint, name=key)
+                        else:
+                            value = BrokenValue(type(exc)(_in_variable(exc, key, with_place=False), file=exc.file,
+                                                          line=exc.line, fix=exc.fix))
                     pending.discard(key)
                     progressed = True
                     out[key] = value
-                    if _has_template(value) and key not in refs.get(key, set()):
-                        pending.add(key)  # a template that yields a template: one more level
+                    if _has_template(value) and value != variables[key] and key not in refs.get(key, set()):
+                        pending.add(key)  # it gave another variable's template text: one more level
                         refs[key] = self._references(value)
                 if not pending or not progressed:
                     break
