@@ -531,6 +531,10 @@ def _load_yaml(data, path: str, builder: Builder) -> None:
             walk(child, child_body, [*parents, name], position(children, child))
             builder.add_child(name, child, position(children, child))
 
+    if "plugin" in data and not isinstance(data.get("plugin"), dict):
+        raise InventoryError(f"inventory plugins are not supported (plugin: {data['plugin']})", **position(data, "plugin"),
+                             fix="write the hosts as a YAML or INI inventory (e.g. save the plugin's "
+                                 "`ansible-inventory --list --yaml` output)")
     for top in data:
         if top in GROUP_KEYS:  # `hosts:` at the top: the `all:` line is missing
             raise InventoryError(f"no top-level `all:` group (`{top}:` is at the top of the file)",

@@ -271,6 +271,8 @@ _UNKNOWN_NAME = re.compile(r"^No (filter|test) named '([^']+)'")
 _CODE: dict = {}
 _CODE_MAX = 4096
 _CODE_LOCK = threading.Lock()
+#: variable names each template text uses, by text
+_REFS: dict = {}
 #: template files' text by path, valid while (mtime, size) stay the same
 _SOURCES: dict = {}
 
@@ -359,7 +361,35 @@ def make_environment(loader=None) -> SandboxedEnvironment:
     env.tests = {name: fn if name.split(".")[-1] in _UNKNOWN_PASS else _unknown_aware(fn)
                  for name, fn in _tests.registry(env.tests).items()}
     env.globals["omit"] = OMIT
+    env.globals["now"] = _now
+    env.globals["undef"] = lambda hint=None: env.undefined(hint=hint or "undef() was called", name="undef")
     return env
+
+
+def _now(utc: bool = False, fmt: str | None = None):
+    """Ansible's ``now()``: the controller's time (a datetime, or text with ``fmt``)."""
+    import datetime
+
+    moment = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) if utc else datetime.datetime.now()
+    return moment.strftime(fmt) if fmt else moment
+
+
+#: what Ansible's template module adds to a template file's variables
+ANSIBLE_MANAGED = "Ansible managed"
+
+
+def template_file_vars(path: str) -> dict:
+    import datetime
+    import pwd
+    import socket
+
+    try:
+        owner = pwd.getpwuid(os.stat(path).st_uid).pw_name
+    except (KeyError, OSError):
+        owner = ""
+    return {"ansible_managed": ANSIBLE_MANAGED, "template_path": path, "template_fullpath": os.path.abspath(path),
+            "template_basename": os.path.basename(path), "template_host": socket.gethostname(),
+            "template_uid": owner, "template_run_date": datetime.datetime.now()}
 
 
 class Templar:
@@ -619,15 +649,23 @@ class Templar:
         return out
 
     def _references(self, value) -> set:
-        from jinja2 import meta
-
+        """The variable names ``value``'s templates use (parsed once per text: resolve()
+        runs for every task and host, and parsing was most of its time)."""
         names: set = set()
         if isinstance(value, str):
-            if "{{" in value or "{%" in value:
-                try:
-                    names |= meta.find_undeclared_variables(self.env.parse(value))
-                except jinja2.TemplateError:
-                    pass
+            if ("{{" in value or "{%" in value) and not isinstance(value, Unsafe):
+                found = _REFS.get(value)
+                if found is None:
+                    from jinja2 import meta
+
+                    try:
+                        found = frozenset(meta.find_undeclared_variables(self.env.parse(value)))
+                    except jinja2.TemplateError:
+                        found = frozenset()
+                    if len(_REFS) >= _CODE_MAX:
+                        _REFS.clear()
+                    _REFS[str(value)] = found
+                names |= found
         elif isinstance(value, dict):
             for v in value.values():
                 names |= self._references(v)
@@ -665,7 +703,7 @@ class Templar:
                                     **self._where,
                                     fix="check `src:`; templates are looked up in templates/ next to the playbook") from None
             try:
-                return self._template(source, path).render(variables)
+                return self._template(source, path).render({**template_file_vars(path), **variables})
             except KnownAfterApply:
                 return UNKNOWN_MARK
             except TemplateError:
