@@ -406,14 +406,16 @@ def test_paramiko_is_imported_without_invoke_until_match_exec_needs_it(tmp_path)
 
 @pytest.mark.parametrize("mode", ["kill", "finish"])
 @pytest.mark.parametrize("pty", [False, True])
-def test_the_wrapper_leaves_no_trace_and_keeps_the_umask(tmp_path, mode, pty):
+def test_the_wrapper_leaves_no_trace_and_keeps_the_umask(tmp_path, monkeypatch, mode, pty):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))  # /tmp is shared with other runs on this machine
     t = LocalTransport("h")
-    before = set(os.listdir("/tmp"))
-    r = t._run_once("umask; echo out; echo err >&2", None, 30, mode, pty=pty)
+    r = t._run_once("umask; echo out; echo err >&2; echo $TMPDIR", None, 30, mode, pty=pty)
     mask = os.umask(0o22)
     os.umask(mask)
-    assert (r.rc, r.stdout, r.stderr) == (0, f"{mask:04o}\nout\n", "err\n")
-    assert not [n for n in set(os.listdir("/tmp")) - before if n.startswith(".gfsdeploy-")]
+    assert (r.rc, r.stdout, r.stderr) == (0, f"{mask:04o}\nout\n{scratch}\n", "err\n")
+    assert os.listdir(scratch) == []
 
 
 # -- the runner's per-task connection and escalation ---------------------------------------------
