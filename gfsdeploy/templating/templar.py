@@ -17,6 +17,7 @@ argument as ``(known after apply)`` instead of guessing.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import threading
@@ -308,6 +309,45 @@ def _unknown_aware(fn):
 
 #: filters and tests that do something sensible with an unknown value themselves
 _UNKNOWN_PASS = {"default", "d", "mandatory", "defined", "undefined"}
+#: filters that only carry a value into text: an unknown goes in as the plan's mark, and
+#: the mark survives JSON escaping, so a manifest rendered in a plan stays a manifest
+#: whose unknown fields are known to be unknown
+_UNKNOWN_CARRY = {"string", "to_json", "tojson", "to_nice_json"}
+_ESCAPED_MARK = json.dumps(UNKNOWN_MARK)[1:-1]
+
+
+def _unknown_carried(fn):
+    from jinja2.utils import _PassArg
+
+    skip = 1 if _PassArg.from_obj(fn) is not None else 0
+
+    def marked(value):
+        if isinstance(value, Unknown):
+            return UNKNOWN_MARK
+        if isinstance(value, dict):
+            return {marked(k): marked(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [marked(v) for v in value]
+        return value
+
+    def wrapper(*args, **kwargs):
+        if not Unknown.seen or not any(is_unknown(a) for a in args[skip:]):
+            return fn(*args, **kwargs)
+        out = fn(*args[:skip], *[marked(a) for a in args[skip:]], **kwargs)
+        return out.replace(_ESCAPED_MARK, UNKNOWN_MARK) if isinstance(out, str) else out
+
+    if skip:
+        wrapper.jinja_pass_arg = fn.jinja_pass_arg
+    wrapper.__name__ = getattr(fn, "__name__", "filter")
+    wrapper.__wrapped__ = fn
+    return wrapper
+
+
+def _wrap_filter(name: str, fn):
+    short = name.split(".")[-1]
+    if short in _UNKNOWN_PASS:
+        return fn
+    return _unknown_carried(fn) if short in _UNKNOWN_CARRY else _unknown_aware(fn)
 
 
 def make_environment(loader=None) -> SandboxedEnvironment:
@@ -317,8 +357,7 @@ def make_environment(loader=None) -> SandboxedEnvironment:
     env = SandboxedEnvironment(
         undefined=Undefined, loader=loader, keep_trailing_newline=True, trim_blocks=True,
         extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])
-    env.filters = {name: fn if name.split(".")[-1] in _UNKNOWN_PASS else _unknown_aware(fn)
-                   for name, fn in _filters.registry(env.filters).items()}
+    env.filters = {name: _wrap_filter(name, fn) for name, fn in _filters.registry(env.filters).items()}
     env.tests = {name: fn if name.split(".")[-1] in _UNKNOWN_PASS else _unknown_aware(fn)
                  for name, fn in _tests.registry(env.tests).items()}
     env.globals["omit"] = OMIT
