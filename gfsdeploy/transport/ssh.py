@@ -161,10 +161,11 @@ class SSHTransport(Transport):
         self.accept_new = settings.strict == "accept-new"
         self.connect_timeout = settings.connect_timeout or connect_timeout
         self.password = settings.password
-        if settings.password:
+        if settings.password or settings.passphrase:
             from gfsdeploy import secrets
 
             secrets.register(settings.password)
+            secrets.register(settings.passphrase)
         self.client: paramiko.SSHClient | None = None
         self._jump: _Jump | None = None
         self._forwards: list[socket.socket] = []
@@ -436,7 +437,8 @@ def _handshake(s: SSHSettings, sock, host: str, timeout: float, *, what: str = "
     where = f"{s.user}@{s.hostname}:{s.port}" + (f" ({what})" if what else "")
     try:
         client.connect(key_name, port=key_port, username=s.user, key_filename=keys or None,
-                       password=s.password if s.password_auth else None, timeout=timeout, sock=sock,
+                       password=s.password if s.password_auth else None, passphrase=s.passphrase,
+                       timeout=timeout, sock=sock,
                        banner_timeout=timeout, auth_timeout=timeout,
                        allow_agent=not s.identities_only and not keys,
                        look_for_keys=not s.identities_only and not keys, compress=s.compression)
