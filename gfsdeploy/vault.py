@@ -296,6 +296,30 @@ def decrypt_file_text(data: bytes | str, path: str) -> str:
         raise VaultError("the decrypted file is not UTF-8 text", file=path, fix="encrypt a UTF-8 text file") from None
 
 
+def read_file(path: str) -> bytes:
+    """A controller file's bytes, decrypted when ansible-vault encrypted it (as
+    Ansible's copy/template/file lookup do); decrypted contents are secrets."""
+    with open(path, "rb") as handle:
+        return plain_bytes(handle.read(), path)
+
+
+def plain_bytes(data: bytes, path: str) -> bytes:
+    """``data`` read from ``path``, decrypted if it is vault text (and then registered as a secret)."""
+    if not is_encrypted(data[:64]):
+        return data
+    plain = _current.decrypt(data.decode("ascii", "replace"), {"file": path})
+    try:
+        text = plain.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None:
+        secrets.register(text.strip())
+        for line in text.splitlines():
+            if len(line.strip()) >= 8:
+                secrets.register(line.strip())
+    return plain
+
+
 def register_leaves(value) -> None:
     """Declare every string in a decrypted file's data sensitive."""
     if isinstance(value, str):

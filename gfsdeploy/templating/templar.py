@@ -283,9 +283,13 @@ def _read_source(path: str) -> str:
     cached = _SOURCES.get(path)
     if cached is not None and cached[0] == key:
         return cached[1]
-    with open(path, encoding="utf-8") as handle:
-        source = handle.read()
-    _SOURCES[path] = (key, source)
+    from gfsdeploy import vault
+
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    source = vault.plain_bytes(raw, path).decode("utf-8")  # a vault-encrypted template: decrypted in memory
+    if not vault.is_encrypted(raw[:64]):
+        _SOURCES[path] = (key, source)  # decrypted text is never cached
     return source
 
 
