@@ -525,3 +525,24 @@ def test_proxyjump_chain_is_shared_and_forwarding_refusal_is_named(sshd, tmp_pat
         direct.forward("127.0.0.1", 9, purpose="the service's REST API")
     assert "the service's REST API needs an SSH tunnel to 127.0.0.1:9" in str(info.value)
     direct.close()
+
+
+def test_at_most_max_open_connections_stay_open(sshd):
+    """paramiko runs a thread per connection: Connections(max_open=N) keeps N open and
+    reopens an evicted one on its host's next command."""
+    from gfsdeploy.inventory import Host
+    from gfsdeploy.transport import Connections
+
+    v = {"ansible_host": "127.0.0.1", "ansible_port": sshd.port, "ansible_user": "root",
+         "ansible_ssh_private_key_file": sshd.client_key, "gfsdeploy_known_hosts": sshd.known_hosts}
+    conns = Connections(max_open=2)
+    hosts = [Host(f"h{i}", vars=v) for i in range(4)]
+    base_threads = threading.active_count()
+    for host in hosts:
+        assert conns.get(host).run(f"echo {host.name}").stdout == f"{host.name}\n"
+        assert sum(t.is_open for t in conns.all()) <= 2
+    assert threading.active_count() - base_threads <= 2
+    first = conns.get(hosts[0])                       # evicted earlier: reopens
+    assert first.run("echo again").stdout == "again\n" and first.round_trips == 2
+    assert sum(t.is_open for t in conns.all()) <= 2
+    conns.close()
