@@ -339,6 +339,9 @@ def cmd_check(args) -> int:
         if args.json:
             dump_json(outcomes_json(session.runner, plan.outcomes, mode="check"))
             return 1 if plan.errors else 0
+        for outcome in plan.outcomes:  # what the preflight read (e.g. the API server it reached)
+            for message in outcome.messages:
+                session.reporter.write(f"{outcome.host}: {outcome.task.label}: {message}")
         for w in plan.warnings:
             session.reporter.write(f"warning: {w.host}: {w.resource}: {w.diff}")
         if plan.errors:
