@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from gfsdeploy import hostrange, validate
+from gfsdeploy.deferred import Deferred
 from gfsdeploy.errors import InventoryError
 from gfsdeploy.varsfiles import VarsDirCache
 from gfsdeploy.yamlload import Node, load, loads, position
@@ -531,6 +532,10 @@ def _load_yaml(data, path: str, builder: Builder) -> None:
             walk(child, child_body, [*parents, name], position(children, child))
             builder.add_child(name, child, position(children, child))
 
+    if "plugin" in data and not isinstance(data.get("plugin"), dict):
+        raise InventoryError(f"inventory plugins are not supported (plugin: {data['plugin']})", **position(data, "plugin"),
+                             fix="write the hosts as a YAML or INI inventory (e.g. save the plugin's "
+                                 "`ansible-inventory --list --yaml` output)")
     for top in data:
         if top in GROUP_KEYS:  # `hosts:` at the top: the `all:` line is missing
             raise InventoryError(f"no top-level `all:` group (`{top}:` is at the top of the file)",
@@ -547,7 +552,7 @@ def _check_host(inventory: Inventory, host: Host) -> None:
 
     def plain(key):
         value = v[key]
-        if hasattr(value, "fail") and not isinstance(value, str):
+        if isinstance(value, Deferred):
             value.fail()  # an undecryptable !vault value: say so
         return value
 

@@ -24,7 +24,7 @@ import time
 import weakref
 from dataclasses import dataclass
 
-from gfsdeploy.errors import TransportError
+from gfsdeploy.errors import Interrupted, TransportError
 from gfsdeploy.transport import become as _become
 from gfsdeploy.transport import wrapper as _wrapper
 from gfsdeploy.transport.become import Become
@@ -91,15 +91,7 @@ def abort_running() -> None:
 stop_all, abort_all, resume, stopped = request_stop, abort_running, clear_stop, stop_requested
 
 
-def _interrupted_base() -> tuple:
-    from gfsdeploy import errors
-
-    # the run-level "the user stopped it" error, where the engine has one
-    interrupted = getattr(errors, "Interrupted", None)
-    return (TransportError,) + ((interrupted,) if interrupted is not None else ())
-
-
-class Stopped(*_interrupted_base()):
+class Stopped(TransportError, Interrupted):
     """A command was not started (or was cut) because the run is stopping."""
 
 
@@ -170,6 +162,8 @@ class Transport:
         self._pty_users: set = set()       # (method, user): escalation needs a tty on this host
         self._refused: dict = {}           # Become -> BecomeError: never retried (account lockout)
         self._views: dict = {}
+        self.in_flight = 0                 # commands running now (a busy connection is never evicted)
+        self.last_used = time.monotonic()
         if become_password:
             from gfsdeploy import secrets
 
@@ -251,21 +245,32 @@ class Transport:
         with self._lock:
             self.round_trips += 1
             self.command_log.append(record)
+            self.in_flight += 1
         limit = timeout or self.timeout
         key = (b.method, b.user) if b else None
         try:
-            result = self._run_once(script, b, limit, on_disconnect, pty=key in self._pty_users)
-        except _NeedsTTY:
-            with self._lock:
-                self._pty_users.add(key)
-                self.round_trips += 1
-            result = self._run_once(script, b, limit, on_disconnect, pty=True)
+            try:
+                result = self._run_once(script, b, limit, on_disconnect, pty=key in self._pty_users)
+            except _NeedsTTY:
+                with self._lock:
+                    self._pty_users.add(key)
+                    self.round_trips += 1
+                result = self._run_once(script, b, limit, on_disconnect, pty=True)
         except _become.BecomeError as exc:
             if b is not None and exc.field == "ansible_become_password":
                 self._refused[b] = exc
             raise
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+                self.last_used = time.monotonic()
         record.rc = result.rc
         return result
+
+    def evict(self) -> bool:
+        """Close the connection if nothing uses it now (it reopens on the next command);
+        False when it is busy or must stay (a tunnel). See ``Connections(max_open=…)``."""
+        return False
 
     def _run_once(self, script: str, b: Become | None, timeout: float, on_disconnect: str, *,
                   pty: bool) -> Result:
