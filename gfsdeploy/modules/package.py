@@ -64,6 +64,8 @@ class Package(Module):
         "name": Param(type="list", aliases=("pkg",), check="package"),
         "state": Param(default="present", choices=("present", "installed", "absent", "removed", "latest")),
         "update_cache": Param(type="bool", default=False, aliases=("update-cache",)),
+        "enablerepo": Param(type="list", help="yum/dnf: repositories enabled for this step"),
+        "disablerepo": Param(type="list", help="yum/dnf: repositories disabled for this step"),
         "cache_valid_time": Param(type="int", default=0,
                                   help="seconds the package cache counts as fresh: no refresh before that"),
         "lock_timeout": Param(type="int", default=LOCK_TIMEOUT,
@@ -154,6 +156,11 @@ class Package(Module):
                                       diff="\n".join(f"half-installed: {p}" for p in pending) or
                                       "dpkg's journal has unfinished entries",
                                       script=REPAIR_DPKG, data={"repair": True}))
+        repos = [f"--{k}={q(str(r))}" for k in ("enablerepo", "disablerepo") for r in args.get(k) or ()]
+        if repos and manager == "apt-get":
+            raise ModuleError(f"{self.name}: enablerepo/disablerepo are yum/dnf options; {host.name} uses apt",
+                              host=host.name, fix="add `when: ansible_os_family == 'RedHat'` to the task, "
+                                                  "or drop enablerepo/disablerepo")
         refresh = bool(args.get("update_cache")) and not _cache_fresh(args, state)
         if not names:  # update_cache alone: refresh when the cache is older than cache_valid_time
             if refresh:
@@ -171,7 +178,8 @@ class Package(Module):
                     prefix = (f"{_APT} update\n" if manager == "apt-get" else f"{manager} -q -y makecache\n")
                 nogpg = "--nogpgcheck " if args.get("disable_gpg_check") else ""
                 command = (f"{_APT} install {qjoin(missing)}" if manager == "apt-get"
-                           else f"{manager} -y -q install {nogpg}{qjoin(missing)}")
+                           else f"{manager} -y -q install {nogpg}{''.join(r + ' ' for r in repos)}"
+                                f"{qjoin(missing)}")
                 changes.append(Change(ADD, f"packages {', '.join(missing)}",
                                       diff=("(apt-get update first)" if prefix and manager == "apt-get" else
                                             "(refresh the package cache first)" if prefix else ""),
