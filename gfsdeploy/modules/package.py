@@ -15,7 +15,7 @@ What a real host does to a package step, and what this module does about it
   rpm) or the pid files yum and dnf write.
 - **An interrupted dpkg** (killed mid-install): ``dpkg --configure -a`` is its own
   ``~`` line in the plan and runs before the install.
-- **A dead repository** (an EOL mirror, a retired apt.kubernetes.io): the cache is
+- **A dead repository** (an EOL mirror, a retired vendor repository): the cache is
   refreshed only when something must be installed; a refresh that fails names the
   repositories that failed and the install goes on from the others (apt uses its
   previous lists; yum/dnf retry with those repositories disabled). Only if the
