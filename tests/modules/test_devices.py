@@ -29,6 +29,8 @@ HEKETI_VG = "vg_" + "0123456789abcdef" * 2
     (probe(), True, []),
     (probe(LVM, pvs=f"  /dev/sdb|{HEKETI_VG}\n"), False, []),   # in use by heketi: re-run passes
     (probe(LVM, pvs=f"  /dev/sdb|{HEKETI_VG}\n", head="holders=dm-0 dm-1\n"), True, []),
+    # a whole-device filesystem heketi's fstab mounts as its volume group (the lab's heketi)
+    (probe(XFS, pvs=f"--- heketi fstab\n/var/lib/heketi/mounts/{HEKETI_VG}\n"), False, []),
     (probe(XFS), True, [("-", "wipe /dev/sdb (an xfs filesystem (UUID 1f2e))", "- an xfs filesystem (UUID 1f2e)")]),
     (probe(GPT, head="partitions=sdb1 sdb2\n"), True,
      [("-", "wipe /dev/sdb (a gpt partition table and partitions sdb1, sdb2)",
@@ -47,6 +49,7 @@ def test_plan(out, destroydata, expected):
     ("exists=yes\nblock=no\nkind=-\n", False, "k8s-2:/dev/sdb is not a block device (it is a regular file)", "raw disk"),
     (probe(XFS), False, "k8s-2:/dev/sdb has an xfs filesystem (UUID 1f2e); heketi needs a raw disk",
      "`wipefs --all /dev/sdb`"),
+    (probe(XFS, pvs="--- heketi fstab\n/srv/data\n"), False, "k8s-2:/dev/sdb has an xfs filesystem", "wipefs"),
     (probe(LVM, pvs="  /dev/sdb|data\n"), False,
      "k8s-2:/dev/sdb has an LVM physical volume of volume group data (UUID abc-def)", "destroydata: true"),
     (probe(head="mount=/dev/sdb1 on /srv\n"), True, "k8s-2:/dev/sdb is in use: mounted /dev/sdb1 on /srv", "unmount"),
