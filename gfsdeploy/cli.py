@@ -208,6 +208,7 @@ def cmd_plan(args) -> int:
     else:
         runner.reporter.write(render_plan(outcomes, color=runner.reporter.color))
         if args.verbose:
+            _print_protocol_tasks(runner.tasks.values(), runner.reporter.write)
             _report_round_trips(runner)
     if args.out and not failed:
         saved = {"format": PLAN_FORMAT, "inventory": os.path.abspath(args.inventory),
@@ -382,7 +383,18 @@ def cmd_graph(args) -> int:
         print(render_dot(graph, tasks))
     else:
         print(render_text(graph, tasks))
+        if args.verbose:
+            _print_protocol_tasks(tasks.values(), print)
     return 0
+
+
+def _print_protocol_tasks(tasks, write) -> None:
+    """``-v``: which tasks run an Ansible module through Ansible's module protocol."""
+    from gfsdeploy.ansible_protocol import protocol_lines
+
+    lines = protocol_lines(tasks)
+    if lines:
+        write("Tasks run through Ansible's module protocol (no native gfsdeploy module):\n" + "\n".join(lines))
 
 
 def cmd_check(args) -> int:

@@ -136,6 +136,7 @@ def _load_into(path: str, plays: list[Play], seen: list[str]) -> None:
         raise PlaybookError("a playbook must be a YAML list of plays", **(position(data) or {"file": path, "line": 1}),
                             fix="start each play with `- name: …` / `hosts: …`")
     base = os.path.dirname(os.path.abspath(path))
+    modules.add_search_path(base)  # its library/ and module_utils/, as in Ansible
     for raw in data:
         if isinstance(raw, dict) and ("import_playbook" in raw or "ansible.builtin.import_playbook" in raw):
             target = raw.get("import_playbook") or raw.get("ansible.builtin.import_playbook")
@@ -210,6 +211,12 @@ def _load_task(raw, play: Play, index: int, path: str, *, handler: bool) -> Task
     mod_name = str(module_keys[0])
     module = modules.get(mod_name)
     if module is None:
+        from gfsdeploy.ansible_protocol import refusal
+
+        refused = refusal(mod_name)
+        if refused is not None:
+            raise PlaybookError(refused.message, **position(raw, mod_name), task=label, field=mod_name,
+                                fix=refused.fix)
         raise PlaybookError(f"unknown module {mod_name!r}", **position(raw, mod_name), task=label,
                             field=mod_name, fix=_suggest(mod_name))
     args = raw[mod_name]

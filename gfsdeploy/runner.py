@@ -23,12 +23,15 @@ import networkx as nx
 from gfsdeploy import modules, secrets
 from gfsdeploy.errors import GfsError, ModuleError, TransportError
 from gfsdeploy.graph import Step, build_graph
-from gfsdeploy.hostfacts import FACTS_PROBE, HostFactsCache, parse_facts
+from gfsdeploy.hostfacts import FACTS_PROBE, HostFactsCache, facts_vars, parse_facts
 from gfsdeploy.inventory import Host, Inventory
 from gfsdeploy.modules.base import CHANGE, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
 from gfsdeploy.playbook import Playbook, Task
 from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown
 from gfsdeploy.transport import make_transport
+
+
+NO_LOG_MESSAGE = "the output has been hidden due to the fact that 'no_log: true' was specified for this result"
 
 
 @dataclass
@@ -78,6 +81,7 @@ class HostRun:
     facts: dict = field(default_factory=dict)       # (task_id, item) -> (args_key, {probe: Result})
     stale: bool = True                              # facts must be (re)read before use
     changed: bool = False                           # the host changed during this run
+    pending: bool = False                           # a step of this run changed or would change it
     attempted: set = field(default_factory=set)     # steps the last batch read (or tried to)
     lock: threading.RLock = field(default_factory=threading.RLock)
     counts: dict = field(default_factory=lambda: {"ok": 0, "changed": 0, "failed": 0, "skipped": 0})
@@ -300,6 +304,10 @@ class Runner:
                           transports={n: h.transport for n, h in self.hosts.items()})
         ctx.allow_destroy = self.options.allow_destroy
         ctx.variables = variables
+        # what a module run through Ansible's module protocol passes on to it
+        ctx.no_log, ctx.task_check_mode, ctx.verbosity = task.no_log, task.check_mode, self.options.verbose
+        ctx.diff = bool(getattr(task, "diff", False))
+        ctx.host_pending = hr.pending
         return ctx
 
     def _find(self, path: str, task: Task) -> str:
@@ -357,6 +365,10 @@ class Runner:
         plan_mode = self.options.mode == "plan"
         results: list[dict] = []
         any_changed = False
+        if not hr.facts_raw:
+            # the host's facts before the first `when:`/arguments are rendered (a skipped
+            # first step would otherwise leave every later one rendering with no facts)
+            self._refresh(hr, step)
         variables = self.variables(hr, task)
         runs_in_plan = module.read_only or task.changed_when is False or \
             (isinstance(task.changed_when, str) and task.changed_when.strip().lower() in ("false", "no")) or \
@@ -379,7 +391,7 @@ class Runner:
                 for c in changes:
                     c.sensitive = True
             if plan_mode and not runs_in_plan:
-                results.append({"changed": bool(real)} if real else TaskResult().as_register())
+                results.append({"changed": True} if real else module.unchanged(args, state).as_register())
                 any_changed |= bool(real)
                 continue
             if not real:
@@ -389,7 +401,7 @@ class Runner:
                     if result.msg and not task.no_log:
                         outcome.messages.append(result.msg)
                 else:
-                    results.append(TaskResult().as_register())
+                    results.append(module.unchanged(args, state).as_register())
                 continue
             if self.options.before_change is not None:
                 self.options.before_change()
@@ -418,7 +430,8 @@ class Runner:
             any_changed |= bool(judged.get("changed"))
             if judged.get("failed"):
                 self._register(hr, task, results)
-                raise ModuleError(judged.get("msg") or "failed", host=hr.host.name, task=task.label)
+                raise ModuleError(NO_LOG_MESSAGE if task.no_log else judged.get("msg") or "failed",
+                                  host=hr.host.name, task=task.label)
         self._register(hr, task, results, unknown=plan_mode and any_changed and not runs_in_plan)
         real_changes = [c for c in outcome.changes if c.action != WARN]
         if plan_mode and not runs_in_plan:
@@ -491,6 +504,7 @@ class Runner:
         self.stop_all.clear()
         for hr in self.hosts.values():
             hr.registered, hr.notified, hr.failed, hr.changed = {}, set(), hr.unreachable, False
+            hr.pending = False
             hr.counts = {"ok": 0, "changed": 0, "failed": 0, "skipped": 0}
         graph = self.graph
         waiting = {n: graph.in_degree(n) for n in graph.nodes}
@@ -551,6 +565,8 @@ class Runner:
     def _finish(self, step: Step, outcome: StepOutcome) -> None:
         self.outcomes[step] = outcome
         hr = self.hosts[step.host]
+        if outcome.status in ("pending", "changed"):
+            hr.pending = True
         key = {"pending": "changed", "blocked": "skipped"}.get(outcome.status, outcome.status)
         if not (outcome.status == "skipped" and outcome.error == "not notified"):
             hr.counts[key] = hr.counts.get(key, 0) + 1
@@ -609,7 +625,8 @@ def _facts_vars(info: HostInfo) -> dict:
               "rocky": "Rocky", "almalinux": "AlmaLinux", "fedora": "Fedora"}.get(info.os_id, info.os_id.capitalize())
     return {"ansible_os_family": family, "ansible_distribution": distro,
             "ansible_distribution_version": info.os_version,
-            "ansible_distribution_major_version": info.os_version.split(".")[0] if info.os_version else ""}
+            "ansible_distribution_major_version": info.os_version.split(".")[0] if info.os_version else "",
+            **facts_vars(info)}
 
 
 def _sensitive_names(inventory: Inventory, playbook: Playbook) -> set:
