@@ -364,7 +364,7 @@ class Runner:
         module = modules.get(task.module)
         plan_mode = self.options.mode == "plan"
         results: list[dict] = []
-        any_changed = False
+        any_changed = unknown_items = False
         if not hr.facts_raw:
             # the host's facts before the first `when:`/arguments are rendered (a skipped
             # first step would otherwise leave every later one rendering with no facts)
@@ -377,6 +377,7 @@ class Runner:
             if status == "unknown":
                 outcome.changes.append(Change(CHANGE, f"{task.module}: {task.label}", args))
                 results.append({"changed": True})
+                unknown_items = True   # what it registers is known only after apply, too
                 continue
             if status == "skipped":
                 results.append({"changed": False, "skipped": True, "skip_reason": "condition false"})
@@ -432,7 +433,8 @@ class Runner:
                 self._register(hr, task, results)
                 raise ModuleError(NO_LOG_MESSAGE if task.no_log else judged.get("msg") or "failed",
                                   host=hr.host.name, task=task.label)
-        self._register(hr, task, results, unknown=plan_mode and any_changed and not runs_in_plan)
+        self._register(hr, task, results,
+                       unknown=plan_mode and (unknown_items or any_changed and not runs_in_plan))
         real_changes = [c for c in outcome.changes if c.action != WARN]
         if plan_mode and not runs_in_plan:
             outcome.status = "pending" if real_changes else "ok"
