@@ -131,6 +131,13 @@ def test_daemonset_pods_only_on_labelled_nodes_then_ready(k):
     assert k.json("get", "pods", "-l", "glusterfs-node!=pod")["items"] == []
     assert k.json("get", "nodes", "-l", "!storagenode")["items"][0]["metadata"]["name"] == "k8s-2"
     assert len(k.json("get", "pods", "--field-selector", "spec.nodeName=k8s-3")["items"]) == 1
+    # a cordon keeps DaemonSet pods (they tolerate unschedulable nodes)
+    uid = k.json("get", "pods", "--field-selector", "spec.nodeName=k8s-3")["items"][0]["metadata"]["uid"]
+    k("cordon", "k8s-3")
+    time.sleep(1.0)
+    assert [p["metadata"]["uid"] for p in k.json("get", "pods", "--field-selector", "spec.nodeName=k8s-3")["items"]] \
+        == [uid]
+    k("uncordon", "k8s-3")
     # relabel away: the pod on k8s-3 goes
     k("label", "node", "k8s-3", "storagenode-")
     wait_until(lambda: len(k.json("get", "pods", "-l", "glusterfs-node=pod")["items"]) == 1, what="pod removed")

@@ -133,7 +133,8 @@ class Controllers:
 
     # --- DaemonSet -------------------------------------------------------
     def daemonsets(self):
-        nodes = [n for n in self._list("nodes") if node_ready(n) and not n["spec"].get("unschedulable")]
+        # a cordon does not move DaemonSet pods: they tolerate node.kubernetes.io/unschedulable
+        nodes = [n for n in self._list("nodes") if node_ready(n)]
         for ds in self._list("daemonsets"):
             meta, spec = ds["metadata"], ds["spec"]
             gen = str(meta.get("generation", 1))
