@@ -10,12 +10,14 @@ handlers) it does not — a failed host is dropped, the others go on, as in Ansi
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from gfsdeploy.errors import GraphError
 from gfsdeploy.inventory import Inventory
 from gfsdeploy.playbook import Playbook, Task
+
+if TYPE_CHECKING:  # networkx costs ~0.2 s to import: only commands that build a graph pay it
+    import networkx as nx
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class Step:
 
 def build_graph(playbook: Playbook, inventory: Inventory, *, limit: list[str] | None = None,
                 tags: set | None = None, skip_tags: set | None = None) -> tuple[nx.DiGraph, dict[str, Task]]:
+    import networkx as nx
+
     graph = nx.DiGraph()
     tasks: dict[str, Task] = {}
     play_hosts: dict[int, list[str]] = {}
@@ -139,6 +143,8 @@ def _terminal_steps(graph: nx.DiGraph, steps: list[Step]) -> list[Step]:
 
 def render_text(graph: nx.DiGraph, tasks: dict[str, Task]) -> str:
     """The graph as text: steps in a topological order, with what each waits for."""
+    import networkx as nx
+
     lines = []
     for generation, nodes in enumerate(nx.topological_generations(graph)):
         for step in sorted(nodes, key=lambda s: (s.host, s.task_id)):

@@ -18,18 +18,15 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-import networkx as nx
-
 from gfsdeploy import modules, secrets
-from gfsdeploy.errors import GfsError, ModuleError, TransportError
+from gfsdeploy.errors import GfsError, Interrupted, ModuleError, TransportError
 from gfsdeploy.graph import Step, build_graph
 from gfsdeploy.hostfacts import FACTS_PROBE, HostFactsCache, facts_vars, parse_facts
 from gfsdeploy.inventory import Host, Inventory
-from gfsdeploy.modules.base import CHANGE, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
+from gfsdeploy.modules.base import CHANGE, READ, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
 from gfsdeploy.playbook import Playbook, Task
 from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown
-from gfsdeploy.transport import make_transport
-
+from gfsdeploy.transport import Connections, make_transport, request_stop, resolve_become
 
 NO_LOG_MESSAGE = "the output has been hidden due to the fact that 'no_log: true' was specified for this result"
 
@@ -49,6 +46,11 @@ class Options:
     connect_timeout: float = 10.0
     extra_vars: dict = field(default_factory=dict)
     verbose: int = 0
+    #: connection defaults from the command line (-u, --ask-become-pass, --ask-pass); the
+    #: inventory's and the playbook's settings override them, as in Ansible
+    remote_user: str | None = None
+    become_password: str | None = None
+    ssh_password: str | None = None
     #: called (once per change, from any thread) before the first change is made: takes the lock
     before_change: object = None
 
@@ -64,6 +66,7 @@ class StepOutcome:
     error: str = ""
     duration: float = 0.0
     messages: list[str] = field(default_factory=list)  # what read-only tasks (debug) have to say
+    reads: list[str] = field(default_factory=list)     # commands a read-only task ran (listed by plan)
 
 
 @dataclass
@@ -111,9 +114,17 @@ class Runner:
             host = inventory.hosts[name]
             self.hosts[name] = HostRun(host=host, info=HostInfo(name=name, vars=host.vars))
         self.magic = magic
+        # through this module's make_transport, which tools may wrap (transport.recorded.record)
+        self.connections = Connections(factory=lambda host, **kw: make_transport(host, **kw),
+                                       known_hosts=options.known_hosts, accept_new=options.accept_new_host_keys,
+                                       timeout=options.timeout, connect_timeout=options.connect_timeout,
+                                       become_password=options.become_password,
+                                       ssh_password=options.ssh_password, default_user=options.remote_user)
         self.outcomes: dict[Step, StepOutcome] = {}
         self.stop_all = threading.Event()
         self.steps_by_host: dict[str, list[Step]] = {}
+        import networkx as nx  # imported when a run starts, not with the engine (~0.2 s)
+
         for step in nx.topological_sort(self.graph):
             self.steps_by_host.setdefault(step.host, []).append(step)
         for name in _sensitive_names(inventory, playbook):
@@ -157,10 +168,8 @@ class Runner:
         if hr.unreachable:
             raise TransportError("host is unreachable (see the first error)", host=hr.host.name)
         try:
-            hr.transport = make_transport(hr.host, known_hosts=self.options.known_hosts,
-                                          accept_new=self.options.accept_new_host_keys,
-                                          timeout=self.options.timeout,
-                                          connect_timeout=self.options.connect_timeout)
+            first = self.tasks[self.steps_by_host[hr.host.name][0].task_id]
+            hr.transport = self._connection(hr, first, self.variables(hr, first))
             if "ansible_become" not in hr.host.vars:
                 # one connection serves every play of the run: it escalates when a play or
                 # task on this host asks for `become` (inventory ansible_become overrides)
@@ -173,6 +182,27 @@ class Runner:
         if cached:
             hr.info = parse_facts(hr.host.name, cached, hr.host.vars)
         hr.connected = True
+
+    def _connection(self, hr: HostRun, task: Task, variables: dict):
+        """The connection a task uses: the play's ``remote_user``/``connection`` (overridden
+        by ``ansible_user``/``ansible_connection``); shared by every task that agrees."""
+        play = task.play
+        return self.connections.get(hr.host, variables, remote_user=getattr(play, "remote_user", None),
+                                    connection=getattr(task, "connection", None) or getattr(play, "connection", None))
+
+    def _transport_for(self, hr: HostRun, task: Task, variables: dict):
+        """The task's view of its host: its connection, escalated as the task says
+        (``become``/``become_user``/``become_method`` over the play's; ``ansible_become*``
+        variables override both)."""
+        play = task.play
+        transport = self._connection(hr, task, variables)
+        become = resolve_become(
+            variables, become=task.become if task.become is not None else play.become,
+            become_user=task.become_user or play.become_user,
+            become_method=getattr(task, "become_method", None) or getattr(play, "become_method", None),
+            become_flags=getattr(task, "become_flags", None) or getattr(play, "become_flags", None),
+            password=self.options.become_password)
+        return transport.with_become(become)
 
     def _wants_become(self, host: str) -> bool:
         for step in self.steps_by_host.get(host, []):
@@ -191,13 +221,15 @@ class Runner:
         keep = {} if hr.stale else dict(hr.facts)
         probes: dict[str, str] = {"__facts__": FACTS_PROBE} if hr.stale or not hr.facts_raw else {}
         planned: dict = {}
+        views: dict = {}       # probe key -> the task's transport (its connection and become)
         for step in remaining:
             task = self.tasks[step.task_id]
             if step in self.outcomes:
                 continue
             try:
                 module = modules.get(task.module)
-                for index, _, status, args, _ in self._each_item(hr, task, module, self.variables(hr, task)):
+                variables = self.variables(hr, task)
+                for index, _, status, args, _ in self._each_item(hr, task, module, variables):
                     if status == "unknown":
                         raise LookupError(args)
                     if status == "skipped":
@@ -207,12 +239,24 @@ class Runner:
                         continue
                     if hr.changed and step != current and not module.cheap_reads:
                         continue  # costly reads on a changing host: each step reads its own when it runs
+                    view = self._transport_for(hr, task, variables)
                     for key, cmd in module.probes(args, hr.info).items():
                         probes[f"{task.id}\x1f{index}\x1f{key}"] = cmd
+                        views[f"{task.id}\x1f{index}\x1f{key}"] = view
                     planned[(task.id, index)] = (args_key, module.resources(args))
             except Exception:  # noqa: BLE001 - not renderable yet; read it when it runs
                 continue
-        results = hr.transport.read_many(probes) if probes else {}
+        # one round trip per (connection, become user): usually exactly one
+        batches: dict = {}
+        for key, cmd in probes.items():
+            if key in views:
+                batches.setdefault(id(views[key]), (views[key], {}))[1][key] = cmd
+        if "__facts__" in probes:  # the facts need no privilege: they ride along with any batch
+            (next(iter(batches.values())) if batches else batches.setdefault(0, (hr.transport, {})))[1][
+                "__facts__"] = probes["__facts__"]
+        results = {}
+        for view, batch in batches.values():
+            results.update(view.read_many(batch))
         facts_result = results.pop("__facts__", None)
         if facts_result is not None:
             # steps rendered with outdated facts are re-read when they run (their args differ)
@@ -297,18 +341,15 @@ class Runner:
             full = self._find(path, task)
             return self.templar.render_file(full, variables, where=task.where())
 
-        ctx = TaskContext(hr.info, hr.transport, task_name=task.label, render_file=render_file,
-                          find_file=lambda p: self._find(p, task),
-                          progress=lambda msg: self.reporter.progress(hr.host.name, task, msg),
-                          check_mode=self.options.mode == "plan",
-                          transports={n: h.transport for n, h in self.hosts.items()})
-        ctx.allow_destroy = self.options.allow_destroy
-        ctx.variables = variables
-        # what a module run through Ansible's module protocol passes on to it
-        ctx.no_log, ctx.task_check_mode, ctx.verbosity = task.no_log, task.check_mode, self.options.verbose
-        ctx.diff = bool(getattr(task, "diff", False))
-        ctx.host_pending = hr.pending
-        return ctx
+        return TaskContext(hr.info, self._transport_for(hr, task, variables), task_name=task.label, render_file=render_file,
+                           find_file=lambda p: self._find(p, task),
+                           progress=lambda msg: self.reporter.progress(hr.host.name, task, msg),
+                           check_mode=self.options.mode == "plan" or task.check_mode is True,
+                           transports={n: h.transport for n, h in self.hosts.items()},
+                           allow_destroy=self.options.allow_destroy, variables=variables,
+                           read_only=self._runs_in_plan(task), no_log=task.no_log,
+                           task_check_mode=task.check_mode, verbosity=self.options.verbose,
+                           diff=bool(getattr(task, "diff", False)), host_pending=hr.pending)
 
     def _find(self, path: str, task: Task) -> str:
         if os.path.isabs(path):
@@ -360,93 +401,129 @@ class Runner:
                     self.stop_all.set()
         return outcome
 
+    # A task runs in three steps, per loop item: plan (read the state, decide the
+    # changes), apply (make them, retrying while `until` says so), then settle the
+    # whole task (register, status, notify). In a plan only the first runs, except
+    # for tasks that only read (read-only modules, `check_mode: false`).
+    @staticmethod
+    def _runs_in_plan(task: Task) -> bool:
+        """Ansible's check mode: only modules that cannot change anything, and tasks
+        that say ``check_mode: false``, run while planning."""
+        return modules.get(task.module).read_only or _is_false(task.check_mode)
+
     def _run_task(self, hr: HostRun, task: Task, step: Step, outcome: StepOutcome) -> None:
         module = modules.get(task.module)
-        plan_mode = self.options.mode == "plan"
+        planning = self.options.mode == "plan" or task.check_mode is True
+        runs = self._runs_in_plan(task) and not (planning and task.until is not None)
         results: list[dict] = []
-        any_changed = unknown_items = False
+        unknown = False  # what it registers is only known after apply
         if not hr.facts_raw:
             # the host's facts before the first `when:`/arguments are rendered (a skipped
             # first step would otherwise leave every later one rendering with no facts)
             self._refresh(hr, step)
-        variables = self.variables(hr, task)
-        runs_in_plan = module.read_only or task.changed_when is False or \
-            (isinstance(task.changed_when, str) and task.changed_when.strip().lower() in ("false", "no")) or \
-            task.check_mode is False
-        for index, v, status, args, ctx in self._each_item(hr, task, module, variables):
+        for index, v, status, args, ctx in self._each_item(hr, task, module, self.variables(hr, task)):
             if status == "unknown":
                 outcome.changes.append(Change(CHANGE, f"{task.module}: {task.label}", args))
                 results.append({"changed": True})
-                unknown_items = True   # what it registers is known only after apply, too
+                unknown = True
                 continue
             if status == "skipped":
                 results.append({"changed": False, "skipped": True, "skip_reason": "condition false"})
                 continue
-            ctx.read_only = runs_in_plan
-            facts = self._facts_for(hr, task, step, index, args, module)
-            state = module.read(args, facts, ctx)
-            changes = module.plan(args, state, hr.info)
-            real = [c for c in changes if c.action != WARN]
+            state, changes = self._plan_item(hr, task, step, index, module, args, ctx)
+            if planning and not runs and _is_false(task.changed_when):
+                # it will run at apply, but it says it changes nothing: not a change
+                changes = [c if c.action == WARN else Change(READ, c.resource, c.diff, c.script, c.sensitive, c.data)
+                           for c in changes]
             outcome.changes.extend(changes)
-            if task.no_log:
-                for c in changes:
-                    c.sensitive = True
-            if plan_mode and not runs_in_plan:
+            if planning and not runs:
+                # what it would do; a command's result is only known after apply
+                real = [c for c in changes if c.action not in (WARN, READ)]
+                unknown |= any(c.action == READ for c in changes)
                 results.append({"changed": True} if real else module.unchanged(args, state).as_register())
-                any_changed |= bool(real)
+                unknown |= bool(real) or task.until is not None
                 continue
-            if not real:
-                if runs_in_plan and module.read_only:
-                    result = module.apply(args, changes, ctx)
-                    results.append(self._judge(task, result, v))
-                    if result.msg and not task.no_log:
-                        outcome.messages.append(result.msg)
-                else:
-                    results.append(module.unchanged(args, state).as_register())
-                continue
-            if self.options.before_change is not None:
-                self.options.before_change()
-            attempts = (task.retries or 0) + 1 if task.until is not None else 1
-            for attempt in range(attempts):
-                result = module.apply(args, changes, ctx)
-                judged = self._judge(task, result, v)
-                if task.until is None:
-                    break
-                if self.templar.evaluate(task.until, {**v, **({task.register: judged} if task.register else {})},
-                                         where=task.where()):
-                    break
-                if attempt + 1 < attempts:
-                    self.reporter.progress(hr.host.name, task, f"retrying ({attempt + 1}/{attempts - 1})")
-                    time.sleep(task.delay)
-                    changes = module.plan(args, module.read(args, self._read_now(hr, module, args), ctx), hr.info)
-                    if not [c for c in changes if c.action != WARN]:
-                        judged = TaskResult().as_register()
-                        break
-            else:
-                judged["failed"] = True
-                judged["msg"] = (judged.get("msg") or "") + f" (until condition not met after {attempts} attempts)"
-            if judged.get("changed"):
-                self._invalidate(hr, module.resources(args))  # what later steps read may be outdated
-            results.append(judged)
-            any_changed |= bool(judged.get("changed"))
-            if judged.get("failed"):
+            result = self._apply_item(hr, task, module, args, state, changes, ctx, v)
+            outcome.reads.extend(ctx.reads)
+            if result.get("msg") and module.read_only and not task.no_log and not result.get("failed"):
+                outcome.messages.append(result["msg"])
+            results.append(result)
+            if result.get("failed"):
                 self._register(hr, task, results)
-                raise ModuleError(NO_LOG_MESSAGE if task.no_log else judged.get("msg") or "failed",
+                raise ModuleError(NO_LOG_MESSAGE if task.no_log else result.get("msg") or "failed",
                                   host=hr.host.name, task=task.label)
-        self._register(hr, task, results,
-                       unknown=plan_mode and (unknown_items or any_changed and not runs_in_plan))
-        real_changes = [c for c in outcome.changes if c.action != WARN]
-        if plan_mode and not runs_in_plan:
+        self._settle(hr, task, outcome, results, planning=planning and not runs,
+                     unknown=unknown and self.options.mode == "plan")
+
+    def _plan_item(self, hr: HostRun, task: Task, step: Step, index: int, module, args: dict,
+                   ctx: TaskContext) -> tuple:
+        """Read this item's state (from the batch) and decide its changes."""
+        facts = self._facts_for(hr, task, step, index, args, module, ctx.transport)
+        state = module.read(args, facts, ctx)
+        changes = module.plan(args, state, hr.info)
+        if task.no_log:
+            for c in changes:
+                c.sensitive = True
+        return state, changes
+
+    def _apply_item(self, hr: HostRun, task: Task, module, args: dict, state, changes: list[Change],
+                    ctx: TaskContext, variables: dict) -> dict:
+        """Make exactly ``changes`` (a read-only task: run it), retrying while ``until``
+        is not met; return the judged, registrable result."""
+        if not [c for c in changes if c.action != WARN] and not module.read_only:
+            # nothing to change; waiting (e.g. for pods to be Ready) is not a change, and
+            # only happens when applying
+            settled = module.settle(args, state, ctx) if self.options.mode != "plan" else None
+            return (settled or module.unchanged(args, state)).as_register()
+        if not module.read_only and self.options.before_change is not None:
+            self.options.before_change()
+        attempts = (task.retries or 0) + 1 if task.until is not None else 1
+        for attempt in range(attempts):
+            real = [c for c in changes if c.action != WARN]
+            # a read-only module reports what it read (stat's facts, debug's message)
+            result = module.report(args, state, ctx) if module.read_only and not real else \
+                module.apply(args, changes, ctx)
+            judged = self._judge(task, result, variables)
+            if task.until is None:
+                break
+            scoped = {**variables, **({task.register: judged} if task.register else {})}
+            if self.templar.evaluate(task.until, scoped, where=task.where()):
+                break
+            if attempt + 1 < attempts:
+                self.reporter.progress(hr.host.name, task, f"retrying ({attempt + 1}/{attempts - 1})")
+                if _sleep_unless_stopped(task.delay):
+                    raise Interrupted("interrupted while waiting to retry", host=hr.host.name, task=task.label)
+                state = module.read(args, self._read_now(hr, module, args, ctx.transport), ctx)
+                changes = module.plan(args, state, hr.info)
+                if not [c for c in changes if c.action != WARN] and not module.read_only:
+                    return module.unchanged(args, state).as_register()
+        else:
+            judged["failed"] = True
+            judged["msg"] = (judged.get("msg") or "") + f" (until condition not met after {attempts} attempts)"
+        if judged.get("changed"):
+            self._invalidate(hr, module.resources(args))  # what later steps read may be outdated
+        return judged
+
+    def _settle(self, hr: HostRun, task: Task, outcome: StepOutcome, results: list[dict], *,
+                planning: bool, unknown: bool) -> None:
+        """Register the task's result, set its status, notify its handlers."""
+        self._register(hr, task, results, unknown=unknown)
+        real_changes = [c for c in outcome.changes if c.action not in (WARN, READ)]
+        if planning:
             outcome.status = "pending" if real_changes else "ok"
         else:
             outcome.status = "changed" if any(r.get("changed") for r in results) else "ok"
-            if runs_in_plan and plan_mode:
+            if self.options.mode == "plan":  # a read that ran during the plan changes nothing
                 outcome.changes = [c for c in outcome.changes if c.action == WARN]
-        if all(r.get("skipped") for r in results) and results:
+        if results and all(r.get("skipped") for r in results):
             outcome.status = "skipped"
         if outcome.status in ("changed", "pending"):
+            variables = None
             for name in task.notify:
-                hr.notified.add(self.templar.render(name, variables) if "{{" in str(name) else name)
+                if "{{" in str(name):
+                    variables = variables or self.variables(hr, task)
+                    name = self.templar.render(name, variables)
+                hr.notified.add(name)
 
     def _judge(self, task: Task, result: TaskResult, variables: dict) -> dict:
         value = result.as_register()
@@ -477,7 +554,13 @@ class Runner:
         else:
             hr.registered[task.register] = results[0] if results else {"skipped": True, "changed": False}
 
-    def _facts_for(self, hr: HostRun, task: Task, step: Step, index: int, args: dict, module) -> dict:
+    def _facts_for(self, hr: HostRun, task: Task, step: Step, index: int, args: dict, module,
+                   transport=None) -> dict:
+        if self.options.mode != "plan" and hr.changed and not getattr(module, "reread_after_change", True):
+            # its read is a run of its own (a check-mode run): once the host changed, apply
+            # runs it for real instead of reading first; what plan read still serves if valid
+            cached = hr.facts.get((task.id, index))
+            return cached[1] if cached and cached[0] == _args_key(args) else {}
         if hr.stale:
             self._refresh(hr, step)
         cached = hr.facts.get((task.id, index))
@@ -490,11 +573,11 @@ class Runner:
             cached = hr.facts.get((task.id, index))
             if cached and cached[0] == _args_key(args):
                 return cached[1]
-        return self._read_now(hr, module, args)
+        return self._read_now(hr, module, args, transport)
 
-    def _read_now(self, hr: HostRun, module, args) -> dict:
+    def _read_now(self, hr: HostRun, module, args, transport=None) -> dict:
         probes = module.probes(args, hr.info)
-        return hr.transport.read_many(probes) if probes else {}
+        return (transport or hr.transport).read_many(probes) if probes else {}
 
     # -- the whole run ------------------------------------------------------------
     def run(self, mode: str | None = None) -> list[StepOutcome]:
@@ -511,39 +594,47 @@ class Runner:
         graph = self.graph
         waiting = {n: graph.in_degree(n) for n in graph.nodes}
         ready = [n for n, d in waiting.items() if d == 0]
+        import networkx as nx
+
         order = {n: i for i, n in enumerate(nx.topological_sort(graph))}
         running: dict[cf.Future, Step] = {}
         forks = max(1, self.options.forks)
+        pool = cf.ThreadPoolExecutor(max_workers=forks, thread_name_prefix="gfs")
         try:
-            with cf.ThreadPoolExecutor(max_workers=forks, thread_name_prefix="gfs") as pool:
-                while ready or running:
-                    ready.sort(key=lambda s: order[s])
-                    while ready and len(running) < forks:
-                        step = ready.pop(0)
-                        if self.stop_all.is_set() or self._blocked(step):
-                            self._finish(step, StepOutcome(self.tasks[step.task_id], step.host, "blocked"))
-                            ready.extend(self._release(step, waiting))
-                            continue
-                        running[pool.submit(self._execute, step)] = step
-                    if not running:
-                        continue
-                    done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-                    for future in done:
-                        step = running.pop(future)
-                        self._finish(step, future.result())
+            while ready or running:
+                ready.sort(key=lambda s: order[s])
+                while ready and len(running) < forks:
+                    step = ready.pop(0)
+                    if self.stop_all.is_set() or self._blocked(step):
+                        self._finish(step, StepOutcome(self.tasks[step.task_id], step.host, "blocked"))
                         ready.extend(self._release(step, waiting))
+                        continue
+                    running[pool.submit(self._execute, step)] = step
+                if not running:
+                    continue
+                done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    step = running.pop(future)
+                    self._finish(step, future.result())
+                    ready.extend(self._release(step, waiting))
         except KeyboardInterrupt:
+            # stop means stop: nothing new starts, what waits is woken, connections
+            # are cut (a script already on a host finishes or dies on its own; files are
+            # written to a temp file and renamed, so they are old or new, never partial)
+            request_stop()
             self.stop_all.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            self.abort()
             raise
+        pool.shutdown(wait=True)
         return [self.outcomes[s] for s in nx.topological_sort(graph) if s in self.outcomes]
 
+    def abort(self) -> None:
+        """Cut every connection at once (blocked reads in worker threads return)."""
+        self.close()
+
     def close(self) -> None:
-        for hr in self.hosts.values():
-            if hr.transport is not None:
-                try:
-                    hr.transport.close()
-                except Exception:  # noqa: BLE001 - closing is best effort
-                    pass
+        self.connections.close()
 
     def _blocked(self, step: Step) -> bool:
         task = self.tasks[step.task_id]
@@ -576,7 +667,11 @@ class Runner:
 
     # -- reporting helpers -----------------------------------------------------------
     def round_trips(self) -> dict[str, int]:
-        return {name: (hr.transport.round_trips if hr.transport else 0) for name, hr in sorted(self.hosts.items())}
+        out = {name: 0 for name in sorted(self.hosts)}
+        for transport in self.connections.all():
+            if transport.host in out:
+                out[transport.host] += transport.round_trips
+        return out
 
     def fingerprint(self) -> dict:
         """What plan saw, to refuse ``apply --plan`` when the hosts changed since."""
@@ -587,6 +682,20 @@ class Runner:
                     hashlib.sha256(json.dumps([outcome.task.id, change.action, change.resource,
                                                change.diff], sort_keys=True).encode()).hexdigest())
         return {h: sorted(v) for h, v in sorted(out.items())}
+
+
+def _sleep_unless_stopped(seconds: float) -> bool:
+    """Sleep; True (at once) if the user stopped the run."""
+    from gfsdeploy.transport.base import _STOP
+
+    return _STOP.wait(seconds)
+
+
+def _is_false(value) -> bool:
+    """``check_mode: false`` (or no/off/"false"), as YAML and Ansible read it."""
+    if isinstance(value, bool):
+        return value is False
+    return isinstance(value, str) and value.strip().lower() in ("false", "no", "off", "0")
 
 
 def _args_key(args) -> str:

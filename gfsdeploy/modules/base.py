@@ -27,6 +27,12 @@ from gfsdeploy.transport.base import Result, Transport
 from gfsdeploy.validate import CHECKS
 
 ADD, CHANGE, DESTROY, WARN = "+", "~", "-", "!"
+#: runs at apply but changes nothing (a wait, a command with ``changed_when: false``):
+#: shown in the plan, not counted (Terraform's symbol for a read during apply)
+READ = "<="
+#: delete and create again (Terraform's ``-/+``): counted as one add and one destroy;
+#: the change's diff names the field that forces it
+REPLACE = "-/+"
 UNKNOWN = "(known after apply)"
 
 
@@ -34,8 +40,10 @@ UNKNOWN = "(known after apply)"
 class Change:
     """One line of the plan, and what apply runs for it.
 
-    ``action`` is Terraform's symbol: ``+`` create, ``~`` change, ``-`` destroy;
-    ``!`` is a warning that is shown in plan and recap but changes nothing.
+    ``action`` is Terraform's symbol: ``+`` create, ``~`` change, ``-`` destroy,
+    ``-/+`` replace (destroy, then create); ``!`` is a warning and ``<=`` a step
+    that will run but changes nothing (a wait, a read): both are shown in plan
+    and recap, neither is counted.
     ``diff`` is a unified diff (files) or ``field: old -> new`` lines.
     ``sensitive`` hides the diff entirely (shown as ``(sensitive)``).
     """
@@ -117,13 +125,21 @@ class Param:
 
 
 class TaskContext:
-    """What a module's ``prepare``/``read``/``apply`` may use on the controller side."""
+    """What a module's ``prepare``/``read``/``apply`` may use on the controller side.
+
+    Everything a module may know about the run is a constructor argument: the host,
+    its connection, whether this is a plan (``check_mode``), whether the user
+    confirmed changes that destroy data (``allow_destroy``), the task's variables.
+    """
 
     def __init__(self, host: HostInfo, transport: Transport | None, *, task_name: str = "",
                  render_file: Callable[[str], str] | None = None,
                  find_file: Callable[[str], str] | None = None,
                  progress: Callable[[str], None] | None = None,
-                 check_mode: bool = False, transports: dict | None = None):
+                 check_mode: bool = False, transports: dict | None = None,
+                 allow_destroy: bool = False, variables: dict | None = None,
+                 read_only: bool = False, no_log: bool = False, task_check_mode=None, verbosity: int = 0,
+                 diff: bool = False, host_pending: bool = False):
         self.host = host
         self.transport = transport
         self.task_name = task_name
@@ -132,6 +148,20 @@ class TaskContext:
         self.progress = progress or (lambda message: None)
         self.check_mode = check_mode
         self.transports = transports or {}
+        self.allow_destroy = allow_destroy
+        self.variables = variables if variables is not None else dict(host.vars)
+        #: the task only reads (read-only module, or ``check_mode: false`` in a plan):
+        #: its scripts are logged as reads and listed in the plan
+        self.read_only = read_only
+        #: the commands this task ran while ``read_only`` (what plan lists)
+        self.reads: list[str] = []
+        # the task's keywords a module run through Ansible's module protocol passes on
+        self.no_log = no_log
+        self.task_check_mode = task_check_mode
+        self.verbosity = verbosity
+        self.diff = diff
+        #: an earlier step of this run changed (or, planning, would change) the host
+        self.host_pending = host_pending
 
     def render_file(self, path: str) -> str:
         return self._render_file(path)
@@ -139,11 +169,10 @@ class TaskContext:
     def find_file(self, path: str) -> str:
         return self._find_file(path)
 
-    #: the task only reads (``changed_when: false``, read-only modules): its scripts are logged as reads
-    read_only: bool = False
-
     def exec(self, script: str, *, timeout: float | None = None) -> Result:
         """Run ``script`` and return whatever it returned."""
+        if self.read_only:
+            self.reads.append(script)
         return self.transport.run(script, timeout=timeout, kind="read" if self.read_only else "run")
 
     def run(self, script: str, *, timeout: float | None = None, what: str = "") -> Result:
@@ -223,10 +252,21 @@ class Module:
         """Pure: arguments + state → changes. Empty list: nothing to do."""
         raise NotImplementedError
 
+    def settle(self, args: dict, state: Any, ctx: TaskContext) -> TaskResult | None:
+        """Apply mode only, when ``plan`` found nothing to change: wait until what the
+        task describes is reached (e.g. pods Ready). Waiting is not a change: it is
+        never shown in a plan nor counted. None: nothing to wait for."""
+        return None
+
     def unchanged(self, args: dict, state: Any) -> TaskResult:
         """The result registered when ``plan`` found nothing to do (what Ansible's module
         returns with ``changed: false``)."""
         return TaskResult()
+
+    def report(self, args: dict, state: Any, ctx: TaskContext) -> TaskResult:
+        """What a read-only module returns (registers, prints) from the state it read:
+        ``stat``'s facts, ``debug``'s message. Runs in plan and apply alike."""
+        return self.apply(args, [], ctx)
 
     def apply(self, args: dict, changes: list[Change], ctx: TaskContext) -> TaskResult:
         """Run the changes' scripts in one round trip."""

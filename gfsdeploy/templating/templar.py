@@ -25,7 +25,8 @@ import jinja2
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
-from gfsdeploy.errors import TemplateError
+from gfsdeploy.errors import GfsError, TemplateError
+from gfsdeploy.vault import EncryptedValue
 from gfsdeploy.templating import filters as _filters
 from gfsdeploy.templating import lookups as _lookups
 from gfsdeploy.templating import tests as _tests
@@ -39,9 +40,21 @@ class UndefinedVariableError(TemplateError):
     """A template used a name nothing defines."""
 
 
+class KnownAfterApply(Exception):
+    """A filter or test met an :class:`Unknown`: the whole value is only known after apply."""
+
+
 class Unknown:
     """A value only known after apply. Attribute/item access and string
-    conversion propagate the unknown-ness instead of failing."""
+    conversion propagate the unknown-ness instead of failing; a filter or test
+    applied to it makes the whole template's value unknown."""
+
+    #: set once any Unknown exists (a plan): until then filters skip the check
+    seen = False
+
+    def __new__(cls, *args, **kwargs):
+        Unknown.seen = True
+        return super().__new__(cls)
 
     def __getattr__(self, name):
         if name.startswith("__"):
@@ -167,8 +180,12 @@ def origin(value) -> tuple[str, int] | None:
     return (file, getattr(value, "origin_line", 0)) if file else None
 
 
+#: values whose use raises the error they carry
+_DEFERRED = (BrokenValue, EncryptedValue)
+
+
 def _find_broken(value, depth: int = 0):
-    if isinstance(value, BrokenValue):
+    if isinstance(value, _DEFERRED):
         return value
     if depth > 20:
         return None
@@ -251,6 +268,28 @@ def _read_source(path: str) -> str:
     return source
 
 
+def _unknown_aware(fn):
+    """``fn`` (a filter or test) raising :class:`KnownAfterApply` when a value it gets is unknown."""
+    from jinja2.utils import _PassArg
+
+    skip = 1 if _PassArg.from_obj(fn) is not None else 0
+
+    def wrapper(*args, **kwargs):
+        if Unknown.seen and (any(is_unknown(a) for a in args[skip:]) or any(is_unknown(v) for v in kwargs.values())):
+            raise KnownAfterApply()
+        return fn(*args, **kwargs)
+
+    if skip:
+        wrapper.jinja_pass_arg = fn.jinja_pass_arg
+    wrapper.__name__ = getattr(fn, "__name__", "filter")
+    wrapper.__wrapped__ = fn
+    return wrapper
+
+
+#: filters and tests that do something sensible with an unknown value themselves
+_UNKNOWN_PASS = {"default", "d", "mandatory", "defined", "undefined"}
+
+
 def make_environment(loader=None) -> SandboxedEnvironment:
     """The Jinja environment every template renders in (and the static checker parses with).
     Sandboxed (no access to Python internals) but, as in Ansible, templates may call
@@ -258,8 +297,10 @@ def make_environment(loader=None) -> SandboxedEnvironment:
     env = SandboxedEnvironment(
         undefined=Undefined, loader=loader, keep_trailing_newline=True, trim_blocks=True,
         extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])
-    env.filters = _filters.registry(env.filters)
-    env.tests = _tests.registry(env.tests)
+    env.filters = {name: fn if name.split(".")[-1] in _UNKNOWN_PASS else _unknown_aware(fn)
+                   for name, fn in _filters.registry(env.filters).items()}
+    env.tests = {name: fn if name.split(".")[-1] in _UNKNOWN_PASS else _unknown_aware(fn)
+                 for name, fn in _tests.registry(env.tests).items()}
     env.globals["omit"] = OMIT
     return env
 
@@ -451,17 +492,21 @@ class Templar:
                 result = self._expression(whole.group(1).strip(), escape=self._escape)(**variables)
                 if isinstance(result, jinja2.Undefined):
                     str(result)  # raises UndefinedError with the name
-                if isinstance(result, BrokenValue):
+                if isinstance(result, _DEFERRED):
                     result.fail()
                 if body is not text and isinstance(result, str) and not is_unknown(result):
                     result += "\n"
                 return result
             return self._template(text, escape=self._escape).render(variables)
-        except TemplateError as exc:
+        except KnownAfterApply:
+            return Unknown() if whole and "{{" not in whole.group(1) and "}}" not in whole.group(1) else UNKNOWN_MARK
+        except GfsError as exc:
             if not exc.task and self._where.get("task"):
                 exc.task = self._where["task"]
-                if self._where.get("file") and self._where.get("file") != exc.file:
-                    exc.message += f" (used at {self._where['file']}:{self._where.get('line') or '?'})"
+                if self._where.get("file") and (self._where["file"], self._where.get("line")) != (exc.file, exc.line):
+                    line = self._where.get("line") or "?"
+                    exc.message += (f" (used at line {line})" if self._where["file"] == exc.file
+                                    else f" (used at {self._where['file']}:{line})")
             raise
         except Exception as exc:  # noqa: BLE001 - every template failure becomes a located TemplateError
             raise self._error(exc, text) from None
@@ -494,9 +539,9 @@ class Templar:
                     except UndefinedVariableError as exc:
                         hint = _in_variable(exc, key, with_place=True).removeprefix("undefined variable: ")
                         value = BrokenUndefined(hint=hint, name=key)
-                    except TemplateError as exc:
-                        value = BrokenValue(TemplateError(_in_variable(exc, key, with_place=False), file=exc.file, line=exc.line,
-                                                          fix=exc.fix))
+                    except GfsError as exc:
+                        value = BrokenValue(type(exc)(_in_variable(exc, key, with_place=False), file=exc.file,
+                                                      line=exc.line, fix=exc.fix))
                     pending.discard(key)
                     progressed = True
                     out[key] = value
@@ -563,6 +608,8 @@ class Templar:
                                     fix="check `src:`; templates are looked up in templates/ next to the playbook") from None
             try:
                 return self._template(source, path).render(variables)
+            except KnownAfterApply:
+                return UNKNOWN_MARK
             except TemplateError:
                 raise
             except Exception as exc:  # noqa: BLE001 - located TemplateError naming the template's line

@@ -15,7 +15,7 @@ What is compared (:meth:`Compat.run_both`):
   SSH): files (type, mode, owner, group, content or sha256, link target; directories
   optionally as a tree), command outputs (``iptables -S``, ``getent``, ``findmnt`` …);
 - registered values: the harness appends a last play that writes every name in
-  ``registered`` to a file on the node (``copy`` + ``to_json``, under both tools), then
+  ``registered`` to a file on the node (``copy`` of a mapping: JSON, under both tools), then
   compares them key by key, minus the keys that are volatile by nature (``start``,
   ``delta`` …) and those a test lists in ``ignore`` (with its reason);
 - per task and host: changed / failed / skipped, from Ansible's results (a small
@@ -47,7 +47,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -295,7 +294,7 @@ class Compat:
                     - name: "{DUMP_TASK}"
                       copy:
                         dest: {DUMP_PATH}
-                        content: "{{{{ {{{mapping}}} | to_json }}}}"
+                        content: "{{{{ {{{mapping}}} }}}}"
                 """)
         path = self.workdir / f"{name}-{self.counter}.yaml"
         path.write_text(text)
@@ -320,8 +319,7 @@ class Compat:
                    ANSIBLE_SSH_CONTROL_PATH_DIR=str(tmp / "cp"), ANSIBLE_PIPELINING="True",
                    ANSIBLE_HOST_KEY_CHECKING="True", ANSIBLE_RETRY_FILES_ENABLED="False",
                    ANSIBLE_NOCOLOR="1", ANSIBLE_LOCAL_TEMP=str(tmp / "local"), ANSIBLE_CONFIG=str(cfg),
-                   ANSIBLE_DEPRECATION_WARNINGS="False", ANSIBLE_SYSTEM_WARNINGS="False",
-                   ANSIBLE_COLLECTIONS_PATH=collections_path() or "")
+                   ANSIBLE_DEPRECATION_WARNINGS="False", ANSIBLE_SYSTEM_WARNINGS="False")
         argv = [self.exe, "-i", str(inventory), str(playbook)]
         if check:
             argv.append("--check")
@@ -415,13 +413,15 @@ class Compat:
     # -- the comparisons -------------------------------------------------------------------
     def run_both(self, playbook: str, *, state: Spec | None = None, registered=(), vars: dict | None = None,
                  groups: dict | None = None, host_vars: dict | None = None, reset: str | None = None,
-                 twice: bool = True, ignore=(), hosts=None) -> Pair:
+                 twice: bool = True, ignore=(), hosts=None, side_vars: dict | None = None) -> Pair:
         """Run ``playbook`` under both tools (after ``reset`` on every node); return the
-        :class:`Pair` (call ``assert_same()``). ``ignore``: register keys not compared."""
+        :class:`Pair` (call ``assert_same()``). ``ignore``: register keys not compared;
+        ``side_vars``: side → vars of that side only (e.g. a controller path per tool)."""
         if reset:
             self.each(reset)
         path = self.write_playbook(playbook, registered=registered)
-        inv = {side: self.inventory(side, vars, groups, host_vars) for side in self.sides}
+        inv = {side: self.inventory(side, {**(vars or {}), **((side_vars or {}).get(side) or {})}, groups,
+                                    host_vars) for side in self.sides}
         spec = state or Spec()
 
         def once() -> Pair:
@@ -553,38 +553,12 @@ class Check:
 
 
 # -- Ansible collections (ansible.posix …) -----------------------------------------------------
-COLLECTIONS_CACHE = Path(os.environ.get("GFSDEPLOY_COMPAT_CACHE", Path.home() / ".cache" / "gfsdeploy-compat"))
-COLLECTIONS = ("ansible/posix", "community/general")
+def has_collections() -> bool:
+    """ansible.posix and community.general are installed (PyPI's ``ansible``: the test extra)."""
+    import importlib.util
 
-
-def collections_path(required: bool = False) -> str | None:
-    """A collections directory holding ansible.posix and community.general, taken from the
-    ``ansible`` package's wheel on PyPI (downloaded once with pip, only those two collections
-    unpacked). None when pip cannot get it (tests that need them then skip)."""
-    root = COLLECTIONS_CACHE / "collections"
-    marker = root / ".complete"
-    if marker.exists():
-        return str(root)
-    if not required:
-        return None
-    import zipfile
-
-    wheels = COLLECTIONS_CACHE / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
-    if not list(wheels.glob("ansible-*.whl")):
-        res = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
-                              "-d", str(wheels), "ansible>=11,<13"], capture_output=True, text=True, timeout=600)
-        if res.returncode != 0:
-            return None
-    wheel = sorted(wheels.glob("ansible-*.whl"))[-1]
-    tmp = Path(tempfile.mkdtemp(dir=COLLECTIONS_CACHE))
-    with zipfile.ZipFile(wheel) as z:
-        for member in z.namelist():
-            if any(member.startswith(f"ansible_collections/{c}/") for c in COLLECTIONS):
-                z.extract(member, tmp)
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
-    (tmp / "ansible_collections").rename(root / "ansible_collections")
-    shutil.rmtree(tmp, ignore_errors=True)
-    marker.write_text(wheel.name + "\n")
-    return str(root)
+    try:
+        return all(importlib.util.find_spec(f"ansible_collections.{c}") is not None
+                   for c in ("ansible.posix", "community.general"))
+    except ModuleNotFoundError:
+        return False

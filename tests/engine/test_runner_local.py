@@ -25,7 +25,8 @@ def site(tmp_path):
     inv = tmp_path / "inv.yaml"
     inv.write_text(textwrap.dedent(f"""\
         all:
-          vars: {{ansible_connection: local, root: "{tmp_path}", level: all, shared: all}}
+          vars: {{ansible_connection: local, root: "{tmp_path}", level: all, shared: all,
+                 gfsdeploy_lock_dir: "{tmp_path}/lock"}}
           hosts:
             a: {{level: host}}
             b: {{}}
@@ -77,6 +78,7 @@ def test_handlers_run_even_when_a_later_task_fails(site):
         """)
     proc = gfs("apply", inv, "-p", pb)
     assert proc.returncode == 1
+    assert (root / "one").exists(), proc.stdout + proc.stderr
     assert (root / "one").read_text() == "1\n"
     assert (root / "handled").read_text() == "yes\n"
     assert not (root / "never").exists()

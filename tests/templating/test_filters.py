@@ -48,7 +48,7 @@ def test_json_query(expression, expected):
     ("{{ ['10.0.0.1', 'fe80::1'] | ipv4 }}", ["10.0.0.1"]),
     ("{{ ['10.0.0.1', 'fe80::1'] | ipv6 }}", ["fe80::1"]),
     ("{{ '10.0.0.1' | ipaddr('private') }}", "10.0.0.1"),
-    ("{{ '8.8.8.8' | ipaddr('private') }}", False),
+    ("{{ '8.8.8.8' | ipaddr('private') }}", None),
     ("{{ '8.8.8.8' | ipaddr('public') }}", "8.8.8.8"),
     ("{{ 'fe80::1' | ipwrap }}", "[fe80::1]"),
     ("{{ '10.0.0.1' | ipwrap }}", "10.0.0.1"),
@@ -61,6 +61,11 @@ def test_json_query(expression, expected):
 ])
 def test_ip_filters(expression, expected):
     assert render(expression) == expected
+
+
+def test_ipaddr_needs_a_network_for_usable_queries():
+    with pytest.raises(TemplateError, match="Not a network address"):
+        render("{{ '10.0.0.1' | ipaddr('first_usable') }}")
 
 
 def test_ipaddr_unknown_query_is_an_error():
@@ -224,3 +229,17 @@ def test_known_names():
     assert {"succeeded", "version", "ansible.builtin.version", "defined"} <= known_tests()
     assert {"env", "file", "template", "pipe", "vars", "first_found", "ansible.builtin.file"} <= known_lookups()
     assert OMIT not in known_filters()
+
+
+# -- plan: values known only after apply ---------------------------------------------
+@pytest.mark.parametrize("template", [
+    "{{ r.stdout | from_json }}", "{{ r | to_json }}", "{{ {'a': r.rc} | to_nice_yaml }}", "{{ r.stdout | int + 1 }}",
+    "{{ 'x' if r is changed else 'y' }}", "{{ r.stdout_lines | map('upper') | list }}",
+])
+def test_filters_and_tests_on_unknown_values_are_unknown(template):
+    from gfsdeploy.templating import Unknown, is_unknown
+
+    t = Templar(["."])
+    assert is_unknown(t.render(template, {"r": Unknown()}))
+    assert is_unknown(t.render("prefix " + template, {"r": Unknown()}))
+    assert t.render("{{ r | default('x') is defined }}", {"r": Unknown()}) is True
