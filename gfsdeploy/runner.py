@@ -25,7 +25,7 @@ from gfsdeploy.hostfacts import FACTS_PROBE, HostFactsCache, facts_vars, parse_f
 from gfsdeploy.inventory import Host, Inventory
 from gfsdeploy.modules.base import CHANGE, READ, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
 from gfsdeploy.playbook import Playbook, Task
-from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown
+from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown, unsafe
 from gfsdeploy.transport import Connections, make_transport, request_stop, resolve_become
 
 NO_LOG_MESSAGE = "the output has been hidden due to the fact that 'no_log: true' was specified for this result"
@@ -547,12 +547,13 @@ class Runner:
         if unknown:
             hr.registered[task.register] = Unknown()
             return
+        # what a host printed is data: a `{{` in it is never templated (templating.unsafe)
         if task.loop is not None:
-            hr.registered[task.register] = {"results": results,
-                                            "changed": any(r.get("changed") for r in results),
-                                            "failed": any(r.get("failed") for r in results)}
+            hr.registered[task.register] = unsafe({"results": results,
+                                                   "changed": any(r.get("changed") for r in results),
+                                                   "failed": any(r.get("failed") for r in results)})
         else:
-            hr.registered[task.register] = results[0] if results else {"skipped": True, "changed": False}
+            hr.registered[task.register] = unsafe(results[0] if results else {"skipped": True, "changed": False})
 
     def _facts_for(self, hr: HostRun, task: Task, step: Step, index: int, args: dict, module,
                    transport=None) -> dict:

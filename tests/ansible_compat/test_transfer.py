@@ -4,7 +4,6 @@ the simulated API server, both inside the lab's namespace), unarchive, fetch."""
 from __future__ import annotations
 
 import io
-import json
 import tarfile
 
 import pytest

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -19,6 +20,7 @@ from tests.lab import glusterfs_checks as gc
 from tests.trust.helpers import assert_no_secret
 
 pytestmark = pytest.mark.lab
+IN_POD_MOUNTPOINT = gc.IN_POD + "mountpoint -q {mount}"
 
 EXPECTED_OBJECTS = [
     "daemonset.apps/glusterfs", "serviceaccount/heketi-service-account", "secret/heketi-config-secret",
@@ -93,6 +95,7 @@ def test_plan_then_apply(deployment):
     # heketi's address only exists once its Service does: shown where it is used
     assert "url=http://(known after apply):8080" in plan.stdout
     assert "parameters.resturl: http://(known after apply):8080" in plan.stdout
+    assert "\x00" not in plan.stdout
     assert "Plan: " in plan.stdout.splitlines()[-1]
     assert gc.kubectl(lab, "get", "daemonset", "-o", "name").strip() == ""  # plan changed nothing
 
@@ -183,6 +186,7 @@ def test_second_run_changes_nothing(deployment):
     data = json.loads(second.stdout)
     for name, host in data["hosts"].items():
         assert host["counts"]["changed"] == 0, name
+        assert host["commands"]["run"] == 0, (name, host["commands"])  # no create/update/delete at all
     assert gc.volume_names(lab, "k8s-1").count("heketidbstorage") == 1
     assert_no_secret(outputs, list(heketi_keys(lab).values()))
 
@@ -242,21 +246,63 @@ def test_node_added_to_the_inventory_joins_through_gluster(deployment):
     assert gc.volume_info(lab, "k8s-4", "heketidbstorage")["bricks"] == bricks
 
 
-IN_POD_MOUNTPOINT = gc.IN_POD + "mountpoint -q {mount}"
+def test_teardown_refused_while_a_claim_uses_the_class_then_confirmed(deployment):
+    lab, inv = deployment.lab, deployment.four
+    # -- refused while a user's volume claim uses the StorageClass ---------------------------------
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "user-data"},
+             "spec": {"storageClassName": "glusterfs", "accessModes": ["ReadWriteMany"],
+                      "resources": {"requests": {"storage": "1Gi"}}}}
+    lab.exec("k8s-1", ["sh", "-c", f"echo '{json.dumps(claim)}' | kubectl create -f -"], check=True)
+    for _ in range(60):
+        if gc.kubectl_json(lab, "get", "pvc", "user-data").get("status", {}).get("phase") == "Bound":
+            break
+        time.sleep(1)
+    refused = gfs("teardown", inv, "--yes")
+    out = refused.stdout + refused.stderr
+    assert refused.returncode == 1, out
+    assert "volume claim(s) other than gfsdeploy's smoke test use StorageClass glusterfs: default/user-data (Bound" in out
+    assert "--force" in out and "Nothing was changed." in out
+    assert "daemonset.apps/glusterfs" in gc.kubectl(lab, "get", "daemonset", "-o", "name")
 
+    # -- like terraform destroy: the plan, then a typed yes ------------------------------------------
+    unconfirmed = gfs("teardown", inv, "--force")           # no terminal, no --yes
+    out = unconfirmed.stdout + unconfirmed.stderr
+    assert unconfirmed.returncode == 1, out
+    assert "- kubernetes DaemonSet default/glusterfs" in out and "! volume claim default/user-data" in out
+    assert "no terminal to confirm it" in out and "--yes" in out
+    answered_no = on_a_terminal(["teardown", inv, "--force"], "no\n")
+    assert answered_no.returncode == 1 and "Only 'yes' will be accepted" in answered_no.stdout, answered_no
+    assert "Teardown cancelled: nothing was changed." in answered_no.stderr
+    assert "daemonset.apps/glusterfs" in gc.kubectl(lab, "get", "daemonset", "-o", "name")
 
-def test_teardown_removes_what_apply_created(deployment):
-    lab = deployment.lab
-    down = gfs("teardown", deployment.four)
+    down = on_a_terminal(["teardown", inv, "--force"], "yes\n")
     assert down.returncode == 0, down.stdout + down.stderr
     left = gc.kubectl(lab, "get", "all,secret,sa,storageclass,pvc", "-o", "name")
     for obj in ["daemonset.apps/glusterfs", "deployment.apps/heketi", "storageclass.storage.k8s.io/glusterfs",
                 "secret/heketi-config-secret", "persistentvolumeclaim/gfsdeploy-smoke-test"]:
         assert obj not in left, left
+    assert "persistentvolumeclaim/user-data" in left   # the user's claim is never gfsdeploy's to delete
     gc.wait_for(lambda: gc.ssh(lab, "k8s-2", "pgrep -x glusterd").returncode != 0, 30, "glusterd gone")
     # no --wipe-devices: heketi's filesystem stays on the disk
     assert "xfs" in gc.ssh(lab, "k8s-2", "blkid -p -o value -s TYPE /dev/sdb").stdout
     assert_no_secret(deployment.outputs, list(heketi_keys(lab).values()))
+
+
+def on_a_terminal(args, answer: str):
+    """Run the CLI with a pseudo-terminal as stdin and type ``answer``."""
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "gfsdeploy", *args], stdin=follower, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    os.close(follower)
+    os.write(leader, answer.encode())
+    try:
+        out, err = proc.communicate(timeout=900)
+    finally:
+        os.close(leader)
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
 def test_glusterd_port_closed_fails_at_the_check_naming_node_and_port(tmp_path_factory):

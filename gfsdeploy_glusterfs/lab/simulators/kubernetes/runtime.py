@@ -276,6 +276,13 @@ class Runtime:
     def _setup(self, pod) -> PodRun | None:
         """Prepare the pod (in a thread: mounts may be slow); the PodRun once it is ready."""
         uid = pod["metadata"]["uid"]
+        name = pod["metadata"]["name"]
+        if self.sim.fault("image_pull_fails", name):
+            image = pod["spec"]["containers"][0].get("image", "")
+            self._waiting(pod, "ErrImagePull", f'Failed to pull image "{image}": rpc error: code = NotFound desc = '
+                                               f'failed to pull and unpack image "{image}": not found '
+                                               "(simulated fault image_pull_fails)", "Failed")
+            return None
         setup = self.setups.get(uid)
         if setup is None:
             retry = self.retry_at.get(uid)
