@@ -70,8 +70,12 @@ def lookup_file(ctx, terms, lstrip=False, rstrip=True):
         path = ctx.find(term, "files")
         if path is None or not os.path.isfile(path):
             raise LookupError_(f"file lookup: could not find {term!r} (searched {ctx.where('files')})")
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        from gfsdeploy import vault
+
+        try:
+            text = vault.read_file(path).decode("utf-8")  # vault-encrypted files are decrypted
+        except UnicodeDecodeError:
+            raise LookupError_(f"file lookup: {term!r} is not UTF-8 text") from None
         if lstrip:
             text = text.lstrip()
         if rstrip:

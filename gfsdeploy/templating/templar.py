@@ -26,8 +26,8 @@ import jinja2
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
+from gfsdeploy.deferred import Deferred
 from gfsdeploy.errors import GfsError, TemplateError
-from gfsdeploy.vault import EncryptedValue
 from gfsdeploy.templating import filters as _filters
 from gfsdeploy.templating import lookups as _lookups
 from gfsdeploy.templating import tests as _tests
@@ -86,29 +86,10 @@ class Unknown:
         return 0
 
 
-class BrokenValue:
+class BrokenValue(Deferred):
     """A variable whose own template failed (syntax, unknown filter, a filter's
     error). Using it in any way raises that error; leaving it unused is fine,
     as with Ansible's lazily templated variables."""
-
-    def __init__(self, error: TemplateError):
-        self._error = error
-
-    def fail(self):
-        e = self._error
-        raise type(e)(e.message, file=e.file, line=e.line, field=e.field, host=e.host, task=e.task, fix=e.fix)
-
-    def __getattr__(self, name):
-        if name.startswith("__") or name in ("_error", "fail"):
-            raise AttributeError(name)
-        self.fail()
-
-    def _fail(self, *args, **kwargs):
-        self.fail()
-
-    __str__ = __repr__ = __iter__ = __bool__ = __len__ = __int__ = __float__ = __getitem__ = _fail
-    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __contains__ = __add__ = __radd__ = _fail
-    __hash__ = object.__hash__
 
 
 class Undefined(StrictUndefined):
@@ -199,12 +180,8 @@ def origin(value) -> tuple[str, int] | None:
     return (file, getattr(value, "origin_line", 0)) if file else None
 
 
-#: values whose use raises the error they carry
-_DEFERRED = (BrokenValue, EncryptedValue)
-
-
 def _find_broken(value, depth: int = 0):
-    if isinstance(value, _DEFERRED):
+    if isinstance(value, Deferred):
         return value
     if depth > 20:
         return None
@@ -283,9 +260,13 @@ def _read_source(path: str) -> str:
     cached = _SOURCES.get(path)
     if cached is not None and cached[0] == key:
         return cached[1]
-    with open(path, encoding="utf-8") as handle:
-        source = handle.read()
-    _SOURCES[path] = (key, source)
+    from gfsdeploy import vault
+
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    source = vault.plain_bytes(raw, path).decode("utf-8")  # a vault-encrypted template: decrypted in memory
+    if not vault.is_encrypted(raw[:64]):
+        _SOURCES[path] = (key, source)  # decrypted text is never cached
     return source
 
 
@@ -579,7 +560,7 @@ class Templar:
                 result = self._expression(whole.group(1).strip(), escape=self._escape)(**variables)
                 if isinstance(result, jinja2.Undefined):
                     str(result)  # raises UndefinedError with the name
-                if isinstance(result, _DEFERRED):
+                if isinstance(result, Deferred):
                     result.fail()
                 if body is not text and isinstance(result, str) and not is_unknown(result):
                     result += "\n"

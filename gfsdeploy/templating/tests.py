@@ -130,9 +130,9 @@ def vaulted_file(value):
 
 
 def defined(value):
-    from gfsdeploy.templating.templar import _DEFERRED
+    from gfsdeploy.deferred import Deferred
 
-    if isinstance(value, _DEFERRED):
+    if isinstance(value, Deferred):  # a broken variable: its error, not "undefined"
         value.fail()
     return not isinstance(value, jinja2.Undefined)
 
