@@ -268,7 +268,8 @@ def test_default_images_are_pinned_and_name_their_registry():
         "Deployment/deploy-heketi": "docker.io/heketi/heketi:9",
         "Deployment/heketi": "docker.io/heketi/heketi:9",
         "Job/heketi-storage-copy-job": "docker.io/heketi/heketi:9",
-        "Pod/gfsdeploy-smoke-test": "docker.io/library/busybox:1.36"}
+        "Pod/gfsdeploy-smoke-test": "docker.io/library/busybox:1.36",
+        "Pod/gfsdeploy-smoke-test-reader": "docker.io/library/busybox:1.36"}
     assert not any(i.endswith(":latest") or ":" not in i.rsplit("/", 1)[-1] for i in images.values())
 
 
