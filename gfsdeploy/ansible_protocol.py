@@ -1,6 +1,6 @@
 """Ansible modules gfsdeploy has no native module for, run through Ansible's module protocol.
 
-A task naming such a module (``kube`` from a playbook's ``library/``,
+A task naming such a module (``mymodule`` from a playbook's ``library/``,
 ``ansible.builtin.cron``, ``community.general.timezone``…) is run the way
 Ansible runs it: the module and the ``module_utils`` it imports are packed into
 one zip, its arguments travel as JSON with Ansible's ``_ansible_*`` internal
@@ -55,7 +55,7 @@ _NOT_MODULES = {"import_playbook", "import_role", "import_tasks", "include_role"
 class Source:
     """A module file and what it is."""
 
-    name: str            # as written in the task (``kube``, ``ansible.builtin.cron``)
+    name: str            # as written in the task (``mymodule``, ``ansible.builtin.cron``)
     path: str            # the file on the controller
     fqn: str             # its Python name inside the packed zip (``ansible.modules.cron``)
     origin: str          # "library", "ansible-core" or "collection"

@@ -1,6 +1,7 @@
-"""The whole deployment on a lab, through the real CLI over real SSH, checked where it lands:
-GlusterFS itself (`gluster` in the nodes' glusterfs pods over plain ssh, the bricks' files,
-the nodes' FUSE mounts), the Kubernetes API through kubectl on the master, heketi's REST API.
+"""The whole deployment (docs/PROCEDURE.md) on a lab, through the real CLI over real SSH,
+checked where it lands: GlusterFS itself (`gluster` in the nodes' glusterfs pods over plain
+ssh, the bricks' files, the nodes' FUSE mounts), the Kubernetes API through kubectl on the
+master (run inside the node, not by gfsdeploy), heketi's REST API straight from the host.
 
 One 4-node lab for the module: the deployment covers k8s-1..3 first; later tests kill
 glusterd, move heketi, add k8s-4 to the inventory, and tear down — in this order."""

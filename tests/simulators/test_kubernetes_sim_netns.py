@@ -1,6 +1,7 @@
-"""The simulator run as the lab runs it: a subprocess with --manage-lo inside a private
-network namespace, heketi pods reached on their Service ClusterIP, which leaves `lo` with
-the Service. (The DB move through a real GlusterFS volume is tested in tests/lab/.)"""
+"""The master-node steps of docs/PROCEDURE.md (heketi bootstrap to StorageClass) against the
+simulator run as the lab runs it: a subprocess with --manage-lo inside a private network
+namespace, heketi pods reached on their Service ClusterIP. (The DB move through a real
+GlusterFS volume is tested in tests/lab/.)"""
 from __future__ import annotations
 
 import json
