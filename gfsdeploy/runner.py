@@ -18,7 +18,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from gfsdeploy import modules, secrets
+from gfsdeploy import batch, modules, secrets
 from gfsdeploy.errors import GfsError, Interrupted, ModuleError, TransportError
 from gfsdeploy.graph import Step, build_graph
 from gfsdeploy.hostfacts import FACTS_PROBE, HostFactsCache, facts_vars, parse_facts
@@ -421,6 +421,8 @@ class Runner:
             # the host's facts before the first `when:`/arguments are rendered (a skipped
             # first step would otherwise leave every later one rendering with no facts)
             self._refresh(hr, step)
+        if not planning:  # changes of the following independent steps join this round trip
+            batch.run_ahead(self, hr, step)
         for index, v, status, args, ctx in self._each_item(hr, task, module, self.variables(hr, task)):
             if status == "unknown":
                 outcome.changes.append(Change(CHANGE, f"{task.module}: {task.label}", args))
@@ -430,7 +432,11 @@ class Runner:
             if status == "skipped":
                 results.append({"changed": False, "skipped": True, "skip_reason": "condition false"})
                 continue
-            state, changes = self._plan_item(hr, task, step, index, module, args, ctx)
+            ahead = None if planning else batch.take(self, hr, task.id, index)
+            if ahead is not None:  # planned with the batch; its apply gets the batch's result
+                state, changes, ctx = ahead.state, ahead.changes, ahead.replay(ctx)
+            else:
+                state, changes = self._plan_item(hr, task, step, index, module, args, ctx)
             if planning and not runs and _is_false(task.changed_when):
                 # it will run at apply, but it says it changes nothing: not a change
                 changes = [c if c.action == WARN else Change(READ, c.resource, c.diff, c.script, c.sensitive, c.data)
