@@ -138,7 +138,10 @@ class Runner:
                                        known_hosts=options.known_hosts, accept_new=options.accept_new_host_keys,
                                        timeout=options.timeout, connect_timeout=options.connect_timeout,
                                        become_password=options.become_password,
-                                       ssh_password=options.ssh_password, default_user=options.remote_user)
+                                       ssh_password=options.ssh_password, default_user=options.remote_user,
+                                       # one paramiko thread per open SSH connection: at most --forks
+                                       # stay open (idle ones beyond reopen on their host's next command)
+                                       max_open=max(1, options.forks))
         self.outcomes: dict[Step, StepOutcome] = {}
         self.stop_all = threading.Event()
         self.steps_by_host: dict[str, list[Step]] = {}
