@@ -355,6 +355,8 @@ def ssh_run(hosts: int, forks: int, limits: list[str], log) -> dict:
         pb.write_text(f"- hosts: all\n  gather_facts: false\n  tasks:\n"
                       f"    - copy: {{dest: \"{root}/out/{{{{ inventory_hostname }}}}\", content: \"x\\n\"}}\n")
         for limit in limits:
+            (root / "out").mkdir(exist_ok=True)
+            (root / "locks").mkdir(exist_ok=True)
             for phase in ("first", "noop"):
                 proc = subprocess.run([sys.executable, str(Path(__file__)), "ssh-one", "--inventory", str(inv),
                                        "--playbook", str(pb), "--forks", str(forks), "--limit-connections", limit],
@@ -414,7 +416,8 @@ def ssh_one(inventory_path: str, playbook_path: str, forks: int, limit: str) -> 
     rts = [h["round_trips"] for h in data["hosts"].values()]
     return {"exit": rc, "threads_max": threads["max"], "connections_opened": opened["n"],
             "cpu_s": round(cpu, 3), "wall_s": round(wall, 3), "round_trips_max": max(rts),
-            "changes": sum(data["summary"].get(k, 0) for k in ("add", "change", "destroy"))}
+            "changes": sum(data["summary"].get(k, 0) for k in ("add", "change", "destroy")),
+            "errors": [str(e)[:300] for e in data.get("errors", [])[:2]]}
 
 
 # -- run: every size and phase, repeated ---------------------------------------------------
