@@ -1,34 +1,48 @@
 """Runs the task graph: plan (read + decide) or apply (read + decide + change).
 
-Per host, the state all tasks need is read in one batched round trip up front;
-after a host changes, what is left is re-read in one more. Steps run as soon
-as their predecessors are done, up to ``forks`` at once. A failure stops that
-host's downstream steps (and everything with ``--fail-fast``); notified
-handlers still run.
+Per host, the state all tasks need is read in one batched round trip up front
+(the host's facts ride along); after a host changes, what is left is re-read in
+one more. Steps run as soon as their predecessors are done, up to ``forks`` at
+once. Whether a host runs its next step is decided by its flow
+(:mod:`gfsdeploy.flow`: blocks, rescue/always, includes, a failed host);
+handlers run at the flush points the graph placed. Includes whose file or loop
+is known only now are expanded into new steps of the graph when they run.
+
+Variables follow Ansible's precedence (see :meth:`Runner.variables`).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import hashlib
 import json
 import os
 import threading
 import time
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import networkx as nx
 
-from gfsdeploy import modules, secrets
-from gfsdeploy.errors import GfsError, ModuleError, TransportError
-from gfsdeploy.graph import Step, build_graph
-from gfsdeploy.hostfacts import FACTS_PROBE, HostFactsCache, parse_facts
+from gfsdeploy import flow as flowmod
+from gfsdeploy import hostfacts, loops, modules, secrets
+from gfsdeploy.errors import GfsError, ModuleError, PlaybookError, TransportError
+from gfsdeploy.graph import Step, build_graph, play_hosts, selected
+from gfsdeploy.hostfacts import FACTS_PROBE, HostFactsCache
 from gfsdeploy.inventory import Host, Inventory
 from gfsdeploy.modules.base import CHANGE, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
-from gfsdeploy.playbook import Playbook, Task
+from gfsdeploy.playbook import INCLUDE_MODULES, Playbook, Task, _meta_action, load_vars
 from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown
 from gfsdeploy.transport import make_transport
+
+SET_FACT = {"set_fact", "ansible.builtin.set_fact"}
+INCLUDE_VARS = {"include_vars", "ansible.builtin.include_vars"}
+SETUP = {"setup", "ansible.builtin.setup", "gather_facts", "ansible.builtin.gather_facts"}
+META = {"meta", "ansible.builtin.meta"}
+#: skips that are not shown or counted (Ansible prints nothing for them)
+QUIET = ("not notified", "not included", "play ended", "role ended")
 
 
 @dataclass
@@ -46,6 +60,7 @@ class Options:
     connect_timeout: float = 10.0
     extra_vars: dict = field(default_factory=dict)
     verbose: int = 0
+    force_handlers: bool = False
     #: called (once per change, from any thread) before the first change is made: takes the lock
     before_change: object = None
 
@@ -56,11 +71,12 @@ class StepOutcome:
 
     task: Task
     host: str
-    status: str  # ok | changed | failed | skipped | blocked | pending (plan: would change)
+    status: str  # ok | changed | failed | skipped | blocked | rescued | pending (plan: would change)
     changes: list[Change] = field(default_factory=list)
     error: str = ""
     duration: float = 0.0
     messages: list[str] = field(default_factory=list)  # what read-only tasks (debug) have to say
+    expansion: list = field(default_factory=list)      # tasks an include brought (inserted after this step)
 
 
 @dataclass
@@ -73,15 +89,49 @@ class HostRun:
     connected: bool = False
     failed: bool = False
     unreachable: bool = False
-    registered: dict = field(default_factory=dict)
+    registered: dict = field(default_factory=dict)   # set_fact and register (Ansible's "non-persistent facts")
+    included_vars: dict = field(default_factory=dict)  # include_vars
+    fact_vars: dict = field(default_factory=dict)    # gathered facts (ansible_facts, no prefix)
+    cacheable: dict = field(default_factory=dict)    # set_fact cacheable=true: facts from then on
+    facts_text: str = ""                             # the facts probe's output this run ("" = not read yet)
+    setup_ran: bool = False                          # a setup/gather_facts task ran: facts visible from now on
     notified: set = field(default_factory=set)
-    facts: dict = field(default_factory=dict)       # (task_id, item) -> (args_key, {probe: Result})
+    facts: dict = field(default_factory=dict)       # (task_id, item) -> (args_key, {probe: Result}, resources)
     stale: bool = True                              # facts must be (re)read before use
     changed: bool = False                           # the host changed during this run
     attempted: set = field(default_factory=set)     # steps the last batch read (or tried to)
-    lock: threading.RLock = field(default_factory=threading.RLock)
+    lock: threading.RLock = field(default_factory=threading.RLock)      # one step of this host at a time
+    conn_lock: threading.RLock = field(default_factory=threading.RLock)  # connecting, facts, what was read
     counts: dict = field(default_factory=lambda: {"ok": 0, "changed": 0, "failed": 0, "skipped": 0})
-    facts_raw: str = ""
+    flow: flowmod.HostFlow = field(default_factory=flowmod.HostFlow)
+    vars_files: dict = field(default_factory=dict)  # play index -> loaded vars_files
+    views: dict = field(default_factory=dict)       # (become, user, method) -> transport view
+
+
+class HostVars(Mapping):
+    """Ansible's ``hostvars``: every host's variables, computed when looked at."""
+
+    def __init__(self, runner: "Runner", task: Task):
+        self.runner, self.task = runner, task
+
+    def __getitem__(self, name):
+        runner = self.runner
+        hr = runner.hosts.get(name) or runner.extra_hosts.get(name)
+        if hr is None:
+            if name not in runner.inventory.hosts:
+                raise KeyError(name)
+            host = runner.inventory.hosts[name]
+            return runner.templar.resolve({**host.vars, "inventory_hostname": name})
+        return runner.host_variables(hr, self.task.play)
+
+    def __iter__(self):
+        return iter(self.runner.inventory.hosts)
+
+    def __len__(self):
+        return len(self.runner.inventory.hosts)
+
+    def __contains__(self, name):
+        return name in self.runner.inventory.hosts
 
 
 class Runner:
@@ -90,28 +140,44 @@ class Runner:
         self.playbook = playbook
         self.options = options
         self.reporter = reporter
-        self.graph, self.tasks = build_graph(playbook, inventory, limit=options.limit,
-                                             tags=options.tags, skip_tags=options.skip_tags)
+        if hasattr(inventory, "use_playbook_dir"):
+            inventory.use_playbook_dir(os.path.dirname(os.path.abspath(playbook.path)))
+        self.base_graph, self.tasks = build_graph(playbook, inventory, limit=options.limit,
+                                                  tags=options.tags, skip_tags=options.skip_tags)
+        self.graph = self.base_graph
         search = []
         for play in playbook.plays:
             for d in (os.path.join(play.base_dir, "templates"), os.path.join(play.base_dir, "..", "templates"),
                       play.base_dir, os.path.join(play.base_dir, "files")):
                 if d not in search:
                     search.append(d)
+        for task in playbook.tasks():
+            for d in task.search_dirs:
+                for sub in (os.path.join(d, "templates"), d):
+                    if sub not in search:
+                        search.append(sub)
         self.search_path = search
         self.templar_local = threading.local()
         self.facts_cache = HostFactsCache()
-        magic = inventory.magic()
+        self.magic = inventory.magic()
         self.hosts: dict[str, HostRun] = {}
         for name in {s.host for s in self.graph.nodes}:
             host = inventory.hosts[name]
             self.hosts[name] = HostRun(host=host, info=HostInfo(name=name, vars=host.vars))
-        self.magic = magic
+        self.extra_hosts: dict[str, HostRun] = {}   # delegate_to targets outside the plays (localhost)
+        self.play_hosts = {play.index: play_hosts(play, inventory, options.limit) for play in playbook.plays}
+        self.gathers = {}   # host -> index of the first play that gathers its facts
+        for play in playbook.plays:
+            if play.gather_facts:
+                for h in self.play_hosts[play.index]:
+                    self.gathers.setdefault(h, play.index)
         self.outcomes: dict[Step, StepOutcome] = {}
         self.stop_all = threading.Event()
         self.steps_by_host: dict[str, list[Step]] = {}
-        for step in nx.topological_sort(self.graph):
-            self.steps_by_host.setdefault(step.host, []).append(step)
+        self.once: dict = {}            # (task id, batch) -> (host, outcome) of a run_once task
+        self.once_lock = threading.Lock()
+        self.throttles: dict = {}
+        self.all_tasks = {t.id: t for t in playbook.tasks()}
         for name in _sensitive_names(inventory, playbook):
             for hr in self.hosts.values():
                 if name in hr.host.vars:
@@ -120,7 +186,7 @@ class Runner:
                 if name in play.vars:
                     secrets.register(play.vars[name])
 
-    # -- templating -----------------------------------------------------------
+    # -- templating and variables ---------------------------------------------------
     @property
     def templar(self) -> Templar:
         t = getattr(self.templar_local, "t", None)
@@ -128,28 +194,137 @@ class Runner:
             t = self.templar_local.t = Templar(self.search_path)
         return t
 
+    def _facts_visible(self, hr: HostRun, play) -> bool:
+        first = self.gathers.get(hr.host.name)
+        return hr.setup_ran or (first is not None and first <= play.index)
+
     def variables(self, hr: HostRun, task: Task) -> dict:
-        v = {**self.magic, "inventory_hostname": hr.host.name,
-             "inventory_hostname_short": hr.host.name.split(".")[0],
-             "group_names": sorted(hr.host.groups), "playbook_dir": task.play.base_dir,
-             "ansible_check_mode": self.options.mode == "plan"}
-        if any(h.registered for h in self.hosts.values()):
-            # Ansible's hostvars carry what each host registered too
-            v["hostvars"] = {name: ({**host_vars, **self.hosts[name].registered} if name in self.hosts and
-                                    self.hosts[name].registered else host_vars)
-                             for name, host_vars in self.magic["hostvars"].items()}
+        """A task's variables, lowest precedence first (Ansible's order): role defaults,
+        inventory (group_vars/host_vars included), facts, play vars, vars_files, role vars,
+        block vars, task vars, include_vars, set_fact/register, role params, include
+        params, extra vars; then the magic variables."""
+        play = task.play
+        chain = task.role_chain
+        v: dict = {}
+        for role in play.roles:
+            v.update(role.defaults)
+        for role in chain:
+            v.update(role.defaults)
         v.update(hr.host.vars)
-        v.update(_facts_vars(hr.info))
-        v.update(task.play.vars)
-        v.update(hr.registered)
+        v.update(self._fact_layer(hr, play))
+        v.update(play.vars)
+        v.update(self._vars_files(hr, play))
+        for role in play.roles:
+            v.update(role.vars)
+        for role in chain:
+            v.update(role.vars)
+        for block_vars in task.block_vars:
+            v.update(block_vars)
         v.update(task.vars)
+        v.update(hr.included_vars)
+        v.update(hr.registered)
+        for role in chain:
+            v.update(role.params)
+        v.update(task.include_params)
         v.update(self.options.extra_vars)
+        v.update(self._magic(hr, task))
+        resolved = self.templar.resolve(v)
+        resolved["vars"] = dict(resolved)
+        return resolved
+
+    def _fact_layer(self, hr: HostRun, play) -> dict:
+        facts = dict(hr.fact_vars) if self._facts_visible(hr, play) else {}
+        facts.update(hr.cacheable)
+        return hostfacts.inject(facts) if facts else {}
+
+    def host_variables(self, hr: HostRun, play) -> dict:
+        """``hostvars[host]``: inventory, facts, play vars, include_vars, set_fact/register."""
+        v: dict = {}
+        for role in play.roles:
+            v.update(role.defaults)
+        v.update(hr.host.vars)
+        v.update(self._fact_layer(hr, play))
+        v.update(play.vars)
+        v.update(hr.included_vars)
+        v.update(hr.registered)
+        v.update(self.options.extra_vars)
+        v.update({"inventory_hostname": hr.host.name, "inventory_hostname_short": hr.host.name.split(".")[0],
+                  "group_names": sorted(hr.host.groups)})
         return self.templar.resolve(v)
+
+    def _magic(self, hr: HostRun, task: Task) -> dict:
+        play = task.play
+        hosts = self.play_hosts.get(play.index, [])
+        live = [h for h in hosts if h in self.hosts and not self.hosts[h].failed and not self.hosts[h].unreachable]
+        magic = {"groups": self.magic["groups"], "hostvars": HostVars(self, task),
+                 "inventory_hostname": hr.host.name, "inventory_hostname_short": hr.host.name.split(".")[0],
+                 "group_names": sorted(hr.host.groups), "playbook_dir": os.path.dirname(os.path.abspath(
+                     self.playbook.path)), "inventory_file": os.path.abspath(self.inventory.path),
+                 "inventory_dir": os.path.dirname(os.path.abspath(self.inventory.path)),
+                 "ansible_check_mode": self.options.mode == "plan", "ansible_play_name": play.name,
+                 "ansible_play_hosts": live, "ansible_play_hosts_all": list(hosts), "play_hosts": live,
+                 "ansible_play_batch": live, "ansible_run_tags": sorted(self.options.tags or ["all"]),
+                 "ansible_skip_tags": sorted(self.options.skip_tags or []), "ansible_version": _ansible_version(),
+                 "ansible_diff_mode": True, "ansible_forks": self.options.forks}
+        if task.role is not None:
+            chain = task.role_chain
+            magic.update(role_name=task.role.name, role_path=task.role.path,
+                         ansible_role_name=task.role.name,
+                         ansible_parent_role_names=[r.name for r in reversed(chain[:-1])],
+                         ansible_parent_role_paths=[r.path for r in reversed(chain[:-1])])
+        return magic
+
+    def _vars_files(self, hr: HostRun, play) -> dict:
+        """A play's vars_files for this host (names may use its variables; a list entry
+        is the first file of it that exists, as in Ansible)."""
+        if not play.vars_files:
+            return {}
+        cached = hr.vars_files.get(play.index)
+        if cached is not None:
+            return cached
+        out: dict = {}
+        base: dict = {}
+        for entry, file, line in play.vars_files:
+            candidates = entry if isinstance(entry, list) else [entry]
+            where = {"file": file, "line": line}
+            found = None
+            for candidate in candidates:
+                name = str(candidate)
+                if "{{" in name:
+                    if not base:
+                        base = self.templar.resolve({**hr.host.vars, **(hostfacts.inject(hr.fact_vars) if
+                                                                         self._facts_visible(hr, play) else {}),
+                                                     **play.vars, **self.options.extra_vars,
+                                                     "inventory_hostname": hr.host.name,
+                                                     "groups": self.magic["groups"]})
+                    name = str(self.templar.render(name, {**base, **out}, where=where))
+                    if is_unknown(name):
+                        raise GfsError(f"vars_files entry {candidate!r} is known only after apply", **where,
+                                       fix="name the vars file with variables known before the run")
+                path = name if os.path.isabs(name) else os.path.join(play.base_dir, name)
+                if os.path.isfile(path):
+                    found = path
+                    break
+            if found is None:
+                raise PlaybookError("vars_files: " + (f"none of {candidates} exists" if len(candidates) > 1 else
+                                                       f"{candidates[0]} not found"), **where,
+                                    fix="check the path (relative to the playbook's directory)")
+            out.update(load_vars(found))
+        if all("{{" not in str(e) for e, _, _ in play.vars_files):
+            for other in self.hosts.values():
+                other.vars_files.setdefault(play.index, out)
+        hr.vars_files[play.index] = out
+        return out
 
     # -- connection and batched reads -----------------------------------------
     def _ensure_connected(self, hr: HostRun) -> None:
         if hr.connected:
             return
+        with hr.conn_lock:
+            if not hr.connected:
+                self._connect(hr)
+
+    def _connect(self, hr: HostRun) -> None:
         if hr.unreachable:
             raise TransportError("host is unreachable (see the first error)", host=hr.host.name)
         try:
@@ -157,43 +332,78 @@ class Runner:
                                           accept_new=self.options.accept_new_host_keys,
                                           timeout=self.options.timeout,
                                           connect_timeout=self.options.connect_timeout)
-            if "ansible_become" not in hr.host.vars:
-                # one connection serves every play of the run: it escalates when a play or
-                # task on this host asks for `become` (inventory ansible_become overrides)
+            if "ansible_become" not in hr.host.vars and not hasattr(hr.transport, "escalated"):
+                # without per-task escalation in the transport, one connection serves every
+                # play of the run: it escalates when a play or task on this host asks for `become`
                 hr.transport.become = self._wants_become(hr.host.name)
             hr.transport.connect()
         except GfsError:
             hr.unreachable = True
             raise
-        cached = self.facts_cache.get(hr.host)
-        if cached:
-            hr.info = parse_facts(hr.host.name, cached, hr.host.vars)
+        if not hr.facts_text:
+            cached = self.facts_cache.get(hr.host)
+            if cached:
+                self._set_facts(hr, cached, real=False)
         hr.connected = True
 
     def _wants_become(self, host: str) -> bool:
-        for step in self.steps_by_host.get(host, []):
+        for step in self.steps_by_host.get(host, []) or [s for s in self.graph.nodes if s.host == host]:
             task = self.tasks[step.task_id]
-            if task.become or (task.become is None and task.play.become):
+            if _truth(task.become) is True or (task.become is None and task.play.become):
                 return True
         return False
 
+    def _set_facts(self, hr: HostRun, text: str, *, real: bool) -> None:
+        facts = hostfacts.gather(text)
+        hr.fact_vars = facts
+        hr.info = hostfacts.host_info(hr.host.name, facts, hr.host.vars)
+        if real:
+            hr.facts_text = text
+
+    def _view(self, hr: HostRun, task: Task, variables: dict | None):
+        """The transport a task's commands go through: its become/become_user/become_method."""
+        transport = hr.transport
+        if not hasattr(transport, "escalated"):
+            return transport
+        become = task.become if task.become is not None else (task.play.become or None)
+        if become is None:
+            return transport
+        key = self._become_key(task, variables)
+        if key not in hr.views:
+            hr.views[key] = transport.escalated(*key)
+        return hr.views[key]
+
+    def _become_key(self, task: Task, variables: dict | None):
+        become = task.become if task.become is not None else task.play.become
+        user = task.become_user if task.become_user is not None else task.play.become_user
+        method = task.become_method or "sudo"
+        if variables is not None:
+            become = self.templar.render(become, variables) if isinstance(become, str) else become
+            user = self.templar.render(user, variables) if isinstance(user, str) else user
+            method = self.templar.render(method, variables) if isinstance(method, str) else method
+        return bool(_truth(become)), str(user or "root"), str(method)
+
     def _refresh(self, hr: HostRun, current: Step | None) -> None:
         """Read, in one round trip, the probes of every remaining step of this host
-        whose arguments can be rendered now (plus the host facts)."""
+        whose arguments can be rendered now (plus the host facts, once per run)."""
         remaining = self.steps_by_host.get(hr.host.name, [])
         if current is not None and current in remaining:
             remaining = remaining[remaining.index(current):]
         # what is still valid (nothing it reads has changed since) is kept
         keep = {} if hr.stale else dict(hr.facts)
-        probes: dict[str, str] = {"__facts__": FACTS_PROBE} if hr.stale or not hr.facts_raw else {}
+        probes: dict[str, str] = {"__facts__": FACTS_PROBE} if not hr.facts_text else {}
         planned: dict = {}
         for step in remaining:
             task = self.tasks[step.task_id]
-            if step in self.outcomes:
+            if step in self.outcomes or task.include is not None or task.module in META or task.delegate_to:
                 continue
             try:
                 module = modules.get(task.module)
-                for index, _, status, args, _ in self._each_item(hr, task, module, self.variables(hr, task)):
+                if module is None:
+                    continue
+                variables = self.variables(hr, task)
+                env = self._environment(task, variables)
+                for index, _, status, args, _ in self._each_item(hr, task, module, variables):
                     if status == "unknown":
                         raise LookupError(args)
                     if status == "skipped":
@@ -204,7 +414,7 @@ class Runner:
                     if hr.changed and step != current and not module.cheap_reads:
                         continue  # costly reads on a changing host: each step reads its own when it runs
                     for key, cmd in module.probes(args, hr.info).items():
-                        probes[f"{task.id}\x1f{index}\x1f{key}"] = cmd
+                        probes[f"{task.id}\x1f{index}\x1f{key}"] = _with_env(env, cmd)
                     planned[(task.id, index)] = (args_key, module.resources(args))
             except Exception:  # noqa: BLE001 - not renderable yet; read it when it runs
                 continue
@@ -212,8 +422,7 @@ class Runner:
         facts_result = results.pop("__facts__", None)
         if facts_result is not None:
             # steps rendered with outdated facts are re-read when they run (their args differ)
-            hr.info = parse_facts(hr.host.name, facts_result.stdout, hr.host.vars)
-            hr.facts_raw = facts_result.stdout
+            self._set_facts(hr, facts_result.stdout, real=True)
             self.facts_cache.put(hr.host, facts_result.stdout)
         grouped: dict = {}
         for key, result in results.items():
@@ -247,20 +456,30 @@ class Runner:
             return
         for index, item_vars in enumerate(items):
             v = {**variables, **item_vars}
-            if task.when is not None:
+            if task.when:
                 if _references_unknown(self.templar, task.when, v):
                     yield index, v, "unknown", "condition (known after apply)", None
                     continue
-                if not self.templar.evaluate(task.when, v, where=task.where()):
+                if not self._true(task.when, v, task):
                     yield index, v, "skipped", None, None
                     continue
-            args = self._render_args(task, module, v)
+            try:
+                args = self._render_args(task, module, v)
+            except GfsError:
+                if _has_unknown(v) and _references_unknown_value(self.templar, dict(task.args), v):
+                    yield index, v, "unknown", "arguments (known after apply)", None
+                    continue
+                raise
             if is_unknown(args):
                 yield index, v, "unknown", show_unknown(_describe_args(args)), None
                 continue
             args = module.validate(args, where=task.where())
             ctx = self._context(hr, task, v)
             yield index, v, "ready", module.prepare(args, ctx), ctx
+
+    def _true(self, conditions, variables: dict, task: Task) -> bool:
+        value = self.templar.evaluate(conditions, variables, where=task.where())
+        return bool(_truth(value)) if not isinstance(value, bool) else value
 
     def _render_args(self, task: Task, module, variables: dict):
         raw = dict(task.args)
@@ -278,38 +497,101 @@ class Runner:
     def _items(self, task: Task, variables: dict) -> list[dict]:
         if task.loop is None:
             return [{}]
-        items = self.templar.render(task.loop, variables, where=task.where())
-        if isinstance(items, str) and not is_unknown(items):
-            items = [items]
-        if is_unknown(items):
+        try:
+            terms = self.templar.render(task.loop, variables, where=task.where())
+        except GfsError:
+            if _has_unknown(variables) and _references_unknown_value(self.templar, task.loop, variables):
+                raise LookupError("unknown loop") from None
+            raise
+        if is_unknown(terms):
             raise LookupError("unknown loop")
-        if not isinstance(items, list):
-            raise GfsError(f"`loop` must give a list, got {type(items).__name__}", **task.where(),
-                           field="loop", fix="loop over a list, e.g. `loop: \"{{ groups['all'] }}\"`")
-        return [{task.loop_var: item, "ansible_loop": {"index0": i, "index": i + 1}} for i, item in enumerate(items)]
+        values = loops.items(task.loop_with, terms, where=task.where(), find=lambda sub, name: self._find_in(
+            task, sub, name), select_hosts=lambda pattern: self.inventory.select(pattern, where=task.where()))
+        return [loops.loop_vars(task, item, i, values) for i, item in enumerate(values)]
+
+    def _environment(self, task: Task, variables: dict) -> dict:
+        env: dict = {}
+        for entry in task.environment:
+            value = self.templar.render(entry, variables, where=task.where())
+            if value in (None, ""):
+                continue
+            if not isinstance(value, dict):
+                raise GfsError(f"`environment` must be a mapping, got {type(value).__name__}", **task.where(),
+                               field="environment", fix="write `environment: {NAME: value}`")
+            env.update({str(k): v for k, v in value.items()})
+        for key in env:
+            if not key.replace("_", "a").isalnum() or key[:1].isdigit():
+                raise GfsError(f"environment variable name {key!r} is not valid", **task.where(), field="environment",
+                               fix="use letters, digits and _")
+        return env
 
     def _context(self, hr: HostRun, task: Task, variables: dict) -> TaskContext:
         def render_file(path):
-            full = self._find(path, task)
+            full = self._find(path, task, "templates")
             return self.templar.render_file(full, variables, where=task.where())
 
-        ctx = TaskContext(hr.info, hr.transport, task_name=task.label, render_file=render_file,
-                          find_file=lambda p: self._find(p, task),
+        target = hr
+        if task.delegate_to:
+            target = self._delegate(hr, task, variables) or hr
+        ctx = TaskContext(target.info, self._view(target, task, variables),
+                          task_name=task.label, render_file=render_file,
+                          find_file=lambda p: self._find(p, task, "files"),
                           progress=lambda msg: self.reporter.progress(hr.host.name, task, msg),
                           check_mode=self.options.mode == "plan",
                           transports={n: h.transport for n, h in self.hosts.items()})
         ctx.allow_destroy = self.options.allow_destroy
         ctx.variables = variables
+        env = self._environment(task, variables)
+        if env:
+            ctx.environment = env
         return ctx
 
-    def _find(self, path: str, task: Task) -> str:
+    def _find_in(self, task: Task, sub: str, path: str) -> str | None:
         if os.path.isabs(path):
-            return path
+            return path if os.path.exists(path) else None
+        for base in task.search_dirs:
+            for candidate in (os.path.join(base, sub, path), os.path.join(base, path)):
+                if os.path.exists(candidate):
+                    return os.path.normpath(candidate)
+        return None
+
+    def _find(self, path: str, task: Task, sub: str = "files") -> str:
+        found = self._find_in(task, sub, path)
+        if found is not None:
+            return found
         for base in [task.play.base_dir, *self.search_path]:
             candidate = os.path.join(base, path)
             if os.path.exists(candidate):
                 return os.path.normpath(candidate)
         return os.path.join(task.play.base_dir, path)
+
+    def _delegate(self, hr: HostRun, task: Task, variables: dict) -> HostRun | None:
+        """The host a ``delegate_to``/``local_action`` task runs on (None: its own)."""
+        name = self.templar.render(task.delegate_to, variables, where=task.where())
+        if is_unknown(name):
+            raise GfsError("delegate_to is known only after apply", **task.where(), field="delegate_to",
+                           fix="delegate to a host known before the run")
+        name = str(name)
+        if name == hr.host.name:
+            return None
+        target = self.hosts.get(name) or self.extra_hosts.get(name)
+        if target is None:
+            if name in self.inventory.hosts:
+                host = self.inventory.hosts[name]
+            elif name in ("localhost", "127.0.0.1", "::1"):
+                host = Host("localhost", vars={"ansible_connection": "local"})
+            else:
+                raise GfsError(f"delegate_to {name!r} is not a host of the inventory", **task.where(),
+                               field="delegate_to", fix="add it to the inventory, or delegate to localhost")
+            with self.once_lock:
+                target = self.extra_hosts.setdefault(name, HostRun(host=host, info=HostInfo(name=name,
+                                                                                            vars=host.vars)))
+        self._ensure_connected(target)
+        with target.conn_lock:
+            if not target.facts_text:
+                result = target.transport.read_many({"f": FACTS_PROBE})["f"]
+                self._set_facts(target, result.stdout, real=True)
+        return target
 
     # -- executing one step -----------------------------------------------------
     def _execute(self, step: Step) -> StepOutcome:
@@ -317,17 +599,31 @@ class Runner:
         hr = self.hosts[step.host]
         started = time.monotonic()
         outcome = StepOutcome(task=task, host=step.host, status="ok")
+        throttle = self._throttle(task)
+        once = self._once_lock(task) if task.run_once else None
         try:
+            if throttle is not None:
+                throttle.acquire()
+            if once is not None:
+                once.acquire()
             with hr.lock:
-                if task.is_handler and not ({task.name, *task.listen} & hr.notified):
+                if task.is_handler and not (set(task.handler_names) | {str(x) for x in task.listen}) & hr.notified:
                     outcome.status = "skipped"
                     outcome.error = "not notified"
                     return outcome
-                if hr.failed and not task.is_handler:
-                    outcome.status = "blocked"
+                decision, why = hr.flow.decide(task)
+                if decision != flowmod.RUN:
+                    outcome.status = "blocked" if decision == flowmod.BLOCK else "skipped"
+                    outcome.error = why
                     return outcome
+                if task.is_handler:
+                    hr.notified -= set(task.handler_names) | {str(x) for x in task.listen}
                 self._ensure_connected(hr)
-                self._run_task(hr, task, step, outcome)
+                if task.run_once and self._once(hr, task, step, outcome):
+                    return outcome
+                self._dispatch(hr, task, step, outcome)
+                if task.run_once:
+                    self._once_done(hr, task, outcome)
         except GfsError as exc:
             outcome.status = "failed"
             if not exc.host:
@@ -341,16 +637,121 @@ class Runner:
             outcome.error = secrets.redact(f"host {step.host}, task {task.label!r}: internal error: "
                                            f"{type(exc).__name__}: {exc}\n{detail}".rstrip())
         finally:
+            if once is not None:
+                once.release()
+            if throttle is not None:
+                throttle.release()
             outcome.duration = time.monotonic() - started
         if outcome.status == "failed":
-            if task.ignore_errors:
-                outcome.status = "ok"
-                outcome.error = "(ignored) " + outcome.error
-            else:
-                hr.failed = True
-                if self.options.fail_fast:
-                    self.stop_all.set()
+            self._failed(hr, task, outcome)
         return outcome
+
+    def _failed(self, hr: HostRun, task: Task, outcome: StepOutcome) -> None:
+        ignore = task.ignore_errors
+        if hr.unreachable and task.ignore_unreachable:
+            ignore = task.ignore_unreachable
+        if isinstance(ignore, str) and "{{" in ignore:
+            try:
+                ignore = self.templar.render(ignore, self.variables(hr, task), where=task.where())
+            except GfsError:
+                ignore = False
+        if _truth(ignore) is True:
+            outcome.status = "ok"
+            outcome.error = "(ignored) " + outcome.error
+            return
+        if hr.flow.fail(task):
+            outcome.status = "rescued"
+            return
+        hr.failed = True
+        if task.any_errors_fatal is True or task.play.any_errors_fatal:
+            for name in self.play_hosts.get(task.play.index, []):
+                other = self.hosts.get(name)
+                if other is not None and other is not hr:
+                    other.flow.ended_plays.add(task.play.index)
+                    other.failed = True
+        if self.options.fail_fast:
+            self.stop_all.set()
+        self._batch_failures(task)
+
+    def _batch_failures(self, task: Task) -> None:
+        """Ansible stops the run when every host of a ``serial`` batch failed, or more
+        than ``max_fail_percentage`` of them did."""
+        from gfsdeploy.graph import batches
+
+        play = task.play
+        hosts = self.play_hosts.get(play.index, [])
+        for batch in batches(play, hosts):
+            if not batch:
+                continue
+            failed = [h for h in batch if h in self.hosts and self.hosts[h].failed]
+            if not failed:
+                continue
+            pct = play.max_fail_percentage
+            over = False
+            if pct is not None:
+                try:
+                    over = len(failed) * 100.0 / len(batch) > float(pct)
+                except (TypeError, ValueError):
+                    over = False
+            if (play.serial not in (None, 0, "0", "") and len(failed) == len(batch)) or over:
+                self.stop_all.set()
+
+    def _throttle(self, task: Task):
+        if not task.throttle or task.throttle <= 0:
+            return None
+        with self.once_lock:
+            sem = self.throttles.get(task.id)
+            if sem is None:
+                sem = self.throttles[task.id] = threading.Semaphore(task.throttle)
+        return sem
+
+    def _once_lock(self, task: Task):
+        with self.once_lock:
+            return self.throttles.setdefault(("once", task.id), threading.Lock())
+
+    def _once(self, hr: HostRun, task: Task, step: Step, outcome: StepOutcome) -> bool:
+        """``run_once``: a host after the first copies the first one's result."""
+        if not _truth(self.templar.render(task.run_once, self.variables(hr, task))
+                      if isinstance(task.run_once, str) else task.run_once):
+            return False
+        key = (task.id, self._batch_of(task, hr.host.name))
+        done = self.once.get(key)
+        if done is None:
+            return False
+        first, registered, facts = done
+        if task.register and task.register in registered:
+            hr.registered[task.register] = registered[task.register]
+        hr.registered.update(facts)
+        outcome.status = "skipped"
+        outcome.error = f"run once (on {first})"
+        return True
+
+    def _once_done(self, hr: HostRun, task: Task, outcome: StepOutcome) -> None:
+        key = (task.id, self._batch_of(task, hr.host.name))
+        facts = {}
+        if task.module in SET_FACT:
+            facts = {k: hr.registered[k] for k in task.args if k != "cacheable" and k in hr.registered}
+        registered = {task.register: hr.registered[task.register]} if task.register and \
+            task.register in hr.registered else {}
+        self.once.setdefault(key, (hr.host.name, registered, facts))
+
+    def _batch_of(self, task: Task, host: str) -> int:
+        from gfsdeploy.graph import batches
+
+        for i, batch in enumerate(batches(task.play, self.play_hosts.get(task.play.index, []))):
+            if host in batch:
+                return i
+        return 0
+
+    def _dispatch(self, hr: HostRun, task: Task, step: Step, outcome: StepOutcome) -> None:
+        """Runner-level tasks (includes, meta, set_fact, include_vars, setup) or a module."""
+        if task.include is not None:
+            return self._run_include(hr, task, step, outcome)
+        if task.module in META:
+            return self._run_meta(hr, task, outcome)
+        if task.module in SET_FACT | INCLUDE_VARS | SETUP:
+            return self._run_vars_task(hr, task, step, outcome)
+        return self._run_task(hr, task, step, outcome)
 
     def _run_task(self, hr: HostRun, task: Task, step: Step, outcome: StepOutcome) -> None:
         module = modules.get(task.module)
@@ -361,35 +762,52 @@ class Runner:
         runs_in_plan = module.read_only or task.changed_when is False or \
             (isinstance(task.changed_when, str) and task.changed_when.strip().lower() in ("false", "no")) or \
             task.check_mode is False
+        delegate = self._delegate(hr, task, variables) if task.delegate_to else None
+        target = delegate or hr
+        pause = float(task.loop_control.get("pause") or 0) if task.loop_control else 0.0
         for index, v, status, args, ctx in self._each_item(hr, task, module, variables):
             if status == "unknown":
                 outcome.changes.append(Change(CHANGE, f"{task.module}: {task.label}", args))
-                results.append({"changed": True})
+                results.append(self._with_item(task, v, {"changed": True}))
                 continue
             if status == "skipped":
-                results.append({"changed": False, "skipped": True, "skip_reason": "condition false"})
+                results.append(self._with_item(task, v, {"changed": False, "skipped": True,
+                                                         "skip_reason": "Conditional result was False"}))
                 continue
+            if index and pause and not plan_mode:
+                time.sleep(pause)
             ctx.read_only = runs_in_plan
-            facts = self._facts_for(hr, task, step, index, args, module)
+            if delegate is not None:
+                facts = self._read_now(delegate, module, args, task, v)
+            else:
+                facts = self._facts_for(hr, task, step, index, args, module, v)
             state = module.read(args, facts, ctx)
-            changes = module.plan(args, state, hr.info)
+            changes = module.plan(args, state, target.info)
             real = [c for c in changes if c.action != WARN]
             outcome.changes.extend(changes)
-            if task.no_log:
+            if _truth(task.no_log) is True:
                 for c in changes:
                     c.sensitive = True
             if plan_mode and not runs_in_plan:
-                results.append({"changed": bool(real)} if real else TaskResult().as_register())
+                results.append(self._with_item(task, v, {"changed": bool(real)} if real else
+                                               TaskResult().as_register()))
                 any_changed |= bool(real)
                 continue
             if not real:
                 if runs_in_plan and module.read_only:
                     result = module.apply(args, changes, ctx)
-                    results.append(self._judge(task, result, v))
-                    if result.msg and not task.no_log:
+                    judged = self._judge(task, result, v)
+                    results.append(self._with_item(task, v, judged))
+                    self._absorb_facts(hr, task, judged)
+                    if result.msg and not _truth(task.no_log) is True:
                         outcome.messages.append(result.msg)
+                    if judged.get("failed"):
+                        self._register(hr, task, results)
+                        raise ModuleError(judged.get("msg") or "failed", host=hr.host.name, task=task.label)
                 else:
-                    results.append(TaskResult().as_register())
+                    results.append(self._with_item(task, v, TaskResult().as_register()))
+                if self._break(task, v, results):
+                    break
                 continue
             if self.options.before_change is not None:
                 self.options.before_change()
@@ -399,13 +817,13 @@ class Runner:
                 judged = self._judge(task, result, v)
                 if task.until is None:
                     break
-                if self.templar.evaluate(task.until, {**v, **({task.register: judged} if task.register else {})},
-                                         where=task.where()):
+                if self._true(task.until, {**v, **({task.register: judged} if task.register else {})}, task):
                     break
                 if attempt + 1 < attempts:
                     self.reporter.progress(hr.host.name, task, f"retrying ({attempt + 1}/{attempts - 1})")
                     time.sleep(task.delay)
-                    changes = module.plan(args, module.read(args, self._read_now(hr, module, args), ctx), hr.info)
+                    changes = module.plan(args, module.read(args, self._read_now(target, module, args, task, v),
+                                                            ctx), target.info)
                     if not [c for c in changes if c.action != WARN]:
                         judged = TaskResult().as_register()
                         break
@@ -413,12 +831,16 @@ class Runner:
                 judged["failed"] = True
                 judged["msg"] = (judged.get("msg") or "") + f" (until condition not met after {attempts} attempts)"
             if judged.get("changed"):
-                self._invalidate(hr, module.resources(args))  # what later steps read may be outdated
-            results.append(judged)
+                with target.conn_lock:
+                    self._invalidate(target, module.resources(args))  # what later steps read may be outdated
+            results.append(self._with_item(task, v, judged))
+            self._absorb_facts(hr, task, judged)
             any_changed |= bool(judged.get("changed"))
             if judged.get("failed"):
                 self._register(hr, task, results)
                 raise ModuleError(judged.get("msg") or "failed", host=hr.host.name, task=task.label)
+            if self._break(task, v, results):
+                break
         self._register(hr, task, results, unknown=plan_mode and any_changed and not runs_in_plan)
         real_changes = [c for c in outcome.changes if c.action != WARN]
         if plan_mode and not runs_in_plan:
@@ -430,8 +852,35 @@ class Runner:
         if all(r.get("skipped") for r in results) and results:
             outcome.status = "skipped"
         if outcome.status in ("changed", "pending"):
-            for name in task.notify:
-                hr.notified.add(self.templar.render(name, variables) if "{{" in str(name) else name)
+            self._notify(hr, task, variables)
+
+    def _notify(self, hr: HostRun, task: Task, variables: dict) -> None:
+        for name in task.notify:
+            hr.notified.add(str(self.templar.render(name, variables)) if "{{" in str(name) else str(name))
+
+    def _break(self, task: Task, v: dict, results: list) -> bool:
+        condition = task.loop_control.get("break_when") if task.loop_control else None
+        if not condition:
+            return False
+        scoped = {**v, **({task.register: results[-1]} if task.register else {})}
+        return self._true(condition, scoped, task)
+
+    def _with_item(self, task: Task, v: dict, result: dict) -> dict:
+        if task.loop is None:
+            return result
+        result = dict(result)
+        result[task.loop_var] = v.get(task.loop_var)
+        result["ansible_loop_var"] = task.loop_var
+        if task.loop_control.get("index_var"):
+            result[task.loop_control["index_var"]] = v.get(task.loop_control["index_var"])
+            result["ansible_index_var"] = task.loop_control["index_var"]
+        return result
+
+    def _absorb_facts(self, hr: HostRun, task: Task, result: dict) -> None:
+        """A module result carrying ``ansible_facts`` updates the host's facts."""
+        facts = result.get("ansible_facts")
+        if isinstance(facts, dict) and facts:
+            hr.fact_vars.update(facts)
 
     def _judge(self, task: Task, result: TaskResult, variables: dict) -> dict:
         value = result.as_register()
@@ -442,9 +891,9 @@ class Runner:
         scoped = {**variables, **({task.register: value} if task.register else {}),
                   "rc": value.get("rc"), "stdout": value.get("stdout"), "stderr": value.get("stderr")}
         if task.changed_when is not None:
-            value["changed"] = bool(self.templar.evaluate(task.changed_when, scoped, where=task.where()))
+            value["changed"] = self._true(task.changed_when, scoped, task)
         if task.failed_when is not None:
-            value["failed"] = bool(self.templar.evaluate(task.failed_when, scoped, where=task.where()))
+            value["failed"] = self._true(task.failed_when, scoped, task)
             if value["failed"] and not value.get("msg"):
                 value["msg"] = f"failed_when condition is true: {task.failed_when}"
         return value
@@ -456,13 +905,193 @@ class Runner:
             hr.registered[task.register] = Unknown()
             return
         if task.loop is not None:
-            hr.registered[task.register] = {"results": results,
+            hr.registered[task.register] = {"results": results, "msg": "All items completed",
                                             "changed": any(r.get("changed") for r in results),
-                                            "failed": any(r.get("failed") for r in results)}
+                                            "failed": any(r.get("failed") for r in results),
+                                            "skipped": bool(results) and all(r.get("skipped") for r in results)}
         else:
-            hr.registered[task.register] = results[0] if results else {"skipped": True, "changed": False}
+            hr.registered[task.register] = results[0] if results else \
+                {"skipped": True, "changed": False, "skip_reason": "Conditional result was False"}
 
-    def _facts_for(self, hr: HostRun, task: Task, step: Step, index: int, args: dict, module) -> dict:
+    # -- runner-level tasks ------------------------------------------------------------
+    def _run_vars_task(self, hr: HostRun, task: Task, step: Step, outcome: StepOutcome) -> None:
+        """set_fact, include_vars, setup/gather_facts: they only set variables (and run in plan)."""
+        variables = self.variables(hr, task)
+        module = modules.get(task.module)
+        results = []
+        for index, v, status, args, ctx in self._each_item(hr, task, module, variables):
+            if status == "skipped":
+                results.append(self._with_item(task, v, {"changed": False, "skipped": True,
+                                                         "skip_reason": "Conditional result was False"}))
+                continue
+            if task.module in SET_FACT:
+                value = self._set_fact(hr, task, v)
+            elif task.module in INCLUDE_VARS:
+                if status == "unknown":
+                    raise GfsError(f"include_vars: {args}", **task.where(),
+                                   fix="name the file with variables known before the run")
+                value = self._include_vars(hr, task, args)
+            else:
+                value = self._setup(hr, task, args if status == "ready" else {})
+            results.append(self._with_item(task, v, value))
+        self._register(hr, task, results)
+        outcome.status = "skipped" if results and all(r.get("skipped") for r in results) else "ok"
+
+    def _set_fact(self, hr: HostRun, task: Task, v: dict) -> dict:
+        facts = {}
+        cacheable = False
+        for key, raw in task.args.items():
+            if key == "cacheable":
+                cacheable = bool(_truth(self.templar.render(raw, v, where=task.where())))
+                continue
+            if _references_unknown_value(self.templar, raw, v):
+                facts[key] = Unknown()
+                continue
+            facts[key] = self.templar.render(raw, v, where=task.where())
+        hr.registered.update(facts)
+        if cacheable:
+            hr.cacheable.update(facts)
+        return {"changed": False, "failed": False, "ansible_facts": facts, "skipped": False}
+
+    def _include_vars(self, hr: HostRun, task: Task, args: dict) -> dict:
+        files = []
+        source = args.get("file") or args.get("_raw_params")
+        if args.get("dir"):
+            base = self._find(str(args["dir"]), task, "vars")
+            if not os.path.isdir(base):
+                raise GfsError(f"include_vars: directory {args['dir']!r} not found", **task.where(), field="dir",
+                               fix="check the path (searched the role's vars/ and the playbook's directory)")
+            exts = args.get("extensions") or ["yaml", "yml", "json"]
+            ignore = set(args.get("ignore_files") or [])
+            depth = int(args.get("depth") or 0)
+            for root, dirs, names in os.walk(base):
+                rel_depth = os.path.relpath(root, base).count(os.sep) + (0 if root == base else 1)
+                if depth and rel_depth >= depth:
+                    dirs[:] = []
+                for name in sorted(names):
+                    if name in ignore or name.rsplit(".", 1)[-1] not in exts:
+                        continue
+                    if args.get("files_matching") and not __import__("re").search(args["files_matching"], name):
+                        continue
+                    files.append(os.path.join(root, name))
+                dirs.sort()
+        elif source:
+            path = self._find(str(source), task, "vars")
+            if not os.path.isfile(path):
+                raise GfsError(f"include_vars: file {source!r} not found", **task.where(),
+                               fix="check the path (searched the role's vars/, the task file's directory, "
+                                   "and the playbook's directory)")
+            files.append(path)
+        else:
+            raise GfsError("include_vars needs a file or dir", **task.where(), fix="write `include_vars: file.yml`")
+        data: dict = {}
+        for path in files:
+            data.update(load_vars(path))
+        if args.get("name"):
+            hr.included_vars[str(args["name"])] = data
+        else:
+            hr.included_vars.update(data)
+        return {"changed": False, "failed": False, "ansible_facts": data, "ansible_included_var_files": files,
+                "skipped": False}
+
+    def _setup(self, hr: HostRun, task: Task, args: dict) -> dict:
+        result = hr.transport.read_many({"f": FACTS_PROBE})["f"]
+        self._set_facts(hr, result.stdout, real=True)
+        hr.setup_ran = True
+        facts = dict(hr.fact_vars)
+        patterns = args.get("filter") if isinstance(args, dict) else None
+        if patterns:
+            import fnmatch
+
+            patterns = patterns if isinstance(patterns, list) else [patterns]
+            facts = {k: v for k, v in facts.items()
+                     if any(fnmatch.fnmatch("ansible_" + k, p) or fnmatch.fnmatch(k, p) for p in patterns)}
+        return {"changed": False, "failed": False, "ansible_facts": hostfacts.inject(facts), "skipped": False}
+
+    def _run_meta(self, hr: HostRun, task: Task, outcome: StepOutcome) -> None:
+        variables = self.variables(hr, task)
+        if task.when and not self._true(task.when, variables, task):
+            outcome.status = "skipped"
+            return
+        action = _meta_action(task.args)
+        play = task.play.index
+        if action == "end_host":
+            hr.flow.ended_plays.add(play)
+        elif action in ("end_play", "end_batch"):
+            batch = self._batch_of(task, hr.host.name)
+            for name in self.play_hosts.get(play, []):
+                other = self.hosts.get(name)
+                if other is not None and (action == "end_play" or self._batch_of(task, name) == batch):
+                    other.flow.ended_plays.add(play)
+        elif action == "end_role" and task.role is not None:
+            hr.flow.ended_roles.add((play, task.role.path))
+        elif action == "clear_host_errors":
+            hr.failed = False
+            hr.flow.failed = False
+        elif action == "clear_facts":
+            hr.fact_vars = {}
+            hr.setup_ran = False
+            self.gathers.pop(hr.host.name, None)
+        elif action == "reset_connection":
+            pass  # one connection per host per run; nothing is cached on it between tasks
+        outcome.status = "ok"
+
+    def _run_include(self, hr: HostRun, task: Task, step: Step, outcome: StepOutcome) -> None:
+        """include_tasks/include_role: decide once per item; a known body was placed in
+        the graph when loading (gated by this decision), otherwise load and expand it now."""
+        include = task.include
+        variables = self.variables(hr, task)
+        try:
+            items = self._items(task, variables)
+        except LookupError:
+            items = None
+        if items is None:
+            hr.flow.included[task.id] = None
+            outcome.changes.append(Change(CHANGE, f"{task.module} {include.target}",
+                                          "its loop is known only after apply: the included tasks too"))
+            outcome.status = "pending"
+            return
+        expansion: list[Task] = []
+        included = False
+        for index, item_vars in enumerate(items):
+            v = {**variables, **item_vars}
+            if task.when:
+                if _references_unknown(self.templar, task.when, v):
+                    hr.flow.included[task.id] = None
+                    outcome.changes.append(Change(CHANGE, f"{task.module} {include.target}",
+                                                  "whether it is included is known only after apply"))
+                    outcome.status = "pending"
+                    return
+                if not self._true(task.when, v, task):
+                    continue
+            included = True
+            if include.static:
+                continue
+            target = self.templar.render(include.target, v, where=task.where())
+            if is_unknown(target):
+                outcome.changes.append(Change(CHANGE, f"{task.module} {include.target}",
+                                              "the file is known only after apply: the included tasks too"))
+                outcome.status = "pending"
+                return
+            params = dict(item_vars)
+            options = {k: self.templar.render(o, v, where=task.where()) for k, o in include.options.items()
+                       if k != "apply"}
+            if options != {k: o for k, o in include.options.items() if k != "apply"}:
+                include_copy = dataclasses.replace(include, options={**include.options, **options})
+                task_copy = dataclasses.replace(task, include=include_copy)
+            else:
+                task_copy = task
+            body, _ = self.playbook.loader.expand(task_copy, str(target), f"{task.id}@{hr.host.name}/{index}",
+                                                  params)
+            expansion += [t for t in body if selected(t, self.options.tags, self.options.skip_tags,
+                                                      {**self.all_tasks, **{b.id: b for b in body}})]
+        hr.flow.included[task.id] = included
+        outcome.status = "ok" if included else "skipped"
+        outcome.expansion = expansion
+
+    # -- reads ------------------------------------------------------------------------
+    def _facts_for(self, hr: HostRun, task: Task, step: Step, index: int, args: dict, module,
+                   variables: dict | None = None) -> dict:
         if hr.stale:
             self._refresh(hr, step)
         cached = hr.facts.get((task.id, index))
@@ -475,11 +1104,15 @@ class Runner:
             cached = hr.facts.get((task.id, index))
             if cached and cached[0] == _args_key(args):
                 return cached[1]
-        return self._read_now(hr, module, args)
+        return self._read_now(hr, module, args, task, variables)
 
-    def _read_now(self, hr: HostRun, module, args) -> dict:
+    def _read_now(self, hr: HostRun, module, args, task: Task | None = None, variables: dict | None = None) -> dict:
         probes = module.probes(args, hr.info)
-        return hr.transport.read_many(probes) if probes else {}
+        if not probes:
+            return {}
+        env = self._environment(task, variables) if task is not None and variables is not None else {}
+        transport = self._view(hr, task, variables) if task is not None else hr.transport
+        return transport.read_many({k: _with_env(env, v) for k, v in probes.items()})
 
     # -- the whole run ------------------------------------------------------------
     def run(self, mode: str | None = None) -> list[StepOutcome]:
@@ -488,14 +1121,21 @@ class Runner:
         if mode:
             self.options.mode = mode
         self.outcomes = {}
+        self.once = {}
         self.stop_all.clear()
         for hr in self.hosts.values():
             hr.registered, hr.notified, hr.failed, hr.changed = {}, set(), hr.unreachable, False
+            hr.included_vars, hr.flow, hr.setup_ran = {}, flowmod.HostFlow(failed=hr.unreachable), False
+            hr.flow.force_handlers = self.options.force_handlers
+            hr.cacheable = {}
             hr.counts = {"ok": 0, "changed": 0, "failed": 0, "skipped": 0}
-        graph = self.graph
+        self.graph = graph = self.base_graph.copy()
+        self.steps_by_host = {}
+        order = {n: i for i, n in enumerate(nx.topological_sort(graph))}
+        for step in sorted(order, key=order.get):
+            self.steps_by_host.setdefault(step.host, []).append(step)
         waiting = {n: graph.in_degree(n) for n in graph.nodes}
         ready = [n for n, d in waiting.items() if d == 0]
-        order = {n: i for i, n in enumerate(nx.topological_sort(graph))}
         running: dict[cf.Future, Step] = {}
         forks = max(1, self.options.forks)
         try:
@@ -514,15 +1154,41 @@ class Runner:
                     done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                     for future in done:
                         step = running.pop(future)
-                        self._finish(step, future.result())
+                        outcome = future.result()
+                        if outcome.expansion:
+                            self._insert(step, outcome.expansion, waiting, order)
+                        self._finish(step, outcome)
                         ready.extend(self._release(step, waiting))
         except KeyboardInterrupt:
             self.stop_all.set()
             raise
         return [self.outcomes[s] for s in nx.topological_sort(graph) if s in self.outcomes]
 
+    def _insert(self, step: Step, tasks: list[Task], waiting: dict, order: dict) -> None:
+        """Put an include's body right after it on its host: the include's successors
+        now wait for the body's last step."""
+        graph = self.graph
+        successors = list(graph.out_edges(step, data=True))
+        previous = step
+        new_steps = []
+        for i, task in enumerate(tasks):
+            self.tasks[task.id] = task
+            new = Step(task.id, step.host)
+            graph.add_node(new, task=task.id, host=step.host, handler=False)
+            graph.add_edge(previous, new, hard=False, why="order")
+            waiting[new] = 1
+            order[new] = order[step] + (i + 1) / (len(tasks) + 1)
+            new_steps.append(new)
+            previous = new
+        for _, succ, data in successors:
+            graph.add_edge(previous, succ, **data)
+            waiting[succ] += 1
+        host_steps = self.steps_by_host.setdefault(step.host, [])
+        at = host_steps.index(step) + 1 if step in host_steps else len(host_steps)
+        host_steps[at:at] = new_steps
+
     def close(self) -> None:
-        for hr in self.hosts.values():
+        for hr in [*self.hosts.values(), *self.extra_hosts.values()]:
             if hr.transport is not None:
                 try:
                     hr.transport.close()
@@ -530,9 +1196,7 @@ class Runner:
                     pass
 
     def _blocked(self, step: Step) -> bool:
-        task = self.tasks[step.task_id]
-        if self.hosts[step.host].failed and not task.is_handler:
-            return True
+        """Stopped by an explicit ``needs:`` that failed (the host's own state is the flow's)."""
         for pred in self.graph.predecessors(step):
             if self.graph.edges[pred, step].get("hard"):
                 outcome = self.outcomes.get(pred)
@@ -552,7 +1216,7 @@ class Runner:
         self.outcomes[step] = outcome
         hr = self.hosts[step.host]
         key = {"pending": "changed", "blocked": "skipped"}.get(outcome.status, outcome.status)
-        if not (outcome.status == "skipped" and outcome.error == "not notified"):
+        if not (outcome.status == "skipped" and outcome.error.startswith(QUIET)):
             hr.counts[key] = hr.counts.get(key, 0) + 1
         self.reporter.step_done(outcome, self.options.mode)
 
@@ -569,6 +1233,28 @@ class Runner:
                     hashlib.sha256(json.dumps([outcome.task.id, change.action, change.resource,
                                                change.diff], sort_keys=True).encode()).hexdigest())
         return {h: sorted(v) for h, v in sorted(out.items())}
+
+
+def _truth(value):
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in ("yes", "true", "on", "1", "y"):
+            return True
+        if low in ("no", "false", "off", "0", "n", ""):
+            return False
+    return value
+
+
+def _with_env(env: dict, script: str) -> str:
+    if not env:
+        return script
+    from gfsdeploy.modules.base import q
+
+    return "".join(f"export {k}={q('' if v is None else v)}\n" for k, v in env.items()) + script
+
+
+def _ansible_version() -> dict:
+    return {"full": "2.19.0", "major": 2, "minor": 19, "revision": 0, "string": "2.19.0 (gfsdeploy)"}
 
 
 def _args_key(args) -> str:
@@ -603,13 +1289,28 @@ def _references_unknown(templar: Templar, expression, variables: dict) -> bool:
     return False
 
 
-def _facts_vars(info: HostInfo) -> dict:
-    family = {"debian": "Debian", "redhat": "RedHat"}.get(info.os_family, info.os_family.capitalize())
-    distro = {"debian": "Debian", "ubuntu": "Ubuntu", "centos": "CentOS", "rhel": "RedHat",
-              "rocky": "Rocky", "almalinux": "AlmaLinux", "fedora": "Fedora"}.get(info.os_id, info.os_id.capitalize())
-    return {"ansible_os_family": family, "ansible_distribution": distro,
-            "ansible_distribution_version": info.os_version,
-            "ansible_distribution_major_version": info.os_version.split(".")[0] if info.os_version else ""}
+def _references_unknown_value(templar: Templar, value, variables: dict) -> bool:
+    """Whether a value (templates inside strings, mappings, lists) uses a variable known only after apply."""
+    if isinstance(value, str):
+        if "{{" not in value and "{%" not in value:
+            return False
+        from jinja2 import meta
+
+        try:
+            names = meta.find_undeclared_variables(templar.env.parse(value))
+        except Exception:  # noqa: BLE001 - syntax errors surface when rendered
+            return False
+        return any(is_unknown(variables.get(n)) for n in names)
+    if isinstance(value, dict):
+        return any(_references_unknown_value(templar, v, variables) for v in value.values())
+    if isinstance(value, list):
+        return any(_references_unknown_value(templar, v, variables) for v in value)
+    return False
+
+
+def _has_unknown(variables: dict) -> bool:
+    return any(isinstance(v, Unknown) or (isinstance(v, dict) and any(isinstance(x, Unknown) for x in v.values()))
+               for v in variables.values())
 
 
 def _sensitive_names(inventory: Inventory, playbook: Playbook) -> set:

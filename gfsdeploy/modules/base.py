@@ -130,8 +130,13 @@ class TaskContext:
     #: the task only reads (``changed_when: false``, read-only modules): its scripts are logged as reads
     read_only: bool = False
 
+    #: the task's ``environment:`` (exported before every script it runs)
+    environment: dict | None = None
+
     def exec(self, script: str, *, timeout: float | None = None) -> Result:
         """Run ``script`` and return whatever it returned."""
+        if self.environment:
+            script = "".join(f"export {k}={q('' if v is None else v)}\n" for k, v in self.environment.items()) + script
         return self.transport.run(script, timeout=timeout, kind="read" if self.read_only else "run")
 
     def run(self, script: str, *, timeout: float | None = None, what: str = "") -> Result:
@@ -180,6 +185,8 @@ class Module:
     #: probes cost little (stat, cat): after a change the runner re-reads them for all
     #: remaining steps in one batch; costly ones (API clients, HTTP) are re-read step by step
     cheap_reads: ClassVar[bool] = True
+    #: any argument name is accepted (``set_fact``); the module checks them itself
+    free_keys: ClassVar[bool] = False
     #: arguments written as bare Jinja expressions (Ansible's ``assert: that:``); the
     #: runner evaluates each and passes ``{"expr": text, "value": result}`` items
     expressions: ClassVar[tuple] = ()
