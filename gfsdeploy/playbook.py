@@ -85,6 +85,7 @@ class Role:
     params: dict = field(default_factory=dict)
     parent: "Role | None" = None
     public: bool = True
+    dependency: bool = False        # pulled in by another role's meta/main.yml dependencies
     argument_specs: dict = field(default_factory=dict)   # entry point "main" options (meta/argument_specs)
 
     def chain(self) -> list["Role"]:
@@ -924,7 +925,7 @@ class Loader:
 
     def _role(self, name: str, params: dict, raw, scope: Scope, out: list, handlers: list | None, *,
               options: dict, dedupe: bool, public: bool, inline_vars: dict | None = None,
-              task: Task | None = None, depth: int = 0) -> None:
+              task: Task | None = None, depth: int = 0, dependency: bool = False) -> None:
         if depth > 20:
             raise PlaybookError(f"role dependencies nest too deep at {name!r} (a cycle?)", file=scope.file,
                                 fix="remove the circular dependency in meta/main.yml")
@@ -945,7 +946,7 @@ class Loader:
                                 **(task.where() if task else position(raw) if raw is not None else {}),
                                 fix=f"check {path}/tasks/")
         role = Role(name=role_name, path=path, defaults=defaults, vars=rvars, params=dict(params),
-                    parent=scope.role, public=public)
+                    parent=scope.role, public=public, dependency=dependency)
         meta_path = part("meta")
         meta = load(meta_path, PlaybookError, what="role meta") if meta_path else None
         if meta is not None and not isinstance(meta, dict):
@@ -1003,7 +1004,8 @@ class Loader:
         inner = dataclasses.replace(inner, when=(*role_scope.when, *_conditions(dep.get("when"))),
                                     tags=(*role_scope.tags, *_as_list(dep.get("tags"))))
         self._role(str(dep.get("role") or dep.get("name")), params, dep, inner, out, handlers, options={},
-                   dedupe=True, public=True, inline_vars=_mapping(dep, "vars", "role"), depth=depth + 1)
+                   dedupe=True, public=True, inline_vars=_mapping(dep, "vars", "role"), depth=depth + 1,
+                   dependency=True)
 
     # -- files ---------------------------------------------------------------------------
     def _resolve_tasks_file(self, target: str, scope: Scope, raw, key: str, task: Task | None = None) -> str:

@@ -268,10 +268,15 @@ class Runner:
                  "ansible_diff_mode": True, "ansible_forks": self.options.forks}
         if task.role is not None:
             chain = task.role_chain
-            magic.update(role_name=task.role.name, role_path=task.role.path,
-                         ansible_role_name=task.role.name,
-                         ansible_parent_role_names=[r.name for r in reversed(chain[:-1])],
-                         ansible_parent_role_paths=[r.path for r in reversed(chain[:-1])])
+            parents, role = [], task.role
+            while role.parent is not None and not role.dependency:  # include_role/import_role, not meta deps
+                parents.append(role.parent)
+                role = role.parent
+            magic.update(role_name=task.role.name, role_path=task.role.path, ansible_role_name=task.role.name)
+            if parents:
+                magic.update(ansible_parent_role_names=[r.name for r in parents],
+                             ansible_parent_role_paths=[r.path for r in parents])
+            del chain
         return magic
 
     def _vars_files(self, hr: HostRun, play) -> dict:
@@ -488,8 +493,8 @@ class Runner:
             if name in raw:
                 items = raw.pop(name)
                 items = items if isinstance(items, list) else [items]
-                evaluated[name] = [{"expr": str(e), "value": self.templar.evaluate(e, variables, where=task.where())}
-                                   for e in items]
+                evaluated[name] = [{"expr": str(e), "value": Unknown() if _references_unknown(self.templar, e, variables)
+                                    else self.templar.evaluate(e, variables, where=task.where())} for e in items]
         args = self.templar.render(raw, variables, where=task.where())
         args.update(evaluated)
         return args
@@ -619,6 +624,8 @@ class Runner:
                 if task.is_handler:
                     hr.notified -= set(task.handler_names) | {str(x) for x in task.listen}
                 self._ensure_connected(hr)
+                if not hr.facts_text or hr.stale:
+                    self._refresh(hr, step)  # the first batched read: facts and every step's state
                 if task.run_once and self._once(hr, task, step, outcome):
                     return outcome
                 self._dispatch(hr, task, step, outcome)
@@ -758,10 +765,11 @@ class Runner:
         plan_mode = self.options.mode == "plan"
         results: list[dict] = []
         any_changed = False
+        unknown_result = False
         variables = self.variables(hr, task)
-        runs_in_plan = module.read_only or task.changed_when is False or \
-            (isinstance(task.changed_when, str) and task.changed_when.strip().lower() in ("false", "no")) or \
-            task.check_mode is False
+        # Ansible's check mode: only modules that cannot change anything, and tasks that
+        # say `check_mode: false`, run while planning
+        runs_in_plan = module.read_only or _truth(task.check_mode) is False
         delegate = self._delegate(hr, task, variables) if task.delegate_to else None
         target = delegate or hr
         pause = float(task.loop_control.get("pause") or 0) if task.loop_control else 0.0
@@ -784,6 +792,12 @@ class Runner:
             state = module.read(args, facts, ctx)
             changes = module.plan(args, state, target.info)
             real = [c for c in changes if c.action != WARN]
+            if plan_mode and not runs_in_plan and real and _truth(task.changed_when) is False:
+                # it will run, and by its own word change nothing: not a change; its result is unknown
+                outcome.changes.extend(c for c in changes if c.action == WARN)
+                results.append(self._with_item(task, v, {"changed": False}))
+                unknown_result = True
+                continue
             outcome.changes.extend(changes)
             if _truth(task.no_log) is True:
                 for c in changes:
@@ -817,6 +831,7 @@ class Runner:
                 judged = self._judge(task, result, v)
                 if task.until is None:
                     break
+                judged["attempts"] = attempt + 1
                 if self._true(task.until, {**v, **({task.register: judged} if task.register else {})}, task):
                     break
                 if attempt + 1 < attempts:
@@ -841,7 +856,7 @@ class Runner:
                 raise ModuleError(judged.get("msg") or "failed", host=hr.host.name, task=task.label)
             if self._break(task, v, results):
                 break
-        self._register(hr, task, results, unknown=plan_mode and any_changed and not runs_in_plan)
+        self._register(hr, task, results, unknown=plan_mode and (any_changed or unknown_result) and not runs_in_plan)
         real_changes = [c for c in outcome.changes if c.action != WARN]
         if plan_mode and not runs_in_plan:
             outcome.status = "pending" if real_changes else "ok"
