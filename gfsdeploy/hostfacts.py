@@ -47,8 +47,17 @@ _SECTIONS = [
     ("user", "id -u; id -g; id -un; echo \"$HOME\"; echo \"$SHELL\""),
     ("date", "date +'%s %z %Z'"),
     ("pkg", "for p in apt-get dnf yum zypper apk pacman; do command -v $p >/dev/null 2>&1 && { echo $p; break; }; done"),
-    ("selinux", "if [ -e /sys/fs/selinux/enforce ]; then echo enabled; cat /sys/fs/selinux/enforce; "
-                "sed -n 's/^SELINUXTYPE=//p' /etc/selinux/config 2>/dev/null; else echo disabled; fi"),
+    # cgroup hierarchy, SELinux, the active firewall manager, PID 1 (key=value lines)
+    ("targets", r"""echo "cgroup_fs=$(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
+[ "$(stat -fc %T /sys/fs/cgroup/unified 2>/dev/null)" = cgroup2fs ] && echo cgroup_unified=yes
+if command -v getenforce >/dev/null 2>&1; then echo "selinux=$(getenforce 2>/dev/null)"
+elif [ -r /sys/fs/selinux/enforce ]; then echo "selinux_enforce=$(cat /sys/fs/selinux/enforce)"; fi
+[ -r /etc/selinux/config ] && sed -n -e 's/^SELINUX=/selinux_config=/p' -e 's/^SELINUXTYPE=/selinux_type=/p' /etc/selinux/config
+echo "pid1=$(cat /proc/1/comm 2>/dev/null)"
+if command -v firewall-cmd >/dev/null 2>&1; then
+  if systemctl is-active --quiet firewalld.service 2>/dev/null || pgrep -x firewalld >/dev/null 2>&1; then echo firewalld=running; else echo firewalld=stopped; fi
+fi
+if command -v ufw >/dev/null 2>&1; then echo "ufw=$(sed -n 's/^ENABLED=//p' /etc/ufw/ufw.conf 2>/dev/null | tr -d '\"')"; fi"""),
     ("cmdline", "cat /proc/cmdline 2>/dev/null"),
     ("uptime", "cat /proc/uptime 2>/dev/null"),
     ("resolv", "grep -E '^(nameserver|search|domain)' /etc/resolv.conf 2>/dev/null"),
@@ -156,11 +165,13 @@ def gather(text: str) -> dict:
     pkg = s.get("pkg", "").strip()
     if pkg:
         facts["pkg_mgr"] = {"apt-get": "apt"}.get(pkg, pkg)
-    sel = s.get("selinux", "").splitlines()
-    if sel:
-        if sel[0] == "enabled":
-            facts["selinux"] = {"status": "enabled", "mode": "enforcing" if sel[1:2] == ["1"] else "permissive",
-                                "type": sel[2] if len(sel) > 2 else ""}
+    more = _key_values(s.get("targets", ""))
+    if more:
+        selinux = selinux_mode(more)
+        if selinux in ("enforcing", "permissive"):
+            config = more.get("selinux_config", "").strip('"').lower()
+            facts["selinux"] = {"status": "enabled", "mode": selinux, "config_mode": config or selinux,
+                                "type": more.get("selinux_type", "").strip('"') or "targeted"}
         else:
             facts["selinux"] = {"status": "disabled"}
     cmdline = s.get("cmdline", "").strip()
@@ -189,6 +200,44 @@ def gather(text: str) -> dict:
         facts["python"] = {"executable": python[0]}
     facts["local"] = _local_facts(s.get("local", ""))
     return facts
+
+
+def _key_values(text: str) -> dict:
+    out = {}
+    for line in text.splitlines():
+        key, eq, value = line.partition("=")
+        if eq:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def cgroup_mode(fs_type: str, unified: bool) -> str:
+    """``v2`` (cgroup2fs at /sys/fs/cgroup), ``hybrid`` (v1 controllers plus a v2
+    hierarchy at /sys/fs/cgroup/unified), ``v1``; empty when unknown."""
+    if fs_type == "cgroup2fs":
+        return "v2"
+    if fs_type == "tmpfs":
+        return "hybrid" if unified else "v1"
+    return ""
+
+
+def selinux_mode(more: dict) -> str:
+    """enforcing / permissive / disabled, from getenforce or the enforce switch."""
+    if "selinux" in more:
+        mode = more["selinux"].strip().lower()
+        return mode if mode in ("enforcing", "permissive", "disabled") else "disabled"
+    if "selinux_enforce" in more:
+        return "enforcing" if more["selinux_enforce"].strip() == "1" else "permissive"
+    return "disabled"
+
+
+def facts_vars(info: HostInfo) -> dict:
+    """What gfsdeploy adds where Ansible has no fact: ``gfsdeploy_cgroup_version``,
+    ``gfsdeploy_cgroup_mode``, ``gfsdeploy_firewall`` (docs/TARGETS.md)."""
+    if not info.cgroup and not info.selinux and not info.firewall:
+        return {}  # facts not read yet (or an old cache entry)
+    return {"gfsdeploy_cgroup_version": 2 if info.cgroup == "v2" else 1 if info.cgroup in ("v1", "hybrid") else 0,
+            "gfsdeploy_cgroup_mode": info.cgroup or "unknown", "gfsdeploy_firewall": info.firewall or "none"}
 
 
 def _read_debian_version(s: dict) -> str:
@@ -447,11 +496,34 @@ def _local_facts(text: str) -> dict:
     return out
 
 
-def inject(facts: dict) -> dict:
-    """The ``ansible_*`` variables (plus ``ansible_facts``) for a host's facts."""
+def inject(facts: dict, info: HostInfo | None = None) -> dict:
+    """The ``ansible_*`` variables (plus ``ansible_facts``) for a host's facts, and
+    gfsdeploy's own ``gfsdeploy_*`` ones."""
     out = {f"ansible_{k}": v for k, v in facts.items()}
     out["ansible_facts"] = facts
+    if info is not None:
+        out.update(facts_vars(info))
     return out
+
+
+def read(name: str, text: str, host_vars: dict) -> tuple[dict, HostInfo]:
+    """The facts probe's output as (ansible_facts, the HostInfo modules plan with)."""
+    facts = gather(text)
+    info = host_info(name, facts, host_vars)
+    more = _key_values(sections(text).get("targets", "")) if MARK in text else {}
+    if more:
+        info.cgroup = cgroup_mode(more.get("cgroup_fs", ""), more.get("cgroup_unified") == "yes")
+        info.selinux = selinux_mode(more)
+        info.selinux_config = more.get("selinux_config", "").strip('"').lower()
+        info.selinux_type = more.get("selinux_type", "").strip('"')
+        info.service_mgr = more.get("pid1", "")
+        if more.get("firewalld") == "running":
+            info.firewall = "firewalld"
+        elif more.get("ufw", "").lower() == "yes":
+            info.firewall = "ufw"
+        else:
+            info.firewall = "none"
+    return facts, info
 
 
 def host_info(name: str, facts: dict, host_vars: dict) -> HostInfo:
@@ -469,8 +541,8 @@ def host_info(name: str, facts: dict, host_vars: dict) -> HostInfo:
 
 
 def parse_facts(name: str, text: str, host_vars: dict) -> HostInfo:
-    """Kept for callers of the first version: the HostInfo of the probe's output."""
-    return host_info(name, gather(text), host_vars)
+    """The HostInfo of the probe's output."""
+    return read(name, text, host_vars)[1]
 
 
 class HostFactsCache:

@@ -233,9 +233,10 @@ class Runner:
         return resolved
 
     def _fact_layer(self, hr: HostRun, play) -> dict:
-        facts = dict(hr.fact_vars) if self._facts_visible(hr, play) else {}
+        visible = self._facts_visible(hr, play)
+        facts = dict(hr.fact_vars) if visible else {}
         facts.update(hr.cacheable)
-        return hostfacts.inject(facts) if facts else {}
+        return hostfacts.inject(facts, hr.info if visible else None) if facts else {}
 
     def host_variables(self, hr: HostRun, play) -> dict:
         """``hostvars[host]``: inventory, facts, play vars, include_vars, set_fact/register."""
@@ -359,9 +360,7 @@ class Runner:
         return False
 
     def _set_facts(self, hr: HostRun, text: str, *, real: bool) -> None:
-        facts = hostfacts.gather(text)
-        hr.fact_vars = facts
-        hr.info = hostfacts.host_info(hr.host.name, facts, hr.host.vars)
+        hr.fact_vars, hr.info = hostfacts.read(hr.host.name, text, hr.host.vars)
         if real:
             hr.facts_text = text
 
@@ -819,7 +818,7 @@ class Runner:
                         self._register(hr, task, results)
                         raise ModuleError(judged.get("msg") or "failed", host=hr.host.name, task=task.label)
                 else:
-                    results.append(self._with_item(task, v, TaskResult().as_register()))
+                    results.append(self._with_item(task, v, module.unchanged(args, state).as_register()))
                 if self._break(task, v, results):
                     break
                 continue

@@ -33,6 +33,28 @@ class Seq(list):
     line: int = 0
 
 
+class Located(str):
+    """A template string that remembers the file and line it was written at, so a
+    failure to render it names that place (the variable's definition), not only
+    the task that used it."""
+
+    origin_file: str = ""
+    origin_line: int = 0
+
+    def __reduce__(self):
+        return located, (str(self), self.origin_file, self.origin_line)
+
+
+def located(text: str, file: str, line: int) -> str:
+    value = Located(text)
+    value.origin_file, value.origin_line = file, line
+    return value
+
+
+def _is_template(text: str) -> bool:
+    return "{{" in text or "{%" in text or "{#" in text
+
+
 def _loader(path: str, error_cls):
     class Loader(yaml.SafeLoader):
         pass
@@ -61,6 +83,14 @@ def _loader(path: str, error_cls):
         result.file, result.line = path, node.start_mark.line + 1
         return result
 
+    def construct_str(loader, node):
+        value = loader.construct_scalar(node)
+        if _is_template(value):
+            # a block scalar (| or >) starts on the line after its indicator
+            line = node.start_mark.line + (2 if node.style in ("|", ">") else 1)
+            return located(value, path, line)
+        return value
+
     def construct_sensitive(loader, node):
         value = secrets.Sensitive(loader.construct_scalar(node))
         secrets.register(value)
@@ -68,6 +98,7 @@ def _loader(path: str, error_cls):
 
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, construct_sequence)
+    Loader.add_constructor("tag:yaml.org,2002:str", construct_str)
     Loader.add_constructor("!sensitive", construct_sensitive)
     Loader.add_constructor("!vault", construct_sensitive)
     return Loader

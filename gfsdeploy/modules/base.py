@@ -64,6 +64,13 @@ class HostInfo:
     os_id: str = "unknown"       # "debian", "ubuntu", "centos", "rocky", ...
     os_version: str = ""
     vars: dict = field(default_factory=dict)
+    # read by gfsdeploy.hostfacts in the same batched read ("" = not read yet)
+    cgroup: str = ""             # "v1", "hybrid", "v2"
+    selinux: str = ""            # "enforcing", "permissive", "disabled"
+    selinux_config: str = ""     # SELINUX= in /etc/selinux/config
+    selinux_type: str = ""       # SELINUXTYPE= ("targeted")
+    firewall: str = ""           # the active firewall manager: "firewalld", "ufw", "none"
+    service_mgr: str = ""        # /proc/1/comm ("systemd")
 
 
 @dataclass
@@ -77,8 +84,13 @@ class TaskResult:
     stderr: str = ""
     msg: str = ""
     data: dict = field(default_factory=dict)
+    #: the module's own result keys, in Ansible's shape for that module: when set, the
+    #: registered value is exactly ``changed``, ``failed`` and these (no rc/stdout/msg)
+    register: dict | None = None
 
     def as_register(self) -> dict:
+        if self.register is not None:
+            return {"changed": self.changed, "failed": self.failed, **self.register}
         value = {"changed": self.changed, "failed": self.failed, "msg": self.msg,
                  "skipped": False}
         if self.rc is not None:
@@ -217,6 +229,11 @@ class Module:
     def plan(self, args: dict, state: Any, host: HostInfo) -> list[Change]:
         """Pure: arguments + state → changes. Empty list: nothing to do."""
         raise NotImplementedError
+
+    def unchanged(self, args: dict, state: Any) -> TaskResult:
+        """The result registered when ``plan`` found nothing to do (what Ansible's module
+        returns with ``changed: false``)."""
+        return TaskResult()
 
     def apply(self, args: dict, changes: list[Change], ctx: TaskContext) -> TaskResult:
         """Run the changes' scripts in one round trip."""

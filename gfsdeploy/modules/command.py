@@ -156,12 +156,28 @@ class _Run(Module):
         diff = f"chdir: {args['chdir']}" if args.get("chdir") else ""
         return [Change(CHANGE, f"{self.name}: {self.shown(args)}", diff=diff, script=self.script(args))]
 
+    def registered_cmd(self, args: dict):
+        """Ansible's ``cmd``: the argv for command, the string for shell."""
+        shown = self.shown(args)
+        return args.get("argv") or (shlex.split(shown) if self.name == "command" else shown)
+
+    def unchanged(self, args: dict, state) -> TaskResult:
+        if args.get("creates"):
+            msg, stdout = (f"Did not run command since '{args['creates']}' exists",
+                           f"skipped, since {args['creates']} exists")
+        elif args.get("removes"):
+            msg, stdout = (f"Did not run command since '{args['removes']}' does not exist",
+                           f"skipped, since {args['removes']} does not exist")
+        else:
+            msg = stdout = ""
+        return TaskResult(changed=False, rc=0, stdout=stdout, msg=msg, register={
+            "rc": 0, "stdout": stdout, "stderr": "", "stdout_lines": stdout.splitlines(), "stderr_lines": [],
+            "cmd": self.registered_cmd(args), "start": None, "end": None, "delta": None, "msg": msg})
+
     def apply(self, args: dict, changes: list[Change], ctx: TaskContext) -> TaskResult:
         shown = self.shown(args)
         if not changes:
-            reason = (f"skipped, since {args['creates']} exists" if args.get("creates")
-                      else f"skipped, since {args['removes']} does not exist" if args.get("removes") else "")
-            return TaskResult(changed=False, rc=0, stdout=reason, msg=reason, data={"cmd": shown})
+            return self.unchanged(args, None)
         started = time.time()
         result = ctx.exec(changes[0].script)
         ended = time.time()
@@ -174,12 +190,14 @@ class _Run(Module):
             msg = f"non-zero return code {result.rc}: {shown}"
             if stderr.strip():
                 msg += "\n  stderr: " + stderr.strip()[-2000:]
-        data = {"cmd": args.get("argv") or (shlex.split(shown) if self.name == "command" else shown),
+        data = {"cmd": self.registered_cmd(args),
                 "start": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
                 "end": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ended)),
                 "delta": "%.6f" % (ended - started)}
-        return TaskResult(changed=True, failed=failed, rc=result.rc, stdout=stdout, stderr=stderr,
-                          msg=msg, data=data)
+        return TaskResult(changed=True, failed=failed, rc=result.rc, stdout=stdout, stderr=stderr, msg=msg,
+                          register={"rc": result.rc, "stdout": stdout, "stderr": stderr,
+                                    "stdout_lines": stdout.splitlines(), "stderr_lines": stderr.splitlines(),
+                                    "msg": msg, **data})
 
 
 class Command(_Run):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from gfsdeploy.errors import ModuleError, PlaybookError
 from gfsdeploy.modules.base import (ADD, CHANGE, DESTROY, UNKNOWN, WARN, Change, HostInfo, Module, Param,
-                                    TaskContext, q)
+                                    TaskContext, TaskResult, q)
 from gfsdeploy.transport.base import Result
 
 #: files bigger than this are compared by sha256 only (no diff, no lineinfile)
@@ -50,6 +50,8 @@ class FileState:
     content: bytes | None = None
     sha256: str = ""
     link_target: str = ""       # set when the path itself is a symlink
+    #: the link's own attributes (``mode|owner|uid|group|gid|size``), read back after apply
+    link_stat: str = ""
     #: read for ``plan`` (not apply): a missing file may still come from an earlier task
     planning: bool = False
 
@@ -72,7 +74,7 @@ class FileState:
         return cls(**data)
 
 
-def stat_probe(path: str, *, content: bool = True, into_dir: str | None = None) -> str:
+def stat_probe(path: str, *, content: bool = True, into_dir: str | None = None, lstat: bool = False) -> str:
     """The one read for a path: ``P`` resolved path, ``L`` link target, ``S`` stat
     line, then ``C`` + base64 content or ``H`` + sha256 when over the cap."""
     lines = [f"p={q(path)}"]
@@ -81,6 +83,7 @@ def stat_probe(path: str, *, content: bool = True, into_dir: str | None = None) 
     lines += [
         'printf "P %s\\n" "$p"',
         'if [ -L "$p" ]; then printf "L %s\\n" "$(readlink -- "$p")"; fi',
+        *(["if [ -L \"$p\" ]; then stat -c 'K %a|%U|%u|%G|%g|%s' -- \"$p\"; fi"] if lstat else []),
         'if [ -e "$p" ]; then',
         "  stat -L -c 'S %F|%a|%U|%u|%G|%g|%s' -- \"$p\" || exit 1",
     ]
@@ -110,6 +113,8 @@ def parse_probe(path: str, result: Result, host: str = "", task: str = "") -> Fi
             state.path = line[2:]
         elif line.startswith("L "):
             state.link_target = line[2:]
+        elif line.startswith("K "):
+            state.link_stat = line[2:]
         elif line == "S absent":
             state.kind = "absent"
         elif line.startswith("S "):
@@ -265,8 +270,20 @@ def write_script(path: str, content: bytes, *, mode: int | None = None, owner=No
     lines += _attr_lines('"$tmp"', mode, owner, group, preserve_from='"$p"')
     if validate:
         lines.append(f"{validate_line(validate)} >&2 || {{ echo \"validation failed: \"{q(validate)} >&2; exit 1; }}")
-    lines += ['mv -f -- "$tmp" "$p"', ")"]
+    lines += _selinux_keep_lines()
+    lines += ['mv -f -- "$tmp" "$p"',
+              'if [ "$se" = new ]; then restorecon -- "$p" 2>/dev/null || true; fi', ")"]
     return "\n".join(lines)
+
+
+def _selinux_keep_lines() -> list[str]:
+    """Where SELinux is enabled, the temp file takes the replaced file's context (a file
+    created in the directory gets the directory's default label: /etc/hosts would go
+    from net_conf_t to etc_t); a new file gets the policy's default for its path."""
+    return ['se=""',
+            'if command -v selinuxenabled >/dev/null 2>&1 && selinuxenabled; then',
+            '  if [ -e "$p" ]; then chcon --reference="$p" -- "$tmp" 2>/dev/null || true; else se=new; fi',
+            'fi']
 
 
 def attrs_script(path: str, mode: int | None, owner, group, *, recurse: bool = False) -> str:
@@ -376,6 +393,46 @@ class _FileModule(Module):
             return parse_probe(self.path_of(args), state["file"])
         return FileState.from_dict(state)
 
+    # -- the registered result (Ansible's keys for each module) -------------------------
+    def post_probe(self, args: dict) -> str:
+        """What apply reads back after its change, in the same round trip."""
+        return stat_probe(self.path_of(args), content=False)
+
+    def result(self, args: dict, st: FileState, *, changed: bool, changes: list[Change]) -> dict:
+        return attr_result(st, key="path")
+
+    def unchanged(self, args: dict, state) -> TaskResult:
+        st = state["file"] if isinstance(state, dict) and isinstance(state.get("file"), FileState) \
+            else self._state(args, state)
+        return TaskResult(register=self.result(args, st, changed=False, changes=[]))
+
+    def apply(self, args: dict, changes: list[Change], ctx: TaskContext) -> TaskResult:
+        scripts = [c.script for c in changes if c.script and c.action != WARN]
+        if not scripts:
+            return TaskResult(changed=False)
+        what = changes[0].resource if len(changes) == 1 else "; ".join(c.resource for c in changes)
+        done = ctx.run("set -e\n" + "\n".join(scripts) + f"\necho {_POST}\n" + self.post_probe(args) + "\n",
+                       what=what)
+        after = done.stdout.split(_POST + "\n", 1)[-1]
+        st = parse_probe(self.path_of(args), Result(0, after, ""), ctx.host.name, ctx.task_name)
+        return TaskResult(changed=True, register=self.result(args, st, changed=True, changes=changes))
+
+
+_POST = "GFSDEPLOY_AFTER"
+
+
+def attr_result(st: FileState, *, key: str) -> dict:
+    """Ansible's common file result: the path and, when it exists, its attributes."""
+    if not st.exists and not st.link_stat:
+        return {key: st.path, "state": "absent"}
+    out = {key: st.path, "state": "link" if st.link_target else
+           {"file": "file", "directory": "directory"}.get(st.kind, "file")}
+    mode, owner, uid, group, gid, size = (st.link_stat.split("|") if st.link_stat else
+                                          (st.mode, st.owner, st.uid, st.group, st.gid, st.size))
+    out.update(mode="0%03o" % int(mode, 8), owner=owner, group=group, size=int(size),
+               uid=int(uid) if str(uid).isdigit() else uid, gid=int(gid) if str(gid).isdigit() else gid)
+    return out
+
 
 # -- copy / template ------------------------------------------------------------------
 class Copy(_FileModule):
@@ -430,6 +487,19 @@ class Copy(_FileModule):
 
     def path_of(self, args: dict) -> str:
         return args["dest"]
+
+    def post_probe(self, args: dict) -> str:
+        into = posixpath.basename(args["src"].rstrip("/")) if args.get("src") else None
+        return stat_probe(args["dest"], content=False, into_dir=into)
+
+    def result(self, args: dict, st: FileState, *, changed: bool, changes: list[Change]) -> dict:
+        new = base64.b64decode(args.get("_content_b64") or "")
+        out = {"dest": st.path, **({} if changed else {"path": st.path}),
+               "checksum": hashlib.sha1(new).hexdigest()}
+        if changed:
+            out["md5sum"] = hashlib.md5(new).hexdigest()
+        out.update({k: v for k, v in attr_result(st, key="dest").items() if k != "dest"})
+        return out
 
     def plan(self, args: dict, state, host: HostInfo) -> list[Change]:
         state = self._state(args, state)
@@ -489,8 +559,16 @@ class File(_FileModule):
                                 fix="use an octal mode like '0755'", **(where or {}))
         return out
 
+    def post_probe(self, args: dict) -> str:
+        return stat_probe(args["path"], content=False, lstat=True)
+
+    def result(self, args: dict, st: FileState, *, changed: bool, changes: list[Change]) -> dict:
+        if args.get("state") == "link":
+            return {**attr_result(st, key="dest"), "src": args["src"]}
+        return attr_result(st, key="path")
+
     def probes(self, args: dict, host: HostInfo) -> dict[str, str]:
-        probes = {"file": stat_probe(args["path"], content=False)}
+        probes = {"file": stat_probe(args["path"], content=False, lstat=True)}
         if args.get("recurse"):
             test = []
             if args.get("owner"):
@@ -753,8 +831,44 @@ class _EditModule(_FileModule):
             old = st.content
         new = _encode(self.edit(args, _decode(old), st.exists))
         if st.exists and new == old:
-            return plan_content(st, old, args, follow=True)  # attributes only
-        return plan_content(st, new, args, follow=True, mkdir=True)
+            changes = plan_content(st, old, args, follow=True)  # attributes only
+        else:
+            changes = plan_content(st, new, args, follow=True, mkdir=True)
+        data = self.outcome(args, _decode(old), _decode(new), st.exists)
+        if st.exists:
+            mode = want_mode(args.get("mode"), int(st.mode, 8), False)
+            data["attrs"] = bool(attr_diffs(st, mode, args.get("owner"), args.get("group")))
+        else:
+            data["attrs"] = want_mode(args.get("mode"), None, False) not in (None, 0o644) or \
+                args.get("owner") not in (None, "root", "0") or args.get("group") not in (None, "root", "0")
+        for change in changes:
+            if change.action != WARN:
+                change.data.update(data)
+        return changes
+
+    def outcome(self, args: dict, old: str, new: str, existed: bool) -> dict:
+        """Ansible's ``msg`` (and ``found``) for this edit."""
+        return {"msg": ""}
+
+    def unchanged(self, args: dict, state) -> TaskResult:
+        st = self._state(args, state)
+        if not st.exists and args.get("state") == "absent":
+            return TaskResult(register=self.absent_result())
+        text = _decode(st.content or b"")
+        return TaskResult(register=self.registered({**self.outcome(args, text, text, True), "attrs": False}, args))
+
+    def absent_result(self) -> dict:
+        return {"msg": ""}
+
+    def registered(self, data: dict, args: dict) -> dict:
+        msg = data.get("msg", "")
+        if data.get("attrs"):
+            msg = (msg + " and " if msg else "") + "ownership, perms or SE linux context changed"
+        return {"msg": msg, **{k: v for k, v in data.items() if k not in ("msg", "attrs")}}
+
+    def result(self, args: dict, st: FileState, *, changed: bool, changes: list[Change]) -> dict:
+        data = next((c.data for c in changes if c.action != WARN and c.data), {"msg": ""})
+        return self.registered(data, args)
 
 
 class LineInFile(_EditModule):
@@ -793,6 +907,21 @@ class LineInFile(_EditModule):
                     raise PlaybookError(f"lineinfile: {key} is not a valid regular expression: {err}",
                                         field=key, fix="fix the regular expression (Python syntax)", **where)
         return out
+
+    def outcome(self, args: dict, old: str, new: str, existed: bool) -> dict:
+        if args["state"] == "absent":
+            found = len(_split(old)) - len(_split(new))
+            return {"found": found, "msg": f"{found} line(s) removed" if found else "", "backup": ""}
+        if old == new:
+            msg = ""
+        elif len(_split(new)) > len(_split(old)) or not existed:
+            msg = "line added"
+        else:
+            msg = "line replaced"
+        return {"msg": msg, "backup": ""}
+
+    def absent_result(self) -> dict:
+        return {"msg": "file not present"}
 
     def edit(self, args: dict, text: str, exists: bool) -> str:
         if args["state"] == "absent":
@@ -879,6 +1008,13 @@ class BlockInFile(_EditModule):
             raise PlaybookError("blockinfile: insertbefore and insertafter are mutually exclusive",
                                 field="insertbefore", fix="keep only one of them", **(where or {}))
         return out
+
+    def outcome(self, args: dict, old: str, new: str, existed: bool) -> dict:
+        if old == new and existed:
+            return {"msg": ""}
+        if not existed:
+            return {"msg": "File created"}
+        return {"msg": "Block removed" if args["state"] == "absent" or not args.get("block") else "Block inserted"}
 
     def edit(self, args: dict, text: str, exists: bool) -> str:
         return blockinfile_edit(text, args.get("block") or "", present=args["state"] == "present",

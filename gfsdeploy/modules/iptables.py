@@ -204,10 +204,44 @@ def normalize_save(text: str) -> list[str]:
     return lines
 
 
+def chain_only(lines: list[str], chain: str) -> list[str]:
+    """Of normalised ``iptables-save -t TABLE`` lines, only what restores ``chain``: the
+    table header, the chain's declaration and rules, every rule elsewhere that jumps
+    to it (written as ``-I`` so a boot-time ``iptables-restore --noflush`` puts it
+    first, ahead of a distribution's final REJECT), and COMMIT. Nothing of the
+    chains kube-proxy, the CNI or a firewall manager own, and no built-in policy."""
+    out = []
+    for line in lines:
+        words = line.split()
+        if line.startswith("*") or line == "COMMIT":
+            out.append(line)
+        elif words and words[0] == ":" + chain:
+            out.append(f":{chain} - [0:0]")
+        elif words[:1] == ["-A"] and len(words) > 1:
+            if words[1] == chain:
+                out.append(line)
+            elif any(words[i] in ("-j", "-g") and words[i + 1] == chain for i in range(2, len(words) - 1)):
+                out.append("-I" + line[2:])
+    return out
+
+
+# the same filter on the node, for the save at apply time (POSIX awk: mawk, gawk, busybox)
+_CHAIN_ONLY_AWK = r"""/^\*/ {print; next}
+/^COMMIT/ {print; next}
+$1 == ":" c {print ":" c " - [0:0]"; next}
+/^-A / { if ($2 == c) {print; next}
+  for (i = 3; i < NF; i++) if (($i == "-j" || $i == "-g") && $(i + 1) == c) {sub(/^-A /, "-I "); print; next} }"""
+
+
 class IptablesState(Module):
     """community.general.iptables_state (state: saved): write ``iptables-save`` to
     ``path`` only when the rules differ from the file. ``path`` defaults to the
-    OS family's file (RHEL /etc/sysconfig/iptables, Debian /etc/iptables/rules.v4)."""
+    OS family's file (RHEL /etc/sysconfig/iptables, Debian /etc/iptables/rules.v4).
+
+    gfsdeploy's ``chain:`` saves only that chain and the rules that jump to it
+    (:func:`chain_only`), for a boot-time ``iptables-restore --noflush``: a full
+    save would also capture KUBE-*/CNI chains, and restoring those at boot brings
+    back rules kube-proxy and the CNI have since replaced."""
 
     name = "iptables_state"
     params = {
@@ -215,6 +249,8 @@ class IptablesState(Module):
         "path": Param(type="path", default=""),
         "ip_version": Param(default="ipv4", choices=("ipv4", "ipv6")),
         "table": Param(default=""),
+        "chain": Param(default="", check="iptables_chain",
+                       help="save only this chain and the rules jumping to it (default: everything)"),
     }
 
     def resources(self, args: dict) -> set[str]:
@@ -235,16 +271,27 @@ class IptablesState(Module):
 
     def save_command(self, args: dict) -> str:
         save = "ip6tables-save" if args.get("ip_version") == "ipv6" else "iptables-save"
-        return f"{save} -t {q(args['table'])}" if args.get("table") else save
+        table = args.get("table") or ("filter" if args.get("chain") else "")
+        command = f"{save} -t {q(table)}" if table else save
+        if args.get("chain"):
+            command += f" | awk -v c={q(args['chain'])} {q(_CHAIN_ONLY_AWK)}"
+        return command
+
+    def _live(self, args: dict, text: str) -> list[str]:
+        lines = normalize_save(text)
+        # compared after the same normalisation as the file (the chain's "[0:0]" counters)
+        return normalize_save("\n".join(chain_only(lines, args["chain"]))) if args.get("chain") else lines
 
     def probes(self, args, host):
         path = self.path(args, host)
-        return {"live": self.save_command(args),
+        save = "ip6tables-save" if args.get("ip_version") == "ipv6" else "iptables-save"
+        table = args.get("table") or ("filter" if args.get("chain") else "")
+        return {"live": f"{save} -t {q(table)}" if table else save,
                 "file": f"if [ -e {q(path)} ]; then echo __PRESENT__; cat {q(path)}; else echo __ABSENT__; fi"}
 
     def read(self, args, facts, ctx):
         if facts["live"].rc != 0:
-            raise ModuleError(f"{self.save_command(args)} failed: {facts['live'].stderr.strip()}",
+            raise ModuleError(f"{self.save_command(args).split(' |')[0]} failed: {facts['live'].stderr.strip()}",
                               host=ctx.host.name, task=ctx.task_name,
                               fix="install the iptables package on the node")
         head, _, body = facts["file"].stdout.partition("\n")
@@ -252,7 +299,7 @@ class IptablesState(Module):
 
     def plan(self, args, state, host):
         path = self.path(args, host)
-        live = normalize_save(state["live"])
+        live = self._live(args, state["live"])
         if state["file"] is None:
             return [Change(ADD, path, diff=UNKNOWN, script=self._script(args, path))]
         have = normalize_save(state["file"])

@@ -4,14 +4,54 @@ The OS family comes from the host facts (``HostInfo.os_family``); the package
 manager's own query tool is the probe (``dpkg-query`` on Debian/Ubuntu,
 ``rpm -q`` on RHEL). Names are not mapped here — the playbook's variables pick
 the package name per family, as in Ansible.
+
+What a real host does to a package step, and what this module does about it
+(docs/TARGETS.md):
+
+- **A held package lock** (an ``apt-get`` left running by a killed run, unattended
+  upgrades, a ``yum`` in another shell): the plan shows who holds it; apply waits
+  for it with progress ("waiting for apt-get, pid 148, to finish") up to
+  ``lock_timeout`` seconds, reading the holder from ``/proc/locks`` (dpkg/apt,
+  rpm) or the pid files yum and dnf write.
+- **An interrupted dpkg** (killed mid-install): ``dpkg --configure -a`` is its own
+  ``~`` line in the plan and runs before the install.
+- **A dead repository** (an EOL mirror, a retired apt.kubernetes.io): the cache is
+  refreshed only when something must be installed; a refresh that fails names the
+  repositories that failed and the install goes on from the others (apt uses its
+  previous lists; yum/dnf retry with those repositories disabled). Only if the
+  install itself fails is the step an error, and the error names them.
 """
 
 from __future__ import annotations
 
+import re
+import time
+
 from gfsdeploy.errors import ModuleError, PreflightError
-from gfsdeploy.modules.base import ADD, CHANGE, DESTROY, Change, HostInfo, Module, Param, TaskResult, qjoin
+from gfsdeploy.modules.base import (ADD, CHANGE, DESTROY, WARN, Change, HostInfo, Module, Param, TaskResult, q,
+                                    qjoin)
 
 INSTALL_TIMEOUT = 1800.0
+LOCK_TIMEOUT = 900
+LOCK_POLL = 2.0
+LOCKED_RC = 75  # the install script's "a lock is held" exit (EX_TEMPFAIL)
+#: dpkg/apt lock files (flock'ed: the holder is in /proc/locks)
+DEBIAN_LOCKS = ("/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock", "/var/lib/apt/lists/lock",
+                "/var/cache/apt/archives/lock")
+#: rpm's lock (flock'ed) and the pid files yum and dnf keep while they run
+REDHAT_LOCKS = ("/var/lib/rpm/.rpm.lock", "/var/run/yum.pid", "/run/yum.pid", "/var/cache/dnf/metadata_lock.pid",
+                "/var/lib/dnf/rpmdb_lock.pid", "/var/cache/dnf/download_lock.pid", "/run/dnf/rpmdb_lock.pid")
+
+# prints "pid comm file" for each lock file held by a live process
+_LOCK_PROBE = r"""for f in %(files)s; do
+  [ -e "$f" ] || continue
+  case "$f" in
+  *.pid) p=$(tr -dc 0-9 < "$f" 2>/dev/null) ;;
+  *) i=$(stat -c %%i "$f" 2>/dev/null) || continue
+     p=$(awk -v i=":$i" '$2 != "->" && substr($6, length($6) - length(i) + 1) == i {print $5; exit}' /proc/locks 2>/dev/null) ;;
+  esac
+  [ -n "$p" ] && [ "$p" != "$$" ] && [ -d "/proc/$p" ] && echo "$p $(cat /proc/$p/comm 2>/dev/null || echo '?') $f"
+done; true"""
 _APT = "DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
 _STATES = {"installed": "present", "removed": "absent"}
 
@@ -24,6 +64,8 @@ class Package(Module):
         "name": Param(type="list", required=True, aliases=("pkg",), check="package"),
         "state": Param(default="present", choices=("present", "installed", "absent", "removed", "latest")),
         "update_cache": Param(type="bool", default=False),
+        "lock_timeout": Param(type="int", default=LOCK_TIMEOUT,
+                              help="seconds to wait for another package manager to finish"),
     }
 
     def host_family(self, host: HostInfo) -> str:
@@ -38,8 +80,12 @@ class Package(Module):
         names = [str(n) for n in args["name"]]
         family = self.host_family(host)
         probes = {"tool": "for t in apt-get dnf yum; do command -v $t >/dev/null 2>&1 && echo $t; done; true"}
+        probes["lock"] = lock_probe(family)
         if family == "debian":
             probes["installed"] = f"dpkg-query -W -f='${{Package}} ${{db:Status-Status}}\\n' {qjoin(names)} 2>/dev/null; true"
+            # what apt refuses with "dpkg was interrupted": journal entries, or packages half-installed
+            probes["dpkg"] = ("ls /var/lib/dpkg/updates 2>/dev/null | grep -q . && echo journal\n"
+                              "dpkg --audit 2>/dev/null | sed -n 's/^ \\([a-z0-9][^ ]*\\) .*/\\1/p'; true")
             if _state(args) == "latest":
                 probes["upgradable"] = f"LC_ALL=C apt-cache policy {qjoin(names)}"
         else:
@@ -59,7 +105,14 @@ class Package(Module):
         upgradable = set()
         if "upgradable" in facts:
             upgradable = _parse_upgradable(facts["upgradable"].stdout, self.host_family(ctx.host))
-        return {"tools": tools, "installed": sorted(installed), "upgradable": sorted(upgradable)}
+        state = {"tools": tools, "installed": sorted(installed), "upgradable": sorted(upgradable)}
+        if "lock" in facts:
+            state["locks"] = parse_locks(facts["lock"].stdout)
+        if "dpkg" in facts:
+            lines = facts["dpkg"].stdout.split()
+            state["dpkg_interrupted"] = bool(lines)
+            state["dpkg_pending"] = sorted({x for x in lines if x != "journal"})
+        return state
 
     def plan(self, args: dict, state: dict, host: HostInfo) -> list[Change]:
         family = self.host_family(host)
@@ -67,9 +120,22 @@ class Package(Module):
         installed = set(state["installed"])
         wanted = _state(args)
         manager = _manager(family, state["tools"], host)
+        changes: list[Change] = []
+        acting = (wanted in ("present", "latest") and any(n not in installed for n in names)) or \
+            (wanted == "latest" and any(n in installed and n in state["upgradable"] for n in names)) or \
+            (wanted == "absent" and any(n in installed for n in names))
+        if acting:
+            for pid, comm, path in state.get("locks", []):
+                changes.append(Change(WARN, f"{comm} (pid {pid}) holds the package lock {path}: "
+                                            "apply waits for it to finish"))
+            if state.get("dpkg_interrupted") and manager == "apt-get":
+                pending = state.get("dpkg_pending") or []
+                changes.append(Change(CHANGE, "repair interrupted dpkg (dpkg --configure -a)",
+                                      diff="\n".join(f"half-installed: {p}" for p in pending) or
+                                      "dpkg's journal has unfinished entries",
+                                      script=REPAIR_DPKG, data={"repair": True}))
         if wanted in ("present", "latest"):
             missing = [n for n in names if n not in installed]
-            changes = []
             if missing:
                 prefix = ""
                 if args.get("update_cache"):
@@ -79,36 +145,92 @@ class Package(Module):
                 changes.append(Change(ADD, f"packages {', '.join(missing)}",
                                       diff=("(apt-get update first)" if prefix and manager == "apt-get" else
                                             "(refresh the package cache first)" if prefix else ""),
-                                      script=prefix + command, data={"install": missing}))
+                                      script=prefix + command,
+                                      data={"install": missing, "refresh": prefix.strip(), "command": command,
+                                            "manager": manager}))
             if wanted == "latest":
                 old = [n for n in names if n in installed and n in state["upgradable"]]
                 if old:
                     command = (f"{_APT} install --only-upgrade {qjoin(old)}" if manager == "apt-get"
                                else f"{manager} -y -q upgrade {qjoin(old)}")
                     changes.append(Change(CHANGE, f"packages {', '.join(old)} (upgrade)", script=command,
-                                          data={"upgrade": old}))
+                                          data={"upgrade": old, "command": command, "manager": manager}))
             return changes
         present = [n for n in names if n in installed]
         if not present:
-            return []
+            return changes
         command = (f"{_APT} remove {qjoin(present)}" if manager == "apt-get"
                    else f"{manager} -y -q remove {qjoin(present)}")
-        return [Change(DESTROY, f"packages {', '.join(present)}", script=command, data={"remove": present})]
+        return changes + [Change(DESTROY, f"packages {', '.join(present)}", script=command,
+                                 data={"remove": present, "command": command, "manager": manager})]
 
     def apply(self, args, changes, ctx):
-        if not changes:
+        if not [c for c in changes if c.action != WARN]:
             return TaskResult(changed=False)
+        family = self.host_family(ctx.host)
         out, err = [], []
+        repair = any(c.data.get("repair") for c in changes)
         for change in changes:
+            if change.action == WARN or change.data.get("repair"):
+                continue
             verb = ("installing" if "install" in change.data else
                     "upgrading" if "upgrade" in change.data else "removing")
             names = change.data.get("install") or change.data.get("upgrade") or change.data.get("remove")
             ctx.progress(f"{verb} {', '.join(names)} on {ctx.host.name}…")
-            result = ctx.run("set -e\n" + change.script + "\n", timeout=INSTALL_TIMEOUT,
-                             what=change.script.splitlines()[-1])
+            result = self._run_step(ctx, family, change, repair, args)
+            repair = False  # once, before the first step
+            out.append(result.stdout)
+            err.append(result.stderr)
+        if repair:  # nothing else to do but the repair
+            result = self._run_step(ctx, family, None, True, args)
             out.append(result.stdout)
             err.append(result.stderr)
         return TaskResult(changed=True, rc=0, stdout="".join(out), stderr="".join(err))
+
+    def _run_step(self, ctx, family: str, change: Change | None, repair: bool, args: dict):
+        """Wait for the package lock, then (repair dpkg,) refresh, and run the command;
+        on yum/dnf, retry once without the repositories that failed."""
+        manager = (change.data.get("manager") if change else "apt-get") or "apt-get"
+        disabled: list[str] = []
+        deadline = time.monotonic() + int(args.get("lock_timeout") or LOCK_TIMEOUT)
+        last = ""
+        while True:
+            script = step_script(family, manager, change, repair=repair, disabled=disabled)
+            result = ctx.exec(script, timeout=INSTALL_TIMEOUT)
+            if result.rc == LOCKED_RC and "__LOCKED__" in result.stderr:
+                holders = parse_locks(result.stderr.split("__LOCKED__", 1)[1])
+                pid, comm, path = holders[0] if holders else ("?", "another package manager", "")
+                if time.monotonic() > deadline:
+                    raise ModuleError(f"{comm} (pid {pid}) still holds the package lock {path} after "
+                                      f"{int(args.get('lock_timeout') or LOCK_TIMEOUT)}s", host=ctx.host.name,
+                                      task=ctx.task_name,
+                                      fix=f"check what pid {pid} is doing on {ctx.host.name} (`ps -fp {pid}`); "
+                                          "re-run when it has finished, or raise lock_timeout")
+                message = f"waiting for {comm}, pid {pid}, to finish"
+                if message != last:
+                    ctx.progress(message)
+                    last = message
+                time.sleep(LOCK_POLL)
+                continue
+            failed_repos = failing_repositories(result.stderr)
+            if failed_repos and "__REFRESH_FAILED__" in result.stderr and result.rc == 0:
+                ctx.progress(f"the package cache refresh failed for {', '.join(failed_repos)}; "
+                             f"installed from the other repositories")
+            if result.rc != 0 and change is not None and manager in ("yum", "dnf") and failed_repos and not disabled:
+                disabled = failed_repos
+                ctx.progress(f"repositories failing on {ctx.host.name}: {', '.join(failed_repos)}; "
+                             f"retrying without them")
+                repair = False
+                continue
+            if result.rc != 0:
+                what = change.data.get("command", change.script) if change else REPAIR_DPKG
+                extra = (f"; these repositories failed: {', '.join(failed_repos)}" if failed_repos else "")
+                raise ModuleError(f"command failed (exit {result.rc}): {what}{extra}\n"
+                                  f"  stderr: {_clean(result.stderr)[-2000:] or '(empty)'}",
+                                  host=ctx.host.name, task=ctx.task_name,
+                                  fix=("fix or disable the failing repositories (a dead mirror, an expired key); "
+                                       "the others were tried" if failed_repos else None))
+            return result
 
 
 class Apt(Package):
@@ -126,6 +248,77 @@ class Yum(Package):
 class Dnf(Package):
     name = "dnf"
     family = "redhat"
+
+
+REPAIR_DPKG = "DEBIAN_FRONTEND=noninteractive dpkg --force-confdef --force-confold --configure -a"
+
+
+def lock_probe(family: str) -> str:
+    files = DEBIAN_LOCKS if family == "debian" else REDHAT_LOCKS
+    return _LOCK_PROBE % {"files": " ".join(q(f) for f in files)}
+
+
+def parse_locks(text: str) -> list[tuple[str, str, str]]:
+    """``pid comm file`` lines → [(pid, comm, file)], one per holder process."""
+    out, seen = [], set()
+    for line in text.splitlines():
+        bits = line.split()
+        if len(bits) >= 3 and bits[0].isdigit() and bits[0] not in seen:
+            seen.add(bits[0])
+            out.append((bits[0], bits[1], bits[2]))
+    return out
+
+
+def step_script(family: str, manager: str, change: Change | None, *, repair: bool, disabled: list[str]) -> str:
+    """One round trip: refuse (exit 75) while a lock is held, else repair, refresh, run."""
+    lines = [f'held=$({lock_probe(family)})',
+             f'if [ -n "$held" ]; then echo "__LOCKED__ $held" >&2; exit {LOCKED_RC}; fi']
+    if repair:
+        lines.append(REPAIR_DPKG + " >&2 || exit 1")
+    if change is not None:
+        refresh = change.data.get("refresh")
+        if refresh:
+            lines += ['out=$(mktemp)',
+                      f'if ! {refresh} >"$out" 2>&1; then cat "$out" >&2; echo __REFRESH_FAILED__ >&2; fi',
+                      'rm -f "$out"']
+        command = change.data.get("command") or change.script
+        if disabled:
+            command = command.replace(f"{manager} -y -q ", f"{manager} -y -q " +
+                                      " ".join(f"--disablerepo={q(r)}" for r in disabled) + " ", 1)
+        if manager == "apt-get":  # apt waits itself if another one takes the lock after our check
+            command = command.replace("apt-get -y -q", "apt-get -y -q -o DPkg::Lock::Timeout=120", 1)
+        lines.append(command)
+    return "\n".join(lines) + "\n"
+
+
+_REPO_PATTERNS = (
+    re.compile(r"^(?:Err|Ign):\d+ (\S+)", re.M),                         # apt: Err:5 https://… InRelease
+    re.compile(r"^[EW]: (?:Failed to fetch|The repository) '?(\S+?)'?(?: |$)", re.M),
+    re.compile(r"for repo: ([^\s/]+)", re.M),                              # yum: Cannot find a valid baseurl
+    re.compile(r"from ([^\s:]+): \[Errno", re.M),                          # yum: failure: repomd.xml from X
+    re.compile(r"for repo(?:sitory)? '([^']+)'", re.M),                     # dnf
+)
+
+
+def failing_repositories(stderr: str) -> list[str]:
+    """Repository URLs (apt) or ids (yum/dnf) named in a package manager's errors."""
+    found: list[str] = []
+    for pattern in _REPO_PATTERNS:
+        for match in pattern.finditer(stderr):
+            name = match.group(1).rstrip(":,")
+            if "://" in name:
+                # a file of the repository (…/pool/x.deb, …/InRelease): name the repository
+                base, _, last = name.rpartition("/")
+                if "." in last or last in ("InRelease", "Release", "Packages"):
+                    name = base
+                name = re.sub(r"/(dists|pool)(/.*)?$", "", name).rstrip("/.") or name
+            if name and name not in found:
+                found.append(name)
+    return found
+
+
+def _clean(text: str) -> str:
+    return re.sub(r"__LOCKED__.*|__REFRESH_FAILED__\n?", "", text).strip()
 
 
 def _state(args: dict) -> str:
@@ -164,3 +357,48 @@ def _parse_upgradable(text: str, family: str) -> set[str]:
                 found.add(bits[0].rsplit(".", 1)[0])
     return found
 
+
+
+class PackageVersion(Module):
+    """``package_version`` (gfsdeploy): warn — a ``!`` line in plan and recap, never a
+    failure — when an installed package's major version is not the one expected,
+    e.g. a FUSE client on the nodes older or newer than the servers it mounts.
+    Packages not installed are not judged (an earlier step may install them)."""
+
+    name = "package_version"
+    read_only = True
+    params = {
+        "name": Param(type="list", required=True, check="package"),
+        "expect": Param(required=True, help="the major version, e.g. 10"),
+        "why": Param(default="", help="what the expected version is (shown with the warning)"),
+    }
+
+    def probes(self, args: dict, host: HostInfo) -> dict[str, str]:
+        names = qjoin(str(n) for n in args["name"])
+        if (host.os_family or "").lower() == "debian":
+            return {"versions": f"dpkg-query -W -f='${{Package}} ${{db:Status-Status}} ${{Version}}\\n' {names} 2>/dev/null; true"}
+        return {"versions": f"rpm -q --qf '%{{NAME}} installed %{{VERSION}}\\n' {names} 2>/dev/null; true"}
+
+    def read(self, args, facts, ctx):
+        found = {}
+        for line in facts["versions"].stdout.splitlines():
+            bits = line.split()
+            if len(bits) == 3 and bits[1] == "installed":
+                found[bits[0].split(":")[0]] = bits[2]
+        return found
+
+    def plan(self, args: dict, state: dict, host: HostInfo) -> list[Change]:
+        want = str(args["expect"]).strip()
+        out = []
+        for name in args["name"]:
+            version = state.get(str(name))
+            if not version:
+                continue
+            major = re.sub(r"^\d+:", "", version).split(".")[0].split("-")[0]
+            if major != want.split(".")[0]:
+                out.append(Change(WARN, f"{name} {version} on {host.name}, expected version {want}"
+                                        + (f" ({args['why']})" if args.get("why") else "")))
+        return out
+
+    def apply(self, args, changes, ctx):
+        return TaskResult(changed=False)

@@ -3,6 +3,11 @@
 systemctl when systemd is PID 1, otherwise the SysV ``service`` command. A
 unit that does not exist counts as stopped and disabled, so "this daemon
 must not run" is a no-op on a host that does not have it.
+
+Where systemd is installed but not running (a chroot, an image being built, a
+container) ``systemctl enable``/``is-enabled`` still work on the unit files, so
+"started at boot" is managed with them; starting or stopping falls back to the
+SysV script when there is one.
 """
 
 from __future__ import annotations
@@ -28,6 +33,11 @@ class Service(Module):
             f"  if systemctl cat {unit} >/dev/null 2>&1; then echo exists=yes; else echo exists=no; fi\n"
             f"  echo active=$(systemctl is-active {unit} 2>/dev/null)\n"
             f"  echo enabled=$(systemctl is-enabled {unit} 2>/dev/null)\n"
+            f"elif command -v systemctl >/dev/null 2>&1 && e=$(systemctl is-enabled {unit} 2>/dev/null) || [ -n \"$e\" ]; then\n"
+            "  echo init=systemd-offline\n"
+            "  echo exists=yes\n"
+            "  echo enabled=$e\n"
+            f"  if [ -x /etc/init.d/{name} ] && service {name} status >/dev/null 2>&1; then echo active=active; else echo active=inactive; fi\n"
             "else\n"
             "  echo init=sysv\n"
             f"  if [ -x /etc/init.d/{name} ]; then echo exists=yes; else echo exists=no; fi\n"
@@ -41,6 +51,7 @@ class Service(Module):
     def plan(self, args: dict, state: dict, host: HostInfo) -> list[Change]:
         name, want = args["name"], args.get("state")
         systemd = state["init"] == "systemd"
+        offline = state["init"] == "systemd-offline"
         running = state["active"] in ("active", "activating", "reloading")
         enabled = state["enabled"] in ("enabled", "enabled-runtime", "static", "alias", "indirect", "generated")
         if not state["exists"]:
@@ -56,7 +67,12 @@ class Service(Module):
         unit = q(name)
 
         def ctl(verb):
-            return f"systemctl {verb} {unit}" if systemd else f"service {unit} {verb}"
+            if systemd:
+                return f"systemctl {verb} {unit}"
+            if offline:  # systemd installed but not PID 1: only a SysV script can start it
+                return (f"if [ -x /etc/init.d/{unit} ]; then service {unit} {verb}; else "
+                        f"echo 'cannot {verb} {name} on {host.name}: systemd is not running (not PID 1)' >&2; exit 1; fi")
+            return f"service {unit} {verb}"
 
         if want == "started" and not running:
             changes.append(Change(ADD, f"service {name} (start)", script=ctl("start")))
@@ -70,7 +86,7 @@ class Service(Module):
                 raise ModuleError(f"service {name} is {state['enabled']}; it cannot be "
                                   f"{'enabled' if args['enabled'] else 'disabled'}", host=host.name,
                                   fix=f"unmask it (`systemctl unmask {name}`) or drop `enabled:`")
-            if systemd:
+            if systemd or offline:
                 script = f"systemctl {'enable' if args['enabled'] else 'disable'} {unit}"
             elif args["enabled"]:
                 script = f"if command -v update-rc.d >/dev/null; then update-rc.d {unit} defaults; else chkconfig {unit} on; fi"

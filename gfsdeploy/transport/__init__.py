@@ -11,6 +11,17 @@ def make_transport(host, *, known_hosts: str | None = None, accept_new: bool = F
     v = host.vars
     become = host.become
     become_user = str(v.get("ansible_become_user", "root"))
+    if host.connection == "recorded":
+        from gfsdeploy.transport.recorded import RecordedTransport, load_shared
+
+        path = v.get("gfsdeploy_recording")
+        if not path:
+            from gfsdeploy.errors import TransportError
+
+            raise TransportError("ansible_connection: recorded needs the variable gfsdeploy_recording",
+                                 host=host.name, fix="set gfsdeploy_recording: path/to/recording.json for this host")
+        return RecordedTransport(host.name, load_shared(str(path)), become=become, become_user=become_user,
+                                 timeout=timeout)
     if host.connection == "local":
         from gfsdeploy.transport.local import LocalTransport
 

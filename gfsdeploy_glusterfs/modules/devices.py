@@ -6,6 +6,13 @@ A dirty device marked ``destroydata: true`` becomes a ``-`` destroy in the plan
 (``wipefs --all``), applied only when the CLI says the user agreed
 (``allow_destroy``). A PV heketi itself created (VG ``vg_<32 hex>``) is "in use
 by heketi": a re-run after a deployment passes without touching it.
+
+LVM's devices file (on by default on RHEL/Rocky 9: ``/etc/lvm/devices/system.devices``)
+hides every PV on a device not listed in it — heketi creates its PVs from inside
+the glusterfs pod, so the host's file never lists them and a plain ``pvs`` on the
+host says nothing. Where LVM knows the option, the probe reads with
+``--devicesfile ""`` (no devices file: every device is visible), so a re-run
+recognises heketi's PVs instead of refusing the disk (docs/TARGETS.md).
 """
 
 from __future__ import annotations
@@ -43,7 +50,13 @@ wipefs -J "$d" 2>/dev/null; echo "rc=$?"
 echo '--- blkid'
 blkid -p -o export "$d" 2>/dev/null; echo "rc=$?"
 echo '--- pvs'
-if command -v pvs >/dev/null 2>&1; then pvs --noheadings -o pv_name,vg_name --separator '|' "$d" 2>/dev/null; fi
+if command -v pvs >/dev/null 2>&1; then
+  if pvs --help 2>&1 | grep -q -e --devicesfile; then
+    pvs --devicesfile "" --noheadings -o pv_name,vg_name --separator '|' "$d" 2>/dev/null
+  else
+    pvs --noheadings -o pv_name,vg_name --separator '|' "$d" 2>/dev/null
+  fi
+fi
 true
 """
 

@@ -62,7 +62,13 @@ def test_prepare_on_fresh_lab(fresh_lab):
             assert rules.count(rule) == 1, rules
         assert "install ok installed" in sh(lab, node.name, "dpkg -s glusterfs-client lvm2 | grep Status")
         assert sh(lab, node.name, "cat /etc/modules-load.d/glusterfs.conf") == "dm_thin_pool\ndm_snapshot\ndm_mirror\n"
-        assert "-A heketi -p tcp" in sh(lab, node.name, "cat /etc/iptables/rules.v4")
+        # persisted: the chain and its INPUT jump only, restored at boot by a unit
+        saved = sh(lab, node.name, "cat /etc/iptables/gfsdeploy-heketi.rules")
+        assert "-A heketi -p tcp" in saved and "-I INPUT -j heketi" in saved
+        assert all(line.startswith(("*filter", ":heketi ", "-A heketi ", "-I INPUT -j heketi", "COMMIT"))
+                   for line in saved.splitlines()), saved
+        assert "gfsdeploy-iptables-heketi.service" in sh(
+            lab, node.name, "ls /etc/systemd/system/multi-user.target.wants/")
     # nothing reached the host
     assert "heketi" not in subprocess.run(["iptables", "-S"], capture_output=True, text=True).stdout
 

@@ -1,4 +1,4 @@
-"""devices: probe parsing and plan tables (no disks needed; see tests/test_devices_loop.py for real ones)."""
+"""devices: probe parsing and multi-device errors (no disks needed; see tests/test_devices_loop.py for real ones)."""
 
 import pytest
 
@@ -24,42 +24,7 @@ GPT = ('{"device":"sdb","offset":"0x200","type":"gpt","uuid":null,"label":null},
 HEKETI_VG = "vg_" + "0123456789abcdef" * 2
 
 
-@pytest.mark.parametrize("out, destroydata, expected", [
-    (CLEAN, False, []),
-    (probe(), True, []),
-    (probe(LVM, pvs=f"  /dev/sdb|{HEKETI_VG}\n"), False, []),   # in use by heketi: re-run passes
-    (probe(LVM, pvs=f"  /dev/sdb|{HEKETI_VG}\n", head="holders=dm-0 dm-1\n"), True, []),
-    (probe(XFS), True, [("-", "wipe /dev/sdb (an xfs filesystem (UUID 1f2e))", "- an xfs filesystem (UUID 1f2e)")]),
-    (probe(GPT, head="partitions=sdb1 sdb2\n"), True,
-     [("-", "wipe /dev/sdb (a gpt partition table and partitions sdb1, sdb2)",
-       "- a gpt partition table\n- partitions sdb1, sdb2")]),
-])
-def test_plan(out, destroydata, expected):
-    args = MOD.validate({"devices": [{"name": "/dev/sdb", "destroydata": destroydata}]})
-    changes = MOD.plan(args, {"/dev/sdb": parse_probe(out)}, HOST)
-    assert [(c.action, c.resource, c.diff) for c in changes] == expected
-    for change in changes:
-        assert change.script.startswith("wipefs --all /dev/sdb\n")
-
-
-@pytest.mark.parametrize("out, destroydata, message, fix", [
-    ("exists=no\n", True, "k8s-2:/dev/sdb does not exist", "lsblk"),
-    ("exists=yes\nblock=no\nkind=-\n", False, "k8s-2:/dev/sdb is not a block device (it is a regular file)", "raw disk"),
-    (probe(XFS), False, "k8s-2:/dev/sdb has an xfs filesystem (UUID 1f2e); heketi needs a raw disk",
-     "`wipefs --all /dev/sdb`"),
-    (probe(LVM, pvs="  /dev/sdb|data\n"), False,
-     "k8s-2:/dev/sdb has an LVM physical volume of volume group data (UUID abc-def)", "destroydata: true"),
-    (probe(head="mount=/dev/sdb1 on /srv\n"), True, "k8s-2:/dev/sdb is in use: mounted /dev/sdb1 on /srv", "unmount"),
-    (probe(head="swap=/dev/sdb\n"), True, "mounted /dev/sdb as swap", "unmount"),
-    (probe(head="holders=dm-3 \n"), True, "k8s-2:/dev/sdb is held by dm-3", "vgremove"),
-])
-def test_refusals(out, destroydata, message, fix):
-    args = MOD.validate({"devices": [{"name": "/dev/sdb", "destroydata": destroydata}]})
-    with pytest.raises(PreflightError) as err:
-        MOD.plan(args, {"/dev/sdb": parse_probe(out)}, HOST)
-    assert message in err.value.message
-    assert fix in err.value.fix
-    assert err.value.host == "k8s-2"
+# plan and refusal tables: data/devices/devices.json (probe output → changes), run by test_tables.py
 
 
 def test_all_problems_in_one_error():

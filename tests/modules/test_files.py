@@ -1,26 +1,17 @@
-"""copy, template, file, lineinfile, blockinfile: table-driven plans (no SSH) from
-data/files/*.json, then real applies through LocalTransport in tmp_path.
+"""copy, template, file, lineinfile, blockinfile: real applies through LocalTransport in
+tmp_path, mode arithmetic and probe parsing. Their plan tables (args + FileState → changes
+and the bytes written) are data/files/*.json, run by test_tables.py (the shared harness:
+tables.py)."""
 
-A table row: ``module``, ``args``, ``state`` (a FileState as JSON; ``content`` text or
-``content_b64``), and either ``error`` (a substring of the ModuleError/PlaybookError) or
-``changes``: each with ``action``, ``resource`` and optionally ``diff`` (exact),
-``diff_contains``, ``script_contains``, ``after`` (the exact bytes the script writes).
-``rendered`` is what ``ctx.render_file`` returns for template rows.
-"""
-
-import base64
 import os
 import pathlib
-import re
 
 import pytest
-
-from tests.modules.tables import load
 
 from gfsdeploy import modules
 from gfsdeploy.errors import GfsError
 from gfsdeploy.modules.base import HostInfo, TaskContext
-from gfsdeploy.modules.files import CAP, FileState, parse_probe, stat_probe, want_mode
+from gfsdeploy.modules.files import CAP, parse_probe, stat_probe, want_mode
 from gfsdeploy.transport.base import Result
 from gfsdeploy.transport.local import LocalTransport
 
@@ -28,49 +19,7 @@ DATA = pathlib.Path(__file__).parent / "data" / "files"
 HOST = HostInfo("h1")
 
 
-
-def written(script):
-    """The bytes a write script puts in the file (its base64 heredoc)."""
-    m = re.search(r"<<'GFSDEPLOY_EOF'\n(.*?)GFSDEPLOY_EOF", script, re.S)
-    return base64.b64decode(m.group(1)) if m else None
-
-
-def run_case(case, ctx=None):
-    module = modules.get(case["module"])
-    ctx = ctx or TaskContext(HOST, None, render_file=lambda p: case["rendered"],
-                             find_file=lambda p: str(DATA / p))
-    args = module.validate(case["args"])
-    args = module.prepare(args, ctx)
-    state = case.get("state", {"path": args.get("path") or args.get("dest")})
-    if "file" in state:
-        state = {**state, "file": FileState.from_dict(state["file"])}
-    else:
-        state = FileState.from_dict(state)
-    return module.plan(args, state, HOST)
-
-
-@pytest.mark.parametrize("case", load(DATA))
-def test_plan_table(case):
-    if "error" in case:
-        with pytest.raises(GfsError) as err:
-            run_case(case)
-        assert case["error"] in str(err.value)
-        return
-    changes = run_case(case)
-    assert [(c.action, c.resource) for c in changes] == \
-        [(e["action"], e["resource"]) for e in case["changes"]]
-    for change, want in zip(changes, case["changes"]):
-        if "diff" in want:
-            assert change.diff == want["diff"]
-        for piece in want.get("diff_contains", []):
-            assert piece in change.diff
-        for piece in want.get("script_contains", []):
-            assert piece in change.script
-        if "after" in want:
-            assert written(change.script) == want["after"].encode()
-        if "sensitive" in want:
-            assert change.sensitive == want["sensitive"]
-
+# plan table: tests/modules/data/files/*.json (run by test_tables.py)
 
 @pytest.mark.parametrize("mode, current, is_dir, want", [
     ("0644", None, False, 0o644), ("644", None, False, 0o644), (0o600, None, False, 0o600),

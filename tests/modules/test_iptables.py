@@ -11,7 +11,7 @@ import pytest
 
 from gfsdeploy.errors import PlaybookError
 from gfsdeploy.modules.base import HostInfo
-from gfsdeploy.modules.iptables import Iptables, IptablesState, build_rule, normalize_save
+from gfsdeploy.modules.iptables import Iptables, build_rule, normalize_save
 
 HOST = HostInfo(name="k8s-2", os_family="debian")
 RH = HostInfo(name="k8s-3", os_family="redhat")
@@ -39,52 +39,7 @@ def test_build_rule(kw, rule):
     assert " ".join(build_rule(args(**kw))) == rule
 
 
-@pytest.mark.parametrize("kw, state, expected", [
-    # chain creation (chain_management with only a chain)
-    ({"chain": "heketi", "chain_management": True}, {"chain": False},
-     [("+", "iptables chain heketi", "iptables -w -t filter -S heketi >/dev/null 2>&1 || iptables -w -t filter -N heketi")]),
-    ({"chain": "heketi", "chain_management": True}, {"chain": True}, []),
-    ({"chain": "heketi", "chain_management": True, "state": "absent"}, {"chain": True},
-     [("-", "iptables chain heketi", "iptables -w -t filter -X heketi")]),
-    ({"chain": "heketi"}, {"chain": False}, []),  # no chain_management: Ansible does nothing
-    # a missing rule is appended, guarded by -C at apply time
-    ({"chain": "heketi", "protocol": "tcp", "destination_port": 24007, "jump": "ACCEPT"},
-     {"chain": True, "rule": False},
-     [("+", "iptables -A heketi -p tcp --dport 24007 -j ACCEPT",
-       "iptables -w -t filter -C heketi -p tcp -j ACCEPT --destination-port 24007 2>/dev/null || "
-       "iptables -w -t filter -A heketi -p tcp -j ACCEPT --destination-port 24007")]),
-    ({"chain": "heketi", "protocol": "tcp", "destination_port": 24007, "jump": "ACCEPT"},
-     {"chain": True, "rule": True}, []),
-    # the jump the seed forgot, inserted at the top
-    ({"chain": "INPUT", "jump": "heketi", "action": "insert"}, {"chain": True, "rule": False},
-     [("+", "iptables -I INPUT -j heketi",
-       "iptables -w -t filter -C INPUT -j heketi 2>/dev/null || iptables -w -t filter -I INPUT -j heketi")]),
-    ({"chain": "INPUT", "jump": "heketi", "action": "insert", "rule_num": 2}, {"chain": True, "rule": False},
-     [("+", "iptables -I INPUT -j heketi",
-       "iptables -w -t filter -C INPUT -j heketi 2>/dev/null || iptables -w -t filter -I INPUT 2 -j heketi")]),
-    # absent: delete every copy
-    ({"chain": "heketi", "jump": "ACCEPT", "protocol": "tcp", "state": "absent"}, {"chain": True, "rule": True},
-     [("-", "iptables -A heketi -p tcp -j ACCEPT",
-       "while iptables -w -t filter -C heketi -p tcp -j ACCEPT 2>/dev/null; do "
-       "iptables -w -t filter -D heketi -p tcp -j ACCEPT || exit 1; done")]),
-    ({"chain": "heketi", "jump": "ACCEPT", "state": "absent"}, {"chain": True, "rule": False}, []),
-    # ipv6, other table, quoting of a comment with spaces
-    ({"chain": "PREROUTING", "table": "nat", "ip_version": "ipv6", "jump": "ACCEPT", "comment": "a b; rm"},
-     {"chain": True, "rule": False},
-     [("+", "iptables -A nat/PREROUTING -m comment --comment 'a b; rm' -j ACCEPT",
-       "ip6tables -w -t nat -C PREROUTING -j ACCEPT -m comment --comment 'a b; rm' 2>/dev/null || "
-       "ip6tables -w -t nat -A PREROUTING -j ACCEPT -m comment --comment 'a b; rm'")]),
-    # chain_management with a rule: create the chain too
-    ({"chain": "heketi", "chain_management": True, "jump": "ACCEPT"}, {"chain": False, "rule": False},
-     [("+", "iptables chain heketi",
-       "iptables -w -t filter -S heketi >/dev/null 2>&1 || iptables -w -t filter -N heketi"),
-      ("+", "iptables -A heketi -j ACCEPT",
-       "iptables -w -t filter -C heketi -j ACCEPT 2>/dev/null || iptables -w -t filter -A heketi -j ACCEPT")]),
-])
-def test_plan(kw, state, expected):
-    changes = MOD.plan(args(**kw), state, HOST)
-    assert [(c.action, c.resource, c.script) for c in changes] == expected
-
+# plan table: tests/modules/data/iptables/iptables.json (run by test_tables.py)
 
 def test_probe_quotes_values():
     probes = MOD.probes(args(chain="heketi", jump="ACCEPT", comment="x'; reboot"), HOST)
@@ -125,20 +80,7 @@ def test_normalize_ignores_comments_and_counters():
     assert normalize_save(SAVE_A) != normalize_save(SAVE_C)
 
 
-@pytest.mark.parametrize("host, kw, state, expected", [
-    (HOST, {}, {"live": SAVE_A, "file": None}, [("+", "/etc/iptables/rules.v4")]),
-    (RH, {}, {"live": SAVE_A, "file": None}, [("+", "/etc/sysconfig/iptables")]),
-    (HOST, {}, {"live": SAVE_B, "file": SAVE_A}, []),
-    (HOST, {}, {"live": SAVE_A, "file": SAVE_C}, [("~", "/etc/iptables/rules.v4")]),
-    (RH, {"path": "/etc/my.rules"}, {"live": SAVE_A, "file": SAVE_C}, [("~", "/etc/my.rules")]),
-])
-def test_state_plan(host, kw, state, expected):
-    module = IptablesState()
-    changes = module.plan(module.validate(kw), state, host)
-    assert [(c.action, c.resource) for c in changes] == expected
-    if changes and changes[0].action == "~":
-        assert "+-A INPUT -j heketi" in changes[0].diff
-
+# iptables_state table: tests/modules/data/iptables/iptables_state.json
 
 # -- the real thing: a private network namespace --------------------------------------------
 REAL = textwrap.dedent("""

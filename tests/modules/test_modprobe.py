@@ -23,41 +23,12 @@ def plan(st, **kw):
     return [(c.action, c.resource) for c in MOD.plan(MOD.validate(kw), st, HOST)]
 
 
-@pytest.mark.parametrize("kw, st, expected", [
-    # loaded or built in: nothing
-    ({"name": "dm_thin_pool"}, state(loaded=True), []),
-    ({"name": "dm_thin_pool"}, state(), [("+", "kernel module dm_thin_pool (load)")]),
-    ({"name": "dm_thin_pool", "state": "absent"}, state(loaded=True), [("-", "kernel module dm_thin_pool (unload)")]),
-    ({"name": "dm_thin_pool", "state": "absent"}, state(), []),
-    # persistence in the module's own file
-    ({"name": "dm_mirror", "persistent": "present"}, state(loaded=True),
-     [("+", "/etc/modules-load.d/dm_mirror.conf: dm_mirror")]),
-    # the seed's single file listing all three modules
-    ({"name": "dm_snapshot", "persistent": "present", "persistent_file": GLUSTER},
-     state(loaded=True, load_file="dm_thin_pool\n"), [("~", f"{GLUSTER}: dm_snapshot")]),
-    ({"name": "dm_snapshot", "persistent": "present", "persistent_file": GLUSTER},
-     state(loaded=True, load_file="# mine\ndm_thin_pool\ndm_snapshot  # x\n"), []),
-    ({"name": "dm_snapshot", "persistent": "absent", "persistent_file": GLUSTER},
-     state(loaded=True, load_file="dm_thin_pool\ndm_snapshot\n"), [("~", f"{GLUSTER}: dm_snapshot")]),
-    ({"name": "dm_snapshot", "persistent": "absent", "persistent_file": GLUSTER},
-     state(loaded=True, load_file=None), []),
-    # disabled (Ansible's default): files untouched
-    ({"name": "dm_snapshot", "persistent": "disabled"}, state(loaded=True, load_file=None), []),
-    # params go to /etc/modprobe.d/NAME.conf
-    ({"name": "dm_thin_pool", "params": "debug=1", "persistent": "present"},
-     state(loaded=True, load_file="dm_thin_pool\n", options_file=None),
-     [("+", "/etc/modprobe.d/dm_thin_pool.conf: options dm_thin_pool debug=1")]),
-    ({"name": "dm_thin_pool", "params": "debug=1", "persistent": "present"},
-     state(loaded=True, load_file="dm_thin_pool\n", options_file="options dm_thin_pool debug=1\n"), []),
-])
-def test_plan(kw, st, expected):
-    assert plan(st, **kw) == expected
-
+# plan table: tests/modules/data/modprobe/*.json (run by test_tables.py)
 
 def test_unloadable_fails_plainly():
     with pytest.raises(PreflightError) as err:
         plan(state(loadable=False, why="no /proc/modules (kernel without loadable module support, or a container)"),
-             name="dm_thin_pool")
+             name="dm_thin_pool", why="heketi will fail with 'thin: Required device-mapper target(s) not detected'")
     text = str(err.value)
     assert "kernel on k8s-2 cannot load module dm_thin_pool: no /proc/modules" in text
     assert "thin: Required device-mapper target(s) not detected" in text

@@ -4,7 +4,7 @@ import pytest
 
 from gfsdeploy.errors import ModuleError, PreflightError
 from gfsdeploy.modules.base import HostInfo, TaskContext
-from gfsdeploy.modules.package import Apt, Dnf, Package, Yum, _parse_upgradable
+from gfsdeploy.modules.package import Apt, Package, _parse_upgradable
 from gfsdeploy.transport.base import Result
 
 DEBIAN = HostInfo(name="k8s-1", os_family="debian", os_id="debian")
@@ -18,42 +18,7 @@ def st(installed=(), tools=("apt-get",), upgradable=()):
     return {"installed": list(installed), "tools": list(tools), "upgradable": list(upgradable)}
 
 
-@pytest.mark.parametrize("module, host, kw, state, expected", [
-    # Debian: install only what is missing, in one command
-    (Package(), DEBIAN, {"name": ["glusterfs-client", "lvm2"]}, st(["lvm2"]),
-     [("+", "packages glusterfs-client", f"{APT} install glusterfs-client")]),
-    (Package(), DEBIAN, {"name": ["glusterfs-client", "lvm2"]}, st(["lvm2", "glusterfs-client"]), []),
-    # Ubuntu with update_cache: apt-get update only because something is missing
-    (Package(), UBUNTU, {"name": ["glusterfs-client", "lvm2", "thin-provisioning-tools"], "update_cache": True},
-     st([]),
-     [("+", "packages glusterfs-client, lvm2, thin-provisioning-tools",
-       f"{APT} update\n{APT} install glusterfs-client lvm2 thin-provisioning-tools")]),
-    (Apt(), UBUNTU, {"name": "lvm2", "update_cache": True}, st(["lvm2"]), []),
-    # RHEL family: dnf if present, else yum
-    (Package(), ROCKY, {"name": ["glusterfs-fuse", "lvm2"]}, st(["lvm2"], tools=("dnf", "yum")),
-     [("+", "packages glusterfs-fuse", "dnf -y -q install glusterfs-fuse")]),
-    (Yum(), CENTOS7, {"name": ["glusterfs-fuse", "lvm2"], "state": "installed"}, st([], tools=("yum",)),
-     [("+", "packages glusterfs-fuse, lvm2", "yum -y -q install glusterfs-fuse lvm2")]),
-    (Dnf(), ROCKY, {"name": ["glusterfs-fuse"], "update_cache": True}, st([], tools=("dnf",)),
-     [("+", "packages glusterfs-fuse", "dnf -q -y makecache\ndnf -y -q install glusterfs-fuse")]),
-    # absent / removed
-    (Package(), ROCKY, {"name": ["glusterfs-server", "lvm2"], "state": "absent"}, st(["glusterfs-server"], tools=("dnf",)),
-     [("-", "packages glusterfs-server", "dnf -y -q remove glusterfs-server")]),
-    (Yum(), CENTOS7, {"name": "glusterfs-server", "state": "removed"}, st([], tools=("yum",)), []),
-    (Apt(), DEBIAN, {"name": "glusterfs-server", "state": "absent"}, st(["glusterfs-server"]),
-     [("-", "packages glusterfs-server", f"{APT} remove glusterfs-server")]),
-    # latest: install missing and upgrade outdated
-    (Package(), DEBIAN, {"name": ["lvm2", "glusterfs-client"], "state": "latest"}, st(["lvm2"], upgradable=["lvm2"]),
-     [("+", "packages glusterfs-client", f"{APT} install glusterfs-client"),
-      ("~", "packages lvm2 (upgrade)", f"{APT} install --only-upgrade lvm2")]),
-    (Dnf(), ROCKY, {"name": ["lvm2"], "state": "latest"}, st(["lvm2"], tools=("dnf",)), []),
-    # quoting of odd names
-    (Package(), DEBIAN, {"name": ["libc++1", "g++"]}, st([]), [("+", "packages libc++1, g++", f"{APT} install libc++1 g++")]),
-])
-def test_plan(module, host, kw, state, expected):
-    changes = module.plan(module.validate(kw), state, host)
-    assert [(c.action, c.resource, c.script) for c in changes] == expected
-
+# plan table: tests/modules/data/package/*.json (run by test_tables.py)
 
 def test_family_module_on_wrong_family_is_refused():
     with pytest.raises(PreflightError, match="module 'apt' manages debian packages but k8s-3 is redhat"):

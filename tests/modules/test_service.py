@@ -14,33 +14,7 @@ def st(init="systemd", exists=True, active="inactive", enabled="disabled"):
     return {"init": init, "exists": exists, "active": active, "enabled": enabled}
 
 
-@pytest.mark.parametrize("kw, state, expected", [
-    # host glusterd must not run: absent unit is a no-op
-    ({"name": "glusterd", "state": "stopped", "enabled": False}, st(exists=False), []),
-    ({"name": "glusterd", "state": "stopped", "enabled": False}, st(active="active", enabled="enabled"),
-     [("-", "service glusterd (stop)", "systemctl stop glusterd"),
-      ("~", "service glusterd (boot)", "systemctl disable glusterd")]),
-    ({"name": "glusterd", "state": "stopped", "enabled": False}, st(), []),
-    ({"name": "iscsid", "state": "started", "enabled": True}, st(active="active", enabled="enabled"), []),
-    ({"name": "iscsid", "state": "started"}, st(), [("+", "service iscsid (start)", "systemctl start iscsid")]),
-    ({"name": "iscsid", "state": "restarted"}, st(active="active"),
-     [("~", "service iscsid (restart)", "systemctl restart iscsid")]),
-    ({"name": "iscsid", "state": "reloaded"}, st(active="active"),
-     [("~", "service iscsid (reload)", "systemctl reload iscsid")]),
-    ({"name": "iscsid", "state": "reloaded"}, st(), [("~", "service iscsid (restart)", "systemctl restart iscsid")]),
-    # SysV
-    ({"name": "glusterd", "state": "stopped"}, st(init="sysv", active="active"),
-     [("-", "service glusterd (stop)", "service glusterd stop")]),
-    ({"name": "glusterd", "enabled": False}, st(init="sysv", enabled="enabled"),
-     [("~", "service glusterd (boot)",
-       "if command -v update-rc.d >/dev/null; then update-rc.d glusterd disable; else chkconfig glusterd off; fi")]),
-    # static units count as enabled
-    ({"name": "x", "enabled": True}, st(enabled="static"), []),
-])
-def test_plan(kw, state, expected):
-    changes = MOD.plan(MOD.validate(kw), state, HOST)
-    assert [(c.action, c.resource, c.script) for c in changes] == expected
-
+# plan table: tests/modules/data/service/*.json (run by test_tables.py)
 
 def test_missing_service_is_known_after_apply_and_fails_plainly_if_still_missing():
     # an earlier task of the same run may install it: the plan says so instead of failing

@@ -1,0 +1,581 @@
+"""Jinja2, the way Ansible uses it: StrictUndefined, Ansible's filters, tests and
+lookups, native types for whole-string expressions, and values that are
+"(known after apply)" during a plan.
+
+Every failure is a hard error naming where it happened — the task, and the
+file and line the failing template text came from (a variable defined in
+``group_vars/all.yml`` line 3 is reported there). Never the raw ``{{ … }}``
+text: a variable whose own template fails keeps that failure, and any use of
+the variable raises it (``is defined`` is false and ``default()`` applies when
+the failure is an undefined name, as in Ansible's lazy variables).
+
+A registered result that does not exist yet in a plan is an :class:`Unknown`;
+any expression that touches it renders to a marker, and the runner shows the
+argument as ``(known after apply)`` instead of guessing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import threading
+
+import jinja2
+from jinja2 import StrictUndefined
+from jinja2.sandbox import SandboxedEnvironment
+
+from gfsdeploy.errors import TemplateError
+from gfsdeploy.templating import filters as _filters
+from gfsdeploy.templating import lookups as _lookups
+from gfsdeploy.templating import tests as _tests
+
+UNKNOWN_MARK = "\x00known-after-apply\x00"
+#: the value of Ansible's ``omit``: a module argument (or list item) rendered to it is left out
+OMIT = "__omit_place_holder__gfsdeploy__"
+
+
+class UndefinedVariableError(TemplateError):
+    """A template used a name nothing defines."""
+
+
+class Unknown:
+    """A value only known after apply. Attribute/item access and string
+    conversion propagate the unknown-ness instead of failing."""
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self
+
+    def __getitem__(self, key):
+        return self
+
+    def __str__(self):
+        return UNKNOWN_MARK
+
+    __repr__ = __str__
+
+    def __iter__(self):
+        return iter(())
+
+    def __bool__(self):
+        return True
+
+    def __len__(self):
+        return 0
+
+    def __eq__(self, other):
+        return isinstance(other, Unknown)
+
+    def __hash__(self):
+        return 0
+
+
+class BrokenValue:
+    """A variable whose own template failed (syntax, unknown filter, a filter's
+    error). Using it in any way raises that error; leaving it unused is fine,
+    as with Ansible's lazily templated variables."""
+
+    def __init__(self, error: TemplateError):
+        self._error = error
+
+    def fail(self):
+        e = self._error
+        raise type(e)(e.message, file=e.file, line=e.line, field=e.field, host=e.host, task=e.task, fix=e.fix)
+
+    def __getattr__(self, name):
+        if name.startswith("__") or name in ("_error", "fail"):
+            raise AttributeError(name)
+        self.fail()
+
+    def _fail(self, *args, **kwargs):
+        self.fail()
+
+    __str__ = __repr__ = __iter__ = __bool__ = __len__ = __int__ = __float__ = __getitem__ = _fail
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __contains__ = __add__ = __radd__ = _fail
+    __hash__ = object.__hash__
+
+
+class Undefined(StrictUndefined):
+    """Jinja's StrictUndefined, except that attribute and item access on an
+    undefined value gives the same undefined value, so ``foo.bar is defined`` is
+    false (not an error) when ``foo`` itself is undefined — as in Ansible.
+    Printing, iterating or comparing it is an error."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name):
+        if name[:2] == "__":
+            raise AttributeError(name)
+        return self
+
+    def __getitem__(self, key):
+        return self
+
+
+class BrokenUndefined(Undefined):
+    """A variable whose template uses an undefined name: it is undefined itself
+    (``is defined`` false, ``default()`` applies); any other use raises."""
+
+    __slots__ = ()
+
+
+def is_unknown(value) -> bool:
+    if isinstance(value, Unknown):
+        return True
+    if isinstance(value, str):
+        return UNKNOWN_MARK in value
+    if isinstance(value, dict):
+        return any(is_unknown(k) or is_unknown(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(is_unknown(v) for v in value)
+    return False
+
+
+def show_unknown(text: str) -> str:
+    return text.replace(UNKNOWN_MARK, "(known after apply)")
+
+
+_NOT_RESOLVED = frozenset({"hostvars", "groups"})
+
+
+def _has_template(value) -> bool:
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, dict):
+        return any(_has_template(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_template(v) for v in value)
+    return False
+
+
+def truth(value) -> bool:
+    """Ansible's truth of a condition's result: the strings ``false``/``no``/``off``/``0``/
+    empty are false (a templated ``ignore_errors: "{{ x }}"`` gives such strings)."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("false", "no", "off", "0", "n", "f", "", "none"):
+            return False
+        return True
+    return bool(value)
+
+
+def origin(value) -> tuple[str, int] | None:
+    """(file, line) a template string came from, when the YAML loader recorded it."""
+    file = getattr(value, "origin_file", None)
+    return (file, getattr(value, "origin_line", 0)) if file else None
+
+
+def _find_broken(value, depth: int = 0):
+    if isinstance(value, BrokenValue):
+        return value
+    if depth > 20:
+        return None
+    if isinstance(value, dict):
+        for v in value.values():
+            found = _find_broken(v, depth + 1)
+            if found is not None:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            found = _find_broken(v, depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+def escape_backslashes(env, source: str) -> str:
+    """Ansible's rule for template strings written in YAML: inside ``{{ }}``, a
+    backslash in a string literal is a literal backslash (``regex_replace('(a)',
+    '\\1')`` gets ``\\1``, not the character 1). Template files, ``{% %}`` blocks and
+    conditions (``when:``) keep Jinja's escapes."""
+    if "\\" not in source or "{{" not in source:
+        return source
+    try:
+        tokens = list(env.lexer.tokeniter(source, None))
+    except jinja2.TemplateSyntaxError:
+        return source  # let the real compile report it
+    if "".join(t[2] for t in tokens) != source:
+        return source  # the lexer dropped something (whitespace control): leave the text alone
+    out = []
+    in_variable = False
+    for _, kind, raw in tokens:
+        if kind == "variable_begin":
+            in_variable = True
+        elif kind == "variable_end":
+            in_variable = False
+        elif kind == "string" and in_variable and "\\" in raw:
+            quote, inner = raw[0], raw[1:-1]
+            raw = quote + inner.replace("\\", "\\\\").replace(quote, "\\" + quote) + quote
+        out.append(raw)
+    return "".join(out)
+
+
+def _template_line(exc: BaseException, filename: str) -> int | None:
+    """The template line an exception was raised at (Jinja rewrites its traceback)."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _closest(name: str, choices) -> str | None:
+    found = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+_UNKNOWN_NAME = re.compile(r"^No (filter|test) named '([^']+)'")
+
+
+#: compiled Jinja code by (source text, file name), shared by the per-thread Templars (same settings)
+_CODE: dict = {}
+_CODE_MAX = 4096
+_CODE_LOCK = threading.Lock()
+#: template files' text by path, valid while (mtime, size) stay the same
+_SOURCES: dict = {}
+
+
+def _read_source(path: str) -> str:
+    st = os.stat(path)
+    key = (st.st_mtime_ns, st.st_size)
+    cached = _SOURCES.get(path)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    with open(path, encoding="utf-8") as handle:
+        source = handle.read()
+    _SOURCES[path] = (key, source)
+    return source
+
+
+def make_environment(loader=None) -> SandboxedEnvironment:
+    """The Jinja environment every template renders in (and the static checker parses with).
+    Sandboxed (no access to Python internals) but, as in Ansible, templates may call
+    ``list.append`` and the like — real templates build lists that way."""
+    env = SandboxedEnvironment(
+        undefined=Undefined, loader=loader, keep_trailing_newline=True, trim_blocks=True,
+        extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])
+    env.filters = _filters.registry(env.filters)
+    env.tests = _tests.registry(env.tests)
+    env.globals["omit"] = OMIT
+    return env
+
+
+class Templar:
+    """Renders strings, data structures and template files with one environment.
+    One Templar per thread (it remembers what it is rendering, for errors)."""
+
+    def __init__(self, search_path: list[str] | None = None, *, base_dirs: list[str] | None = None):
+        loader = jinja2.FileSystemLoader(search_path or ["."])
+        self.env = make_environment(loader)
+        self.env.globals["lookup"] = self._lookup_global
+        self.env.globals["query"] = self._query_global
+        self.env.globals["q"] = self._query_global
+        if base_dirs is None:
+            base_dirs = []
+            for d in search_path or ["."]:
+                base = os.path.dirname(d) if os.path.basename(d.rstrip("/")) in ("templates", "files") else d
+                if os.path.normpath(base) not in [os.path.normpath(b) for b in base_dirs]:
+                    base_dirs.append(base)
+        self.base_dirs = base_dirs
+        self._templates: dict = {}
+        self._expressions: dict = {}
+        self._where: dict = {}
+        self._escape = True
+
+    # -- compiling -------------------------------------------------------------
+    def _template(self, source: str, filename: str | None = None, *, escape: bool = False):
+        """``env.from_string(source)``, compiled once per source text for every Templar
+        (Jinja compiles from scratch on each call: most of a no-op run's CPU)."""
+        key = (source, filename, escape)
+        template = self._templates.get(key)
+        if template is None:
+            code = _CODE.get(key)
+            if code is None:
+                text = escape_backslashes(self.env, str(source)) if escape else str(source)
+                code = self.env.compile(text, filename=filename)
+                with _CODE_LOCK:
+                    if len(_CODE) >= _CODE_MAX:
+                        _CODE.clear()
+                    _CODE[key] = code
+            template = self.env.template_class.from_code(self.env, code, self.env.make_globals(None))
+            self._templates[key] = template
+        return template
+
+    def _expression(self, source: str, *, escape: bool = False):
+        key = (source, escape)
+        expression = self._expressions.get(key)
+        if expression is None:
+            text = source
+            if escape and "\\" in source:
+                text = escape_backslashes(self.env, "{{ " + source + " }}")[3:-3]
+            expression = self._expressions[key] = self.env.compile_expression(text, undefined_to_none=False)
+        return expression
+
+    # -- lookups ----------------------------------------------------------------
+    def lookup_context(self, variables: dict) -> _lookups.LookupContext:
+        dirs = []
+        for d in (variables.get("role_path"), *self.base_dirs, variables.get("playbook_dir")):
+            if d and os.path.normpath(str(d)) not in [os.path.normpath(x) for x in dirs]:
+                dirs.append(str(d))
+        return _lookups.LookupContext(variables=variables, templar=self, search_dirs=dirs)
+
+    def _run_lookup(self, context, name, terms, kwargs):
+        wantlist = kwargs.pop("wantlist", False)
+        errors = kwargs.pop("errors", "strict")
+        if errors not in ("strict", "warn", "ignore"):
+            raise _lookups.LookupError_(f"lookup: errors= must be strict, warn or ignore, got {errors!r}")
+        variables = dict(context.get_all())
+        try:
+            result = _lookups.run(name, list(terms), self.lookup_context(variables), **kwargs)
+        except _lookups.LookupError_:
+            if errors == "strict":
+                raise
+            return None
+        return result, wantlist
+
+    @jinja2.pass_context
+    def _lookup_global(self, context, name, *terms, **kwargs):
+        ran = self._run_lookup(context, name, terms, kwargs)
+        if ran is None:
+            return None
+        result, wantlist = ran
+        if wantlist:
+            return result
+        if all(isinstance(r, str) for r in result):
+            return ",".join(result)
+        return result[0] if len(result) == 1 else result
+
+    @jinja2.pass_context
+    def _query_global(self, context, name, *terms, **kwargs):
+        kwargs["wantlist"] = True
+        ran = self._run_lookup(context, name, terms, kwargs)
+        return [] if ran is None else ran[0]
+
+    # -- errors -----------------------------------------------------------------
+    def _error(self, exc: BaseException, text, filename: str | None = None) -> TemplateError:
+        """A located TemplateError for ``exc`` raised while rendering ``text``."""
+        where = dict(self._where)
+        src = origin(text)
+        line_in = getattr(exc, "lineno", None) if isinstance(exc, jinja2.TemplateSyntaxError) else None
+        if line_in is None:
+            line_in = _template_line(exc, filename or "<template>")
+        used_by = ""
+        if filename:
+            where["file"], where["line"] = filename, line_in or None
+            if self._where.get("file"):
+                used_by = f" (rendered for {self._where['file']}:{self._where.get('line') or '?'})"
+        elif src:
+            if (src[0], src[1]) != (where.get("file"), where.get("line")):
+                if where.get("file"):
+                    used_by = f" (used at {where['file']}:{where.get('line') or '?'})"
+                where["file"], where["line"] = src[0], src[1] + max((line_in or 1) - 1, 0)
+        cls = TemplateError
+        if isinstance(exc, jinja2.UndefinedError):
+            cls = UndefinedVariableError
+            message = f"undefined variable: {exc.message}"
+            fix = "define it (inventory, group_vars/host_vars, vars, register, set_fact) or use `| default(...)`"
+        elif isinstance(exc, jinja2.TemplateSyntaxError):
+            unknown = _UNKNOWN_NAME.match(exc.message or "")
+            if unknown:
+                kind, name = unknown.groups()
+                known = self.env.filters if kind == "filter" else self.env.tests
+                close = _closest(name, [k for k in known if "." not in k])
+                message = f"unknown {kind} {name!r}"
+                fix = (f"did you mean {close!r}? " if close else "") + \
+                    f"see docs/TEMPLATING.md for the {kind}s gfsdeploy provides"
+            else:
+                message = f"Jinja syntax error: {exc.message}"
+                fix = "check the {{ }} / {% %} braces, quotes and parentheses"
+        elif isinstance(exc, jinja2.exceptions.SecurityError):
+            message = f"template error: {exc}"
+            fix = "templates cannot reach Python internals; use filters"
+        elif isinstance(exc, (_filters.FilterError, _tests.TestError, _lookups.LookupError_)):
+            message = str(exc)
+            fix = "check the arguments of the filter, test or lookup"
+        elif isinstance(exc, jinja2.TemplateError):
+            message = f"template error: {exc}"
+            fix = "check the expression"
+        else:
+            message = f"template evaluation failed: {type(exc).__name__}: {exc}"
+            fix = "check the expression and the types of the variables it uses"
+        return cls(message + used_by, **where, fix=fix)
+
+    # -- rendering --------------------------------------------------------------
+    def render(self, value, variables: dict, *, where: dict | None = None, condition: bool = False):
+        """Render every string inside ``value``. A whole-string expression
+        (``"{{ x }}"``) keeps its native type, as in Ansible. Mapping values and
+        list items that render to ``omit`` are left out. ``condition``: the text is a
+        condition (Jinja's backslash escapes apply, as in Ansible)."""
+        saved = self._where, self._escape
+        self._where = dict(where or {})
+        self._escape = not condition
+        try:
+            result = self._render(value, variables)
+            broken = _find_broken(result)
+            if broken is not None:
+                broken.fail()
+            return result
+        finally:
+            self._where, self._escape = saved
+
+    def _render(self, value, variables):
+        if isinstance(value, str):
+            return self._render_string(value, variables)
+        if isinstance(value, dict):
+            out = {}
+            for k, v in value.items():
+                rendered = self._render(v, variables)
+                if isinstance(rendered, str) and rendered == OMIT:
+                    continue
+                out[self._render(k, variables)] = rendered
+            return out
+        if isinstance(value, list):
+            return [r for r in (self._render(v, variables) for v in value) if not (isinstance(r, str) and r == OMIT)]
+        return value
+
+    _WHOLE = re.compile(r"^\{\{(.*)\}\}\Z", re.S)  # \Z: "{{ x }}\n" keeps its newline
+
+    def _render_string(self, text: str, variables):
+        if "{{" not in text and "{%" not in text and "{#" not in text:
+            return text
+        try:
+            # Ansible: one trailing newline is not part of the expression; it is kept only
+            # when the result is a string ("{{ n }}\n" is the number n)
+            body = text[:-1] if text.endswith("\n") else text
+            whole = self._WHOLE.match(body)
+            if whole and "{{" not in whole.group(1) and "}}" not in whole.group(1):
+                result = self._expression(whole.group(1).strip(), escape=self._escape)(**variables)
+                if isinstance(result, jinja2.Undefined):
+                    str(result)  # raises UndefinedError with the name
+                if isinstance(result, BrokenValue):
+                    result.fail()
+                if body is not text and isinstance(result, str) and not is_unknown(result):
+                    result += "\n"
+                return result
+            return self._template(text, escape=self._escape).render(variables)
+        except TemplateError as exc:
+            if not exc.task and self._where.get("task"):
+                exc.task = self._where["task"]
+                if self._where.get("file") and self._where.get("file") != exc.file:
+                    exc.message += f" (used at {self._where['file']}:{self._where.get('line') or '?'})"
+            raise
+        except Exception as exc:  # noqa: BLE001 - every template failure becomes a located TemplateError
+            raise self._error(exc, text) from None
+
+    def resolve(self, variables: dict) -> dict:
+        """Render variables whose values are templates themselves (Ansible
+        evaluates ``vars`` lazily and recursively). A variable whose template
+        fails becomes a :class:`BrokenValue`/:class:`BrokenUndefined` that raises
+        that error when (and only when) it is used."""
+        # hostvars/groups are every host's inventory: scanning them on every step made this
+        # O(hosts²). Known gap: a template inside hostvars[h].x stays text (Ansible renders it)
+        pending = {k for k, v in variables.items() if k not in _NOT_RESOLVED and _has_template(v)}
+        if not pending:
+            return variables
+        out = dict(variables)
+        refs = {key: self._references(out[key]) for key in pending}
+        saved = self._where
+        try:
+            for _ in range(len(pending) + 8):
+                progressed = False
+                for key in sorted(pending):
+                    if refs[key] & (pending - {key}):
+                        continue  # render what it uses first
+                    self._where = {}
+                    try:
+                        value = self._render(out[key], out)
+                        broken = _find_broken(value)
+                        if broken is not None:
+                            broken.fail()
+                    except UndefinedVariableError as exc:
+                        hint = _in_variable(exc, key, with_place=True).removeprefix("undefined variable: ")
+                        value = BrokenUndefined(hint=hint, name=key)
+                    except TemplateError as exc:
+                        value = BrokenValue(TemplateError(_in_variable(exc, key, with_place=False), file=exc.file, line=exc.line,
+                                                          fix=exc.fix))
+                    pending.discard(key)
+                    progressed = True
+                    out[key] = value
+                    if _has_template(value) and key not in refs.get(key, set()):
+                        pending.add(key)  # a template that yields a template: one more level
+                        refs[key] = self._references(value)
+                if not pending or not progressed:
+                    break
+            for key in pending:  # a cycle: a uses b uses a
+                out[key] = BrokenValue(TemplateError(
+                    f"variable {key!r} refers to itself (through {', '.join(sorted(refs[key] & pending))})",
+                    **({"file": origin(variables[key])[0], "line": origin(variables[key])[1]}
+                       if origin(variables[key]) else {}),
+                    fix="break the cycle: one of these variables must not use the others"))
+        finally:
+            self._where = saved
+        return out
+
+    def _references(self, value) -> set:
+        from jinja2 import meta
+
+        names: set = set()
+        if isinstance(value, str):
+            if "{{" in value or "{%" in value:
+                try:
+                    names |= meta.find_undeclared_variables(self.env.parse(value))
+                except jinja2.TemplateError:
+                    pass
+        elif isinstance(value, dict):
+            for v in value.values():
+                names |= self._references(v)
+        elif isinstance(value, list):
+            for v in value:
+                names |= self._references(v)
+        return names
+
+    def evaluate(self, expression, variables: dict, *, where: dict | None = None):
+        """Evaluate a bare expression (``when:``, ``until:``, ``changed_when:``).
+        A string result is judged as Ansible does (``"false"``, ``"no"`` are false)."""
+        if isinstance(expression, bool):
+            return expression
+        if isinstance(expression, list):
+            return all(self.evaluate(e, variables, where=where) for e in expression)
+        text = str(expression).strip()
+        if text.startswith("{{") and text.endswith("}}"):
+            text = text[2:-2]
+        source = "{{ " + text + " }}"
+        if origin(expression):
+            from gfsdeploy.yamlload import located
+
+            source = located(source, *origin(expression))
+        result = self.render(source, variables, where=where, condition=True)
+        return truth(result) if isinstance(result, str) and not is_unknown(result) else result
+
+    def render_file(self, path: str, variables: dict, *, where: dict | None = None) -> str:
+        saved = self._where
+        self._where = dict(where or {})
+        try:
+            try:
+                source = _read_source(path)
+            except (OSError, UnicodeDecodeError) as exc:
+                raise TemplateError(f"cannot read template {path}: {getattr(exc, 'strerror', None) or exc}",
+                                    **self._where,
+                                    fix="check `src:`; templates are looked up in templates/ next to the playbook") from None
+            try:
+                return self._template(source, path).render(variables)
+            except TemplateError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - located TemplateError naming the template's line
+                raise self._error(exc, source, filename=path) from None
+        finally:
+            self._where = saved
+
+
+def _in_variable(exc: TemplateError, key: str, *, with_place: bool) -> str:
+    """The error's message naming the variable it happened in (and, for a chain
+    ``d: "{{ b }}"``, the variables that used it)."""
+    text = exc.message
+    if text.endswith(")") and " (in variable " in text:
+        return f"{text[:-1]}, used by {key!r})"
+    place = f", {exc.file}:{exc.line}" if with_place and exc.file and exc.line else ""
+    return f"{text} (in variable {key!r}{place})"
