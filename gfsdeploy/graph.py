@@ -45,6 +45,12 @@ _CROSS_HOST = re.compile(r"\b(hostvars|ansible_play_hosts(_all)?|play_hosts|ansi
 
 def play_hosts(play: Play, inventory: Inventory, limit: list[str] | None = None) -> list[str]:
     hosts = inventory.select(play.hosts, where=play.where())
+    if not hosts and str(play.hosts).strip() in ("localhost", "127.0.0.1") and "localhost" not in inventory.hosts:
+        # Ansible's implicit localhost: the controller, outside `all`
+        from gfsdeploy.inventory import Host
+
+        inventory.hosts["localhost"] = Host("localhost", vars={"ansible_connection": "local"})
+        hosts = ["localhost"]
     if limit is not None:
         hosts = [h for h in hosts if h in limit]
     if play.order == "reverse_inventory":

@@ -37,6 +37,11 @@ from gfsdeploy.playbook import INCLUDE_MODULES, Playbook, Task, _meta_action, lo
 from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown
 from gfsdeploy.transport import make_transport
 
+try:  # per-task connections and escalation, where the transport offers them
+    from gfsdeploy.transport import Connections, resolve_become
+except ImportError:  # pragma: no cover - older transport: one connection per host
+    Connections = resolve_become = None
+
 SET_FACT = {"set_fact", "ansible.builtin.set_fact"}
 INCLUDE_VARS = {"include_vars", "ansible.builtin.include_vars"}
 SETUP = {"setup", "ansible.builtin.setup", "gather_facts", "ansible.builtin.gather_facts"}
@@ -61,6 +66,10 @@ class Options:
     extra_vars: dict = field(default_factory=dict)
     verbose: int = 0
     force_handlers: bool = False
+    #: connection defaults from the command line (-u, --ask-become-pass, --ask-pass)
+    remote_user: str | None = None
+    become_password: str | None = None
+    ssh_password: str | None = None
     #: called (once per change, from any thread) before the first change is made: takes the lock
     before_change: object = None
 
@@ -165,6 +174,13 @@ class Runner:
             host = inventory.hosts[name]
             self.hosts[name] = HostRun(host=host, info=HostInfo(name=name, vars=host.vars))
         self.extra_hosts: dict[str, HostRun] = {}   # delegate_to targets outside the plays (localhost)
+        self.connections = None
+        if Connections is not None:
+            self.connections = Connections(
+                factory=lambda host, **kw: make_transport(host, **kw), known_hosts=options.known_hosts,
+                accept_new=options.accept_new_host_keys, timeout=options.timeout,
+                connect_timeout=options.connect_timeout, become_password=options.become_password,
+                ssh_password=options.ssh_password, default_user=options.remote_user)
         self.play_hosts = {play.index: play_hosts(play, inventory, options.limit) for play in playbook.plays}
         self.gathers = {}   # host -> index of the first play that gathers its facts
         for play in playbook.plays:
@@ -334,11 +350,14 @@ class Runner:
         if hr.unreachable:
             raise TransportError("host is unreachable (see the first error)", host=hr.host.name)
         try:
-            hr.transport = make_transport(hr.host, known_hosts=self.options.known_hosts,
-                                          accept_new=self.options.accept_new_host_keys,
-                                          timeout=self.options.timeout,
-                                          connect_timeout=self.options.connect_timeout)
-            if "ansible_become" not in hr.host.vars and not hasattr(hr.transport, "escalated"):
+            if self.connections is not None:
+                hr.transport = self.connections.get(hr.host, hr.host.vars)
+            else:
+                hr.transport = make_transport(hr.host, known_hosts=self.options.known_hosts,
+                                              accept_new=self.options.accept_new_host_keys,
+                                              timeout=self.options.timeout,
+                                              connect_timeout=self.options.connect_timeout)
+            if "ansible_become" not in hr.host.vars and not hasattr(hr.transport, "with_become"):
                 # without per-task escalation in the transport, one connection serves every
                 # play of the run: it escalates when a play or task on this host asks for `become`
                 hr.transport.become = self._wants_become(hr.host.name)
@@ -364,18 +383,50 @@ class Runner:
         if real:
             hr.facts_text = text
 
+    def _transport_for(self, hr: HostRun, task: Task, variables: dict | None):
+        """The connection for a task's ``remote_user``/``connection`` keywords. As in Ansible,
+        the inventory's ``ansible_user``/``ansible_connection`` win over the keywords."""
+        user = conn = None
+        if task.remote_user is not None and "ansible_user" not in hr.host.vars:
+            user = str(self.templar.render(task.remote_user, variables or {}, where=task.where()))
+        if task.connection is not None and "ansible_connection" not in hr.host.vars:
+            conn = str(self.templar.render(task.connection, variables or {}, where=task.where()))
+            conn = {"smart": "ssh", "paramiko": "ssh", "ansible.builtin.ssh": "ssh",
+                    "ansible.builtin.local": "local"}.get(conn, conn)
+            if conn not in ("ssh", "local"):
+                raise GfsError(f"connection {conn!r} is not supported", **task.where(), field="connection",
+                               fix="use ssh or local")
+        if (user is None or user == hr.host.user) and (conn is None or conn == hr.host.connection):
+            return hr.transport
+        if self.connections is not None:
+            transport = self.connections.get(hr.host, variables, remote_user=user, connection=conn)
+            transport.connect()
+            return transport
+        key = (user, conn)
+        with hr.conn_lock:
+            transport = hr.views.get(key)
+            if transport is None:
+                extra = {**({"ansible_user": user} if user is not None else {}),
+                         **({"ansible_connection": conn} if conn is not None else {})}
+                host = Host(hr.host.name, vars={**hr.host.vars, **extra}, groups=hr.host.groups)
+                transport = make_transport(host, known_hosts=self.options.known_hosts,
+                                           accept_new=self.options.accept_new_host_keys, timeout=self.options.timeout,
+                                           connect_timeout=self.options.connect_timeout)
+                if hr.transport is not None:
+                    transport.become = hr.transport.become
+                transport.connect()
+                hr.views[key] = transport
+        return transport
+
     def _view(self, hr: HostRun, task: Task, variables: dict | None):
-        """The transport a task's commands go through: its become/become_user/become_method."""
-        transport = hr.transport
-        if not hasattr(transport, "escalated"):
+        """The transport a task's commands go through: its remote_user/connection, and its
+        become/become_user/become_method."""
+        transport = self._transport_for(hr, task, variables)
+        if not hasattr(transport, "with_become") or resolve_become is None:
             return transport
-        become = task.become if task.become is not None else (task.play.become or None)
-        if become is None:
-            return transport
-        key = self._become_key(task, variables)
-        if key not in hr.views:
-            hr.views[key] = transport.escalated(*key)
-        return hr.views[key]
+        become, user, method = self._become_key(task, variables)
+        return transport.with_become(resolve_become(variables or hr.host.vars, become=become, become_user=user,
+                                                    become_method=method, password=self.options.become_password))
 
     def _become_key(self, task: Task, variables: dict | None):
         become = task.become if task.become is not None else task.play.become
@@ -385,7 +436,7 @@ class Runner:
             become = self.templar.render(become, variables) if isinstance(become, str) else become
             user = self.templar.render(user, variables) if isinstance(user, str) else user
             method = self.templar.render(method, variables) if isinstance(method, str) else method
-        return bool(_truth(become)), str(user or "root"), str(method)
+        return bool(_truth(become) is True), str(user or "root"), str(method)
 
     def _refresh(self, hr: HostRun, current: Step | None) -> None:
         """Read, in one round trip, the probes of every remaining step of this host
@@ -397,6 +448,7 @@ class Runner:
         keep = {} if hr.stale else dict(hr.facts)
         probes: dict[str, str] = {"__facts__": FACTS_PROBE} if not hr.facts_text else {}
         planned: dict = {}
+        views: dict = {}   # probe key -> the transport view its task reads through (become, user)
         for step in remaining:
             task = self.tasks[step.task_id]
             if step in self.outcomes or task.include is not None or task.module in META or task.delegate_to:
@@ -407,6 +459,7 @@ class Runner:
                     continue
                 variables = self.variables(hr, task)
                 env = self._environment(task, variables)
+                view = self._view(hr, task, variables)
                 for index, _, status, args, _ in self._each_item(hr, task, module, variables):
                     if status == "unknown":
                         raise LookupError(args)
@@ -419,10 +472,22 @@ class Runner:
                         continue  # costly reads on a changing host: each step reads its own when it runs
                     for key, cmd in module.probes(args, hr.info).items():
                         probes[f"{task.id}\x1f{index}\x1f{key}"] = _with_env(env, cmd)
+                        views[f"{task.id}\x1f{index}\x1f{key}"] = view
                     planned[(task.id, index)] = (args_key, module.resources(args))
             except Exception:  # noqa: BLE001 - not renderable yet; read it when it runs
                 continue
-        results = hr.transport.read_many(probes) if probes else {}
+        # one round trip per (connection, become) the tasks use: usually exactly one
+        batches: dict = {}
+        for key, cmd in probes.items():
+            view = views.get(key)
+            if view is not None:
+                batches.setdefault(id(view), (view, {}))[1][key] = cmd
+        if "__facts__" in probes:  # the facts need no privilege: they ride along with any batch
+            (next(iter(batches.values())) if batches else batches.setdefault(0, (hr.transport, {})))[1][
+                "__facts__"] = probes["__facts__"]
+        results: dict = {}
+        for view, batch in batches.values():
+            results.update(view.read_many(batch))
         facts_result = results.pop("__facts__", None)
         if facts_result is not None:
             # steps rendered with outdated facts are re-read when they run (their args differ)
@@ -545,6 +610,8 @@ class Runner:
                           transports={n: h.transport for n, h in self.hosts.items()})
         ctx.allow_destroy = self.options.allow_destroy
         ctx.variables = variables
+        if task.timeout:
+            ctx.timeout = task.timeout
         env = self._environment(task, variables)
         if env:
             ctx.environment = env
@@ -797,6 +864,9 @@ class Runner:
                 results.append(self._with_item(task, v, {"changed": False}))
                 unknown_result = True
                 continue
+            if _truth(task.diff) is False:  # `diff: false`: the change is listed, its diff is not
+                for c in changes:
+                    c.diff = ""
             outcome.changes.extend(changes)
             if _truth(task.no_log) is True:
                 for c in changes:
@@ -811,7 +881,7 @@ class Runner:
                     result = module.apply(args, changes, ctx)
                     judged = self._judge(task, result, v)
                     results.append(self._with_item(task, v, judged))
-                    self._absorb_facts(hr, task, judged)
+                    self._absorb_facts(hr, task, judged, delegate)
                     if result.msg and not _truth(task.no_log) is True:
                         outcome.messages.append(result.msg)
                     if judged.get("failed"):
@@ -848,7 +918,7 @@ class Runner:
                 with target.conn_lock:
                     self._invalidate(target, module.resources(args))  # what later steps read may be outdated
             results.append(self._with_item(task, v, judged))
-            self._absorb_facts(hr, task, judged)
+            self._absorb_facts(hr, task, judged, delegate)
             any_changed |= bool(judged.get("changed"))
             if judged.get("failed"):
                 self._register(hr, task, results)
@@ -890,11 +960,12 @@ class Runner:
             result["ansible_index_var"] = task.loop_control["index_var"]
         return result
 
-    def _absorb_facts(self, hr: HostRun, task: Task, result: dict) -> None:
-        """A module result carrying ``ansible_facts`` updates the host's facts."""
+    def _absorb_facts(self, hr: HostRun, task: Task, result: dict, delegate: HostRun | None = None) -> None:
+        """A module result carrying ``ansible_facts`` updates the host's facts (the
+        delegate's with ``delegate_facts: true``)."""
         facts = result.get("ansible_facts")
         if isinstance(facts, dict) and facts:
-            hr.fact_vars.update(facts)
+            (delegate if delegate is not None and task.delegate_facts else hr).fact_vars.update(facts)
 
     def _judge(self, task: Task, result: TaskResult, variables: dict) -> dict:
         value = result.as_register()
@@ -1202,12 +1273,15 @@ class Runner:
         host_steps[at:at] = new_steps
 
     def close(self) -> None:
-        for hr in [*self.hosts.values(), *self.extra_hosts.values()]:
-            if hr.transport is not None:
-                try:
-                    hr.transport.close()
-                except Exception:  # noqa: BLE001 - closing is best effort
-                    pass
+        transports = [hr.transport for hr in [*self.hosts.values(), *self.extra_hosts.values()] if hr.transport]
+        transports += [t for hr in self.hosts.values() for t in hr.views.values()]
+        if self.connections is not None:
+            transports += self.connections.all()
+        for transport in {id(t): t for t in transports}.values():
+            try:
+                transport.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
 
     def _blocked(self, step: Step) -> bool:
         """Stopped by an explicit ``needs:`` that failed (the host's own state is the flow's)."""
@@ -1236,7 +1310,16 @@ class Runner:
 
     # -- reporting helpers -----------------------------------------------------------
     def round_trips(self) -> dict[str, int]:
-        return {name: (hr.transport.round_trips if hr.transport else 0) for name, hr in sorted(self.hosts.items())}
+        out = {name: (hr.transport.round_trips if hr.transport else 0) for name, hr in sorted(self.hosts.items())}
+        if self.connections is not None:
+            out = {name: 0 for name in out}
+            for transport in self.connections.all():
+                if transport.host in out:
+                    out[transport.host] += transport.round_trips
+        else:
+            for name, hr in self.hosts.items():
+                out[name] += sum(t.round_trips for t in hr.views.values())
+        return out
 
     def fingerprint(self) -> dict:
         """What plan saw, to refuse ``apply --plan`` when the hosts changed since."""

@@ -144,12 +144,14 @@ class TaskContext:
 
     #: the task's ``environment:`` (exported before every script it runs)
     environment: dict | None = None
+    #: the task's ``timeout:`` (seconds a script may take when the module names no other)
+    timeout: float | None = None
 
     def exec(self, script: str, *, timeout: float | None = None) -> Result:
         """Run ``script`` and return whatever it returned."""
         if self.environment:
             script = "".join(f"export {k}={q('' if v is None else v)}\n" for k, v in self.environment.items()) + script
-        return self.transport.run(script, timeout=timeout, kind="read" if self.read_only else "run")
+        return self.transport.run(script, timeout=timeout or self.timeout, kind="read" if self.read_only else "run")
 
     def run(self, script: str, *, timeout: float | None = None, what: str = "") -> Result:
         """Run ``script``; raise a clear ModuleError on a non-zero exit."""

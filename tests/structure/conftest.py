@@ -100,7 +100,7 @@ def site(tmp_path):
 
 
 def assert_same(ansible: dict, gfs: dict) -> None:
-    import difflib
+
 
     if ansible != gfs:
         lines = []
@@ -110,4 +110,4 @@ def assert_same(ansible: dict, gfs: dict) -> None:
                 lines.append(f"{key}: ansible={a!r} gfsdeploy={g!r}")
         raise AssertionError("ansible-playbook and gfsdeploy differ:\n  " + "\n  ".join(lines))
     assert ansible, "nothing was written: the test cannot tell the tools apart"
-    del difflib
+

@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.structure.conftest import HERE, ROOT, assert_same, tree
+from tests.structure.conftest import HERE, ROOT, assert_same
 
 HOSTS = {"n1": {"ip": "10.0.0.1", "disk_device": "/dev/vdb"}, "n2": {"ip": "10.0.0.2", "disk_device": "/dev/vdc"}}
 GROUPS = {"control": {"hosts": ["n1"]}, "store-node": {"hosts": ["n1", "n2"]}}
@@ -51,4 +51,4 @@ def test_graph_shows_where_included_tasks_come_from(site):
     assert dep and "role provision > common" in dep[0]
     looped = [line for line in lines if "Apps | Label nodes" in line]
     assert looped and "expanded when it runs" in looped[0] and "4 task(s)" in looped[0]
-    del tree
+
