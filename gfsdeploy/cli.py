@@ -41,6 +41,14 @@ def add_common_options(parser: argparse.ArgumentParser, *, playbook: bool = True
     parser.add_argument("--fail-fast", action="store_true", help="stop every host at the first failure")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds a single remote step may take")
     parser.add_argument("--connect-timeout", type=float, default=10.0)
+    parser.add_argument("-u", "--user", dest="remote_user",
+                        help="SSH login user when neither the inventory (ansible_user) nor the play says")
+    parser.add_argument("-K", "--ask-become-pass", action="store_true",
+                        help="ask for the sudo/su password (ansible_become_password in the inventory wins)")
+    parser.add_argument("--become-password-file", metavar="FILE",
+                        help="read the sudo/su password from the first line of FILE")
+    parser.add_argument("-k", "--ask-pass", action="store_true",
+                        help="ask for the SSH login password (ansible_password in the inventory wins)")
 
 
 CORE_COMMANDS = ("plan", "apply", "graph", "check")
@@ -75,8 +83,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     add_common_options(p)
     p.set_defaults(func=cmd_check)
 
-    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
-    if not (words and words[0] in CORE_COMMANDS):
+    given = sys.argv[1:] if argv is None else argv
+    words = [a for a in given if not a.startswith("-")]
+    if not (words and words[0] in CORE_COMMANDS) and "--version" not in given:
         from gfsdeploy.plugins import contents
 
         for content in contents():
@@ -165,7 +174,47 @@ def _options(args, mode: str):
                    accept_new_host_keys=args.accept_new_host_keys, known_hosts=args.known_hosts,
                    allow_destroy=bool(getattr(args, "yes", False)), timeout=args.timeout,
                    connect_timeout=args.connect_timeout, extra_vars=_extra_vars(args.extra_vars),
-                   verbose=args.verbose)
+                   verbose=args.verbose, remote_user=getattr(args, "remote_user", None),
+                   **_passwords(args))
+
+
+def _passwords(args) -> dict:
+    """--ask-become-pass / --become-password-file / --ask-pass, asked once, before connecting."""
+    out = {"become_password": None, "ssh_password": None}
+    cached = getattr(args, "_passwords", None)
+    if cached is not None:
+        return cached
+    path = getattr(args, "become_password_file", None)
+    if path:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                out["become_password"] = handle.readline().rstrip("\r\n")
+        except OSError as exc:
+            raise GfsError(f"cannot read the become password file: {exc.strerror or exc}", file=path,
+                           field="--become-password-file", fix="give a readable file whose first line is "
+                           "the password") from None
+    for flag, key, prompt in (("ask_become_pass", "become_password", "BECOME password: "),
+                              ("ask_pass", "ssh_password", "SSH password: ")):
+        if getattr(args, flag, False) and out[key] is None:
+            out[key] = _ask(prompt, "--" + flag.replace("_", "-"))
+    for value in out.values():
+        secrets.register(value)
+    args._passwords = out
+    return out
+
+
+def _ask(prompt: str, flag: str) -> str:
+    import getpass
+
+    try:
+        with open("/dev/tty"):
+            pass
+        return getpass.getpass(prompt)
+    except (EOFError, OSError):
+        raise GfsError(f"{flag} needs a terminal to ask on", field=flag,
+                       fix="run it from a terminal, or give the password in the inventory "
+                           "(ansible_become_password, best as an !vault value) or with "
+                           "--become-password-file") from None
 
 
 def _runner(args, mode: str, playbook_path: str | None = None, extra: dict | None = None):
@@ -208,6 +257,7 @@ def cmd_plan(args) -> int:
     else:
         runner.reporter.write(render_plan(outcomes, color=runner.reporter.color))
         if args.verbose:
+            _print_protocol_tasks(runner.tasks.values(), runner.reporter.write)
             _report_round_trips(runner)
     if args.out and not failed:
         saved = {"format": PLAN_FORMAT, "inventory": os.path.abspath(args.inventory),
@@ -382,7 +432,18 @@ def cmd_graph(args) -> int:
         print(render_dot(graph, tasks))
     else:
         print(render_text(graph, tasks))
+        if args.verbose:
+            _print_protocol_tasks(tasks.values(), print)
     return 0
+
+
+def _print_protocol_tasks(tasks, write) -> None:
+    """``-v``: which tasks run an Ansible module through Ansible's module protocol."""
+    from gfsdeploy.ansible_protocol import protocol_lines
+
+    lines = protocol_lines(tasks)
+    if lines:
+        write("Tasks run through Ansible's module protocol (no native gfsdeploy module):\n" + "\n".join(lines))
 
 
 def cmd_check(args) -> int:

@@ -23,12 +23,14 @@ import dataclasses
 import random
 import re
 from dataclasses import dataclass
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from gfsdeploy.errors import GraphError
 from gfsdeploy.inventory import Inventory
 from gfsdeploy.playbook import Play, Playbook, Task
+
+if TYPE_CHECKING:  # networkx costs ~0.2 s to import: only commands that build a graph pay it
+    import networkx as nx
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,8 @@ def handler_copies(play: Play, run_tasks: list[Task]) -> dict[int, list[Task]]:
 
 def build_graph(playbook: Playbook, inventory: Inventory, *, limit: list[str] | None = None,
                 tags: set | None = None, skip_tags: set | None = None) -> tuple[nx.DiGraph, dict[str, Task]]:
+    import networkx as nx
+
     graph = nx.DiGraph()
     tasks: dict[str, Task] = {}
     by_name: dict[str, list[Task]] = {}
@@ -264,6 +268,8 @@ def _describe(task: Task) -> str:
 def render_text(graph: nx.DiGraph, tasks: dict[str, Task]) -> str:
     """The graph as text: steps in a topological order, with where each task came from
     (role, file:line) and what it waits for on other hosts or by `needs:`."""
+    import networkx as nx
+
     lines = []
     for generation, nodes in enumerate(nx.topological_generations(graph)):
         for step in sorted(nodes, key=lambda s: (s.host, s.task_id)):

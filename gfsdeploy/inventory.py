@@ -228,3 +228,7 @@ def _check_host(host: Host, where: dict) -> None:
     if "ansible_user" in v and (not isinstance(v["ansible_user"], str) or not v["ansible_user"].strip()
                                 or any(c in v["ansible_user"] for c in " \t\n'\"$`;&|<>")):
         bad("ansible_user", f"{v['ansible_user']!r} is not a user name", "give a plain login name, e.g. root")
+    from gfsdeploy.transport.sshconfig import check_variables
+
+    for field_name, problem, fix in check_variables(v):
+        bad(field_name, problem, fix)

@@ -452,6 +452,8 @@ class Loader:
                                 **(position(data) or {"file": path, "line": 1}),
                                 fix="start each play with `- name: …` / `hosts: …`")
         base = os.path.dirname(os.path.abspath(path))
+        if hasattr(modules, "add_search_path"):
+            modules.add_search_path(base)  # its library/ and module_utils/, as in Ansible
         for raw in data:
             key = next((k for k in ("import_playbook", "ansible.builtin.import_playbook")
                         if isinstance(raw, dict) and k in raw), None)
@@ -934,6 +936,8 @@ class Loader:
         path = self._find_role(name, scope, where)
         role_name = os.path.basename(path)
         play = scope.play
+        if hasattr(modules, "add_search_path"):
+            modules.add_search_path(path)  # its library/ and module_utils/, as in Ansible
 
         def part(sub: str, base: str = "main"):
             return _role_file(path, sub, str(base))
@@ -1175,6 +1179,13 @@ def _module_and_args(raw, scope: Scope, label: str):
         name = str(mod_key)
         args = raw[mod_key]
     if not _known_module(name, scope) and name not in ("meta", "ansible.builtin.meta"):
+        try:
+            from gfsdeploy.ansible_protocol import refusal
+        except ImportError:
+            refusal = None
+        refused = refusal(name) if refusal is not None else None
+        if refused is not None:
+            raise PlaybookError(refused.message, **position(raw, mod_key), task=label, field=name, fix=refused.fix)
         raise PlaybookError(f"unknown module {name!r}", **position(raw, mod_key), task=label, field=name,
                             fix=_suggest(name))
     if isinstance(args, str) and name in (*IMPORT_MODULES, *INCLUDE_MODULES, "meta", "ansible.builtin.meta"):
@@ -1198,14 +1209,16 @@ def _known_module(name: str, scope: Scope) -> bool:
 
 
 def _get_module(name: str, scope: Scope):
-    module = modules.get(name)
-    if module is None and hasattr(modules, "find_library_module"):
-        dirs = [r.library_dir for r in reversed(scope.role.chain())] if scope.role is not None else []
-        dirs += [r.library_dir for r in scope.play.roles]
-        dirs.append(os.path.join(scope.play.base_dir, "library"))
-        dirs += configured_paths("library", "ANSIBLE_LIBRARY")
-        module = modules.find_library_module(name, dirs)
-    return module
+    """A native module, else an Ansible module from the task's role (and its parents')
+    library/, the play's roles', the playbook's library/ or the configured library."""
+    dirs = [r.library_dir for r in reversed(scope.role.chain())] if scope.role is not None else []
+    dirs += [r.library_dir for r in scope.play.roles]
+    dirs.append(os.path.join(scope.play.base_dir, "library"))
+    dirs += configured_paths("library", "ANSIBLE_LIBRARY")
+    try:
+        return modules.get(name, [d for d in dirs if os.path.isdir(d)])
+    except TypeError:  # a registry without library lookup
+        return modules.get(name)
 
 
 def _check_args(module, args, raw, mod_name: str, label: str):

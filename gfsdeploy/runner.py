@@ -24,8 +24,6 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import networkx as nx
-
 from gfsdeploy import flow as flowmod
 from gfsdeploy import hostfacts, loops, modules, secrets
 from gfsdeploy.errors import GfsError, ModuleError, PlaybookError, TransportError
@@ -42,6 +40,7 @@ try:  # per-task connections and escalation, where the transport offers them
 except ImportError:  # pragma: no cover - older transport: one connection per host
     Connections = resolve_become = None
 
+NO_LOG_MESSAGE = "the output has been hidden due to the fact that 'no_log: true' was specified for this result"
 SET_FACT = {"set_fact", "ansible.builtin.set_fact"}
 INCLUDE_VARS = {"include_vars", "ansible.builtin.include_vars"}
 SETUP = {"setup", "ansible.builtin.setup", "gather_facts", "ansible.builtin.gather_facts"}
@@ -108,6 +107,7 @@ class HostRun:
     facts: dict = field(default_factory=dict)       # (task_id, item) -> (args_key, {probe: Result}, resources)
     stale: bool = True                              # facts must be (re)read before use
     changed: bool = False                           # the host changed during this run
+    pending: bool = False                           # a step of this run changed or would change it
     attempted: set = field(default_factory=set)     # steps the last batch read (or tried to)
     lock: threading.RLock = field(default_factory=threading.RLock)      # one step of this host at a time
     conn_lock: threading.RLock = field(default_factory=threading.RLock)  # connecting, facts, what was read
@@ -454,7 +454,7 @@ class Runner:
             if step in self.outcomes or task.include is not None or task.module in META or task.delegate_to:
                 continue
             try:
-                module = modules.get(task.module)
+                module = _module(task)
                 if module is None:
                     continue
                 variables = self.variables(hr, task)
@@ -610,6 +610,11 @@ class Runner:
                           transports={n: h.transport for n, h in self.hosts.items()})
         ctx.allow_destroy = self.options.allow_destroy
         ctx.variables = variables
+        # what a module run through Ansible's module protocol passes on to it
+        ctx.no_log, ctx.task_check_mode, ctx.verbosity = _truth(task.no_log) is True, task.check_mode, \
+            self.options.verbose
+        ctx.diff = _truth(task.diff) is True
+        ctx.host_pending = hr.pending
         if task.timeout:
             ctx.timeout = task.timeout
         env = self._environment(task, variables)
@@ -827,7 +832,7 @@ class Runner:
         return self._run_task(hr, task, step, outcome)
 
     def _run_task(self, hr: HostRun, task: Task, step: Step, outcome: StepOutcome) -> None:
-        module = modules.get(task.module)
+        module = _module(task)
         plan_mode = self.options.mode == "plan"
         results: list[dict] = []
         any_changed = False
@@ -922,7 +927,8 @@ class Runner:
             any_changed |= bool(judged.get("changed"))
             if judged.get("failed"):
                 self._register(hr, task, results)
-                raise ModuleError(judged.get("msg") or "failed", host=hr.host.name, task=task.label)
+                raise ModuleError(NO_LOG_MESSAGE if _truth(task.no_log) is True else judged.get("msg") or "failed",
+                                  host=hr.host.name, task=task.label)
             if self._break(task, v, results):
                 break
         self._register(hr, task, results, unknown=plan_mode and (any_changed or unknown_result) and not runs_in_plan)
@@ -1002,7 +1008,7 @@ class Runner:
     def _run_vars_task(self, hr: HostRun, task: Task, step: Step, outcome: StepOutcome) -> None:
         """set_fact, include_vars, setup/gather_facts: they only set variables (and run in plan)."""
         variables = self.variables(hr, task)
-        module = modules.get(task.module)
+        module = _module(task)
         results = []
         for index, v, status, args, ctx in self._each_item(hr, task, module, variables):
             if status == "skipped":
@@ -1210,12 +1216,15 @@ class Runner:
         self.stop_all.clear()
         for hr in self.hosts.values():
             hr.registered, hr.notified, hr.failed, hr.changed = {}, set(), hr.unreachable, False
+            hr.pending = False
             hr.included_vars, hr.flow, hr.setup_ran = {}, flowmod.HostFlow(failed=hr.unreachable), False
             hr.flow.force_handlers = self.options.force_handlers
             hr.cacheable = {}
             hr.counts = {"ok": 0, "changed": 0, "failed": 0, "skipped": 0}
         self.graph = graph = self.base_graph.copy()
         self.steps_by_host = {}
+        import networkx as nx  # imported when a run starts, not with the engine (~0.2 s)
+
         order = {n: i for i, n in enumerate(nx.topological_sort(graph))}
         for step in sorted(order, key=order.get):
             self.steps_by_host.setdefault(step.host, []).append(step)
@@ -1303,6 +1312,8 @@ class Runner:
     def _finish(self, step: Step, outcome: StepOutcome) -> None:
         self.outcomes[step] = outcome
         hr = self.hosts[step.host]
+        if outcome.status in ("pending", "changed"):
+            hr.pending = True
         key = {"pending": "changed", "blocked": "skipped"}.get(outcome.status, outcome.status)
         if not (outcome.status == "skipped" and outcome.error.startswith(QUIET)):
             hr.counts[key] = hr.counts.get(key, 0) + 1
@@ -1330,6 +1341,14 @@ class Runner:
                     hashlib.sha256(json.dumps([outcome.task.id, change.action, change.resource,
                                                change.diff], sort_keys=True).encode()).hexdigest())
         return {h: sorted(v) for h, v in sorted(out.items())}
+
+
+def _module(task: Task):
+    """The task's module: native, else an Ansible module from its role's/playbook's library/."""
+    try:
+        return modules.get(task.module, task.library_dirs)
+    except TypeError:  # a registry without library lookup
+        return modules.get(task.module)
 
 
 def _truth(value):

@@ -19,8 +19,9 @@ PLAYBOOK = os.path.join(ROOT, "playbooks", "kubernetes-lab.yaml")
 INVENTORY = os.path.join(ROOT, "inventory", "vagrant.yaml")
 
 MODULES = {"copy", "template", "file", "lineinfile", "blockinfile", "command", "shell", "modprobe",
-           "package", "service", "iptables"}
-TASK_KEYS = {"name", "when", "loop", "notify", "register", "changed_when", "tags", "no_log", "needs", "id"}
+           "package", "service", "iptables", "assert"}
+TASK_KEYS = {"name", "when", "loop", "notify", "register", "changed_when", "check_mode", "tags", "no_log", "needs",
+             "id", "until", "retries", "delay"}
 PLAY_KEYS = {"name", "hosts", "become", "vars", "tasks", "handlers"}
 
 
@@ -101,9 +102,17 @@ def _registered_names(plays) -> set:
 
 def test_pinned_versions_and_guards(plays):
     tasks = {t["name"]: t for _, t in all_tasks(plays)}
-    init = args_of(tasks["kubeadm init"])
-    assert init["creates"] == "/etc/kubernetes/admin.conf"
+    init_task = tasks["kubeadm init (a half-initialised control plane is reset first)"]
+    init = args_of(init_task)
+    # not `creates: admin.conf`: kubeadm writes it before the control plane is up
+    assert "creates" not in init and init_task["when"] == "control_plane.stdout | trim != 'healthy'"
     assert "--kubernetes-version=v{{ k8s_release }}" in init["cmd"]
+    assert "/readyz" in args_of(tasks["Read the control plane (healthy, half-initialised, or none)"])["cmd"]
+    ready = tasks["The API server is ready after kubeadm init (readyz, and the node registered)"]
+    assert ready["until"] == "control_plane_ready.rc == 0" and ready["retries"] * ready["delay"] >= 300
+    # the key comes from a current repository and is checked, not trusted by its path
+    key = args_of(tasks["Kubernetes package signing key (from a current repository, fingerprint checked)"])["cmd"]
+    assert "{{ k8s_key_fingerprint }}" in key and "'^pub:e:'" in key
     join = args_of(tasks["kubeadm join"])
     assert join["creates"] == "/etc/kubernetes/kubelet.conf"
     token = tasks["Join command for the missing nodes (a bootstrap token valid 30 minutes)"]
@@ -170,11 +179,15 @@ def test_engine_resolves_play_vars_that_use_other_vars():
 
 
 FRESH = {  # what the probes print on a new VM (k8s-1 only knows itself)
+    "k8s_key_state": "missing\n", "control_plane": "none\n",
+    "kube_configs": "differs /root/.kube/config\ndiffers /home/vagrant/.kube/config\n",
     "swap_active": "/dev/sda5\n", "swap_fstab": "UUID=1234 none swap sw 0 0\n", "sysctl_now": "0\n0\n0\n",
     "k8s_installed": "", "apt_held": "", "flannel_ds": "", "k8s_nodes": "k8s-1",
     "master_taints": "node-role.kubernetes.io/control-plane",
 }
 WORKING = {  # ... and on a working cluster
+    "k8s_key_state": "valid\n", "control_plane": "healthy\n",
+    "kube_configs": "same /root/.kube/config\nsame /home/vagrant/.kube/config\n",
     "swap_active": "", "swap_fstab": "", "sysctl_now": "1\n1\n1\n",
     "k8s_installed": "kubeadm=1.25.16-1.1\nkubectl=1.25.16-1.1\nkubelet=1.25.16-1.1\n",
     "apt_held": "kubeadm\nkubectl\nkubelet\n", "flannel_ds": "daemonset.apps/kube-flannel-ds\n",
@@ -208,16 +221,31 @@ def test_fresh_vm_runs_every_step(plays, inventory):
     join = {"stdout": "kubeadm join 192.168.186.10:6443 --token abcdef.0123456789abcdef "
                       "--discovery-token-ca-cert-hash sha256:00", "changed": False}
     conditions = _conditions(plays, inventory, FRESH, join)
-    skipped = [name for name, results in conditions.items()
-               if not any(results) and not name.startswith("kubectl config for")]
+    skipped = [name for name, results in conditions.items() if not any(results)]
     assert skipped == []
 
 
 def test_working_cluster_changes_nothing(plays, inventory):
     conditions = _conditions(plays, inventory, WORKING, {"skipped": True, "changed": False})
-    would_run = [name for name, results in conditions.items()
-                 if any(results) and not name.startswith("kubectl config for")]  # that one has creates:
+    would_run = [name for name, results in conditions.items() if any(results)]
     assert would_run == []
+
+
+@pytest.mark.parametrize("state, runs", [("expired", True), ("other", True), ("unknown", True), ("valid", False)])
+def test_an_expired_or_foreign_key_is_replaced(plays, inventory, state, runs):
+    conditions = _conditions(plays, inventory, {**WORKING, "k8s_key_state": state + "\n"}, {"skipped": True})
+    assert conditions["Kubernetes package signing key (from a current repository, fingerprint checked)"] == [runs] * 3
+
+
+def test_a_half_initialised_control_plane_is_reset_and_initialised(plays, inventory):
+    conditions = _conditions(plays, inventory, {**WORKING, "control_plane": "partial\n"}, {"skipped": True})
+    assert conditions["kubeadm init (a half-initialised control plane is reset first)"] == [True]
+    templar = _templar()
+    task = next(t for _, t in all_tasks(plays) if t["name"].startswith("kubeadm init"))
+    v = play_vars(templar, plays[1], {**host_vars(inventory, "k8s-1"), "control_plane": {"stdout": "partial\n"}})
+    assert templar.render(args_of(task)["cmd"], v).startswith("kubeadm reset -f && kubeadm init ")
+    v["control_plane"] = {"stdout": "none\n"}
+    assert templar.render(args_of(task)["cmd"], v).startswith("kubeadm init ")
 
 
 def test_untaint_only_the_taints_present(plays, inventory):
@@ -245,13 +273,13 @@ def test_engine_loads_playbook_and_graph_is_acyclic():
     import networkx as nx
 
     playbook = load_playbook(PLAYBOOK)
-    assert [len(p.tasks) for p in playbook.plays] == [22, 9, 1, 1]
+    assert [len(p.tasks) for p in playbook.plays] == [23, 13, 1, 1]
     graph, tasks = build_graph(playbook, load_inventory(INVENTORY))
     assert nx.is_directed_acyclic_graph(graph)
     hosts_of = {}
     for step in graph.nodes:
         hosts_of.setdefault(tasks[step.task_id].name, set()).add(step.host)
-    assert hosts_of["kubeadm init"] == {"k8s-1"}
+    assert hosts_of["kubeadm init (a half-initialised control plane is reset first)"] == {"k8s-1"}
     assert hosts_of["kubeadm join"] == {"k8s-2", "k8s-3"}
     # joins wait for the token on the master, via the play order
     token = next(s for s in graph.nodes if tasks[s.task_id].register == "join_command")

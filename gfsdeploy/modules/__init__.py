@@ -45,14 +45,39 @@ def _all_subclasses(cls):
         yield from _all_subclasses(sub)
 
 
-def get(name: str) -> Module | None:
-    """The module called ``name`` (also its ``ansible.builtin.`` form), or None."""
+def get(name: str, library_dirs=()) -> Module | None:
+    """The module called ``name`` (also its ``ansible.builtin.`` form), or None.
+    Native modules come first; else an Ansible module of that name (``library_dirs``:
+    the task's role and playbook ``library/`` dirs; then the playbooks' and roles' loaded
+    so far, ansible-core, collections) run through Ansible's module protocol
+    (:mod:`gfsdeploy.ansible_protocol`)."""
     _load()
+    full = name
     for prefix in ("ansible.builtin.", "ansible.posix.", "community.general.", "gfsdeploy."):
         if name.startswith(prefix):
             name = name[len(prefix):]
     cls = _REGISTRY.get(name)
-    return cls() if cls else None
+    if cls:
+        return cls()
+    from gfsdeploy import ansible_protocol
+
+    return ansible_protocol.lookup(full, tuple(library_dirs or ()))
+
+
+def find_library_module(name: str, library_dirs) -> Module | None:
+    """An Ansible module of that name in ``library_dirs`` (a task's role/playbook
+    ``library/``) or anywhere Ansible would look, run through the module protocol."""
+    from gfsdeploy import ansible_protocol
+
+    return ansible_protocol.lookup(name, tuple(library_dirs or ()))
+
+
+def add_search_path(base_dir: str) -> None:
+    """A playbook's or role's directory: modules in its ``library/`` (and the imports in
+    its ``module_utils/``) become available, as in Ansible."""
+    from gfsdeploy import ansible_protocol
+
+    ansible_protocol.add_search_path(base_dir)
 
 
 def names() -> list[str]:

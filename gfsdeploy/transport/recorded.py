@@ -181,7 +181,7 @@ class RecordedTransport(Transport):
                 fix=f"record the host again (the probes changed since {self.recording.path or 'the recording'} was made)")
         return Result(127, "", "not recorded")
 
-    def read_many(self, probes: dict[str, str], *, timeout: float | None = None) -> dict[str, Result]:
+    def read_many(self, probes: dict[str, str], *, timeout: float | None = None, **_) -> dict[str, Result]:
         if not probes:
             return {}
         with self._lock:
@@ -195,7 +195,7 @@ class RecordedTransport(Transport):
         record.rc = 0
         return out
 
-    def run(self, script: str, *, timeout: float | None = None, kind: str = "run") -> Result:
+    def run(self, script: str, *, timeout: float | None = None, kind: str = "run", **_) -> Result:
         with self._lock:
             self.round_trips += 1
             record = CommandRecord(script=script, kind=kind)
@@ -209,10 +209,10 @@ class RecordedTransport(Transport):
         record.rc = result.rc
         return result
 
-    def _exec(self, command: str, stdin: bytes, timeout: float | None) -> Result:
+    def _open(self, command: str, *, pty: bool):
         raise AssertionError("RecordedTransport answers in run()/read_many()")  # never called
 
-    def forward(self, remote_host: str, remote_port: int) -> tuple[str, int]:
+    def forward(self, remote_host: str, remote_port: int, **_) -> tuple[str, int]:
         raise TransportError("a recorded host cannot open a tunnel", host=self.host,
                              fix="plan the steps that talk to a service through a tunnel against a real host")
 
@@ -243,8 +243,8 @@ class RecordingTransport(Transport):
     def launcher(self) -> str:
         return self.inner.launcher()
 
-    def read_many(self, probes, *, timeout=None):
-        results = self.inner.read_many(probes, timeout=timeout)
+    def read_many(self, probes, *, timeout=None, **kwargs):
+        results = self.inner.read_many(probes, timeout=timeout, **kwargs)
         for key, script in probes.items():
             if key in results:
                 self.recording.add(script, results[key])
@@ -252,18 +252,21 @@ class RecordingTransport(Transport):
         self.command_log = self.inner.command_log
         return results
 
-    def run(self, script, *, timeout=None, kind="run"):
-        result = self.inner.run(script, timeout=timeout, kind=kind)
+    def run(self, script, *, timeout=None, kind="run", **kwargs):
+        result = self.inner.run(script, timeout=timeout, kind=kind, **kwargs)
         self.recording.add(script, result, kind="read" if kind == "read" else "run")
         self.round_trips = self.inner.round_trips
         self.command_log = self.inner.command_log
         return result
 
-    def _exec(self, command, stdin, timeout):
-        return self.inner._exec(command, stdin, timeout)
+    def _open(self, command, *, pty):
+        return self.inner._open(command, pty=pty)
 
-    def forward(self, remote_host, remote_port):
-        return self.inner.forward(remote_host, remote_port)
+    def login_user(self):
+        return self.inner.login_user()
+
+    def forward(self, remote_host, remote_port, **kwargs):
+        return self.inner.forward(remote_host, remote_port, **kwargs)
 
 
 def record(inventory_path: str, playbook_path: str, out_dir: str, *, limit: list[str] | None = None,

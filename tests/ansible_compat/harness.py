@@ -15,7 +15,7 @@ What is compared (:meth:`Compat.run_both`):
   SSH): files (type, mode, owner, group, content or sha256, link target; directories
   optionally as a tree), command outputs (``iptables -S``, ``getent``, ``findmnt`` …);
 - registered values: the harness appends a last play that writes every name in
-  ``registered`` to a file on the node (``copy`` + ``to_json``, under both tools), then
+  ``registered`` to a file on the node (``copy`` of a mapping: JSON, under both tools), then
   compares them key by key, minus the keys that are volatile by nature (``start``,
   ``delta`` …) and those a test lists in ``ignore`` (with its reason);
 - per task and host: changed / failed / skipped, from Ansible's results (a small
@@ -295,7 +295,7 @@ class Compat:
                     - name: "{DUMP_TASK}"
                       copy:
                         dest: {DUMP_PATH}
-                        content: "{{{{ {{{mapping}}} | to_json }}}}"
+                        content: "{{{{ {{{mapping}}} }}}}"
                 """)
         path = self.workdir / f"{name}-{self.counter}.yaml"
         path.write_text(text)

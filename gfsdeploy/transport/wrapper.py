@@ -1,0 +1,103 @@
+"""The small sh program that every remote command runs inside (see docs/TRANSPORT.md).
+
+It reads the script from stdin (exactly N bytes, checked by an end mark, so a
+cut connection can never run half a script), runs it in a session of its own,
+and watches the connection meanwhile: stdin stays open after the script, and
+the controller sends a heartbeat byte on it now and then. When stdin reaches
+EOF (the controller or its connection is gone) or stays silent too long, the
+script's process group is ended (``kill``) or, for steps that must not stop
+half-way such as a package install, left to finish within a bound
+(``finish``). The first line it prints is a token: escalation (sudo/su) worked
+and the script may be sent.
+
+POSIX sh only (dash, bash, busybox ash), plus ``head -c``, ``setsid``,
+``timeout`` and ``dd`` (coreutils/util-linux or busybox).
+"""
+
+from __future__ import annotations
+
+import shlex
+
+#: exit code of the wrapper when the script arrived incomplete (nothing ran)
+INCOMPLETE = 97
+
+
+def end_mark(token: str) -> str:
+    return f": {token}-END"
+
+
+def frame_script(script: str, token: str) -> bytes:
+    """The bytes sent after the token line: the script and its end mark."""
+    body = script if script.endswith("\n") else script + "\n"
+    return (body + end_mark(token) + "\n").encode()
+
+
+def wrapper(*, token: str, length: int, launcher: str = "sh -s", on_disconnect: str = "kill",
+            silence: int = 0, grace: int = 600, split_stderr: bool = False) -> str:
+    """The wrapper's text (run as ``sh -c WRAPPER``).
+
+    ``silence``: seconds without a heartbeat after which the controller counts as
+    gone (0: only EOF). ``grace``: how long a ``finish`` script may still run once
+    the controller is gone. ``split_stderr``: the script's stderr goes to a temp
+    file printed after ``\\n<token> E\\n`` (a pty has one output stream only).
+    """
+    if on_disconnect not in ("kill", "finish"):
+        raise ValueError(f"on_disconnect must be kill or finish, not {on_disconnect!r}")
+    q = shlex.quote
+    if silence > 0:
+        # --foreground: dd stays in the terminal's foreground group (a pty would stop it: SIGTTIN)
+        listen = (f'while [ "$(timeout --foreground {int(silence)} dd bs=1 count=1 2>/dev/null | wc -c)" '
+                  f'-eq 1 ]; do :; done')
+    else:
+        listen = "cat >/dev/null 2>&1"
+    if on_disconnect == "kill":
+        react = 'kill -s TERM -- "-$p" 2>/dev/null && { sleep 3; kill -s KILL -- "-$p" 2>/dev/null; }'
+    else:
+        # the bound on a script left to finish; ended with the watchdog when the script is done
+        react = (f'sleep {int(grace)} & z=$!; trap \'kill "$z" 2>/dev/null; exit 0\' TERM; wait "$z"; '
+                 f'kill -s TERM -- "-$p" 2>/dev/null')
+    # a closing pty sends SIGHUP to its session: the watchdog must outlive it to react
+    watch = f"trap '' HUP; {listen}; {react}"
+    lines = [
+        f"t={q(token)}",
+        "exec 3<&0",
+        'echo "$t"',
+        f"s=$(head -c {int(length)} <&3)",
+        f'case $s in *{q(end_mark(token))}) ;; *) echo "gfsdeploy: the script arrived incomplete; '
+        f'nothing was run" >&2; exit {INCOMPLETE};; esac',
+        # the mark is not part of the script (its `:` would become the exit status)
+        f"s=${{s%{q(end_mark(token))}}}",
+    ]
+    redirect = ""
+    if on_disconnect == "finish":
+        # its output must not depend on the connection: a closed channel would kill it (SIGPIPE)
+        lines += ["trap '' HUP PIPE",
+                  f"o=$(mktemp) && e=$(mktemp) || exit {INCOMPLETE}"]
+        redirect = ' >"$o" 2>"$e"'
+    elif split_stderr:
+        lines.append(f"e=$(mktemp) || exit {INCOMPLETE}")
+        redirect = ' 2>"$e"'
+    run = "setsid sh -s" if launcher == "sh -s" else f"setsid sh -c {q(launcher)}"
+    # the script reaches its shell through a here-document: "$s" is expanded once, never re-scanned
+    lines += [
+        f"{run} 3<&-{redirect} <<{q(token)} &",
+        '$s',
+        token,
+        "p=$!; s=",
+        # the watchdog (a subshell: killing it on success leaves its reader to end at EOF)
+        f"( {watch} ) <&3 >/dev/null 2>&1 &",
+        "w=$!",
+        "exec 3<&-",
+        'wait "$p"; r=$?',
+        'kill -s TERM "$w" 2>/dev/null',
+    ]
+    if on_disconnect == "finish":
+        if split_stderr:
+            lines.append('cat "$o"; printf \'\\n%s E\\n\' "$t"; cat "$e"')
+        else:
+            lines.append('cat "$o"; cat "$e" >&2')
+        lines.append('rm -f "$o" "$e"')
+    elif split_stderr:
+        lines.append('printf \'\\n%s E\\n\' "$t"; cat "$e"; rm -f "$e"')
+    lines.append('exit "$r"')
+    return "\n".join(lines)

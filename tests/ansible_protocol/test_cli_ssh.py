@@ -1,0 +1,203 @@
+"""The real CLI over real SSH (the engine's sshd on 127.0.0.1) with Ansible modules
+gfsdeploy has no native module for: a playbook's own library/ (kube.py's style, with
+and without check mode) and ansible-core's. Plan previews and changes nothing, apply
+changes, the next plan is a no-op in one round trip; the module is shipped once and
+then run from the host's cache; secrets stay out of every output. Results are read
+back from disk, not taken from gfsdeploy's word."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.ansible_protocol.conftest import SETTLE, STAMP, write_tree
+
+pytest.importorskip("ansible.module_utils.basic", reason="ansible-core (the `test` extra) packs modules")
+
+SECRET = "tok-5f1e2d3c4b"
+
+PLAYBOOK = f"""\
+- hosts: all
+  tasks:
+    - name: motd through a library module
+      settle:
+        path: "{{{{ root }}}}/motd"
+        content: "hello from {{{{ inventory_hostname }}}}\\n"
+        token: {SECRET}
+      register: settled
+    - name: keep what it registered when it changed
+      copy:
+        dest: "{{{{ root }}}}/registered.json"
+        content: "{{{{ settled | to_json }}}}"
+      when: settled.changed
+    - name: a setting through ansible-core's replace
+      ansible.builtin.replace:
+        path: "{{{{ root }}}}/app.conf"
+        regexp: '^level=.*$'
+        replace: level=3
+"""
+
+
+# kubespray's pattern for a module without check mode: a read decides whether it runs
+STAMP_PLAYBOOK = """\
+- hosts: all
+  tasks:
+    - name: is it stamped
+      command: grep -q stamped "{{ root }}/stamps"
+      register: stamped
+      changed_when: false
+      failed_when: false
+      check_mode: false
+    - name: stamp once (no check mode)
+      stamp:
+        path: "{{ root }}/stamps"
+      when: stamped.rc != 0
+"""
+
+
+def gfs(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "gfsdeploy", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+@pytest.fixture
+def project(tmp_path, sshd):
+    root = tmp_path / "remote"
+    root.mkdir()
+    (root / "app.conf").write_text("level=1\nname=x\n")
+    cache = tmp_path / "module-cache"
+    inv = sshd.inventory(tmp_path / "inv.yaml", extra_host_vars=f", root: {root}, gfsdeploy_module_cache: {cache}, "
+                              f"gfsdeploy_lock_dir: {tmp_path}/lock")
+    pb_dir = tmp_path / "pb"
+    write_tree(pb_dir, {"library/settle.py": SETTLE, "library/stamp.py": STAMP, "site.yaml": PLAYBOOK,
+                        "stamp.yaml": STAMP_PLAYBOOK})
+    return {"root": root, "inv": inv, "pb": str(pb_dir / "site.yaml"), "cache": cache, "tmp": tmp_path,
+            "stamp": str(pb_dir / "stamp.yaml")}
+
+
+def no_secret(*procs):
+    for proc in procs:
+        assert SECRET not in proc.stdout + proc.stderr
+
+
+def round_trips(proc) -> int:
+    return json.loads(proc.stdout)["hosts"]["node1"]["round_trips"]
+
+
+def test_plan_apply_noop_plan(project):
+    root, inv, pb = project["root"], project["inv"], project["pb"]
+
+    plan = gfs("plan", inv, "-p", pb, "-v")
+    assert plan.returncode == 2, plan.stdout + plan.stderr
+    out = plan.stdout
+    assert f"+ settle {root}/motd" in out and "+hello from node1" in out          # check mode + diff
+    assert f"~ replace {root}/app.conf" in out and "-level=1" in out and "+level=3" in out
+    assert "Ansible module protocol" in out and "library/settle.py" in out       # plan -v says how
+    # plan changed nothing: not the library modules, not ansible-core's, not the one without check mode
+    assert not (root / "motd").exists()
+    assert (root / "app.conf").read_text() == "level=1\nname=x\n"
+    # the packed modules went to the host's cache (private), named by their content hash
+    cached = sorted(os.listdir(project["cache"]))
+    assert len(cached) == 2 and all(len(name) == 64 for name in cached)
+    assert oct(os.stat(project["cache"]).st_mode & 0o777) == "0o700"
+
+    apply = gfs("apply", inv, "-p", pb)
+    assert apply.returncode == 0, apply.stdout + apply.stderr
+    assert (root / "motd").read_text() == "hello from node1\n"
+    assert oct((root / "motd").stat().st_mode & 0o777) == "0o644"
+    assert (root / "app.conf").read_text() == "level=3\nname=x\n"
+    registered = json.loads((root / "registered.json").read_text())
+    assert registered["changed"] is True and registered["failed"] is False
+    assert registered["path"] == f"{root}/motd" and registered["existed"] is False
+    # the module masked its own no_log argument; gfsdeploy did not print it either
+    assert registered["invocation"]["module_args"]["token"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+
+    again = gfs("plan", inv, "-p", pb, "--json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert round_trips(again) == 1                         # every read, check-mode runs included, batched
+    no_secret(plan, apply, again)
+
+
+def test_a_module_without_check_mode_is_known_after_apply_and_not_run_by_plan(project):
+    root, inv, pb = project["root"], project["inv"], project["stamp"]
+    plan = gfs("plan", inv, "-p", pb)
+    assert plan.returncode == 2, plan.stdout + plan.stderr
+    assert f"~ stamp {root}/stamps" in plan.stdout and "does not support check mode" in plan.stdout
+    assert not (root / "stamps").exists()
+    assert gfs("apply", inv, "-p", pb).returncode == 0
+    assert (root / "stamps").read_text() == "stamped\n"
+    again = gfs("plan", inv, "-p", pb)
+    assert again.returncode == 0 and "No changes" in again.stdout
+    assert gfs("apply", inv, "-p", pb).returncode == 0
+    assert (root / "stamps").read_text() == "stamped\n"    # guarded by its read, it did not run again
+
+
+def test_first_run_ships_then_the_cache_serves(project):
+    inv, pb = project["inv"], project["pb"]
+    first = gfs("plan", inv, "-p", pb, "--json")
+    second = gfs("plan", inv, "-p", pb, "--json")
+    assert first.returncode == second.returncode == 2
+    # first: one batched read, then one read per module that carried its payload (settle, replace)
+    assert round_trips(first) == 3 and round_trips(second) == 1
+
+
+def test_graph_verbose_names_the_protocol_tasks(project):
+    graph = gfs("graph", project["inv"], "-p", project["pb"], "-v")
+    assert graph.returncode == 0, graph.stderr
+    lines = [line for line in graph.stdout.splitlines() if "Ansible module protocol" in line]
+    assert len(lines) == 2
+    assert any("settle" in line and "library/settle.py" in line for line in lines)
+    assert any("ansible.builtin.replace" in line and "ansible-core" in line for line in lines)
+
+
+def test_failures_and_no_log_stay_secret(project):
+    root, inv = project["root"], project["inv"]
+    pb = os.path.join(os.path.dirname(project["pb"]), "fail.yaml")
+    with open(pb, "w") as handle:
+        handle.write(f"""\
+- hosts: all
+  tasks:
+    - name: the module refuses this content
+      settle: {{path: "{{{{ root }}}}/f", content: "FAIL me", token: {SECRET}}}
+""")
+    apply = gfs("apply", inv, "-p", pb, "--json")
+    assert apply.returncode == 1
+    assert "refused content with token" in apply.stdout and SECRET not in apply.stdout + apply.stderr
+    with open(pb, "a") as handle:
+        handle.write("      no_log: true\n")
+    (root / "f").unlink(missing_ok=True)
+    hidden = gfs("apply", inv, "-p", pb)
+    assert hidden.returncode == 1
+    assert "hidden" in hidden.stdout and "refused content" not in hidden.stdout + hidden.stderr
+    assert "hidden" in gfs("plan", inv, "-p", pb).stdout
+    with open(pb, "w") as handle:
+        handle.write("""\
+- hosts: all
+  tasks:
+    - name: private content
+      settle: {path: "{{ root }}/g", content: "private text"}
+      no_log: true
+""")
+    plan = gfs("plan", inv, "-p", pb, "--json")
+    assert plan.returncode == 2
+    change = json.loads(plan.stdout)["hosts"]["node1"]["steps"][0]["changes"][0]
+    assert change["action"] == "+" and change["diff"] == "(sensitive)" and "private text" not in plan.stdout
+    no_secret(apply, hidden, plan)
+
+
+def test_check_mode_failure_is_a_plan_error_naming_the_module(project):
+    pb = os.path.join(os.path.dirname(project["pb"]), "bad.yaml")
+    with open(pb, "w") as handle:
+        handle.write("""\
+- hosts: all
+  tasks:
+    - name: replace in a file that is not there
+      ansible.builtin.replace: {path: /nonexistent/dir/file, regexp: a, replace: b}
+""")
+    plan = gfs("plan", project["inv"], "-p", pb)
+    assert plan.returncode == 1
+    assert "replace (check mode)" in plan.stdout + plan.stderr and "/nonexistent/dir/file" in plan.stdout + plan.stderr

@@ -1,0 +1,386 @@
+"""The transport without a lab: the wrapper every script runs in (exit codes,
+stdout/stderr, a cut-short script never runs, a dead controller ends the
+script or lets it finish), stop semantics, pty framing, ssh args and
+ssh_config, and what sudo/su said mapped to clear errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from gfsdeploy.errors import TransportError
+from gfsdeploy.transport import (Become, BecomeError, Stopped, abort_running, clear_stop, make_transport,
+                                 request_stop, resolve_become, stop_requested)
+from gfsdeploy.transport import become as become_mod
+from gfsdeploy.transport import sshconfig
+from gfsdeploy.transport.local import LocalTransport
+from gfsdeploy.transport.wrapper import INCOMPLETE, frame_script, wrapper
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split()[2] != "Z"
+
+
+def _wait_gone(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+# -- the wrapper -----------------------------------------------------------------------
+@pytest.mark.parametrize("shell", ["dash", "bash"])
+def test_exit_code_stdout_and_stderr_arrive_apart(shell):
+    if not os.path.exists(f"/bin/{shell}"):
+        pytest.skip(f"{shell} not installed")
+    script = "echo out; echo err >&2; printf 'no newline'; exit 7"
+    data = frame_script(script, "t0k")
+    proc = subprocess.Popen([shell, "-c", wrapper(token="t0k", length=len(data))], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.write(data)
+    proc.stdin.flush()
+    out, err = proc.stdout.read(), proc.stderr.read()
+    rc = proc.wait()
+    proc.stdin.close()
+    assert (rc, out, err) == (7, b"t0k\nout\nno newline", b"err\n")
+
+
+def test_the_last_command_decides_the_exit_code():
+    t = LocalTransport("h")
+    assert t.run("false").rc == 1
+    assert t.run("true").rc == 0
+    assert t.run("printf x").stdout == "x"
+
+
+def test_script_values_are_not_expanded_again(tmp_path):
+    canary = tmp_path / "canary"
+    script = f"echo '$(touch {canary})' \"\\$HOME\" '`id`'; echo 'EOF'; echo t0k"
+    r = LocalTransport("h").run(script)
+    assert r.stdout == f"$(touch {canary}) $HOME `id`\nEOF\nt0k\n"
+    assert not canary.exists()
+
+
+def test_a_cut_short_script_never_runs(tmp_path):
+    marker = tmp_path / "ran"
+    data = frame_script(f"touch {marker}; touch {marker}2", "t0k")
+    proc = subprocess.run(["sh", "-c", wrapper(token="t0k", length=len(data))], input=data[:-12],
+                          capture_output=True)
+    assert proc.returncode == INCOMPLETE
+    assert b"arrived incomplete" in proc.stderr
+    assert not marker.exists() and not (tmp_path / "ran2").exists()
+
+
+def test_large_script_and_binary_safe_text():
+    payload = "a" * 300_000
+    r = LocalTransport("h").run(f"x='{payload}'\nprintf '%s' \"${{#x}}\"")
+    assert r.rc == 0 and r.stdout == "300000"
+
+
+def _child_running(tmp_path, mode: str, pty: bool = False):
+    """A controller process that starts a 30 s script and prints its pid, then is killed."""
+    pidfile = tmp_path / f"pid-{mode}"
+    done = tmp_path / f"done-{mode}"
+    code = textwrap.dedent(f"""
+        import sys
+        from gfsdeploy.transport.local import LocalTransport
+        t = LocalTransport("h")
+        print("go", flush=True)
+        t._run_once("echo $$ > {pidfile}; sleep 4; echo finished > {done}", None, 60, {mode!r}, pty={pty})
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.stdout.readline().strip() == "go"
+    deadline = time.monotonic() + 10
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        assert time.monotonic() < deadline, "the script did not start"
+        time.sleep(0.05)
+    return proc, int(pidfile.read_text()), done
+
+
+@pytest.mark.parametrize("pty", [False, True])
+def test_killed_controller_ends_the_script(tmp_path, pty):
+    proc, pid, done = _child_running(tmp_path, "kill", pty)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert _wait_gone(pid, 5), "the script outlived its controller"
+    time.sleep(4.5)
+    assert not done.exists()
+
+
+def test_killed_controller_lets_a_finish_script_complete(tmp_path):
+    proc, pid, done = _child_running(tmp_path, "finish")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while not done.exists():
+        assert time.monotonic() < deadline, "a finish script was cut short"
+        time.sleep(0.1)
+    assert done.read_text() == "finished\n"
+
+
+def test_silent_controller_counts_as_gone():
+    """No heartbeat for `silence` seconds: the host ends the script (the link may be dead
+    without a FIN: a laptop closed, a VPN dropped)."""
+    data = frame_script("sleep 30", "t0k")
+    proc = subprocess.Popen(["sh", "-c", wrapper(token="t0k", length=len(data), silence=1)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.write(data)
+    proc.stdin.flush()
+    started = time.monotonic()
+    proc.wait(15)
+    assert time.monotonic() - started < 8
+    proc.stdin.close()
+
+
+def test_heartbeats_keep_a_long_script_alive(tmp_path):
+    t = LocalTransport("h")
+    t.heartbeat, t.silence = 0.3, 1
+    r = t.run("sleep 2.5; echo survived")
+    assert r.rc == 0 and r.stdout == "survived\n"
+
+
+def test_pty_keeps_stdout_and_stderr_apart():
+    t = LocalTransport("h")
+    r = t._run_once("echo out; echo err >&2; printf 'a\\tb\\r\\nc'; exit 3", None, 30, "kill", pty=True)
+    assert (r.rc, r.stdout, r.stderr) == (3, "out\na\tb\r\nc", "err\n")
+    big = t._run_once("x=" + "b" * 100_000 + "\necho ${#x}", None, 30, "kill", pty=True)
+    assert big.stdout == "100000\n"
+
+
+# -- stopping ------------------------------------------------------------------------------
+def test_stop_refuses_new_commands_until_cleared(tmp_path):
+    t = LocalTransport("h")
+    try:
+        request_stop()
+        assert stop_requested()
+        with pytest.raises(Stopped) as info:
+            t.run(f"touch {tmp_path / 'x'}")
+        assert "no new command" in str(info.value)
+        assert not (tmp_path / "x").exists() and t.round_trips == 0
+        # cleanup that must still happen (releasing a lock) says so
+        assert t.run(f"touch {tmp_path / 'cleanup'}", after_stop=True).rc == 0
+        assert (tmp_path / "cleanup").exists()
+    finally:
+        clear_stop()
+    assert t.run("true").rc == 0
+
+
+def _in_flight(tmp_path, kind):
+    t = LocalTransport("h")
+    pidfile = tmp_path / f"pid-{kind}"
+    done = tmp_path / f"done-{kind}"
+    errors = []
+
+    def run():
+        try:
+            t.run(f"echo $$ > {pidfile}; sleep 3; echo ok > {done}", kind=kind)
+        except TransportError as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return worker, errors, int(pidfile.read_text()), done
+
+
+def test_abort_cuts_reads_in_flight_and_lets_changes_finish(tmp_path):
+    read, read_errors, read_pid, read_done = _in_flight(tmp_path, "read")
+    change, change_errors, change_pid, change_done = _in_flight(tmp_path, "run")
+    try:
+        abort_running()
+        for worker in (read, change):
+            worker.join(15)
+            assert not worker.is_alive()
+        assert isinstance(read_errors[0], Stopped) and isinstance(change_errors[0], Stopped)
+        assert _wait_gone(read_pid, 5)
+        deadline = time.monotonic() + 10
+        while not change_done.exists():
+            assert time.monotonic() < deadline, "a change was cut half-way"
+            time.sleep(0.1)
+        assert not read_done.exists()
+    finally:
+        clear_stop()
+
+
+# -- become ------------------------------------------------------------------------------
+def test_become_is_resolved_with_ansible_precedence():
+    assert resolve_become({}, become=False) is None
+    b = resolve_become({}, become=True, become_user="app", become_method="su")
+    assert (b.user, b.method, b.password) == ("app", "su", None)
+    # connection variables beat keywords
+    v = {"ansible_become": True, "ansible_become_user": "db", "ansible_become_pass": "s3cret-pw"}
+    b = resolve_become(v, become=False, become_user="app", password="from-cli")
+    assert (b.user, b.password) == ("db", "s3cret-pw")
+    assert "s3cret-pw" not in repr(b)
+    assert resolve_become({"ansible_become": "no"}, become=True) is None
+    assert resolve_become({}, become=True, password="from-cli").password == "from-cli"
+
+
+@pytest.mark.parametrize("become, problem", [
+    (Become(method="doas"), "become_method 'doas' is not supported"),
+    (Become(user="a b"), "not a user name"),
+    (Become(flags="-s"), "become_flags '-s' is not supported for sudo"),
+    (Become(method="su", flags="-c x"), "not supported for su"),
+    (Become(flags="-H -E"), None),
+    (Become(method="su", flags="-l"), None),
+])
+def test_become_problems_are_named(become, problem):
+    found = become.problem()
+    assert (found is None) if problem is None else (problem in found)
+
+
+def test_sudo_and_su_command_lines():
+    sudo = become_mod.command(Become(user="app", password="pw12"), "echo hi", prompt="P:")
+    assert sudo == "sudo -H -S -p P: -u app -- sh -c 'echo hi'"
+    assert "pw12" not in sudo
+    assert become_mod.command(Become(), "x", prompt="P:") == "sudo -H -n -u root -- sh -c x"
+    assert become_mod.command(Become(method="su", flags="-l"), "echo hi", prompt="P:") == \
+        "su -l root -c 'sh -c '\"'\"'echo hi'\"'\"''"
+
+
+@pytest.mark.parametrize("said, rc, sent, expected", [
+    ("sudo: a password is required", 1, False, "needs a password"),
+    ("nosudo is not in the sudoers file.", 1, True, "may not use sudo"),
+    ("Sorry, user bob is not allowed to execute '/bin/sh -c x' as root on h.", 1, True, "may not use sudo"),
+    ("Sorry, try again.\nsudo: 1 incorrect password attempt", 1, True, "rejected the become password"),
+    ("su: Authentication failure", 1, True, "rejected the become password"),
+    ("sudo: unknown user app", 1, False, "does not exist"),
+    ("sh: 1: sudo: not found", 127, False, "not installed"),
+    ("something else", 2, False, "failed (exit 2)"),
+])
+def test_refusals_become_clear_errors(said, rc, sent, expected):
+    error = become_mod.diagnose(said, rc, Become(method="su" if said.startswith("su") else "sudo"),
+                                host="h1", login_user="bob", password_sent=sent)
+    assert isinstance(error, BecomeError)
+    assert expected in str(error) and "fix:" in str(error)
+    if expected == "needs a password":
+        assert "ansible_become_password" in str(error) and "--ask-become-pass" in str(error)
+
+
+def test_tty_refusals_are_recognised():
+    assert become_mod.needs_tty("sudo: sorry, you must have a tty to run sudo")
+    assert become_mod.needs_tty("su: must be run from a terminal")
+    assert not become_mod.needs_tty("sudo: a password is required")
+
+
+def test_local_become_to_self_needs_no_sudo():
+    t = LocalTransport("h")
+    me = t.login_user()
+    r = t.run("id -un", become=Become(user=me))
+    assert r.stdout.strip() == me and t.command_log[-1].user is None
+
+
+# -- ssh args and ssh_config ------------------------------------------------------------
+@pytest.mark.parametrize("args, expected", [
+    ("-o ProxyJump=bastion", [("proxyjump", "bastion")]),
+    ("-J admin@jump:2222,jump2", [("proxyjump", "admin@jump:2222,jump2")]),
+    ('-o ProxyCommand="ssh -W %h:%p -q bastion"', [("proxycommand", "ssh -W %h:%p -q bastion")]),
+    ("-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+     [("stricthostkeychecking", "no"), ("userknownhostsfile", "/dev/null")]),
+    ("-C -o ControlMaster=auto -o ControlPersist=60s",
+     [("compression", "yes"), ("controlmaster", "auto"), ("controlpersist", "60s")]),
+    ("-oPort=2200 -i ~/.ssh/k -q", [("port", "2200"), ("identityfile", "~/.ssh/k")]),
+])
+def test_ssh_args_are_read(args, expected):
+    options, files = sshconfig.parse_ssh_args(args, "ansible_ssh_common_args")
+    assert options == expected and files == []
+
+
+@pytest.mark.parametrize("args, says", [
+    ("-o ForwardAgent=yes", "ForwardAgent=yes is not supported"),
+    ("-A", "-A is not supported"),
+    ("-o KexAlgorithms=+diffie-hellman-group1-sha1", "-o KexAlgorithms is not supported"),
+    ("-L 8080:localhost:80", "-L is not supported"),
+    ("bastion", "unexpected word"),
+    ("-o", "needs a value"),
+    ("-o 'ProxyCommand=ssh -W", "cannot split"),
+])
+def test_unsupported_ssh_args_are_refused(args, says):
+    with pytest.raises(sshconfig.ConfigProblem) as info:
+        sshconfig.parse_ssh_args(args, "ansible_ssh_extra_args")
+    assert says in str(info.value) and info.value.field == "ansible_ssh_extra_args"
+
+
+@pytest.mark.parametrize("text, hops", [
+    ("bastion", [sshconfig.Hop("bastion")]),
+    ("admin@10.0.0.1:2222,ssh://ops@b2", [sshconfig.Hop("10.0.0.1", "admin", 2222), sshconfig.Hop("b2", "ops")]),
+    ("[fd00::1]:22", [sshconfig.Hop("fd00::1", None, 22)]),
+    ("none", []),
+])
+def test_proxyjump_values(text, hops):
+    assert sshconfig.parse_hops(text) == hops
+
+
+def test_settings_precedence_and_ssh_config(tmp_path):
+    config = tmp_path / "config"
+    extra = tmp_path / "more.conf"
+    extra.write_text("Host *.internal\n  Port 2022\n")
+    config.write_text(textwrap.dedent(f"""\
+        Include {extra}
+        Host web1
+          HostName 10.1.1.1
+          User deploy
+          IdentityFile {tmp_path}/id_web
+          ProxyJump ops@bastion:2200
+        Host bastion
+          HostName 192.0.2.7
+          User jumper
+          IdentityFile {tmp_path}/id_bastion
+        Host *
+          UserKnownHostsFile {tmp_path}/kh {tmp_path}/kh2
+        """))
+    v = {"ansible_ssh_common_args": f"-F {config}"}
+    s = sshconfig.settings("web1", v)
+    assert (s.hostname, s.port, s.user) == ("10.1.1.1", 22, "deploy")
+    assert s.identity_files == [f"{tmp_path}/id_web"]
+    assert s.proxy_jump == [sshconfig.Hop("bastion", "ops", 2200)]
+    assert s.known_hosts == f"{tmp_path}/kh" and f"{tmp_path}/kh2" in s.extra_known_hosts
+    assert s.strict == "yes"
+    hop = sshconfig.hop_settings(s.proxy_jump[0], s)
+    assert (hop.hostname, hop.port, hop.user) == ("192.0.2.7", 2200, "ops")
+    assert hop.identity_files == [f"{tmp_path}/id_bastion"] and hop.known_hosts == s.known_hosts
+    # explicit inventory values beat ssh args, which beat ssh_config
+    s = sshconfig.settings("web1", {**v, "ansible_user": "root", "ansible_port": 2201,
+                                    "ansible_ssh_extra_args": "-o User=nobody -o StrictHostKeyChecking=accept-new"})
+    assert (s.user, s.port, s.strict) == ("root", 2201, "accept-new")
+    # an Include is read; the inventory's own known_hosts file wins over ssh_config's
+    s = sshconfig.settings("db.internal", {**v, "gfsdeploy_known_hosts": str(tmp_path / "mine")})
+    assert s.port == 2022 and s.known_hosts == str(tmp_path / "mine") and s.extra_known_hosts == []
+
+
+def test_strict_checking_off_means_accept_new_never_ignore():
+    s = sshconfig.settings("h", {"ansible_ssh_common_args": "-F none -o StrictHostKeyChecking=no"})
+    assert s.strict == "accept-new"
+    s = sshconfig.settings("h", {"ansible_ssh_common_args": "-F none", "ansible_host_key_checking": False})
+    assert s.strict == "accept-new"
+
+
+def test_bad_connection_settings_name_the_variable():
+    from gfsdeploy.inventory import Host
+
+    host = Host("h1", vars={"ansible_ssh_common_args": "-o ForwardAgent=yes"})
+    with pytest.raises(TransportError) as info:
+        make_transport(host)
+    assert info.value.host == "h1" and info.value.field == "ansible_ssh_common_args"
+    with pytest.raises(TransportError) as info:
+        make_transport(Host("h2", vars={"ansible_connection": "docker"}))
+    assert "docker" in str(info.value) and info.value.field == "ansible_connection"
+    problems = sshconfig.check_variables({"ansible_ssh_extra_args": "-J a@b:99999", "ansible_connection": "winrm"})
+    assert [p[0] for p in problems] == ["ansible_ssh_extra_args", "ansible_connection"]
