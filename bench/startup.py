@@ -77,7 +77,11 @@ def importtime(args: list[str], runs: int = 5) -> dict:
             if m:
                 rows.append((int(m.group(2)), len(m.group(3)), m.group(4)))
         own = sum(c for c, depth, name in rows if depth <= 1 and name.split(".")[0] in ("gfsdeploy",))
-        top = sorted(((c, n) for c, depth, n in rows if depth <= 2), reverse=True)[:8]
+        interpreter = ("site", "encodings", "io", "_frozen_importlib_external", "zipimport", "_signal",
+                       "abc", "codecs", "stat", "posixpath", "os", "_sitebuiltins", "genericpath")
+        top = sorted(((c, n) for c, depth, n in rows
+                      if n.split(".")[0] not in interpreter and not n.startswith("__editable__")
+                      and n not in args[-1].split()), reverse=True)[:8]
         if best is None or own < best["gfsdeploy_imports_s"]:
             best = {"gfsdeploy_imports_s": round(own / 1e6, 4),
                     "largest": [{"module": n, "cumulative_s": round(c / 1e6, 4)} for c, n in top]}

@@ -22,8 +22,11 @@ PLAN_FORMAT = 1
 
 
 def add_common_options(parser: argparse.ArgumentParser, *, playbook: bool = True, optional_inventory: bool = False) -> None:
+    from gfsdeploy import vault
+
     parser.add_argument("inventory", nargs="?" if optional_inventory else None,
-                        help="inventory file (Ansible YAML shape)")
+                        help="inventory: a YAML or INI file, a directory of them, or host1,host2,")
+    vault.add_arguments(parser)
     if playbook:
         parser.add_argument("-p", "--playbook", default=None, help="playbook (default: the installed content's, e.g. playbooks/site.yaml)")
     parser.add_argument("--limit", "-l", help="only these hosts/groups (Ansible pattern, comma-separated)")
@@ -143,15 +146,18 @@ def _load(args, playbook_path: str | None = None):
     from gfsdeploy.playbook import load_playbook
     from gfsdeploy.plugins import contents
 
+    from gfsdeploy import vault
+
     if not args.inventory:
         raise GfsError("no inventory given", fix="run `gfsdeploy apply INVENTORY` or `gfsdeploy apply --plan FILE`")
-    inventory = load_inventory(args.inventory)
-    for content in contents():
-        if content.inventory_loaded is not None:
-            content.inventory_loaded(inventory)
+    vault.use(vault.keyring_from_args(args))  # before loading: vars files and !vault values need it
     path = playbook_path or getattr(args, "playbook", None) or _default_playbook()
     if not os.path.exists(path):
         raise PlaybookError("playbook not found", file=path, fix="pass -p PLAYBOOK with an existing file")
+    inventory = load_inventory(args.inventory, playbook_dir=os.path.dirname(os.path.abspath(path)))
+    for content in contents():
+        if content.inventory_loaded is not None:
+            content.inventory_loaded(inventory)
     playbook = load_playbook(path)
     return inventory, playbook, path
 
@@ -475,6 +481,9 @@ def cmd_check(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else argv) == ["--version"]:
+        print(f"gfsdeploy {__version__}")  # before building the parser: start-up stays minimal
+        return 0
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     verbose = getattr(args, "verbose", 0)

@@ -9,11 +9,11 @@ import sys
 import threading
 import time
 
-from gfsdeploy.modules.base import ADD, CHANGE, DESTROY, WARN
+from gfsdeploy.modules.base import ADD, CHANGE, DESTROY, REPLACE, WARN
 from gfsdeploy.secrets import MASK, redact, redact_obj
 from gfsdeploy.templating import show_unknown
 
-COLORS = {ADD: "\033[32m", CHANGE: "\033[33m", DESTROY: "\033[31m", WARN: "\033[35m"}
+COLORS = {ADD: "\033[32m", CHANGE: "\033[33m", DESTROY: "\033[31m", REPLACE: "\033[31m", WARN: "\033[35m"}
 RESET = "\033[0m"
 
 
@@ -74,6 +74,10 @@ def summary(outcomes) -> dict:
     counts = {"add": 0, "change": 0, "destroy": 0, "warnings": 0}
     for outcome in outcomes:
         for change in outcome.changes:
+            if change.action == REPLACE:   # Terraform's count: one destroy and one add
+                counts["add"] += 1
+                counts["destroy"] += 1
+                continue
             key = {ADD: "add", CHANGE: "change", DESTROY: "destroy", WARN: "warnings"}.get(change.action)
             if key:
                 counts[key] += 1
@@ -118,6 +122,8 @@ def render_plan(outcomes, *, color: bool = False) -> str:
 def _color_diff(line: str, color: bool) -> str:
     if not color:
         return line
+    if line.startswith("~ "):
+        return COLORS[CHANGE] + line + RESET
     if line.startswith("+") and not line.startswith("+++"):
         return COLORS[ADD] + line + RESET
     if line.startswith("-") and not line.startswith("---"):

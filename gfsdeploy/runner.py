@@ -837,6 +837,7 @@ class Runner:
         results: list[dict] = []
         any_changed = False
         unknown_result = False
+        unknown_args = False  # an item planned "(known after apply)": what it registers is unknown too
         variables = self.variables(hr, task)
         # Ansible's check mode: only modules that cannot change anything, and tasks that
         # say `check_mode: false`, run while planning
@@ -848,6 +849,7 @@ class Runner:
             if status == "unknown":
                 outcome.changes.append(Change(CHANGE, f"{task.module}: {task.label}", args))
                 results.append(self._with_item(task, v, {"changed": True}))
+                unknown_args = True
                 continue
             if status == "skipped":
                 results.append(self._with_item(task, v, {"changed": False, "skipped": True,
@@ -883,7 +885,8 @@ class Runner:
                 continue
             if not real:
                 if runs_in_plan and module.read_only:
-                    result = module.apply(args, changes, ctx)
+                    result = module.report(args, state, ctx) if hasattr(module, "report") else \
+                        module.apply(args, changes, ctx)
                     judged = self._judge(task, result, v)
                     results.append(self._with_item(task, v, judged))
                     self._absorb_facts(hr, task, judged, delegate)
@@ -893,7 +896,9 @@ class Runner:
                         self._register(hr, task, results)
                         raise ModuleError(judged.get("msg") or "failed", host=hr.host.name, task=task.label)
                 else:
-                    results.append(self._with_item(task, v, module.unchanged(args, state).as_register()))
+                    # waiting (e.g. for pods to be Ready) is not a change: apply mode only
+                    settled = None if plan_mode or not hasattr(module, "settle") else module.settle(args, state, ctx)
+                    results.append(self._with_item(task, v, (settled or module.unchanged(args, state)).as_register()))
                 if self._break(task, v, results):
                     break
                 continue
@@ -931,7 +936,8 @@ class Runner:
                                   host=hr.host.name, task=task.label)
             if self._break(task, v, results):
                 break
-        self._register(hr, task, results, unknown=plan_mode and (any_changed or unknown_result) and not runs_in_plan)
+        self._register(hr, task, results, unknown=plan_mode and (
+            unknown_args or ((any_changed or unknown_result) and not runs_in_plan)))
         real_changes = [c for c in outcome.changes if c.action != WARN]
         if plan_mode and not runs_in_plan:
             outcome.status = "pending" if real_changes else "ok"

@@ -2,15 +2,17 @@
 
 Inventory and playbook errors must name the file and line; PyYAML forgets
 positions after construction, so mappings are built as :class:`Node` dicts that
-keep them. Also: duplicate keys are errors (YAML silently keeps the last), and
-``!sensitive`` marks a value as a secret.
+keep them. Also: duplicate keys are errors (YAML silently keeps the last),
+``!sensitive`` marks a value as a secret, ``!vault`` values and whole
+vault-encrypted files are decrypted with the run's vault passwords
+(:mod:`gfsdeploy.vault`), and template strings remember where they were written.
 """
 
 from __future__ import annotations
 
 import yaml
 
-from gfsdeploy import secrets
+from gfsdeploy import secrets, vault
 from gfsdeploy.errors import GfsError
 
 
@@ -96,11 +98,17 @@ def _loader(path: str, error_cls):
         secrets.register(value)
         return value
 
+    def construct_vault(loader, node):
+        if not isinstance(node, yaml.ScalarNode):
+            raise error_cls("a !vault value must be the text ansible-vault encrypt_string printed", file=path,
+                            line=node.start_mark.line + 1, fix="paste the `!vault |` block as it was printed")
+        return vault.decrypt_value(loader.construct_scalar(node), {"file": path, "line": node.start_mark.line + 1})
+
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, construct_sequence)
     Loader.add_constructor("tag:yaml.org,2002:str", construct_str)
     Loader.add_constructor("!sensitive", construct_sensitive)
-    Loader.add_constructor("!vault", construct_sensitive)
+    Loader.add_constructor("!vault", construct_vault)
     return Loader
 
 
@@ -118,6 +126,10 @@ def load(path: str, error_cls=GfsError, *, what: str = "file"):
                         fix="save the file as UTF-8") from None
     except OSError as exc:
         raise error_cls(f"cannot read {what}: {exc}", file=path) from None
+    if vault.is_encrypted(text):
+        data = loads(vault.decrypt_file_text(text, path), path, error_cls)
+        vault.register_leaves(data)  # a vault-encrypted file holds secrets: never print them
+        return data
     return loads(text, path, error_cls)
 
 

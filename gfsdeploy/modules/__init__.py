@@ -46,22 +46,50 @@ def _all_subclasses(cls):
 
 
 def get(name: str, library_dirs=()) -> Module | None:
-    """The module called ``name`` (also its ``ansible.builtin.`` form), or None.
+    """The module called ``name`` (also its fully qualified form: ``ansible.builtin.copy``,
+    ``ansible.posix.mount``, ``community.general.ufw`` — see :data:`COLLECTIONS`), or None.
     Native modules come first; else an Ansible module of that name (``library_dirs``:
     the task's role and playbook ``library/`` dirs; then the playbooks' and roles' loaded
     so far, ansible-core, collections) run through Ansible's module protocol
     (:mod:`gfsdeploy.ansible_protocol`)."""
     _load()
     full = name
-    for prefix in ("ansible.builtin.", "ansible.posix.", "community.general.", "gfsdeploy."):
-        if name.startswith(prefix):
-            name = name[len(prefix):]
+    collection, dot, short = name.rpartition(".")
+    if dot and collection in COLLECTIONS:
+        # a fully qualified name maps to a native module only if that collection has it
+        # (ansible.builtin.mount does not exist; ansible.posix.mount does)
+        known = COLLECTIONS[collection]
+        name = short if known is None or short in known else full
+    elif dot and collection == "gfsdeploy":
+        name = short
     cls = _REGISTRY.get(name)
     if cls:
         return cls()
     from gfsdeploy import ansible_protocol
 
     return ansible_protocol.lookup(full, tuple(library_dirs or ()))
+
+
+#: which native modules each Ansible collection name carries (FQCN → short name); a
+#: name a collection does not carry goes to the Ansible module lookup (and is refused
+#: there if Ansible has no such module either)
+POSIX = frozenset({"mount", "sysctl", "firewalld", "seboolean", "selinux", "authorized_key", "acl", "at",
+                   "patch", "synchronize"})
+GENERAL = frozenset({"ufw", "modprobe", "iptables_state", "filesystem", "lvg", "lvol", "parted", "timezone",
+                     "alternatives", "kernel_blacklist"})
+BUILTIN = frozenset({"assert", "fail", "debug", "command", "shell", "copy", "template", "file", "lineinfile",
+                     "blockinfile", "stat", "wait_for", "uri", "get_url", "unarchive", "fetch", "user", "group",
+                     "systemd", "systemd_service", "service", "package", "apt", "yum", "dnf", "apt_repository",
+                     "yum_repository", "iptables", "set_fact", "include_vars", "setup", "ping", "pause",
+                     "meta", "script", "raw", "replace", "hostname", "cron", "git", "pip", "reboot", "service_facts",
+                     "package_facts", "getent", "known_hosts", "tempfile", "slurp", "find", "dnf5", "rpm_key",
+                     "apt_key", "deb822_repository", "debconf", "expect", "group_by", "add_host",
+                     "wait_for_connection", "async_status", "validate_argument_spec", "mount_facts", "iptables"})
+#: ansible-core redirects the old short names of modules that moved to collections
+#: (ansible.builtin.mount → ansible.posix.mount …); iptables_state never was in core
+_REDIRECTED = (POSIX | GENERAL) - {"iptables_state"}
+COLLECTIONS: dict = {"ansible.builtin": BUILTIN | _REDIRECTED, "ansible.legacy": BUILTIN | _REDIRECTED,
+                     "ansible.posix": POSIX, "community.general": GENERAL}
 
 
 def find_library_module(name: str, library_dirs) -> Module | None:

@@ -27,6 +27,9 @@ from gfsdeploy.transport.base import Result, Transport
 from gfsdeploy.validate import CHECKS
 
 ADD, CHANGE, DESTROY, WARN = "+", "~", "-", "!"
+#: delete and create again (Terraform's ``-/+``): counted as one add and one destroy;
+#: the change's diff names the field that forces it
+REPLACE = "-/+"
 UNKNOWN = "(known after apply)"
 
 
@@ -34,8 +37,9 @@ UNKNOWN = "(known after apply)"
 class Change:
     """One line of the plan, and what apply runs for it.
 
-    ``action`` is Terraform's symbol: ``+`` create, ``~`` change, ``-`` destroy;
-    ``!`` is a warning that is shown in plan and recap but changes nothing.
+    ``action`` is Terraform's symbol: ``+`` create, ``~`` change, ``-`` destroy,
+    ``-/+`` replace (destroy, then create); ``!`` is a warning that is shown in
+    plan and recap but changes nothing.
     ``diff`` is a unified diff (files) or ``field: old -> new`` lines.
     ``sensitive`` hides the diff entirely (shown as ``(sensitive)``).
     """
@@ -232,10 +236,21 @@ class Module:
         """Pure: arguments + state → changes. Empty list: nothing to do."""
         raise NotImplementedError
 
+    def settle(self, args: dict, state: Any, ctx: TaskContext) -> TaskResult | None:
+        """Apply mode only, when ``plan`` found nothing to change: wait until what the
+        task describes is reached (e.g. pods Ready). Waiting is not a change: it is
+        never shown in a plan nor counted. None: nothing to wait for."""
+        return None
+
     def unchanged(self, args: dict, state: Any) -> TaskResult:
         """The result registered when ``plan`` found nothing to do (what Ansible's module
         returns with ``changed: false``)."""
         return TaskResult()
+
+    def report(self, args: dict, state: Any, ctx: TaskContext) -> TaskResult:
+        """What a read-only module returns (registers, prints) from the state it read:
+        ``stat``'s facts, ``debug``'s message. Runs in plan and apply alike."""
+        return self.apply(args, [], ctx)
 
     def apply(self, args: dict, changes: list[Change], ctx: TaskContext) -> TaskResult:
         """Run the changes' scripts in one round trip."""

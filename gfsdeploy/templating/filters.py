@@ -640,6 +640,37 @@ def _plain(value):
     return value
 
 
+def vault_filter(data, secret, salt=None, vault_id="filter_default", wrap_object=False):
+    from gfsdeploy import vault
+
+    if not isinstance(secret, (str, bytes)) or not isinstance(data, (str, bytes)):
+        raise FilterError("vault: the data and the secret must be strings")
+    if isinstance(salt, str):
+        salt = salt.encode()
+    return vault.encrypt(data, secret, vault_id=vault_id, salt=salt or None)
+
+
+def unvault_filter(value, secret, vault_id="filter_default"):
+    from gfsdeploy import vault
+
+    if not isinstance(secret, (str, bytes)):
+        raise FilterError("unvault: the secret must be a string")
+    if isinstance(value, vault.VaultedStr):
+        return str.__str__(value)
+    if not vault.is_encrypted(value):
+        return value
+    ring = vault.Keyring()
+    ring.add(str(vault_id), secret)
+    try:
+        plain = ring.decrypt(str(value)).decode("utf-8")
+    except vault.VaultError as exc:
+        raise FilterError(f"unvault: {exc.message}") from None
+    from gfsdeploy import secrets
+
+    secrets.register(plain)
+    return plain
+
+
 def dict_kv(value, key):
     return {key: value}
 
@@ -689,6 +720,7 @@ BUILTIN = {
     "product": _product, "permutations": _permutations, "combinations": _combinations,
     "human_readable": human_readable, "human_to_bytes": human_to_bytes, "rekey_on_member": rekey_on_member,
     "zip": _zip, "zip_longest": _zip_longest, "urlsplit": urlsplit, "urldecode": unquote_plus,
+    "vault": vault_filter, "unvault": unvault_filter,
 }
 
 COLLECTIONS = {

@@ -1,11 +1,13 @@
 """The ``ipaddr`` family of filters (``ipaddr``, ``ipv4``, ``ipv6``, ``ipwrap``,
-``ipmath``, ``nthhost``, ``network_in_usable``…) on the standard library's
-:mod:`ipaddress`, for the queries playbooks use. A query gfsdeploy does not know
-is an error naming it — never a silent ``False``.
+``ipmath``, ``nthhost``, ``network_in_usable``, ``network_in_network``,
+``ipsubnet``) on the standard library's :mod:`ipaddress`, with the results of
+Ansible's ``ansible.utils`` collection (checked in tests/templating/).
 
-A value is an address (``10.0.0.5``), an interface (``10.0.0.5/24``) or a
-network (``10.0.0.0/24``); a plain address is treated as ``/32`` (``/128``).
-An invalid value gives ``False``; a list is filtered (invalid items dropped).
+A value is an address (``10.0.0.5``, a ``/32`` host), an address on a network
+(``10.0.0.5/24``) or a network (``10.0.0.0/24``: the address is the network's
+own). An invalid value gives ``False``; a query that does not apply gives
+``None``; a list keeps the items whose result is neither. Queries that need a
+network (``first_usable`` …) on a bare address are errors, as in Ansible.
 """
 
 from __future__ import annotations
@@ -18,185 +20,237 @@ class IpFilterError(ValueError):
 
 
 def _parse(value, version: int | None = None):
+    """(interface, had_prefix) or None."""
     if isinstance(value, bool) or value is None:
-        return None
-    text = str(value).strip()
-    if not text:
+        if value is None:
+            raise IpFilterError("ipaddr: a value of None is not an IP address")
         return None
     if isinstance(value, int):
         try:
             iface = ipaddress.ip_interface(value)
         except ValueError:
             return None
+        prefixed = False
     else:
+        text = str(value).strip()
+        if not text:
+            return None
         try:
-            iface = ipaddress.ip_interface(text.strip("[]") if text.startswith("[") else text)
+            iface = ipaddress.ip_interface(text)
         except ValueError:
             return None
+        prefixed = "/" in text
     if version is not None and iface.version != version:
         return None
-    return iface
+    return iface, prefixed
 
 
-def _has_prefix(value) -> bool:
-    return "/" in str(value)
+def _s(address) -> str:
+    """An address or network as text; IPv4-mapped IPv6 in dotted form (``::ffff:10.0.0.1``)."""
+    if isinstance(address, (ipaddress.IPv6Network, ipaddress.IPv6Interface)):
+        return f"{_s(address.network_address if isinstance(address, ipaddress.IPv6Network) else address.ip)}" \
+               f"/{address.prefixlen}"
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return f"::ffff:{address.ipv4_mapped}"
+    return str(address)
 
 
-def _query(value, iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface, query: str):
+def _is_network(iface, prefixed: bool) -> bool:
+    """A network written as such: its own network address, more than two addresses."""
+    return prefixed and iface.ip == iface.network.network_address and iface.network.num_addresses > 2
+
+
+def _usable(iface) -> tuple | None:
     net = iface.network
-    ip = iface.ip
-    prefixed = _has_prefix(value)
-    if query in ("address/prefix", "host/prefix"):
-        if query == "host/prefix" and (not prefixed or ip == net.network_address and net.num_addresses > 1):
-            return False
-        return f"{ip}/{net.prefixlen}" if prefixed else False
-    if query == "":
-        return str(value).strip()
-    if query in ("address", "ip"):
-        if prefixed and ip == net.network_address and net.num_addresses > 2 and ip.version == 4:
-            return False  # a network, not an address on it
-        return str(ip)
-    if query == "host":
-        if prefixed and ip == net.network_address and net.num_addresses > 1:
-            return False
-        return f"{ip}/{32 if ip.version == 4 else 128}"
-    if query in ("network", "network_id"):
-        return str(net.network_address)
-    if query == "net":
-        return str(net) if prefixed and ip == net.network_address else False
-    if query in ("netmask", "mask"):
-        return str(net.netmask)
-    if query == "hostmask":
-        return str(net.hostmask)
-    if query == "prefix":
+    if net.num_addresses == 1:
+        return None
+    if net.num_addresses == 2:
+        return net.network_address, net.broadcast_address
+    return net.network_address + 1, net.broadcast_address - 1
+
+
+def _need_network(prefixed: bool, query: str):
+    if not prefixed:
+        raise IpFilterError(f"ipaddr('{query}'): Not a network address (give it with a /prefix)")
+
+
+_SAME = ("", "unicast")
+_ALIASES = {"lo": "loopback", "ip": "address", "network_id": "network", "mask": "netmask", "net_mask": "netmask",
+            "netmask/prefix": "cidr", "network/prefix": "subnet", "address/prefix": "host/prefix",
+            "linklocal": "link-local", "link_local": "link-local", "4": "4", "6": "6"}
+
+
+def _query(value, iface, prefixed: bool, query: str):
+    q = _ALIASES.get(query, query)
+    ip, net = iface.ip, iface.network
+    given = str(value).strip() if not isinstance(value, int) else _s(ip)
+    if q in _SAME:
+        return given if q == "" or not ip.is_multicast else None
+    if q == "bool":
+        return True
+    if q == "address":
+        return None if _is_network(iface, prefixed) else _s(ip)
+    if q in ("cidr", "host"):
+        if q == "host" and _is_network(iface, prefixed):
+            return None
+        return f"{_s(ip)}/{net.prefixlen}"
+    if q == "host/prefix":
+        return False if _is_network(iface, prefixed) else f"{_s(ip)}/{net.prefixlen}"
+    if q == "net":
+        return _s(net) if prefixed and ip == net.network_address and net.num_addresses > 1 else None
+    if q == "network":
+        return _s(net.network_address)
+    if q == "subnet":
+        return _s(net)
+    if q == "netmask":
+        return _s(net.netmask)
+    if q == "hostmask":
+        return _s(net.hostmask)
+    if q == "prefix":
         return net.prefixlen
-    if query == "broadcast":
-        return str(net.broadcast_address) if ip.version == 4 and net.prefixlen < 31 else None
-    if query in ("cidr", "subnet"):
-        return str(net)
-    if query == "size":
+    if q == "size":
         return net.num_addresses
-    if query == "version":
+    if q == "version":
         return ip.version
-    if query in ("ipv4", "4"):
-        return str(value).strip() if ip.version == 4 else False
-    if query in ("ipv6", "6"):
-        return str(value).strip() if ip.version == 6 else False
-    if query == "public":
-        return str(value).strip() if ip.is_global else False
-    if query == "private":
-        return str(value).strip() if ip.is_private else False
-    if query == "loopback":
-        return str(value).strip() if ip.is_loopback else False
-    if query == "multicast":
-        return str(value).strip() if ip.is_multicast else False
-    if query == "unicast":
-        return str(value).strip() if not ip.is_multicast else False
-    if query == "link-local":
-        return str(value).strip() if ip.is_link_local else False
-    if query == "revdns":
+    if q == "broadcast":
+        if not prefixed or net.num_addresses <= 2:
+            return None
+        return _s(net.broadcast_address)
+    if q == "int":
+        return int(ip) if not prefixed else f"{int(ip)}/{net.prefixlen}"
+    if q == "revdns":
         return ip.reverse_pointer + "."
-    if query == "wrap":
-        return f"[{value}]" if ip.version == 6 else str(value).strip()
-    if query in ("first_usable", "last_usable", "range_usable", "next_usable", "previous_usable"):
-        if net.num_addresses <= 2:
-            hosts = list(net)
-        else:
-            hosts = [net.network_address + 1, net.broadcast_address - (1 if ip.version == 4 else 0)]
-        first, last = hosts[0], hosts[-1]
-        if query == "first_usable":
-            return str(first)
-        if query == "last_usable":
-            return str(last)
-        if query == "range_usable":
-            return f"{first}-{last}"
-        if query == "next_usable":
-            return str(ip + 1) if ip + 1 <= last else None
-        return str(ip - 1) if ip - 1 >= first else None
-    if query.lstrip("-").isdigit():
-        n = int(query)
+    if q == "wrap":
+        if ip.version == 6:
+            return f"[{_s(ip)}]/{net.prefixlen}" if prefixed else f"[{_s(ip)}]"
+        return given
+    if q in ("public", "private", "loopback", "multicast", "link-local"):
+        test = {"public": ip.is_global and not ip.is_multicast, "private": ip.is_private, "loopback": ip.is_loopback,
+                "multicast": ip.is_multicast, "link-local": ip.is_link_local}[q]
+        return given if test else None
+    if q == "ipv4":
+        if ip.version == 4:
+            return given
+        mapped = ip.ipv4_mapped
+        return f"{mapped}/32" if mapped else False
+    if q == "ipv6":
+        if ip.version == 6:
+            return given
+        return f"::ffff:{ip}/{net.prefixlen + 96}"
+    if q in ("first_usable", "last_usable", "range_usable", "next_usable", "previous_usable"):
+        _need_network(prefixed, q)
+        usable = _usable(iface)
+        if usable is None:
+            return None
+        first, last = usable
+        if q == "first_usable":
+            return _s(first)
+        if q == "last_usable":
+            return _s(last)
+        if q == "range_usable":
+            return f"{_s(first)}-{_s(last)}"
+        if q == "next_usable":
+            return _s(ip + 1) if ip + 1 <= last else None
+        return _s(ip - 1) if ip > first and ip - 1 >= first else None
+    if q.lstrip("-").isdigit():
+        if not prefixed:
+            return given
+        if net.num_addresses == 1:
+            return f"{_s(ip)}/{net.prefixlen}"
+        n = int(q)
         if n >= net.num_addresses or -n > net.num_addresses:
             return False
-        addr = net[n]
-        return f"{addr}/{net.prefixlen}"
-    raise IpFilterError(f"ipaddr: unknown query {query!r}; known: address, network, netmask, prefix, broadcast, "
-                        "host, net, cidr, subnet, size, version, public, private, revdns, wrap, first_usable, "
-                        "last_usable, next_usable, ipv4, ipv6, or a number (n-th address)")
+        return f"{_s(net[n])}/{net.prefixlen}"
+    raise IpFilterError(f"ipaddr: unknown query {query!r}; known: address, network, netmask, hostmask, prefix, "
+                        "broadcast, host, host/prefix, net, cidr, subnet, size, version, int, bool, public, "
+                        "private, loopback, multicast, link-local, revdns, wrap, first_usable, last_usable, "
+                        "next_usable, previous_usable, range_usable, ipv4, ipv6, or a number (n-th address)")
 
 
-def ipaddr(value, query="", version: int | None = None, alias: str = "ipaddr"):
+def ipaddr(value, query="", version: int | None = None):
     query = "" if query is None else str(query)
     if isinstance(value, (list, tuple)):
         out = []
         for item in value:
-            result = ipaddr(item, query, version, alias)
-            if result not in (False, None, ""):
+            result = ipaddr(item, query, version)
+            if result not in (False, None):
                 out.append(result)
         return out
-    iface = _parse(value, version)
-    if iface is None:
+    parsed = _parse(value, version)
+    if parsed is None:
         return False
-    return _query(value, iface, query)
+    return _query(value, *parsed, query)
 
 
 def ipv4(value, query=""):
-    return ipaddr(value, query, 4, "ipv4")
+    return ipaddr(value, query, 4)
 
 
 def ipv6(value, query=""):
-    return ipaddr(value, query, 6, "ipv6")
+    return ipaddr(value, query, 6)
 
 
 def ipwrap(value, query=""):
     """IPv6 addresses in brackets (for URLs, host:port); anything else unchanged."""
     if isinstance(value, (list, tuple)):
         return [ipwrap(v, query) for v in value]
-    iface = _parse(value)
-    if iface is not None and iface.version == 6 and not _has_prefix(value):
-        return f"[{str(value).strip()}]"
+    parsed = _parse(value)
+    if parsed is not None and parsed[0].version == 6:
+        return _query(value, *parsed, "wrap")
     return value
 
 
 def ipmath(value, amount):
-    iface = _parse(value)
-    if iface is None:
+    parsed = _parse(value)
+    if parsed is None:
         raise IpFilterError(f"ipmath: {value!r} is not an IP address")
-    return str(iface.ip + int(amount))
+    return _s(parsed[0].ip + int(amount))
 
 
 def nthhost(value, n):
-    iface = _parse(value)
-    if iface is None:
+    parsed = _parse(value)
+    if parsed is None or not parsed[1]:
         return False
-    n = int(n)
-    if n >= iface.network.num_addresses:
+    net, n = parsed[0].network, int(n)
+    if n >= net.num_addresses or -n > net.num_addresses:
         return False
-    return str(iface.network[n])
+    return _s(net[n])
 
 
 def network_in_usable(value, test):
-    net = _parse(value)
-    addr = _parse(test)
+    net, addr = _parse(value), _parse(test)
     if net is None or addr is None:
         return False
-    return addr.ip in net.network and addr.ip not in (net.network.network_address, net.network.broadcast_address)
+    usable = _usable(net[0])
+    return usable is not None and usable[0] <= addr[0].ip <= usable[1]
 
 
 def network_in_network(value, test):
-    net = _parse(value)
-    other = _parse(test)
-    if net is None or other is None or net.version != other.version:
+    net, other = _parse(value), _parse(test)
+    if net is None or other is None or net[0].version != other[0].version:
         return False
-    return other.network.subnet_of(net.network)
+    return other[0].network.subnet_of(net[0].network)
 
 
-def ipsubnet(value, query=""):
-    iface = _parse(value)
-    if iface is None:
+def ipsubnet(value, query="", index=None):
+    parsed = _parse(value)
+    if parsed is None:
         return False
+    net = parsed[0].network
     if query in ("", None):
-        return str(iface.network)
-    return f"{iface.network.network_address}/{int(query)}"
+        return _s(net)
+    size = int(query)
+    if size < net.prefixlen or size > net.max_prefixlen:
+        raise IpFilterError(f"ipsubnet: requested subnet size of {size} is invalid for {net}")
+    if index is None:
+        return str(2 ** (size - net.prefixlen))
+    subnets = list(net.subnets(new_prefix=size)) if size - net.prefixlen <= 16 else None
+    if subnets is None:
+        raise IpFilterError("ipsubnet: too many subnets to enumerate")
+    i = int(index)
+    if i >= len(subnets) or -i > len(subnets):
+        return False
+    return _s(subnets[i])
 
 
 FILTERS = {

@@ -25,7 +25,8 @@ import jinja2
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
-from gfsdeploy.errors import TemplateError
+from gfsdeploy.errors import GfsError, TemplateError
+from gfsdeploy.vault import EncryptedValue
 from gfsdeploy.templating import filters as _filters
 from gfsdeploy.templating import lookups as _lookups
 from gfsdeploy.templating import tests as _tests
@@ -167,8 +168,12 @@ def origin(value) -> tuple[str, int] | None:
     return (file, getattr(value, "origin_line", 0)) if file else None
 
 
+#: values whose use raises the error they carry
+_DEFERRED = (BrokenValue, EncryptedValue)
+
+
 def _find_broken(value, depth: int = 0):
-    if isinstance(value, BrokenValue):
+    if isinstance(value, _DEFERRED):
         return value
     if depth > 20:
         return None
@@ -451,17 +456,19 @@ class Templar:
                 result = self._expression(whole.group(1).strip(), escape=self._escape)(**variables)
                 if isinstance(result, jinja2.Undefined):
                     str(result)  # raises UndefinedError with the name
-                if isinstance(result, BrokenValue):
+                if isinstance(result, _DEFERRED):
                     result.fail()
                 if body is not text and isinstance(result, str) and not is_unknown(result):
                     result += "\n"
                 return result
             return self._template(text, escape=self._escape).render(variables)
-        except TemplateError as exc:
+        except GfsError as exc:
             if not exc.task and self._where.get("task"):
                 exc.task = self._where["task"]
-                if self._where.get("file") and self._where.get("file") != exc.file:
-                    exc.message += f" (used at {self._where['file']}:{self._where.get('line') or '?'})"
+                if self._where.get("file") and (self._where["file"], self._where.get("line")) != (exc.file, exc.line):
+                    line = self._where.get("line") or "?"
+                    exc.message += (f" (used at line {line})" if self._where["file"] == exc.file
+                                    else f" (used at {self._where['file']}:{line})")
             raise
         except Exception as exc:  # noqa: BLE001 - every template failure becomes a located TemplateError
             raise self._error(exc, text) from None
@@ -494,9 +501,9 @@ class Templar:
                     except UndefinedVariableError as exc:
                         hint = _in_variable(exc, key, with_place=True).removeprefix("undefined variable: ")
                         value = BrokenUndefined(hint=hint, name=key)
-                    except TemplateError as exc:
-                        value = BrokenValue(TemplateError(_in_variable(exc, key, with_place=False), file=exc.file, line=exc.line,
-                                                          fix=exc.fix))
+                    except GfsError as exc:
+                        value = BrokenValue(type(exc)(_in_variable(exc, key, with_place=False), file=exc.file,
+                                                      line=exc.line, fix=exc.fix))
                     pending.discard(key)
                     progressed = True
                     out[key] = value

@@ -130,9 +130,9 @@ def vaulted_file(value):
 
 
 def defined(value):
-    from gfsdeploy.templating.templar import BrokenValue
+    from gfsdeploy.templating.templar import _DEFERRED
 
-    if isinstance(value, BrokenValue):
+    if isinstance(value, _DEFERRED):
         value.fail()
     return not isinstance(value, jinja2.Undefined)
 

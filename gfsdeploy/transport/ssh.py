@@ -19,11 +19,12 @@ import select
 import socket
 import threading
 
-import paramiko
-
 from gfsdeploy.errors import HostKeyError, TransportError
+from gfsdeploy.transport import _paramiko
 from gfsdeploy.transport.base import _STOP, Channel, Transport
 from gfsdeploy.transport.sshconfig import Hop, SSHSettings, hop_settings
+
+paramiko = _paramiko.load()
 
 # paramiko logs refused channels and the like at WARNING; with no handler configured they
 # would reach stderr as stray lines: gfsdeploy reports them itself, with the fix

@@ -269,12 +269,16 @@ class ConfigFiles:
             for path in self.files:
                 base = os.path.dirname(os.path.expanduser(path)) or "."
                 texts.append("Host *\n" + config_text(path, base=base))
-            import paramiko
-
-            config = paramiko.SSHConfig()
             from io import StringIO
 
-            config.parse(StringIO("\n".join(texts)))
+            from gfsdeploy.transport import _paramiko
+
+            paramiko = _paramiko.load()
+            text = "\n".join(texts)
+            if re.search(r"(?im)^\s*match\b.*\bexec\b", text):
+                _paramiko.enable_match_exec()
+            config = paramiko.SSHConfig()
+            config.parse(StringIO(text))
             self._parsed = config
         try:
             found = self._parsed.lookup(alias)

@@ -45,9 +45,10 @@ def wrapper(*, token: str, length: int, launcher: str = "sh -s", on_disconnect: 
         raise ValueError(f"on_disconnect must be kill or finish, not {on_disconnect!r}")
     q = shlex.quote
     if silence > 0:
-        # --foreground: dd stays in the terminal's foreground group (a pty would stop it: SIGTTIN)
-        listen = (f'while [ "$(timeout --foreground {int(silence)} dd bs=1 count=1 2>/dev/null | wc -c)" '
-                  f'-eq 1 ]; do :; done')
+        # one heartbeat line read per loop: grep -q exits 0 on a line, 1 at EOF (the controller
+        # is gone), 124 through timeout after `silence` s of nothing (the link is gone);
+        # --foreground keeps it in the terminal's foreground group (a pty would stop it: SIGTTIN)
+        listen = f"while timeout --foreground {int(silence)} grep -q ''; do :; done"
     else:
         listen = "cat >/dev/null 2>&1"
     if on_disconnect == "kill":
@@ -69,14 +70,24 @@ def wrapper(*, token: str, length: int, launcher: str = "sh -s", on_disconnect: 
         f"s=${{s%{q(end_mark(token))}}}",
     ]
     redirect = ""
+    files = []
     if on_disconnect == "finish":
-        # its output must not depend on the connection: a closed channel would kill it (SIGPIPE)
-        lines += ["trap '' HUP PIPE",
-                  f"o=$(mktemp) && e=$(mktemp) || exit {INCOMPLETE}"]
-        redirect = ' >"$o" 2>"$e"'
+        # the script's output goes to files, not the connection: once the controller is gone
+        # a write cannot kill it (SIGPIPE), and the terminal's hangup is ignored: it completes
+        lines.append("trap '' HUP")
+        files = ["o", "e"]
+        redirect = ' >|"$o" 2>|"$e"'
     elif split_stderr:
-        lines.append(f"e=$(mktemp) || exit {INCOMPLETE}")
-        redirect = ' 2>"$e"'
+        files = ["e"]
+        redirect = ' 2>|"$e"'
+    if files:
+        # private temp files made with shell builtins (no mktemp process): in a subshell, so the
+        # script keeps the login's umask, with umask 077 and noclobber (`:>` is then an exclusive
+        # create, O_EXCL: nothing planted at that name is ever used)
+        for name in files:
+            lines.append(f'{name}="${{TMPDIR:-/tmp}}/.gfsdeploy-$t.{name}"')
+        lines.append("(umask 077; set -C; " + "; ".join(f':>"${n}"' for n in files) +
+                     f") 2>/dev/null || exit {INCOMPLETE}")
     run = "setsid sh -s" if launcher == "sh -s" else f"setsid sh -c {q(launcher)}"
     # the script reaches its shell through a here-document: "$s" is expanded once, never re-scanned
     lines += [
@@ -91,13 +102,13 @@ def wrapper(*, token: str, length: int, launcher: str = "sh -s", on_disconnect: 
         'wait "$p"; r=$?',
         'kill -s TERM "$w" 2>/dev/null',
     ]
-    if on_disconnect == "finish":
-        if split_stderr:
-            lines.append('cat "$o"; printf \'\\n%s E\\n\' "$t"; cat "$e"')
-        else:
-            lines.append('cat "$o"; cat "$e" >&2')
-        lines.append('rm -f "$o" "$e"')
+    if on_disconnect == "finish" and split_stderr:
+        lines.append('cat "$o"; printf \'\\n%s E\\n\' "$t"; cat "$e"')
+    elif on_disconnect == "finish":
+        lines.append('cat "$o"; cat "$e" >&2')
     elif split_stderr:
-        lines.append('printf \'\\n%s E\\n\' "$t"; cat "$e"; rm -f "$e"')
+        lines.append('printf \'\\n%s E\\n\' "$t"; cat "$e"')
+    if files:
+        lines.append("rm -f " + " ".join(f'"${n}"' for n in files))
     lines.append('exit "$r"')
     return "\n".join(lines)

@@ -25,7 +25,7 @@ import re
 import urllib.parse
 import weakref
 
-from gfsdeploy.errors import PlaybookError
+from gfsdeploy.errors import PlaybookError, TransportError
 from gfsdeploy_glusterfs.heketi_client import HeketiClient, HeketiError, HeketiUnreachable
 from gfsdeploy.modules.base import ADD, UNKNOWN, WARN, Change, HostInfo, Module, Param, TaskContext, TaskResult
 from gfsdeploy.validate import CHECKS
@@ -134,6 +134,8 @@ def connect(args: dict, ctx: TaskContext, *, quick: bool = False) -> HeketiClien
             host, local_port = tunnels[(parts.hostname, port)]
         except NotImplementedError:
             pass
+        except TransportError:
+            raise  # the host refused the tunnel (sshd forbids forwarding) or the link broke: not "heketi down"
         except Exception as exc:  # a tunnel that cannot open is heketi not reachable
             raise HeketiUnreachable(f"cannot open a tunnel to heketi at {parts.hostname}:{port} "
                                     f"through {ctx.host.name}: {exc}", path="",

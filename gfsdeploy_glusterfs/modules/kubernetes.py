@@ -1,11 +1,28 @@
 """Kubernetes objects, node labels, deletion by selector and cluster facts, all
 through ``kubectl`` on the master (the task's host).
 
-Reads are one ``kubectl get … -o json --ignore-not-found`` per namespace, batched
-with the other probes of the run; the plan compares only the fields the manifest
-sets (the server adds defaults and clusterIPs we never asked for); apply creates
-what is missing and merge-patches what differs, each guarded by a fresh ``get``
-so a re-run after partial success never meets AlreadyExists.
+How an object converges (docs/KUBERNETES.md has the whole story):
+
+- **Server-side apply** with the field manager ``gfsdeploy``: the API server
+  records which fields gfsdeploy set, so a field removed from a template is
+  removed from the live object (and shown as a ``-`` line in the plan).
+- **The plan asks the server**: one ``kubectl apply --server-side --dry-run=server``
+  per task, batched with the reads, gives the object exactly as apply would leave
+  it; the plan is the difference from the live object. A field the server will
+  not change in place (422 "field is immutable") makes the change a ``-/+``
+  replace naming that field, decided in the plan — never a 422 in the middle of
+  an apply.
+- **Ownership**: every object gfsdeploy creates carries the label
+  ``app.kubernetes.io/managed-by=gfsdeploy``; only such objects are ever deleted.
+  An object of the same name made by someone else is refused, merged
+  (``existing: merge``: only our fields, nothing removed, not marked) or adopted
+  (``existing: adopt``: replaced by our manifest and marked).
+- **Waiting is not a change**: a task whose objects exist but are not Ready yet
+  plans nothing; apply waits for them (:meth:`Kubernetes.settle`).
+
+Servers older than 1.16 have no server-side apply: there the module falls back to
+``kubectl apply`` (client-side, its last-applied annotation is the record of what
+gfsdeploy set) and plans from the live object alone.
 """
 
 from __future__ import annotations
@@ -15,13 +32,22 @@ import json
 import re
 import secrets as _random
 import time
+from dataclasses import dataclass, field
 
 from gfsdeploy_glusterfs import manifests
 from gfsdeploy import secrets
 from gfsdeploy.errors import ModuleError, PlaybookError, PreflightError
-from gfsdeploy.modules.base import (ADD, CHANGE, DESTROY, UNKNOWN, Change, Module, Param,
+from gfsdeploy.modules.base import (ADD, CHANGE, DESTROY, REPLACE, UNKNOWN, WARN, Change, Module, Param,
                                     TaskContext, TaskResult, q, qjoin)
 from gfsdeploy_glusterfs.validate import k8s_label_value, k8s_name
+
+#: the field manager gfsdeploy's server-side applies use
+MANAGER = "gfsdeploy"
+#: the label on everything gfsdeploy creates; only objects carrying it are deleted
+MANAGED_BY_KEY, MANAGED_BY_VALUE = "app.kubernetes.io/managed-by", "gfsdeploy"
+MANAGED_BY = f"{MANAGED_BY_KEY}={MANAGED_BY_VALUE}"
+#: kubectl's record of a client-side apply (servers without server-side apply)
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 CLUSTER_SCOPED = {"Namespace", "Node", "PersistentVolume", "StorageClass", "ClusterRole",
                   "ClusterRoleBinding", "CustomResourceDefinition", "PriorityClass",
@@ -29,10 +55,20 @@ CLUSTER_SCOPED = {"Namespace", "Node", "PersistentVolume", "StorageClass", "Clus
 #: metadata the server owns; never compared even when a manifest carries it
 SERVER_METADATA = {"resourceVersion", "uid", "creationTimestamp", "generation", "managedFields",
                    "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds"}
-#: kinds whose spec is immutable once created: a change means delete + create
-RECREATE_KINDS = {"Job", "Pod"}
-#: kinds updated with ``replace -f -`` (stdin, no argv size limit; no server-set spec to lose)
-REPLACE_KINDS = {"Secret", "ConfigMap"}
+#: kinds that are run once: a failed one is deleted and created again
+RUN_ONCE_KINDS = {"Job", "Pod"}
+#: kinds never deleted to be re-created, whatever forces it: that would lose data
+NEVER_REPLACED = {"PersistentVolumeClaim", "PersistentVolume", "Namespace"}
+#: what servers refuse to change in place, for plans made without the server's dry run
+#: (values only known after apply, or servers without server-side apply)
+IMMUTABLE = {
+    "Deployment": ("spec.selector",), "DaemonSet": ("spec.selector",), "StatefulSet": ("spec.selector",),
+    "ReplicaSet": ("spec.selector",), "Job": ("spec.selector", "spec.template"),
+    "Service": ("spec.clusterIP",), "PersistentVolumeClaim": ("spec.storageClassName", "spec.accessModes"),
+    "StorageClass": ("provisioner", "parameters", "reclaimPolicy", "volumeBindingMode"),
+    "Pod": ("spec.volumes", "spec.containers", "spec.nodeName", "spec.restartPolicy"),
+}
+EXISTING_MODES = ("refuse", "merge", "adopt")
 WAIT_MODES = ("none", "ready", "complete", "exists")
 ABSENT = "(absent)"
 
@@ -69,9 +105,27 @@ def describe(obj: dict) -> str:
     return f"{obj['kind']} {ns}/{name}" if ns else f"{obj['kind']} {name}"
 
 
+def managed(obj: dict | None) -> bool:
+    """Whether gfsdeploy created (or adopted) this live object."""
+    labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
+    return labels.get(MANAGED_BY_KEY) == MANAGED_BY_VALUE
+
+
+def unmarked(obj: dict) -> dict:
+    """The object without gfsdeploy's ownership label (what ``existing: merge`` applies)."""
+    out = json.loads(json.dumps(obj))
+    labels = out.get("metadata", {}).get("labels")
+    if labels is not None:
+        labels.pop(MANAGED_BY_KEY, None)
+        if not labels:
+            out["metadata"].pop("labels")
+    return out
+
+
 def normalize(objects: list, namespace: str | None, where: dict) -> list[dict]:
     """Check each object's shape and names, give namespaced ones the task's namespace
-    when they name none, and turn Secret ``stringData`` into ``data`` (what the server stores)."""
+    when they name none, turn Secret ``stringData`` into ``data`` (what the server
+    stores) and mark each as gfsdeploy's (``app.kubernetes.io/managed-by``)."""
     out = []
     for obj in objects:
         if not isinstance(obj, dict) or not obj.get("kind") or not obj.get("apiVersion"):
@@ -79,6 +133,8 @@ def normalize(objects: list, namespace: str | None, where: dict) -> list[dict]:
                                 field="definition", fix="give a manifest, a list of them or a `v1 List`", **where)
         obj = json.loads(json.dumps(obj))
         meta = obj.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise PlaybookError(f"{obj['kind']}: metadata must be a mapping", field="definition", **where)
         name = meta.get("name")
         problem = k8s_name(name)
         if problem:
@@ -93,15 +149,26 @@ def normalize(objects: list, namespace: str | None, where: dict) -> list[dict]:
             data = obj.setdefault("data", {})
             for k, v in obj.pop("stringData").items():
                 data[k] = base64.b64encode(str(v).encode()).decode()
+        for server_field in SERVER_METADATA:
+            meta.pop(server_field, None)
+        obj.pop("status", None)
+        labels = meta.setdefault("labels", {})
+        if not isinstance(labels, dict):
+            raise PlaybookError(f"{describe(obj)}: metadata.labels must be a mapping", field="definition", **where)
+        labels[MANAGED_BY_KEY] = MANAGED_BY_VALUE
         out.append(obj)
     return out
 
 
 def register_secret_values(objects: list[dict]) -> None:
     """Secret data never reaches output: register both the base64 and the plain form."""
+    from gfsdeploy.templating import is_unknown
+
     for obj in objects:
         if obj.get("kind") == "Secret":
             for value in (obj.get("data") or {}).values():
+                if is_unknown(value):   # "(known after apply)" is no secret
+                    continue
                 secrets.register(value)
                 try:
                     secrets.register(base64.b64decode(str(value)).decode())
@@ -109,7 +176,7 @@ def register_secret_values(objects: list[dict]) -> None:
                     pass
 
 
-# -- the field-level diff -------------------------------------------------------------
+# -- differences ------------------------------------------------------------------------
 def _same(desired, live) -> bool:
     if desired == live and type(desired) is type(live):
         return True
@@ -120,6 +187,11 @@ def _same(desired, live) -> bool:
     return False
 
 
+def _ignored(path: str, key_: str) -> bool:
+    return (path == "" and key_ == "status") or (path == "metadata" and key_ in SERVER_METADATA) or \
+        (path == "metadata.annotations" and key_ == LAST_APPLIED)
+
+
 def field_diff(desired, live, path: str = "") -> list[tuple[str, object, object]]:
     """(path, live value, desired value) for every field the manifest sets that the
     live object lacks or holds differently. Fields only on the live side are ignored."""
@@ -128,9 +200,7 @@ def field_diff(desired, live, path: str = "") -> list[tuple[str, object, object]
         if not isinstance(live, dict):
             return [(path, live if live is not None else ABSENT, desired)]
         for k, v in desired.items():
-            if path == "" and k == "status":
-                continue
-            if path == "metadata" and k in SERVER_METADATA:
+            if _ignored(path, k):
                 continue
             sub = f"{path}.{k}" if path else k
             if k not in live:
@@ -147,23 +217,183 @@ def field_diff(desired, live, path: str = "") -> list[tuple[str, object, object]
     return [] if _same(desired, live) else [(path, live, desired)]
 
 
+def object_diff(before, after, path: str = "") -> list[tuple[str, object, object]]:
+    """(path, before, after) for every field that differs, both ways: a field only in
+    ``before`` is removed (after = ABSENT), one only in ``after`` is added."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        out = []
+        for k in list(before) + [k for k in after if k not in before]:
+            if _ignored(path, k):
+                continue
+            sub = f"{path}.{k}" if path else k
+            if k not in after:
+                out.append((sub, before[k], ABSENT))
+            elif k not in before:
+                out.append((sub, ABSENT, after[k]))
+            else:
+                out.extend(object_diff(before[k], after[k], sub))
+        return out
+    if isinstance(before, list) and isinstance(after, list) and before and after and \
+            all(isinstance(x, dict) for x in before + after):
+        item_key = _item_key(before, after)
+        if item_key:   # a keyed list (containers, env, volumes, ports…): item by item
+            old = {str(x[item_key]): x for x in before}
+            new = {str(x[item_key]): x for x in after}
+            out = []
+            for name in list(old) + [n for n in new if n not in old]:
+                sub = f"{path}[{item_key}={name}]"
+                if name not in new:
+                    out.append((sub, old[name], ABSENT))
+                elif name not in old:
+                    out.append((sub, ABSENT, new[name]))
+                else:
+                    out.extend(object_diff(old[name], new[name], sub))
+            return out
+        if len(before) == len(after):
+            out = []
+            for i, (b, a) in enumerate(zip(before, after)):
+                out.extend(object_diff(b, a, f"{path}[{i}]"))
+            return out
+    return [] if _same(after, before) else [(path, before, after)]
+
+
+def _item_key(before: list[dict], after: list[dict]) -> str | None:
+    """A field that names every item of a list uniquely on both sides (``name``, ``mountPath``…)."""
+    for candidate in ("name", "mountPath", "containerPort", "port", "type", "ip"):
+        if all(candidate in x for x in before + after) and \
+                all(len({str(x[candidate]) for x in side}) == len(side) for side in (before, after)):
+            return candidate
+    return None
+
+
+def removed_since_last_apply(desired: dict, live: dict) -> list[tuple[str, object, object]]:
+    """Client-side apply's record: fields the last apply set that the manifest no
+    longer sets (kubectl's three-way merge removes them)."""
+    text = (((live.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED))
+    try:
+        last = json.loads(text) if text else None
+    except ValueError:
+        last = None
+    if not isinstance(last, dict):
+        return []
+    gone = []
+
+    def walk(previous, wanted, current, path):
+        if not isinstance(previous, dict):
+            return
+        for k, v in previous.items():
+            if _ignored(path, k):
+                continue
+            sub = f"{path}.{k}" if path else k
+            here = current.get(k, ABSENT) if isinstance(current, dict) else ABSENT
+            if not isinstance(wanted, dict) or k not in wanted:
+                if here is not ABSENT:
+                    gone.append((sub, here, ABSENT))
+            else:
+                walk(v, wanted[k], here, sub)
+    walk(last, desired, live, "")
+    return gone
+
+
 def _show(value) -> str:
-    if value == ABSENT:
+    if value is ABSENT or value == ABSENT:
         return ABSENT
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def diff_lines(kind: str, fields: list[tuple[str, object, object]]) -> tuple[str, bool]:
-    """The plan's ``path: old -> new`` lines; Secret data is never shown."""
+def _is_secret_path(kind: str, path: str) -> bool:
+    return kind == "Secret" and (path == "data" or path.startswith("data.") or path.startswith("data[")
+                                 or path == "stringData" or path.startswith("stringData."))
+
+
+def diff_lines(kind: str, fields: list[tuple[str, object, object]], forces: tuple = ()) -> tuple[str, bool]:
+    """The plan's lines, Terraform's way: ``+ path: new``, ``- path: old``,
+    ``~ path: old -> new``; ``# forces replacement`` after a field that forces it.
+    Secret data is never shown."""
     lines, sensitive = [], False
     for path, old, new in fields:
-        if kind == "Secret" and (path == "data" or path.startswith("data.") or path.startswith("data[")):
-            sensitive = True
-            lines.append(f"{path}: {secrets.MASK if old != ABSENT else ABSENT} -> {secrets.MASK}")
+        secret = _is_secret_path(kind, path)
+        sensitive |= secret
+        shown_old = (secrets.MASK if secret else _show(old)) if old is not ABSENT and old != ABSENT else ABSENT
+        shown_new = (secrets.MASK if secret else _show(new)) if new is not ABSENT and new != ABSENT else ABSENT
+        if old is ABSENT or old == ABSENT:
+            line = f"+ {path}: {shown_new}"
+        elif new is ABSENT or new == ABSENT:
+            line = f"- {path}: {shown_old}"
         else:
-            lines.append(f"{path}: {_show(old)} -> {_show(new)}")
+            line = f"~ {path}: {shown_old} -> {shown_new}"
+        if any(_inside(path, f) for f in forces):
+            line += "   # forces replacement"
+        lines.append(line)
     return "\n".join(lines), sensitive
+
+
+def _unknown_fields(value, path: str = ""):
+    """(path, value) of every string in a manifest that holds a value only known after apply."""
+    from gfsdeploy.templating import is_unknown
+
+    if isinstance(value, dict):
+        for k, item in value.items():
+            yield from _unknown_fields(item, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _unknown_fields(item, f"{path}[{index}]")
+    elif isinstance(value, str) and is_unknown(value):
+        yield path, value
+
+
+def has_unknown(obj) -> bool:
+    return next(_unknown_fields(obj), None) is not None
+
+
+def _get(obj, path: str):
+    cur = obj
+    for part in path.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return ABSENT
+        cur = cur[part]
+    return cur
+
+
+def _inside(path: str, top: str) -> bool:
+    return path == top or path.startswith(top + ".") or path.startswith(top + "[")
+
+
+def immutable_changes(obj: dict, live: dict) -> list[str]:
+    """Fields a server refuses to change in place that differ (no dry run available)."""
+    out = []
+    for path in IMMUTABLE.get(obj.get("kind"), ()):
+        want = _get(obj, path)
+        if want is ABSENT:
+            continue
+        if field_diff(want, _get(live, path), path):
+            out.append(path)
+    return out
+
+
+def keep_allocated(obj: dict, live: dict) -> dict:
+    """``obj`` with the values the server allocated when ``live`` was created and will
+    not change (a Service's clusterIP, a Job's selector and pod labels), so that
+    replacing ``live`` by ``obj`` (adoption) keeps them."""
+    out = json.loads(json.dumps(obj))
+    spec, live_spec = out.get("spec") or {}, live.get("spec") or {}
+    if obj.get("kind") == "Service":
+        for k in ("clusterIP", "clusterIPs"):
+            if k not in spec and k in live_spec:
+                spec[k] = live_spec[k]
+    if obj.get("kind") == "Job":
+        if "selector" not in spec and "selector" in live_spec:
+            spec["selector"] = live_spec["selector"]
+        live_labels = ((live_spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+        labels = spec.setdefault("template", {}).setdefault("metadata", {}).setdefault("labels", {})
+        for k, v in live_labels.items():
+            if k in ("controller-uid", "job-name", "batch.kubernetes.io/controller-uid",
+                     "batch.kubernetes.io/job-name"):
+                labels.setdefault(k, v)
+    if obj.get("kind") == "PersistentVolumeClaim" and "volumeName" not in spec and "volumeName" in live_spec:
+        spec["volumeName"] = live_spec["volumeName"]
+    return out
 
 
 # -- readiness ---------------------------------------------------------------------------
@@ -270,61 +500,72 @@ def pod_summary(pod: dict) -> str:
     return "; ".join(parts)
 
 
-# -- shell ---------------------------------------------------------------------------------
-def kubectl_argv(args: dict) -> list[str]:
-    argv = [args.get("kubectl") or "kubectl"]
+
+# -- kubectl ---------------------------------------------------------------------------------
+#: kubeconfig when none is given: kubeadm's admin.conf if readable, else the become user's own
+DEFAULT_KUBECONFIG = ('"$(if [ -r /etc/kubernetes/admin.conf ]; then echo /etc/kubernetes/admin.conf; '
+                      'else echo "$HOME/.kube/config"; fi)"')
+
+
+def kubectl_prefix(args: dict) -> str:
+    """The shell words that start every kubectl call of a task: the ``kubectl`` binary
+    and the ``kubeconfig`` (default: /etc/kubernetes/admin.conf if it exists, else
+    ~/.kube/config of the user the task runs as)."""
+    binary = q(args.get("kubectl") or "kubectl")
     if args.get("kubeconfig"):
-        argv += ["--kubeconfig", args["kubeconfig"]]
-    return argv
+        return f"{binary} --kubeconfig {q(args['kubeconfig'])}"
+    return f"{binary} --kubeconfig {DEFAULT_KUBECONFIG}"
+
+
+def kubectl(args: dict, *words) -> str:
+    return kubectl_prefix(args) + (" " + qjoin(words) if words else "")
 
 
 def _ns_args(ns: str) -> list[str]:
     return ["-n", ns] if ns else []
 
 
-def heredoc(text: str) -> tuple[str, str]:
-    """A quoted heredoc delimiter that cannot occur in ``text`` (no expansion inside)."""
+def heredoc(text: str) -> str:
+    """``<<'TOKEN'`` + text: a quoted heredoc (no expansion) whose delimiter cannot occur in ``text``."""
     while True:
         token = "GFS_EOF_" + _random.token_hex(6)
         if token not in text:
-            return token, f"<<'{token}'\n{text}\n{token}"
+            return f"<<'{token}'\n{text}\n{token}"
 
 
-def _body(obj: dict) -> str:
-    return json.dumps({k: v for k, v in obj.items() if k != "status"}, ensure_ascii=False)
+def _document(objects: list[dict]) -> str:
+    if len(objects) == 1:
+        return json.dumps(objects[0], ensure_ascii=False)
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, ensure_ascii=False)
 
 
-def create_or_update_script(args: dict, obj: dict) -> str:
-    """Patch the object if it exists by now, else create it: never AlreadyExists.
+SERVER_SIDE = ["--server-side", f"--field-manager={MANAGER}", "--force-conflicts"]
 
-    ``--validate=false``: the manifests are checked against Kubernetes' schemas by
-    the test suite; the API server still validates every object it stores."""
-    k = qjoin(kubectl_argv(args))
-    ns = qjoin(_ns_args(namespace_of(obj)))
-    r = q(ref(obj))
-    body = _body(obj)
-    if obj["kind"] in REPLACE_KINDS:
-        _, doc = heredoc(body)
-        update = f"  {k} replace --validate=false -f - {doc}\n"
+
+def apply_script(args: dict, objects: list[dict], *, dry_run: bool = False) -> str:
+    """Server-side apply of ``objects`` (one kubectl process), or its dry run (prints them as applied)."""
+    extra = ["--dry-run=server", "-o", "json"] if dry_run else []
+    return f"{kubectl(args, 'apply', *SERVER_SIDE, *extra, '-f', '-')} {heredoc(_document(objects))}"
+
+
+def client_apply_script(args: dict, objects: list[dict]) -> str:
+    """Client-side ``kubectl apply`` (servers without server-side apply)."""
+    return f"{kubectl(args, 'apply', '-f', '-')} {heredoc(_document(objects))}"
+
+
+def delete_script(args: dict, obj: dict, *, wait: bool = False) -> str:
+    return kubectl(args, "delete", ref(obj), *_ns_args(namespace_of(obj)), "--ignore-not-found",
+                   f"--wait={'true' if wait else 'false'}")
+
+
+def replace_put_script(args: dict, obj: dict, *, dry_run: bool = False, client_side: bool = False) -> str:
+    """``kubectl replace`` (HTTP PUT): the object becomes exactly ``obj`` (adoption)."""
+    extra = ["--dry-run=server", "-o", "json"] if dry_run else ["-o", "json"]
+    if client_side:
+        extra.append("--save-config")
     else:
-        patch = {key_: v for key_, v in obj.items() if key_ not in ("status", "apiVersion", "kind")}
-        _, doc = heredoc(json.dumps(patch, ensure_ascii=False))
-        update = f"  {k} patch {r} {ns} --type merge -p \"$(cat {doc}\n)\"\n"
-    _, create_doc = heredoc(body)
-    return (f"if {k} get {r} {ns} -o name >/dev/null 2>&1; then\n{update}"
-            f"else\n  {k} create --validate=false -f - {create_doc}\nfi")
-
-
-def recreate_script(args: dict, obj: dict) -> str:
-    k = qjoin(kubectl_argv(args))
-    _, doc = heredoc(_body(obj))
-    return (f"{k} delete {q(ref(obj))} {qjoin(_ns_args(namespace_of(obj)))} --ignore-not-found --wait=true\n"
-            f"{k} create --validate=false -f - {doc}")
-
-
-def delete_script(args: dict, obj: dict) -> str:
-    return (f"{qjoin(kubectl_argv(args))} delete {q(ref(obj))} {qjoin(_ns_args(namespace_of(obj)))} "
-            f"--ignore-not-found")
+        extra += [f"--field-manager={MANAGER}", "--show-managed-fields"]
+    return f"{kubectl(args, 'replace', *extra, '-f', '-')} {heredoc(json.dumps(obj, ensure_ascii=False))}"
 
 
 def get_probes(args: dict, objects: list[dict], prefix: str = "get") -> dict[str, str]:
@@ -336,8 +577,8 @@ def get_probes(args: dict, objects: list[dict], prefix: str = "get") -> dict[str
         cluster = groups.pop("")
         first = next(iter(groups))
         groups[first] = cluster + groups[first]
-    return {f"{prefix} {ns or '(cluster)'}": qjoin(kubectl_argv(args) + ["get", *refs, *_ns_args(ns),
-                                                                          "-o", "json", "--ignore-not-found"])
+    return {f"{prefix} {ns or '(cluster)'}": kubectl(args, "get", *refs, *_ns_args(ns), "-o", "json",
+                                                     "--ignore-not-found")
             for ns, refs in groups.items()}
 
 
@@ -350,47 +591,116 @@ def parse_get(results: dict, host: str, task: str) -> list[dict]:
                               host=host, task=task,
                               fix="check that kubectl on the master reaches the API server "
                                   "(kubeconfig, server address) and knows these kinds")
-        text = result.stdout.strip()
-        if not text:
-            continue
-        try:
-            live.extend(manifests.flatten(json.loads(text)))
-        except json.JSONDecodeError:
-            raise ModuleError(f"kubectl printed something that is not JSON: {text[:300]}",
-                              host=host, task=task) from None
+        live.extend(parse_objects(result.stdout, host, task))
     return live
 
 
-# -- modules -------------------------------------------------------------------------------------
-_KUBECTL = {"kubectl": Param(default="kubectl", help="kubectl on the master"),
-            "kubeconfig": Param(type="path", help="kubeconfig on the master (default: kubectl's own)")}
+def parse_objects(text: str, host: str = "", task: str = "") -> list[dict]:
+    text = text.strip()
+    if not text:
+        return []
+    try:
+        return manifests.flatten(json.loads(text))
+    except json.JSONDecodeError:
+        raise ModuleError(f"kubectl printed something that is not JSON: {text[:300]}",
+                          host=host, task=task) from None
 
 
-def _unknown_fields(value, path: str = ""):
-    """(path, value) of every string in a manifest that holds a value only known after apply."""
-    from gfsdeploy.templating import is_unknown
+@dataclass
+class Refusal:
+    """The API server refused (in a dry run) to apply one object."""
 
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _unknown_fields(item, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _unknown_fields(item, f"{path}[{index}]")
-    elif isinstance(value, str) and is_unknown(value):
-        yield path, value
+    reason: str                 # Invalid, NotFound, Conflict, BadRequest, Forbidden, …
+    message: str
+    fields: list[str] = field(default_factory=list)      # what the server names
+    immutable: list[str] = field(default_factory=list)   # of those, what cannot change in place
+
+    @property
+    def namespace_missing(self) -> bool:
+        return self.reason == "NotFound" and self.message.startswith("namespaces ")
+
+
+_ERROR = re.compile(r"Error from server \((\w+)\): (.*)")
+_INVALID = re.compile(r"^The \S+ (\"[^\"]*\" is invalid: .*)")
+_CAUSE = re.compile(r"(?:^|, |: )([a-z][A-Za-z0-9]*(?:\.[a-zA-Z0-9]+|\[\d+\])*): "
+                    r"(Invalid value|Forbidden|Unsupported value|Required value|Duplicate value|Not found)")
+_IMMUTABLE = ("field is immutable", "is immutable", "updates to ", "pod updates may not change",
+              "Forbidden: updates to")
+
+
+def parse_refusal(stderr: str) -> Refusal | None:
+    """The first server error kubectl printed, with the fields it names."""
+    for line in stderr.splitlines():
+        found = _ERROR.search(line)
+        invalid = _INVALID.search(line)
+        if found:
+            reason, message = found.group(1), found.group(2).strip()
+        elif invalid:   # kubectl's own wording of a 422 for one object
+            reason, message = "Invalid", invalid.group(1).strip()
+        else:
+            continue
+        detail = message.split(" is invalid: ", 1)[-1]
+        fields, immutable = [], []
+        causes = list(_CAUSE.finditer(detail))
+        for i, cause in enumerate(causes):
+            end = causes[i + 1].start() if i + 1 < len(causes) else len(detail)
+            text = detail[cause.start():end]
+            fields.append(cause.group(1))
+            if any(word in text for word in _IMMUTABLE):
+                immutable.append(cause.group(1))
+        return Refusal(reason, message, fields, immutable)
+    return None
+
+
+def server_side_unsupported(stderr: str) -> bool:
+    """kubectl or the server has no server-side apply (Kubernetes < 1.16)."""
+    text = stderr.lower()
+    return ("server-side apply not available" in text or "unknown flag: --server-side" in text
+            or "application/apply-patch+yaml" in text)
+
+
+# -- the module ---------------------------------------------------------------------------------
+_KUBECTL = {"kubectl": Param(default="kubectl", help="kubectl on the master (a path if it is not on PATH)"),
+            "kubeconfig": Param(help="kubeconfig on the master (default: /etc/kubernetes/admin.conf if it "
+                                     "exists, else ~/.kube/config of the user the task runs as)")}
+
+
+@dataclass
+class KubeState:
+    """What ``Kubernetes.read`` found: the live objects and what the server said it
+    would make of the manifest."""
+
+    live: dict = field(default_factory=dict)       # key -> live object
+    applied: dict = field(default_factory=dict)    # key -> as server-side apply would leave it (dry run)
+    adopted: dict = field(default_factory=dict)    # key -> as adoption (replace) would leave it (dry run)
+    refused: dict = field(default_factory=dict)    # key -> Refusal (dry run)
+    server_side: bool = True                       # False: the server has no server-side apply
+
+
+@dataclass
+class Op:
+    """What apply does for one change: ``apply`` (server-side), ``client-apply``,
+    ``replace`` (delete, wait, apply), ``adopt`` (replace by the manifest, then own
+    every field), ``client-adopt``, ``delete``."""
+
+    verb: str
+    obj: dict
 
 
 class Kubernetes(Module):
-    """Ensure Kubernetes objects exist (or not) as the manifest says, then wait for them."""
+    """Ensure Kubernetes objects exist (or not) exactly as the manifest says, then wait for them."""
 
     cheap_reads = False  # every probe is a kubectl process
     name = "kubernetes"
     aliases = ("k8s",)
     params = {
         "definition": Param(type="raw", help="a manifest, a list of them or a `v1 List`"),
-        "template": Param(type="path", help="a manifest template under templates/"),
+        "template": Param(type="path", help="a manifest template under templates/ (rendered into definition)"),
         "namespace": Param(check="k8s_name", help="namespace for objects that name none"),
         "state": Param(default="present", choices=("present", "absent")),
+        "existing": Param(default="refuse", choices=EXISTING_MODES,
+                          help="an object of the same name not created by gfsdeploy: refuse (default), "
+                               "merge (apply our fields only) or adopt (make it exactly the manifest)"),
         "wait": Param(default="none", choices=WAIT_MODES),
         "wait_timeout": Param(type="int", default=300),
         "wait_interval": Param(type="int", default=2),
@@ -405,90 +715,242 @@ class Kubernetes(Module):
         if (args.get("definition") is None) == (args.get("template") is None):
             raise PlaybookError("module 'kubernetes' needs exactly one of `definition` and `template`",
                                 field="definition", fix="give the objects inline or name a template", **(where or {}))
+        if args.get("definition") is not None:
+            args["definition"] = normalize(manifests.flatten(args["definition"]), args.get("namespace"), where or {})
         return args
 
     def prepare(self, args, ctx):
-        where = {"host": ctx.host.name, "task": ctx.task_name}
+        """Render ``template`` into ``definition`` (the objects, checked and marked)."""
         if args.get("template"):
+            where = {"host": ctx.host.name, "task": ctx.task_name}
             doc = manifests.parse(ctx.render_file(args["template"]), args["template"])
-        else:
-            doc = args["definition"]
-        objects = normalize(manifests.flatten(doc), args.get("namespace"), where)
-        register_secret_values(objects)
-        return {**args, "_objects": objects}
+            args = {**args, "definition": normalize(manifests.flatten(doc), args.get("namespace"), where)}
+        register_secret_values(self.objects(args))
+        return args
 
     @staticmethod
     def objects(args) -> list[dict]:
-        if "_objects" in args:
-            return args["_objects"]
-        if args.get("template"):
+        if args.get("definition") is None:
             raise ModuleError("template not rendered (prepare() was not called)")
-        return normalize(manifests.flatten(args.get("definition")), args.get("namespace"), {})
+        return args["definition"]
 
     def probes(self, args, host):
-        return get_probes(args, self.objects(args))
+        objects = self.objects(args)
+        probes = get_probes(args, objects)
+        known = [o for o in objects if not has_unknown(o)]
+        if args.get("state") == "present" and known:
+            probes["dry-run"] = apply_script(args, known, dry_run=True)
+        return probes
 
-    def read(self, args, facts, ctx):
-        return {"live": parse_get(facts, ctx.host.name, ctx.task_name)}
+    def read(self, args, facts, ctx) -> KubeState:
+        gets = {k: v for k, v in facts.items() if k.startswith("get ")}
+        state = KubeState(live={key(o): o for o in parse_get(gets, ctx.host.name, ctx.task_name)})
+        dry = facts.get("dry-run")
+        if args.get("state") != "present" or dry is None:
+            return state
+        known = [o for o in self.objects(args) if not has_unknown(o)]
+        if dry.rc == 0:
+            state.applied = {key(o): o for o in parse_objects(dry.stdout, ctx.host.name, ctx.task_name)}
+        elif server_side_unsupported(dry.stderr):
+            state.server_side = False
+        else:   # something was refused: ask object by object which one and why (one more round trip)
+            each = ctx.transport.read_many({str(i): apply_script(args, [o], dry_run=True)
+                                            for i, o in enumerate(known)})
+            for i, obj in enumerate(known):
+                result = each[str(i)]
+                if result.rc == 0:
+                    state.applied.update({key(o): o for o in parse_objects(result.stdout, ctx.host.name,
+                                                                           ctx.task_name)})
+                else:
+                    state.refused[key(obj)] = parse_refusal(result.stderr) or \
+                        Refusal("Unknown", result.stderr.strip()[-800:] or f"kubectl exited {result.rc}")
+        if args.get("existing") == "adopt" and state.server_side:
+            foreign = [o for o in known if key(o) in state.live and not managed(state.live[key(o)])
+                       and key(o) not in state.refused]
+            if foreign:   # what adoption (a replace by the manifest) would make of them
+                previews = ctx.transport.read_many({
+                    str(i): replace_put_script(args, keep_allocated(o, state.live[key(o)]), dry_run=True)
+                    for i, o in enumerate(foreign)})
+                for i, obj in enumerate(foreign):
+                    result = previews[str(i)]
+                    if result.rc == 0:
+                        state.adopted.update({key(o): o for o in parse_objects(result.stdout, ctx.host.name,
+                                                                               ctx.task_name)})
+                    else:
+                        state.refused[key(obj)] = parse_refusal(result.stderr) or \
+                            Refusal("Unknown", result.stderr.strip()[-800:] or f"kubectl exited {result.rc}")
+        return state
 
     def plan(self, args, state, host):
-        live = {key(o): o for o in (state or {}).get("live", [])}
-        changes = []
-        for obj in self.objects(args):
-            current = live.get(key(obj))
-            resource = f"kubernetes {describe(obj)}"
-            secret = obj["kind"] == "Secret"
-            if args.get("state") == "absent":
-                if current is not None:
-                    changes.append(Change(DESTROY, resource, script=delete_script(args, obj),
-                                          data={"object": obj}))
-                continue
-            if current is None:
-                lines = [f"{path}: {value}" for path, value in _unknown_fields(obj)]
-                if obj["kind"] == "Service" and "clusterIP" not in (obj.get("spec") or {}):
-                    lines.append(f"spec.clusterIP: {UNKNOWN}")
-                diff = "\n".join(lines)
-                changes.append(Change(ADD, resource, diff=diff, sensitive=secret,
-                                      script=create_or_update_script(args, obj), data={"object": obj}))
-                continue
-            fields = field_diff(obj, current)
-            wait = args.get("wait") or "none"
-            seen, what = readiness(current, wait) if wait != "none" else ("ready", "")
-            if fields:
-                text, sensitive = diff_lines(obj["kind"], fields)
-                if obj["kind"] in RECREATE_KINDS:
-                    text += f"\n(replaced: a {obj['kind']}'s spec cannot be changed in place)"
-                    script = recreate_script(args, obj)
-                else:
-                    script = create_or_update_script(args, obj)
-                changes.append(Change(CHANGE, resource, diff=text, sensitive=sensitive, script=script,
-                                      data={"object": obj}))
-            elif seen == "failed" and obj["kind"] in RECREATE_KINDS:
-                changes.append(Change(CHANGE, resource, diff=f"status: failed ({what}) -> run again\n"
-                                      f"(replaced: a failed {obj['kind']} is deleted and created again)",
-                                      script=recreate_script(args, obj), data={"object": obj}))
-            elif seen != "ready":
-                changes.append(Change(CHANGE, resource, diff=f"status: {what} -> {wait} (apply waits)",
-                                      data={"object": obj, "wait_only": True}))
-        return changes
+        state = state if isinstance(state, KubeState) else KubeState()
+        return [c for obj in self.objects(args) for c in plan_object(args, obj, state, host.name)]
 
     def apply(self, args, changes, ctx):
-        scripts = [c.script for c in changes if c.script]
-        if scripts:
-            ctx.run("set -e\n" + "\n".join(scripts) + "\n",
-                    what="; ".join(c.action + " " + c.resource for c in changes if c.script))
+        ops = [c.data["op"] for c in changes if c.action != WARN and isinstance(c.data.get("op"), Op)]
+        scripts: list[str] = []
+        pending: list[dict] = []      # consecutive server-side applies: one kubectl process
+
+        def flush():
+            if pending:
+                scripts.append(apply_script(args, list(pending)))
+                pending.clear()
+            if scripts:
+                ctx.run("set -e\n" + "\n".join(scripts) + "\n",
+                        what="; ".join(c.action + " " + c.resource for c in changes if c.action != WARN))
+                scripts.clear()
+
+        for op in ops:
+            if op.verb == "apply":
+                pending.append(op.obj)
+                continue
+            if pending:
+                scripts.append(apply_script(args, list(pending)))
+                pending.clear()
+            if op.verb == "client-apply":
+                scripts.append(client_apply_script(args, [op.obj]))
+            elif op.verb == "delete":
+                scripts.append(delete_script(args, op.obj))
+            elif op.verb == "replace":
+                scripts += [delete_script(args, op.obj, wait=True), apply_script(args, [op.obj])]
+            elif op.verb == "client-replace":
+                scripts += [delete_script(args, op.obj, wait=True), client_apply_script(args, [op.obj])]
+            elif op.verb == "client-adopt":
+                scripts.append(replace_put_script(args, op.obj, client_side=True))
+            elif op.verb == "adopt":
+                flush()
+                adopt(args, op.obj, ctx)
+        flush()
         objects = self.objects(args)
         seen = {}
         if args.get("state") == "present" and (args.get("wait") or "none") != "none":
             seen = wait_for(args, objects, ctx)
-        return TaskResult(changed=bool(scripts),
-                          msg=f"{len(scripts)} object(s) created/updated/deleted" if scripts else "",
+        return TaskResult(changed=bool(ops), msg=f"{len(ops)} object(s) created/updated/deleted" if ops else "",
                           data={"objects": [describe(o) for o in objects], "status": seen})
+
+    def settle(self, args, state, ctx):
+        """Nothing to change, but apply waits until the objects are ready."""
+        wait = args.get("wait") or "none"
+        if args.get("state") != "present" or wait == "none":
+            return None
+        objects = self.objects(args)
+        live = state.live if isinstance(state, KubeState) else {}
+        seen = {describe(o): readiness(live.get(key(o)), wait) for o in objects}
+        if all(s == "ready" for s, _ in seen.values()):
+            return TaskResult(changed=False, data={"objects": list(seen), "status": {k: w for k, (_, w) in seen.items()}})
+        return TaskResult(changed=False, data={"objects": list(seen), "status": wait_for(args, objects, ctx)})
+
+
+def plan_object(args: dict, obj: dict, state: KubeState, host: str) -> list[Change]:
+    """Pure: one manifest object + what was read → its change (or none)."""
+    kind = obj["kind"]
+    k = key(obj)
+    current = state.live.get(k)
+    resource = f"kubernetes {describe(obj)}"
+    secret = kind == "Secret"
+    client = not state.server_side
+    if args.get("state") == "absent":
+        if current is None:
+            return []
+        if not managed(current):
+            return [Change(WARN, f"{resource} was not created by gfsdeploy (no label {MANAGED_BY}): left as is")]
+        return [Change(DESTROY, resource, data={"op": Op("delete", obj)})]
+    refusal = state.refused.get(k)
+    if refusal is not None and not refusal.namespace_missing and not refusal.immutable:
+        raise ModuleError(f"the API server refuses {describe(obj)} ({refusal.reason}): {refusal.message}",
+                          host=host, fix="correct the manifest (the server's dry run refused it; nothing was changed)")
+    if current is None:
+        lines = [f"+ {path}: {value}" for path, value in _unknown_fields(obj)]
+        if kind == "Service" and "clusterIP" not in (obj.get("spec") or {}):
+            lines.append(f"+ spec.clusterIP: {UNKNOWN}")
+        return [Change(ADD, resource, diff="\n".join(lines), sensitive=secret,
+                       data={"op": Op("client-apply" if client else "apply", obj)})]
+    foreign = not managed(current)
+    mode = args.get("existing") or "refuse"
+    if foreign and mode == "refuse":
+        raise PreflightError(
+            f"{describe(obj)} exists but was not created by gfsdeploy (it has no label {MANAGED_BY})",
+            host=host, field="existing",
+            fix="delete it, or let the task take it over (`existing: adopt`: it becomes exactly the manifest) "
+                "or add only the manifest's fields (`existing: merge`)")
+    forces = list(refusal.immutable) if refusal is not None and refusal.immutable else []
+    if not forces and (client or k not in state.applied):
+        forces = immutable_changes(obj, current)
+    if forces:
+        if kind in NEVER_REPLACED:
+            raise PreflightError(
+                f"{describe(obj)}: {', '.join(forces)} cannot be changed in place, and gfsdeploy never deletes "
+                f"a {kind} to create it again (what it holds would be lost)", host=host,
+                fix="put the old value back in the manifest, or migrate by hand")
+        fields = field_diff(obj, current)
+        for f in forces:   # a selector or parameters the user writes whole: show what goes, too
+            if f not in ("spec", "spec.template") and _get(obj, f) is not ABSENT:
+                fields = [d for d in fields if not _inside(d[0], f)] + object_diff(_get(current, f), _get(obj, f), f)
+        text, sensitive = diff_lines(kind, fields, tuple(forces))
+        header = f"# {', '.join(forces)} cannot be changed in place: deleted and created again"
+        return [Change(REPLACE, resource, diff=header + ("\n" + text if text else ""), sensitive=sensitive,
+                       data={"op": Op("client-replace" if client else "replace", obj)})]
+    if foreign and mode == "adopt":
+        after = state.adopted.get(k)
+        fields = object_diff(current, after) if after is not None else field_diff(obj, current)
+        text, sensitive = diff_lines(kind, fields)
+        header = "# adopt: made without gfsdeploy; afterwards exactly the manifest, owned by gfsdeploy"
+        return [Change(CHANGE, resource, diff=header + ("\n" + text if text else ""), sensitive=sensitive,
+                       data={"op": Op("client-adopt" if client else "adopt", keep_allocated(obj, current))})]
+    wait = args.get("wait") or "none"
+    if kind in RUN_ONCE_KINDS and wait != "none":
+        seen, what = readiness(current, wait)
+        if seen == "failed":
+            return [Change(REPLACE, resource, diff=f"# status: failed ({what}) forces replacement: "
+                                                   f"a failed {kind} is deleted and run again",
+                           data={"op": Op("client-replace" if client else "replace", obj)})]
+    send = unmarked(obj) if foreign else obj
+    if k in state.applied:
+        fields = object_diff(current, state.applied[k])
+        if foreign:   # merge: the ownership label is not added to someone else's object
+            fields = [f for f in fields if f[0] != f"metadata.labels.{MANAGED_BY_KEY}"]
+    else:
+        fields = field_diff(send, current) + (removed_since_last_apply(send, current) if client else [])
+    if not fields:
+        return []
+    text, sensitive = diff_lines(kind, fields)
+    return [Change(CHANGE, resource, diff=text, sensitive=sensitive,
+                   data={"op": Op("client-apply" if client else "apply", send)})]
+
+
+#: managers whose fields an adoption leaves to them (controllers, the kubelet)
+_CONTROLLERS = ("kube-", "kubelet")
+
+
+def merge_fields(a: dict, b: dict) -> dict:
+    """The union of two managedFields ``fieldsV1`` trees."""
+    out = json.loads(json.dumps(a))
+    for k, v in (b or {}).items():
+        out[k] = merge_fields(out.get(k) or {}, v) if v else out.get(k, {})
+    return out
+
+
+def adopt(args: dict, obj: dict, ctx: TaskContext) -> None:
+    """Make a live object someone else created exactly ``obj`` and gfsdeploy's own:
+    replace it (PUT), then hand every field its writers set to gfsdeploy's
+    server-side-apply manager, so that later applies remove what the manifest drops."""
+    result = ctx.run(replace_put_script(args, obj), what=f"adopt {describe(obj)} (kubectl replace)")
+    live = parse_objects(result.stdout, ctx.host.name, ctx.task_name)
+    owned: dict = {}
+    for entry in ((live[0].get("metadata") or {}).get("managedFields") or []) if live else []:
+        if entry.get("subresource") or str(entry.get("manager", "")).startswith(_CONTROLLERS):
+            continue
+        owned = merge_fields(owned, entry.get("fieldsV1") or {})
+    patch = {"metadata": {"managedFields": [{"manager": MANAGER, "operation": "Apply",
+                                             "apiVersion": obj["apiVersion"], "fieldsType": "FieldsV1",
+                                             "fieldsV1": owned}]}}
+    ctx.run(kubectl(args, "patch", ref(obj), *_ns_args(namespace_of(obj)), "--type", "merge",
+                    "-p", json.dumps(patch)), what=f"adopt {describe(obj)} (take over its fields)")
 
 
 def wait_for(args: dict, objects: list[dict], ctx: TaskContext) -> dict[str, str]:
     """Poll until every object is ready/complete; progress on every change of what
-    is seen; a failure or the timeout raises a ModuleError with the pods' state."""
+    is seen; a failure or the timeout raises a ModuleError with the pods' state and
+    their last events."""
     mode = args.get("wait") or "ready"
     timeout = float(args.get("wait_timeout") or 300)
     interval = max(float(args.get("wait_interval") or 2), 0.2)
@@ -504,7 +966,7 @@ def wait_for(args: dict, objects: list[dict], ctx: TaskContext) -> dict[str, str
             state, what = readiness(current, mode)
             seen[describe(obj)] = what
             if state == "failed":
-                raise ModuleError(f"{describe(obj)} failed: {what}{_pods_report(args, obj, current, ctx)}",
+                raise ModuleError(f"{describe(obj)} failed: {what}{pods_report(args, obj, current, ctx)}",
                                   host=ctx.host.name, task=ctx.task_name,
                                   fix="fix the cause shown above, then run apply again (the object is replaced)")
             if state != "ready":
@@ -522,31 +984,59 @@ def wait_for(args: dict, objects: list[dict], ctx: TaskContext) -> dict[str, str
             obj, current, what = pending[0]
             others = "".join(f"; also waiting for {describe(o)}: {w}" for o, _, w in pending[1:])
             raise ModuleError(f"timed out after {timeout:.0f}s waiting for {describe(obj)} to be {mode}: "
-                              f"last seen {what}{others}{_pods_report(args, obj, current, ctx)}",
+                              f"last seen {what}{others}{pods_report(args, obj, current, ctx)}",
                               host=ctx.host.name, task=ctx.task_name,
-                              fix="fix what the pods report (image, node labels, host packages), "
-                                  "or raise wait_timeout; re-running apply continues from here")
+                              fix="fix what the pods and their events report (image, node labels, host "
+                                  "packages), or raise wait_timeout; re-running apply continues from here")
         time.sleep(min(interval, max(timeout - (now - start), 0.1)))
 
 
-def _pods_report(args: dict, obj: dict, current: dict | None, ctx: TaskContext) -> str:
-    """The pods behind an object, one line each (best effort: diagnostics only)."""
+def pods_report(args: dict, obj: dict, current: dict | None, ctx: TaskContext) -> str:
+    """The pods behind an object, one line each, and each pod's last events
+    (best effort: diagnostics only, never hides the real error)."""
     if current is None:
         return ""
+    ns = namespace_of(obj)
     if obj["kind"] == "Pod":
-        return "\n  " + pod_summary(current)
-    selector = pod_selector(current)
-    if not selector:
+        pods = [current]
+    else:
+        selector = pod_selector(current)
+        if not selector:
+            return ""
+        try:
+            result = ctx.transport.run(kubectl(args, "get", "pods", *_ns_args(ns), "-l", selector, "-o", "json"),
+                                       kind="read")
+            pods = manifests.flatten(json.loads(result.stdout)) if result.rc == 0 and result.stdout.strip() else []
+        except Exception:  # noqa: BLE001 - a diagnostic must not hide the real error
+            return ""
+        if not pods:
+            return f"\n  no pods match {selector}" + events_report(args, current, ns, ctx)
+    lines = "".join("\n  " + pod_summary(p) for p in pods[:10])
+    return lines + "".join(events_report(args, p, ns, ctx) for p in pods[:3])
+
+
+def events_report(args: dict, involved: dict, ns: str, ctx: TaskContext, last: int = 5) -> str:
+    """The last events about one object (ErrImagePull, FailedMount, FailedScheduling…)."""
+    name = (involved.get("metadata") or {}).get("name")
+    if not name:
         return ""
-    cmd = qjoin(kubectl_argv(args) + ["get", "pods", *_ns_args(namespace_of(obj)), "-l", selector, "-o", "json"])
     try:
-        result = ctx.transport.run(cmd, kind="read")
-        pods = manifests.flatten(json.loads(result.stdout)) if result.rc == 0 and result.stdout.strip() else []
+        result = ctx.transport.run(kubectl(args, "get", "events", *_ns_args(ns), "--field-selector",
+                                           f"involvedObject.name={name}", "-o", "json"), kind="read")
+        events = manifests.flatten(json.loads(result.stdout)) if result.rc == 0 and result.stdout.strip() else []
     except Exception:  # noqa: BLE001 - a diagnostic must not hide the real error
         return ""
-    if not pods:
-        return f"\n  no pods match {selector}"
-    return "".join("\n  " + pod_summary(p) for p in pods[:10])
+    events.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or
+                                  (e.get("metadata") or {}).get("creationTimestamp") or ""))
+    if not events:
+        return ""
+    kind = (involved.get("kind") or "object").lower()
+    lines = [f"\n  last events of {kind} {name}:"]
+    for event in events[-last:]:
+        count = event.get("count") or 1
+        lines.append(f"\n    {event.get('type') or 'Normal'} {event.get('reason') or ''}: "
+                     f"{(event.get('message') or '').strip()}" + (f" (x{count})" if count > 1 else ""))
+    return "".join(lines)
 
 
 class KubernetesLabel(Module):
@@ -575,7 +1065,7 @@ class KubernetesLabel(Module):
         return args
 
     def probes(self, args, host):
-        return {"nodes": qjoin(kubectl_argv(args) + ["get", "nodes", "-o", "json"])}
+        return {"nodes": kubectl(args, "get", "nodes", "-o", "json")}
 
     def read(self, args, facts, ctx):
         return {"nodes": parse_get(facts, ctx.host.name, ctx.task_name)}
@@ -595,23 +1085,23 @@ class KubernetesLabel(Module):
                 drop = [k for k in args["labels"] if k in current]
                 if drop:
                     changes.append(Change(DESTROY, f"node {node} label {' '.join(drop)}",
-                                          diff="\n".join(f"label {k}: {current[k]} -> {ABSENT}" for k in drop),
-                                          script=qjoin(kubectl_argv(args) + ["label", "node", node,
-                                                                              *[f"{k}-" for k in drop]])))
+                                          diff="\n".join(f"- label {k}: {current[k]}" for k in drop),
+                                          script=kubectl(args, "label", "node", node, *[f"{k}-" for k in drop])))
                 continue
             want = {k: str(v) for k, v in args["labels"].items() if current.get(k) != str(v)}
             if want:
                 changes.append(Change(CHANGE, f"node {node} label " + " ".join(f"{k}={v}" for k, v in want.items()),
-                                      diff="\n".join(f"label {k}: {current.get(k, ABSENT)} -> {v}"
-                                                     for k, v in want.items()),
-                                      script=qjoin(kubectl_argv(args) + ["label", "node", node,
-                                                                          *[f"{k}={v}" for k, v in want.items()],
-                                                                          "--overwrite"])))
+                                      diff="\n".join(f"+ label {k}: {v}" if k not in current else
+                                                     f"~ label {k}: {current[k]} -> {v}" for k, v in want.items()),
+                                      script=kubectl(args, "label", "node", node,
+                                                     *[f"{k}={v}" for k, v in want.items()], "--overwrite")))
         return changes
 
 
 class KubernetesDelete(Module):
-    """Delete what a label selector matches (e.g. the heketi bootstrap), except ``keep``.
+    """Delete what a label selector matches (e.g. the heketi bootstrap), except ``keep``
+    and except what gfsdeploy did not create (no ``app.kubernetes.io/managed-by=gfsdeploy``
+    label): those are named in the plan and left alone.
 
     Deletes exactly the objects the plan listed, by name: owned objects (a
     Deployment's ReplicaSets and pods, a Job's pods) go with their owner."""
@@ -639,30 +1129,54 @@ class KubernetesDelete(Module):
         return args
 
     def probes(self, args, host):
-        return {"matching": qjoin(kubectl_argv(args) + ["get", ",".join(args["kinds"]), "-n", args["namespace"],
-                                                        "--selector", str(args["selector"]), "-o", "json"])}
+        return {"matching": kubectl(args, "get", ",".join(args["kinds"]), "-n", args["namespace"],
+                                    "--selector", str(args["selector"]), "-o", "json")}
 
     def read(self, args, facts, ctx):
         return {"live": parse_get(facts, ctx.host.name, ctx.task_name)}
 
     def plan(self, args, state, host):
-        doomed, seen = [], set()
+        doomed, seen, changes = [], set(), []
         for obj in (state or {}).get("live", []):
             meta = obj.get("metadata") or {}
             if key(obj) in seen or meta.get("ownerReferences") or meta.get("name") in (args.get("keep") or []):
                 continue
             seen.add(key(obj))
+            if not managed(obj):
+                changes.append(Change(WARN, f"kubernetes {describe(obj)} matches {args['selector']} but was not "
+                                            f"created by gfsdeploy (no label {MANAGED_BY}): left as is"))
+                continue
             doomed.append(obj)
         if not doomed:
-            return []
-        changes = [Change(DESTROY, f"kubernetes {describe(o)}", data={"object": o}) for o in doomed]
-        changes[0].script = qjoin(kubectl_argv(args) + ["delete", *[ref(o) for o in doomed],
-                                                        "-n", args["namespace"], "--ignore-not-found"])
-        return changes
+            return changes
+        deletes = [Change(DESTROY, f"kubernetes {describe(o)}", data={"object": o}) for o in doomed]
+        deletes[0].script = kubectl(args, "delete", *[ref(o) for o in doomed], "-n", args["namespace"],
+                                    "--ignore-not-found")
+        return changes + deletes
+
+
+def _is(item: str, obj: dict) -> bool:
+    """Whether ``obj`` is what ``TYPE/NAME`` names (``deployment/x``, ``deployments.apps/x``…)."""
+    kind, _, name = item.partition("/")
+    kind = kind.lower().split(".")[0]
+    return obj["metadata"]["name"] == name and str(obj.get("kind", "")).lower() in (kind, kind.rstrip("s"))
+
+
+@dataclass
+class ClusterFacts:
+    """What ``kubernetes_facts`` read."""
+
+    server: dict                       # kubectl version's serverVersion
+    api_server: str = ""               # the API server URL kubectl reached
+    kubeconfig: str = ""               # the kubeconfig it used
+    nodes: list = field(default_factory=list)
+    service: dict | None = None
+    objects: dict = field(default_factory=dict)   # ref -> live object (or None)
 
 
 class KubernetesFacts(Module):
-    """Read the cluster: server version (refusing >= 1.26), nodes, a Service's ClusterIP."""
+    """Read the cluster: which API server kubectl reaches and its version (refusing
+    >= 1.26), the nodes, a Service's ClusterIP and whether given objects exist."""
 
     cheap_reads = False  # every probe is a kubectl process
     name = "kubernetes_facts"
@@ -670,47 +1184,67 @@ class KubernetesFacts(Module):
     params = {
         "service": Param(check="k8s_name", help="Service whose ClusterIP to report"),
         "namespace": Param(default="default", check="k8s_name"),
+        "objects": Param(type="list", default=[], help="TYPE/NAME to look up, e.g. deployment.apps/heketi"),
         **_KUBECTL,
     }
 
     def resources(self, args: dict) -> set[str]:
         return {"kubernetes"}
 
+    def validate(self, args, *, where=None):
+        args = super().validate(args, where=where)
+        for item in args["objects"]:
+            kind, _, name = str(item).partition("/")
+            if not _KIND_LIST.match(kind) or k8s_name(name):
+                raise PlaybookError(f"{item!r} is not TYPE/NAME", field="objects",
+                                    fix="write e.g. deployment.apps/heketi", **(where or {}))
+        return args
+
     def probes(self, args, host):
-        probes = {"version": qjoin(kubectl_argv(args) + ["version", "-o", "json"]),
-                  "nodes": qjoin(kubectl_argv(args) + ["get", "nodes", "-o", "json"])}
+        config = q(args["kubeconfig"]) if args.get("kubeconfig") else DEFAULT_KUBECONFIG
+        probes = {"version": kubectl(args, "version", "-o", "json"),
+                  "nodes": kubectl(args, "get", "nodes", "-o", "json"),
+                  "where": f"printf '%s\\n' {config}; "
+                           + kubectl(args, "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}")}
         if args.get("service"):
-            probes["service"] = qjoin(kubectl_argv(args) + ["get", "service/" + args["service"], "-n",
-                                                            args["namespace"], "-o", "json", "--ignore-not-found"])
+            probes["service"] = kubectl(args, "get", "service/" + args["service"], "-n", args["namespace"],
+                                        "-o", "json", "--ignore-not-found")
+        if args.get("objects"):
+            probes["objects"] = kubectl(args, "get", *args["objects"], "-n", args["namespace"], "-o", "json",
+                                        "--ignore-not-found")
         return probes
 
-    def read(self, args, facts, ctx):
-        version = facts["version"]
+    def read(self, args, facts, ctx) -> ClusterFacts:
+        version, where = facts["version"], facts["where"]
+        config, _, api_server = where.stdout.partition("\n")
         try:
             server = json.loads(version.stdout).get("serverVersion")
         except (json.JSONDecodeError, AttributeError):
             server = None
         if not server:
-            raise ModuleError(f"kubectl version did not report the server's version (exit {version.rc}): "
-                              f"{version.stderr.strip()[-1500:]}", host=ctx.host.name, task=ctx.task_name,
-                              fix="check that kubectl on the master reaches the API server")
-        rest = {k: v for k, v in facts.items() if k != "version"}
+            raise ModuleError(f"kubectl did not reach the API server (exit {version.rc}; kubeconfig "
+                              f"{config.strip() or '?'}): {version.stderr.strip()[-1500:]}",
+                              host=ctx.host.name, task=ctx.task_name,
+                              fix="set the inventory variable `kubeconfig` to a kubeconfig for this cluster "
+                                  "on the master (kubeadm: /etc/kubernetes/admin.conf), and `kubectl` to its "
+                                  "path if it is not on the PATH of the user the task runs as")
+        rest = {k: v for k, v in facts.items() if k in ("nodes", "service")}
         live = parse_get(rest, ctx.host.name, ctx.task_name)
-        state = {"server": server,
-                 "nodes": [o for o in live if o.get("kind") == "Node"],
-                 "service": next((o for o in live if o.get("kind") == "Service"), None)}
-        self._state = state
-        return state
+        found = parse_get({"objects": facts["objects"]}, ctx.host.name, ctx.task_name) if "objects" in facts else []
+        objects = {item: next((o for o in found if _is(item, o)), None) for item in args.get("objects") or []}
+        return ClusterFacts(server=server, api_server=api_server.strip(), kubeconfig=config.strip(),
+                            nodes=[o for o in live if o.get("kind") == "Node"],
+                            service=next((o for o in live if o.get("kind") == "Service"), None), objects=objects)
 
     def plan(self, args, state, host):
-        manifests.check_supported(state["server"])  # raises the refusal on >= 1.26
+        manifests.check_supported(state.server)  # raises the refusal on >= 1.26
         return []
 
-    def facts(self, args, state, *, check_mode: bool = False, host: str = "") -> dict:
-        """The registered value: version, minor, nodes, node_labels, cluster_ip."""
-        minor = manifests.check_supported(state["server"])
-        service = state.get("service")
-        cluster_ip = (service or {}).get("spec", {}).get("clusterIP")
+    def facts(self, args, state: ClusterFacts, *, check_mode: bool = False, host: str = "") -> dict:
+        """The registered value: version, minor, api_server, kubeconfig, nodes, node_labels,
+        cluster_ip, exists/managed per looked-up object."""
+        minor = manifests.check_supported(state.server)
+        cluster_ip = (state.service or {}).get("spec", {}).get("clusterIP")
         if args.get("service") and not cluster_ip:
             if not check_mode:
                 raise ModuleError(f"Service {args['namespace']}/{args['service']} not found (or has no ClusterIP)",
@@ -718,15 +1252,20 @@ class KubernetesFacts(Module):
             from gfsdeploy.templating import Unknown
 
             cluster_ip = Unknown()  # later tasks using it are planned "(known after apply)"
-        nodes = state.get("nodes") or []
-        return {"version": state["server"].get("gitVersion", ""), "minor": minor,
-                "nodes": [n["metadata"]["name"] for n in nodes],
-                "node_labels": {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in nodes},
-                "cluster_ip": cluster_ip}
+        return {"version": state.server.get("gitVersion", ""), "minor": minor,
+                "api_server": state.api_server, "kubeconfig": state.kubeconfig,
+                "nodes": [n["metadata"]["name"] for n in state.nodes],
+                "node_labels": {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in state.nodes},
+                "cluster_ip": cluster_ip,
+                "exists": {r: o is not None for r, o in state.objects.items()},
+                "managed": {r: managed(o) for r, o in state.objects.items()}}
+
+    def report(self, args, state, ctx):
+        data = self.facts(args, state, check_mode=ctx.check_mode, host=ctx.host.name)
+        return TaskResult(changed=False, data=data,
+                          msg=f"API server {state.api_server or '?'} (kubeconfig {state.kubeconfig or '?'}): "
+                              f"Kubernetes {data['version']}")
 
     def apply(self, args, changes, ctx):
-        state = getattr(self, "_state", None)
-        if state is None:
-            state = self.read(args, ctx.transport.read_many(self.probes(args, ctx.host)), ctx)
-        return TaskResult(changed=False, data=self.facts(args, state, check_mode=ctx.check_mode,
-                                                         host=ctx.host.name))
+        state = self.read(args, ctx.transport.read_many(self.probes(args, ctx.host)), ctx)
+        return self.report(args, state, ctx)

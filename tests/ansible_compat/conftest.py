@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ansible_compat.harness import Compat, ansible_playbook, collections_path
+from tests.ansible_compat.harness import Compat, ansible_playbook, has_collections
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +23,7 @@ def compat(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def posix_collections():
-    """ansible.posix / community.general for ansible-playbook (mount, sysctl …); skip without them."""
-    path = collections_path(required=True)
-    if not path:
-        pytest.skip("could not fetch the `ansible` wheel from PyPI for its ansible.posix collection")
-    return path
+    """ansible.posix / community.general for ansible-playbook (mount, sysctl …)."""
+    if not has_collections():
+        pytest.fail("the ansible.posix / community.general collections are missing: install the `test` extra "
+                    "(PyPI's `ansible`)")

@@ -47,7 +47,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,8 +319,7 @@ class Compat:
                    ANSIBLE_SSH_CONTROL_PATH_DIR=str(tmp / "cp"), ANSIBLE_PIPELINING="True",
                    ANSIBLE_HOST_KEY_CHECKING="True", ANSIBLE_RETRY_FILES_ENABLED="False",
                    ANSIBLE_NOCOLOR="1", ANSIBLE_LOCAL_TEMP=str(tmp / "local"), ANSIBLE_CONFIG=str(cfg),
-                   ANSIBLE_DEPRECATION_WARNINGS="False", ANSIBLE_SYSTEM_WARNINGS="False",
-                   ANSIBLE_COLLECTIONS_PATH=collections_path() or "")
+                   ANSIBLE_DEPRECATION_WARNINGS="False", ANSIBLE_SYSTEM_WARNINGS="False")
         argv = [self.exe, "-i", str(inventory), str(playbook)]
         if check:
             argv.append("--check")
@@ -553,38 +551,12 @@ class Check:
 
 
 # -- Ansible collections (ansible.posix …) -----------------------------------------------------
-COLLECTIONS_CACHE = Path(os.environ.get("GFSDEPLOY_COMPAT_CACHE", Path.home() / ".cache" / "gfsdeploy-compat"))
-COLLECTIONS = ("ansible/posix", "community/general")
+def has_collections() -> bool:
+    """ansible.posix and community.general are installed (PyPI's ``ansible``: the test extra)."""
+    import importlib.util
 
-
-def collections_path(required: bool = False) -> str | None:
-    """A collections directory holding ansible.posix and community.general, taken from the
-    ``ansible`` package's wheel on PyPI (downloaded once with pip, only those two collections
-    unpacked). None when pip cannot get it (tests that need them then skip)."""
-    root = COLLECTIONS_CACHE / "collections"
-    marker = root / ".complete"
-    if marker.exists():
-        return str(root)
-    if not required:
-        return None
-    import zipfile
-
-    wheels = COLLECTIONS_CACHE / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
-    if not list(wheels.glob("ansible-*.whl")):
-        res = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
-                              "-d", str(wheels), "ansible>=11,<13"], capture_output=True, text=True, timeout=600)
-        if res.returncode != 0:
-            return None
-    wheel = sorted(wheels.glob("ansible-*.whl"))[-1]
-    tmp = Path(tempfile.mkdtemp(dir=COLLECTIONS_CACHE))
-    with zipfile.ZipFile(wheel) as z:
-        for member in z.namelist():
-            if any(member.startswith(f"ansible_collections/{c}/") for c in COLLECTIONS):
-                z.extract(member, tmp)
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
-    (tmp / "ansible_collections").rename(root / "ansible_collections")
-    shutil.rmtree(tmp, ignore_errors=True)
-    marker.write_text(wheel.name + "\n")
-    return str(root)
+    try:
+        return all(importlib.util.find_spec(f"ansible_collections.{c}") is not None
+                   for c in ("ansible.posix", "community.general"))
+    except ModuleNotFoundError:
+        return False

@@ -384,3 +384,33 @@ def test_bad_connection_settings_name_the_variable():
     assert "docker" in str(info.value) and info.value.field == "ansible_connection"
     problems = sshconfig.check_variables({"ansible_ssh_extra_args": "-J a@b:99999", "ansible_connection": "winrm"})
     assert [p[0] for p in problems] == ["ansible_ssh_extra_args", "ansible_connection"]
+
+
+def test_paramiko_is_imported_without_invoke_until_match_exec_needs_it(tmp_path):
+    """invoke is ~40% of paramiko's import; only ssh_config's `Match exec` uses it."""
+    code = textwrap.dedent(f"""
+        import sys
+        import gfsdeploy.transport.ssh
+        assert "invoke" not in sys.modules, "invoke was imported with paramiko"
+        from gfsdeploy.transport import sshconfig
+        open({str(tmp_path / 'cfg')!r}, "w").write(
+            'Match exec "test 1 = 1"\\n  HostName 192.0.2.10\\nMatch exec "false"\\n  Port 2200\\n')
+        s = sshconfig.settings("web", {{"ansible_ssh_common_args": "-F {tmp_path / 'cfg'}"}})
+        assert (s.hostname, s.port) == ("192.0.2.10", 22), (s.hostname, s.port)
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.stdout.strip() == "ok", proc.stderr
+
+
+@pytest.mark.parametrize("mode", ["kill", "finish"])
+@pytest.mark.parametrize("pty", [False, True])
+def test_the_wrapper_leaves_no_trace_and_keeps_the_umask(tmp_path, mode, pty):
+    t = LocalTransport("h")
+    before = set(os.listdir("/tmp"))
+    r = t._run_once("umask; echo out; echo err >&2", None, 30, mode, pty=pty)
+    mask = os.umask(0o22)
+    os.umask(mask)
+    assert (r.rc, r.stdout, r.stderr) == (0, f"{mask:04o}\nout\n", "err\n")
+    assert not [n for n in set(os.listdir("/tmp")) - before if n.startswith(".gfsdeploy-")]

@@ -17,7 +17,8 @@ A row (a JSON object in ``tests/modules/data/<family>/*.json``, or a dict in a t
   ``script_contains``, ``after`` (the exact bytes a file write puts in the file),
   ``sensitive``;
 - ``probes`` (optional): probe name → a substring of that probe's command;
-  ``result`` (optional): keys of the value registered when nothing changes.
+  ``result`` (optional): keys of the value registered when nothing changes (read-only
+  modules: what ``report()`` registers from the state).
 """
 
 from __future__ import annotations
@@ -131,7 +132,10 @@ def check(row) -> None:
             assert change.sensitive == expected["sensitive"]
     if "result" in row:
         assert not [c for c in changes if c.action != "!"], "result rows must be no-ops"
-        registered = module.unchanged(args, state).as_register()
+        host = host_of(row)
+        result = module.report(args, state, context(row, host)) if module.read_only else \
+            module.unchanged(args, state)
+        registered = result.as_register()
         for key, value in row["result"].items():
             assert registered.get(key) == value, f"result {key}: {registered.get(key)!r} != {value!r}"
 

@@ -10,6 +10,10 @@ import warnings
 
 warnings.simplefilter("ignore")
 
+from ansible.plugins.loader import init_plugin_loader  # noqa: E402
+
+init_plugin_loader()  # the collections (community.general, ansible.utils) of the `ansible` package
+
 from ansible.parsing.dataloader import DataLoader  # noqa: E402
 from ansible.template import Templar, trust_as_template  # noqa: E402
 

@@ -32,6 +32,9 @@ VARS = {
     "tpl_undefined": "{{ nope }}",
     "tpl_chain": "{{ tpl_undefined }}",
     "tpl_nested": "{{ tpl * 2 }}",
+    "clusters": [{"name": "a", "nodes": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}]},
+                 {"name": "b", "nodes": [{"ip": "10.0.1.1"}]}],
+    "addrs": ["192.168.1.5/24", "10.0.0.1", "x", "fe80::1", "8.8.8.8", "2001:db8::5/64", "10.0.0.0/8"],
 }
 
 EXPRESSIONS = [
@@ -206,4 +209,40 @@ EXPRESSIONS += [
 EXPRESSIONS += [
     "{{ n }}\n", "{{ text }}\n", "x{{ n }}\n", "{{ n }}\n\n", "{{ nums }}\n", "{{ n }} ",
     "{% set l = [] %}{% if l.append(1) %}{% endif %}{{ l }} items", "{{ {'a': 1}.items() | list }}",
+]
+
+# collections' filters (the `ansible` package: community.general, ansible.utils with netaddr)
+EXPRESSIONS += [
+    "{{ clusters | json_query('[].name') }}", "{{ clusters | json_query('[].nodes[].ip') }}",
+    "{{ clusters | json_query(\"[?name=='b'].nodes[0].ip | [0]\") }}", "{{ clusters | json_query('nothing') }}",
+    "{{ clusters | community.general.json_query('length(@)') }}", "{{ 'x' | community.general.dict_kv('k') }}",
+    "{{ clusters | json_query('[') }}", "{{ lookup('ansible.builtin.env', 'HOME') }}",
+]
+for query in ["", "address", "network", "netmask", "hostmask", "prefix", "broadcast", "subnet", "cidr", "host",
+              "net", "size", "version", "public", "private", "loopback", "multicast", "link-local", "unicast",
+              "host/prefix", "address/prefix", "first_usable", "last_usable", "next_usable", "previous_usable",
+              "range_usable", "revdns", "wrap", "0", "1", "4", "-1", "ipv4", "ipv6", "bool", "int", "lo"]:
+    for addr in ["192.168.1.5/24", "10.0.0.1", "x", "fe80::1", "8.8.8.8", "2001:db8::5/64", "10.0.0.0/8",
+                 "10.1.2.3/32", "10.0.0.0/31", "10.0.0.1/31", "::ffff:10.0.0.1", "127.0.0.1", "224.0.0.1", "",
+                 "1.2.3.4/33"]:
+        EXPRESSIONS.append(f"{{{{ '{addr}' | ansible.utils.ipaddr('{query}') }}}}")
+EXPRESSIONS += [
+    "{{ addrs | ansible.utils.ipaddr }}", "{{ addrs | ansible.utils.ipv4 }}", "{{ addrs | ansible.utils.ipv6 }}",
+    "{{ addrs | ansible.utils.ipv4('address') }}", "{{ addrs | ansible.utils.ipwrap }}",
+    "{{ '10.0.0.1' | ansible.utils.ipmath(5) }}", "{{ '10.0.0.0/24' | ansible.utils.nthhost(10) }}",
+    "{{ '10.0.0.0/24' | ansible.utils.network_in_usable('10.0.0.7') }}",
+    "{{ '10.0.0.0/24' | ansible.utils.network_in_usable('10.0.0.255') }}",
+    "{{ '10.0.0.0/24' | ansible.utils.network_in_network('10.0.0.0/25') }}",
+    "{{ '10.0.0.0/24' | ansible.utils.ipsubnet(26) }}", "{{ '10.0.0.5' | ansible.utils.ipaddr('bogus') }}",
+    "{{ '10.0.0.0/24' | ansible.utils.ipsubnet }}", "{{ '10.0.0.0/24' | ansible.utils.ipsubnet(26, 1) }}",
+    "{{ '10.0.0.0/24' | ansible.utils.ipsubnet(23) }}", "{{ '10.0.0.1' | ansible.utils.ipmath(-1) }}",
+    "{{ '10.0.0.1/24' | ansible.utils.ipmath(2) }}", "{{ '10.0.0.0/24' | ansible.utils.nthhost(-1) }}",
+    "{{ '10.0.0.0/24' | ansible.utils.nthhost(300) }}", "{{ '10.0.0.5' | ansible.utils.nthhost(1) }}",
+    "{{ '10.0.0.0/24' | ansible.utils.network_in_network('10.0.1.0/25') }}",
+    "{{ '10.0.0.0/24' | ansible.utils.network_in_network('10.0.0.7') }}",
+    "{{ '10.0.0.0/24' | ansible.utils.network_in_usable('10.0.0.0') }}", "{{ none | ansible.utils.ipaddr }}",
+    "{{ true | ansible.utils.ipaddr }}", "{{ 167772161 | ansible.utils.ipaddr }}", "{{ [] | ansible.utils.ipaddr }}",
+    "{{ addrs | ansible.utils.ipaddr('address') }}", "{{ addrs | ansible.utils.ipaddr('network') }}",
+    "{{ 'fe80::1' | ansible.utils.ipv4 }}", "{{ '10.0.0.1' | ansible.utils.ipv6 }}",
+    "{{ '10.0.0.1/24' | ansible.utils.ipv6('address') }}", "{{ addrs | ansible.utils.ipaddr('private') }}",
 ]

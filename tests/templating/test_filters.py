@@ -48,7 +48,7 @@ def test_json_query(expression, expected):
     ("{{ ['10.0.0.1', 'fe80::1'] | ipv4 }}", ["10.0.0.1"]),
     ("{{ ['10.0.0.1', 'fe80::1'] | ipv6 }}", ["fe80::1"]),
     ("{{ '10.0.0.1' | ipaddr('private') }}", "10.0.0.1"),
-    ("{{ '8.8.8.8' | ipaddr('private') }}", False),
+    ("{{ '8.8.8.8' | ipaddr('private') }}", None),
     ("{{ '8.8.8.8' | ipaddr('public') }}", "8.8.8.8"),
     ("{{ 'fe80::1' | ipwrap }}", "[fe80::1]"),
     ("{{ '10.0.0.1' | ipwrap }}", "10.0.0.1"),
@@ -61,6 +61,11 @@ def test_json_query(expression, expected):
 ])
 def test_ip_filters(expression, expected):
     assert render(expression) == expected
+
+
+def test_ipaddr_needs_a_network_for_usable_queries():
+    with pytest.raises(TemplateError, match="Not a network address"):
+        render("{{ '10.0.0.1' | ipaddr('first_usable') }}")
 
 
 def test_ipaddr_unknown_query_is_an_error():

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from gfsdeploy import validate
 from gfsdeploy_glusterfs import validate as k8s_validate
 from gfsdeploy.errors import PlaybookError
-from gfsdeploy.modules.base import HostInfo
+from gfsdeploy.modules.base import HostInfo, TaskContext
 from gfsdeploy_glusterfs.modules.heketi import normalize_topology
 from gfsdeploy.modules.iptables import build_rule
 from gfsdeploy.templating import Templar
@@ -201,7 +201,7 @@ def fakebin(tmp_path_factory):
     log = str(root / "calls")
     make_recorder(str(root / "bin"), "iptables", log, rc=1)  # -C "rule missing", -A ok enough
     make_recorder(str(root / "bin"), "apt-get", log)
-    make_recorder(str(root / "bin"), "kubectl", log, rc=1)  # get: not found -> create
+    make_recorder(str(root / "bin"), "kubectl", log)
     return str(root / "bin"), log
 
 
@@ -265,13 +265,13 @@ def test_kubernetes_manifest_values_reach_kubectl_exactly(fakebin, value, label)
     obj = {"apiVersion": "v1", "kind": "ConfigMap",
            "metadata": {"name": "hostile", "namespace": "default", "annotations": {"note": label}},
            "data": {"value": value, "GFS_EOF_x": value}}
-    args = module.validate({"definition": obj})
+    args = module.validate({"definition": obj, "kubeconfig": "/etc/kubernetes/admin.conf"})
     args = module.prepare(args, type("Ctx", (), {"host": HostInfo("local"), "task_name": "t"})())
-    changes = module.plan(args, {"live": []}, HostInfo("local"))
-    FakeBinTransport(bindir).run("set -e\n" + changes[0].script)
-    created = [r for r in records(log) if r["argv"][:1] == ["create"]]
-    assert created, records(log)
-    sent = json.loads(created[0]["stdin"])
+    changes = module.plan(args, None, HostInfo("local"))
+    module.apply(args, changes, TaskContext(HostInfo("local"), FakeBinTransport(bindir), task_name="t"))
+    applied = [r for r in records(log) if "apply" in r["argv"]]
+    assert applied, records(log)
+    sent = json.loads(applied[0]["stdin"])
     assert sent["data"] == {"value": value, "GFS_EOF_x": value}
     assert sent["metadata"]["annotations"]["note"] == label
 

@@ -6,6 +6,10 @@ from __future__ import annotations
 import copy
 import json
 
+import yaml
+
+from . import managedfields
+
 from .admission import Admission
 from .discovery import Discovery
 from .store import ApiError, Store, json_patch, merge_patch, now
@@ -23,34 +27,49 @@ class Api:
         return self.discovery.preferred(plural)
 
     # --- verbs -----------------------------------------------------------
-    def create(self, res, ns: str, obj: dict) -> dict:
+    # ``manager``: the field manager a client names (``?fieldManager=``); None for the
+    # simulated controllers, whose writes are not tracked. ``dry_run``: validate and
+    # return what would be stored, store nothing (``?dryRun=All``).
+    def create(self, res, ns: str, obj: dict, *, manager: str | None = None, dry_run: bool = False) -> dict:
         with self.store.cond:     # admission + store in one step (ClusterIP allocation must not race)
-            return self._create(res, ns, obj)
+            return self._create(res, ns, obj, manager, dry_run)
 
-    def _create(self, res, ns: str, obj: dict) -> dict:
+    def _create(self, res, ns: str, obj: dict, manager: str | None = None, dry_run: bool = False) -> dict:
         if res.namespaced and res.plural != "namespaces" and not self.store.find("namespaces", "", ns):
             raise ApiError(404, "NotFound", f'namespaces "{ns}" not found',
                            {"name": ns, "kind": "namespaces"})
         obj = self.admission.on_create(res, ns if res.namespaced else "", obj)
-        return self.store.create(res, ns if res.namespaced else "", obj)
+        if manager or (obj.get("metadata") or {}).get("managedFields") is not None:
+            managedfields.track_update(None, obj, manager, res.group_version)
+        return self.store.create(res, ns if res.namespaced else "", obj, dry_run=dry_run)
 
-    def replace(self, res, ns: str, name: str, obj: dict, sub: str | None = None) -> dict:
+    def replace(self, res, ns: str, name: str, obj: dict, sub: str | None = None, *,
+                manager: str | None = None, dry_run: bool = False) -> dict:
         with self.store.cond:
-            return self._replace(res, ns, name, obj, sub)
+            return self._replace(res, ns, name, obj, sub, manager, dry_run)
 
-    def _replace(self, res, ns: str, name: str, obj: dict, sub: str | None = None) -> dict:
+    def _replace(self, res, ns: str, name: str, obj: dict, sub: str | None = None,
+                 manager: str | None = None, dry_run: bool = False) -> dict:
         ns = ns if res.namespaced else ""
         old = self.store.get(res, ns, name)
         obj.setdefault("metadata", {}).setdefault("name", name)
+        if "managedFields" not in obj["metadata"] and sub != "status":
+            obj["metadata"]["managedFields"] = copy.deepcopy(old["metadata"].get("managedFields") or [])
         new = self.admission.on_update(res, ns, obj, old, sub)
-        return self.store.update(res, ns, new)
+        if sub != "status":
+            managedfields.track_update(old, new, manager, res.group_version)
+        return self.store.update(res, ns, new, dry_run=dry_run)
 
-    def patch(self, res, ns: str, name: str, body: bytes, ctype: str, sub: str | None = None) -> dict:
+    def patch(self, res, ns: str, name: str, body: bytes, ctype: str, sub: str | None = None, *,
+              manager: str | None = None, force: bool = False, dry_run: bool = False) -> dict:
         with self.store.cond:
-            return self._patch(res, ns, name, body, ctype, sub)
+            return self._patch(res, ns, name, body, ctype, sub, manager, force, dry_run)
 
-    def _patch(self, res, ns: str, name: str, body: bytes, ctype: str, sub: str | None = None) -> dict:
+    def _patch(self, res, ns: str, name: str, body: bytes, ctype: str, sub: str | None = None,
+               manager: str | None = None, force: bool = False, dry_run: bool = False) -> dict:
         ns = ns if res.namespaced else ""
+        if "apply-patch" in ctype:
+            return self._apply(res, ns, name, body, manager, force, dry_run)
         old = self.store.get(res, ns, name)
         try:
             patch = json.loads(body or b"null")
@@ -64,22 +83,80 @@ class Api:
         elif "merge-patch" in ctype:
             new = merge_patch(old, patch, strategic="strategic" in ctype)
         else:
-            raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
-                                                        f"accepted media types include: application/json-patch"
-                                                        f"+json, application/merge-patch+json, application/"
-                                                        f"strategic-merge-patch+json (got {ctype})")
+            raise ApiError(415, "UnsupportedMediaType", self._media_types(ctype))
         if not isinstance(patch, dict) or "resourceVersion" not in (patch.get("metadata") or {}):
             new.setdefault("metadata", {})["resourceVersion"] = old["metadata"]["resourceVersion"]
         new = self.admission.on_update(res, ns, new, old, sub)
-        return self.store.update(res, ns, new)
+        if sub != "status":
+            managedfields.track_update(old, new, manager, res.group_version)
+        return self.store.update(res, ns, new, dry_run=dry_run)
 
-    def delete(self, res, ns: str, name: str, propagation: str = "Background") -> dict:
+    def _media_types(self, ctype: str) -> str:
+        accepted = ["application/json-patch+json", "application/merge-patch+json",
+                    "application/strategic-merge-patch+json"]
+        if self.server_side_apply:
+            accepted.append("application/apply-patch+yaml")
+        return ("the body of the request was in an unknown format - accepted media types include: "
+                + ", ".join(accepted) + f" (got {ctype})")
+
+    @property
+    def server_side_apply(self) -> bool:
+        """Server-side apply is served from Kubernetes 1.16 (beta, on by default) on."""
+        from .discovery import parse_version
+        return parse_version(self.discovery.version)[:2] >= (1, 16)
+
+    def _apply(self, res, ns: str, name: str, body: bytes, manager: str | None, force: bool,
+               dry_run: bool) -> dict:
+        """Server-side apply (``PATCH`` with ``application/apply-patch+yaml``): create the
+        object if missing, else merge what the manager applies and drop what it no longer
+        applies; another manager's value is a 409 conflict unless ``force``."""
+        if not self.server_side_apply:
+            raise ApiError(415, "UnsupportedMediaType", self._media_types("application/apply-patch+yaml"))
+        if not manager:
+            raise ApiError(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: "
+                                           "Required value: is required for apply patch")
+        try:
+            applied = yaml.safe_load(body or b"")
+        except yaml.YAMLError as exc:
+            raise ApiError(400, "BadRequest", f"error decoding YAML: {exc}") from None
+        if not isinstance(applied, dict):
+            raise ApiError(400, "BadRequest", "the body of an apply patch must be an object")
+        if applied.get("apiVersion") != res.group_version or applied.get("kind") != res.kind:
+            raise ApiError(400, "BadRequest", f"the apiVersion and kind of the applied object "
+                                              f"({applied.get('apiVersion')}, {applied.get('kind')}) do not "
+                                              f"match the request ({res.group_version}, {res.kind})")
+        meta = applied.setdefault("metadata", {})
+        if meta.get("name", name) != name:
+            raise ApiError(400, "BadRequest", "the name of the object does not match the name on the URL")
+        meta["name"] = name
+        if res.namespaced:
+            if meta.get("namespace", ns) != ns:
+                raise ApiError(400, "BadRequest", "the namespace of the provided object does not match the "
+                                                  "namespace sent on the request")
+            meta["namespace"] = ns
+        old = self.store.find(res.plural, ns, name)
+        if old is None:
+            obj = managedfields.apply(None, applied, manager, force, res.group_version)
+            fields = obj["metadata"].pop("managedFields")
+            if res.namespaced and res.plural != "namespaces" and not self.store.find("namespaces", "", ns):
+                raise ApiError(404, "NotFound", f'namespaces "{ns}" not found', {"name": ns, "kind": "namespaces"})
+            obj = self.admission.on_create(res, ns, obj)
+            obj["metadata"]["managedFields"] = fields
+            return self.store.create(res, ns, obj, dry_run=dry_run)
+        new = managedfields.apply(old, applied, manager, force, res.group_version)
+        new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+        new = self.admission.on_update(res, ns, new, old, None)
+        return self.store.update(res, ns, new, dry_run=dry_run)
+
+    def delete(self, res, ns: str, name: str, propagation: str = "Background", *, dry_run: bool = False) -> dict:
         with self.store.cond:
-            return self._delete(res, ns, name, propagation)
+            return self._delete(res, ns, name, propagation, dry_run)
 
-    def _delete(self, res, ns: str, name: str, propagation: str) -> dict:
+    def _delete(self, res, ns: str, name: str, propagation: str, dry_run: bool = False) -> dict:
         ns = ns if res.namespaced else ""
-        gone = self.store.delete(res, ns, name)
+        gone = self.store.delete(res, ns, name, dry_run=dry_run)
+        if dry_run:
+            return gone
         uid = gone["metadata"]["uid"]
         if propagation == "Orphan":
             for plural in ("pods", "replicasets", "endpoints", "services"):

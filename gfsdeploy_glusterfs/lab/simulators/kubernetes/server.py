@@ -154,30 +154,57 @@ class Handler(BaseHTTPRequestHandler):
                               "text/plain")
         if method == "GET":
             return self._send(200, self._out(res, api.store.get(res, ns, name)))
+        manager = self.query.get("fieldManager") or None
         if method == "POST" and name is None:
             body = self._json_body()
-            return self._send(201, self._out(res, api.create(res, ns, body)))
+            return self._send(201, self._out(res, api.create(res, ns, body, manager=manager or self._agent(),
+                                                             dry_run=self._dry_run())))
         if method == "PUT" and name:
             body = self._json_body()
-            return self._send(200, self._out(res, api.replace(res, ns, name, body, sub)))
+            return self._send(200, self._out(res, api.replace(res, ns, name, body, sub, manager=manager or self._agent(),
+                                                              dry_run=self._dry_run())))
         if method == "PATCH" and name:
             ctype = self.headers.get("Content-Type", "")
-            return self._send(200, self._out(res, api.patch(res, ns, name, self._body(), ctype, sub)))
+            force = self.query.get("force") in ("true", "1")
+            obj = api.patch(res, ns, name, self._body(), ctype, sub, manager=manager or
+                            ("" if "apply-patch" in ctype else self._agent()), force=force, dry_run=self._dry_run())
+            return self._send(200, self._out(res, obj))
         if method == "DELETE" and name:
             opts = self._json_body() if int(self.headers.get("Content-Length") or 0) else {}
             prop = opts.get("propagationPolicy") or self.query.get("propagationPolicy") or "Background"
             if opts.get("orphanDependents") is True:
                 prop = "Orphan"
-            return self._send(200, self._out(res, api.delete(res, ns, name, prop)))
+            return self._send(200, self._out(res, api.delete(res, ns, name, prop,
+                                                             dry_run=self._dry_run(opts.get("dryRun")))))
         if method == "DELETE":
             labels = parse_label_selector(self.query.get("labelSelector"))
             fields = parse_field_selector(self.query.get("fieldSelector"))
             items, rv = api.store.list(res.plural, ns or None, labels, fields)
+            dry_run = self._dry_run()
             for obj in items:
-                api.delete(res, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+                api.delete(res, obj["metadata"].get("namespace", ""), obj["metadata"]["name"], dry_run=dry_run)
             return self._send(200, self._list_doc(res, items, rv))
         raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested "
                                                 "resource")
+
+    def _agent(self) -> str:
+        """The manager of a write that names none: the client's name from its User-Agent."""
+        agent = self.headers.get("User-Agent", "") or "unknown"
+        return agent.split("/")[0].split(" ")[0] or "unknown"
+
+    def _dry_run(self, from_body=None) -> bool:
+        """``?dryRun=All`` (or DeleteOptions.dryRun): served from Kubernetes 1.13 on."""
+        values = list(from_body or [])
+        if self.query.get("dryRun"):
+            values.append(self.query["dryRun"])
+        if not values:
+            return False
+        from .discovery import parse_version
+        if parse_version(self.sim.api.discovery.version)[:2] < (1, 13):
+            raise ApiError(400, "BadRequest", "the dryRun alpha feature is disabled")
+        if any(v != "All" for v in values):
+            raise ApiError(400, "BadRequest", f"Invalid value: {values!r}: supported values: \"All\"")
+        return True
 
     # --- output ----------------------------------------------------------
     def _out(self, res, obj: dict) -> dict:

@@ -306,7 +306,8 @@ class Store:
                      and fields_match(fields or [], o)]
             return items, str(self.rv)
 
-    def create(self, res, ns: str, obj: dict) -> dict:
+    def create(self, res, ns: str, obj: dict, dry_run: bool = False) -> dict:
+        """Store a new object; ``dry_run``: return what would be stored, store nothing."""
         with self.cond:
             meta = obj.setdefault("metadata", {})
             key = (res.plural, ns, meta["name"])
@@ -316,16 +317,19 @@ class Store:
                 meta["namespace"] = ns
             meta["uid"] = meta.get("uid") or str(uuid.uuid4())   # admission may preset it (Job selector)
             meta["creationTimestamp"] = now()
-            meta["resourceVersion"] = self._bump()
             if "spec" in obj:
                 meta["generation"] = 1
             for k in ("deletionTimestamp", "selfLink"):
                 meta.pop(k, None)
+            if dry_run:
+                meta.pop("resourceVersion", None)
+                return copy.deepcopy(obj)
+            meta["resourceVersion"] = self._bump()
             self.objs[key] = copy.deepcopy(obj)
             self._record(res.plural, "ADDED", None, self.objs[key])
             return copy.deepcopy(obj)
 
-    def update(self, res, ns: str, obj: dict, check_rv: bool = True) -> dict:
+    def update(self, res, ns: str, obj: dict, check_rv: bool = True, dry_run: bool = False) -> dict:
         """Replace; a stale metadata.resourceVersion gives 409 Conflict; none means unconditional."""
         with self.cond:
             name = obj["metadata"]["name"]
@@ -345,17 +349,23 @@ class Store:
             if "generation" in old["metadata"]:
                 gen = old["metadata"]["generation"]
                 meta["generation"] = gen + 1 if obj.get("spec") != old.get("spec") else gen
+            if dry_run:
+                meta["resourceVersion"] = old["metadata"]["resourceVersion"]
+                return copy.deepcopy(obj)
             meta["resourceVersion"] = self._bump()
             self.objs[key] = copy.deepcopy(obj)
             self._record(res.plural, "MODIFIED", old, self.objs[key])
             return copy.deepcopy(obj)
 
-    def delete(self, res, ns: str, name: str) -> dict:
+    def delete(self, res, ns: str, name: str, dry_run: bool = False) -> dict:
         with self.cond:
             key = (res.plural, ns, name)
-            old = self.objs.pop(key, None)
+            old = self.objs.get(key)
             if old is None:
                 raise not_found(res, name)
+            if dry_run:
+                return copy.deepcopy(old)
+            self.objs.pop(key)
             gone = copy.deepcopy(old)
             gone["metadata"]["resourceVersion"] = self._bump()
             gone["metadata"]["deletionTimestamp"] = now()
