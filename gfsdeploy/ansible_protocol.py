@@ -953,16 +953,16 @@ class ProtocolModule(Module):
         return out
 
     def prepare(self, args: dict, ctx: TaskContext) -> dict:
-        variables = getattr(ctx, "variables", None) or {}
+        variables = ctx.variables
         interpreter = variables.get("ansible_python_interpreter") or ctx.host.vars.get("ansible_python_interpreter")
-        check = getattr(ctx, "task_check_mode", None)
+        check = ctx.task_check_mode
         cache = variables.get(CACHE_VAR) or ctx.host.vars.get(CACHE_VAR)
         return {**args, PRIVATE: {
             "interpreter": str(interpreter) if interpreter else None,
             "cache": str(cache) if cache else CACHE_DIR,
-            "no_log": bool(getattr(ctx, "no_log", False)),
-            "diff": bool(getattr(ctx, "diff", False)),
-            "verbosity": int(getattr(ctx, "verbosity", 0) or 0),
+            "no_log": bool(ctx.no_log),
+            "diff": bool(ctx.diff),
+            "verbosity": int(ctx.verbosity or 0),
             "check": check if isinstance(check, bool) else None}}
 
     def _split(self, args: dict) -> tuple[dict, dict]:
@@ -993,7 +993,7 @@ class ProtocolModule(Module):
                                 ship=not packed.cacheable, cache=options.get("cache") or CACHE_DIR)}
 
     def read(self, args: dict, facts: dict, ctx: TaskContext) -> Any:
-        state = {"pending_before": bool(getattr(ctx, "host_pending", False)), "result": None}
+        state = {"pending_before": bool(ctx.host_pending), "result": None}
         _, options = self._split(args)
         if self.declared.check_mode is False or options.get("check") is False:
             return state

@@ -1,14 +1,15 @@
 """The ``gfsdeploy`` command: plan, apply, graph, check, and what content packages add.
 
-Exit codes (SPEC): plan 0 = no changes, 2 = changes pending, 1 = error;
-apply/check 0 = success, 1 = failure. User mistakes print file/line/field and
-the fix, never a traceback (``-v`` shows one).
+It parses arguments, calls :class:`gfsdeploy.session.Session` and prints what
+:mod:`gfsdeploy.output` renders. Exit codes: plan 0 = no changes, 2 = changes
+pending, 1 = error; apply/check 0 = success, 1 = failure; 130/143 interrupted
+(SIGINT/SIGTERM). User mistakes print file/line/field and the fix, never a
+traceback (``-v`` shows one).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import signal
@@ -16,10 +17,7 @@ import sys
 import traceback
 
 from gfsdeploy import __version__, secrets
-from gfsdeploy.errors import GfsError, PlaybookError
-
-PLAN_FORMAT = 1
-
+from gfsdeploy.errors import GfsError
 
 def add_common_options(parser: argparse.ArgumentParser, *, playbook: bool = True, optional_inventory: bool = False) -> None:
     from gfsdeploy import vault
@@ -54,7 +52,7 @@ def add_common_options(parser: argparse.ArgumentParser, *, playbook: bool = True
                         help="ask for the SSH login password (ansible_password in the inventory wins)")
 
 
-CORE_COMMANDS = ("plan", "apply", "graph", "check")
+CORE_COMMANDS = ("plan", "apply", "graph", "check", "init")
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -85,6 +83,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="validate the inventory and run the preflight checks")
     add_common_options(p)
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("init", help="copy the installed content's playbooks, templates and example "
+                                    "inventories into a directory, to change them")
+    p.add_argument("directory", help="where to copy them (created; existing files are never overwritten)")
+    p.add_argument("--content", help="which installed content (default: the one with a default playbook)")
+    p.set_defaults(func=cmd_init)
 
     given = sys.argv[1:] if argv is None else argv
     words = [a for a in given if not a.startswith("-")]
@@ -141,47 +145,16 @@ def _extra_vars(items: list[str]) -> dict:
     return out
 
 
-def _load(args, playbook_path: str | None = None):
-    from gfsdeploy.inventory import load_inventory
-    from gfsdeploy.playbook import load_playbook
-    from gfsdeploy.plugins import contents
+def _options(args):
+    from gfsdeploy.session import Options
 
-    from gfsdeploy import vault
-
-    if not args.inventory:
-        raise GfsError("no inventory given", fix="run `gfsdeploy apply INVENTORY` or `gfsdeploy apply --plan FILE`")
-    vault.use(vault.keyring_from_args(args))  # before loading: vars files and !vault values need it
-    path = playbook_path or getattr(args, "playbook", None) or _default_playbook()
-    if not os.path.exists(path):
-        raise PlaybookError("playbook not found", file=path, fix="pass -p PLAYBOOK with an existing file")
-    inventory = load_inventory(args.inventory, playbook_dir=os.path.dirname(os.path.abspath(path)))
-    for content in contents():
-        if content.inventory_loaded is not None:
-            content.inventory_loaded(inventory)
-    playbook = load_playbook(path)
-    return inventory, playbook, path
-
-
-def _default_playbook() -> str:
-    from gfsdeploy.plugins import default_content
-
-    content = default_content()
-    if content is None:
-        raise GfsError("no playbook given and no content package installed that ships a default one",
-                       field="--playbook", fix="pass -p PLAYBOOK")
-    return content.path(content.default_playbook)
-
-
-def _options(args, mode: str):
-    from gfsdeploy.runner import Options
-
-    return Options(mode=mode, forks=args.forks, fail_fast=args.fail_fast,
-                   tags=_split(args.tags), skip_tags=_split(args.skip_tags),
-                   accept_new_host_keys=args.accept_new_host_keys, known_hosts=args.known_hosts,
-                   allow_destroy=bool(getattr(args, "yes", False)), timeout=args.timeout,
-                   connect_timeout=args.connect_timeout, extra_vars=_extra_vars(args.extra_vars),
-                   verbose=args.verbose, remote_user=getattr(args, "remote_user", None),
-                   **_passwords(args))
+    return Options(forks=args.forks, limit=args.limit, tags=_split(args.tags), skip_tags=_split(args.skip_tags),
+                   extra_vars=_extra_vars(args.extra_vars), accept_new_host_keys=args.accept_new_host_keys,
+                   known_hosts=args.known_hosts, fail_fast=args.fail_fast, timeout=args.timeout,
+                   connect_timeout=args.connect_timeout, verbose=args.verbose,
+                   allow_destroy=bool(getattr(args, "yes", False)),
+                   force_unlock=bool(getattr(args, "force_unlock", False)),
+                   remote_user=getattr(args, "remote_user", None), **_passwords(args))
 
 
 def _passwords(args) -> dict:
@@ -203,9 +176,7 @@ def _passwords(args) -> dict:
                               ("ask_pass", "ssh_password", "SSH password: ")):
         if getattr(args, flag, False) and out[key] is None:
             out[key] = _ask(prompt, "--" + flag.replace("_", "-"))
-    for value in out.values():
-        secrets.register(value)
-    args._passwords = out
+    args._passwords = out  # registered as secrets by the Session (its run's registry)
     return out
 
 
@@ -223,209 +194,120 @@ def _ask(prompt: str, flag: str) -> str:
                            "--become-password-file") from None
 
 
-def _runner(args, mode: str, playbook_path: str | None = None, extra: dict | None = None):
-    from gfsdeploy.plan import Reporter
-    from gfsdeploy.runner import Runner
+def _session(args, playbook: str | None = None, extra: dict | None = None):
+    from gfsdeploy import vault
+    from gfsdeploy.output import Reporter
+    from gfsdeploy.session import Session
 
-    inventory, playbook, path = _load(args, playbook_path)
-    options = _options(args, mode)
+    vault.use(vault.keyring_from_args(args))  # before loading: vars files and !vault values need it
+
+    options = _options(args)
     if extra:
         options.extra_vars.update(extra)
-    if args.limit:
-        options.limit = inventory.select(args.limit, where={"field": "--limit"})
     reporter = Reporter(json_mode=args.json, verbose=args.verbose)
-    return Runner(inventory, playbook, options, reporter), inventory, path
+    return Session(args.inventory, playbook or getattr(args, "playbook", None), options, reporter=reporter)
 
 
-def _report_round_trips(runner) -> None:
-    runner.reporter.write("round trips: " + ", ".join(f"{h}={n}" for h, n in runner.round_trips().items()))
+def _print_errors(errors) -> None:
+    from gfsdeploy.output import render_errors
 
-
-def _digest(path: str) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.sha256(handle.read()).hexdigest()
+    for line in render_errors(errors):
+        print(secrets.redact(line), file=sys.stderr)
 
 
 # -- commands -----------------------------------------------------------------------
 def cmd_plan(args) -> int:
-    from gfsdeploy.plan import dump_json, outcomes_json, render_plan, summary
+    from gfsdeploy.output import dump_json, outcomes_json, render_plan, render_protocol_tasks, render_round_trips
 
-    runner, inventory, path = _runner(args, "plan")
-    try:
-        outcomes = runner.run("plan")
-    finally:
-        runner.close()
-    counts = summary(outcomes)
-    failed = any(o.status == "failed" for o in outcomes)
-    if args.json:
-        data = outcomes_json(runner, outcomes, mode="plan")
-        dump_json(data)
-    else:
-        runner.reporter.write(render_plan(outcomes, color=runner.reporter.color))
-        if args.verbose:
-            _print_protocol_tasks(runner.tasks.values(), runner.reporter.write)
-            _report_round_trips(runner)
-    if args.out and not failed:
-        saved = {"format": PLAN_FORMAT, "inventory": os.path.abspath(args.inventory),
-                 "inventory_sha256": _digest(args.inventory), "playbook": os.path.abspath(path),
-                 "playbook_sha256": _digest(path), "limit": args.limit, "tags": args.tags,
-                 "skip_tags": args.skip_tags, "fingerprint": runner.fingerprint(), "summary": counts,
-                 "plan": [c for o in outcomes for c in ({"host": o.host, "task": o.task.label, **ch.to_json()}
-                                                          for ch in o.changes)]}
-        tmp = args.out + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(secrets.redact_obj(saved), handle, indent=2)
-        os.replace(tmp, args.out)
-        if not args.json:
-            runner.reporter.write(f"Saved the plan to {args.out}. Apply exactly it with: "
-                                  f"gfsdeploy apply --plan {args.out}")
-    if failed:
-        for o in outcomes:
-            if o.status == "failed":
-                print(f"Error: {o.error}", file=sys.stderr)
+    if args.out and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+        raise GfsError(f"cannot save the plan: directory {os.path.dirname(os.path.abspath(args.out))} does not "
+                       "exist", file=args.out, field="--out", fix="create the directory first, or give another path")
+    with _session(args) as session:
+        plan = session.plan()
+        if args.json:
+            dump_json(outcomes_json(session.runner, plan.outcomes, mode="plan", reads=plan.reads))
+        else:
+            session.reporter.write(render_plan(plan, color=session.reporter.color, verbose=args.verbose))
+            if args.verbose:
+                session.reporter.write(render_protocol_tasks(session.runner.tasks.values()))
+                session.reporter.write(render_round_trips(plan.round_trips))
+    if plan.errors:
+        _print_errors(plan.errors)
         return 1
-    return 2 if any(counts[k] for k in ("add", "change", "destroy")) else 0
+    if args.out:
+        plan.save(args.out)
+        if not args.json:
+            session.reporter.write(f"Saved the plan to {args.out}. Apply exactly it with: "
+                                   f"gfsdeploy apply --plan {args.out}")
+    return 2 if plan.has_changes else 0
 
 
 def cmd_apply(args, playbook_path: str | None = None, extra: dict | None = None) -> int:
-    from gfsdeploy.plan import dump_json, outcomes_json, recap, render_plan, summary
+    from gfsdeploy.errors import PlanError
+    from gfsdeploy.output import dump_json, outcomes_json, render_destroys, render_plan, render_recap, \
+        render_round_trips
+    from gfsdeploy.session import Plan
 
     saved = None
     if getattr(args, "saved_plan", None):
-        saved = _read_saved_plan(args.saved_plan)
-        args.inventory = saved["inventory"]
-        playbook_path = saved["playbook"]
-        args.limit, args.tags, args.skip_tags = saved.get("limit"), saved.get("tags"), saved.get("skip_tags")
-        for key, file in (("inventory_sha256", saved["inventory"]), ("playbook_sha256", saved["playbook"])):
-            if not os.path.exists(file) or _digest(file) != saved[key]:
-                raise GfsError(f"{file} changed since the plan was saved", file=args.saved_plan,
-                               fix="run `gfsdeploy plan --out` again and review the new plan")
-    runner, inventory, path = _runner(args, "plan", playbook_path, extra)
-    lock = None
-    try:
-        # pass 1: read and plan everything (preflight); nothing changes yet
+        saved = Plan.load(args.saved_plan)
+        args.inventory, playbook_path = saved.inventory, saved.playbook
+        args.limit = saved.limit
+        args.tags = ",".join(saved.tags) if saved.tags else None
+        args.skip_tags = ",".join(saved.skip_tags) if saved.skip_tags else None
+    with _session(args, playbook_path, extra) as session:
+        reporter = session.reporter
         if not args.json:
-            runner.reporter.write(f"Reading the state of {len(runner.hosts)} host(s) and planning…")
-        verbose, runner.reporter.verbose = runner.reporter.verbose, 0  # what debug says is shown once, below
-        outcomes = runner.run("plan")
-        runner.reporter.verbose = verbose
-        counts = summary(outcomes)
-        failed = [o for o in outcomes if o.status == "failed"]
-        if failed:
-            if args.json:
-                dump_json(outcomes_json(runner, outcomes, mode="apply"))
-            else:
-                runner.reporter.write(render_plan(outcomes))
-                runner.reporter.write("\nNothing was changed: fix the errors above and re-run.")
-            return 1
-        if saved is not None and runner.fingerprint() != saved["fingerprint"]:
-            runner.reporter.write(render_plan(outcomes))
-            raise GfsError("the hosts changed since the plan was saved; refusing to apply a stale plan",
-                           file=args.saved_plan, fix="run `gfsdeploy plan --out` again and review the new plan")
-        if not any(counts[k] for k in ("add", "change", "destroy")):
-            if args.json:
-                dump_json(outcomes_json(runner, outcomes, mode="apply"))
-            else:
-                for o in outcomes:
-                    for message in o.messages:
-                        runner.reporter.write(f"[{o.host}] {o.task.label}: {message}")
-                runner.reporter.write("No changes. The hosts match the playbook.")
-                runner.reporter.write(recap(runner, outcomes))
-                if args.verbose:
-                    _report_round_trips(runner)
-            return 0
-        wipes = [c for o in outcomes for c in o.changes if destroys_data(c)]
-        if wipes and not args.yes:
-            if not _confirm(runner, outcomes, wipes):
-                runner.reporter.write("Aborted: nothing was changed.")
+            reporter.write(f"Reading the state of {len(session.inventory.hosts)} host(s) and planning…")
+
+        def confirm(plan) -> bool:
+            reporter.write(render_plan(plan, color=reporter.color))
+            reporter.write(render_destroys(plan))
+            if not sys.stdin or not sys.stdin.isatty():
+                raise PlanError("the plan destroys data and there is no terminal to confirm it",
+                                fix="review `gfsdeploy plan`, then re-run apply with --yes")
+            answer = input("The changes above destroy data. Type 'yes' to continue: ")
+            return answer.strip() == "yes"
+
+        def announce(plan) -> None:
+            if not args.json:
+                c = plan.summary
+                reporter.write(f"Applying: {c['add']} to add, {c['change']} to change, {c['destroy']} to destroy.")
+
+        verbose, reporter.verbose = reporter.verbose, 0  # what debug says is shown once, below
+        try:
+            recap = session.apply(saved, confirm=confirm, before_apply=announce)
+        except PlanError as exc:
+            if exc.plan is not None and not args.json:
+                reporter.write(render_plan(exc.plan, color=reporter.color))
+            if exc.plan is not None and exc.plan.errors:
+                if args.json:
+                    dump_json(outcomes_json(session.runner, exc.plan.outcomes, mode="apply"))
+                _print_errors(exc.plan.errors)
+                print("Nothing was changed: fix the errors above and re-run.", file=sys.stderr)
                 return 1
-            runner.options.allow_destroy = True
-        lock = _cluster_lock(runner, inventory)
-        if lock is not None:
-            if getattr(args, "force_unlock", False):
-                previous = lock.force_unlock()
-                if previous:
-                    runner.reporter.write(f"Removed the lock held by: {previous}")
-            runner.options.before_change = lock.acquire
-        if not args.json:
-            runner.reporter.write(f"Applying: {counts['add']} to add, {counts['change']} to change, "
-                                  f"{counts['destroy']} to destroy.")
-        # pass 2: apply, reusing the connections and what was read
-        outcomes = runner.run("apply")
+            raise
+        finally:
+            reporter.verbose = verbose
         if args.json:
-            data = outcomes_json(runner, outcomes, mode="apply")
-            dump_json(data)
+            dump_json(outcomes_json(session.runner, recap.outcomes, mode="apply", reads=recap.plan.reads))
         else:
-            runner.reporter.write(recap(runner, outcomes))
+            if recap.no_changes:
+                for o in recap.outcomes:
+                    for message in o.messages:
+                        reporter.write(f"[{o.host}] {o.task.label}: {message}")
+                reporter.write("No changes. The hosts match the playbook.")
+            reporter.write(render_recap(recap))
             if args.verbose:
-                _report_round_trips(runner)
-        return 1 if any(o.status == "failed" for o in outcomes) or \
-            any(hr.unreachable for hr in runner.hosts.values()) else 0
-    finally:
-        if lock is not None:
-            try:
-                lock.release()
-            except GfsError:
-                pass
-        runner.close()
-
-
-def _confirm(runner, outcomes, wipes) -> bool:
-    runner.reporter.write(render_wipes(outcomes))
-    if not sys.stdin or not sys.stdin.isatty():
-        raise GfsError("the plan destroys data and there is no terminal to confirm it",
-                       fix="review `gfsdeploy plan`, then re-run apply with --yes")
-    answer = input("The changes above destroy data. Type 'yes' to continue: ")
-    return answer.strip() == "yes"
-
-
-def destroys_data(change) -> bool:
-    """A change that loses data (a module marks it ``destroys_data``, e.g. a disk
-    wipe): needs --yes or a typed 'yes'."""
-    return bool(change.data.get("destroys_data"))
-
-
-def render_wipes(outcomes) -> str:
-    lines = ["The plan DESTROYS data:"]
-    for o in outcomes:
-        for c in o.changes:
-            if destroys_data(c):
-                lines.append(f"  - {o.host}: {c.resource}" + (f" ({c.diff.strip()})" if c.diff else ""))
-    return "\n".join(lines)
-
-
-def _cluster_lock(runner, inventory):
-    from gfsdeploy.lock import LOCK_DIR, ClusterLock
-
-    from gfsdeploy.plugins import contents
-
-    preferred = [h for content in contents() for group in content.lock_groups
-                 for h in inventory.groups.get(group, []) if h in runner.hosts]
-    candidates = preferred + sorted(runner.hosts)
-    for name in candidates:
-        hr = runner.hosts[name]
-        if hr.transport is not None and hr.connected and not hr.unreachable:
-            return ClusterLock(hr.transport, name, path=str(hr.host.vars.get("gfsdeploy_lock_dir") or LOCK_DIR),
-                               report=runner.reporter.write)
-    return None
-
-
-def _read_saved_plan(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise GfsError(f"cannot read saved plan: {exc}", file=path, fix="save one with `gfsdeploy plan --out FILE`") from None
-    if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
-        raise GfsError("not a gfsdeploy plan file (or from another version)", file=path,
-                       fix="save one with `gfsdeploy plan --out FILE`")
-    return data
+                reporter.write(render_round_trips(session.runner.round_trips()))
+        return 0 if recap.ok else 1
 
 
 def cmd_graph(args) -> int:
     from gfsdeploy.graph import build_graph, render_dot, render_text
+    from gfsdeploy.session import load
 
-    inventory, playbook, _ = _load(args)
+    inventory, playbook, _ = load(args.inventory, args.playbook)
     limit = inventory.select(args.limit, where={"field": "--limit"}) if args.limit else None
     graph, tasks = build_graph(playbook, inventory, limit=limit, tags=_split(args.tags),
                                skip_tags=_split(args.skip_tags))
@@ -439,45 +321,70 @@ def cmd_graph(args) -> int:
     else:
         print(render_text(graph, tasks))
         if args.verbose:
-            _print_protocol_tasks(tasks.values(), print)
+            from gfsdeploy.output import render_protocol_tasks
+
+            print(render_protocol_tasks(tasks.values()))
     return 0
 
 
-def _print_protocol_tasks(tasks, write) -> None:
-    """``-v``: which tasks run an Ansible module through Ansible's module protocol."""
-    from gfsdeploy.ansible_protocol import protocol_lines
-
-    lines = protocol_lines(tasks)
-    if lines:
-        write("Tasks run through Ansible's module protocol (no native gfsdeploy module):\n" + "\n".join(lines))
-
-
 def cmd_check(args) -> int:
-    from gfsdeploy.plan import dump_json, outcomes_json
+    from gfsdeploy.output import dump_json, outcomes_json
 
-    args.tags = ",".join(sorted((_split(args.tags) or set()) | {"preflight"}))
-    runner, inventory, path = _runner(args, "plan")
-    try:
-        outcomes = runner.run("plan")
-    finally:
-        runner.close()
-    failed = [o for o in outcomes if o.status == "failed"]
-    unreachable = [h for h, hr in runner.hosts.items() if hr.unreachable]
-    if args.json:
-        dump_json(outcomes_json(runner, outcomes, mode="check"))
+    with _session(args) as session:
+        plan = session.check()
+        if args.json:
+            dump_json(outcomes_json(session.runner, plan.outcomes, mode="check"))
+            return 1 if plan.errors else 0
+        for w in plan.warnings:
+            session.reporter.write(f"warning: {w.host}: {w.resource}: {w.diff}")
+        if plan.errors:
+            session.reporter.write(f"check failed: {len(set(plan.errors))} problem(s)")
+            _print_errors(plan.errors)
+            return 1
+        session.reporter.write(f"check passed: inventory valid, {len(session.runner.hosts)} host(s) reachable, "
+                               f"{len(plan.outcomes)} preflight check(s) ok.")
+    return 0
+
+
+def cmd_init(args) -> int:
+    """kubespray's habit: copy the sample, then edit the copy."""
+    import shutil
+
+    from gfsdeploy.plugins import contents, default_content
+
+    if args.content:
+        found = [c for c in contents() if c.name == args.content]
+        if not found:
+            raise GfsError(f"no installed content named {args.content!r}", field="--content",
+                           fix="installed: " + (", ".join(c.name for c in contents()) or "none"))
+        content = found[0]
     else:
-        for o in outcomes:
-            for c in o.changes:
-                if c.action == "!":
-                    runner.reporter.write(f"warning: {o.host}: {c.resource}: {c.diff}")
-        if failed:
-            runner.reporter.write(f"check failed: {len(failed)} problem(s)")
-            for o in failed:
-                runner.reporter.write("  " + o.error.replace("\n", "\n  "))
-        else:
-            runner.reporter.write(f"check passed: inventory valid, {len(runner.hosts)} host(s) reachable, "
-                                  f"{len(outcomes)} preflight check(s) ok.")
-    return 1 if failed or unreachable else 0
+        content = default_content()
+        if content is None:
+            raise GfsError("no installed content to copy", fix="install a content package (e.g. gfsdeploy's own)")
+    target = os.path.abspath(args.directory)
+    copied, kept = [], []
+    for name in ("playbooks", "templates", "inventory"):
+        source = content.path(name)
+        if not os.path.isdir(source):
+            continue
+        for folder, _, files in os.walk(source):
+            rel = os.path.relpath(folder, content.share_dir)
+            os.makedirs(os.path.join(target, rel), exist_ok=True)
+            for file in sorted(files):
+                if file in ("lab.yaml", "lab.known_hosts") or file.endswith(".pyc"):
+                    continue
+                dest = os.path.join(target, rel, file)
+                (kept if os.path.exists(dest) else copied).append(os.path.relpath(dest, target))
+                if not os.path.exists(dest):
+                    shutil.copy2(os.path.join(folder, file), dest)
+    print(f"Copied {len(copied)} file(s) of {content.name!r} into {target}" +
+          (f"; kept {len(kept)} existing file(s) unchanged" if kept else "") + ".")
+    default = os.path.join(target, content.default_playbook) if content.default_playbook else None
+    if default:
+        print(f"Edit {os.path.join(target, 'inventory')} and the playbooks, then: "
+              f"gfsdeploy plan INVENTORY -p {default}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -487,20 +394,34 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     verbose = getattr(args, "verbose", 0)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    received = []
+
+    def on_signal(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        code = 128 + (received[0] if received else signal.SIGINT)
+        print("\nInterrupted: no new command was started after the signal; files are written atomically, "
+              "so none is half-written. Re-run to finish.", file=sys.stderr)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        # worker threads may still sit in a remote read; the lock is released and the
+        # connections are cut, so nothing is left to wait for
+        os._exit(code)
     except GfsError as exc:
+        problems = getattr(exc, "problems", None) or [exc]
         if getattr(args, "json", False):
-            print(json.dumps({"error": str(exc)}))
-        print(f"Error: {exc}", file=sys.stderr)
+            print(json.dumps({"error": secrets.redact(str(exc)), "errors": [secrets.redact(str(p)) for p in problems]}))
+        for problem in problems:
+            print(f"Error: {problem}", file=sys.stderr)
         if verbose:
             traceback.print_exc()
         return 1
-    except KeyboardInterrupt:
-        print("\nInterrupted. Files are written atomically, so no host has a half-written file; "
-              "re-run to finish.", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         return 1
     except Exception as exc:  # noqa: BLE001 - never a bare traceback for the user

@@ -80,4 +80,21 @@ class PreflightError(GfsError):
 
 
 class LockError(GfsError):
-    """Another run holds the lock on the master node."""
+    """Another run holds the run's lock, or the lock cannot be taken."""
+
+
+class Interrupted(GfsError):
+    """The user stopped the run (SIGINT/SIGTERM); nothing new was started after it."""
+
+
+class PlanError(GfsError):
+    """Apply stopped before changing anything: the plan has errors, or a change that
+    destroys data was not confirmed. ``plan`` is what was planned."""
+
+    def __init__(self, message: str, *, plan=None, **where):
+        super().__init__(message, **where)
+        self.plan = plan
+
+
+class StalePlanError(PlanError):
+    """The inventory, the playbook or the hosts changed since the plan was made."""

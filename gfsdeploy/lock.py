@@ -36,10 +36,20 @@ class ClusterLock:
         with self._mutex:
             if self.held:
                 return
-            script = (f"if mkdir {q(self.path)} 2>/dev/null; then printf '%s\\n' {q(self.owner)} > {q(self.path)}/owner;"
-                      f" echo ACQUIRED; else cat {q(self.path)}/owner 2>/dev/null || echo unknown; fi")
+            path = q(self.path)
+            # held: the directory exists (its owner file says by whom); anything else
+            # that makes mkdir fail (no parent, read-only, permission) is not "held"
+            script = (f"if __err=$(mkdir {path} 2>&1); then printf '%s\\n' {q(self.owner)} > {path}/owner;"
+                      f" echo ACQUIRED; elif [ -d {path} ]; then cat {path}/owner 2>/dev/null ||"
+                      f" echo 'an unknown run (no owner file)'; else printf 'CANNOT %s\\n' \"$__err\"; fi")
             result = self.transport.run(script)
             text = result.stdout.strip()
+            if text.startswith("CANNOT"):
+                raise LockError(f"cannot create the lock directory {self.path} on {self.master}: "
+                                f"{text[len('CANNOT'):].strip() or 'mkdir failed'}", host=self.master,
+                                fix=f"create its parent directory ({os.path.dirname(self.path) or '/'}) on "
+                                    f"{self.master}, or set the inventory variable gfsdeploy_lock_dir to a "
+                                    "writable path")
             if text == "ACQUIRED":
                 self.held = True
                 return
@@ -72,7 +82,7 @@ class ClusterLock:
         with self._mutex:
             if self.held:
                 try:
-                    self.transport.run(f"rm -rf {q(self.path)}")
+                    self.transport.run(f"rm -rf {q(self.path)}", after_stop=True)
                 finally:
                     self.held = False
 

@@ -26,14 +26,14 @@ from dataclasses import dataclass, field
 
 from gfsdeploy import flow as flowmod
 from gfsdeploy import hostfacts, loops, modules, secrets
-from gfsdeploy.errors import GfsError, ModuleError, PlaybookError, TransportError
+from gfsdeploy.errors import GfsError, Interrupted, ModuleError, PlaybookError, TransportError
 from gfsdeploy.graph import Step, build_graph, play_hosts, selected
 from gfsdeploy.hostfacts import FACTS_PROBE, HostFactsCache
 from gfsdeploy.inventory import Host, Inventory
-from gfsdeploy.modules.base import CHANGE, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
+from gfsdeploy.modules.base import CHANGE, READ, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
 from gfsdeploy.playbook import INCLUDE_MODULES, Playbook, Task, _meta_action, load_vars
 from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown
-from gfsdeploy.transport import make_transport
+from gfsdeploy.transport import make_transport, request_stop
 
 try:  # per-task connections and escalation, where the transport offers them
     from gfsdeploy.transport import Connections, resolve_become
@@ -84,6 +84,7 @@ class StepOutcome:
     error: str = ""
     duration: float = 0.0
     messages: list[str] = field(default_factory=list)  # what read-only tasks (debug) have to say
+    reads: list[str] = field(default_factory=list)     # commands a read-only task ran (listed by plan)
     expansion: list = field(default_factory=list)      # tasks an include brought (inserted after this step)
 
 
@@ -602,25 +603,16 @@ class Runner:
         target = hr
         if task.delegate_to:
             target = self._delegate(hr, task, variables) or hr
-        ctx = TaskContext(target.info, self._view(target, task, variables),
-                          task_name=task.label, render_file=render_file,
-                          find_file=lambda p: self._find(p, task, "files"),
-                          progress=lambda msg: self.reporter.progress(hr.host.name, task, msg),
-                          check_mode=self.options.mode == "plan",
-                          transports={n: h.transport for n, h in self.hosts.items()})
-        ctx.allow_destroy = self.options.allow_destroy
-        ctx.variables = variables
-        # what a module run through Ansible's module protocol passes on to it
-        ctx.no_log, ctx.task_check_mode, ctx.verbosity = _truth(task.no_log) is True, task.check_mode, \
-            self.options.verbose
-        ctx.diff = _truth(task.diff) is True
-        ctx.host_pending = hr.pending
-        if task.timeout:
-            ctx.timeout = task.timeout
-        env = self._environment(task, variables)
-        if env:
-            ctx.environment = env
-        return ctx
+        return TaskContext(target.info, self._view(target, task, variables), task_name=task.label,
+                           render_file=render_file, find_file=lambda p: self._find(p, task, "files"),
+                           progress=lambda msg: self.reporter.progress(hr.host.name, task, msg),
+                           check_mode=self.options.mode == "plan" or _truth(task.check_mode) is True,
+                           transports={n: h.transport for n, h in self.hosts.items()},
+                           allow_destroy=self.options.allow_destroy, variables=variables,
+                           read_only=self._runs_in_plan(task), no_log=_truth(task.no_log) is True,
+                           task_check_mode=task.check_mode, verbosity=self.options.verbose,
+                           diff=_truth(task.diff) is True, host_pending=hr.pending,
+                           environment=self._environment(task, variables), timeout=task.timeout)
 
     def _find_in(self, task: Task, sub: str, path: str) -> str | None:
         if os.path.isabs(path):
@@ -831,17 +823,24 @@ class Runner:
             return self._run_vars_task(hr, task, step, outcome)
         return self._run_task(hr, task, step, outcome)
 
+    # A task runs in three steps, per loop item: plan (read the state, decide the
+    # changes), apply (make them, retrying while `until` says so), then settle the
+    # whole task (register, status, notify). In a plan only the first runs, except
+    # for tasks that only read (read-only modules, `check_mode: false`).
+    @staticmethod
+    def _runs_in_plan(task: Task) -> bool:
+        """Ansible's check mode: only modules that cannot change anything, and tasks
+        that say ``check_mode: false``, run while planning."""
+        module = _module(task)
+        return (module is not None and module.read_only) or _is_false(task.check_mode)
+
     def _run_task(self, hr: HostRun, task: Task, step: Step, outcome: StepOutcome) -> None:
         module = _module(task)
-        plan_mode = self.options.mode == "plan"
+        planning = self.options.mode == "plan" or _truth(task.check_mode) is True
+        runs = self._runs_in_plan(task) and not (planning and task.until is not None)
         results: list[dict] = []
-        any_changed = False
-        unknown_result = False
-        unknown_args = False  # an item planned "(known after apply)": what it registers is unknown too
+        unknown = False  # what it registers is only known after apply
         variables = self.variables(hr, task)
-        # Ansible's check mode: only modules that cannot change anything, and tasks that
-        # say `check_mode: false`, run while planning
-        runs_in_plan = module.read_only or _truth(task.check_mode) is False
         delegate = self._delegate(hr, task, variables) if task.delegate_to else None
         target = delegate or hr
         pause = float(task.loop_control.get("pause") or 0) if task.loop_control else 0.0
@@ -849,103 +848,112 @@ class Runner:
             if status == "unknown":
                 outcome.changes.append(Change(CHANGE, f"{task.module}: {task.label}", args))
                 results.append(self._with_item(task, v, {"changed": True}))
-                unknown_args = True
+                unknown = True
                 continue
             if status == "skipped":
                 results.append(self._with_item(task, v, {"changed": False, "skipped": True,
                                                          "skip_reason": "Conditional result was False"}))
                 continue
-            if index and pause and not plan_mode:
+            if index and pause and not planning:
                 time.sleep(pause)
-            ctx.read_only = runs_in_plan
-            if delegate is not None:
-                facts = self._read_now(delegate, module, args, task, v)
-            else:
-                facts = self._facts_for(hr, task, step, index, args, module, v)
-            state = module.read(args, facts, ctx)
-            changes = module.plan(args, state, target.info)
-            real = [c for c in changes if c.action != WARN]
-            if plan_mode and not runs_in_plan and real and _truth(task.changed_when) is False:
-                # it will run, and by its own word change nothing: not a change; its result is unknown
-                outcome.changes.extend(c for c in changes if c.action == WARN)
-                results.append(self._with_item(task, v, {"changed": False}))
-                unknown_result = True
-                continue
-            if _truth(task.diff) is False:  # `diff: false`: the change is listed, its diff is not
-                for c in changes:
-                    c.diff = ""
+            state, changes = self._plan_item(hr, target, task, step, index, module, args, ctx, v, delegate)
+            if planning and not runs and _is_false(task.changed_when):
+                # it will run at apply, but it says it changes nothing: not a change
+                changes = [c if c.action == WARN else Change(READ, c.resource, c.diff, c.script, c.sensitive, c.data)
+                           for c in changes]
             outcome.changes.extend(changes)
-            if _truth(task.no_log) is True:
-                for c in changes:
-                    c.sensitive = True
-            if plan_mode and not runs_in_plan:
-                results.append(self._with_item(task, v, {"changed": bool(real)} if real else
-                                               TaskResult().as_register()))
-                any_changed |= bool(real)
+            if planning and not runs:
+                # what it would do; a command's result is only known after apply
+                real = [c for c in changes if c.action not in (WARN, READ)]
+                unknown |= any(c.action == READ for c in changes)
+                results.append(self._with_item(task, v, {"changed": True} if real else
+                                               module.unchanged(args, state).as_register()))
+                unknown |= bool(real) or task.until is not None
                 continue
-            if not real:
-                if runs_in_plan and module.read_only:
-                    result = module.report(args, state, ctx) if hasattr(module, "report") else \
-                        module.apply(args, changes, ctx)
-                    judged = self._judge(task, result, v)
-                    results.append(self._with_item(task, v, judged))
-                    self._absorb_facts(hr, task, judged, delegate)
-                    if result.msg and not _truth(task.no_log) is True:
-                        outcome.messages.append(result.msg)
-                    if judged.get("failed"):
-                        self._register(hr, task, results)
-                        raise ModuleError(judged.get("msg") or "failed", host=hr.host.name, task=task.label)
-                else:
-                    # waiting (e.g. for pods to be Ready) is not a change: apply mode only
-                    settled = None if plan_mode or not hasattr(module, "settle") else module.settle(args, state, ctx)
-                    results.append(self._with_item(task, v, (settled or module.unchanged(args, state)).as_register()))
-                if self._break(task, v, results):
-                    break
-                continue
-            if self.options.before_change is not None:
-                self.options.before_change()
-            attempts = (task.retries or 0) + 1 if task.until is not None else 1
-            for attempt in range(attempts):
-                result = module.apply(args, changes, ctx)
-                judged = self._judge(task, result, v)
-                if task.until is None:
-                    break
-                judged["attempts"] = attempt + 1
-                if self._true(task.until, {**v, **({task.register: judged} if task.register else {})}, task):
-                    break
-                if attempt + 1 < attempts:
-                    self.reporter.progress(hr.host.name, task, f"retrying ({attempt + 1}/{attempts - 1})")
-                    time.sleep(task.delay)
-                    changes = module.plan(args, module.read(args, self._read_now(target, module, args, task, v),
-                                                            ctx), target.info)
-                    if not [c for c in changes if c.action != WARN]:
-                        judged = TaskResult().as_register()
-                        break
-            else:
-                judged["failed"] = True
-                judged["msg"] = (judged.get("msg") or "") + f" (until condition not met after {attempts} attempts)"
-            if judged.get("changed"):
-                with target.conn_lock:
-                    self._invalidate(target, module.resources(args))  # what later steps read may be outdated
-            results.append(self._with_item(task, v, judged))
-            self._absorb_facts(hr, task, judged, delegate)
-            any_changed |= bool(judged.get("changed"))
-            if judged.get("failed"):
+            result = self._with_item(task, v, self._apply_item(target, task, module, args, state, changes, ctx, v))
+            self._absorb_facts(hr, task, result, delegate)
+            outcome.reads.extend(ctx.reads)
+            if result.get("msg") and module.read_only and _truth(task.no_log) is not True and not result.get("failed"):
+                outcome.messages.append(result["msg"])
+            results.append(result)
+            if result.get("failed"):
                 self._register(hr, task, results)
-                raise ModuleError(NO_LOG_MESSAGE if _truth(task.no_log) is True else judged.get("msg") or "failed",
+                raise ModuleError(NO_LOG_MESSAGE if _truth(task.no_log) is True else result.get("msg") or "failed",
                                   host=hr.host.name, task=task.label)
             if self._break(task, v, results):
                 break
-        self._register(hr, task, results, unknown=plan_mode and (
-            unknown_args or ((any_changed or unknown_result) and not runs_in_plan)))
-        real_changes = [c for c in outcome.changes if c.action != WARN]
-        if plan_mode and not runs_in_plan:
+        self._settle(hr, task, outcome, results, variables, planning=planning and not runs,
+                     unknown=unknown and self.options.mode == "plan")
+
+    def _plan_item(self, hr: HostRun, target: HostRun, task: Task, step: Step, index: int, module, args: dict,
+                   ctx: TaskContext, variables: dict, delegate: HostRun | None) -> tuple:
+        """Read this item's state (from the batch; a delegated task from its delegate)
+        and decide its changes."""
+        if delegate is not None:
+            facts = self._read_now(delegate, module, args, task, variables)
+        else:
+            facts = self._facts_for(hr, task, step, index, args, module, variables)
+        state = module.read(args, facts, ctx)
+        changes = module.plan(args, state, target.info)
+        if _truth(task.diff) is False:  # `diff: false`: the change is listed, its diff is not
+            for c in changes:
+                c.diff = ""
+        if _truth(task.no_log) is True:
+            for c in changes:
+                c.sensitive = True
+        return state, changes
+
+    def _apply_item(self, target: HostRun, task: Task, module, args: dict, state, changes: list[Change],
+                    ctx: TaskContext, variables: dict) -> dict:
+        """Make exactly ``changes`` (a read-only task: run it), retrying while ``until``
+        is not met; return the judged, registrable result."""
+        if not [c for c in changes if c.action != WARN] and not module.read_only:
+            # nothing to change; waiting (e.g. for pods to be Ready) is not a change, and
+            # only happens when applying
+            settled = module.settle(args, state, ctx) if self.options.mode != "plan" else None
+            return (settled or module.unchanged(args, state)).as_register()
+        if not module.read_only and self.options.before_change is not None:
+            self.options.before_change()
+        attempts = (task.retries or 0) + 1 if task.until is not None else 1
+        for attempt in range(attempts):
+            real = [c for c in changes if c.action != WARN]
+            # a read-only module reports what it read (stat's facts, debug's message)
+            result = module.report(args, state, ctx) if module.read_only and not real else \
+                module.apply(args, changes, ctx)
+            judged = self._judge(task, result, variables)
+            if task.until is None:
+                break
+            judged["attempts"] = attempt + 1
+            if self._true(task.until, {**variables, **({task.register: judged} if task.register else {})}, task):
+                break
+            if attempt + 1 < attempts:
+                self.reporter.progress(target.host.name, task, f"retrying ({attempt + 1}/{attempts - 1})")
+                if _sleep_unless_stopped(task.delay):
+                    raise Interrupted("interrupted while waiting to retry", host=target.host.name, task=task.label)
+                state = module.read(args, self._read_now(target, module, args, task, variables), ctx)
+                changes = module.plan(args, state, target.info)
+                if not [c for c in changes if c.action != WARN] and not module.read_only:
+                    return module.unchanged(args, state).as_register()
+        else:
+            judged["failed"] = True
+            judged["msg"] = (judged.get("msg") or "") + f" (until condition not met after {attempts} attempts)"
+        if judged.get("changed"):
+            with target.conn_lock:
+                self._invalidate(target, module.resources(args))  # what later steps read may be outdated
+        return judged
+
+    def _settle(self, hr: HostRun, task: Task, outcome: StepOutcome, results: list[dict], variables: dict, *,
+                planning: bool, unknown: bool) -> None:
+        """Register the task's result, set its status, notify its handlers."""
+        self._register(hr, task, results, unknown=unknown)
+        real_changes = [c for c in outcome.changes if c.action not in (WARN, READ)]
+        if planning:
             outcome.status = "pending" if real_changes else "ok"
         else:
             outcome.status = "changed" if any(r.get("changed") for r in results) else "ok"
-            if runs_in_plan and plan_mode:
+            if self.options.mode == "plan":  # a read that ran during the plan changes nothing
                 outcome.changes = [c for c in outcome.changes if c.action == WARN]
-        if all(r.get("skipped") for r in results) and results:
+        if results and all(r.get("skipped") for r in results):
             outcome.status = "skipped"
         if outcome.status in ("changed", "pending"):
             self._notify(hr, task, variables)
@@ -1238,31 +1246,42 @@ class Runner:
         ready = [n for n, d in waiting.items() if d == 0]
         running: dict[cf.Future, Step] = {}
         forks = max(1, self.options.forks)
+        pool = cf.ThreadPoolExecutor(max_workers=forks, thread_name_prefix="gfs")
         try:
-            with cf.ThreadPoolExecutor(max_workers=forks, thread_name_prefix="gfs") as pool:
-                while ready or running:
-                    ready.sort(key=lambda s: order[s])
-                    while ready and len(running) < forks:
-                        step = ready.pop(0)
-                        if self.stop_all.is_set() or self._blocked(step):
-                            self._finish(step, StepOutcome(self.tasks[step.task_id], step.host, "blocked"))
-                            ready.extend(self._release(step, waiting))
-                            continue
-                        running[pool.submit(self._execute, step)] = step
-                    if not running:
-                        continue
-                    done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-                    for future in done:
-                        step = running.pop(future)
-                        outcome = future.result()
-                        if outcome.expansion:
-                            self._insert(step, outcome.expansion, waiting, order)
-                        self._finish(step, outcome)
+            while ready or running:
+                ready.sort(key=lambda s: order[s])
+                while ready and len(running) < forks:
+                    step = ready.pop(0)
+                    if self.stop_all.is_set() or self._blocked(step):
+                        self._finish(step, StepOutcome(self.tasks[step.task_id], step.host, "blocked"))
                         ready.extend(self._release(step, waiting))
+                        continue
+                    running[pool.submit(self._execute, step)] = step
+                if not running:
+                    continue
+                done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    step = running.pop(future)
+                    outcome = future.result()
+                    if outcome.expansion:
+                        self._insert(step, outcome.expansion, waiting, order)
+                    self._finish(step, outcome)
+                    ready.extend(self._release(step, waiting))
         except KeyboardInterrupt:
+            # stop means stop: nothing new starts, what waits is woken, connections
+            # are cut (a script already on a host finishes or dies on its own; files are
+            # written to a temp file and renamed, so they are old or new, never partial)
+            request_stop()
             self.stop_all.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            self.abort()
             raise
+        pool.shutdown(wait=True)
         return [self.outcomes[s] for s in nx.topological_sort(graph) if s in self.outcomes]
+
+    def abort(self) -> None:
+        """Cut every connection at once (blocked reads in worker threads return)."""
+        self.close()
 
     def _insert(self, step: Step, tasks: list[Task], waiting: dict, order: dict) -> None:
         """Put an include's body right after it on its host: the include's successors
@@ -1347,6 +1366,20 @@ class Runner:
                     hashlib.sha256(json.dumps([outcome.task.id, change.action, change.resource,
                                                change.diff], sort_keys=True).encode()).hexdigest())
         return {h: sorted(v) for h, v in sorted(out.items())}
+
+
+def _sleep_unless_stopped(seconds: float) -> bool:
+    """Sleep; True (at once) if the user stopped the run."""
+    from gfsdeploy.transport.base import _STOP
+
+    return _STOP.wait(seconds)
+
+
+def _is_false(value) -> bool:
+    """``check_mode: false`` (or no/off/"false"), as YAML and Ansible read it."""
+    if isinstance(value, bool):
+        return value is False
+    return isinstance(value, str) and value.strip().lower() in ("false", "no", "off", "0")
 
 
 def _module(task: Task):

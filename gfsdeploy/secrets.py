@@ -71,8 +71,14 @@ def redact_obj(obj):
     return obj
 
 
+def new_run() -> None:
+    """Start a run's registry: what an earlier run in this process declared sensitive
+    is forgotten (a value secret there may be ordinary here). One run at a time."""
+    reset()
+
+
 def reset() -> None:
-    """Forget every registered value (tests only)."""
+    """Forget every registered value."""
     global _pattern
     with _lock:
         _values.clear()

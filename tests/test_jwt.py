@@ -86,3 +86,30 @@ def test_key_never_in_error_text():
     with pytest.raises(jwt.JwtError) as info:
         jwt.verify_heketi(token, KEYS, "GET", "/clusters")
     assert KEYS["admin"] not in str(info.value) and "wrong-key-123" not in str(info.value)
+
+
+# RFC 7515 appendix A.1: the HS256 example, with its header and payload bytes (CR LF
+# and spaces inside the JSON) exactly as the RFC signs them
+RFC7515_A1_TOKEN = ("eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9"
+                    ".eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ"
+                    ".dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk")
+RFC7515_A1_KEY = "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow"
+
+
+def test_rfc7515_appendix_a1_hs256_vector():
+    import base64
+
+    key = base64.urlsafe_b64decode(RFC7515_A1_KEY + "=" * (-len(RFC7515_A1_KEY) % 4))
+    header, payload, _ = RFC7515_A1_TOKEN.split(".")
+    assert base64.urlsafe_b64decode(header + "==") == b'{"typ":"JWT",\r\n "alg":"HS256"}'
+    claims = jwt.decode(RFC7515_A1_TOKEN, key, now=1300819380 - 1)
+    assert claims == {"iss": "joe", "exp": 1300819380, "http://example.com/is_root": True}
+    # one bit off in the signature, or a different key: refused
+    bad = RFC7515_A1_TOKEN[:-1] + ("k" if RFC7515_A1_TOKEN[-1] != "k" else "j")
+    with pytest.raises(jwt.JwtError):
+        jwt.decode(bad, key, now=1300819380 - 1)
+    with pytest.raises(jwt.JwtError):
+        jwt.decode(RFC7515_A1_TOKEN, key[:-1], now=1300819380 - 1)
+    # and after `exp` it is expired
+    with pytest.raises(jwt.JwtError, match="expired"):
+        jwt.decode(RFC7515_A1_TOKEN, key, now=1300819380 + 1)

@@ -27,6 +27,9 @@ from gfsdeploy.transport.base import Result, Transport
 from gfsdeploy.validate import CHECKS
 
 ADD, CHANGE, DESTROY, WARN = "+", "~", "-", "!"
+#: runs at apply but changes nothing (a wait, a command with ``changed_when: false``):
+#: shown in the plan, not counted (Terraform's symbol for a read during apply)
+READ = "<="
 #: delete and create again (Terraform's ``-/+``): counted as one add and one destroy;
 #: the change's diff names the field that forces it
 REPLACE = "-/+"
@@ -38,8 +41,9 @@ class Change:
     """One line of the plan, and what apply runs for it.
 
     ``action`` is Terraform's symbol: ``+`` create, ``~`` change, ``-`` destroy,
-    ``-/+`` replace (destroy, then create); ``!`` is a warning that is shown in
-    plan and recap but changes nothing.
+    ``-/+`` replace (destroy, then create); ``!`` is a warning and ``<=`` a step
+    that will run but changes nothing (a wait, a read): both are shown in plan
+    and recap, neither is counted.
     ``diff`` is a unified diff (files) or ``field: old -> new`` lines.
     ``sensitive`` hides the diff entirely (shown as ``(sensitive)``).
     """
@@ -121,13 +125,22 @@ class Param:
 
 
 class TaskContext:
-    """What a module's ``prepare``/``read``/``apply`` may use on the controller side."""
+    """What a module's ``prepare``/``read``/``apply`` may use on the controller side.
+
+    Everything a module may know about the run is a constructor argument: the host,
+    its connection, whether this is a plan (``check_mode``), whether the user
+    confirmed changes that destroy data (``allow_destroy``), the task's variables.
+    """
 
     def __init__(self, host: HostInfo, transport: Transport | None, *, task_name: str = "",
                  render_file: Callable[[str], str] | None = None,
                  find_file: Callable[[str], str] | None = None,
                  progress: Callable[[str], None] | None = None,
-                 check_mode: bool = False, transports: dict | None = None):
+                 check_mode: bool = False, transports: dict | None = None,
+                 allow_destroy: bool = False, variables: dict | None = None,
+                 read_only: bool = False, no_log: bool = False, task_check_mode=None, verbosity: int = 0,
+                 diff: bool = False, host_pending: bool = False, environment: dict | None = None,
+                 timeout: float | None = None):
         self.host = host
         self.transport = transport
         self.task_name = task_name
@@ -136,6 +149,24 @@ class TaskContext:
         self.progress = progress or (lambda message: None)
         self.check_mode = check_mode
         self.transports = transports or {}
+        self.allow_destroy = allow_destroy
+        self.variables = variables if variables is not None else dict(host.vars)
+        #: the task only reads (read-only module, or ``check_mode: false`` in a plan):
+        #: its scripts are logged as reads and listed in the plan
+        self.read_only = read_only
+        #: the commands this task ran while ``read_only`` (what plan lists)
+        self.reads: list[str] = []
+        # the task's keywords a module run through Ansible's module protocol passes on
+        self.no_log = no_log
+        self.task_check_mode = task_check_mode
+        self.verbosity = verbosity
+        self.diff = diff
+        #: an earlier step of this run changed (or, planning, would change) the host
+        self.host_pending = host_pending
+        #: the task's ``environment:``, exported before every script it runs
+        self.environment = environment or {}
+        #: the task's ``timeout:``: seconds a script may take when the module names no other
+        self.timeout = timeout
 
     def render_file(self, path: str) -> str:
         return self._render_file(path)
@@ -143,16 +174,10 @@ class TaskContext:
     def find_file(self, path: str) -> str:
         return self._find_file(path)
 
-    #: the task only reads (``changed_when: false``, read-only modules): its scripts are logged as reads
-    read_only: bool = False
-
-    #: the task's ``environment:`` (exported before every script it runs)
-    environment: dict | None = None
-    #: the task's ``timeout:`` (seconds a script may take when the module names no other)
-    timeout: float | None = None
-
     def exec(self, script: str, *, timeout: float | None = None) -> Result:
         """Run ``script`` and return whatever it returned."""
+        if self.read_only:
+            self.reads.append(script)
         if self.environment:
             script = "".join(f"export {k}={q('' if v is None else v)}\n" for k, v in self.environment.items()) + script
         return self.transport.run(script, timeout=timeout or self.timeout, kind="read" if self.read_only else "run")

@@ -244,7 +244,7 @@ class Debug(Module):
     def apply(self, args: dict, changes: list[Change], ctx: TaskContext) -> TaskResult:
         if args.get("var"):
             name = args["var"]
-            value = lookup(getattr(ctx, "variables", None) or ctx.host.vars, name)
+            value = lookup(ctx.variables, name)
             text = value if isinstance(value, str) else json.dumps(value, indent=2, default=str)
             return TaskResult(msg=f"{name}: {text}", data={name: value})
         msg = args.get("msg")

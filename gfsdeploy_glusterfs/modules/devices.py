@@ -125,7 +125,7 @@ class Devices(Module):
     def apply(self, args, changes, ctx):
         if not changes:
             return TaskResult(changed=False)
-        if not (args.get("allow_destroy") or getattr(ctx, "allow_destroy", False)):
+        if not (args.get("allow_destroy") or ctx.allow_destroy):
             devices = ", ".join(c.data["device"] for c in changes)
             raise PreflightError(f"refusing to wipe {devices} on {ctx.host.name} without confirmation",
                                  host=ctx.host.name, task=ctx.task_name,

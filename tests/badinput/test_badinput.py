@@ -41,7 +41,7 @@ def results():
 
 
 def test_corpus_is_big_enough():
-    assert len(CASES) >= 45
+    assert len(CASES) >= 106
     assert len({c["id"] for c in CASES}) == len(CASES), "case ids must be unique"
 
 

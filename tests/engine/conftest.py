@@ -85,7 +85,9 @@ MaxStartups 100
 
     def inventory(self, path, extra_host_vars: str = "", hosts=("node1",), known_hosts=True) -> str:
         lines = ["all:", "  vars:", "    ansible_user: root",
-                 f"    ansible_ssh_private_key_file: {self.client_key}"]
+                 f"    ansible_ssh_private_key_file: {self.client_key}",
+                 # the sshd is this machine: a lock of our own, not the machine-wide default
+                 f"    gfsdeploy_lock_dir: {os.path.dirname(os.path.abspath(path))}/gfsdeploy.lock"]
         if known_hosts:
             lines.append(f"    gfsdeploy_known_hosts: {self.known_hosts}")
         lines.append("  hosts:")

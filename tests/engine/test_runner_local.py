@@ -80,6 +80,7 @@ def test_handlers_after_a_failure_run_only_with_force_handlers(site):
         """
     proc = gfs("apply", inv, "-p", playbook(text.format(force="")))
     assert proc.returncode == 1
+    assert (root / "one").exists(), proc.stdout + proc.stderr
     assert (root / "one").read_text() == "1\n"
     assert not (root / "handled").exists() and not (root / "never").exists()
     assert "then fail" in proc.stdout and "return code 1" in proc.stdout

@@ -53,6 +53,7 @@ def files(tmp_path, dev: str, destroydata: bool):
   hosts:
     node1:
       ansible_connection: local
+      gfsdeploy_lock_dir: {tmp_path}/lock
       devices:
         - name: {dev}
           destroydata: {str(destroydata).lower()}

@@ -59,6 +59,7 @@ def inventory(path, out, extra: str = "") -> str:
         handle.write(f"""all:
   vars:
     ansible_connection: local
+    gfsdeploy_lock_dir: {out}.lock
     out: {out}
     sensitive_vars: [api_token]
     api_token: {LISTED}

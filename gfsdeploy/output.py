@@ -1,6 +1,7 @@
-"""What the user reads: the plan (Terraform's symbols, unified diffs, the summary
-line), apply's progress and recap, and their ``--json`` forms. Everything
-printed goes through the redactor first."""
+"""What the user reads — all of it, in one place: the plan (Terraform's symbols,
+unified diffs, the read-only commands it ran, the summary line), errors (each
+once), apply's progress and recap, and their ``--json`` forms. The CLI only
+chooses what to print; everything printed goes through the redactor first."""
 
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ RESET = "\033[0m"
 class Reporter:
     """Prints progress as steps finish; collects outcomes for the plan/recap."""
 
-    def __init__(self, stream=None, *, json_mode: bool = False, verbose: int = 0, color: bool | None = None):
+    def __init__(self, stream=None, *, json_mode: bool = False, verbose: int = 0, color: bool | None = None,
+                 quiet: bool = False):
         self.stream = stream or sys.stdout
-        self.json_mode = json_mode
+        self.json_mode = json_mode or quiet  # quiet (the library's default): no progress lines
+        self.quiet = quiet
         self.verbose = verbose
         self.color = (self.stream.isatty() if color is None else color) and not json_mode
         self.lock = threading.Lock()
@@ -30,6 +33,8 @@ class Reporter:
         self.events: list[dict] = []
 
     def write(self, text: str = "") -> None:
+        if self.quiet:
+            return
         with self.lock:
             self.stream.write(show_unknown(redact(text)) + "\n")
             self.stream.flush()
@@ -88,14 +93,14 @@ def summary_line(counts: dict) -> str:
     return f"Plan: {counts['add']} to add, {counts['change']} to change, {counts['destroy']} to destroy."
 
 
-def render_plan(outcomes, *, color: bool = False) -> str:
-    """The human plan: per host, one line per change and its diff."""
+def render_plan(plan, *, color: bool = False, verbose: int = 0) -> str:
+    """The human plan: per host, one line per change and its diff; then the
+    read-only commands the plan ran; then the summary line. A plan with errors
+    shows what was planned so far and no summary line (the caller prints the
+    errors, each once: :func:`render_errors`)."""
     lines: list[str] = []
     by_host: dict[str, list] = {}
-    errors = []
-    for outcome in outcomes:
-        if outcome.status == "failed":
-            errors.append(outcome)
+    for outcome in plan.outcomes:
         if outcome.changes:
             by_host.setdefault(outcome.host, []).append(outcome)
     for host in sorted(by_host, key=_natural):
@@ -108,15 +113,40 @@ def render_plan(outcomes, *, color: bool = False) -> str:
                     for diff_line in body.rstrip("\n").splitlines():
                         lines.append("      " + _color_diff(diff_line, color))
         lines.append("")
-    for outcome in errors:
-        lines.append(f"Error: {outcome.error}")
-    counts = summary(outcomes)
-    if not errors and not any(counts[k] for k in ("add", "change", "destroy")):
+    if plan.reads:
+        lines.append(f"Read-only commands run while planning ({len(plan.reads)}):")
+        for host, task, command in plan.reads:
+            first = command.strip().splitlines()[0] if command.strip() else ""
+            more = " …" if len(command.strip().splitlines()) > 1 else ""
+            lines.append(f"  {host}: {task}: {first}{more}" if verbose or len(first) < 160 else
+                         f"  {host}: {task}: {first[:157]}…")
+        lines.append("")
+    if plan.errors:
+        return show_unknown(redact("\n".join(lines).rstrip("\n")))
+    counts = plan.summary
+    if not any(counts.get(k) for k in ("add", "change", "destroy")):
         lines.append("No changes. The hosts match the playbook.")
-    if counts["warnings"]:
+    if counts.get("warnings"):
         lines.append(f"Warnings: {counts['warnings']} (lines marked !)")
     lines.append(summary_line(counts))
     return show_unknown(redact("\n".join(lines)))
+
+
+def render_errors(errors) -> list[str]:
+    """Each error once, in the order found."""
+    seen, lines = set(), []
+    for error in errors:
+        if error not in seen:
+            seen.add(error)
+            lines.append(f"Error: {error}")
+    return lines
+
+
+def render_destroys(plan) -> str:
+    lines = ["The plan DESTROYS data:"]
+    for change in plan.destroys_data:
+        lines.append(f"  - {change.host}: {change.resource}" + (f" ({change.diff.strip()})" if change.diff else ""))
+    return redact("\n".join(lines))
 
 
 def _color_diff(line: str, color: bool) -> str:
@@ -137,32 +167,43 @@ def _natural(name: str):
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
 
 
-def recap(runner, outcomes) -> str:
+def render_recap(recap) -> str:
     lines = ["", "RECAP"]
-    width = max([len(h) for h in runner.hosts] + [4])
-    for name in sorted(runner.hosts, key=_natural):
-        hr = runner.hosts[name]
-        c = hr.counts
-        warn = sum(1 for o in outcomes if o.host == name for ch in o.changes if ch.action == WARN)
-        state = "UNREACHABLE" if hr.unreachable else ("FAILED" if hr.failed else "")
-        lines.append(f"{name:<{width}}  ok={c.get('ok', 0):<3} changed={c.get('changed', 0):<3} "
-                     f"failed={c.get('failed', 0):<3} skipped={c.get('skipped', 0):<3}"
+    width = max([len(h) for h in recap.hosts] + [4])
+    warnings = [(o.host, c) for o in recap.outcomes for c in o.changes if c.action == WARN]
+    for name in sorted(recap.hosts, key=_natural):
+        h = recap.hosts[name]
+        warn = sum(1 for host, _ in warnings if host == name)
+        state = "UNREACHABLE" if h.unreachable else ("FAILED" if h.failed else "")
+        lines.append(f"{name:<{width}}  ok={h.ok:<3} changed={h.changed:<3} "
+                     f"failed={h.failed:<3} skipped={h.skipped:<3}"
                      + (f" warnings={warn}" if warn else "") + (f"  {state}" if state else ""))
-    for outcome in outcomes:
-        for change in outcome.changes:
-            if change.action == WARN:
-                lines.append(f"warning: {outcome.host}: {change.resource}" +
-                             (f": {change.diff}" if change.diff and not change.sensitive else ""))
-    failures = [o for o in outcomes if o.status == "failed"]
-    if failures:
+    for host, change in warnings:
+        lines.append(f"warning: {host}: {change.resource}" +
+                     (f": {change.diff}" if change.diff and not change.sensitive else ""))
+    if recap.failures:
         lines.append("")
         lines.append("Failures:")
-        for outcome in failures:
-            lines.append("  " + outcome.error.replace("\n", "\n  "))
-    return redact("\n".join(lines))
+        for failure in recap.failures:
+            lines.append("  " + failure.replace("\n", "\n  "))
+    return show_unknown(redact("\n".join(lines)))
 
 
-def outcomes_json(runner, outcomes, *, mode: str) -> dict:
+def render_protocol_tasks(tasks) -> str:
+    """``-v``: which tasks run an Ansible module through Ansible's module protocol."""
+    from gfsdeploy.ansible_protocol import protocol_lines
+
+    lines = protocol_lines(tasks)
+    if not lines:
+        return ""
+    return "Tasks run through Ansible's module protocol (no native gfsdeploy module):\n" + "\n".join(lines)
+
+
+def render_round_trips(round_trips: dict) -> str:
+    return "round trips: " + ", ".join(f"{h}={n}" for h, n in round_trips.items())
+
+
+def outcomes_json(runner, outcomes, *, mode: str, reads=None) -> dict:
     hosts: dict = {}
     for name in sorted(runner.hosts, key=_natural):
         hr = runner.hosts[name]
@@ -178,7 +219,11 @@ def outcomes_json(runner, outcomes, *, mode: str) -> dict:
             "task": outcome.task.label, "task_id": outcome.task.id, "status": outcome.status,
             "changes": [c.to_json() for c in outcome.changes], "error": outcome.error or None,
             "duration": round(outcome.duration, 3)})
-    return redact_obj({"mode": mode, "summary": summary(outcomes), "hosts": hosts})
+    data = {"mode": mode, "summary": summary(outcomes), "hosts": hosts,
+            "errors": sorted({o.error for o in outcomes if o.status == "failed"})}
+    if reads is not None:
+        data["reads"] = [{"host": h, "task": t, "command": c} for h, t, c in reads]
+    return redact_obj(data)
 
 
 def dump_json(data: dict, stream=None) -> None:

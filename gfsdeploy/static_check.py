@@ -1,0 +1,314 @@
+"""Find the mistakes in a playbook before connecting to any host.
+
+``gfsdeploy check`` and the start of ``plan``/``apply`` run this: module
+arguments (required, unknown, types and choices of the values written
+literally), Jinja syntax, unknown filters and tests, files named by ``src:``,
+and variables that nothing can define (inventory, play/task vars, vars files,
+``register``, ``set_fact``, facts, loop variables, magic variables, ``-e``).
+Each problem is reported once, with file:line and the fix; a host that is down
+never hides a mistake in a file.
+
+A name is only "undefined" when no source could define it: a use guarded by
+``| default(…)``, ``is defined`` or ``is undefined`` is fine, and a play that
+loads variables from a file whose name is only known at run time
+(``include_vars`` with a template) is not checked for undefined names.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import jinja2
+from jinja2 import nodes
+
+from gfsdeploy import modules
+from gfsdeploy.errors import GfsError, PlaybookError, TemplateError
+
+#: Ansible's magic variables and Jinja's globals: always defined
+MAGIC = frozenset({
+    "inventory_hostname", "inventory_hostname_short", "groups", "hostvars", "group_names", "play_hosts",
+    "playbook_dir", "inventory_dir", "inventory_file", "role_path", "role_name", "role_names", "omit",
+    "environment", "vars", "item", "range", "lipsum", "dict", "cycler", "joiner", "namespace", "lookup",
+    "query", "q", "now", "undef", "true", "false", "none", "True", "False", "None",
+})
+#: expressions that are bare Jinja (no braces): Ansible's conditionals
+BARE = ("when", "changed_when", "failed_when", "until")
+GUARD_FILTERS = frozenset({"default", "d", "mandatory"})
+GUARD_TESTS = frozenset({"defined", "undefined", "none"})
+
+
+class ValidationError(PlaybookError):
+    """The playbook has mistakes found before connecting; ``problems`` lists each once."""
+
+    def __init__(self, problems: list[GfsError]):
+        super().__init__(f"{len(problems)} problem(s) in the playbook")
+        self.problems = problems
+
+    def __str__(self) -> str:
+        return "\n".join(str(p) for p in self.problems)
+
+
+def check(playbook, inventory, *, extra_vars: dict | None = None, env: jinja2.Environment | None = None,
+          search_path: list[str] | None = None) -> list[GfsError]:
+    """Every problem found in ``playbook`` (run against ``inventory``), each once."""
+    if env is None:
+        from gfsdeploy.templating import Templar
+
+        env = Templar(search_path).env
+    checker = _Checker(playbook, inventory, extra_vars or {}, env)
+    checker.run()
+    return checker.problems
+
+
+class _Checker:
+    def __init__(self, playbook, inventory, extra_vars: dict, env: jinja2.Environment):
+        self.playbook = playbook
+        self.env = env
+        self.problems: list[GfsError] = []
+        self._seen: set = set()
+        defined = set(extra_vars) | MAGIC
+        for host in inventory.hosts.values():
+            defined.update(host.vars)
+        for task in playbook.tasks():
+            if task.register:
+                defined.add(task.register)
+            defined.update(_set_fact_names(task))
+        self.defined_everywhere = defined
+
+    # -- reporting ----------------------------------------------------------------
+    def problem(self, error: GfsError) -> None:
+        key = (error.file, error.line, error.message)
+        if key not in self._seen:
+            self._seen.add(key)
+            self.problems.append(error)
+
+    # -- walking the playbook -------------------------------------------------------
+    def run(self) -> None:
+        for play in self.playbook.plays:
+            play_defined = set(self.defined_everywhere) | set(play.vars)
+            dynamic_vars = False
+            for task in [*play.tasks, *play.handlers]:
+                play_defined.update(task.vars)
+                if task.module in ("include_vars", "ansible.builtin.include_vars"):
+                    names = _include_vars_names(task)
+                    if names is None:
+                        dynamic_vars = True
+                    else:
+                        play_defined.update(names)
+            for key, value in play.vars.items():
+                self.template(value, play_defined, where=play.where(), what=f"play vars {key!r}",
+                              check_names=not dynamic_vars)
+            for task in [*play.tasks, *play.handlers]:
+                self.task(task, play_defined, check_names=not dynamic_vars)
+            self.notifications(play)
+
+    def notifications(self, play) -> None:
+        """Every ``notify`` names a handler of the play (its name or a ``listen``)."""
+        known = {h.name for h in play.handlers} | {t for h in play.handlers for t in h.listen}
+        for task in play.tasks:
+            for name in task.notify:
+                if not _templated(name) and name not in known:
+                    self.problem(PlaybookError(
+                        f"notify: no handler named {name!r} in this play", **task.where(), field="notify",
+                        fix="use a handler's `name` or `listen`" +
+                            (f"; handlers: {', '.join(sorted(known))}" if known else "; the play has no handlers")))
+
+    def task(self, task, defined: set, *, check_names: bool) -> None:
+        where = task.where()
+        names = set(defined) | {task.loop_var, "ansible_loop", "ansible_loop_var"}
+        index_var = getattr(task, "index_var", None)
+        if index_var:
+            names.add(index_var)
+        module = modules.get(task.module)
+        if module is not None and isinstance(task.args, dict):
+            self.arguments(task, module, where)
+        self.template(task.args, names, where=where, what="arguments", check_names=check_names)
+        if task.loop is not None:
+            self.template(task.loop, defined, where=where, what="loop", check_names=check_names)
+        for key in BARE:
+            value = getattr(task, key, None)
+            if value is None or isinstance(value, bool):
+                continue
+            scoped = names | ({task.register} if task.register else set())
+            for expression in value if isinstance(value, list) else [value]:
+                if isinstance(expression, bool):
+                    continue
+                text = str(expression).strip()
+                if not (text.startswith("{{") and text.endswith("}}")):
+                    text = "{{ " + text + " }}"
+                self.template(text, scoped, where=where, what=f"`{key}`", check_names=check_names)
+        for key, value in task.vars.items():
+            self.template(value, names, where=where, what=f"task vars {key!r}", check_names=check_names)
+
+    def arguments(self, task, module, where: dict) -> None:
+        """Required arguments present; literal values of the right type and choice."""
+        args = dict(task.args)
+        literal = {k: v for k, v in args.items() if not _templated(v)}
+        names = {**{k: k for k in module.params}, **{a: k for k, p in module.params.items() for a in p.aliases}}
+        present = {names.get(k, k) for k in args}
+        for key, param in module.params.items():
+            if param.required and key not in present:
+                self.problem(PlaybookError(
+                    f"module {module.name!r} needs argument {key!r}", **where, field=key,
+                    fix=f"add `{key}: ...` to the task" + (f" ({param.help})" if param.help else "")))
+        from gfsdeploy.modules.base import validate_args
+
+        given = {names.get(k, k): k for k in args}
+        params = {key: param if key in given and not _templated(args[given[key]]) else _relaxed(param)
+                  for key, param in module.params.items()}
+        try:
+            validate_args(module.name, params, literal, where)
+        except PlaybookError as exc:
+            self.problem(exc)
+        for key in ("regexp", "regex", "insertafter", "insertbefore"):
+            value = args.get(key)
+            if isinstance(value, str) and not _templated(value) and value not in ("EOF", "BOF"):
+                try:
+                    re.compile(value)
+                except re.error as exc:
+                    self.problem(PlaybookError(f"`{key}` is not a valid regular expression: {exc}: {value!r}",
+                                               **where, field=key, fix="fix the expression (Python's re syntax)"))
+        if task.module in ("copy", "template", "ansible.builtin.copy", "ansible.builtin.template"):
+            src = args.get("src")
+            if isinstance(src, str) and src and not _templated(src) and not args.get("remote_src"):
+                found = _find(src, task)
+                if found is None:
+                    self.problem(PlaybookError(
+                        f"`src` {src!r} not found", **where, field="src",
+                        fix="put the file next to the playbook, in its files/ or templates/ directory, "
+                            "or give an absolute path"))
+                elif task.module.endswith("template"):
+                    self.template_file(found, where)
+
+    def template_file(self, path: str, where: dict) -> None:
+        """A template file's syntax and filters (its names may come from its own loops)."""
+        try:
+            with open(path, encoding="utf-8") as handle:
+                source = handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            self.problem(PlaybookError(f"cannot read template {path}: {exc}", **where, field="src",
+                                       fix="check the file"))
+            return
+        try:
+            tree = self.env.parse(source)
+        except jinja2.TemplateSyntaxError as exc:
+            self.problem(TemplateError(f"Jinja syntax error in template {path} line {exc.lineno}: {exc.message}",
+                                       **where, fix="fix the template"))
+            return
+        for kind, name in _filters_and_tests(tree):
+            if name not in (self.env.filters if kind == "filter" else self.env.tests):
+                self.problem(TemplateError(f"no Jinja {kind} named {name!r} in template {path}", **where,
+                                           fix="check the spelling"))
+
+    def template(self, value, defined: set, *, where: dict, what: str, check_names: bool) -> None:
+        for text in _strings(value):
+            if "{{" not in text and "{%" not in text and "{#" not in text:
+                continue
+            try:
+                tree = self.env.parse(text)
+            except jinja2.TemplateSyntaxError as exc:
+                self.problem(TemplateError(f"Jinja syntax error in {what}: {exc.message}: {_short(text)}", **where,
+                                           fix="check the {{ }} / {% %} braces and the expression"))
+                continue
+            for kind, name in _filters_and_tests(tree):
+                table = self.env.filters if kind == "filter" else self.env.tests
+                if name not in table:
+                    self.problem(TemplateError(
+                        f"no Jinja {kind} named {name!r} (in {what}: {_short(text)})", **where,
+                        fix=f"check the spelling; gfsdeploy knows the {kind}s Ansible playbooks use most"))
+            if not check_names:
+                continue
+            for name in sorted(_unguarded_names(tree)):
+                if name not in defined and not name.startswith("ansible_") and not name.startswith("gfsdeploy_"):
+                    self.problem(TemplateError(
+                        f"variable {name!r} (in {what}) is not defined anywhere: not in the inventory, the "
+                        "play or task vars, a vars file, a `register` or `set_fact`, facts or -e", **where,
+                        fix=f"define {name!r} (e.g. in the inventory or the play's vars), "
+                            f"or write `{name} | default(…)`"))
+
+
+def _relaxed(param):
+    """A copy of ``param`` that is neither required nor type-checked (its value is a template)."""
+    from dataclasses import replace
+
+    return replace(param, required=False, type="raw", choices=(), check=None)
+
+
+def _templated(value) -> bool:
+    return any("{{" in s or "{%" in s for s in _strings(value))
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _strings(v)
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= 80 else text[:77] + "…"
+
+
+def _filters_and_tests(tree):
+    for node in tree.find_all((nodes.Filter, nodes.Test)):
+        yield ("filter" if isinstance(node, nodes.Filter) else "test"), node.name
+
+
+def _unguarded_names(tree) -> set:
+    """Names read by the template that no ``default``/``is defined`` guards and that
+    the template does not assign itself (``set``, ``for``, macros)."""
+    guarded: set = set()
+    for node in tree.find_all((nodes.Filter, nodes.Test)):
+        names = {n.name for n in node.node.find_all(nodes.Name)} if node.node is not None else set()
+        if isinstance(node.node, nodes.Name):
+            names.add(node.node.name)
+        if (isinstance(node, nodes.Filter) and node.name in GUARD_FILTERS) or \
+                (isinstance(node, nodes.Test) and node.name in GUARD_TESTS):
+            guarded |= names
+    assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    loaded = {n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"}
+    return loaded - guarded - assigned - {"loop", "super", "self", "varargs", "kwargs", "caller"}
+
+
+def _set_fact_names(task) -> set:
+    if task.module in ("set_fact", "ansible.builtin.set_fact") and isinstance(task.args, dict):
+        return {str(k) for k in task.args if k != "cacheable"}
+    return set()
+
+
+def _include_vars_names(task) -> set | None:
+    """The names a static ``include_vars`` file defines; None when only known at run time."""
+    import yaml
+
+    args = task.args if isinstance(task.args, dict) else {}
+    path = args.get("file") or args.get("_raw_params") or args.get("free_form")
+    if not isinstance(path, str) or _templated(path):
+        return None
+    full = _find(path, task, subdirs=("vars",))
+    if full is None:
+        return None
+    try:
+        with open(full, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except (OSError, yaml.YAMLError):
+        return None
+    return set(data) if isinstance(data, dict) else set()
+
+
+def _find(path: str, task, subdirs=("files", "templates")) -> str | None:
+    if os.path.isabs(path):
+        return path if os.path.exists(path) else None
+    bases = [getattr(task, "base_dir", None) or task.play.base_dir, task.play.base_dir]
+    for base in bases:
+        for sub in ("", *subdirs, os.path.join("..", "templates"), os.path.join("..", "files")):
+            candidate = os.path.join(base, sub, path)
+            if os.path.exists(candidate):
+                return candidate
+    return None
