@@ -506,7 +506,17 @@ class Loader:
                     strategy_written="strategy" in raw)
         for entry in _as_list(raw.get("vars_files")) if not isinstance(raw.get("vars_files"), str) \
                 else [raw["vars_files"]]:
-            play.vars_files.append((entry, path, position(raw, "vars_files").get("line", play.line)))
+            line = position(raw, "vars_files").get("line", play.line)
+            candidates = entry if isinstance(entry, list) else [entry]
+            if not any("{{" in str(c) for c in candidates):
+                # known now: a missing file (or a mistake in it) is reported before connecting
+                found = [os.path.join(base, str(c)) for c in candidates if os.path.isfile(os.path.join(base, str(c)))]
+                if not found:
+                    raise PlaybookError("vars_files: " + (f"none of {candidates} exists" if len(candidates) > 1
+                                                          else f"{candidates[0]} not found"), file=path, line=line,
+                                        field="vars_files", fix="check the path (relative to the playbook's directory)")
+                load_vars(found[0])
+            play.vars_files.append((entry, path, line))
         scope = Scope(play=play, file=path, task_dir=base).with_keywords(raw)
         scope = dataclasses.replace(scope, keywords=tuple((k, v) for k, v in scope.keywords if k != "notify"))
         for section in ("pre_tasks", "roles", "tasks", "post_tasks", "handlers"):
@@ -529,8 +539,7 @@ class Loader:
             self._task_list(items, role_scope, play.handlers, None)
         self._task_list(raw.get("handlers") or [], handler_scope, play.handlers, None)
         play.flush_points = sorted(set(play.flush_points))
-        _check_notify(play)
-        return play
+        return play  # a notify naming no handler is reported by static_check, with every other mistake
 
     # -- task lists ---------------------------------------------------------------------
     def _task_list(self, items, scope: Scope, out: list, handlers: list | None) -> None:
@@ -1307,24 +1316,6 @@ def _check_meta(raw, args, label: str) -> None:
     if action not in META_SUPPORTED:
         raise PlaybookError(f"meta: {action} is not supported by gfsdeploy", **position(raw), task=label,
                             fix="remove it (the inventory is read once per run)")
-
-
-def _check_notify(play: Play) -> None:
-    names = set()
-    for handler in play.handlers:
-        names.update(handler.handler_names)
-        names.update(str(x) for x in handler.listen)
-    for task in [*play.tasks, *play.handlers]:
-        for name in task.notify:
-            text = str(name)
-            if "{{" in text or text in names:
-                continue
-            from gfsdeploy.modules.base import _closest
-
-            close = _closest(text, sorted(names))
-            raise PlaybookError(f"notify {text!r}: no handler has that name or listens to it", **task.where(),
-                                field="notify", fix=(f"did you mean {close!r}? " if close else "") +
-                                "name a handler of this play (or one of its roles)")
 
 
 def normalise_args(module, args, extra_args, where: dict):
