@@ -31,7 +31,6 @@ import secrets as _random
 import shlex
 import sys
 import threading
-import weakref
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -529,18 +528,60 @@ class _Closure:
         pending.append((".".join(parts), self.files[inside], is_pkg))
 
 
+#: what _scan found, by (sha256 of the code, module name, is package); kept on the controller
+#: between runs (parsing ansible-core's module_utils is most of the cost of packing)
+_IMPORTS_CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                              "gfsdeploy", "ansible-imports-v1.json")
+_imports_known: dict | None = None
+_imports_new = False
+
+
 def _imports(module_name: str, code: bytes, is_package: bool):
-    """``(dotted name parts, optional)`` of every module_utils import in ``code``;
-    an import nested in a try/if/def is optional, as Ansible treats it."""
+    """``(dotted name parts, optional)`` of every module_utils import in ``code``."""
+    global _imports_known, _imports_new
+    key = f"{hashlib.sha256(code).hexdigest()}:{module_name}:{int(is_package)}"
+    with _lock:
+        if _imports_known is None:
+            try:
+                with open(_IMPORTS_CACHE, encoding="utf-8") as handle:
+                    _imports_known = json.load(handle)
+            except (OSError, ValueError):
+                _imports_known = {}
+        if key in _imports_known:
+            return [(tuple(parts), optional) for parts, optional in _imports_known[key]]
+    found = _scan(module_name, code, is_package)
+    with _lock:
+        _imports_known[key] = [[list(parts), optional] for parts, optional in found]
+        _imports_new = True
+    return found
+
+
+def _save_imports() -> None:
+    global _imports_new
+    with _lock:
+        if not _imports_new or _imports_known is None:
+            return
+        try:
+            os.makedirs(os.path.dirname(_IMPORTS_CACHE), exist_ok=True)
+            part = f"{_IMPORTS_CACHE}.{os.getpid()}.part"
+            with open(part, "w", encoding="utf-8") as handle:
+                json.dump(_imports_known, handle)
+            os.replace(part, _IMPORTS_CACHE)
+            _imports_new = False
+        except OSError:
+            pass   # a cache only
+
+
+def _scan(module_name: str, code: bytes, is_package: bool):
+    """Parse ``code``: its module_utils imports; an import nested in a try/if/def is
+    optional, as Ansible treats it."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
         return []
-    top = set(map(id, tree.body))
     out = []
     package = module_name.split(".") if is_package else module_name.split(".")[:-1]
-    for node in ast.walk(tree):
-        optional = id(node) not in top
+    for node, optional in _statements(tree.body, nested=False):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith(("ansible.module_utils.", "ansible_collections.")):
@@ -559,6 +600,18 @@ def _imports(module_name: str, code: bytes, is_package: bool):
     return out
 
 
+def _statements(body, nested: bool):
+    """Every statement, with whether it is nested in a compound statement (imports are
+    statements: expressions need not be walked, which keeps packing fast)."""
+    for node in body:
+        yield node, nested
+        for name in ("body", "orelse", "finalbody", "handlers", "cases"):
+            inner = getattr(node, name, None)
+            if isinstance(inner, list) and inner and isinstance(inner[0], (ast.stmt, ast.excepthandler,
+                                                                           getattr(ast, "match_case", ast.stmt))):
+                yield from _statements(inner, nested=True)
+
+
 def _zip(source: Source) -> bytes:
     core = ansible_core()
     data = source.data.replace(_REPLACER, b"from ansible.module_utils.basic import *")
@@ -567,20 +620,19 @@ def _zip(source: Source) -> bytes:
         raise PlaybookError(
             f"module {source.name!r} ({source.path}) imports Ansible's module_utils, which come with "
             "ansible-core: it is not installed", fix="pip install 'gfsdeploy[ansible]' (or ansible-core)")
-    closure.add(source.fqn, data, package=False)
-    # what every module needs at run time, also where it is imported dynamically
-    always = [("ansible", "module_utils", "basic")]
     try:
-        from ansible.module_utils._internal import _json as profiles
-
-        for direction in (True, False):
-            always.append(tuple(profiles.get_module_serialization_profile_module_name("legacy", direction)
-                                .split(".")))
-    except (ImportError, AttributeError):
-        pass
+        closure.add(source.fqn, data, package=False)
+    finally:
+        _save_imports()
+    # what every module needs at run time, also where it is imported dynamically
+    always = [("ansible", "module_utils", "basic"),
+              # ansible-core 2.19+: basic.py imports its JSON profile modules by name
+              ("ansible", "module_utils", "_internal", "_json", "_profiles", "_module_legacy_c2m"),
+              ("ansible", "module_utils", "_internal", "_json", "_profiles", "_module_legacy_m2c")]
     for parts in always:
         if closure.locate(parts):
             closure.add("gfsdeploy_always", b"import " + ".".join(parts).encode() + b"\n", package=False)
+    _save_imports()
     if closure.missing:
         raise PlaybookError(
             f"module {source.name!r} ({source.path}) imports {', '.join(sorted(set(closure.missing)))}, "
@@ -603,15 +655,28 @@ def _zip(source: Source) -> bytes:
     return buffer.getvalue()
 
 
+_CLASSIC_INTERNAL = ("check_mode", "no_log", "debug", "diff", "verbosity", "version", "module_name",
+                     "syslog_facility", "selinux_special_fs", "shell_executable", "tmpdir", "remote_tmp",
+                     "keep_remote_files", "socket")
+
+
 def _internal_names() -> tuple:
-    """The ``_ansible_*`` arguments the packed basic.py accepts (they differ by version)."""
+    """The ``_ansible_*`` arguments the packed basic.py accepts (they differ by version):
+    the keys of ``PASS_VARS`` in ansible-core's module_utils/common/parameters.py, read
+    without importing it."""
+    core = ansible_core()
+    path = os.path.join(core, "module_utils", "common", "parameters.py") if core else ""
     try:
-        from ansible.module_utils.common.parameters import PASS_VARS
-    except ImportError:
-        return ("check_mode", "no_log", "debug", "diff", "verbosity", "version", "module_name",
-                "syslog_facility", "selinux_special_fs", "shell_executable", "tmpdir", "remote_tmp",
-                "keep_remote_files", "socket")
-    return tuple(sorted(PASS_VARS))
+        with open(path, "rb") as handle:
+            tree = ast.parse(handle.read())
+    except (OSError, SyntaxError):
+        return _CLASSIC_INTERNAL
+    for node in tree.body:
+        target = node.target if isinstance(node, ast.AnnAssign) else \
+            node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
+        if isinstance(target, ast.Name) and target.id == "PASS_VARS" and isinstance(node.value, ast.Dict):
+            return tuple(sorted(k.value for k in node.value.keys if isinstance(k, ast.Constant)))
+    return _CLASSIC_INTERNAL
 
 
 # -- running ----------------------------------------------------------------------------
@@ -623,13 +688,54 @@ NEED_PAYLOAD = "__gfsdeploy_need_payload__"
 NO_LOG_CENSORED = "the output has been hidden due to the fact that 'no_log: true' was specified for this result"
 _DEFAULT_SELINUX_FS = ["fuse", "nfs", "vboxsf", "ramfs", "9p", "vfat"]
 
-#: shas each connection's host is known to have in its cache (learnt from its answers)
-_present: "weakref.WeakKeyDictionary[Any, set]" = weakref.WeakKeyDictionary()
+class _Shipped:
+    """Which packed modules each host has in its cache, as far as the controller knows:
+    learnt from the hosts' answers and kept between runs (a small JSON file beside the
+    import cache). A wrong entry costs one more round trip (the host answers "payload
+    needed"), never a wrong run. ``sent``: shipped by a command of this process, in a
+    batch whose later commands may rely on it."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.confirmed: dict[str, set] | None = None
+        self.sent: dict[str, set] = {}
+
+    def _load(self) -> dict[str, set]:
+        if self.confirmed is None:
+            try:
+                with open(self.path, encoding="utf-8") as handle:
+                    self.confirmed = {k: set(v) for k, v in json.load(handle).items()}
+            except (OSError, ValueError, AttributeError):
+                self.confirmed = {}
+        return self.confirmed
+
+    def has(self, where: str, sha: str) -> bool:
+        with _lock:
+            return sha in self._load().get(where, ()) or sha in self.sent.get(where, ())
+
+    def sending(self, where: str, sha: str) -> None:
+        with _lock:
+            self.sent.setdefault(where, set()).add(sha)
+
+    def learn(self, where: str, sha: str, present: bool) -> None:
+        with _lock:
+            known = self._load().setdefault(where, set())
+            if present == (sha in known):
+                return
+            (known.add if present else known.discard)(sha)
+            if not present:
+                self.sent.get(where, set()).discard(sha)
+            try:
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                part = f"{self.path}.{os.getpid()}.part"
+                with open(part, "w", encoding="utf-8") as handle:
+                    json.dump({k: sorted(v) for k, v in self.confirmed.items()}, handle)
+                os.replace(part, self.path)
+            except OSError:
+                pass   # a cache only
 
 
-def present(transport) -> set:
-    with _lock:
-        return _present.setdefault(transport, set())
+shipped = _Shipped(os.path.join(os.path.dirname(_IMPORTS_CACHE), "ansible-shipped-v1.json"))
 
 
 def module_args(packed: Packed, args: dict, *, check: bool, diff: bool, no_log: bool,
@@ -926,12 +1032,16 @@ class ProtocolModule(Module):
 
     read_only = False
     cheap_reads = False   # a Python start per read: re-read step by step on a changing host
-    protocol = True
+    #: its read is a check-mode run: once its host changed, apply runs it for real rather
+    #: than reading again first (the module decides, as under Ansible)
+    reread_after_change = False
 
     def __init__(self, source: Source):
         self.source = source
         self.name = source.name
         self.declared = declared(source)
+        #: no literal spec: any argument name is admitted here, the module checks its own when it runs
+        self.open_arguments = self.declared.arguments is None
         if self.declared.arguments is None:
             self.params = _AnyArguments()
         else:
@@ -957,7 +1067,10 @@ class ProtocolModule(Module):
         interpreter = variables.get("ansible_python_interpreter") or ctx.host.vars.get("ansible_python_interpreter")
         check = ctx.task_check_mode
         cache = variables.get(CACHE_VAR) or ctx.host.vars.get(CACHE_VAR)
+        where = json.dumps([ctx.host.name, *(str(variables.get(k) or ctx.host.vars.get(k) or "") for k in
+                                             ("ansible_host", "ansible_port", "ansible_user"))])
         return {**args, PRIVATE: {
+            "where": f"{where} {cache or CACHE_DIR}",
             "interpreter": str(interpreter) if interpreter else None,
             "cache": str(cache) if cache else CACHE_DIR,
             "no_log": bool(ctx.no_log),
@@ -969,15 +1082,24 @@ class ProtocolModule(Module):
         options = dict(args.get(PRIVATE) or {})
         return {k: v for k, v in args.items() if k != PRIVATE}, options
 
-    def _script(self, args: dict, *, check: bool, diff: bool, transport, ship: bool | None = None) -> tuple:
+    def _script(self, args: dict, *, check: bool, diff: bool, ship: bool | None = None) -> tuple:
+        """The script running this task's module; it carries the module itself unless the
+        host is known to have it (``ship`` forces either)."""
         plain, options = self._split(args)
         packed = pack(self.source)
         params = module_args(packed, plain, check=check, diff=diff, no_log=options.get("no_log", False),
                              verbosity=options.get("verbosity", 0))
+        where = options.get("where", "")
         if ship is None:
-            ship = not packed.cacheable or packed.sha not in present(transport)
+            ship = not packed.cacheable or not shipped.has(where, packed.sha)
+        if ship and packed.cacheable:
+            shipped.sending(where, packed.sha)
         return packed, script(packed, params, interpreter=options.get("interpreter"), ship=ship,
                               cache=options.get("cache") or CACHE_DIR)
+
+    def _learn(self, args: dict, packed: Packed, result: dict) -> None:
+        if packed.cacheable and "MODULE FAILURE" not in str(result.get("msg", "")):
+            shipped.learn(self._split(args)[1].get("where", ""), packed.sha, not need_payload(result))
 
     # -- the three steps ------------------------------------------------------------------
     def probes(self, args: dict, host: HostInfo) -> dict[str, str]:
@@ -986,11 +1108,7 @@ class ProtocolModule(Module):
         _, options = self._split(args)
         if options.get("check") is False:
             return {}   # `check_mode: false`: it runs for real, even in plan
-        packed = pack(self.source)
-        params = module_args(packed, self._split(args)[0], check=True, diff=True,
-                             no_log=options.get("no_log", False), verbosity=options.get("verbosity", 0))
-        return {"check": script(packed, params, interpreter=options.get("interpreter"),
-                                ship=not packed.cacheable, cache=options.get("cache") or CACHE_DIR)}
+        return {"check": self._script(args, check=True, diff=True)[1]}
 
     def read(self, args: dict, facts: dict, ctx: TaskContext) -> Any:
         state = {"pending_before": bool(ctx.host_pending), "result": None}
@@ -998,17 +1116,19 @@ class ProtocolModule(Module):
         if self.declared.check_mode is False or options.get("check") is False:
             return state
         answer = facts.get("check")
+        if answer is None and not ctx.check_mode:
+            state["runs"] = True   # apply, after a change on the host: it runs without a read first
+            return state
         result = parse_output(answer.stdout, answer.stderr, answer.rc) if answer is not None else None
         packed = pack(self.source)
-        if result is not None and not need_payload(result) and packed.cacheable:
-            present(ctx.transport).add(packed.sha)
+        if result is not None:
+            self._learn(args, packed, result)
         if result is None or need_payload(result):
-            # first use on this host (or its cache was cleared): ship it with this read
-            _, text = self._script(args, check=True, diff=True, transport=ctx.transport)
+            # the host did not have it after all (its cache was cleared): ship it with this read
+            _, text = self._script(args, check=True, diff=True, ship=True if result is not None else None)
             answer = ctx.transport.run(text, kind="read")
             result = parse_output(answer.stdout, answer.stderr, answer.rc)
-            if not need_payload(result) and packed.cacheable:
-                present(ctx.transport).add(packed.sha)
+            self._learn(args, packed, result)
         self._learn_secrets(args, result)
         state["result"] = result
         return state
@@ -1028,8 +1148,9 @@ class ProtocolModule(Module):
         result = state.get("result")
         resource = self.resource(args)
         if result is None:
-            return [Change(CHANGE, resource, "(known after apply): the module does not support check mode, "
-                                             "so plan does not run it", data={"protocol": True})]
+            why = "it runs now: its host changed since plan read it" if state.get("runs") else \
+                "the module does not support check mode, so plan does not run it"
+            return [Change(CHANGE, resource, f"(known after apply): {why}", data={"protocol": True})]
         if result.get("skipped") and "check mode" in str(result.get("msg", "")):
             return [Change(CHANGE, resource, "(known after apply): the module refused check mode",
                            data={"protocol": True})]
@@ -1062,15 +1183,15 @@ class ProtocolModule(Module):
             return TaskResult(changed=False, msg="skipped: the module does not support check mode",
                               data={"skipped": True})
         diff = options.get("diff", False) or in_check
-        packed, text = self._script(args, check=in_check, diff=diff, transport=ctx.transport)
+        packed, text = self._script(args, check=in_check, diff=diff)
         answer = ctx.exec(text)
         result = parse_output(answer.stdout, answer.stderr, answer.rc)
+        self._learn(args, packed, result)
         if need_payload(result):
-            packed, text = self._script(args, check=in_check, diff=diff, transport=ctx.transport, ship=True)
+            packed, text = self._script(args, check=in_check, diff=diff, ship=True)
             answer = ctx.exec(text)
             result = parse_output(answer.stdout, answer.stderr, answer.rc)
-        if packed.cacheable and not need_payload(result) and "MODULE FAILURE" not in str(result.get("msg", "")):
-            present(ctx.transport).add(packed.sha)
+            self._learn(args, packed, result)
         self._learn_secrets(args, result)
         for warning in result.get("warnings") or []:
             ctx.progress(f"[WARNING]: {warning}" if not self._no_log(args) else "[WARNING]: (hidden by no_log)")

@@ -95,7 +95,14 @@ class Inventory:
     #: directories whose group_vars/ and host_vars/ belong to the inventory
     var_dirs: list[str] = field(default_factory=list)
     playbook_dir: str | None = None
+    #: the inventory files read (one, or every file of an inventory directory)
+    sources: list[str] = field(default_factory=list)
     _cache: VarsDirCache = field(default_factory=VarsDirCache, repr=False)
+
+    def files(self) -> list[str]:
+        """Every file the hosts' variables came from: the sources, then the group_vars/
+        and host_vars/ files read (for a saved plan's check that nothing changed)."""
+        return list(self.sources) + sorted(self._cache.paths())
 
     # -- variables -------------------------------------------------------------
     def sorted_groups(self, host: str) -> list[Group]:
@@ -310,7 +317,7 @@ class Builder:
         if name not in members:
             members.append(name)
 
-    def finish(self, path: str, var_dirs: list[str]) -> Inventory:
+    def finish(self, path: str, var_dirs: list[str], sources: list[str] | None = None) -> Inventory:
         groups = self.groups
         for name, group in groups.items():
             if name != "all" and not group.parents:
@@ -323,7 +330,8 @@ class Builder:
         members = {name: self._members(name) for name in groups}
         for name, host in self.hosts.items():
             host.groups = [g for g in self._ancestry(name) if g != "all"]
-        inventory = Inventory(path=path, hosts=self.hosts, groups=members, group_objs=groups, var_dirs=var_dirs)
+        inventory = Inventory(path=path, hosts=self.hosts, groups=members, group_objs=groups, var_dirs=var_dirs,
+                              sources=list(sources or []))
         inventory._merge()
         return inventory
 
@@ -397,25 +405,28 @@ def load_inventory(path: str, playbook_dir: str | None = None) -> Inventory:
     With ``playbook_dir``, the playbook's group_vars/ and host_vars/ are layered in too."""
     builder = Builder()
     var_dirs: list[str] = []
+    sources: list[str] = []
     if not os.path.exists(path) and "," in path:
         for name in (n.strip() for n in path.split(",")):
             if name:
                 host, port = hostrange.split_port(name)
                 builder.add_host(host, "ungrouped", {"ansible_port": port} if port else {}, {"field": "inventory"})
     elif os.path.isdir(path):
-        sources = sorted(f for f in os.listdir(path)
-                         if not f.startswith(".") and not f.endswith(_NOT_SOURCES)
-                         and f not in ("group_vars", "host_vars") and os.path.isfile(os.path.join(path, f)))
-        if not sources:
+        names = sorted(f for f in os.listdir(path)
+                       if not f.startswith(".") and not f.endswith(_NOT_SOURCES)
+                       and f not in ("group_vars", "host_vars") and os.path.isfile(os.path.join(path, f)))
+        if not names:
             raise InventoryError("the inventory directory holds no inventory file", file=path,
                                  fix="put an INI or YAML inventory file in it")
-        for name in sources:
+        for name in names:
             _load_source(os.path.join(path, name), builder)
+            sources.append(os.path.abspath(os.path.join(path, name)))
         var_dirs.append(os.path.abspath(path))
     else:
         _load_source(path, builder)
         var_dirs.append(os.path.dirname(os.path.abspath(path)))
-    inventory = builder.finish(path, var_dirs)
+        sources.append(os.path.abspath(path))
+    inventory = builder.finish(path, var_dirs, sources)
     if playbook_dir:
         inventory.use_playbook_dir(playbook_dir)
     return inventory
@@ -520,6 +531,10 @@ def _load_yaml(data, path: str, builder: Builder) -> None:
             walk(child, child_body, [*parents, name], position(children, child))
             builder.add_child(name, child, position(children, child))
 
+    if "plugin" in data and not isinstance(data.get("plugin"), dict):
+        raise InventoryError(f"inventory plugins are not supported (plugin: {data['plugin']})", **position(data, "plugin"),
+                             fix="write the hosts as a YAML or INI inventory (e.g. save the plugin's "
+                                 "`ansible-inventory --list --yaml` output)")
     for top in data:
         if top in GROUP_KEYS:  # `hosts:` at the top: the `all:` line is missing
             raise InventoryError(f"no top-level `all:` group (`{top}:` is at the top of the file)",

@@ -28,19 +28,24 @@ import warnings
 
 from gfsdeploy import hostrange
 from gfsdeploy.errors import InventoryError
+from gfsdeploy.yamlload import located
 
 _SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:[#;].*)?$")
 _GROUP_NAME = re.compile(r"^[^\s:\[\]=#;]+$")
 
 
-def parse_value(text: str):
-    """An INI value: a Python literal when it is one, else the text."""
+def parse_value(text: str, where: dict | None = None):
+    """An INI value: a Python literal when it is one, else the text (a template
+    remembers its file and line, for errors)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return ast.literal_eval(text)
+            value = ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return text
+        value = text
+    if where and isinstance(value, str) and ("{{" in value or "{%" in value):
+        value = located(value, where.get("file", ""), where.get("line", 0))
+    return value
 
 
 def load_ini(text: str, path: str, builder) -> None:
@@ -78,7 +83,7 @@ def load_ini(text: str, path: str, builder) -> None:
                 raise InventoryError(f"expected key=value in [{group}:vars], got {line!r}", **where,
                                      fix="write one `name=value` per line")
             builder.group(group, where, declare=False)  # a [g:vars] section alone does not make g exist
-            builder.set_group_var(group, key, parse_value(value.strip()), where)
+            builder.set_group_var(group, key, parse_value(value.strip(), where), where)
         else:  # children
             if not _GROUP_NAME.match(line):
                 raise InventoryError(f"expected a group name in [{group}:children], got {line!r}", **where,
@@ -107,7 +112,7 @@ def _host_line(line: str, group: str, where: dict, builder) -> None:
         if not eq or not key:
             raise InventoryError(f"expected key=value after the host name, got {word!r}", **where,
                                  fix="write host variables as name=value (quote values with spaces)")
-        host_vars[key] = parse_value(value)
+        host_vars[key] = parse_value(value, where)
     name, port = hostrange.split_port(pattern)
     try:
         names = hostrange.expand(name)

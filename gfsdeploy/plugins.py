@@ -54,8 +54,8 @@ def contents() -> list[Content]:
                 content = ep.load()
             except ImportError:
                 continue
-            if isinstance(content, Content):
-                found.append(content)
+            if isinstance(content, Content) and all(c.name != content.name for c in found):
+                found.append(content)  # (an editable install and a wheel may both declare it)
         _loaded = found
     return _loaded
 

@@ -32,7 +32,7 @@ from gfsdeploy.hostfacts import FACTS_PROBE, HostFactsCache
 from gfsdeploy.inventory import Host, Inventory
 from gfsdeploy.modules.base import CHANGE, READ, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
 from gfsdeploy.playbook import INCLUDE_MODULES, Playbook, Task, _meta_action, load_vars
-from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown
+from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown, unsafe
 from gfsdeploy.transport import make_transport, request_stop
 
 try:  # per-task connections and escalation, where the transport offers them
@@ -1009,14 +1009,16 @@ class Runner:
         if unknown:
             hr.registered[task.register] = Unknown()
             return
+        # what a host printed is data: a `{{` in it is never templated (templating.unsafe)
         if task.loop is not None:
-            hr.registered[task.register] = {"results": results, "msg": "All items completed",
-                                            "changed": any(r.get("changed") for r in results),
-                                            "failed": any(r.get("failed") for r in results),
-                                            "skipped": bool(results) and all(r.get("skipped") for r in results)}
+            hr.registered[task.register] = unsafe({"results": results, "msg": "All items completed",
+                                                   "changed": any(r.get("changed") for r in results),
+                                                   "failed": any(r.get("failed") for r in results),
+                                                   "skipped": bool(results) and all(r.get("skipped") for r in results)})
         else:
-            hr.registered[task.register] = results[0] if results else \
-                {"skipped": True, "changed": False, "skip_reason": "Conditional result was False"}
+            hr.registered[task.register] = unsafe(results[0] if results else
+                                                  {"skipped": True, "changed": False,
+                                                   "skip_reason": "Conditional result was False"})
 
     # -- runner-level tasks ------------------------------------------------------------
     def _run_vars_task(self, hr: HostRun, task: Task, step: Step, outcome: StepOutcome) -> None:
@@ -1197,6 +1199,11 @@ class Runner:
     # -- reads ------------------------------------------------------------------------
     def _facts_for(self, hr: HostRun, task: Task, step: Step, index: int, args: dict, module,
                    variables: dict | None = None) -> dict:
+        if self.options.mode != "plan" and hr.changed and not getattr(module, "reread_after_change", True):
+            # its read is a run of its own (a check-mode run): once the host changed, apply
+            # runs it for real instead of reading first; what plan read still serves if valid
+            cached = hr.facts.get((task.id, index))
+            return cached[1] if cached and cached[0] == _args_key(args) else {}
         if hr.stale:
             self._refresh(hr, step)
         cached = hr.facts.get((task.id, index))

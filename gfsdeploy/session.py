@@ -179,6 +179,20 @@ class Recap:
 
 
 def digest(path: str) -> str:
+    """SHA-256 of a file; of every file under a directory (an inventory directory:
+    names and contents, sorted); of the text itself for ``host1,host2,``."""
+    h = hashlib.sha256()
+    if os.path.isdir(path):
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            for name in sorted(files):
+                full = os.path.join(root, name)
+                h.update(os.path.relpath(full, path).encode() + b"\0")
+                with open(full, "rb") as handle:
+                    h.update(handle.read())
+        return h.hexdigest()
+    if not os.path.exists(path) and "," in path:
+        return hashlib.sha256(path.encode()).hexdigest()
     with open(path, "rb") as handle:
         return hashlib.sha256(handle.read()).hexdigest()
 
@@ -307,7 +321,7 @@ class Session:
     def _check_files(self, plan: Plan) -> None:
         for what, path, expected in (("inventory", plan.inventory, plan.inventory_sha256),
                                      ("playbook", plan.playbook, plan.playbook_sha256)):
-            if not os.path.exists(path) or digest(path) != expected:
+            if (not os.path.exists(path) and "," not in path) or digest(path) != expected:
                 raise StalePlanError(f"the {what} {path} changed since the plan was saved", file=path,
                                      fix="run `gfsdeploy plan --out` again and review the new plan")
 

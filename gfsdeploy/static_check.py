@@ -136,7 +136,7 @@ class _Checker:
 
     def task(self, task, defined: set, *, check_names: bool) -> None:
         where = task.where()
-        names = set(defined) | {task.loop_var, "ansible_loop", "ansible_loop_var"}
+        names = set(defined) | {task.loop_var, "ansible_loop", "ansible_loop_var"} | self.guarded_by_when(task)
         index_var = (getattr(task, "loop_control", None) or {}).get("index_var")
         if index_var:
             names.add(index_var)
@@ -161,8 +161,28 @@ class _Checker:
         for key, value in task.vars.items():
             self.template(value, names, where=where, what=f"task vars {key!r}", check_names=check_names)
 
+    def guarded_by_when(self, task) -> set:
+        """Names the task's ``when`` tests with ``is defined`` (or guards with ``default``):
+        the task only runs when they exist."""
+        when = task.when
+        out: set = set()
+        for expression in when if isinstance(when, list) else [when]:
+            if expression is None or isinstance(expression, bool):
+                continue
+            text = str(expression).strip()
+            if not (text.startswith("{{") and text.endswith("}}")):
+                text = "{{ " + text + " }}"
+            try:
+                tree = self.env.parse(text)
+            except jinja2.TemplateSyntaxError:
+                continue
+            out |= _names(tree) - _unguarded_names(tree)
+        return out
+
     def arguments(self, task, module, where: dict) -> None:
         """Required arguments present; literal values of the right type and choice."""
+        if getattr(module, "open_arguments", False) or getattr(module, "free_keys", False):
+            return  # an Ansible module whose spec is not literal (or set_fact) checks its own arguments
         args = dict(task.args)
         literal = {k: v for k, v in args.items() if not _templated(v)}
         names = {**{k: k for k in module.params}, **{a: k for k, p in module.params.items() for a in p.aliases}}
@@ -279,6 +299,10 @@ def _short(text: str) -> str:
 def _filters_and_tests(tree):
     for node in tree.find_all((nodes.Filter, nodes.Test)):
         yield ("filter" if isinstance(node, nodes.Filter) else "test"), node.name
+
+
+def _names(tree) -> set:
+    return {n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"}
 
 
 def _unguarded_names(tree) -> set:

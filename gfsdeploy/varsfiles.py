@@ -72,6 +72,9 @@ class VarsDirCache:
             self._files[key] = load_vars_file(path, what=f"{os.path.basename(os.path.dirname(path))} file")
         return self._files[key]
 
+    def paths(self) -> list[str]:
+        return list(self._files)
+
     def entity(self, base: str, kind: str, name: str) -> list[tuple[str, dict]]:
         """[(file, vars)] for ``name`` in ``base/kind`` (kind: group_vars or host_vars)."""
         directory = os.path.join(base, kind)

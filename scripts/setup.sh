@@ -12,11 +12,12 @@ apt-get update -qq
 # iproute2/iptables/util-linux/kmod: namespaces, veth, loop devices, firewall rules
 # glusterfs-server/-client, lvm2: real glusterd in the lab, packages the playbook installs
 # ruby + vagrant: Vagrantfile syntax check and `vagrant validate`; e2fsprogs/fdisk: dirty-disk tests
+# cron: the crontab command ansible-core's cron module needs (differential test of Ansible modules)
 # sudo: become with a password / requiretty / su tests in lab nodes (tests/transport)
 # ufw: Ubuntu's firewall, for real in lab nodes (installed inactive: the host's firewall is untouched)
 apt-get install -y -qq --no-install-recommends \
   openssh-server openssh-client iproute2 iptables util-linux kmod procps psmisc \
   glusterfs-server glusterfs-client lvm2 thin-provisioning-tools apt-utils openssh-sftp-server \
-  ruby vagrant e2fsprogs fdisk ca-certificates python3-venv ufw sudo >/dev/null
+  ruby vagrant e2fsprogs fdisk ca-certificates python3-venv ufw sudo cron >/dev/null
 mkdir -p /run/sshd
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'

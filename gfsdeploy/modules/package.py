@@ -77,22 +77,22 @@ class Package(Module):
         return self.family or family
 
     def probes(self, args: dict, host: HostInfo) -> dict[str, str]:
-        names = [str(n) for n in args["name"]]
-        family = self.host_family(host)
-        probes = {"tool": "for t in apt-get dnf yum; do command -v $t >/dev/null 2>&1 && echo $t; done; true"}
-        probes["lock"] = lock_probe(family)
-        if family == "debian":
-            probes["installed"] = f"dpkg-query -W -f='${{Package}} ${{db:Status-Status}}\\n' {qjoin(names)} 2>/dev/null; true"
-            # what apt refuses with "dpkg was interrupted": journal entries, or packages half-installed
-            probes["dpkg"] = ("ls /var/lib/dpkg/updates 2>/dev/null | grep -q . && echo journal\n"
-                              "dpkg --audit 2>/dev/null | sed -n 's/^ \\([a-z0-9][^ ]*\\) .*/\\1/p'; true")
-            if _state(args) == "latest":
-                probes["upgradable"] = f"LC_ALL=C apt-cache policy {qjoin(names)}"
-        else:
-            probes["installed"] = f"rpm -q --qf '%{{NAME}} installed\\n' {qjoin(names)}; true"
-            if _state(args) == "latest":
-                probes["upgradable"] = ("if command -v dnf >/dev/null 2>&1; then m=dnf; else m=yum; fi\n"
-                                        f"$m -q check-update {qjoin(names)}; true")
+        # The same probes whatever the host facts say: a first read on a host not seen
+        # before is batched before its facts are known, and must still ask the right tool.
+        names = qjoin(str(n) for n in args["name"])
+        self.host_family(host)  # apt on a RHEL host (known) is refused before anything runs
+        probes = {"tool": "for t in apt-get dnf yum; do command -v $t >/dev/null 2>&1 && echo $t; done; true",
+                  "lock": lock_probe(),
+                  "installed": (f"if {_IS_APT}; then dpkg-query -W -f='${{Package}} ${{db:Status-Status}}\\n' "
+                                f"{names} 2>/dev/null; else rpm -q --qf '%{{NAME}} installed\\n' {names}; fi; true"),
+                  # what apt refuses with "dpkg was interrupted": journal entries, or packages half-installed
+                  "dpkg": (f"{_IS_APT} || exit 0\n"
+                           "ls /var/lib/dpkg/updates 2>/dev/null | grep -q . && echo journal\n"
+                           "dpkg --audit 2>/dev/null | sed -n 's/^ \\([a-z0-9][^ ]*\\) .*/\\1/p'; true")}
+        if _state(args) == "latest":
+            probes["upgradable"] = (f"if {_IS_APT}; then LC_ALL=C apt-cache policy {names}; else\n"
+                                    "if command -v dnf >/dev/null 2>&1; then m=dnf; else m=yum; fi\n"
+                                    f"$m -q check-update {names}; fi; true")
         return probes
 
     def read(self, args, facts, ctx):
@@ -104,7 +104,8 @@ class Package(Module):
                 installed.add(bits[0].split(":")[0])
         upgradable = set()
         if "upgradable" in facts:
-            upgradable = _parse_upgradable(facts["upgradable"].stdout, self.host_family(ctx.host))
+            text = facts["upgradable"].stdout
+            upgradable = _parse_upgradable(text, "debian" if "Candidate:" in text else "redhat")
         state = {"tools": tools, "installed": sorted(installed), "upgradable": sorted(upgradable)}
         if "lock" in facts:
             state["locks"] = parse_locks(facts["lock"].stdout)
@@ -253,9 +254,13 @@ class Dnf(Package):
 REPAIR_DPKG = "DEBIAN_FRONTEND=noninteractive dpkg --force-confdef --force-confold --configure -a"
 
 
-def lock_probe(family: str) -> str:
-    files = DEBIAN_LOCKS if family == "debian" else REDHAT_LOCKS
-    return _LOCK_PROBE % {"files": " ".join(q(f) for f in files)}
+_IS_APT = "command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1"
+
+
+def lock_probe(family: str | None = None) -> str:
+    """Who holds a package manager's lock (files that do not exist are skipped, so one
+    probe serves every family)."""
+    return _LOCK_PROBE % {"files": " ".join(q(f) for f in DEBIAN_LOCKS + REDHAT_LOCKS)}
 
 
 def parse_locks(text: str) -> list[tuple[str, str, str]]:
@@ -375,9 +380,9 @@ class PackageVersion(Module):
 
     def probes(self, args: dict, host: HostInfo) -> dict[str, str]:
         names = qjoin(str(n) for n in args["name"])
-        if (host.os_family or "").lower() == "debian":
-            return {"versions": f"dpkg-query -W -f='${{Package}} ${{db:Status-Status}} ${{Version}}\\n' {names} 2>/dev/null; true"}
-        return {"versions": f"rpm -q --qf '%{{NAME}} installed %{{VERSION}}\\n' {names} 2>/dev/null; true"}
+        return {"versions": (f"if {_IS_APT}; then dpkg-query -W -f='${{Package}} ${{db:Status-Status}} ${{Version}}\\n' "
+                             f"{names} 2>/dev/null; else rpm -q --qf '%{{NAME}} installed %{{VERSION}}\\n' {names} "
+                             "2>/dev/null; fi; true")}
 
     def read(self, args, facts, ctx):
         found = {}

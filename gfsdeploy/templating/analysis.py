@@ -37,7 +37,7 @@ def known_lookups() -> frozenset:
 
 
 #: names every template may use without anyone defining them
-GLOBALS = frozenset({"omit", "lookup", "query", "q", "range", "dict", "lipsum", "cycler", "joiner", "namespace",
+GLOBALS = frozenset({"omit", "lookup", "query", "q", "now", "undef", "range", "dict", "lipsum", "cycler", "joiner", "namespace",
                      "true", "false", "none", "True", "False", "None"})
 
 

@@ -40,9 +40,21 @@ class UndefinedVariableError(TemplateError):
     """A template used a name nothing defines."""
 
 
+class KnownAfterApply(Exception):
+    """A filter or test met an :class:`Unknown`: the whole value is only known after apply."""
+
+
 class Unknown:
     """A value only known after apply. Attribute/item access and string
-    conversion propagate the unknown-ness instead of failing."""
+    conversion propagate the unknown-ness instead of failing; a filter or test
+    applied to it makes the whole template's value unknown."""
+
+    #: set once any Unknown exists (a plan): until then filters skip the check
+    seen = False
+
+    def __new__(cls, *args, **kwargs):
+        Unknown.seen = True
+        return super().__new__(cls)
 
     def __getattr__(self, name):
         if name.startswith("__"):
@@ -141,9 +153,27 @@ def show_unknown(text: str) -> str:
 _NOT_RESOLVED = frozenset({"hostvars", "groups"})
 
 
+class Unsafe(str):
+    """Text that is data, never a template: what commands printed (registered results),
+    facts, lookup results. ``{{`` in it stays as it is, as in Ansible."""
+
+    __slots__ = ()
+
+
+def unsafe(value):
+    """``value`` with every string in it marked :class:`Unsafe` (containers copied)."""
+    if isinstance(value, Unsafe) or not isinstance(value, (str, dict, list, tuple)):
+        return value
+    if isinstance(value, str):
+        return Unsafe(value)
+    if isinstance(value, dict):
+        return {k: unsafe(v) for k, v in value.items()}
+    return [unsafe(v) for v in value]
+
+
 def _has_template(value) -> bool:
     if isinstance(value, str):
-        return "{{" in value or "{%" in value
+        return not isinstance(value, Unsafe) and ("{{" in value or "{%" in value)
     if isinstance(value, dict):
         return any(_has_template(v) for v in value.values())
     if isinstance(value, list):
@@ -240,6 +270,8 @@ _UNKNOWN_NAME = re.compile(r"^No (filter|test) named '([^']+)'")
 _CODE: dict = {}
 _CODE_MAX = 4096
 _CODE_LOCK = threading.Lock()
+#: variable names each template text uses, by text
+_REFS: dict = {}
 #: template files' text by path, valid while (mtime, size) stay the same
 _SOURCES: dict = {}
 
@@ -256,6 +288,28 @@ def _read_source(path: str) -> str:
     return source
 
 
+def _unknown_aware(fn):
+    """``fn`` (a filter or test) raising :class:`KnownAfterApply` when a value it gets is unknown."""
+    from jinja2.utils import _PassArg
+
+    skip = 1 if _PassArg.from_obj(fn) is not None else 0
+
+    def wrapper(*args, **kwargs):
+        if Unknown.seen and (any(is_unknown(a) for a in args[skip:]) or any(is_unknown(v) for v in kwargs.values())):
+            raise KnownAfterApply()
+        return fn(*args, **kwargs)
+
+    if skip:
+        wrapper.jinja_pass_arg = fn.jinja_pass_arg
+    wrapper.__name__ = getattr(fn, "__name__", "filter")
+    wrapper.__wrapped__ = fn
+    return wrapper
+
+
+#: filters and tests that do something sensible with an unknown value themselves
+_UNKNOWN_PASS = {"default", "d", "mandatory", "defined", "undefined"}
+
+
 def make_environment(loader=None) -> SandboxedEnvironment:
     """The Jinja environment every template renders in (and the static checker parses with).
     Sandboxed (no access to Python internals) but, as in Ansible, templates may call
@@ -263,10 +317,40 @@ def make_environment(loader=None) -> SandboxedEnvironment:
     env = SandboxedEnvironment(
         undefined=Undefined, loader=loader, keep_trailing_newline=True, trim_blocks=True,
         extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])
-    env.filters = _filters.registry(env.filters)
-    env.tests = _tests.registry(env.tests)
+    env.filters = {name: fn if name.split(".")[-1] in _UNKNOWN_PASS else _unknown_aware(fn)
+                   for name, fn in _filters.registry(env.filters).items()}
+    env.tests = {name: fn if name.split(".")[-1] in _UNKNOWN_PASS else _unknown_aware(fn)
+                 for name, fn in _tests.registry(env.tests).items()}
     env.globals["omit"] = OMIT
+    env.globals["now"] = _now
+    env.globals["undef"] = lambda hint=None: env.undefined(hint=hint or "undef() was called", name="undef")
     return env
+
+
+def _now(utc: bool = False, fmt: str | None = None):
+    """Ansible's ``now()``: the controller's time (a datetime, or text with ``fmt``)."""
+    import datetime
+
+    moment = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) if utc else datetime.datetime.now()
+    return moment.strftime(fmt) if fmt else moment
+
+
+#: what Ansible's template module adds to a template file's variables
+ANSIBLE_MANAGED = "Ansible managed"
+
+
+def template_file_vars(path: str) -> dict:
+    import datetime
+    import pwd
+    import socket
+
+    try:
+        owner = pwd.getpwuid(os.stat(path).st_uid).pw_name
+    except (KeyError, OSError):
+        owner = ""
+    return {"ansible_managed": ANSIBLE_MANAGED, "template_path": path, "template_fullpath": os.path.abspath(path),
+            "template_basename": os.path.basename(path), "template_host": socket.gethostname(),
+            "template_uid": owner, "template_run_date": datetime.datetime.now()}
 
 
 class Templar:
@@ -340,7 +424,7 @@ class Templar:
             if errors == "strict":
                 raise
             return None
-        return result, wantlist
+        return unsafe(result), wantlist  # a file's text is data, not a template
 
     @jinja2.pass_context
     def _lookup_global(self, context, name, *terms, **kwargs):
@@ -445,7 +529,7 @@ class Templar:
     _WHOLE = re.compile(r"^\{\{(.*)\}\}\Z", re.S)  # \Z: "{{ x }}\n" keeps its newline
 
     def _render_string(self, text: str, variables):
-        if "{{" not in text and "{%" not in text and "{#" not in text:
+        if isinstance(text, Unsafe) or ("{{" not in text and "{%" not in text and "{#" not in text):
             return text
         try:
             # Ansible: one trailing newline is not part of the expression; it is kept only
@@ -462,6 +546,8 @@ class Templar:
                     result += "\n"
                 return result
             return self._template(text, escape=self._escape).render(variables)
+        except KnownAfterApply:
+            return Unknown() if whole and "{{" not in whole.group(1) and "}}" not in whole.group(1) else UNKNOWN_MARK
         except GfsError as exc:
             if not exc.task and self._where.get("task"):
                 exc.task = self._where["task"]
@@ -498,17 +584,18 @@ class Templar:
                         broken = _find_broken(value)
                         if broken is not None:
                             broken.fail()
-                    except UndefinedVariableError as exc:
-                        hint = _in_variable(exc, key, with_place=True).removeprefix("undefined variable: ")
-                        value = BrokenUndefined(hint=hint, name=key)
                     except GfsError as exc:
-                        value = BrokenValue(type(exc)(_in_variable(exc, key, with_place=False), file=exc.file,
-                                                      line=exc.line, fix=exc.fix))
+                        if isinstance(exc, UndefinedVariableError):
+                            hint = _in_variable(exc, key, with_place=True).removeprefix("undefined variable: ")
+                            value = BrokenUndefined(hint=hint, name=key)
+                        else:
+                            value = BrokenValue(type(exc)(_in_variable(exc, key, with_place=False), file=exc.file,
+                                                          line=exc.line, fix=exc.fix))
                     pending.discard(key)
                     progressed = True
                     out[key] = value
-                    if _has_template(value) and key not in refs.get(key, set()):
-                        pending.add(key)  # a template that yields a template: one more level
+                    if _has_template(value) and value != variables[key] and key not in refs.get(key, set()):
+                        pending.add(key)  # it gave another variable's template text: one more level
                         refs[key] = self._references(value)
                 if not pending or not progressed:
                     break
@@ -523,15 +610,23 @@ class Templar:
         return out
 
     def _references(self, value) -> set:
-        from jinja2 import meta
-
+        """The variable names ``value``'s templates use (parsed once per text: resolve()
+        runs for every task and host, and parsing was most of its time)."""
         names: set = set()
         if isinstance(value, str):
-            if "{{" in value or "{%" in value:
-                try:
-                    names |= meta.find_undeclared_variables(self.env.parse(value))
-                except jinja2.TemplateError:
-                    pass
+            if ("{{" in value or "{%" in value) and not isinstance(value, Unsafe):
+                found = _REFS.get(value)
+                if found is None:
+                    from jinja2 import meta
+
+                    try:
+                        found = frozenset(meta.find_undeclared_variables(self.env.parse(value)))
+                    except jinja2.TemplateError:
+                        found = frozenset()
+                    if len(_REFS) >= _CODE_MAX:
+                        _REFS.clear()
+                    _REFS[str(value)] = found
+                names |= found
         elif isinstance(value, dict):
             for v in value.values():
                 names |= self._references(v)
@@ -569,7 +664,9 @@ class Templar:
                                     **self._where,
                                     fix="check `src:`; templates are looked up in templates/ next to the playbook") from None
             try:
-                return self._template(source, path).render(variables)
+                return self._template(source, path).render({**template_file_vars(path), **variables})
+            except KnownAfterApply:
+                return UNKNOWN_MARK
             except TemplateError:
                 raise
             except Exception as exc:  # noqa: BLE001 - located TemplateError naming the template's line

@@ -24,7 +24,7 @@ import time
 import weakref
 from dataclasses import dataclass
 
-from gfsdeploy.errors import TransportError
+from gfsdeploy.errors import Interrupted, TransportError
 from gfsdeploy.transport import become as _become
 from gfsdeploy.transport import wrapper as _wrapper
 from gfsdeploy.transport.become import Become
@@ -91,15 +91,7 @@ def abort_running() -> None:
 stop_all, abort_all, resume, stopped = request_stop, abort_running, clear_stop, stop_requested
 
 
-def _interrupted_base() -> tuple:
-    from gfsdeploy import errors
-
-    # the run-level "the user stopped it" error, where the engine has one
-    interrupted = getattr(errors, "Interrupted", None)
-    return (TransportError,) + ((interrupted,) if interrupted is not None else ())
-
-
-class Stopped(*_interrupted_base()):
+class Stopped(TransportError, Interrupted):
     """A command was not started (or was cut) because the run is stopping."""
 
 

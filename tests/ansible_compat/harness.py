@@ -413,13 +413,15 @@ class Compat:
     # -- the comparisons -------------------------------------------------------------------
     def run_both(self, playbook: str, *, state: Spec | None = None, registered=(), vars: dict | None = None,
                  groups: dict | None = None, host_vars: dict | None = None, reset: str | None = None,
-                 twice: bool = True, ignore=(), hosts=None) -> Pair:
+                 twice: bool = True, ignore=(), hosts=None, side_vars: dict | None = None) -> Pair:
         """Run ``playbook`` under both tools (after ``reset`` on every node); return the
-        :class:`Pair` (call ``assert_same()``). ``ignore``: register keys not compared."""
+        :class:`Pair` (call ``assert_same()``). ``ignore``: register keys not compared;
+        ``side_vars``: side → vars of that side only (e.g. a controller path per tool)."""
         if reset:
             self.each(reset)
         path = self.write_playbook(playbook, registered=registered)
-        inv = {side: self.inventory(side, vars, groups, host_vars) for side in self.sides}
+        inv = {side: self.inventory(side, {**(vars or {}), **((side_vars or {}).get(side) or {})}, groups,
+                                    host_vars) for side in self.sides}
         spec = state or Spec()
 
         def once() -> Pair:

@@ -105,9 +105,6 @@ def test_command_and_shell_results(compat):
     pair.assert_same()
 
 
-@pytest.mark.xfail(strict=False, reason="gfsdeploy runs `changed_when: false` commands in its plan pass, "
-                                       "before the earlier command that creates what they read has run; "
-                                       "their failure there stops the run")
 def test_read_only_command_reads_what_an_earlier_task_made(compat):
     pair = compat.run_both("""
         - hosts: all

@@ -136,13 +136,38 @@ def test_a_module_without_check_mode_is_known_after_apply_and_not_run_by_plan(pr
     assert (root / "stamps").read_text() == "stamped\n"    # guarded by its read, it did not run again
 
 
-def test_first_run_ships_then_the_cache_serves(project):
-    inv, pb = project["inv"], project["pb"]
-    first = gfs("plan", inv, "-p", pb, "--json")
-    second = gfs("plan", inv, "-p", pb, "--json")
-    assert first.returncode == second.returncode == 2
-    # first: one batched read, then one read per module that carried its payload (settle, replace)
-    assert round_trips(first) == 3 and round_trips(second) == 1
+def test_shipped_once_per_host_then_served_from_its_cache(project, monkeypatch):
+    """In-process, counting what the connection carries: the first run ships each packed
+    module once (in the batched read, no extra round trip); a later run — a new process,
+    knowing only what it kept on disk — ships nothing; a host whose cache was emptied
+    asks for the payload and gets it with one more round trip."""
+    from gfsdeploy import ansible_protocol as ap
+    from gfsdeploy import cli
+    from gfsdeploy.transport.base import Transport
+
+    monkeypatch.setattr(ap, "shipped", ap._Shipped(str(project["tmp"] / "shipped.json")))
+    sent: list[int] = []
+    real = Transport.run
+    monkeypatch.setattr(Transport, "run", lambda self, script, **kw: (sent.append(len(script)), real(self, script, **kw))[1])
+
+    def plan() -> tuple[int, int]:
+        sent.clear()
+        ap.shipped.confirmed, ap.shipped.sent = None, {}     # what a new process knows: the file
+        assert cli.main(["plan", project["inv"], "-p", project["pb"]]) == 2
+        return len(sent), sum(sent)
+
+    trips, size = plan()
+    payloads = sum(len(ap.pack(m.source).payload) for m in (ap.lookup("settle"), ap.lookup("ansible.builtin.replace")))
+    assert trips == 1 and size > payloads                  # both modules rode along in the one batched read
+    trips, size = plan()
+    assert trips == 1 and size < payloads / 4              # arguments only
+    for entry in os.listdir(project["cache"]):
+        import shutil
+
+        shutil.rmtree(project["cache"] / entry)
+    trips, size = plan()
+    assert trips == 3 and size > payloads                  # each asked for its module once
+    assert plan()[0] == 1
 
 
 def test_graph_verbose_names_the_protocol_tasks(project):
@@ -172,8 +197,9 @@ def test_failures_and_no_log_stay_secret(project):
     (root / "f").unlink(missing_ok=True)
     hidden = gfs("apply", inv, "-p", pb)
     assert hidden.returncode == 1
-    assert "hidden" in hidden.stdout and "refused content" not in hidden.stdout + hidden.stderr
-    assert "hidden" in gfs("plan", inv, "-p", pb).stdout
+    assert "hidden" in hidden.stdout + hidden.stderr and "refused content" not in hidden.stdout + hidden.stderr
+    again = gfs("plan", inv, "-p", pb)
+    assert "hidden" in again.stdout + again.stderr and "refused content" not in again.stdout + again.stderr
     with open(pb, "w") as handle:
         handle.write("""\
 - hosts: all

@@ -29,7 +29,7 @@ def argv_of(case: dict) -> list[str]:
 def run_cli(argv: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": ROOT, "NO_COLOR": "1"}
     return subprocess.run([sys.executable, "-m", "gfsdeploy", *argv], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, cwd=FILES, env=env, timeout=60)
+                          stdin=subprocess.DEVNULL, cwd=FILES, env=env, timeout=300)
 
 
 @pytest.fixture(scope="module")

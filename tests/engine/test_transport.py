@@ -414,3 +414,60 @@ def test_the_wrapper_leaves_no_trace_and_keeps_the_umask(tmp_path, mode, pty):
     os.umask(mask)
     assert (r.rc, r.stdout, r.stderr) == (0, f"{mask:04o}\nout\n", "err\n")
     assert not [n for n in set(os.listdir("/tmp")) - before if n.startswith(".gfsdeploy-")]
+
+
+# -- the runner's per-task connection and escalation ---------------------------------------------
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/bin/sudo"), reason="needs root and sudo")
+def test_each_task_runs_as_its_become_user(tmp_path):
+    """`become`/`become_user` per task over one connection (`connection: local` here):
+    root may sudo to nobody without a password."""
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(textwrap.dedent(f"""\
+        all:
+          vars: {{ansible_connection: local, gfsdeploy_lock_dir: "{tmp_path}/lock"}}
+          hosts: {{a: {{}}}}
+        """))
+    pb = tmp_path / "pb.yaml"
+    pb.write_text(textwrap.dedent(f"""\
+        - hosts: a
+          tasks:
+            - name: as nobody
+              command: id -un
+              become: true
+              become_user: nobody
+              register: as_nobody
+            - name: as the login user
+              command: id -un
+              register: as_me
+            - name: record
+              copy: {{dest: "{tmp_path}/who", content: "{{{{ as_nobody.stdout }}}} {{{{ as_me.stdout }}}}\\n"}}
+        """))
+    proc = subprocess.run([sys.executable, "-m", "gfsdeploy", "apply", str(inv), "-p", str(pb), "--json"],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "who").read_text() == "nobody root\n"
+
+
+def test_connections_are_shared_per_host_user_and_type():
+    from gfsdeploy.inventory import Host
+    from gfsdeploy.transport import Connections
+
+    made = []
+
+    def factory(host, **kw):
+        made.append((host.name, kw.get("remote_user"), kw.get("connection")))
+        return LocalTransport(host.name)
+
+    conns = Connections(factory=factory)
+    h = Host("n1", vars={"ansible_host": "192.0.2.1"})
+    a = conns.get(h)
+    assert conns.get(h) is a
+    assert conns.get(h, remote_user="deploy") is not a            # another login: another connection
+    assert conns.get(h, remote_user="deploy") is conns.get(h, remote_user="deploy")
+    pinned = Host("n2", vars={"ansible_user": "admin"})
+    assert conns.get(pinned, remote_user="deploy") is conns.get(pinned)  # ansible_user beats remote_user
+    assert conns.get(h, connection="local") is not a
+    assert conns.localhost() is conns.localhost()
+    assert len(made) == 4
+    conns.close()

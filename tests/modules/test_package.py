@@ -30,12 +30,19 @@ def test_no_package_manager():
         Package().plan(Package().validate({"name": "lvm2"}), st([], tools=()), ROCKY)
 
 
-def test_probes_per_family():
+def test_probes_ask_the_host_s_own_tool_whatever_the_facts_say():
+    """A first read is batched before the host's facts are known: the probe itself picks
+    dpkg-query or rpm, so it is right on either family (run here, on Debian, for real)."""
+    import subprocess
+
     args = Package().validate({"name": ["glusterfs-client", "lvm2"]})
-    assert Package().probes(args, DEBIAN)["installed"].startswith(
-        "dpkg-query -W -f='${Package} ${db:Status-Status}\\n' glusterfs-client lvm2")
-    assert Package().probes(args, ROCKY)["installed"].startswith(
-        "rpm -q --qf '%{NAME} installed\\n' glusterfs-client lvm2")
+    probes = {h.name: Package().probes(args, h) for h in (DEBIAN, ROCKY, HostInfo("new"))}
+    assert probes["k8s-1"] == probes["k8s-3"] == probes["new"]
+    installed = probes["new"]["installed"]
+    assert "dpkg-query -W -f='${Package} ${db:Status-Status}\\n' glusterfs-client lvm2" in installed
+    assert "rpm -q --qf '%{NAME} installed\\n' glusterfs-client lvm2" in installed
+    out = subprocess.run(["sh", "-c", installed], capture_output=True, text=True).stdout
+    assert "lvm2 installed" in out  # this machine is Debian with lvm2: dpkg-query answered
 
 
 @pytest.mark.parametrize("host, output, installed", [

@@ -246,3 +246,7 @@ EXPRESSIONS += [
     "{{ 'fe80::1' | ansible.utils.ipv4 }}", "{{ '10.0.0.1' | ansible.utils.ipv6 }}",
     "{{ '10.0.0.1/24' | ansible.utils.ipv6('address') }}", "{{ addrs | ansible.utils.ipaddr('private') }}",
 ]
+
+# Ansible's globals
+EXPRESSIONS += ["{{ now() is string }}", "{{ now().year > 2000 }}", "{{ now(utc=True, fmt='%Y') | length }}",
+                "{{ undef() is defined }}", "{{ undef(hint='x') | default(3) }}", "{{ undef(hint='gone') }}"]

@@ -169,6 +169,13 @@ def test_template_file_error_names_the_file_line(tmp_path):
     assert "missing_var" in caught.value.message
 
 
+def test_template_files_get_ansible_managed(tmp_path):
+    path = tmp_path / "motd.j2"
+    path.write_text("# {{ ansible_managed }} ({{ template_basename }})\n")
+    assert Templar([str(tmp_path)]).render_file(str(path), {}) == "# Ansible managed (motd.j2)\n"
+    assert Templar([str(tmp_path)]).render_file(str(path), {"ansible_managed": "mine"}) == "# mine (motd.j2)\n"
+
+
 def test_multiline_block_scalar_error_line():
     data = loads("a: 1\ncontent: |\n  first\n  second {{ nope }}\n", "vars.yml")
     with pytest.raises(TemplateError) as caught:
@@ -229,3 +236,17 @@ def test_known_names():
     assert {"succeeded", "version", "ansible.builtin.version", "defined"} <= known_tests()
     assert {"env", "file", "template", "pipe", "vars", "first_found", "ansible.builtin.file"} <= known_lookups()
     assert OMIT not in known_filters()
+
+
+# -- plan: values known only after apply ---------------------------------------------
+@pytest.mark.parametrize("template", [
+    "{{ r.stdout | from_json }}", "{{ r | to_json }}", "{{ {'a': r.rc} | to_nice_yaml }}", "{{ r.stdout | int + 1 }}",
+    "{{ 'x' if r is changed else 'y' }}", "{{ r.stdout_lines | map('upper') | list }}",
+])
+def test_filters_and_tests_on_unknown_values_are_unknown(template):
+    from gfsdeploy.templating import Unknown, is_unknown
+
+    t = Templar(["."])
+    assert is_unknown(t.render(template, {"r": Unknown()}))
+    assert is_unknown(t.render("prefix " + template, {"r": Unknown()}))
+    assert t.render("{{ r | default('x') is defined }}", {"r": Unknown()}) is True

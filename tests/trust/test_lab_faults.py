@@ -50,6 +50,16 @@ def gfs(inv, *args, **kwargs):
                             env={**os.environ, "PYTHONPATH": ROOT}, stdin=subprocess.DEVNULL, **kwargs)
 
 
+def wait_for_changes(proc) -> str:
+    """Read the output until apply starts changing hosts (the plan pass is over)."""
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("Applying:"):
+            return "".join(seen)
+    raise AssertionError("apply never started changing:\n" + "".join(seen))
+
+
 def finish(proc, timeout=120):
     out, _ = proc.communicate(timeout=timeout)
     return proc.returncode, out
@@ -72,10 +82,12 @@ def test_sshd_killed_mid_run_fails_that_host_only_and_rerun_converges(lab, tmp_p
         lab.exec(n.name, ["mkdir", "-p", d], check=True)
     pb = playbook(tmp_path, SLOW_PLAYBOOK, d=d)
     proc = gfs(lab.inventory_path, "apply", "-p", pb)
-    time.sleep(3)  # inside "take a while"
+    before = wait_for_changes(proc)
+    time.sleep(1.5)  # inside "take a while"
     lab.exec("k8s-2", ["sh", "-c", "kill -9 $(pidof sshd)"])
     try:
         code, out = finish(proc)
+        out = before + out
         assert code == 1, out
         assert re.search(r"k8s-2.*(connection|closed|lost)", out), out
         recap = out[out.index("RECAP"):]
@@ -98,12 +110,14 @@ def test_link_cut_times_out_instead_of_hanging(lab, tmp_path):
     for n in lab.nodes:
         lab.exec(n.name, ["mkdir", "-p", d], check=True)
     pb = playbook(tmp_path, SLOW_PLAYBOOK, d=d)
-    started = time.monotonic()
     proc = gfs(lab.inventory_path, "apply", "-p", pb)
-    time.sleep(3)
+    before = wait_for_changes(proc)
+    started = time.monotonic()
+    time.sleep(1.5)  # inside "take a while"
     lab.cut_link("k8s-3")
     try:
         code, out = finish(proc, timeout=90)
+        out = before + out
         elapsed = time.monotonic() - started
     finally:
         lab.restore_link("k8s-3")

@@ -142,15 +142,15 @@ def test_internal_errors_are_redacted(setup, monkeypatch, capsys):
     tmp_path, out, inv, pb = setup
     debug = modules.get("debug")
 
-    def boom(self, args, changes, ctx):
+    def boom(self, args, state, ctx):
         raise RuntimeError(f"module blew up holding {args['msg']}")
 
-    monkeypatch.setattr(type(debug), "apply", boom)
+    monkeypatch.setattr(type(debug), "report", boom)  # what a read-only module runs
     try:
         code = cli.main(["apply", inv, "-p", pb, "-v"])
         captured = capsys.readouterr()
         assert code == 1
-        assert "internal error: RuntimeError" in captured.out
+        assert "internal error: RuntimeError" in captured.out + captured.err
         assert_no_secret([captured.out, captured.err], SECRETS)
 
         def crash(args):
