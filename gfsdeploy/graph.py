@@ -187,6 +187,11 @@ def build_graph(playbook: Playbook, inventory: Inventory, *, limit: list[str] | 
                     for b in batch:
                         if a != b:
                             graph.add_edge(Step(before.id, a), Step(task.id, b), hard=False, why="sync")
+            # run_once: the batch's first host runs it; the others take its result
+            for task in sequence:
+                if task.run_once and batch:
+                    for other in batch[1:]:
+                        graph.add_edge(Step(task.id, batch[0]), Step(task.id, other), hard=False, why="once")
             if previous_batch:
                 firsts = [s for s in batch_steps if graph.in_degree(s) == 0]
                 for before in _terminal_steps(graph, previous_batch):

@@ -22,7 +22,8 @@ from gfsdeploy.modules.base import HostInfo
 _SECTIONS = [
     ("os", "cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release 2>/dev/null"),
     ("debian_version", "cat /etc/debian_version 2>/dev/null"),
-    ("uname", "uname -s; uname -r; uname -m; uname -n; uname -v"),
+    ("uname", "cat /proc/sys/kernel/ostype; uname -r; uname -m; cat /proc/sys/kernel/hostname; "
+              "cat /proc/sys/kernel/version"),
     ("hostname", "hostname 2>/dev/null || cat /proc/sys/kernel/hostname"),
     ("fqdn", "hostname -f 2>/dev/null"),
     ("meminfo", "cat /proc/meminfo 2>/dev/null"),

@@ -141,8 +141,13 @@ def _subelements(terms, fail) -> list:
             fail(f"with_subelements: an element has no {key!r}", "add the key, or pass {skip_missing: true}")
         if not isinstance(value, list):
             fail(f"with_subelements: {key!r} must be a list in every element", "make it a list")
+        # Ansible hands the element without the key it iterates (item.0 has no `keys`)
+        parts = str(key).split(".")
+        outer = dict(element)
+        if len(parts) == 1:
+            outer.pop(parts[0], None)
         for sub in value:
-            out.append([element, sub])
+            out.append([outer, sub])
     return out
 
 

@@ -54,7 +54,6 @@ REFUSED = {
     "debugger": "remove `debugger:` (gfsdeploy has no interactive task debugger)",
     "port": "set `ansible_port` for the host in the inventory",
     "vars_prompt": "pass the values with `-e name=value` (gfsdeploy never prompts during a run)",
-    "become_flags": "remove `become_flags:` (gfsdeploy builds the sudo/su command itself)",
     "become_exe": "remove `become_exe:` (gfsdeploy runs the standard sudo or su)",
     "fact_path": "remove `fact_path:` (local facts are read from /etc/ansible/facts.d only)",
 }
@@ -142,6 +141,7 @@ class Task:
     become: object = None
     become_user: object = None
     become_method: object = None
+    become_flags: object = None
     remote_user: object = None
     connection: object = None
     environment: list = field(default_factory=list)  # mappings, outermost first
@@ -402,6 +402,7 @@ class Scope:
 
     def with_keywords(self, raw: dict, keys=INHERITED) -> "Scope":
         kws = self.kw()
+        _check_booleans(raw)
         for key in keys:
             if key in raw:
                 if key == "environment":
@@ -661,6 +662,7 @@ class Loader:
         where = position(raw)
         label = str(raw.get("name") or f"{kind} #{index + 1}")
         mod_name, args, extra_kw = _module_and_args(raw, scope, label)
+        _check_booleans(raw)
         kws = scope.kw()
         for key in INHERITED:
             if key in raw:
@@ -740,6 +742,7 @@ class Loader:
             changed_when=raw.get("changed_when"), failed_when=raw.get("failed_when"),
             ignore_errors=kws.get("ignore_errors", False), ignore_unreachable=kws.get("ignore_unreachable", False),
             become=kws.get("become"), become_user=kws.get("become_user"), become_method=kws.get("become_method"),
+            become_flags=kws.get("become_flags"),
             remote_user=kws.get("remote_user"), connection=kws.get("connection"),
             environment=list(kws.get("environment", [])), delegate_to=kws.get("delegate_to"),
             delegate_facts=_truth(kws.get("delegate_facts", False)), run_once=kws.get("run_once", False),
@@ -1095,6 +1098,25 @@ def _refuse(raw, key, kind: str) -> None:
     if key in REFUSED:
         raise PlaybookError(f"{kind} keyword `{key}` is not supported by gfsdeploy", **position(raw, key), field=key,
                             fix=REFUSED[key])
+
+
+BOOLEAN_KEYWORDS = ("become", "ignore_errors", "ignore_unreachable", "no_log", "run_once", "any_errors_fatal",
+                    "gather_facts", "force_handlers", "delegate_facts", "check_mode", "diff")
+
+
+def _check_booleans(raw) -> None:
+    """A boolean keyword written literally must be a boolean (Ansible refuses `become: maybe`)."""
+    for key in BOOLEAN_KEYWORDS:
+        if key not in raw or raw[key] is None or isinstance(raw[key], bool):
+            continue
+        value = raw[key]
+        if isinstance(value, str) and ("{{" in value or value.strip().lower() in
+                                       ("yes", "no", "true", "false", "on", "off", "1", "0", "y", "n")):
+            continue
+        if isinstance(value, int) and value in (0, 1):
+            continue
+        raise PlaybookError(f"`{key}` must be true or false, got {value!r}", **position(raw, key), field=key,
+                            fix=f"write `{key}: true`, `{key}: false` or a template that gives one")
 
 
 def _truth(value):

@@ -115,7 +115,9 @@ class HostRun:
     counts: dict = field(default_factory=lambda: {"ok": 0, "changed": 0, "failed": 0, "skipped": 0})
     flow: flowmod.HostFlow = field(default_factory=flowmod.HostFlow)
     vars_files: dict = field(default_factory=dict)  # play index -> loaded vars_files
-    views: dict = field(default_factory=dict)       # (become, user, method) -> transport view
+    views: dict = field(default_factory=dict)       # (user, connection) -> transport of a task's keywords
+    failed_task: dict | None = None                 # Ansible's ansible_failed_task, for a rescue
+    failed_result: dict | None = None
 
 
 class HostVars(Mapping):
@@ -281,9 +283,11 @@ class Runner:
                  "inventory_dir": os.path.dirname(os.path.abspath(self.inventory.path)),
                  "ansible_check_mode": self.options.mode == "plan", "ansible_play_name": play.name,
                  "ansible_play_hosts": live, "ansible_play_hosts_all": list(hosts), "play_hosts": live,
-                 "ansible_play_batch": live, "ansible_run_tags": sorted(self.options.tags or ["all"]),
+                 "ansible_play_batch": self._batch_hosts(task, hr.host.name, live), "ansible_run_tags": sorted(self.options.tags or ["all"]),
                  "ansible_skip_tags": sorted(self.options.skip_tags or []), "ansible_version": _ansible_version(),
                  "ansible_diff_mode": True, "ansible_forks": self.options.forks}
+        if hr.failed_task is not None and any(section == "rescue" for _, section, _ in task.frames):
+            magic.update(ansible_failed_task=hr.failed_task, ansible_failed_result=hr.failed_result)
         if task.role is not None:
             chain = task.role_chain
             parents, role = [], task.role
@@ -426,8 +430,12 @@ class Runner:
         if not hasattr(transport, "with_become") or resolve_become is None:
             return transport
         become, user, method = self._become_key(task, variables)
+        flags = task.become_flags
+        if isinstance(flags, str) and "{{" in flags and variables is not None:
+            flags = self.templar.render(flags, variables, where=task.where())
         return transport.with_become(resolve_become(variables or hr.host.vars, become=become, become_user=user,
-                                                    become_method=method, password=self.options.become_password))
+                                                    become_method=method, become_flags=flags,
+                                                    password=self.options.become_password))
 
     def _become_key(self, task: Task, variables: dict | None):
         become = task.become if task.become is not None else task.play.become
@@ -731,6 +739,9 @@ class Runner:
             return
         if hr.flow.fail(task):
             outcome.status = "rescued"
+            hr.failed_task = {"name": task.name, "action": task.module, "args": dict(task.args)
+                              if isinstance(task.args, dict) else {}}
+            hr.failed_result = {"failed": True, "msg": outcome.error}
             return
         hr.failed = True
         if task.any_errors_fatal is True or task.play.any_errors_fatal:
@@ -804,6 +815,17 @@ class Runner:
         registered = {task.register: hr.registered[task.register]} if task.register and \
             task.register in hr.registered else {}
         self.once.setdefault(key, (hr.host.name, registered, facts))
+
+    def _batch_hosts(self, task: Task, host: str, live: list) -> list:
+        """``ansible_play_batch``: the live hosts of this host's ``serial`` batch."""
+        if task.play.serial in (None, 0, "0", "", []):
+            return live
+        from gfsdeploy.graph import batches
+
+        for batch in batches(task.play, self.play_hosts.get(task.play.index, [])):
+            if host in batch:
+                return [h for h in batch if h in live]
+        return live
 
     def _batch_of(self, task: Task, host: str) -> int:
         from gfsdeploy.graph import batches
@@ -1240,7 +1262,7 @@ class Runner:
             hr.pending = False
             hr.included_vars, hr.flow, hr.setup_ran = {}, flowmod.HostFlow(failed=hr.unreachable), False
             hr.flow.force_handlers = self.options.force_handlers
-            hr.cacheable = {}
+            hr.cacheable, hr.failed_task, hr.failed_result = {}, None, None
             hr.counts = {"ok": 0, "changed": 0, "failed": 0, "skipped": 0}
         self.graph = graph = self.base_graph.copy()
         self.steps_by_host = {}
