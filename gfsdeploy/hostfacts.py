@@ -25,7 +25,11 @@ _SECTIONS = [
     ("uname", "cat /proc/sys/kernel/ostype; uname -r; uname -m; cat /proc/sys/kernel/hostname; "
               "cat /proc/sys/kernel/version"),
     ("hostname", "hostname 2>/dev/null || cat /proc/sys/kernel/hostname"),
-    ("fqdn", "hostname -f 2>/dev/null"),
+    # Python's socket.getfqdn(), which Ansible uses: the host name's address, looked up back
+    ("fqdn", "h=$(hostname 2>/dev/null || cat /proc/sys/kernel/hostname); "
+             "a=$(getent hosts \"$h\" 2>/dev/null | awk 'NR==1{print $1}'); "
+             "if [ -n \"$a\" ]; then getent hosts \"$a\" 2>/dev/null | head -n 1 | grep . || echo \"- $h\"; "
+             "else echo \"- $h\"; fi"),
     ("meminfo", "cat /proc/meminfo 2>/dev/null"),
     ("cpuinfo", "grep -E '^(processor|vendor_id|model name|physical id|core id|cpu cores|siblings)' /proc/cpuinfo"
                 " 2>/dev/null"),
@@ -138,7 +142,8 @@ def gather(text: str) -> dict:
     hostname = s.get("hostname", "").strip()
     if hostname:
         facts["hostname"] = hostname.split(".")[0]
-    fqdn = s.get("fqdn", "").strip() or hostname
+    names = s.get("fqdn", "").split()[1:]  # "address canonical aliases…" (or "- hostname")
+    fqdn = next((n for n in names if "." in n), names[0] if names else hostname)
     if fqdn:
         facts["fqdn"] = fqdn
         facts["domain"] = fqdn.split(".", 1)[1] if "." in fqdn else ""
