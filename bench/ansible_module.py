@@ -96,6 +96,9 @@ def ansible(runner, phase: str):
 def one_run(lab, inventory: Path, runner, forks: int, log) -> dict:
     out = {"floor": common.floor(lab), "gfsdeploy": {}, "ansible": {}}
     on_nodes(lab, RESET + "; " + CLEAR_CACHE)
+    from gfsdeploy.ansible_protocol import shipped
+
+    Path(shipped.path).unlink(missing_ok=True)   # the controller forgets what the nodes had, too
     for phase in ("cold", "first", "noop", "dry"):
         if phase == "first":
             on_nodes(lab, RESET)   # fresh state, the module cache stays

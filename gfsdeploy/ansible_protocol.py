@@ -699,6 +699,9 @@ class _Shipped:
         self.path = path
         self.confirmed: dict[str, set] | None = None
         self.sent: dict[str, set] = {}
+        #: shipped again after the host said it lacked it (later answers of the same batch
+        #: say so too: they predate it)
+        self.refilled: set = set()
 
     def _load(self) -> dict[str, set]:
         if self.confirmed is None:
@@ -717,13 +720,22 @@ class _Shipped:
         with _lock:
             self.sent.setdefault(where, set()).add(sha)
 
+    def refill(self, where: str, sha: str) -> bool:
+        """Whether a host that answered "payload needed" must get it again (False: this
+        process already sent it since that answer's batch ran)."""
+        with _lock:
+            if (where, sha) in self.refilled:
+                return False
+            self.refilled.add((where, sha))
+            return True
+
     def learn(self, where: str, sha: str, present: bool) -> None:
         with _lock:
             known = self._load().setdefault(where, set())
             if present == (sha in known):
                 return
             (known.add if present else known.discard)(sha)
-            if not present:
+            if not present and (where, sha) not in self.refilled:
                 self.sent.get(where, set()).discard(sha)
             try:
                 os.makedirs(os.path.dirname(self.path), exist_ok=True)
@@ -1125,7 +1137,9 @@ class ProtocolModule(Module):
             self._learn(args, packed, result)
         if result is None or need_payload(result):
             # the host did not have it after all (its cache was cleared): ship it with this read
-            _, text = self._script(args, check=True, diff=True, ship=True if result is not None else None)
+            where = self._split(args)[1].get("where", "")
+            ship = shipped.refill(where, packed.sha) if result is not None else None
+            _, text = self._script(args, check=True, diff=True, ship=ship)
             answer = ctx.transport.run(text, kind="read")
             result = parse_output(answer.stdout, answer.stderr, answer.rc)
             self._learn(args, packed, result)
@@ -1134,7 +1148,12 @@ class ProtocolModule(Module):
         return state
 
     def resource(self, args: dict) -> str:
+        """What the plan line names: the module and its main argument (``cron backup``)."""
         plain, _ = self._split(args)
+        for name, aliases in (self.declared.arguments or {}).items():
+            for alias in aliases:
+                if alias in plain and name not in plain:
+                    plain[name] = plain[alias]
         for key in ("name", "path", "dest", "key", "src", "filename", "repo", "user"):
             value = plain.get(key)
             if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value):
@@ -1189,6 +1208,7 @@ class ProtocolModule(Module):
         self._learn(args, packed, result)
         if need_payload(result):
             packed, text = self._script(args, check=in_check, diff=diff, ship=True)
+            shipped.refill(options.get("where", ""), packed.sha)
             answer = ctx.exec(text)
             result = parse_output(answer.stdout, answer.stderr, answer.rc)
             self._learn(args, packed, result)

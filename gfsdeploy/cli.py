@@ -52,7 +52,7 @@ def add_common_options(parser: argparse.ArgumentParser, *, playbook: bool = True
                         help="ask for the SSH login password (ansible_password in the inventory wins)")
 
 
-CORE_COMMANDS = ("plan", "apply", "graph", "check", "init")
+CORE_COMMANDS = ("plan", "apply", "graph", "check", "init", "vault")
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -89,6 +89,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("directory", help="where to copy them (created; existing files are never overwritten)")
     p.add_argument("--content", help="which installed content (default: the one with a default playbook)")
     p.set_defaults(func=cmd_init)
+
+    from gfsdeploy.vaultcmd import register as register_vault
+
+    register_vault(sub)
 
     given = sys.argv[1:] if argv is None else argv
     words = [a for a in given if not a.startswith("-")]
@@ -335,6 +339,9 @@ def cmd_check(args) -> int:
         if args.json:
             dump_json(outcomes_json(session.runner, plan.outcomes, mode="check"))
             return 1 if plan.errors else 0
+        for outcome in plan.outcomes:  # what the preflight read (e.g. the API server it reached)
+            for message in outcome.messages:
+                session.reporter.write(f"{outcome.host}: {outcome.task.label}: {message}")
         for w in plan.warnings:
             session.reporter.write(f"warning: {w.host}: {w.resource}: {w.diff}")
         if plan.errors:

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from gfsdeploy import hostrange, validate
+from gfsdeploy.deferred import Deferred
 from gfsdeploy.errors import InventoryError
 from gfsdeploy.varsfiles import VarsDirCache
 from gfsdeploy.yamlload import Node, load, loads, position
@@ -551,7 +552,7 @@ def _check_host(inventory: Inventory, host: Host) -> None:
 
     def plain(key):
         value = v[key]
-        if hasattr(value, "fail") and not isinstance(value, str):
+        if isinstance(value, Deferred):
             value.fail()  # an undecryptable !vault value: say so
         return value
 

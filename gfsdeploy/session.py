@@ -226,8 +226,7 @@ class Session:
             return
         from gfsdeploy.static_check import ValidationError, check
 
-        problems = check(self.playbook, self.inventory, extra_vars=self.options.extra_vars,
-                         search_path=self._get_runner().search_path)
+        problems = check(self.playbook, self.inventory, extra_vars=self.options.extra_vars)
         if problems:
             raise ValidationError(problems)
         self._validated = True

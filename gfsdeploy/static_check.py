@@ -19,11 +19,9 @@ from __future__ import annotations
 import os
 import re
 
-import jinja2
-from jinja2 import nodes
-
 from gfsdeploy import modules
 from gfsdeploy.errors import GfsError, PlaybookError, TemplateError
+from gfsdeploy.templating.analysis import check_template
 
 #: Ansible's magic variables and Jinja's globals: always defined
 MAGIC = frozenset({
@@ -34,8 +32,6 @@ MAGIC = frozenset({
 })
 #: expressions that are bare Jinja (no braces): Ansible's conditionals
 BARE = ("when", "changed_when", "failed_when", "until")
-GUARD_FILTERS = frozenset({"default", "d", "mandatory"})
-GUARD_TESTS = frozenset({"defined", "undefined", "none"})
 
 
 class ValidationError(PlaybookError):
@@ -49,22 +45,16 @@ class ValidationError(PlaybookError):
         return "\n".join(str(p) for p in self.problems)
 
 
-def check(playbook, inventory, *, extra_vars: dict | None = None, env: jinja2.Environment | None = None,
-          search_path: list[str] | None = None) -> list[GfsError]:
+def check(playbook, inventory, *, extra_vars: dict | None = None) -> list[GfsError]:
     """Every problem found in ``playbook`` (run against ``inventory``), each once."""
-    if env is None:
-        from gfsdeploy.templating import Templar
-
-        env = Templar(search_path).env
-    checker = _Checker(playbook, inventory, extra_vars or {}, env)
+    checker = _Checker(playbook, inventory, extra_vars or {})
     checker.run()
     return checker.problems
 
 
 class _Checker:
-    def __init__(self, playbook, inventory, extra_vars: dict, env: jinja2.Environment):
+    def __init__(self, playbook, inventory, extra_vars: dict):
         self.playbook = playbook
-        self.env = env
         self.problems: list[GfsError] = []
         self._seen: set = set()
         defined = set(extra_vars) | MAGIC
@@ -152,31 +142,19 @@ class _Checker:
                 continue
             scoped = names | ({task.register} if task.register else set())
             for expression in value if isinstance(value, list) else [value]:
-                if isinstance(expression, bool):
-                    continue
-                text = str(expression).strip()
-                if not (text.startswith("{{") and text.endswith("}}")):
-                    text = "{{ " + text + " }}"
-                self.template(text, scoped, where=where, what=f"`{key}`", check_names=check_names)
+                if not isinstance(expression, bool):
+                    self.template(_as_template(expression), scoped, where=where, what=f"`{key}`",
+                                  check_names=check_names)
         for key, value in task.vars.items():
             self.template(value, names, where=where, what=f"task vars {key!r}", check_names=check_names)
 
     def guarded_by_when(self, task) -> set:
         """Names the task's ``when`` tests with ``is defined`` (or guards with ``default``):
         the task only runs when they exist."""
-        when = task.when
         out: set = set()
-        for expression in when if isinstance(when, list) else [when]:
-            if expression is None or isinstance(expression, bool):
-                continue
-            text = str(expression).strip()
-            if not (text.startswith("{{") and text.endswith("}}")):
-                text = "{{ " + text + " }}"
-            try:
-                tree = self.env.parse(text)
-            except jinja2.TemplateSyntaxError:
-                continue
-            out |= _names(tree) - _unguarded_names(tree)
+        for expression in task.when if isinstance(task.when, list) else [task.when]:
+            if expression is not None and not isinstance(expression, bool):
+                out |= check_template(_as_template(expression)).guarded
         return out
 
     def arguments(self, task, module, where: dict) -> None:
@@ -221,6 +199,32 @@ class _Checker:
                 elif task.module.endswith("template"):
                     self.template_file(found, where)
 
+    def template(self, value, defined: set, *, where: dict, what: str, check_names: bool) -> None:
+        for text in _strings(value):
+            if "{{" not in text and "{%" not in text and "{#" not in text:
+                continue
+            found = check_template(text)
+            if found.syntax_error:
+                self.problem(TemplateError(f"Jinja syntax error in {what}: {found.syntax_error}: {_short(text)}",
+                                           **_origin(text, where),
+                                           fix="check the {{ }} / {% %} braces and the expression"))
+                continue
+            for kind, names in (("filter", found.unknown_filters), ("test", found.unknown_tests),
+                                ("lookup", found.unknown_lookups)):
+                for name in sorted(names):
+                    self.problem(TemplateError(f"unknown {kind} {name!r} (in {what})",
+                                               **_origin(text, where), fix=_spelling(kind, name)))
+            if not check_names:
+                continue
+            for name in sorted(found.undeclared - found.guarded):
+                if name not in defined and not name.startswith("ansible_") and not name.startswith("gfsdeploy_"):
+                    self.problem(TemplateError(
+                        f"variable {name!r} (in {what}) is not defined anywhere: not in the inventory, the "
+                        "play or task vars, a vars file, a `register` or `set_fact`, facts or -e",
+                        **_origin(text, where),
+                        fix=f"define {name!r} (e.g. in the inventory or the play's vars), "
+                            f"or write `{name} | default(…)`"))
+
     def template_file(self, path: str, where: dict) -> None:
         """A template file's syntax and filters (its names may come from its own loops)."""
         try:
@@ -230,42 +234,16 @@ class _Checker:
             self.problem(PlaybookError(f"cannot read template {path}: {exc}", **where, field="src",
                                        fix="check the file"))
             return
-        try:
-            tree = self.env.parse(source)
-        except jinja2.TemplateSyntaxError as exc:
-            self.problem(TemplateError(f"Jinja syntax error in template {path} line {exc.lineno}: {exc.message}",
-                                       **where, fix="fix the template"))
+        found = check_template(source)
+        if found.syntax_error:
+            self.problem(TemplateError(f"Jinja syntax error in template {path} line {found.line}: "
+                                       f"{found.syntax_error}", **where, fix="fix the template"))
             return
-        for kind, name in _filters_and_tests(tree):
-            if name not in (self.env.filters if kind == "filter" else self.env.tests):
-                self.problem(TemplateError(f"no Jinja {kind} named {name!r} in template {path}", **where,
-                                           fix="check the spelling"))
-
-    def template(self, value, defined: set, *, where: dict, what: str, check_names: bool) -> None:
-        for text in _strings(value):
-            if "{{" not in text and "{%" not in text and "{#" not in text:
-                continue
-            try:
-                tree = self.env.parse(text)
-            except jinja2.TemplateSyntaxError as exc:
-                self.problem(TemplateError(f"Jinja syntax error in {what}: {exc.message}: {_short(text)}", **where,
-                                           fix="check the {{ }} / {% %} braces and the expression"))
-                continue
-            for kind, name in _filters_and_tests(tree):
-                table = self.env.filters if kind == "filter" else self.env.tests
-                if name not in table:
-                    self.problem(TemplateError(
-                        f"no Jinja {kind} named {name!r} (in {what}: {_short(text)})", **where,
-                        fix=f"check the spelling; gfsdeploy knows the {kind}s Ansible playbooks use most"))
-            if not check_names:
-                continue
-            for name in sorted(_unguarded_names(tree)):
-                if name not in defined and not name.startswith("ansible_") and not name.startswith("gfsdeploy_"):
-                    self.problem(TemplateError(
-                        f"variable {name!r} (in {what}) is not defined anywhere: not in the inventory, the "
-                        "play or task vars, a vars file, a `register` or `set_fact`, facts or -e", **where,
-                        fix=f"define {name!r} (e.g. in the inventory or the play's vars), "
-                            f"or write `{name} | default(…)`"))
+        for kind, names in (("filter", found.unknown_filters), ("test", found.unknown_tests),
+                            ("lookup", found.unknown_lookups)):
+            for name in sorted(names):
+                self.problem(TemplateError(f"unknown {kind} {name!r} in template {path}", **where,
+                                           fix=_spelling(kind, name)))
 
 
 def _relaxed(param):
@@ -296,29 +274,28 @@ def _short(text: str) -> str:
     return text if len(text) <= 80 else text[:77] + "…"
 
 
-def _filters_and_tests(tree):
-    for node in tree.find_all((nodes.Filter, nodes.Test)):
-        yield ("filter" if isinstance(node, nodes.Filter) else "test"), node.name
+def _origin(text, where: dict) -> dict:
+    """Where a template string was written (a variable's definition), else the task."""
+    if getattr(text, "origin_file", ""):
+        return {**where, "file": text.origin_file, "line": text.origin_line}
+    return where
 
 
-def _names(tree) -> set:
-    return {n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"}
+def _spelling(kind: str, name: str) -> str:
+    import difflib
+
+    from gfsdeploy.templating.analysis import known_filters, known_lookups, known_tests
+
+    known = {"filter": known_filters, "test": known_tests, "lookup": known_lookups}[kind]()
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
+    return (f"did you mean {close[0]!r}? " if close else "") + \
+        f"check the spelling; gfsdeploy knows the {kind}s Ansible playbooks use most"
 
 
-def _unguarded_names(tree) -> set:
-    """Names read by the template that no ``default``/``is defined`` guards and that
-    the template does not assign itself (``set``, ``for``, macros)."""
-    guarded: set = set()
-    for node in tree.find_all((nodes.Filter, nodes.Test)):
-        names = {n.name for n in node.node.find_all(nodes.Name)} if node.node is not None else set()
-        if isinstance(node.node, nodes.Name):
-            names.add(node.node.name)
-        if (isinstance(node, nodes.Filter) and node.name in GUARD_FILTERS) or \
-                (isinstance(node, nodes.Test) and node.name in GUARD_TESTS):
-            guarded |= names
-    assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
-    loaded = {n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"}
-    return loaded - guarded - assigned - {"loop", "super", "self", "varargs", "kwargs", "caller"}
+def _as_template(expression) -> str:
+    """A bare conditional (``when: x == 1``) as the template Ansible evaluates."""
+    text = str(expression).strip()
+    return text if text.startswith("{{") and text.endswith("}}") else "{{ " + text + " }}"
 
 
 def _play_tasks(play) -> list:

@@ -27,6 +27,7 @@ import subprocess
 from dataclasses import dataclass, field
 
 from gfsdeploy import secrets
+from gfsdeploy.deferred import Deferred
 from gfsdeploy.errors import GfsError
 
 HEADER = "$ANSIBLE_VAULT"
@@ -241,29 +242,10 @@ class VaultedStr(secrets.Sensitive):
     """A string decrypted from an inline ``!vault`` value (``is vault_encrypted`` is true)."""
 
 
-class EncryptedValue:
+class EncryptedValue(Deferred):
     """An inline ``!vault`` value that could not be decrypted at load time (no or wrong
     password). Harmless until used; any use raises why it cannot be read — as in
     Ansible, which decrypts a value only when a task needs it."""
-
-    def __init__(self, error: VaultError):
-        self._error = error
-
-    def fail(self):
-        e = self._error
-        raise VaultError(e.message, file=e.file, line=e.line, fix=e.fix)
-
-    def __getattr__(self, name):
-        if name.startswith("__") or name in ("_error", "fail"):
-            raise AttributeError(name)
-        self.fail()
-
-    def _fail(self, *args, **kwargs):
-        self.fail()
-
-    __str__ = __repr__ = __iter__ = __bool__ = __len__ = __int__ = __float__ = __getitem__ = _fail
-    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __contains__ = __add__ = __radd__ = _fail
-    __hash__ = object.__hash__
 
 
 def is_encrypted_value(value) -> bool:
@@ -294,6 +276,30 @@ def decrypt_file_text(data: bytes | str, path: str) -> str:
         return plain.decode("utf-8")
     except UnicodeDecodeError:
         raise VaultError("the decrypted file is not UTF-8 text", file=path, fix="encrypt a UTF-8 text file") from None
+
+
+def read_file(path: str) -> bytes:
+    """A controller file's bytes, decrypted when ansible-vault encrypted it (as
+    Ansible's copy/template/file lookup do); decrypted contents are secrets."""
+    with open(path, "rb") as handle:
+        return plain_bytes(handle.read(), path)
+
+
+def plain_bytes(data: bytes, path: str) -> bytes:
+    """``data`` read from ``path``, decrypted if it is vault text (and then registered as a secret)."""
+    if not is_encrypted(data[:64]):
+        return data
+    plain = _current.decrypt(data.decode("ascii", "replace"), {"file": path})
+    try:
+        text = plain.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None:
+        secrets.register(text.strip())
+        for line in text.splitlines():
+            if len(line.strip()) >= 8:
+                secrets.register(line.strip())
+    return plain
 
 
 def register_leaves(value) -> None:

@@ -80,7 +80,8 @@ def render_objects(name: str, variables: dict, templates_dir: str | Path | None 
 def parse(text: str, name: str = "manifest"):
     """Parse rendered JSON; a syntax error names the line (a template bug, never a value)."""
     try:
-        return json.loads(text)
+        # strict=False: a value known only after apply (a plan) is marked by control characters
+        return json.loads(text, strict=False)
     except json.JSONDecodeError as exc:
         raise TemplateError(f"rendered {name} is not valid JSON: {exc.msg}", file=name, line=exc.lineno,
                             fix="the template must insert every value with `| tojson`") from None

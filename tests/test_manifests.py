@@ -246,3 +246,52 @@ def test_the_validator_does_reject_a_broken_manifest(validators, version, tmp_pa
     path = tmp_path / "broken.json"
     path.write_text(json.dumps(ds))
     assert _validate(validators[version], version, [path]).returncode != 0
+
+
+def _images(values) -> dict:
+    out = {}
+    for name in ("glusterfs-daemonset.json.j2", "heketi-bootstrap.json.j2", "heketi-deployment.json.j2",
+                 "heketi-storage.json.j2", "smoke-test.json.j2"):
+        for obj in manifests.render_objects(name, values):
+            spec = obj.get("spec", {})
+            pod = spec.get("template", {}).get("spec") if "template" in spec else spec
+            for c in (pod or {}).get("containers") or []:
+                out[f"{obj['kind']}/{obj['metadata']['name']}"] = c["image"]
+    return out
+
+
+def test_default_images_are_pinned_and_name_their_registry():
+    values = {k: v for k, v in inventory().items() if k not in ("heketi_image", "gluster_image")}
+    images = _images(values)
+    assert images == {
+        "DaemonSet/glusterfs": "docker.io/gluster/gluster-centos:gluster4u0_centos7",
+        "Deployment/deploy-heketi": "docker.io/heketi/heketi:9",
+        "Deployment/heketi": "docker.io/heketi/heketi:9",
+        "Job/heketi-storage-copy-job": "docker.io/heketi/heketi:9",
+        "Pod/gfsdeploy-smoke-test": "docker.io/library/busybox:1.36"}
+    assert not any(i.endswith(":latest") or ":" not in i.rsplit("/", 1)[-1] for i in images.values())
+
+
+def test_a_mirror_prefix_reaches_every_default_image_and_explicit_images_win():
+    values = {k: v for k, v in inventory().items() if k not in ("heketi_image", "gluster_image")}
+    mirrored = _images({**values, "image_registry": "registry.example.com:5000/dockerhub"})
+    assert all(i.startswith("registry.example.com:5000/dockerhub/") for i in mirrored.values()), mirrored
+    chosen = _images({**values, "heketi_image": "quay.io/me/heketi:10-compat"})
+    assert chosen["Deployment/heketi"] == chosen["Job/heketi-storage-copy-job"] == "quay.io/me/heketi:10-compat"
+
+
+def test_a_plan_renders_manifests_whose_values_are_known_only_after_apply():
+    """In a plan, heketi's DB and ClusterIP do not exist yet: the manifests still render,
+    and exactly those fields are marked (known after apply)."""
+    from gfsdeploy.templating import Templar, Unknown, is_unknown
+
+    templar = Templar([str(ROOT / "templates")])
+    values = inventory(heketi_db_b64=Unknown(), heketi_cluster_ip=Unknown())
+    storage = manifests.flatten(manifests.parse(templar.render_file(str(ROOT / "templates" / "heketi-storage.json.j2"),
+                                                                   values)))
+    secret = next(o for o in storage if o["kind"] == "Secret")
+    assert is_unknown(secret["data"]["heketi.db"])
+    assert not any(is_unknown(o) for o in storage if o["kind"] != "Secret")
+    [sc] = manifests.flatten(manifests.parse(templar.render_file(str(ROOT / "templates" / "storageclass.json.j2"),
+                                                                 values)))
+    assert is_unknown(sc["parameters"]["resturl"]) and sc["parameters"]["resturl"].startswith("http://")

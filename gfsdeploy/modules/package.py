@@ -193,7 +193,8 @@ class Package(Module):
         on yum/dnf, retry once without the repositories that failed."""
         manager = (change.data.get("manager") if change else "apt-get") or "apt-get"
         disabled: list[str] = []
-        deadline = time.monotonic() + int(args.get("lock_timeout") or LOCK_TIMEOUT)
+        wait = LOCK_TIMEOUT if args.get("lock_timeout") is None else int(args["lock_timeout"])
+        deadline = time.monotonic() + wait
         last = ""
         while True:
             script = step_script(family, manager, change, repair=repair, disabled=disabled)
@@ -203,7 +204,7 @@ class Package(Module):
                 pid, comm, path = holders[0] if holders else ("?", "another package manager", "")
                 if time.monotonic() > deadline:
                     raise ModuleError(f"{comm} (pid {pid}) still holds the package lock {path} after "
-                                      f"{int(args.get('lock_timeout') or LOCK_TIMEOUT)}s", host=ctx.host.name,
+                                      f"{wait}s", host=ctx.host.name,
                                       task=ctx.task_name,
                                       fix=f"check what pid {pid} is doing on {ctx.host.name} (`ps -fp {pid}`); "
                                           "re-run when it has finished, or raise lock_timeout")
@@ -313,10 +314,17 @@ def failing_repositories(stderr: str) -> list[str]:
             name = match.group(1).rstrip(":,")
             if "://" in name:
                 # a file of the repository (…/pool/x.deb, …/InRelease): name the repository
-                base, _, last = name.rpartition("/")
-                if "." in last or last in ("InRelease", "Release", "Packages"):
-                    name = base
-                name = re.sub(r"/(dists|pool)(/.*)?$", "", name).rstrip("/.") or name
+                scheme, _, rest = name.partition("://")
+                host, _, path = rest.partition("/")
+                parts = [p for p in path.split("/") if p not in ("", ".")]
+                if parts and (re.search(r"\.(deb|rpm|xml|gz|xz|bz2|lz4|zst)$", parts[-1]) or
+                              parts[-1] in ("InRelease", "Release", "Release.gpg", "Packages")):
+                    parts.pop()
+                if "dists" in parts:
+                    parts = parts[:parts.index("dists")]
+                if "pool" in parts:
+                    parts = parts[:parts.index("pool")]
+                name = f"{scheme}://{host}" + "".join("/" + p for p in parts)
             if name and name not in found:
                 found.append(name)
     return found

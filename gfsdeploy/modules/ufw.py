@@ -17,7 +17,7 @@ import ipaddress
 import re
 
 from gfsdeploy.errors import ModuleError, PlaybookError
-from gfsdeploy.modules.base import ADD, CHANGE, DESTROY, Change, HostInfo, Module, Param, TaskResult, q, qjoin
+from gfsdeploy.modules.base import ADD, CHANGE, DESTROY, Change, HostInfo, Module, Param, TaskResult, qjoin
 
 _PORT = re.compile(r"^\d{1,5}([:,]\d{1,5})*$")
 #: community.general.ufw arguments gfsdeploy does not implement: refused by name

@@ -49,6 +49,8 @@ class TemplateCheck:
     syntax_error: str | None = None
     line: int | None = None
     undeclared: set = field(default_factory=set)
+    #: undeclared names used only where missing is fine: ``x | default(…)``, ``x is defined``
+    guarded: set = field(default_factory=set)
     unknown_filters: set = field(default_factory=set)
     unknown_tests: set = field(default_factory=set)
     unknown_lookups: set = field(default_factory=set)
@@ -83,6 +85,7 @@ def check_template(text: str, *, expression: bool = False) -> TemplateCheck:
         env.tests = {**env.tests, **{n: _placeholder for n in result.unknown_tests}}
         ast = env.parse(source)
     result.undeclared = set(meta.find_undeclared_variables(ast)) - GLOBALS
+    result.guarded = _guarded(ast) & result.undeclared
     lookups = known_lookups()
     for node in ast.find_all(nodes.Call):
         if isinstance(node.node, nodes.Name) and node.node.name in ("lookup", "query", "q") and node.args:
@@ -90,6 +93,25 @@ def check_template(text: str, *, expression: bool = False) -> TemplateCheck:
             if isinstance(first, nodes.Const) and isinstance(first.value, str) and first.value not in lookups:
                 result.unknown_lookups.add(first.value)
     return result
+
+
+#: filters and tests under which an undefined name is not an error
+GUARD_FILTERS = frozenset({"default", "d"})
+GUARD_TESTS = frozenset({"defined", "undefined", "none"})
+
+
+def _guarded(ast) -> set:
+    """Names the template tests or defaults anywhere (``x | default(…)``, ``x is
+    defined``): it handles their absence itself (``x is defined and x.y``, ``{% if x
+    is defined %}{{ x }}{% endif %}``), so they are not reported as undefined."""
+    out = set()
+    for node in ast.find_all((nodes.Filter, nodes.Test)):
+        if ((isinstance(node, nodes.Filter) and node.name in GUARD_FILTERS) or
+                (isinstance(node, nodes.Test) and node.name in GUARD_TESTS)) and node.node is not None:
+            if isinstance(node.node, nodes.Name):
+                out.add(node.node.name)
+            out.update(n.name for n in node.node.find_all(nodes.Name))
+    return out
 
 
 def _placeholder(*args, **kwargs):

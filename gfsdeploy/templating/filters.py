@@ -671,6 +671,14 @@ def unvault_filter(value, secret, vault_id="filter_default"):
     return plain
 
 
+def pairs_to_dict(value):
+    """community.general.dict: a list of [key, value] pairs as a dictionary."""
+    try:
+        return dict(value)
+    except (TypeError, ValueError):
+        raise FilterError("dict: expects a list of [key, value] pairs") from None
+
+
 def dict_kv(value, key):
     return {key: value}
 
@@ -725,6 +733,8 @@ BUILTIN = {
 
 COLLECTIONS = {
     "community.general.json_query": json_query,
+    "ovirt.ovirt.json_query": json_query,
+    "community.general.dict": pairs_to_dict,
     "community.general.dict_kv": dict_kv,
     **{f"ansible.utils.{name}": fn for name, fn in ipfilters.FILTERS.items()},
     **{f"ansible.netcommon.{name}": fn for name, fn in ipfilters.FILTERS.items()},
@@ -734,10 +744,19 @@ COLLECTIONS = {
 SHORT = {**BUILTIN, "json_query": json_query, "dict_kv": dict_kv, **ipfilters.FILTERS}
 
 
+#: tests that Ansible before 2.9 also accepted as filters (``result | failed``,
+#: ``v | version_compare('1.8', '<')``); old playbooks still use them
+LEGACY_TEST_FILTERS = ("version_compare", "failed", "succeeded", "success", "changed", "skipped", "match",
+                       "search", "regex")
+
+
 def registry(jinja_builtins: Mapping) -> dict:
     """Every filter name a template may use: Jinja's own, Ansible's (short and
-    ``ansible.builtin.``), and the collections' listed above."""
+    ``ansible.builtin.``), the collections' listed above, and the legacy test-filters."""
+    from gfsdeploy.templating import tests as _tests
+
     out = dict(jinja_builtins)
+    out.update({name: _tests.BUILTIN[name] for name in LEGACY_TEST_FILTERS})
     out.update(SHORT)
     for name in list(jinja_builtins) + list(BUILTIN):
         out[f"ansible.builtin.{name}"] = out[name]

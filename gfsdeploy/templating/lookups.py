@@ -8,8 +8,9 @@ searches them: in ``files/`` (``templates/`` for templates, ``vars/`` for vars)
 then in the playbook's own directory, role directories first when the task
 comes from a role.
 
-A lookup that writes on the controller (``password``) or reaches the network
-(``url``) is refused, never half-done: plan must change nothing.
+``password`` keeps generated passwords in files on the controller: plan never
+creates one (the value is then known after apply). A lookup that reaches the
+network (``url``) is refused.
 """
 
 from __future__ import annotations
@@ -69,8 +70,12 @@ def lookup_file(ctx, terms, lstrip=False, rstrip=True):
         path = ctx.find(term, "files")
         if path is None or not os.path.isfile(path):
             raise LookupError_(f"file lookup: could not find {term!r} (searched {ctx.where('files')})")
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        from gfsdeploy import vault
+
+        try:
+            text = vault.read_file(path).decode("utf-8")  # vault-encrypted files are decrypted
+        except UnicodeDecodeError:
+            raise LookupError_(f"file lookup: {term!r} is not UTF-8 text") from None
         if lstrip:
             text = text.lstrip()
         if rstrip:
@@ -343,6 +348,81 @@ def lookup_unvault(ctx, terms):
     return out
 
 
+_CHAR_SETS = ("ascii_letters", "ascii_lowercase", "ascii_uppercase", "digits", "hexdigits", "octdigits",
+              "printable", "punctuation", "whitespace")
+
+
+def _password_chars(chars) -> str:
+    import string
+
+    if chars is None:
+        names = ["ascii_letters", "digits", ".,:-_"]
+    elif isinstance(chars, str):
+        names = [part or "," for part in chars.replace(",,", "\0").split(",")]
+        names = [n.replace("\0", ",") for n in names]
+    else:
+        names = [str(c) for c in chars]
+    out = "".join(getattr(string, n) if n in _CHAR_SETS else n for n in names)
+    if not out:
+        raise LookupError_("password lookup: chars= gives no characters")
+    return "".join(dict.fromkeys(out))
+
+
+def lookup_password(ctx, terms, length=20, chars=None, encrypt=None, ident=None, seed=None):
+    """A password kept in a file on the controller: read it when the file exists, else
+    generate it and (in apply, never in plan) create the file, mode 0600; ``/dev/null``
+    generates without keeping. Every password is a secret (redacted from output)."""
+    from gfsdeploy import secrets
+    from gfsdeploy.templating.passwords import password_hash, random_salt
+    from gfsdeploy.templating.templar import KnownAfterApply
+
+    out = []
+    for term in terms:
+        words = str(term).split()
+        if not words:
+            raise LookupError_("password lookup: give the file that keeps the password")
+        path, options = words[0], {"length": length, "chars": chars, "encrypt": encrypt, "ident": ident,
+                                   "seed": seed}
+        for word in words[1:]:
+            key, eq, value = word.partition("=")
+            if not eq or key not in options:
+                raise LookupError_(f"password lookup: unknown option {word!r} (length=, chars=, encrypt=, seed=)")
+            options[key] = value
+        try:
+            size = int(options["length"])
+        except (TypeError, ValueError):
+            raise LookupError_(f"password lookup: length must be a number, got {options['length']!r}") from None
+        alphabet = _password_chars(options["chars"])
+        if not os.path.isabs(path):
+            path = os.path.join(str(ctx.variables.get("playbook_dir") or (ctx.search_dirs or ["."])[0]), path)
+        salt = None
+        if path != "/dev/null" and os.path.exists(path):
+            with open(path, encoding="utf-8") as handle:
+                content = handle.read().rstrip("\n")
+            password, _, rest = content.partition(" salt=")
+            salt = rest.split()[0] if rest else None
+        else:
+            rng = random.Random(options["seed"]) if options["seed"] is not None else random.SystemRandom()
+            password = "".join(rng.choice(alphabet) for _ in range(size))
+            if options["encrypt"]:
+                salt = random_salt(16)
+            if path != "/dev/null":
+                if ctx.variables.get("ansible_check_mode"):
+                    raise KnownAfterApply()  # plan creates nothing: the password exists after apply
+                os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write(password + (f" salt={salt}" if salt else "") + "\n")
+        secrets.register(password)
+        if options["encrypt"]:
+            hashed = password_hash(password, options["encrypt"], salt=salt, ident=options["ident"])
+            secrets.register(hashed)
+            out.append(hashed)
+        else:
+            out.append(password)
+    return out
+
+
 def lookup_inventory_hostnames(ctx, terms):
     """Hosts of the named groups/hosts (``a,b`` or ``a:b``), in inventory order."""
     groups = ctx.variables.get("groups") or {}
@@ -366,13 +446,11 @@ LOOKUPS = {
     "fileglob": lookup_fileglob, "items": lookup_items, "list": lookup_list, "indexed_items": lookup_indexed_items,
     "dict": lookup_dict, "together": lookup_together, "nested": lookup_nested, "random_choice": lookup_random_choice,
     "subelements": lookup_subelements, "sequence": lookup_sequence, "unvault": lookup_unvault,
-    "inventory_hostnames": lookup_inventory_hostnames,
+    "inventory_hostnames": lookup_inventory_hostnames, "password": lookup_password,
 }
 
 #: lookups Ansible has that gfsdeploy refuses, and why
 REFUSED = {
-    "password": "it writes a file on the controller (plan must change nothing); generate the secret once and "
-                "keep it in a vault-encrypted vars file",
     "url": "it reaches the network from the controller; fetch the content with get_url/uri on a host",
     "config": "gfsdeploy has no ansible.cfg settings",
     "csvfile": "not implemented; convert the file to YAML and use vars_files",

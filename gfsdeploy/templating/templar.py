@@ -17,6 +17,7 @@ argument as ``(known after apply)`` instead of guessing.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import threading
@@ -25,8 +26,8 @@ import jinja2
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
+from gfsdeploy.deferred import Deferred
 from gfsdeploy.errors import GfsError, TemplateError
-from gfsdeploy.vault import EncryptedValue
 from gfsdeploy.templating import filters as _filters
 from gfsdeploy.templating import lookups as _lookups
 from gfsdeploy.templating import tests as _tests
@@ -85,29 +86,10 @@ class Unknown:
         return 0
 
 
-class BrokenValue:
+class BrokenValue(Deferred):
     """A variable whose own template failed (syntax, unknown filter, a filter's
     error). Using it in any way raises that error; leaving it unused is fine,
     as with Ansible's lazily templated variables."""
-
-    def __init__(self, error: TemplateError):
-        self._error = error
-
-    def fail(self):
-        e = self._error
-        raise type(e)(e.message, file=e.file, line=e.line, field=e.field, host=e.host, task=e.task, fix=e.fix)
-
-    def __getattr__(self, name):
-        if name.startswith("__") or name in ("_error", "fail"):
-            raise AttributeError(name)
-        self.fail()
-
-    def _fail(self, *args, **kwargs):
-        self.fail()
-
-    __str__ = __repr__ = __iter__ = __bool__ = __len__ = __int__ = __float__ = __getitem__ = _fail
-    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __contains__ = __add__ = __radd__ = _fail
-    __hash__ = object.__hash__
 
 
 class Undefined(StrictUndefined):
@@ -198,12 +180,8 @@ def origin(value) -> tuple[str, int] | None:
     return (file, getattr(value, "origin_line", 0)) if file else None
 
 
-#: values whose use raises the error they carry
-_DEFERRED = (BrokenValue, EncryptedValue)
-
-
 def _find_broken(value, depth: int = 0):
-    if isinstance(value, _DEFERRED):
+    if isinstance(value, Deferred):
         return value
     if depth > 20:
         return None
@@ -282,9 +260,13 @@ def _read_source(path: str) -> str:
     cached = _SOURCES.get(path)
     if cached is not None and cached[0] == key:
         return cached[1]
-    with open(path, encoding="utf-8") as handle:
-        source = handle.read()
-    _SOURCES[path] = (key, source)
+    from gfsdeploy import vault
+
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    source = vault.plain_bytes(raw, path).decode("utf-8")  # a vault-encrypted template: decrypted in memory
+    if not vault.is_encrypted(raw[:64]):
+        _SOURCES[path] = (key, source)  # decrypted text is never cached
     return source
 
 
@@ -308,6 +290,45 @@ def _unknown_aware(fn):
 
 #: filters and tests that do something sensible with an unknown value themselves
 _UNKNOWN_PASS = {"default", "d", "mandatory", "defined", "undefined"}
+#: filters that only carry a value into text: an unknown goes in as the plan's mark, and
+#: the mark survives JSON escaping, so a manifest rendered in a plan stays a manifest
+#: whose unknown fields are known to be unknown
+_UNKNOWN_CARRY = {"string", "to_json", "tojson", "to_nice_json"}
+_ESCAPED_MARK = json.dumps(UNKNOWN_MARK)[1:-1]
+
+
+def _unknown_carried(fn):
+    from jinja2.utils import _PassArg
+
+    skip = 1 if _PassArg.from_obj(fn) is not None else 0
+
+    def marked(value):
+        if isinstance(value, Unknown):
+            return UNKNOWN_MARK
+        if isinstance(value, dict):
+            return {marked(k): marked(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [marked(v) for v in value]
+        return value
+
+    def wrapper(*args, **kwargs):
+        if not Unknown.seen or not any(is_unknown(a) for a in args[skip:]):
+            return fn(*args, **kwargs)
+        out = fn(*args[:skip], *[marked(a) for a in args[skip:]], **kwargs)
+        return out.replace(_ESCAPED_MARK, UNKNOWN_MARK) if isinstance(out, str) else out
+
+    if skip:
+        wrapper.jinja_pass_arg = fn.jinja_pass_arg
+    wrapper.__name__ = getattr(fn, "__name__", "filter")
+    wrapper.__wrapped__ = fn
+    return wrapper
+
+
+def _wrap_filter(name: str, fn):
+    short = name.split(".")[-1]
+    if short in _UNKNOWN_PASS:
+        return fn
+    return _unknown_carried(fn) if short in _UNKNOWN_CARRY else _unknown_aware(fn)
 
 
 def make_environment(loader=None) -> SandboxedEnvironment:
@@ -317,8 +338,7 @@ def make_environment(loader=None) -> SandboxedEnvironment:
     env = SandboxedEnvironment(
         undefined=Undefined, loader=loader, keep_trailing_newline=True, trim_blocks=True,
         extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])
-    env.filters = {name: fn if name.split(".")[-1] in _UNKNOWN_PASS else _unknown_aware(fn)
-                   for name, fn in _filters.registry(env.filters).items()}
+    env.filters = {name: _wrap_filter(name, fn) for name, fn in _filters.registry(env.filters).items()}
     env.tests = {name: fn if name.split(".")[-1] in _UNKNOWN_PASS else _unknown_aware(fn)
                  for name, fn in _tests.registry(env.tests).items()}
     env.globals["omit"] = OMIT
@@ -540,7 +560,7 @@ class Templar:
                 result = self._expression(whole.group(1).strip(), escape=self._escape)(**variables)
                 if isinstance(result, jinja2.Undefined):
                     str(result)  # raises UndefinedError with the name
-                if isinstance(result, _DEFERRED):
+                if isinstance(result, Deferred):
                     result.fail()
                 if body is not text and isinstance(result, str) and not is_unknown(result):
                     result += "\n"

@@ -130,9 +130,9 @@ def vaulted_file(value):
 
 
 def defined(value):
-    from gfsdeploy.templating.templar import _DEFERRED
+    from gfsdeploy.deferred import Deferred
 
-    if isinstance(value, _DEFERRED):
+    if isinstance(value, Deferred):  # a broken variable: its error, not "undefined"
         value.fail()
     return not isinstance(value, jinja2.Undefined)
 
@@ -212,7 +212,47 @@ def _ip(value):
     return ipaddr(value) not in (False, None)
 
 
-COLLECTIONS = {"ansible.utils.ipaddr": _ip, "ansible.utils.ip": _ip}
+def _ip_test(version=None, address=False, check=None):
+    import ipaddress
+
+    def test(value):
+        """An address, or (unless ``address``) a network written with its network address."""
+        text = str(value)
+        try:
+            ip = ipaddress.ip_address(text)
+        except ValueError:
+            if address:
+                return False
+            try:
+                ip = ipaddress.ip_network(text).network_address
+            except ValueError:
+                return False
+        if version and ip.version != version:
+            return False
+        return check(ip) if check else True
+
+    return test
+
+
+def _in_network(value, network):
+    import ipaddress
+
+    try:
+        return ipaddress.ip_interface(str(value)).ip in ipaddress.ip_network(str(network), strict=False)
+    except ValueError:
+        return False
+
+
+COLLECTIONS = {
+    "ansible.utils.ipaddr": _ip, "ansible.utils.ip": _ip_test(), "ansible.utils.ipv4": _ip_test(4),
+    "ansible.utils.ipv6": _ip_test(6), "ansible.utils.ip_address": _ip_test(address=True),
+    "ansible.utils.ipv4_address": _ip_test(4, address=True), "ansible.utils.ipv6_address": _ip_test(6, address=True),
+    "ansible.utils.private": _ip_test(address=True, check=lambda ip: ip.is_private),
+    "ansible.utils.public": _ip_test(address=True, check=lambda ip: ip.is_global and not ip.is_multicast),
+    "ansible.utils.loopback": _ip_test(address=True, check=lambda ip: ip.is_loopback),
+    "ansible.utils.multicast": _ip_test(address=True, check=lambda ip: ip.is_multicast),
+    "ansible.utils.in_network": _in_network,
+}
 
 
 def registry(jinja_builtins: Mapping) -> dict:

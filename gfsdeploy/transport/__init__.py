@@ -130,10 +130,17 @@ def make_transport(host, *, known_hosts: str | None = None, accept_new: bool = F
 
 class Connections:
     """A run's connections, opened on first use and shared: one per (host, login user,
-    connection type). ``options`` are :func:`make_transport`'s keyword arguments."""
+    connection type). ``options`` are :func:`make_transport`'s keyword arguments.
 
-    def __init__(self, factory=None, **options):
+    ``max_open``: at most this many SSH connections stay open (paramiko runs one thread
+    per connection: a thousand hosts would mean a thousand threads). When more are needed,
+    the least recently used idle ones are closed; they reopen, transparently, on their
+    host's next command (one more handshake). Connections with a command in flight or a
+    tunnel are never closed. None: no limit."""
+
+    def __init__(self, factory=None, max_open: int | None = None, **options):
         self.factory = factory or make_transport
+        self.max_open = max_open
         self.options = options
         self._open: dict = {}
         self._lock = threading.Lock()
@@ -150,7 +157,22 @@ class Connections:
                 transport = self.factory(host, variables=variables, remote_user=remote_user,
                                          connection=connection, **self.options)
                 self._open[key] = transport
+        if self.max_open is not None and not getattr(transport, "is_open", True):
+            self.trim(keep=transport)  # it is about to open: make room first
         return transport
+
+    def trim(self, keep=None) -> int:
+        """Close idle connections beyond ``max_open`` (least recently used first); returns how many."""
+        limit = self.max_open or 0
+        opened = [t for t in self.all() if getattr(t, "is_open", False) and t is not keep]
+        excess = len(opened) + (1 if keep is not None else 0) - limit
+        closed = 0
+        for transport in sorted(opened, key=lambda t: t.last_used):
+            if closed >= excess:
+                break
+            if transport.evict():
+                closed += 1
+        return closed
 
     def localhost(self, name: str = "localhost") -> Transport:
         """The controller itself (``delegate_to: localhost``, ``local_action``)."""

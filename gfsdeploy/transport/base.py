@@ -162,6 +162,8 @@ class Transport:
         self._pty_users: set = set()       # (method, user): escalation needs a tty on this host
         self._refused: dict = {}           # Become -> BecomeError: never retried (account lockout)
         self._views: dict = {}
+        self.in_flight = 0                 # commands running now (a busy connection is never evicted)
+        self.last_used = time.monotonic()
         if become_password:
             from gfsdeploy import secrets
 
@@ -243,21 +245,32 @@ class Transport:
         with self._lock:
             self.round_trips += 1
             self.command_log.append(record)
+            self.in_flight += 1
         limit = timeout or self.timeout
         key = (b.method, b.user) if b else None
         try:
-            result = self._run_once(script, b, limit, on_disconnect, pty=key in self._pty_users)
-        except _NeedsTTY:
-            with self._lock:
-                self._pty_users.add(key)
-                self.round_trips += 1
-            result = self._run_once(script, b, limit, on_disconnect, pty=True)
+            try:
+                result = self._run_once(script, b, limit, on_disconnect, pty=key in self._pty_users)
+            except _NeedsTTY:
+                with self._lock:
+                    self._pty_users.add(key)
+                    self.round_trips += 1
+                result = self._run_once(script, b, limit, on_disconnect, pty=True)
         except _become.BecomeError as exc:
             if b is not None and exc.field == "ansible_become_password":
                 self._refused[b] = exc
             raise
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+                self.last_used = time.monotonic()
         record.rc = result.rc
         return result
+
+    def evict(self) -> bool:
+        """Close the connection if nothing uses it now (it reopens on the next command);
+        False when it is busy or must stay (a tunnel). See ``Connections(max_open=…)``."""
+        return False
 
     def _run_once(self, script: str, b: Become | None, timeout: float, on_disconnect: str, *,
                   pty: bool) -> Result:

@@ -161,15 +161,16 @@ class SSHTransport(Transport):
         self.accept_new = settings.strict == "accept-new"
         self.connect_timeout = settings.connect_timeout or connect_timeout
         self.password = settings.password
-        if settings.password:
+        if settings.password or settings.passphrase:
             from gfsdeploy import secrets
 
             secrets.register(settings.password)
+            secrets.register(settings.passphrase)
         self.client: paramiko.SSHClient | None = None
         self._jump: _Jump | None = None
         self._forwards: list[socket.socket] = []
         self._tunnels: dict = {}
-        self._connect_lock = threading.Lock()
+        self._connect_lock = threading.RLock()
 
     def login_user(self) -> str | None:
         return self.user
@@ -232,17 +233,30 @@ class SSHTransport(Transport):
 
     # -- commands ----------------------------------------------------------------
     def _open(self, command: str, *, pty: bool) -> Channel:
-        if self.client is None:
-            self.connect()
-        try:
-            chan = self.client.get_transport().open_session(timeout=self.connect_timeout)
-            if pty:
-                chan.get_pty(term="dumb", width=200, height=50)
-            chan.exec_command(command)
-        except (paramiko.SSHException, OSError, EOFError, AttributeError) as exc:
-            raise TransportError(f"connection to {self.address} lost: {exc or type(exc).__name__}", host=self.host,
-                                 fix="check the host is still up and sshd still runs, then re-run") from None
+        with self._connect_lock:  # not while evict() closes it
+            if self.client is None:
+                self.connect()
+            try:
+                chan = self.client.get_transport().open_session(timeout=self.connect_timeout)
+                if pty:
+                    chan.get_pty(term="dumb", width=200, height=50)
+                chan.exec_command(command)
+            except (paramiko.SSHException, OSError, EOFError, AttributeError) as exc:
+                raise TransportError(f"connection to {self.address} lost: {exc or type(exc).__name__}",
+                                     host=self.host,
+                                     fix="check the host is still up and sshd still runs, then re-run") from None
         return _SSHChannel(chan)
+
+    def evict(self) -> bool:
+        with self._connect_lock:
+            if self.client is None or self.in_flight or self._forwards:
+                return False
+            self.close()
+            return True
+
+    @property
+    def is_open(self) -> bool:
+        return self.client is not None
 
     # -- tunnels -------------------------------------------------------------------
     def forward(self, remote_host: str, remote_port: int, *, purpose: str = "") -> tuple[str, int]:
@@ -436,7 +450,8 @@ def _handshake(s: SSHSettings, sock, host: str, timeout: float, *, what: str = "
     where = f"{s.user}@{s.hostname}:{s.port}" + (f" ({what})" if what else "")
     try:
         client.connect(key_name, port=key_port, username=s.user, key_filename=keys or None,
-                       password=s.password if s.password_auth else None, timeout=timeout, sock=sock,
+                       password=s.password if s.password_auth else None, passphrase=s.passphrase,
+                       timeout=timeout, sock=sock,
                        banner_timeout=timeout, auth_timeout=timeout,
                        allow_agent=not s.identities_only and not keys,
                        look_for_keys=not s.identities_only and not keys, compress=s.compression)

@@ -80,6 +80,7 @@ class SSHSettings:
     identity_files: list[str] = field(default_factory=list)
     identities_only: bool = False
     password: str | None = field(default=None, repr=False)
+    passphrase: str | None = field(default=None, repr=False)   # of an encrypted private key
     password_auth: bool = True
     proxy_jump: list[Hop] = field(default_factory=list)
     proxy_command: str | None = None
@@ -409,6 +410,8 @@ def _build(*, alias, v, args, identity_args, cfg, config_files, known_hosts, acc
         alias=alias, hostname=hostname, port=port, user=user, identity_files=identity,
         identities_only=_bool(_first(args.get("identitiesonly"), cfg.get("identitiesonly"), "no")),
         password=None if ssh_password is None else str(ssh_password),
+        passphrase=None if v.get("ansible_ssh_private_key_passphrase") is None
+        else str(v["ansible_ssh_private_key_passphrase"]),
         password_auth=_bool(_first(args.get("passwordauthentication"), "yes")),
         proxy_jump=hops, proxy_command=str(command) if command else None,
         known_hosts=os.path.expanduser(primary), extra_known_hosts=[os.path.expanduser(p) for p in extra],

@@ -14,13 +14,19 @@ the task host (the master) sees it, e.g. ``http://CLUSTER_IP:8080``.
   topology and volume records, no keys, so it is treated as data, not as a
   secret (a multi-KB secret would also hide every diff of that Secret).
 - ``heketi_verify`` (read-only): the cluster, every inventory node and device
-  and the named volumes exist (DOMAIN.md step 9: proves the DB moved).
+  and the named volumes exist (after the DB moved to heketidbstorage, this
+  proves it arrived).
+- ``heketi_existing`` (read-only): a deployment gfsdeploy did not make
+  (gk-deploy, kubespray's former role, heketi's extras/kubernetes) is named in
+  the plan and adopted, or refused with the reason (another admin key, a
+  bootstrap left half-way, a DB not on heketidbstorage). docs/KUBERNETES.md.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+from dataclasses import dataclass, field
 import re
 import urllib.parse
 import weakref
@@ -166,6 +172,17 @@ def _hint(message: str, node: str, device: str) -> str:
     return "fix the cause on the node, then re-run apply (what was added stays)"
 
 
+# -- what the modules read ------------------------------------------------------------------
+@dataclass
+class HeketiState:
+    """heketi as read through the tunnel; ``reachable`` False: not up yet (plan mode only)."""
+
+    reachable: bool = True
+    topology: dict = field(default_factory=lambda: {"clusters": []})
+    volumes: list = field(default_factory=list)     # volumes with the task's name (heketi_volume)
+    db: bytes | None = None                         # GET /backup/db (heketi_backup)
+
+
 # -- modules ---------------------------------------------------------------------------
 class HeketiModule(Module):
     """Shared: tunnel + client; plan-mode reads tolerate an unreachable heketi."""
@@ -203,23 +220,23 @@ class HeketiTopology(HeketiModule):
         out["topology"] = normalize_topology(out["topology"], where or {})
         return out
 
-    def read(self, args, facts, ctx):
+    def read(self, args, facts, ctx) -> HeketiState:
         topology = self.reach(args, ctx, lambda client: client.topology())
-        return {"reachable": topology is not None, "topology": topology or {"clusters": []}}
+        return HeketiState(reachable=topology is not None, topology=topology or {"clusters": []})
 
-    def plan(self, args: dict, state: dict, host: HostInfo) -> list[Change]:
+    def plan(self, args: dict, state: HeketiState, host: HostInfo) -> list[Change]:
         return plan_topology(args["topology"], state)
 
     def apply(self, args, changes, ctx) -> TaskResult:
+        """Make exactly the given additions, in order: the cluster, then nodes, then their
+        devices (ids come with the changes, or from what this apply creates)."""
         try:
             client = connect(args, ctx)
-            fresh = client.topology()
         except HeketiError as exc:
             raise _located(exc, ctx)
-        todo = [c for c in plan_topology(args["topology"], {"reachable": True, "topology": fresh})
-                if c.action != WARN]
-        cluster_id = pick_cluster(fresh, args["topology"])
-        nodes = {n["hostnames"]["manage"][0]: n["id"] for c in fresh["clusters"] for n in c["nodes"]}
+        todo = [c for c in changes if c.action != WARN]
+        cluster_id = next((c.data["cluster"] for c in todo if c.data.get("cluster")), None)
+        nodes = {c.data["node"]: c.data["node_id"] for c in todo if c.data.get("node_id")}
         done, failures = [], []
         for change in todo:
             kind = change.data["kind"]
@@ -277,10 +294,12 @@ def pick_cluster(topology: dict, nodes: list[dict]) -> str | None:
     return best
 
 
-def plan_topology(nodes: list[dict], state: dict) -> list[Change]:
-    """Pure: inventory nodes + heketi's topology → the additions (and warnings)."""
-    topology = state.get("topology") or {"clusters": []}
+def plan_topology(nodes: list[dict], state: HeketiState) -> list[Change]:
+    """Pure: inventory nodes + heketi's topology → the additions (and warnings). Each
+    addition carries the ids apply needs (the cluster, an existing node)."""
+    topology = state.topology or {"clusters": []}
     clusters = topology.get("clusters") or []
+    cluster_id = pick_cluster(topology, nodes)
     changes: list[Change] = []
     if not clusters:
         changes.append(Change(ADD, "heketi cluster", diff=f"id: {UNKNOWN}", data={"kind": "cluster"}))
@@ -298,7 +317,7 @@ def plan_topology(nodes: list[dict], state: dict) -> list[Change]:
             changes.append(Change(ADD, f"heketi node {manage}",
                                   diff=f"storage: {node['storage']}\nzone: {node['zone']}\nid: {UNKNOWN}",
                                   data={"kind": "node", "manage": manage, "storage": node["storage"],
-                                        "zone": node["zone"]}))
+                                        "zone": node["zone"], "cluster": cluster_id}))
             present = set()
         else:
             storage = (current["hostnames"].get("storage") or [""])[0]
@@ -312,7 +331,8 @@ def plan_topology(nodes: list[dict], state: dict) -> list[Change]:
             changes.append(Change(ADD, f"heketi device {manage}:{device['name']}",
                                   diff=f"destroydata: {str(device['destroydata']).lower()}\nid: {UNKNOWN}",
                                   data={"kind": "device", "node": manage, "name": device["name"],
-                                        "destroydata": device["destroydata"]}))
+                                        "destroydata": device["destroydata"],
+                                        "node_id": current["id"] if current is not None else None}))
         if current is not None:
             wanted = {d["name"] for d in node["devices"]}
             for name in sorted(present - wanted):
@@ -344,14 +364,21 @@ class HeketiVolume(HeketiModule):
                                 field="replica", fix="replica: 3 (and at least 3 storage nodes)", **where)
         return out
 
-    def read(self, args, facts, ctx):
+    def read(self, args, facts, ctx) -> HeketiState:
         volumes = self.reach(args, ctx, lambda client: client.volumes_named(args["name"]))
-        return {"reachable": volumes is not None, "volumes": volumes or []}
+        return HeketiState(reachable=volumes is not None, volumes=volumes or [])
 
-    def plan(self, args: dict, state: dict, host: HostInfo) -> list[Change]:
+    def plan(self, args: dict, state: HeketiState, host: HostInfo) -> list[Change]:
         return plan_volume(args, state)
 
+    def unchanged(self, args, state) -> TaskResult:
+        """The volume exists: register it (its id, hosts and mount device)."""
+        return TaskResult(changed=False, data=_volume_data(state.volumes[0])) if state.volumes else TaskResult()
+
     def apply(self, args, changes, ctx) -> TaskResult:
+        """Create the volume the change names — unless it exists by now: never a second one."""
+        if not any(c.action == ADD for c in changes):
+            return TaskResult(changed=False)
         try:
             client = connect(args, ctx)
             existing = client.volumes_named(args["name"])  # never a second one, even if the plan is stale
@@ -381,10 +408,10 @@ def _replica(volume: dict) -> int | None:
     return (durability.get("replicate") or {}).get("replica")
 
 
-def plan_volume(args: dict, state: dict) -> list[Change]:
+def plan_volume(args: dict, state: HeketiState) -> list[Change]:
     """Pure: ensure one volume by name; differences in size or replica are warnings."""
     name, size, replica = args["name"], args["size"], args["replica"]
-    volumes = state.get("volumes") or []
+    volumes = state.volumes or []
     if not volumes:
         return [Change(ADD, f"heketi volume {name} ({size} GiB, replicate {replica})", diff=f"id: {UNKNOWN}",
                        data={"name": name, "size": size, "replica": replica})]
@@ -406,11 +433,15 @@ class HeketiBackup(HeketiModule):
     read_only = True
     params = dict(COMMON)
 
+    def read(self, args, facts, ctx) -> HeketiState:
+        data = self.reach(args, ctx, lambda client: client.backup_db())
+        return HeketiState(reachable=data is not None, db=data)
+
     def plan(self, args, state, host):
         return []
 
-    def apply(self, args, changes, ctx) -> TaskResult:
-        data = self.reach(args, ctx, lambda client: client.backup_db())
+    def report(self, args, state: HeketiState, ctx) -> TaskResult:
+        data = state.db
         if data is None:  # plan mode, heketi not up yet
             from gfsdeploy.templating import Unknown
 
@@ -418,6 +449,9 @@ class HeketiBackup(HeketiModule):
         return TaskResult(changed=False, msg=f"heketi DB: {len(data)} bytes",
                           data={"db_base64": base64.b64encode(data).decode(), "size": len(data),
                                 "sha256": hashlib.sha256(data).hexdigest()})
+
+    def apply(self, args, changes, ctx) -> TaskResult:
+        return self.report(args, self.read(args, {}, ctx), ctx)
 
 
 class HeketiVerify(HeketiModule):
@@ -436,14 +470,20 @@ class HeketiVerify(HeketiModule):
                                     field="volumes", fix="use letters, digits, '_' and '-'", **(where or {}))
         return out
 
+    def read(self, args, facts, ctx) -> HeketiState:
+        topology = self.reach(args, ctx, lambda client: client.topology())
+        return HeketiState(reachable=topology is not None, topology=topology or {"clusters": []})
+
     def plan(self, args, state, host):
         return []
 
     def apply(self, args, changes, ctx) -> TaskResult:
-        topology = self.reach(args, ctx, lambda client: client.topology())
-        if topology is None:
+        return self.report(args, self.read(args, {}, ctx), ctx)
+
+    def report(self, args, state: HeketiState, ctx) -> TaskResult:
+        if not state.reachable:
             return TaskResult(changed=False, msg="heketi not reachable yet; checked during apply")
-        missing = missing_in_heketi(args["topology"], args["volumes"], topology)
+        missing = missing_in_heketi(args["topology"], args["volumes"], state.topology)
         if not missing:
             return TaskResult(changed=False, msg="heketi has the cluster, every node, device and volume")
         if ctx.check_mode:  # the steps before it will create them
@@ -476,5 +516,208 @@ def missing_in_heketi(nodes: list[dict], volumes: list[str], topology: dict) -> 
     return missing
 
 
-__all__ = ["HeketiTopology", "HeketiVolume", "HeketiBackup", "HeketiVerify", "plan_topology", "plan_volume",
-           "missing_in_heketi", "normalize_topology"]
+# -- an existing deployment ------------------------------------------------------------------
+#: what the shipped playbook manages in its namespace, and cluster-wide, by name
+NAMESPACED_OBJECTS = ["daemonset.apps/glusterfs", "deployment.apps/heketi", "deployment.apps/deploy-heketi",
+                      "service/heketi", "service/deploy-heketi", "secret/heketi-config-secret",
+                      "secret/heketi-storage-secret", "secret/heketi-db-backup", "job.batch/heketi-storage-copy-job",
+                      "serviceaccount/heketi-service-account", "endpoints/heketi-storage-endpoints",
+                      "service/heketi-storage-endpoints", "secret/heketi-storageclass-secret"]
+CLUSTER_OBJECTS = ["clusterrolebinding.rbac.authorization.k8s.io/heketi-gluster-admin",
+                   "clusterrolebinding.rbac.authorization.k8s.io/heketi-sa-view"]
+GLUSTERFS_PROVISIONER = "kubernetes.io/glusterfs"
+
+
+@dataclass
+class Existing:
+    """What ``heketi_existing`` read: the deployment's objects by ``kind/name``, the
+    glusterfs StorageClasses and the Secrets they name."""
+
+    objects: dict = field(default_factory=dict)          # "Kind/name" -> live object
+    storageclasses: list = field(default_factory=list)
+    secrets: dict = field(default_factory=dict)          # (namespace, name) -> live Secret
+
+
+def _env(deployment: dict | None) -> dict:
+    containers = (((deployment or {}).get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or []
+    return {e.get("name"): e.get("value") for c in containers for e in c.get("env") or [] if "value" in e}
+
+
+def _b64(value) -> str | None:
+    try:
+        return base64.b64decode(str(value)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def made_by(found: dict) -> str:
+    """Which tool made an existing deployment, from the shapes of its objects."""
+    config = (found.get("Secret/heketi-config-secret") or {}).get("data") or {}
+    heketi = found.get("Deployment/heketi") or found.get("Deployment/deploy-heketi")
+    service = found.get("Service/heketi") or {}
+    if "ClusterRoleBinding/heketi-sa-view" in found or "private_key" in config or "topology.json" in config \
+            or "HEKETI_ADMIN_KEY" in _env(heketi):
+        return "gk-deploy (gluster-kubernetes)"
+    if "Secret/heketi-db-backup" in found or \
+            ((service.get("metadata") or {}).get("labels") or {}).get("deploy-heketi") == "support":
+        images = [c.get("image", "") for c in ((heketi or {}).get("spec", {}).get("template", {}).get("spec", {})
+                                               .get("containers") or [])]
+        if any(i.endswith(":dev") for i in images):
+            return "heketi's extras/kubernetes manifests"
+        return "kubespray's former heketi role (contrib/network-storage/heketi)"
+    return "a tool other than gfsdeploy"
+
+
+def existing_keys(state: Existing, namespace: str, ours: str) -> list[tuple[str, str]]:
+    """(where, key) of every heketi admin key the existing deployment uses: the heketi
+    Deployment's HEKETI_ADMIN_KEY (it overrides heketi.json), heketi.json's jwt.admin.key
+    when auth is on, and what each other glusterfs StorageClass authenticates with."""
+    import json as _json
+
+    out = []
+    env = _env(state.objects.get("Deployment/heketi"))
+    if env.get("HEKETI_ADMIN_KEY"):
+        out.append((f"env HEKETI_ADMIN_KEY of Deployment {namespace}/heketi", env["HEKETI_ADMIN_KEY"]))
+    else:
+        text = _b64(((state.objects.get("Secret/heketi-config-secret") or {}).get("data") or {}).get("heketi.json"))
+        try:
+            config = _json.loads(text) if text else {}
+        except ValueError:
+            config = {}
+        key = ((config.get("jwt") or {}).get("admin") or {}).get("key") if isinstance(config, dict) else None
+        if config.get("use_auth") and key:
+            out.append((f"heketi.json (jwt.admin.key) in Secret {namespace}/heketi-config-secret", key))
+    for sc in state.storageclasses:
+        name = sc["metadata"]["name"]
+        params = sc.get("parameters") or {}
+        if name == ours or sc.get("provisioner") != GLUSTERFS_PROVISIONER:
+            continue
+        if params.get("restuserkey"):
+            out.append((f"StorageClass {name} (parameter restuserkey)", params["restuserkey"]))
+        secret = state.secrets.get((params.get("secretNamespace") or "default", params.get("secretName") or ""))
+        key = _b64(((secret or {}).get("data") or {}).get("key")) if secret else None
+        if key:
+            out.append((f"StorageClass {name} (Secret {params.get('secretNamespace') or 'default'}/"
+                        f"{params.get('secretName')})", key))
+    return out
+
+
+def plan_existing(args: dict, state: Existing, host: str) -> list[Change]:
+    """Pure: an existing deployment gfsdeploy did not make → warnings saying it is
+    adopted, or a PreflightError saying why it cannot be."""
+    from gfsdeploy.errors import PreflightError
+    from gfsdeploy_glusterfs.modules.kubernetes import managed
+
+    ns = args["namespace"]
+    foreign = {name: obj for name, obj in state.objects.items() if not managed(obj)}
+    if not foreign:
+        return []
+    who = made_by(state.objects)
+    heketi, bootstrap = state.objects.get("Deployment/heketi"), state.objects.get("Deployment/deploy-heketi")
+    if bootstrap is not None and heketi is None and not managed(bootstrap):
+        raise PreflightError(
+            f"a bootstrap heketi (Deployment {ns}/deploy-heketi) made by {who} is running and no final heketi "
+            f"exists: that deployment stopped half-way and its DB (on the bootstrap's emptyDir) has not moved "
+            f"to the volume heketidbstorage", host=host,
+            fix="finish it with the tool that started it, or delete its objects (kubectl delete "
+                f"all,service,jobs,deployment,secret --selector=deploy-heketi -n {ns}) and run gfsdeploy again")
+    if heketi is not None and not managed(heketi):
+        volumes = (heketi.get("spec", {}).get("template", {}).get("spec", {}).get("volumes") or [])
+        db = next((v for v in volumes if v.get("name") == "db"), None)
+        if not ((db or {}).get("glusterfs") or {}).get("path") == "heketidbstorage":
+            raise PreflightError(
+                f"Deployment {ns}/heketi made by {who} keeps its DB in {_shown_volume(db)}, not on the GlusterFS "
+                f"volume heketidbstorage: adopting it would start heketi on another DB", host=host,
+                fix="move heketi's DB to heketidbstorage first, or remove that deployment")
+    wrong = [where for where, key in existing_keys(state, ns, args.get("storageclass") or "") if key != args["admin_key"]]
+    if wrong:
+        raise PreflightError(
+            f"the existing deployment (made by {who}) uses another heketi admin key than the inventory's "
+            f"heketi_admin_key: {'; '.join(wrong)}. Adopting it would switch heketi to the inventory's key and "
+            f"lock out whatever uses the old one", host=host, field="heketi_admin_key",
+            fix="set heketi_admin_key (and heketi_user_key) in the inventory to the keys the deployment uses, "
+                "then plan again")
+    names = ", ".join(sorted(foreign))
+    changes = [Change(WARN, f"existing GlusterFS deployment in namespace {ns} made by {who}: gfsdeploy adopts it "
+                            f"(its lines below show how each object changes; afterwards they are gfsdeploy's)",
+                      diff=f"not made by gfsdeploy: {names}")]
+    for name in ("Secret/heketi-db-backup", "ClusterRoleBinding/heketi-sa-view"):
+        if name in foreign:
+            changes.append(Change(WARN, f"{name} (made by {who}) is not part of gfsdeploy's deployment: left as is"))
+    if "DaemonSet/glusterfs" in foreign:
+        changes.append(Change(WARN, f"DaemonSet {ns}/glusterfs made by {who} is adopted: its pods restart with "
+                                    f"gfsdeploy's pod template (all at once if it is replaced, -/+)"))
+    return changes
+
+
+def _shown_volume(volume: dict | None) -> str:
+    if not volume:
+        return "no volume named db (the container's own filesystem)"
+    kind = next((k for k in volume if k != "name"), "emptyDir")
+    return f"a {kind} volume"
+
+
+class HeketiExisting(Module):
+    """An existing GlusterFS + heketi deployment that gfsdeploy did not make (gk-deploy,
+    kubespray's former heketi role, heketi's extras/kubernetes): found in the plan and
+    adopted, or refused with the reason before anything changes."""
+
+    cheap_reads = False  # every probe is a kubectl process
+    name = "heketi_existing"
+    read_only = True
+    params = {
+        "namespace": Param(default="default", check="k8s_name"),
+        "admin_key": Param(required=True, sensitive=True, help="the inventory's heketi admin key"),
+        "storageclass": Param(default="glusterfs", check="k8s_name", help="gfsdeploy's StorageClass"),
+        "kubectl": Param(default="kubectl"),
+        "kubeconfig": Param(),
+    }
+
+    def resources(self, args: dict) -> set[str]:
+        return {"kubernetes"}
+
+    def probes(self, args, host):
+        from gfsdeploy_glusterfs.modules.kubernetes import kubectl
+
+        return {"namespaced": kubectl(args, "get", *NAMESPACED_OBJECTS, "-n", args["namespace"], "-o", "json",
+                                      "--ignore-not-found"),
+                "cluster": kubectl(args, "get", *CLUSTER_OBJECTS, "-o", "json", "--ignore-not-found"),
+                "storageclasses": kubectl(args, "get", "storageclasses", "-o", "json")}
+
+    def read(self, args, facts, ctx) -> Existing:
+        from gfsdeploy import secrets
+        from gfsdeploy_glusterfs.modules.kubernetes import kubectl, parse_get
+
+        live = parse_get(facts, ctx.host.name, ctx.task_name)
+        state = Existing(objects={f"{o['kind']}/{o['metadata']['name']}": o for o in live
+                                  if o.get("kind") != "StorageClass"},
+                         storageclasses=[o for o in live if o.get("kind") == "StorageClass"])
+        wanted = {((sc.get("parameters") or {}).get("secretNamespace") or "default",
+                   (sc.get("parameters") or {}).get("secretName"))
+                  for sc in state.storageclasses if sc.get("provisioner") == GLUSTERFS_PROVISIONER
+                  and sc["metadata"]["name"] != args.get("storageclass") and (sc.get("parameters") or {}).get("secretName")}
+        if wanted:
+            found = ctx.transport.read_many({f"{ns}/{name}": kubectl(args, "get", "secret", name, "-n", ns, "-o", "json",
+                                                                     "--ignore-not-found") for ns, name in wanted})
+            for item in parse_get(found, ctx.host.name, ctx.task_name):
+                state.secrets[(item["metadata"].get("namespace") or "default", item["metadata"]["name"])] = item
+        for where, key in existing_keys(state, args["namespace"], args.get("storageclass") or ""):
+            secrets.register(key)   # the existing keys are as secret as the inventory's
+        return state
+
+    def plan(self, args, state, host):
+        return plan_existing(args, state, host.name)
+
+    def report(self, args, state, ctx) -> TaskResult:
+        from gfsdeploy_glusterfs.modules.kubernetes import managed
+
+        foreign = sorted(n for n, o in state.objects.items() if not managed(o))
+        return TaskResult(changed=False, data={"found": bool(state.objects), "foreign": foreign,
+                                               "made_by": made_by(state.objects) if foreign else "gfsdeploy"})
+
+    def apply(self, args, changes, ctx) -> TaskResult:
+        return self.report(args, self.read(args, ctx.transport.read_many(self.probes(args, ctx.host)), ctx), ctx)
+
+
+__all__ = ["HeketiTopology", "HeketiVolume", "HeketiBackup", "HeketiVerify", "HeketiExisting", "plan_topology",
+           "HeketiState", "plan_volume", "plan_existing", "missing_in_heketi", "normalize_topology"]

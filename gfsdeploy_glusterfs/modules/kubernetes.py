@@ -722,8 +722,16 @@ class Kubernetes(Module):
     def prepare(self, args, ctx):
         """Render ``template`` into ``definition`` (the objects, checked and marked)."""
         if args.get("template"):
+            from gfsdeploy.templating import UNKNOWN_MARK
+
             where = {"host": ctx.host.name, "task": ctx.task_name}
-            doc = manifests.parse(ctx.render_file(args["template"]), args["template"])
+            text = ctx.render_file(args["template"])
+            if text.strip() == UNKNOWN_MARK:
+                raise ModuleError(f"template {args['template']} computes with a value known only after apply, "
+                                  "so its objects cannot be planned", **where,
+                                  fix="in manifest templates, let such values (registered results, facts of "
+                                      "objects not created yet) reach the JSON only through `| tojson`")
+            doc = manifests.parse(text, args["template"])
             args = {**args, "definition": normalize(manifests.flatten(doc), args.get("namespace"), where)}
         register_secret_values(self.objects(args))
         return args
@@ -1067,11 +1075,12 @@ class KubernetesLabel(Module):
     def probes(self, args, host):
         return {"nodes": kubectl(args, "get", "nodes", "-o", "json")}
 
-    def read(self, args, facts, ctx):
-        return {"nodes": parse_get(facts, ctx.host.name, ctx.task_name)}
+    def read(self, args, facts, ctx) -> list[dict]:
+        """The live Node objects."""
+        return parse_get(facts, ctx.host.name, ctx.task_name)
 
     def plan(self, args, state, host):
-        nodes = {n["metadata"]["name"]: (n["metadata"].get("labels") or {}) for n in (state or {}).get("nodes", [])}
+        nodes = {n["metadata"]["name"]: (n["metadata"].get("labels") or {}) for n in state or []}
         changes = []
         for node in args["nodes"]:
             if node not in nodes:
@@ -1132,12 +1141,13 @@ class KubernetesDelete(Module):
         return {"matching": kubectl(args, "get", ",".join(args["kinds"]), "-n", args["namespace"],
                                     "--selector", str(args["selector"]), "-o", "json")}
 
-    def read(self, args, facts, ctx):
-        return {"live": parse_get(facts, ctx.host.name, ctx.task_name)}
+    def read(self, args, facts, ctx) -> list[dict]:
+        """The live objects the selector matches."""
+        return parse_get(facts, ctx.host.name, ctx.task_name)
 
     def plan(self, args, state, host):
         doomed, seen, changes = [], set(), []
-        for obj in (state or {}).get("live", []):
+        for obj in state or []:
             meta = obj.get("metadata") or {}
             if key(obj) in seen or meta.get("ownerReferences") or meta.get("name") in (args.get("keep") or []):
                 continue
@@ -1149,10 +1159,16 @@ class KubernetesDelete(Module):
             doomed.append(obj)
         if not doomed:
             return changes
-        deletes = [Change(DESTROY, f"kubernetes {describe(o)}", data={"object": o}) for o in doomed]
-        deletes[0].script = kubectl(args, "delete", *[ref(o) for o in doomed], "-n", args["namespace"],
-                                    "--ignore-not-found")
-        return changes + deletes
+        return changes + [Change(DESTROY, f"kubernetes {describe(o)}", data={"op": Op("delete", o)}) for o in doomed]
+
+    def apply(self, args, changes, ctx):
+        """One ``kubectl delete`` of exactly the objects the changes name."""
+        doomed = [c.data["op"].obj for c in changes if c.action == DESTROY and isinstance(c.data.get("op"), Op)]
+        if not doomed:
+            return TaskResult(changed=False)
+        ctx.run(kubectl(args, "delete", *[ref(o) for o in doomed], "-n", args["namespace"], "--ignore-not-found"),
+                what="; ".join(f"- kubernetes {describe(o)}" for o in doomed))
+        return TaskResult(changed=True, msg=f"{len(doomed)} object(s) deleted")
 
 
 def _is(item: str, obj: dict) -> bool:
@@ -1269,3 +1285,68 @@ class KubernetesFacts(Module):
     def apply(self, args, changes, ctx):
         state = self.read(args, ctx.transport.read_many(self.probes(args, ctx.host)), ctx)
         return self.report(args, state, ctx)
+
+
+def storage_class_of(claim: dict) -> str | None:
+    """The StorageClass a PersistentVolumeClaim uses (the field, or the beta annotation of old clusters)."""
+    spec = claim.get("spec") or {}
+    annotations = (claim.get("metadata") or {}).get("annotations") or {}
+    return spec.get("storageClassName") or annotations.get("volume.beta.kubernetes.io/storage-class")
+
+
+def describe_claim(claim: dict) -> str:
+    meta, status = claim.get("metadata") or {}, claim.get("status") or {}
+    size = ((status.get("capacity") or {}).get("storage") or
+            (((claim.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage") or "?")
+    volume = (claim.get("spec") or {}).get("volumeName")
+    return (f"{meta.get('namespace') or 'default'}/{meta.get('name')} ({status.get('phase') or 'Pending'}, {size}"
+            + (f", volume {volume}" if volume else "") + ")")
+
+
+class KubernetesClaims(Module):
+    """The PersistentVolumeClaims that use a StorageClass: removing the storage under
+    them (teardown) would strand their data, so any claim not listed in ``allow``
+    refuses the plan — unless ``force``, which turns the refusal into warnings."""
+
+    cheap_reads = False  # every probe is a kubectl process
+    name = "kubernetes_claims"
+    read_only = True
+    params = {
+        "storageclass": Param(required=True, check="k8s_name", help="the StorageClass whose users to list"),
+        "allow": Param(type="list", default=[], help="NAMESPACE/NAME of claims that may exist (the smoke test's)"),
+        "force": Param(type="bool", default=False, help="warn instead of refusing"),
+        **_KUBECTL,
+    }
+
+    def resources(self, args: dict) -> set[str]:
+        return {"kubernetes"}
+
+    def probes(self, args, host):
+        return {"claims": kubectl(args, "get", "persistentvolumeclaims", "--all-namespaces", "-o", "json")}
+
+    def read(self, args, facts, ctx) -> list[dict]:
+        return [c for c in parse_get(facts, ctx.host.name, ctx.task_name) if c.get("kind") == "PersistentVolumeClaim"]
+
+    def users(self, args, claims: list[dict]) -> list[dict]:
+        allowed = set(args.get("allow") or [])
+        return [c for c in claims if storage_class_of(c) == args["storageclass"] and
+                f"{c['metadata'].get('namespace') or 'default'}/{c['metadata']['name']}" not in allowed]
+
+    def plan(self, args, state, host):
+        users = self.users(args, state or [])
+        if not users:
+            return []
+        shown = ", ".join(describe_claim(c) for c in users)
+        if not args.get("force"):
+            raise PreflightError(
+                f"{len(users)} volume claim(s) other than gfsdeploy's smoke test use StorageClass "
+                f"{args['storageclass']}: {shown}. Removing GlusterFS and heketi would strand their data "
+                f"(volumes nobody serves or can delete)", host=host.name,
+                fix="move the data and delete those claims first, or re-run with --force to tear down anyway "
+                    "(their volumes stay on the storage devices, unserved)")
+        return [Change(WARN, f"volume claim {describe_claim(c)} uses StorageClass {args['storageclass']}: "
+                             f"its data stays on the storage devices, unserved (--force)") for c in users]
+
+    def report(self, args, state, ctx):
+        users = self.users(args, state or [])
+        return TaskResult(changed=False, data={"claims": [describe_claim(c) for c in users]})

@@ -152,7 +152,7 @@ def test_shipped_once_per_host_then_served_from_its_cache(project, monkeypatch):
 
     def plan() -> tuple[int, int]:
         sent.clear()
-        ap.shipped.confirmed, ap.shipped.sent = None, {}     # what a new process knows: the file
+        ap.shipped.confirmed, ap.shipped.sent, ap.shipped.refilled = None, {}, set()   # a new process: the file
         assert cli.main(["plan", project["inv"], "-p", project["pb"]]) == 2
         return len(sent), sum(sent)
 

@@ -406,14 +406,16 @@ def test_paramiko_is_imported_without_invoke_until_match_exec_needs_it(tmp_path)
 
 @pytest.mark.parametrize("mode", ["kill", "finish"])
 @pytest.mark.parametrize("pty", [False, True])
-def test_the_wrapper_leaves_no_trace_and_keeps_the_umask(tmp_path, mode, pty):
+def test_the_wrapper_leaves_no_trace_and_keeps_the_umask(tmp_path, monkeypatch, mode, pty):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))  # /tmp is shared with other runs on this machine
     t = LocalTransport("h")
-    before = set(os.listdir("/tmp"))
-    r = t._run_once("umask; echo out; echo err >&2", None, 30, mode, pty=pty)
+    r = t._run_once("umask; echo out; echo err >&2; echo $TMPDIR", None, 30, mode, pty=pty)
     mask = os.umask(0o22)
     os.umask(mask)
-    assert (r.rc, r.stdout, r.stderr) == (0, f"{mask:04o}\nout\n", "err\n")
-    assert not [n for n in set(os.listdir("/tmp")) - before if n.startswith(".gfsdeploy-")]
+    assert (r.rc, r.stdout, r.stderr) == (0, f"{mask:04o}\nout\n{scratch}\n", "err\n")
+    assert os.listdir(scratch) == []
 
 
 # -- the runner's per-task connection and escalation ---------------------------------------------
@@ -470,4 +472,77 @@ def test_connections_are_shared_per_host_user_and_type():
     assert conns.get(h, connection="local") is not a
     assert conns.localhost() is conns.localhost()
     assert len(made) == 4
+    conns.close()
+
+
+def test_an_encrypted_key_opens_with_its_passphrase(sshd, tmp_path):
+    """ansible_ssh_private_key_passphrase (kept out of every output)."""
+    from gfsdeploy.inventory import Host
+
+    key = tmp_path / "enc"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "Key-pass-123", "-f", str(key)], check=True)
+    with open(os.path.join(sshd.root, "authorized_keys"), "a") as f:
+        f.write((tmp_path / "enc.pub").read_text())
+    v = {"ansible_host": "127.0.0.1", "ansible_port": sshd.port, "ansible_user": "root",
+         "ansible_ssh_private_key_file": str(key), "gfsdeploy_known_hosts": sshd.known_hosts}
+    with pytest.raises(TransportError):
+        make_transport(Host("h", vars=v)).connect()
+    t = make_transport(Host("h", vars={**v, "ansible_ssh_private_key_passphrase": "Key-pass-123"}))
+    assert t.run("echo in").stdout == "in\n"
+    t.close()
+
+
+def test_proxyjump_chain_is_shared_and_forwarding_refusal_is_named(sshd, tmp_path):
+    """Through the local sshd to itself: two hosts behind one jump share its connection
+    (two hops deep for one of them); with AllowTcpForwarding no the error names the jump
+    host and the fix. The lab tests do the same across real nodes."""
+    from gfsdeploy.inventory import Host
+    from gfsdeploy.transport import ssh as ssh_mod
+
+    jump = f"root@127.0.0.1:{sshd.port}"
+    v = {"ansible_host": "127.0.0.1", "ansible_port": sshd.port, "ansible_user": "root",
+         "ansible_ssh_private_key_file": sshd.client_key, "gfsdeploy_known_hosts": sshd.known_hosts}
+    one = make_transport(Host("one", vars={**v, "ansible_ssh_common_args": f"-J {jump}"}))
+    two = make_transport(Host("two", vars={**v, "ansible_ssh_common_args": f"-o ProxyJump={jump},{jump}"}))
+    assert one.run("echo $SSH_CONNECTION").stdout.split()[0] == "127.0.0.1"
+    assert two.run("echo via").stdout == "via\n"
+    assert sorted(j.refs for j in ssh_mod._JUMPS.values()) == [1, 2]   # the first hop is shared
+    one.close()
+    two.close()
+    assert not ssh_mod._JUMPS
+    with open(sshd.config, "a") as f:
+        f.write("AllowTcpForwarding no\n")
+    sshd.stop()
+    sshd.start()
+    blocked = make_transport(Host("one", vars={**v, "ansible_ssh_common_args": f"-J {jump}"}))
+    with pytest.raises(TransportError) as info:
+        blocked.connect()
+    text = str(info.value)
+    assert "127.0.0.1 refuses to forward TCP connections for root" in text
+    assert "AllowTcpForwarding" in text and "fix:" in text
+    direct = make_transport(Host("one", vars=v))
+    with pytest.raises(TransportError) as info:
+        direct.forward("127.0.0.1", 9, purpose="the service's REST API")
+    assert "the service's REST API needs an SSH tunnel to 127.0.0.1:9" in str(info.value)
+    direct.close()
+
+
+def test_at_most_max_open_connections_stay_open(sshd):
+    """paramiko runs a thread per connection: Connections(max_open=N) keeps N open and
+    reopens an evicted one on its host's next command."""
+    from gfsdeploy.inventory import Host
+    from gfsdeploy.transport import Connections
+
+    v = {"ansible_host": "127.0.0.1", "ansible_port": sshd.port, "ansible_user": "root",
+         "ansible_ssh_private_key_file": sshd.client_key, "gfsdeploy_known_hosts": sshd.known_hosts}
+    conns = Connections(max_open=2)
+    hosts = [Host(f"h{i}", vars=v) for i in range(4)]
+    base_threads = threading.active_count()
+    for host in hosts:
+        assert conns.get(host).run(f"echo {host.name}").stdout == f"{host.name}\n"
+        assert sum(t.is_open for t in conns.all()) <= 2
+    assert threading.active_count() - base_threads <= 2
+    first = conns.get(hosts[0])                       # evicted earlier: reopens
+    assert first.run("echo again").stdout == "again\n" and first.round_trips == 2
+    assert sum(t.is_open for t in conns.all()) <= 2
     conns.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -123,14 +124,58 @@ def test_whole_deployment(fresh_lab):
     # -- secrets never shown ------------------------------------------------------------------------
     assert_no_secret(outputs, list(heketi_keys(lab).values()))
 
-    # -- teardown removes what apply created in Kubernetes ------------------------------------------
-    down = gfs("teardown", inv)
+    # -- teardown: refused while a user's volume claim uses the StorageClass -----------------------
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "user-data"},
+             "spec": {"storageClassName": "glusterfs", "accessModes": ["ReadWriteMany"],
+                      "resources": {"requests": {"storage": "1Gi"}}}}
+    lab.exec("k8s-1", ["sh", "-c", f"echo '{json.dumps(claim)}' | kubectl create -f -"], check=True)
+    for _ in range(60):
+        if json.loads(kubectl(lab, "get", "pvc", "user-data", "-o", "json")).get("status", {}).get("phase") == "Bound":
+            break
+        time.sleep(1)
+    refused = gfs("teardown", inv, "--yes")
+    out = refused.stdout + refused.stderr
+    assert refused.returncode == 1, out
+    assert "volume claim(s) other than gfsdeploy's smoke test use StorageClass glusterfs: default/user-data (Bound" in out
+    assert "--force" in out and "Nothing was changed." in out
+    assert "daemonset.apps/glusterfs" in kubectl(lab, "get", "daemonset", "-o", "name")
+
+    # -- like terraform destroy: the plan, then a typed yes ------------------------------------------
+    unconfirmed = gfs("teardown", inv, "--force")           # no terminal, no --yes
+    out = unconfirmed.stdout + unconfirmed.stderr
+    assert unconfirmed.returncode == 1, out
+    assert "- kubernetes DaemonSet default/glusterfs" in out and "! volume claim default/user-data" in out
+    assert "no terminal to confirm it" in out and "--yes" in out
+    answered_no = on_a_terminal(["teardown", inv, "--force"], "no\n")
+    assert answered_no.returncode == 1 and "Only 'yes' will be accepted" in answered_no.stdout, answered_no
+    assert "Teardown cancelled: nothing was changed." in answered_no.stderr
+    assert "daemonset.apps/glusterfs" in kubectl(lab, "get", "daemonset", "-o", "name")
+
+    down = on_a_terminal(["teardown", inv, "--force"], "yes\n")
     assert down.returncode == 0, down.stdout + down.stderr
     left = kubectl(lab, "get", "all,secret,sa,storageclass,pvc", "-o", "name")
     for obj in ["daemonset.apps/glusterfs", "deployment.apps/heketi", "storageclass.storage.k8s.io/glusterfs",
                 "secret/heketi-config-secret", "persistentvolumeclaim/gfsdeploy-smoke-test"]:
         assert obj not in left, left
+    assert "persistentvolumeclaim/user-data" in left   # the user's claim is never gfsdeploy's to delete
     assert lab.exec("k8s-2", ["wipefs", "-n", "/dev/sdb"]).returncode == 0  # no --wipe-devices: disk untouched
+
+
+def on_a_terminal(args, answer: str):
+    """Run the CLI with a pseudo-terminal as stdin and type ``answer``."""
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "gfsdeploy", *args], stdin=follower, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    os.close(follower)
+    os.write(leader, answer.encode())
+    try:
+        out, err = proc.communicate(timeout=900)
+    finally:
+        os.close(leader)
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
 @pytest.mark.parametrize("fault,message", [

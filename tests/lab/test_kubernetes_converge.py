@@ -116,3 +116,33 @@ def test_an_object_someone_else_made_is_refused_by_default(lab, tmp_path):
     assert cm["data"] == {"a": "2"} and cm["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "gfsdeploy"
     assert gfs("plan", str(lab.inventory_path), "-p", str(adopt), "-e", f"ns={ns}").returncode == 0
     lab.exec("k8s-1", ["kubectl", "delete", "namespace", ns, "--wait=false"])
+
+
+def test_a_wait_that_times_out_prints_the_pods_events(lab, tmp_path):
+    """ErrImagePull: the timeout says which pod waits, why, and the kubelet's events."""
+    ns = "conv-" + uuid.uuid4().hex[:6]
+    faults = lab.state_dir / "sim" / "kubernetes-apiserver-simulator" / "faults.json"
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "app.json.j2").write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "pullme"},
+         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "pullme"}},
+                  "template": {"metadata": {"labels": {"app": "pullme"}},
+                               "spec": {"containers": [{"name": "app", "image": "registry.example/app:1.0",
+                                                        "command": ["sleep", "3600"]}]}}}}]}))
+    playbook = tmp_path / "site.yaml"
+    playbook.write_text(PLAYBOOK.replace('namespace: "{{ ns }}"}',
+                                         'namespace: "{{ ns }}", wait: ready, wait_timeout: 15}'))
+    faults.write_text(json.dumps({"image_pull_fails": ["pullme"]}))
+    try:
+        failed = gfs("apply", str(lab.inventory_path), "-p", str(playbook), "-e", f"ns={ns}")
+    finally:
+        faults.write_text("{}")
+        lab.exec("k8s-1", ["kubectl", "delete", "namespace", ns, "--wait=false"])
+    out = failed.stdout + failed.stderr
+    assert failed.returncode == 1, out
+    assert f"timed out after 15s waiting for Deployment {ns}/pullme to be ready" in out
+    assert "container app waiting ErrImagePull" in out
+    assert "last events of pod pullme-" in out
+    assert 'Warning Failed: Failed to pull image "registry.example/app:1.0"' in out
+    assert "Traceback" not in out

@@ -29,6 +29,8 @@ def test_check_passes_on_a_clean_lab(lab):
     done = check(lab.inventory_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "check passed" in done.stdout
+    # it says which API server it reached, and its version
+    assert lab.api_url in done.stdout and "Kubernetes v1." in done.stdout, done.stdout
 
 
 def test_storage_node_that_is_not_a_kubernetes_node(lab, tmp_path):

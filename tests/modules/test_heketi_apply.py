@@ -7,7 +7,7 @@ import pytest
 
 from gfsdeploy.modules import get
 from gfsdeploy.modules.base import HostInfo, TaskContext
-from gfsdeploy_glusterfs.modules.heketi import HeketiModule
+from gfsdeploy_glusterfs.modules.heketi import HeketiState, HeketiModule
 from gfsdeploy_glusterfs.lab.simulators.heketi import HeketiSimulator
 from gfsdeploy.transport.local import LocalTransport
 
@@ -106,7 +106,7 @@ def test_volume_ensured_never_duplicated(sim):
     assert changes == [] and result is None
     # a stale plan (made before the volume existed) still does not create a second one
     module = get("heketi_volume")
-    stale = module.plan(module.validate(args), {"reachable": True, "volumes": []}, HostInfo("k8s-1"))
+    stale = module.plan(module.validate(args), HeketiState(reachable=True, volumes=[]), HostInfo("k8s-1"))
     result = module.apply(module.validate(args), stale, ctx())
     assert not result.changed
     db = json.loads(open(sim.db_path).read())

@@ -5,7 +5,7 @@ import pytest
 from gfsdeploy.errors import PlaybookError
 from gfsdeploy.modules import get
 from gfsdeploy.modules.base import HostInfo
-from gfsdeploy_glusterfs.modules.heketi import missing_in_heketi, normalize_topology
+from gfsdeploy_glusterfs.modules.heketi import HeketiState, missing_in_heketi, normalize_topology
 
 HOST = HostInfo("k8s-1")
 INVENTORY = [
@@ -33,20 +33,20 @@ def lines(changes):
 
 
 TOPOLOGY_CASES = [
-    ("unreachable: everything planned", {"reachable": False, "topology": {"clusters": []}},
+    ("unreachable: everything planned", HeketiState(reachable=False, topology={"clusters": []}),
      ["+ heketi cluster", "+ heketi node k8s-1", "+ heketi device k8s-1:/dev/sdb",
       "+ heketi node k8s-2", "+ heketi device k8s-2:/dev/sdb"]),
-    ("empty heketi", {"reachable": True, "topology": topo(clusters=0)},
+    ("empty heketi", HeketiState(reachable=True, topology=topo(clusters=0)),
      ["+ heketi cluster", "+ heketi node k8s-1", "+ heketi device k8s-1:/dev/sdb",
       "+ heketi node k8s-2", "+ heketi device k8s-2:/dev/sdb"]),
-    ("cluster only", {"reachable": True, "topology": topo()},
+    ("cluster only", HeketiState(reachable=True, topology=topo()),
      ["+ heketi node k8s-1", "+ heketi device k8s-1:/dev/sdb", "+ heketi node k8s-2",
       "+ heketi device k8s-2:/dev/sdb"]),
     ("one node done, other device missing",
-     {"reachable": True, "topology": topo(hnode("k8s-1", "10.186.0.10", ["/dev/sdb"]), hnode("k8s-2", "10.186.0.11"))},
+     HeketiState(reachable=True, topology=topo(hnode("k8s-1", "10.186.0.10", ["/dev/sdb"]), hnode("k8s-2", "10.186.0.11"))),
      ["+ heketi device k8s-2:/dev/sdb"]),
-    ("all present", {"reachable": True, "topology": topo(hnode("k8s-1", "10.186.0.10", ["/dev/sdb"]),
-                                                         hnode("k8s-2", "10.186.0.11", ["/dev/sdb"]))}, []),
+    ("all present", HeketiState(reachable=True, topology=topo(hnode("k8s-1", "10.186.0.10", ["/dev/sdb"]),
+                                                         hnode("k8s-2", "10.186.0.11", ["/dev/sdb"]))), []),
 ]
 
 
@@ -60,8 +60,8 @@ def test_topology_plan(label, state, expected):
 def test_topology_plan_known_after_apply_and_warnings():
     module = get("heketi_topology")
     args = module.validate({"url": "http://10.96.0.20:8080", "key": "k3y-plan", "topology": INVENTORY})
-    state = {"reachable": True, "topology": topo(hnode("k8s-1", "10.186.0.99", ["/dev/sdb", "/dev/sdc"]),
-                                                 hnode("k8s-9", "10.186.0.19", ["/dev/sdb"]), clusters=2)}
+    state = HeketiState(reachable=True, topology=topo(hnode("k8s-1", "10.186.0.99", ["/dev/sdb", "/dev/sdc"]),
+                                                 hnode("k8s-9", "10.186.0.19", ["/dev/sdb"]), clusters=2))
     changes = module.plan(args, state, HOST)
     assert lines(changes) == [
         "! heketi has 2 clusters; using " + "c" * 32 + " (the one with most inventory nodes)",
@@ -116,12 +116,12 @@ def vol(name="heketidbstorage", size=2, replica=3, vid="v" * 32):
 
 
 VOLUME_CASES = [
-    ("missing", {"reachable": True, "volumes": []}, ["+ heketi volume heketidbstorage (2 GiB, replicate 3)"]),
-    ("unreachable", {"reachable": False, "volumes": []}, ["+ heketi volume heketidbstorage (2 GiB, replicate 3)"]),
-    ("present", {"reachable": True, "volumes": [vol()]}, []),
-    ("different size: warning only", {"reachable": True, "volumes": [vol(size=5)]},
+    ("missing", HeketiState(reachable=True, volumes=[]), ["+ heketi volume heketidbstorage (2 GiB, replicate 3)"]),
+    ("unreachable", HeketiState(reachable=False, volumes=[]), ["+ heketi volume heketidbstorage (2 GiB, replicate 3)"]),
+    ("present", HeketiState(reachable=True, volumes=[vol()]), []),
+    ("different size: warning only", HeketiState(reachable=True, volumes=[vol(size=5)]),
      ["! heketi volume heketidbstorage is 5 GiB, replicate 3; the inventory asks 2 GiB, replicate 3 (left as is)"]),
-    ("duplicates: warning, never another", {"reachable": True, "volumes": [vol(), vol(vid="w" * 32)]},
+    ("duplicates: warning, never another", HeketiState(reachable=True, volumes=[vol(), vol(vid="w" * 32)]),
      ["! heketi has 2 volumes named heketidbstorage (" + "v" * 32 + ", " + "w" * 32 + "); keep the one the "
       "heketi pod mounts and delete the others by id"]),
 ]

@@ -247,14 +247,15 @@ def test_changes_carry_what_apply_runs():
 
 
 def test_replace_counts_one_add_and_one_destroy():
-    from gfsdeploy.plan import render_plan, summary
+    from gfsdeploy.output import render_plan, summary
+    from gfsdeploy.session import Plan
 
     [change] = k8s_plan({"definition": JOB, "wait": "complete"},
                         [served(JOB, failed=4, conditions=[{"type": "Failed", "status": "True"}])])
     outcome = type("O", (), {"changes": [change], "status": "pending", "host": "k8s-1",
                              "task": type("T", (), {"label": "copy job"})()})()
     assert summary([outcome]) == {"add": 1, "change": 0, "destroy": 1, "warnings": 0}
-    text = render_plan([outcome])
+    text = render_plan(Plan("inv", "pb", summary=summary([outcome]), outcomes=[outcome]))
     assert "-/+ kubernetes Job gfs/copy" in text and text.endswith("Plan: 1 to add, 0 to change, 1 to destroy.")
 
 
@@ -384,14 +385,14 @@ LABEL_CASES = [
 @pytest.mark.parametrize("args,expected", LABEL_CASES)
 def test_kubernetes_label_plan(args, expected):
     module = get("kubernetes_label")
-    changes = module.plan(module.validate({**args, "kubeconfig": "/etc/kubernetes/admin.conf"}), {"nodes": NODES}, HOST)
+    changes = module.plan(module.validate({**args, "kubeconfig": "/etc/kubernetes/admin.conf"}), NODES, HOST)
     assert [(c.action, c.resource, c.diff, c.script) for c in changes] == expected
 
 
 def test_kubernetes_label_unknown_node_is_a_preflight_error():
     module = get("kubernetes_label")
     with pytest.raises(PreflightError) as err:
-        module.plan(module.validate({"nodes": ["k8s-4"], "labels": {"storagenode": "glusterfs"}}), {"nodes": NODES}, HOST)
+        module.plan(module.validate({"nodes": ["k8s-4"], "labels": {"storagenode": "glusterfs"}}), NODES, HOST)
     assert "node 'k8s-4' is not a Kubernetes node (kubectl get nodes shows: k8s-1, k8s-2, k8s-3)" in str(err.value)
     assert "`manage` must match" in str(err.value)
 
@@ -418,15 +419,17 @@ def test_kubernetes_delete_deletes_only_what_gfsdeploy_created():
                             "kubeconfig": "/etc/kubernetes/admin.conf"})
     assert module.probes(args, HOST) == {
         "matching": f"{K} get all,service,jobs,deployment,secret -n gfs --selector deploy-heketi -o json"}
-    changes = module.plan(args, {"live": BOOTSTRAP}, HOST)
+    changes = module.plan(args, BOOTSTRAP, HOST)
     assert [(c.action, c.resource) for c in changes] == [
         ("!", "kubernetes Service gfs/heketi matches deploy-heketi but was not created by gfsdeploy "
               "(no label app.kubernetes.io/managed-by=gfsdeploy): left as is"),
         ("-", "kubernetes Service gfs/deploy-heketi"), ("-", "kubernetes Deployment gfs/deploy-heketi"),
         ("-", "kubernetes Job gfs/heketi-storage-copy-job"), ("-", "kubernetes Secret gfs/heketi-storage-secret")]
-    assert changes[1].script == (f"{K} delete service/deploy-heketi deployment.apps/deploy-heketi "
-                                 "job.batch/heketi-storage-copy-job secret/heketi-storage-secret -n gfs --ignore-not-found")
-    assert module.plan(args, {"live": [BOOTSTRAP[5]]}, HOST) == []
+    transport = _Run()
+    module.apply(args, changes, TaskContext(HOST, transport, task_name="t"))
+    assert transport.scripts == [f"{K} delete service/deploy-heketi deployment.apps/deploy-heketi "
+                                 "job.batch/heketi-storage-copy-job secret/heketi-storage-secret -n gfs --ignore-not-found"]
+    assert module.plan(args, [BOOTSTRAP[5]], HOST) == []
 
 
 def _facts_state(git_version, service_ip=None, objects=None):
@@ -533,3 +536,66 @@ class _Ctx:
     task_name = "t"
     host = HOST
     check_mode = False
+
+
+def test_every_kubectl_step_of_the_shipped_playbooks_takes_kubectl_and_kubeconfig():
+    """Operators set `kubectl` and `kubeconfig` once in the inventory; a step that forgot
+    them would reach another cluster, or none."""
+    import yaml
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "playbooks"
+    seen = 0
+
+    def tasks(items):
+        for item in items or []:
+            yield item
+            for key in ("block", "rescue", "always"):
+                yield from tasks(item.get(key))
+
+    for path in sorted(root.glob("*.yaml")):
+        for play in yaml.safe_load(path.read_text()) or []:
+            for task in tasks(play.get("tasks")):
+                for module in ("kubernetes", "kubernetes_facts", "kubernetes_label", "kubernetes_delete",
+                               "heketi_existing"):
+                    if module in task:
+                        seen += 1
+                        args = task[module]
+                        assert "kubectl" in args and "kubeconfig" in args, (path.name, task.get("name"))
+    assert seen >= 15
+
+
+def _claim(ns, name, sc, phase="Bound", beta=False):
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name, "namespace": ns},
+             "spec": {"resources": {"requests": {"storage": "5Gi"}}, "volumeName": f"pvc-{name}"},
+             "status": {"phase": phase, "capacity": {"storage": "5Gi"}}}
+    if beta:
+        claim["metadata"]["annotations"] = {"volume.beta.kubernetes.io/storage-class": sc}
+    else:
+        claim["spec"]["storageClassName"] = sc
+    return claim
+
+
+CLAIMS = [_claim("default", "gfsdeploy-smoke-test", "glusterfs"), _claim("apps", "user-data", "glusterfs"),
+          _claim("apps", "old-style", "glusterfs", beta=True), _claim("apps", "elsewhere", "local-path")]
+
+
+def test_claims_on_the_storageclass_refuse_a_teardown():
+    module = get("kubernetes_claims")
+    args = module.validate({"storageclass": "glusterfs", "allow": ["default/gfsdeploy-smoke-test"]})
+    with pytest.raises(PreflightError) as err:
+        module.plan(args, CLAIMS, HOST)
+    text = str(err.value)
+    assert ("2 volume claim(s) other than gfsdeploy's smoke test use StorageClass glusterfs: "
+            "apps/user-data (Bound, 5Gi, volume pvc-user-data), apps/old-style (Bound, 5Gi, volume pvc-old-style)") in text
+    assert "--force" in text and "elsewhere" not in text and "smoke-test (" not in text
+    assert module.plan(args, CLAIMS[:1] + CLAIMS[3:], HOST) == []
+
+
+def test_claims_with_force_are_warnings():
+    module = get("kubernetes_claims")
+    args = module.validate({"storageclass": "glusterfs", "allow": ["default/gfsdeploy-smoke-test"], "force": True})
+    changes = module.plan(args, CLAIMS, HOST)
+    assert [c.action for c in changes] == ["!", "!"]
+    assert "apps/user-data (Bound, 5Gi, volume pvc-user-data) uses StorageClass glusterfs" in changes[0].resource
+    assert module.report(args, CLAIMS, _Ctx()).data["claims"][0].startswith("apps/user-data")

@@ -3,7 +3,7 @@
 planned again from the recordings through the CLI (``ansible_connection: recorded``).
 
 Re-record the committed recordings (used where fake hosts cannot be built, and by
-benchmarks) after a probe changed:  sudo python3 -m tests.targets.distros [prepare] [site]
+benchmarks) after a probe changed:  sudo python3 -m tests.targets.distros
 """
 
 from __future__ import annotations
@@ -24,43 +24,10 @@ HERE = Path(__file__).parent
 TARGETS = ("centos7", "rocky8", "rocky9", "ubuntu2204", "debian12")
 NODES = ("k8s-1", "k8s-2", "k8s-3")
 PLAYBOOKS = {"prepare": "playbooks/prepare.yaml", "site": "playbooks/site.yaml"}
-
-
-class Cluster:
-    """A fresh Kubernetes API (the lab's simulator) on loopback: what kubectl on the
-    master reads in plan is the same on every distribution, answered for real."""
-
-    def __init__(self, work: Path):
-        import socket
-
-        from gfsdeploy_glusterfs.lab.lab import find_kubectl
-
-        self.kubectl = find_kubectl()
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        state = work / "k8s-sim"
-        state.mkdir(parents=True, exist_ok=True)
-        nodes = ",".join(f"{n}=192.168.186.{10 + i}" for i, n in enumerate(NODES))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gfsdeploy_glusterfs.lab.simulators.kubernetes", "--listen",
-             f"127.0.0.1:{self.port}", "--state", str(state), "--nodes", nodes, "--version", "1.25.16"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
-        import time
-
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-
-    def wrappers(self) -> dict:
-        return {"kubectl": f'exec {self.kubectl} --server=http://127.0.0.1:{self.port} "$@"'} if self.kubectl else {}
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+#: site.yaml's steps that run on the nodes (its preflight and preparation: what differs from
+#: one distribution to another); its other steps talk to the Kubernetes API and heketi from
+#: the master, the same on every distribution (tests/lab, tests/modules cover them)
+NODE_TAGS = ("devices", "cgroup", "packages", "selinux", "modules", "hosts", "firewall", "glusterd")
 
 
 def inventory(target: str, *, recordings: Path | None = None, extra: dict | None = None) -> dict:
@@ -82,7 +49,7 @@ def inventory(target: str, *, recordings: Path | None = None, extra: dict | None
 
 
 def record(target: str, playbook: str, out: Path, *, overrides: dict | None = None,
-           cluster: Cluster | None = None, tags: set | None = None, allow_failures: bool = False) -> list[str]:
+           tags: set | None = None, allow_failures: bool = False) -> list[str]:
     """Plan ``playbook`` on fake hosts of ``target``; write one recording per host to ``out``.
     Returns the commands the fake hosts were asked and had no recorded answer for."""
     from gfsdeploy import runner as runner_mod
@@ -93,9 +60,6 @@ def record(target: str, playbook: str, out: Path, *, overrides: dict | None = No
     out.mkdir(parents=True, exist_ok=True)
     inv_path = out / "inventory.yaml"
     inv_path.write_text(yaml.safe_dump(inventory(target)))
-    overrides = dict(overrides or {})
-    if cluster is not None:
-        overrides["wrappers"] = {**cluster.wrappers(), **(overrides.get("wrappers") or {})}
     fakes = {name: FakeHost(target, name, overrides=overrides) for name in NODES}
     made: dict[str, RecordingTransport] = {}
 
@@ -159,17 +123,10 @@ def expected_path(target: str, name: str) -> Path:
 
 
 if __name__ == "__main__":  # re-record tests/targets/recordings/<target>/<playbook>/<host>.json
-    import tempfile
-
-    cluster = Cluster(Path(tempfile.mkdtemp()))
-    try:
-        names = sys.argv[1:] or ["prepare"]
-        for target in TARGETS:
-            for name, playbook in ((n, PLAYBOOKS[n]) for n in names):
-                missing = record(target, playbook, HERE / "recordings" / target / name, cluster=cluster)
-                for path in (HERE / "recordings" / target / name).glob("inventory.yaml"):
-                    path.unlink()
-                shutil.rmtree(HERE / "recordings" / target / name / ".cache", ignore_errors=True)
-                print(f"{target} {name}: recorded" + (f"; UNRECORDED: {missing}" if missing else ""))
-    finally:
-        cluster.close()
+    for target in TARGETS:
+        # the node-side steps of site.yaml ask everything prepare.yaml asks: one recording serves both
+        out = HERE / "recordings" / target / "site"
+        missing = record(target, PLAYBOOKS["site"], out, tags=set(NODE_TAGS))
+        (out / "inventory.yaml").unlink()
+        shutil.rmtree(out / ".cache", ignore_errors=True)
+        print(f"{target}: recorded" + (f"; UNRECORDED: {missing}" if missing else ""))

@@ -24,12 +24,10 @@ the overlay, as root; nothing reaches this machine. Needs root and overlayfs.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -80,12 +78,6 @@ class FakeHost:
             stub = up / FAKEBIN.lstrip("/") / command
             _write(stub, _stub_script(command, spec, self.name))
             stub.chmod(0o755)
-        for command, body in (spec.get("wrappers") or {}).items():
-            # a real program in front of the distribution's (e.g. kubectl against a simulated API)
-            target = up / FAKEBIN.lstrip("/") / command
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text("#!/bin/sh\n" + body + "\n")
-            target.chmod(0o755)
         for path, content in (spec.get("files") or {}).items():
             _write(up / path.lstrip("/"), str(content).replace("@HOSTNAME@", self.name))
         proc = up / "proc"

@@ -250,3 +250,12 @@ EXPRESSIONS += [
 # Ansible's globals
 EXPRESSIONS += ["{{ now() is string }}", "{{ now().year > 2000 }}", "{{ now(utc=True, fmt='%Y') | length }}",
                 "{{ undef() is defined }}", "{{ undef(hint='x') | default(3) }}", "{{ undef(hint='gone') }}"]
+
+# ansible.utils tests, community.general.dict
+for value in ["10.0.0.1", "10.0.0.1/24", "10.0.0.0/24", "fe80::1", "2001:db8::/32", "x", "8.8.8.8", "127.0.0.1"]:
+    for test in ["ip", "ipv4", "ipv6", "ip_address", "ipv4_address", "ipv6_address", "private", "public",
+                 "loopback", "multicast"]:
+        EXPRESSIONS.append(f"{{{{ '{value}' is ansible.utils.{test} }}}}")
+EXPRESSIONS += ["{{ '10.0.0.1' is ansible.utils.in_network('10.0.0.0/8') }}",
+                "{{ '11.0.0.1' is ansible.utils.in_network('10.0.0.0/8') }}",
+                "{{ [['a', 1], ['b', 2]] | community.general.dict }}", "{{ 'a=1 b=2' | split | map('split', '=') | community.general.dict }}"]

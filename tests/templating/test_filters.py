@@ -213,8 +213,8 @@ def test_lookup_fqcn_and_unknown_and_refused(monkeypatch):
     assert render("{{ lookup('ansible.builtin.env', 'GFS_TEST_ENV') }}") == "v1"
     with pytest.raises(TemplateError, match="unknown lookup 'evn'; did you mean 'env'"):
         render("{{ lookup('evn', 'X') }}")
-    with pytest.raises(TemplateError, match="lookup 'password' is not supported"):
-        render("{{ lookup('password', '/tmp/x') }}")
+    with pytest.raises(TemplateError, match="lookup 'url' is not supported"):
+        render("{{ lookup('url', 'https://example.com') }}")
 
 
 # -- static analysis (gfsdeploy check) ------------------------------------------------
@@ -250,3 +250,45 @@ def test_filters_and_tests_on_unknown_values_are_unknown(template):
     assert is_unknown(t.render(template, {"r": Unknown()}))
     assert is_unknown(t.render("prefix " + template, {"r": Unknown()}))
     assert t.render("{{ r | default('x') is defined }}", {"r": Unknown()}) is True
+
+
+def test_legacy_tests_as_filters_and_collection_aliases():
+    t = Templar(["."])
+    assert t.render("{{ '1.7.3' | version_compare('1.8', '<') }}", {}) is True
+    assert t.render("{{ r | failed }} {{ r | changed }}", {"r": {"failed": True, "changed": False}}) == "True False"
+    assert t.render("{{ [{'a': 1}] | ovirt.ovirt.json_query('[0].a') }}", {}) == 1
+
+
+# -- the password lookup ---------------------------------------------------------------
+def test_password_lookup_keeps_reads_and_never_writes_in_plan(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from gfsdeploy import secrets
+    from gfsdeploy.templating import is_unknown
+
+    t = Templar([str(tmp_path)])
+    variables = {"playbook_dir": str(tmp_path), "ansible_check_mode": True}
+    planned = t.render("{{ lookup('password', 'creds/token length=32 chars=hexdigits') }}", variables)
+    assert is_unknown(planned) and not (tmp_path / "creds").exists()  # plan creates nothing
+    variables["ansible_check_mode"] = False
+    token = t.render("{{ lookup('password', 'creds/token length=32 chars=hexdigits') }}", variables)
+    assert len(token) == 32 and set(token) <= set("0123456789abcdefABCDEF")
+    path = tmp_path / "creds" / "token"
+    assert path.read_text() == token + "\n" and (path.stat().st_mode & 0o777) == 0o600
+    assert t.render("{{ lookup('password', 'creds/token length=32') }}", variables) == token  # kept
+    assert secrets.redact(f"x {token} y") == "x (sensitive) y"
+    fresh = {t.render("{{ lookup('password', '/dev/null', length=12, chars=['digits']) }}", variables)
+             for _ in range(3)}
+    assert len(fresh) > 1 and all(len(p) == 12 and p.isdigit() for p in fresh)
+    # a file ansible-core's password lookup created reads the same in gfsdeploy
+    request = {"vars": {}, "basedir": str(tmp_path),
+               "expressions": ["{{ lookup('password', '" + str(tmp_path / "from_ansible") + "') }}"]}
+    proc = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "ansible_render.py")],
+                          input=json.dumps(request), capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    theirs = json.loads(proc.stdout)[0]["value"]
+    assert len(theirs) == 20
+    assert t.render("{{ lookup('password', 'from_ansible') }}", variables) == theirs

@@ -269,3 +269,52 @@ def test_sigkilled_controller_reads_end_changes_finish_within_their_bound(lab2, 
     alive = {tag: node(lab2, "k8s-1", "kill", "-0", pid).returncode == 0 for tag, pid in started.items()}
     assert done == {"read": False, "change": True, "bounded": False}, done
     assert not any(alive.values()), alive
+
+
+def test_ask_become_pass_prompts_on_the_terminal(lab2, tmp_path):
+    """-K asks once on the controlling terminal (never echoed), before connecting."""
+    import pty
+    import select
+
+    inv = inventory(lab2, tmp_path / "inv.yaml", {"k8s-1": {"ansible_user": "deploy"}})
+    pb = playbook(tmp_path / "pb.yaml", """\
+        - hosts: all
+          become: true
+          tasks:
+            - name: root's id
+              command: id -un
+              register: who
+              check_mode: false
+              changed_when: false
+            - name: show
+              debug: {msg: "{{ who.stdout }}"}
+        """)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(["setsid", "-c", sys.executable, "-m", "gfsdeploy", "plan", inv, "-p", pb, "-K", "-v"],
+                            stdin=slave, stdout=slave, stderr=slave, env={**os.environ, "PYTHONPATH": ROOT})
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 60
+    answered = False
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 1)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+            if not answered and b"BECOME password:" in seen:
+                os.write(master, DEPLOY_PW.encode() + b"\n")
+                answered = True
+        elif proc.poll() is not None:
+            break
+    proc.wait(30)
+    os.close(master)
+    text = seen.decode(errors="replace")
+    assert answered, text
+    assert proc.returncode == 0, text
+    assert "root" in text.split("BECOME password:", 1)[1]
+    assert DEPLOY_PW not in text

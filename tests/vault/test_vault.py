@@ -185,3 +185,21 @@ def test_vault_secret_never_in_plan_apply_or_json(tmp_path, passwords):
     assert proc.returncode == 1
     assert "group_vars/local.yml" in proc.stdout + proc.stderr and "--vault-password-file" in proc.stdout + proc.stderr
     assert not (tmp_path / "key.txt").exists()
+
+
+def test_vaulted_template_and_file_lookup(tmp_path, passwords):
+    (tmp_path / "files").mkdir()
+    (tmp_path / "templates").mkdir()
+    key = tmp_path / "files" / "tls.key"
+    key.write_text("-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END KEY-----\n")
+    tpl = tmp_path / "templates" / "conf.j2"
+    tpl.write_text("user={{ user }} token=Tok-3f9a2b7c\n")
+    for path in (key, tpl):
+        ansible_vault("encrypt", "--vault-password-file", passwords[0], str(path))
+    vault.use(vault.keyring_from(password_files=[passwords[0]]))
+    t = Templar([str(tmp_path / "templates"), str(tmp_path), str(tmp_path / "files")])
+    assert t.render_file(str(tpl), {"user": "bob"}) == "user=bob token=Tok-3f9a2b7c\n"
+    text = t.render("{{ lookup('file', 'tls.key') }}", {})
+    assert text.startswith("-----BEGIN KEY-----") and "MIIEvQ" in text
+    assert "MIIEvQ" not in secrets.redact(f"the key: {text}")
+    assert vault.read_file(str(key)).decode().splitlines()[1] == "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"

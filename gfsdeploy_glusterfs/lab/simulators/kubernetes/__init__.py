@@ -20,8 +20,10 @@ Fault switches (JSON object; lists of object-name prefixes), from --faults FILE
   pod_fails        same, for any pod
   mount_fails      glusterfs mounts fail "unknown filesystem type 'glusterfs'"
   provision_fails  PVC provisioning fails (ProvisioningFailed event)
-Not simulated: exec/attach/port-forward (no SPDY/websocket), server-side apply
-(415), unknown-field rejection (fieldValidation=Strict is accepted, not enforced),
+  image_pull_fails the pods stay Waiting: ErrImagePull (a Failed event naming the image)
+Server-side apply (application/apply-patch+yaml, managedFields, conflicts) and
+dryRun=All are served as the real server does (managedfields.py).
+Not simulated: exec/attach/port-forward (no SPDY/websocket), unknown-field rejection (fieldValidation=Strict is accepted, not enforced),
 protobuf request bodies other than Secret/ConfigMap/ServiceAccount/Namespace/
 (Cluster)RoleBinding, graceful termination (deletes are immediate), PodSecurity
 admission, real glusterd (glusterfs-image pods without a command are simulated

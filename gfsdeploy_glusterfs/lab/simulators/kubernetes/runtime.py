@@ -167,6 +167,12 @@ class Runtime:
         except MountError as err:
             self._waiting(pod, "ContainerCreating", str(err))
             return None
+        if self.sim.fault("image_pull_fails", name):
+            image = pod["spec"]["containers"][0].get("image", "")
+            self._waiting(pod, "ErrImagePull", f'Failed to pull image "{image}": rpc error: code = NotFound desc = '
+                                               f'failed to pull and unpack image "{image}": not found '
+                                               "(simulated fault image_pull_fails)", "Failed")
+            return None
         for c in pod["spec"]["containers"]:
             run.containers[c["name"]] = Container(c)
             for vm in c.get("volumeMounts") or []:

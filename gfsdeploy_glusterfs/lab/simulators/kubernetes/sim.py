@@ -15,7 +15,7 @@ from .server import make_server, serve_in_thread
 from .store import now
 
 # Fault switches (match by object-name prefix), see README in __init__:
-FAULT_KEYS = ("pod_never_ready", "job_fails", "pod_fails", "mount_fails", "provision_fails")
+FAULT_KEYS = ("pod_never_ready", "job_fails", "pod_fails", "mount_fails", "provision_fails", "image_pull_fails")
 
 
 class Simulator:
