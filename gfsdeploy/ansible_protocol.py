@@ -1,6 +1,6 @@
 """Ansible modules gfsdeploy has no native module for, run through Ansible's module protocol.
 
-A task naming such a module (``kube`` from a playbook's ``library/``,
+A task naming such a module (``mymodule`` from a playbook's ``library/``,
 ``ansible.builtin.cron``, ``community.general.timezone``…) is run the way
 Ansible runs it: the module and the ``module_utils`` it imports are packed into
 one zip, its arguments travel as JSON with Ansible's ``_ansible_*`` internal
@@ -22,6 +22,7 @@ import ast
 import base64
 import configparser
 import difflib
+import functools
 import hashlib
 import io
 import json
@@ -55,7 +56,7 @@ _NOT_MODULES = {"import_playbook", "import_role", "import_tasks", "include_role"
 class Source:
     """A module file and what it is."""
 
-    name: str            # as written in the task (``kube``, ``ansible.builtin.cron``)
+    name: str            # as written in the task (``mymodule``, ``ansible.builtin.cron``)
     path: str            # the file on the controller
     fqn: str             # its Python name inside the packed zip (``ansible.modules.cron``)
     origin: str          # "library", "ansible-core" or "collection"
@@ -252,21 +253,28 @@ def _refuse_action_plugin(name: str, action_path: str) -> None:
 
 def _routing(runtime_yml: str, short: str, name: str) -> str | None:
     """Follow ``plugin_routing.modules`` of a runtime.yml: the redirect target, or refuse a tombstone."""
+    entry = _module_routes(runtime_yml).get(short) or {}
+    if "tombstone" in entry:
+        text = (entry["tombstone"] or {}).get("warning_text") or "it was removed"
+        raise PlaybookError(f"module {name!r} no longer exists: {text}", fix="use the module that replaced it")
+    redirect = entry.get("redirect")
+    return str(redirect) if redirect else None
+
+
+@functools.lru_cache(maxsize=64)
+def _module_routes(runtime_yml: str) -> dict:
+    """``plugin_routing.modules`` of a runtime.yml (ansible-core's is large: read once)."""
     if not os.path.isfile(runtime_yml):
-        return None
+        return {}
     import yaml
 
     try:
         with open(runtime_yml, encoding="utf-8") as handle:
             data = yaml.safe_load(handle) or {}
     except (OSError, yaml.YAMLError):
-        return None
-    entry = ((data.get("plugin_routing") or {}).get("modules") or {}).get(short) or {}
-    if "tombstone" in entry:
-        text = (entry["tombstone"] or {}).get("warning_text") or "it was removed"
-        raise PlaybookError(f"module {name!r} no longer exists: {text}", fix="use the module that replaced it")
-    redirect = entry.get("redirect")
-    return str(redirect) if redirect else None
+        return {}
+    routes = (data.get("plugin_routing") or {}).get("modules") if isinstance(data, dict) else None
+    return routes if isinstance(routes, dict) else {}
 
 
 def _source(name: str, path: str, fqn: str, origin: str, utils: tuple = ()) -> Source:
@@ -1279,10 +1287,6 @@ def refusal(name: str) -> PlaybookError | None:
     lookup(name)
     with _lock:
         return _refusals.get(name)
-
-
-def is_protocol(module) -> bool:
-    return isinstance(module, ProtocolModule)
 
 
 def protocol_lines(tasks) -> list[str]:

@@ -354,7 +354,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_init(args) -> int:
-    """kubespray's habit: copy the sample, then edit the copy."""
+    """The habit of big playbook projects: copy the sample, then edit the copy."""
     import shutil
 
     from gfsdeploy.plugins import contents, default_content

@@ -1375,8 +1375,14 @@ def normalise_args(module, args, extra_args, where: dict):
 def _suggest(name: str, extra=()) -> str:
     from gfsdeploy.modules.base import _closest
 
+    from gfsdeploy.ansible_protocol import ansible_core
+
     close = _closest(name, [*modules.names(), *extra])
-    return (f"did you mean {close!r}? " if close else "") + f"available modules: {', '.join(modules.names())}"
+    where = ("a library/ directory beside the playbook or role, ansible-core or an installed collection"
+             if ansible_core() else "a library/ directory beside the playbook or role (ansible-core's own "
+             "modules need `pip install 'gfsdeploy[ansible]'`)")
+    return (f"did you mean {close!r}? " if close else "") + f"available modules: {', '.join(modules.names())}; " \
+        f"any other Ansible module runs when it is in {where}"
 
 
 def load_playbook(path: str) -> Playbook:

@@ -929,9 +929,11 @@ class Runner:
                     ctx: TaskContext, variables: dict) -> dict:
         """Make exactly ``changes`` (a read-only task: run it), retrying while ``until``
         is not met; return the judged, registrable result."""
-        if not [c for c in changes if c.action != WARN] and not module.read_only:
+        polls = task.until is not None and not getattr(module, "reread_after_change", True)
+        if not [c for c in changes if c.action != WARN] and not module.read_only and not polls:
             # nothing to change; waiting (e.g. for pods to be Ready) is not a change, and
-            # only happens when applying
+            # only happens when applying (a module whose read is a run of its own, with
+            # `until`, runs until the condition holds, as under Ansible)
             settled = module.settle(args, state, ctx) if self.options.mode != "plan" else None
             return (settled or module.unchanged(args, state)).as_register()
         if not module.read_only and self.options.before_change is not None:
@@ -952,6 +954,8 @@ class Runner:
                 self.reporter.progress(target.host.name, task, f"retrying ({attempt + 1}/{attempts - 1})")
                 if _sleep_unless_stopped(task.delay):
                     raise Interrupted("interrupted while waiting to retry", host=target.host.name, task=task.label)
+                if not getattr(module, "reread_after_change", True):
+                    continue  # its read is a run of its own: run it again, as Ansible retries
                 state = module.read(args, self._read_now(target, module, args, task, variables), ctx)
                 changes = module.plan(args, state, target.info)
                 if not [c for c in changes if c.action != WARN] and not module.read_only:

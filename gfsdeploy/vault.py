@@ -17,13 +17,11 @@ first; every password is tried, as Ansible does.
 from __future__ import annotations
 
 import binascii
-import getpass
 import hashlib
 import hmac
 import os
 import secrets as _random
 import stat
-import subprocess
 from dataclasses import dataclass, field
 
 from gfsdeploy import secrets
@@ -168,11 +166,15 @@ def current() -> Keyring:
     return _current
 
 
-def _read_source(vault_id: str, source: str, *, prompt=getpass.getpass) -> bytes:
+def _read_source(vault_id: str, source: str, *, prompt=None) -> bytes:
     where = {"field": "--vault-id" if vault_id != DEFAULT_ID else "--vault-password-file"}
     if source == "prompt":
         try:
             label = f" ({vault_id})" if vault_id != DEFAULT_ID else ""
+            if prompt is None:
+                import getpass
+
+                prompt = getpass.getpass
             return prompt(f"Vault password{label}: ").encode()
         except (EOFError, OSError):
             raise VaultError("cannot ask for the vault password: no terminal", **where,
@@ -186,6 +188,8 @@ def _read_source(vault_id: str, source: str, *, prompt=getpass.getpass) -> bytes
     if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
         base = os.path.splitext(os.path.basename(path))[0]
         argv = [path] + (["--vault-id", vault_id] if base.endswith("-client") else [])
+        import subprocess  # only for a password script (costs start-up otherwise)
+
         try:
             proc = subprocess.run(argv, capture_output=True, check=False, timeout=120)
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -199,7 +203,7 @@ def _read_source(vault_id: str, source: str, *, prompt=getpass.getpass) -> bytes
         return handle.read().strip()
 
 
-def keyring_from(vault_ids=(), password_files=(), ask: bool = False, *, environ=None, prompt=getpass.getpass) -> Keyring:
+def keyring_from(vault_ids=(), password_files=(), ask: bool = False, *, environ=None, prompt=None) -> Keyring:
     """A keyring from the command line's options (and Ansible's environment variables
     ``ANSIBLE_VAULT_IDENTITY_LIST``, ``ANSIBLE_VAULT_PASSWORD_FILE`` when no option is given)."""
     environ = os.environ if environ is None else environ

@@ -7,14 +7,25 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 
 from gfsdeploy.modules.base import Module
 
 _REGISTRY: dict[str, type[Module]] = {}
 _loaded = False
+_imported: set = set()
+_hints: dict | None = None
+
+
+def _register_classes() -> None:
+    for cls in _all_subclasses(Module):
+        if cls.name:
+            for name in (cls.name, *cls.aliases):
+                _REGISTRY.setdefault(name, cls)
 
 
 def _load() -> None:
+    """Import every module file (the engine's, then installed content's)."""
     global _loaded
     if _loaded:
         return
@@ -32,11 +43,82 @@ def _load() -> None:
         for info in pkgutil.iter_modules(path):
             if info.name != "base" and not info.name.startswith("_"):
                 importlib.import_module(f"{package}.{info.name}")
-    for cls in _all_subclasses(Module):
-        if cls.name:
-            for name in (cls.name, *cls.aliases):
-                _REGISTRY[name] = cls
+                _imported.add(f"{package}.{info.name}")
+    _register_classes()
     _loaded = True
+
+
+#: a class-level ``name = "copy"`` / ``aliases = ("k8s",)`` line of a module file
+_NAME_LINE = re.compile(r"^    (name|aliases)\s*(?::[^=\n]*)?=\s*(.+?)\s*$", re.M)
+
+
+def _scan(package: str, folders) -> dict:
+    """``{module name: dotted file}`` from the class-level ``name``/``aliases`` lines
+    of a package's files, read as text (nothing imported)."""
+    import ast
+    import os
+
+    hints: dict = {}
+    for folder in folders:
+        try:
+            entries = sorted(os.listdir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            stem, ext = os.path.splitext(entry)
+            if ext != ".py" or stem == "base" or stem.startswith("_"):
+                continue
+            try:
+                with open(os.path.join(folder, entry), encoding="utf-8") as handle:
+                    text = handle.read()
+            except OSError:
+                continue
+            for _, value in _NAME_LINE.findall(text):
+                try:
+                    found = ast.literal_eval(value)
+                except (ValueError, SyntaxError):
+                    continue
+                for n in (found if isinstance(found, tuple) else (found,)):
+                    if isinstance(n, str) and n:
+                        hints.setdefault(n, f"{package}.{stem}")
+    return hints
+
+
+def _hint(name: str) -> str | None:
+    """Which file defines module ``name`` — the engine's first, then installed
+    content's — from the files' text, so a run imports only the modules its tasks
+    use. Only a hint: a miss or a wrong guess falls back to :func:`_load`."""
+    global _hints
+    if _hints is None:
+        _hints = _scan(__name__, __path__)
+    if name not in _hints and "\0content" not in _hints:
+        from gfsdeploy.plugins import contents
+
+        for content in contents():
+            for package in content.module_packages:
+                try:
+                    folders = importlib.import_module(package).__path__
+                except (ImportError, AttributeError):
+                    continue
+                for key, where in _scan(package, folders).items():
+                    _hints.setdefault(key, where)
+        _hints["\0content"] = ""
+    return _hints.get(name) or None
+
+
+def _lookup(name: str) -> type[Module] | None:
+    cls = _REGISTRY.get(name)
+    if cls is None and not _loaded:
+        where = _hint(name)
+        if where and where not in _imported:
+            importlib.import_module(where)
+            _imported.add(where)
+            _register_classes()
+            cls = _REGISTRY.get(name)
+        if cls is None:
+            _load()
+            cls = _REGISTRY.get(name)
+    return cls
 
 
 def _all_subclasses(cls):
@@ -52,7 +134,6 @@ def get(name: str, library_dirs=()) -> Module | None:
     the task's role and playbook ``library/`` dirs; then the playbooks' and roles' loaded
     so far, ansible-core, collections) run through Ansible's module protocol
     (:mod:`gfsdeploy.ansible_protocol`)."""
-    _load()
     full = name
     collection, dot, short = name.rpartition(".")
     if dot and collection in COLLECTIONS:
@@ -62,7 +143,7 @@ def get(name: str, library_dirs=()) -> Module | None:
         name = short if known is None or short in known else full
     elif dot and collection == "gfsdeploy":
         name = short
-    cls = _REGISTRY.get(name)
+    cls = _lookup(name)
     if cls:
         return cls()
     from gfsdeploy import ansible_protocol

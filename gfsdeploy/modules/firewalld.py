@@ -33,7 +33,7 @@ class Firewalld(Module):
     name = "firewalld"
     params = {
         "port": Param(help="PORT/PROTOCOL or PORT-PORT/PROTOCOL, e.g. 24007-24008/tcp"),
-        "service": Param(help="a firewalld service name, e.g. glusterfs"),
+        "service": Param(help="a firewalld service name, e.g. nfs"),
         "zone": Param(help="default: the host's default zone"),
         "permanent": Param(type="bool", default=False),
         "immediate": Param(type="bool", default=False),

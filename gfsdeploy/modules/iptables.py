@@ -209,7 +209,7 @@ def chain_only(lines: list[str], chain: str) -> list[str]:
     table header, the chain's declaration and rules, every rule elsewhere that jumps
     to it (written as ``-I`` so a boot-time ``iptables-restore --noflush`` puts it
     first, ahead of a distribution's final REJECT), and COMMIT. Nothing of the
-    chains kube-proxy, the CNI or a firewall manager own, and no built-in policy."""
+    chains a service proxy, a container network or a firewall manager own, and no built-in policy."""
     out = []
     for line in lines:
         words = line.split()
@@ -240,8 +240,8 @@ class IptablesState(Module):
 
     gfsdeploy's ``chain:`` saves only that chain and the rules that jump to it
     (:func:`chain_only`), for a boot-time ``iptables-restore --noflush``: a full
-    save would also capture KUBE-*/CNI chains, and restoring those at boot brings
-    back rules kube-proxy and the CNI have since replaced."""
+    save would also capture those other managers' chains, and restoring those at boot brings
+    back rules their owners have since replaced."""
 
     name = "iptables_state"
     params = {

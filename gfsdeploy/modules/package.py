@@ -15,7 +15,7 @@ What a real host does to a package step, and what this module does about it
   rpm) or the pid files yum and dnf write.
 - **An interrupted dpkg** (killed mid-install): ``dpkg --configure -a`` is its own
   ``~`` line in the plan and runs before the install.
-- **A dead repository** (an EOL mirror, a retired apt.kubernetes.io): the cache is
+- **A dead repository** (an EOL mirror, a retired vendor repository): the cache is
   refreshed only when something must be installed; a refresh that fails names the
   repositories that failed and the install goes on from the others (apt uses its
   previous lists; yum/dnf retry with those repositories disabled). Only if the
@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 import time
 
-from gfsdeploy.errors import ModuleError, PreflightError
+from gfsdeploy.errors import ModuleError, PlaybookError, PreflightError
 from gfsdeploy.modules.base import (ADD, CHANGE, DESTROY, WARN, Change, HostInfo, Module, Param, TaskResult, q,
                                     qjoin)
 
@@ -61,12 +61,25 @@ class Package(Module):
     #: the family this module name insists on (apt/yum/dnf); None: whatever the host has
     family: str | None = None
     params = {
-        "name": Param(type="list", required=True, aliases=("pkg",), check="package"),
+        "name": Param(type="list", aliases=("pkg",), check="package"),
         "state": Param(default="present", choices=("present", "installed", "absent", "removed", "latest")),
-        "update_cache": Param(type="bool", default=False),
+        "update_cache": Param(type="bool", default=False, aliases=("update-cache",)),
+        "enablerepo": Param(type="list", help="yum/dnf: repositories enabled for this step"),
+        "disablerepo": Param(type="list", help="yum/dnf: repositories disabled for this step"),
+        "cache_valid_time": Param(type="int", default=0,
+                                  help="seconds the package cache counts as fresh: no refresh before that"),
         "lock_timeout": Param(type="int", default=LOCK_TIMEOUT,
                               help="seconds to wait for another package manager to finish"),
     }
+
+    def validate(self, args: dict, *, where: dict | None = None) -> dict:
+        out = super().validate(args, where=where)
+        if not out.get("name") and not out.get("update_cache"):
+            raise PlaybookError(f"module {self.name!r} needs `name` (the packages), or `update_cache: true` "
+                                "to only refresh the package cache", field="name", **(where or {}),
+                                fix="add `name: [pkg, ...]`")
+        out["name"] = out.get("name") or []
+        return out
 
     def host_family(self, host: HostInfo) -> str:
         family = (host.os_family or "unknown").lower()
@@ -89,6 +102,11 @@ class Package(Module):
                   "dpkg": (f"{_IS_APT} || exit 0\n"
                            "ls /var/lib/dpkg/updates 2>/dev/null | grep -q . && echo journal\n"
                            "dpkg --audit 2>/dev/null | sed -n 's/^ \\([a-z0-9][^ ]*\\) .*/\\1/p'; true")}
+        if args.get("update_cache"):
+            # when apt/yum last refreshed (apt's success stamp, else its lists dir) and now
+            probes["cache"] = ("for f in /var/lib/apt/periodic/update-success-stamp /var/lib/apt/lists "
+                               "/var/cache/dnf/last_makecache /var/cache/yum; do "
+                               '[ -e "$f" ] && { stat -c %Y "$f"; break; }; done; date +%s')
         if _state(args) == "latest":
             probes["upgradable"] = (f"if {_IS_APT}; then LC_ALL=C apt-cache policy {names}; else\n"
                                     "if command -v dnf >/dev/null 2>&1; then m=dnf; else m=yum; fi\n"
@@ -107,6 +125,9 @@ class Package(Module):
             text = facts["upgradable"].stdout
             upgradable = _parse_upgradable(text, "debian" if "Candidate:" in text else "redhat")
         state = {"tools": tools, "installed": sorted(installed), "upgradable": sorted(upgradable)}
+        if "cache" in facts:
+            stamps = [int(x) for x in facts["cache"].stdout.split() if x.isdigit()]
+            state["cache_age"] = stamps[1] - stamps[0] if len(stamps) == 2 else None
         if "lock" in facts:
             state["locks"] = parse_locks(facts["lock"].stdout)
         if "dpkg" in facts:
@@ -135,14 +156,30 @@ class Package(Module):
                                       diff="\n".join(f"half-installed: {p}" for p in pending) or
                                       "dpkg's journal has unfinished entries",
                                       script=REPAIR_DPKG, data={"repair": True}))
+        repos = [f"--{k}={q(str(r))}" for k in ("enablerepo", "disablerepo") for r in args.get(k) or ()]
+        if repos and manager == "apt-get":
+            raise ModuleError(f"{self.name}: enablerepo/disablerepo are yum/dnf options; {host.name} uses apt",
+                              host=host.name, fix="add `when: ansible_os_family == 'RedHat'` to the task, "
+                                                  "or drop enablerepo/disablerepo")
+        refresh = bool(args.get("update_cache")) and not _cache_fresh(args, state)
+        if not names:  # update_cache alone: refresh when the cache is older than cache_valid_time
+            if refresh:
+                command = f"{_APT} update" if manager == "apt-get" else f"{manager} -q -y makecache"
+                age = state.get("cache_age")
+                changes.append(Change(CHANGE, "package cache", script=command,
+                                      diff=f"last refreshed {age}s ago" if age is not None else "never refreshed",
+                                      data={"command": command, "manager": manager, "refresh_only": True}))
+            return changes
         if wanted in ("present", "latest"):
             missing = [n for n in names if n not in installed]
             if missing:
                 prefix = ""
-                if args.get("update_cache"):
+                if refresh:
                     prefix = (f"{_APT} update\n" if manager == "apt-get" else f"{manager} -q -y makecache\n")
+                nogpg = "--nogpgcheck " if args.get("disable_gpg_check") else ""
                 command = (f"{_APT} install {qjoin(missing)}" if manager == "apt-get"
-                           else f"{manager} -y -q install {qjoin(missing)}")
+                           else f"{manager} -y -q install {nogpg}{''.join(r + ' ' for r in repos)}"
+                                f"{qjoin(missing)}")
                 changes.append(Change(ADD, f"packages {', '.join(missing)}",
                                       diff=("(apt-get update first)" if prefix and manager == "apt-get" else
                                             "(refresh the package cache first)" if prefix else ""),
@@ -175,9 +212,10 @@ class Package(Module):
             if change.action == WARN or change.data.get("repair"):
                 continue
             verb = ("installing" if "install" in change.data else
+                    "refreshing the package cache" if change.data.get("refresh_only") else
                     "upgrading" if "upgrade" in change.data else "removing")
-            names = change.data.get("install") or change.data.get("upgrade") or change.data.get("remove")
-            ctx.progress(f"{verb} {', '.join(names)} on {ctx.host.name}…")
+            names = change.data.get("install") or change.data.get("upgrade") or change.data.get("remove") or []
+            ctx.progress(f"{verb} {', '.join(names)} on {ctx.host.name}…".replace("  ", " "))
             result = self._run_step(ctx, family, change, repair, args)
             repair = False  # once, before the first step
             out.append(result.stdout)
@@ -242,14 +280,21 @@ class Apt(Package):
               "state": Param(default="present", choices=("present", "installed", "absent", "latest"))}
 
 
+_REDHAT_PARAMS = {**Package.params,
+                  "disable_gpg_check": Param(type="bool", default=False,
+                                             help="install without checking the packages' GPG signatures")}
+
+
 class Yum(Package):
     name = "yum"
     family = "redhat"
+    params = _REDHAT_PARAMS
 
 
 class Dnf(Package):
     name = "dnf"
     family = "redhat"
+    params = _REDHAT_PARAMS
 
 
 REPAIR_DPKG = "DEBIAN_FRONTEND=noninteractive dpkg --force-confdef --force-confold --configure -a"
@@ -332,6 +377,12 @@ def failing_repositories(stderr: str) -> list[str]:
 
 def _clean(text: str) -> str:
     return re.sub(r"__LOCKED__.*|__REFRESH_FAILED__\n?", "", text).strip()
+
+
+def _cache_fresh(args: dict, state: dict) -> bool:
+    """The cache was refreshed less than ``cache_valid_time`` seconds ago (0: never fresh)."""
+    valid, age = int(args.get("cache_valid_time") or 0), state.get("cache_age")
+    return valid > 0 and age is not None and 0 <= age < valid
 
 
 def _state(args: dict) -> str:

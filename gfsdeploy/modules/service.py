@@ -22,6 +22,8 @@ class Service(Module):
         "name": Param(required=True),
         "state": Param(choices=("started", "stopped", "restarted", "reloaded")),
         "enabled": Param(type="bool"),
+        # systemd hosts: Ansible's service hands this on to its systemd backend
+        "daemon_reload": Param(type="bool", default=False, aliases=("daemon-reload",)),
     }
 
     def probes(self, args: dict, host: HostInfo) -> dict[str, str]:
@@ -64,6 +66,8 @@ class Service(Module):
                                diff=f"service {name} is not installed yet (known after apply)", script=script)]
             return []
         changes = []
+        if args.get("daemon_reload") and systemd:  # first, so a changed unit file is what starts
+            changes.append(Change(CHANGE, "systemd daemon-reload", script="systemctl daemon-reload"))
         unit = q(name)
 
         def ctl(verb):

@@ -22,7 +22,6 @@ import random as _random
 import re
 import shlex
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from urllib.parse import unquote_plus, urlsplit as _urlsplit
 
@@ -129,10 +128,12 @@ def b64decode(value, encoding="utf-8", urlsafe=False):
     return data.decode(encoding, "surrogateescape")
 
 
-_UUID_NAMESPACE = uuid.UUID("361E6D51-FAEC-444A-9079-341386DA8E2E")
+_UUID_NAMESPACE = "361E6D51-FAEC-444A-9079-341386DA8E2E"  # Ansible's
 
 
 def to_uuid(value, namespace=_UUID_NAMESPACE):
+    import uuid  # (imports platform: not on every run's start-up)
+
     if not isinstance(namespace, uuid.UUID):
         namespace = uuid.UUID(str(namespace))
     return str(uuid.uuid5(namespace, _text(value, "to_uuid")))

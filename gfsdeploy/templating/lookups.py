@@ -21,7 +21,6 @@ import itertools
 import os
 import random
 import re
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -105,6 +104,8 @@ def lookup_template(ctx, terms, convert_data=True, template_vars=None, **options
 def lookup_pipe(ctx, terms):
     out = []
     for term in terms:
+        import subprocess  # only the pipe lookup runs a process (start-up stays small)
+
         proc = subprocess.run(str(term), shell=True, capture_output=True, check=False)  # noqa: S602 - pipe runs a shell command by definition
         if proc.returncode != 0:
             raise LookupError_(f"pipe lookup: command {term!r} exited with {proc.returncode}")

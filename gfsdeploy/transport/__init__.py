@@ -109,8 +109,13 @@ def make_transport(host, *, known_hosts: str | None = None, accept_new: bool = F
         if not path:
             raise TransportError("ansible_connection: recorded needs the variable gfsdeploy_recording",
                                  host=host.name, fix="set gfsdeploy_recording: path/to/recording.json for this host")
+        try:
+            latency = float(v.get("gfsdeploy_recording_latency") or 0)
+        except (TypeError, ValueError):
+            raise TransportError("gfsdeploy_recording_latency must be a number of seconds", host=host.name,
+                                 field="gfsdeploy_recording_latency", fix="e.g. gfsdeploy_recording_latency: 0.02")
         return RecordedTransport(host.name, load_shared(str(path)), become=become_kwargs["become"],
-                                 become_user=b.user, timeout=timeout)
+                                 become_user=b.user, timeout=timeout, latency=latency)
     if kind == "local":
         from gfsdeploy.transport.local import LocalTransport
 

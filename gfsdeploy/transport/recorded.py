@@ -161,14 +161,23 @@ def load_shared(path: str) -> Recording:
 
 class RecordedTransport(Transport):
     """Answers reads from a Recording; runs nothing. ``strict``: a read that is not in
-    the recording is an error naming the script (else it answers exit 127)."""
+    the recording is an error naming the script (else it answers exit 127).
+    ``latency``: seconds each round trip waits before its answer (a network and a
+    remote shell, for controller benchmarks; inventory ``gfsdeploy_recording_latency``)."""
 
     def __init__(self, host: str, recording: Recording, *, strict: bool = True, become: bool = False,
-                 become_user: str = "root", timeout: float = 60.0):
+                 become_user: str = "root", timeout: float = 60.0, latency: float = 0.0):
         super().__init__(host, become=become, become_user=become_user, timeout=timeout)
         self.recording = recording
         self.strict = strict
+        self.latency = latency
         self.missing: list[str] = []
+
+    def _wait(self) -> None:
+        if self.latency > 0:
+            from gfsdeploy.transport.base import _STOP
+
+            _STOP.wait(self.latency)  # a stop ends the wait at once
 
     def _missing(self, script: str) -> Result:
         self.missing.append(script)
@@ -188,6 +197,7 @@ class RecordedTransport(Transport):
             self.round_trips += 1
             record = CommandRecord(script="\n".join(probes.values()), kind="read")
             self.command_log.append(record)
+        self._wait()
         out = {}
         for key, script in probes.items():
             answer = self.recording.answer(script)
@@ -200,6 +210,7 @@ class RecordedTransport(Transport):
             self.round_trips += 1
             record = CommandRecord(script=script, kind=kind)
             self.command_log.append(record)
+        self._wait()
         if kind == "read":
             answer = self.recording.answer(script)
             result = answer if answer is not None else self._missing(script)

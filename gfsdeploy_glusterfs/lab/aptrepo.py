@@ -24,7 +24,7 @@ from gfsdeploy_glusterfs.lab.host import LabError, run
 
 CACHE_DIR = Path("/var/cache/gfsdeploy-lab/debs")
 APT_ARCHIVES = Path("/var/cache/apt/archives")
-# What the shipped playbooks install on Debian nodes (DOMAIN.md: glusterfs-client, lvm2,
+# What the shipped playbooks install on Debian nodes (docs/PROCEDURE.md: glusterfs-client, lvm2,
 # thin-provisioning-tools; iptables + iptables-persistent to persist the firewall).
 PLAYBOOK_PACKAGES = ("glusterfs-client", "lvm2", "thin-provisioning-tools", "iptables",
                      "iptables-persistent")

@@ -536,6 +536,7 @@ class Existing:
     objects: dict = field(default_factory=dict)          # "Kind/name" -> live object
     storageclasses: list = field(default_factory=list)
     secrets: dict = field(default_factory=dict)          # (namespace, name) -> live Secret
+    elsewhere: list = field(default_factory=list)        # glusterfs DaemonSets / heketi Deployments in other namespaces
 
 
 def _env(deployment: dict | None) -> dict:
@@ -609,6 +610,15 @@ def plan_existing(args: dict, state: Existing, host: str) -> list[Change]:
     from gfsdeploy_glusterfs.modules.kubernetes import managed
 
     ns = args["namespace"]
+    if state.elsewhere:
+        where = sorted({o["metadata"].get("namespace") or "default" for o in state.elsewhere})
+        shown = ", ".join(f"{o['kind']} {o['metadata'].get('namespace')}/{o['metadata']['name']}"
+                          for o in state.elsewhere)
+        raise PreflightError(
+            f"a GlusterFS deployment already runs in namespace {', '.join(where)} ({shown}), not in {ns}: a second "
+            f"one would start another glusterd on the same nodes (host network, ports 24007/24008) and fight "
+            f"over their devices", host=host, field="gluster_namespace",
+            fix=f"set gluster_namespace: {where[0]} in the inventory to adopt that deployment, or remove it first")
     foreign = {name: obj for name, obj in state.objects.items() if not managed(obj)}
     if not foreign:
         return []
@@ -650,6 +660,18 @@ def plan_existing(args: dict, state: Existing, host: str) -> list[Change]:
     return changes
 
 
+def _is_glusterfs_deployment(obj: dict) -> bool:
+    """A glusterfs DaemonSet (its pods carry the label glusterfs-node, which heketi's
+    executor looks for) or a heketi Deployment, whoever made it."""
+    template = ((obj.get("spec") or {}).get("template") or {})
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    if obj.get("kind") == "DaemonSet":
+        return "glusterfs-node" in labels or obj["metadata"]["name"] == "glusterfs"
+    if obj.get("kind") == "Deployment":
+        return obj["metadata"]["name"] in ("heketi", "deploy-heketi")
+    return False
+
+
 def _shown_volume(volume: dict | None) -> str:
     if not volume:
         return "no volume named db (the container's own filesystem)"
@@ -682,16 +704,20 @@ class HeketiExisting(Module):
         return {"namespaced": kubectl(args, "get", *NAMESPACED_OBJECTS, "-n", args["namespace"], "-o", "json",
                                       "--ignore-not-found"),
                 "cluster": kubectl(args, "get", *CLUSTER_OBJECTS, "-o", "json", "--ignore-not-found"),
-                "storageclasses": kubectl(args, "get", "storageclasses", "-o", "json")}
+                "storageclasses": kubectl(args, "get", "storageclasses", "-o", "json"),
+                "anywhere": kubectl(args, "get", "daemonsets.apps,deployments.apps", "--all-namespaces", "-o", "json")}
 
     def read(self, args, facts, ctx) -> Existing:
         from gfsdeploy import secrets
         from gfsdeploy_glusterfs.modules.kubernetes import kubectl, parse_get
 
-        live = parse_get(facts, ctx.host.name, ctx.task_name)
+        anywhere = parse_get({"anywhere": facts["anywhere"]}, ctx.host.name, ctx.task_name) if "anywhere" in facts else []
+        live = parse_get({k: v for k, v in facts.items() if k != "anywhere"}, ctx.host.name, ctx.task_name)
         state = Existing(objects={f"{o['kind']}/{o['metadata']['name']}": o for o in live
                                   if o.get("kind") != "StorageClass"},
-                         storageclasses=[o for o in live if o.get("kind") == "StorageClass"])
+                         storageclasses=[o for o in live if o.get("kind") == "StorageClass"],
+                         elsewhere=[o for o in anywhere if _is_glusterfs_deployment(o)
+                                    and (o["metadata"].get("namespace") or "default") != args["namespace"]])
         wanted = {((sc.get("parameters") or {}).get("secretNamespace") or "default",
                    (sc.get("parameters") or {}).get("secretName"))
                   for sc in state.storageclasses if sc.get("provisioner") == GLUSTERFS_PROVISIONER

@@ -281,16 +281,16 @@ def removed_since_last_apply(desired: dict, live: dict) -> list[tuple[str, objec
     def walk(previous, wanted, current, path):
         if not isinstance(previous, dict):
             return
+        wanted = wanted if isinstance(wanted, dict) else {}
         for k, v in previous.items():
             if _ignored(path, k):
                 continue
             sub = f"{path}.{k}" if path else k
             here = current.get(k, ABSENT) if isinstance(current, dict) else ABSENT
-            if not isinstance(wanted, dict) or k not in wanted:
-                if here is not ABSENT:
-                    gone.append((sub, here, ABSENT))
-            else:
-                walk(v, wanted[k], here, sub)
+            if isinstance(v, dict):
+                walk(v, wanted.get(k), here, sub)   # a map the last apply set: its own fields, one by one
+            elif k not in wanted and here is not ABSENT:
+                gone.append((sub, here, ABSENT))
     walk(last, desired, live, "")
     return gone
 

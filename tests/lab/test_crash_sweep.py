@@ -30,12 +30,18 @@ KILL_AFTER = [0.5, 2, 4, 1, 6, 3, 8, 5, 10, 12, 15, 20]
 
 def gfs(*args):
     return subprocess.Popen([sys.executable, "-m", "gfsdeploy", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             env={**os.environ, "PYTHONPATH": ROOT}, start_new_session=True)
 
 
 def kubectl(lab, *args) -> str:
     return lab.exec("k8s-1", ["kubectl", *args], check=True).stdout
+
+
+def _drain(proc) -> str:
+    """What the child wrote so far (non-blocking pipe: None when nothing is there)."""
+    data = proc.stdout.read()
+    return data.decode("utf-8", "replace") if data else ""
 
 
 def interrupted_apply(inventory: str, after: float, sig) -> tuple[str, bool]:
@@ -46,15 +52,15 @@ def interrupted_apply(inventory: str, after: float, sig) -> tuple[str, bool]:
     started = None
     os.set_blocking(proc.stdout.fileno(), False)
     while proc.poll() is None:
-        out.append(proc.stdout.read() or "")
+        out.append(_drain(proc))
         if started is None and "Applying:" in "".join(out):
             started = time.monotonic()
         if started is not None and time.monotonic() - started >= after:
             proc.send_signal(sig)
             proc.wait(timeout=60)
-            return "".join(out) + (proc.stdout.read() or ""), False
+            return "".join(out) + _drain(proc), False
         time.sleep(0.05)
-    return "".join(out) + (proc.stdout.read() or ""), True
+    return "".join(out) + _drain(proc), True
 
 
 def test_killed_anywhere_the_rerun_converges(fresh_lab):

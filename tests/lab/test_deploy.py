@@ -1,4 +1,4 @@
-"""Issue 5 on the lab: the whole seed procedure through the real CLI, over real
+"""The whole deployment (docs/PROCEDURE.md) through the real CLI, over real
 SSH, against the Kubernetes and heketi simulators. Results are checked
 independently: kubectl on the master (run inside the node, not by gfsdeploy)
 and heketi's REST API straight from the host."""

@@ -1,4 +1,4 @@
-"""SPEC "Preflight" through `gfsdeploy check` on the lab: each refusal names the
+"""Preflight (docs/CONTRACT.md, "Preflight") through `gfsdeploy check` on the lab: each refusal names the
 host or object, the reason and the fix, and nothing is changed."""
 
 from __future__ import annotations

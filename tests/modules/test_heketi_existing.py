@@ -125,6 +125,40 @@ def test_a_heketi_whose_db_is_not_on_heketidbstorage_is_refused():
 def test_probes_read_the_deployment_by_name():
     module = get("heketi_existing")
     probes = module.probes(module.validate({"namespace": "gfs", "admin_key": KEY, "kubeconfig": "/k"}), HOST)
-    assert sorted(probes) == ["cluster", "namespaced", "storageclasses"]
+    assert sorted(probes) == ["anywhere", "cluster", "namespaced", "storageclasses"]
     assert "daemonset.apps/glusterfs deployment.apps/heketi" in probes["namespaced"] and "-n gfs" in probes["namespaced"]
     assert "clusterrolebinding.rbac.authorization.k8s.io/heketi-sa-view" in probes["cluster"]
+
+
+def test_a_deployment_in_another_namespace_is_refused():
+    other = [o for o in gk_deploy("storage", KEY, "u") if o["kind"] in ("DaemonSet", "Deployment")]
+    with pytest.raises(PreflightError) as err:
+        plan(Existing(elsewhere=other))
+    text = str(err.value)
+    assert "a GlusterFS deployment already runs in namespace storage (DaemonSet storage/glusterfs, " \
+           "Deployment storage/heketi), not in gfs" in text
+    assert "gluster_namespace: storage" in text
+
+
+def test_read_sorts_what_it_finds():
+    import json
+
+    from gfsdeploy.transport.base import Result
+
+    module = get("heketi_existing")
+    args = module.validate({"namespace": "gfs", "admin_key": KEY})
+    anywhere = gk_deploy("storage", KEY, "u") + ours(gk_deploy("gfs", KEY, "u"))
+    unrelated = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "apps"},
+                 "spec": {"template": {"metadata": {"labels": {"app": "web"}}}}}
+    facts = {"namespaced": Result(0, json.dumps({"kind": "List", "items": ours(gk_deploy("gfs", KEY, "u"))})),
+             "cluster": Result(0, ""), "storageclasses": Result(0, json.dumps({"kind": "List", "items": []})),
+             "anywhere": Result(0, json.dumps({"kind": "List", "items": [o for o in anywhere
+                                                                         if o["kind"] in ("DaemonSet", "Deployment")]
+                                               + [unrelated]}))}
+    ctx = type("Ctx", (), {"host": HOST, "task_name": "t"})()
+    state = module.read(args, facts, ctx)
+    assert sorted(state.objects) == ["ClusterRoleBinding/heketi-sa-view", "DaemonSet/glusterfs", "Deployment/heketi",
+                                     "Secret/heketi-config-secret", "Service/heketi",
+                                     "ServiceAccount/heketi-service-account"]
+    assert [(o["kind"], o["metadata"]["namespace"]) for o in state.elsewhere] == [("DaemonSet", "storage"),
+                                                                                ("Deployment", "storage")]

@@ -1,4 +1,4 @@
-"""The seed procedure's master steps 4-9 against the simulator run as the lab runs it:
+"""The master-node steps of docs/PROCEDURE.md (heketi bootstrap to StorageClass) against the simulator run as the lab runs it:
 a subprocess with --manage-lo inside a private network namespace, heketi pods
 reached on their Service ClusterIP, the heketi DB really moved by the copy job."""
 from __future__ import annotations

@@ -176,11 +176,19 @@ def fields_match(reqs, obj: dict) -> bool:
 # --- patches ------------------------------------------------------------------
 
 def merge_patch(target, patch, strategic: bool = False):
-    """RFC 7386 merge patch; 'strategic' only drops the $-directives (lists are replaced)."""
+    """RFC 7386 merge patch; with ``strategic``, Kubernetes' strategic merge patch as
+    kubectl sends it: lists with a merge key (containers, env, volumes, ports …) merge
+    item by item (``$patch: delete`` removes one), ``$deleteFromPrimitiveList/F``
+    removes values from a list of scalars, other ``$`` directives are dropped."""
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
     out = copy.deepcopy(target) if isinstance(target, dict) else {}
     for key, val in patch.items():
+        if strategic and key.startswith("$deleteFromPrimitiveList/"):
+            field = key.split("/", 1)[1]
+            if isinstance(out.get(field), list):
+                out[field] = [v for v in out[field] if v not in (val or [])]
+            continue
         if strategic and key.startswith("$"):
             continue
         directive = val.get("$patch") if strategic and isinstance(val, dict) else None
@@ -190,8 +198,37 @@ def merge_patch(target, patch, strategic: bool = False):
             out[key] = {k: copy.deepcopy(v) for k, v in val.items() if not k.startswith("$")}
         elif isinstance(val, dict):
             out[key] = merge_patch(out.get(key), val, strategic)
+        elif strategic and isinstance(val, list) and _merge_key(key, val, out.get(key)):
+            out[key] = _merge_list(out.get(key) or [], val, _merge_key(key, val, out.get(key)))
         else:
             out[key] = copy.deepcopy(val)
+    return out
+
+
+def _merge_key(field: str, patch_items: list, live) -> str | None:
+    """The strategic merge key of a list field (None: the list is replaced whole)."""
+    from .managedfields import LIST_KEYS
+
+    items = [i for i in patch_items + (live if isinstance(live, list) else []) if isinstance(i, dict)]
+    if len(items) != len(patch_items) + (len(live) if isinstance(live, list) else 0):
+        return None
+    for candidate in LIST_KEYS.get(field, ()):
+        if candidate != "protocol" and items and all(candidate in i for i in items):
+            return candidate
+    return None
+
+
+def _merge_list(live: list, patch: list, key: str) -> list:
+    out = copy.deepcopy(live)
+    for item in patch:
+        found = next((i for i, x in enumerate(out) if x.get(key) == item.get(key)), None)
+        if item.get("$patch") == "delete":
+            if found is not None:
+                out.pop(found)
+        elif found is None:
+            out.append({k: copy.deepcopy(v) for k, v in item.items() if not k.startswith("$")})
+        else:
+            out[found] = merge_patch(out[found], item, strategic=True)
     return out
 
 

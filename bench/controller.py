@@ -1,0 +1,349 @@
+#!/usr/bin/env python3
+"""The controller's own cost per host, up to 1,000 hosts, with no host at all.
+
+Every host is ``ansible_connection: recorded`` (gfsdeploy/transport/recorded.py):
+its probes are answered from a recording made on a real lab node, after a
+configurable latency per round trip (``--latency``, the network and the remote
+shell), and its changes are logged and answered with exit 0. The controller
+does everything it does for real hosts — loads the inventory, renders every
+template, plans, builds every change script, schedules up to ``--forks`` steps
+at once, prints the JSON result — so what is measured is the controller's CPU,
+memory and threads, for the bench workload (bench/workload.yaml):
+
+- ``plan``: hosts in their fresh state (everything to add)
+- ``first``: ``apply`` on fresh hosts (plan pass, then every change)
+- ``noop``: ``apply`` on converged hosts (nothing to change)
+
+Commands:
+
+    sudo python3 bench/controller.py record --sizes 10,100,1000   # once: recordings (needs the lab, root)
+    python3 bench/controller.py run --sizes 10,100,1000 --latency 0.02 --repeat 3
+    python3 bench/controller.py one --size 100 --phase noop        # one measurement (what run repeats)
+
+``record`` brings up a small lab (``--lab-nodes``, default 10) and converges each
+lab node, in turn, as one of the benchmark's hosts (its name and storage IP;
+the rest of the inventory is the real 10/100/1,000-host one, so the hosts block
+lists every host), recording what a no-op plan reads; one fresh node gives the
+fresh state every host shares. Recordings go to ``~/.cache/gfsdeploy-bench/controller``
+(tens of MB at 1,000 hosts: not committed); ``run`` writes
+bench/results/controller-<timestamp>.json (committed) and prints a table.
+
+Each measurement runs in a fresh interpreter (``one``): the recordings are loaded
+first, then the peak RSS is reset (``/proc/self/clear_refs``) and the CLI's
+``main`` runs in-process with ``--json``. Reported per run: process CPU
+(user+sys, every thread) and wall time of ``main``, peak RSS over the RSS
+before it, the most threads alive at once (sampled every 10 ms), round trips
+per host, and the changes counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import io
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))
+
+CACHE = Path(os.environ.get("GFSBENCH_CACHE", Path.home() / ".cache" / "gfsdeploy-bench")) / "controller"
+WORKLOAD = BENCH / "workload.yaml"
+PHASES = ("plan", "first", "noop")
+#: the bench workload's changes on a fresh host: hosts block, modules file, chain, 4 rules,
+#: INPUT jump, directory, 20 files
+CHANGES_PER_HOST = 26
+#: the lock's script answers that it was taken (a recorded host runs nothing)
+LOCK_ANSWER = {"match": r"echo ACQUIRED", "rc": 0, "stdout": "ACQUIRED\n", "stderr": "",
+               "note": "the run's lock (bench/controller.py)"}
+
+
+def host_names(size: int) -> list[str]:
+    return [f"n{i:04d}" for i in range(1, size + 1)]
+
+
+def storage_ip(name: str) -> str:
+    i = int(name[1:])
+    return f"10.200.{i // 200}.{i % 200 + 10}"
+
+
+def inventory(size: int, per_host: dict | None = None, all_vars: dict | None = None) -> dict:
+    """The benchmark's inventory of SIZE hosts; PER_HOST adds variables to some hosts."""
+    hosts = {}
+    for name in host_names(size):
+        hosts[name] = {"storage_ip": storage_ip(name), **((per_host or {}).get(name) or {})}
+    return {"all": {"vars": dict(all_vars or {}), "hosts": hosts,
+                    "children": {"gluster": {"hosts": {n: None for n in hosts}}}}}
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    import yaml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def recordings_dir(size: int) -> Path:
+    return CACHE / f"converged-{size}"
+
+
+def fresh_recording() -> Path:
+    return CACHE / "fresh.json"
+
+
+# -- record (root, lab) ----------------------------------------------------------------
+def record(sizes: list[int], lab_nodes: int, name: str, base: str, keep: bool, log) -> None:
+    """Fresh recording (one reset node) and a converged recording per host and size."""
+    import yaml
+
+    from gfsdeploy.session import Options, Session
+    from gfsdeploy.transport.recorded import Recording, record as record_plan
+
+    sys.path.insert(0, str(BENCH))
+    from run import bring_up, reset  # the comparison benchmark's lab helpers
+
+    lab = bring_up(name, base, lab_nodes, log)
+    try:
+        lab_vars = yaml.safe_load(Path(lab.inventory_path).read_text())["all"]["vars"]
+        nodes = lab.nodes
+        work = Path(tempfile.mkdtemp(prefix="gfsctl-"))
+        CACHE.mkdir(parents=True, exist_ok=True)
+
+        def mapped(size, names):
+            return inventory(size, {n: {"ansible_host": nodes[i].ip} for i, n in enumerate(names)}, lab_vars)
+
+        log("fresh state: reset every node, record a plan of n0001 on the first")
+        reset(lab)
+        inv = write_yaml(work / "fresh.yaml", mapped(max(sizes), ["n0001"]))
+        paths = record_plan(str(inv), str(WORKLOAD), str(work / "fresh"), limit=["n0001"])
+        data = json.loads(Path(paths["n0001"]).read_text())
+        data["runs"] = [LOCK_ANSWER]
+        fresh_recording().write_text(json.dumps(data, indent=1) + "\n")
+        Recording.load(str(fresh_recording()))  # it must load
+        for size in sizes:
+            out = recordings_dir(size)
+            names = host_names(size)
+            todo = [n for n in names if not (out / f"{n}.json").exists()]
+            log(f"{size} hosts: {len(todo)} to record ({len(names) - len(todo)} already in {out})")
+            started = time.monotonic()
+            for at in range(0, len(todo), len(nodes)):
+                batch = todo[at:at + len(nodes)]
+                inv = write_yaml(work / f"round-{size}.yaml", mapped(size, batch))
+                with Session(str(inv), str(WORKLOAD), Options(limit=",".join(batch), forks=len(batch))) as s:
+                    recap = s.apply()
+                if not recap.ok:
+                    raise RuntimeError(f"converging {batch} failed: {recap.failures}")
+                tmp = work / "round"
+                shutil.rmtree(tmp, ignore_errors=True)
+                for host, path in record_plan(str(inv), str(WORKLOAD), str(tmp), limit=batch).items():
+                    out.mkdir(parents=True, exist_ok=True)
+                    shutil.move(path, out / f"{host}.json")
+                done = at + len(batch)
+                if done % 100 < len(nodes) or done == len(todo):
+                    rate = (time.monotonic() - started) / done
+                    log(f"  {done}/{len(todo)} ({rate:.2f} s per host)")
+        shutil.rmtree(work, ignore_errors=True)
+    finally:
+        if not keep:
+            lab.down()
+
+
+# -- one measurement (a fresh interpreter) --------------------------------------------------
+def _rss_kib(field: str = "VmRSS") -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def one(size: int, phase: str, latency: float, forks: int) -> dict:
+    """Run the CLI in this process on SIZE recorded hosts; what it cost."""
+    from gfsdeploy.transport.recorded import load_shared
+
+    names = host_names(size)
+    if phase == "noop":
+        paths = {n: str(recordings_dir(size) / f"{n}.json") for n in names}
+        missing = [p for p in paths.values() if not os.path.exists(p)]
+        if missing:
+            raise SystemExit(f"no recording {missing[0]} (run `bench/controller.py record` first)")
+    else:
+        if not fresh_recording().exists():
+            raise SystemExit(f"no recording {fresh_recording()} (run `bench/controller.py record` first)")
+        paths = {n: str(fresh_recording()) for n in names}
+    work = Path(tempfile.mkdtemp(prefix="gfsctl-one-"))
+    inv = write_yaml(work / "inventory.yaml",
+                     inventory(size, {n: {"gfsdeploy_recording": p} for n, p in paths.items()},
+                               {"ansible_connection": "recorded", "gfsdeploy_recording_latency": latency}))
+    for p in set(paths.values()):
+        load_shared(p)  # the recordings are the hosts, not the controller: loaded before measuring
+    from gfsdeploy.cli import main
+
+    argv = ["plan" if phase == "plan" else "apply", str(inv), "-p", str(WORKLOAD), "--json", "--forks", str(forks)]
+    gc.collect()
+    threads = {"max": threading.active_count()}
+    stop = threading.Event()
+
+    def sample():
+        while not stop.wait(0.01):
+            threads["max"] = max(threads["max"], threading.active_count())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    Path("/proc/self/clear_refs").write_text("5")  # the peak RSS starts again from here
+    rss_before = _rss_kib()
+    out = io.StringIO()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    with contextlib.redirect_stdout(out):
+        rc = main(argv)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    stop.set()
+    sampler.join()
+    peak = _rss_kib("VmHWM")
+    shutil.rmtree(work, ignore_errors=True)
+    data = json.loads(out.getvalue())
+    hosts = data.get("hosts") or {}
+    rts = [h.get("round_trips", 0) for h in hosts.values()]
+    summary = data.get("summary") or {}
+    changes = sum(summary.get(k, 0) for k in ("add", "change", "destroy"))
+    failed = [h for h, v in hosts.items() if v.get("failed") or v.get("unreachable")]
+    want_rc = (2,) if phase == "plan" else (0,)
+    problem = None
+    if rc not in want_rc or failed:
+        problem = f"exit {rc}, failed hosts {failed[:3]}: {out.getvalue()[-500:]}"
+    elif phase == "noop" and changes:
+        problem = f"the no-op reported {changes} changes"
+    elif phase != "noop" and changes != size * CHANGES_PER_HOST:
+        problem = f"{changes} changes, expected {size * CHANGES_PER_HOST}"
+    return {"size": size, "phase": phase, "latency_s": latency, "forks": forks, "exit": rc, "problem": problem,
+            "cpu_s": round(cpu, 4), "wall_s": round(wall, 4), "cpu_ms_per_host": round(cpu / size * 1000, 3),
+            "rss_before_kib": rss_before, "peak_rss_kib": peak,
+            "kib_per_host": round((peak - rss_before) / size, 1), "threads_max": threads["max"],
+            "round_trips_max": max(rts) if rts else None,
+            "round_trips_mean": round(sum(rts) / len(rts), 3) if rts else None,
+            "changes": changes}
+
+
+# -- run: every size and phase, repeated ---------------------------------------------------
+def fit(points: list[tuple[int, float]]) -> dict:
+    """Least-squares line through (hosts, value): the marginal cost per host and the fixed part."""
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    slope = sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
+    return {"per_host": slope, "fixed": my - slope * mx}
+
+
+def run(sizes: list[int], phases: list[str], latency: float, forks: int, repeat: int, out: Path | None, log) -> dict:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    results = {"started": stamp, "command": " ".join(["bench/controller.py", *sys.argv[1:]]),
+               "machine": {"nproc": os.cpu_count(), "python": platform.python_version(),
+                           "kernel": platform.release()},
+               "latency_s": latency, "forks": forks, "repeat": repeat, "load_before": os.getloadavg(),
+               "runs": [], "medians": {}}
+    for r in range(repeat):
+        for size in sizes:
+            for phase in phases:
+                proc = subprocess.run([sys.executable, str(Path(__file__)), "one", "--size", str(size), "--phase",
+                                       phase, "--latency", str(latency), "--forks", str(forks)],
+                                      capture_output=True, text=True, cwd=ROOT,
+                                      env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                if proc.returncode != 0:
+                    raise RuntimeError(f"{size} hosts {phase}: {proc.stderr[-2000:]}")
+                got = json.loads(proc.stdout.strip().splitlines()[-1])
+                got["repeat"] = r
+                got["load"] = os.getloadavg()[0]
+                results["runs"].append(got)
+                log(f"run {r + 1}/{repeat} {size:5d} hosts {phase:5s}: cpu {got['cpu_s']:7.2f} s "
+                    f"({got['cpu_ms_per_host']:.2f} ms/host) wall {got['wall_s']:6.2f} s  "
+                    f"+{got['kib_per_host']:.0f} KiB/host  threads {got['threads_max']}  "
+                    f"round trips {got['round_trips_max']}" + (f"  PROBLEM: {got['problem']}" if got["problem"] else ""))
+    for phase in phases:
+        rows = {}
+        for size in sizes:
+            these = [x for x in results["runs"] if x["size"] == size and x["phase"] == phase]
+            rows[str(size)] = {k: statistics.median(x[k] for x in these)
+                               for k in ("cpu_s", "wall_s", "cpu_ms_per_host", "kib_per_host", "threads_max",
+                                         "round_trips_max", "peak_rss_kib", "rss_before_kib")}
+            rows[str(size)]["problems"] = sorted({x["problem"] for x in these if x["problem"]})
+        cpu_fit = fit([(int(s), v["cpu_s"]) for s, v in rows.items()])
+        mem_fit = fit([(int(s), (v["peak_rss_kib"] - v["rss_before_kib"])) for s, v in rows.items()])
+        results["medians"][phase] = {"sizes": rows, "cpu_ms_per_host_marginal": round(cpu_fit["per_host"] * 1000, 3),
+                                     "cpu_s_fixed": round(cpu_fit["fixed"], 3),
+                                     "kib_per_host_marginal": round(mem_fit["per_host"], 1)}
+    results["load_after"] = os.getloadavg()
+    path = out or BENCH / "results" / f"controller-{stamp}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    print(table(results))
+    print(f"\nraw results: {path}")
+    return results
+
+
+def table(results: dict) -> str:
+    lines = [f"latency {results['latency_s'] * 1000:.0f} ms per round trip, --forks {results['forks']}, "
+             f"medians of {results['repeat']}",
+             "",
+             "| phase | hosts | CPU | CPU per host | wall | peak RSS over start | per host | threads (max) "
+             "| round trips/host |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for phase, m in results["medians"].items():
+        for size, v in m["sizes"].items():
+            lines.append(f"| {phase} | {size} | {v['cpu_s']:.2f} s | {v['cpu_ms_per_host']:.2f} ms | {v['wall_s']:.2f} s "
+                         f"| {(v['peak_rss_kib'] - v['rss_before_kib']) / 1024:.1f} MiB | {v['kib_per_host']:.0f} KiB "
+                         f"| {v['threads_max']:.0f} | {v['round_trips_max']:.0f} |")
+        lines.append(f"| {phase} | marginal | | {m['cpu_ms_per_host_marginal']:.2f} ms | | | "
+                     f"{m['kib_per_host_marginal']:.0f} KiB | | |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("record", help="make the recordings (root: brings up a lab)")
+    r.add_argument("--sizes", default="10,100,1000")
+    r.add_argument("--lab-nodes", type=int, default=10)
+    r.add_argument("--name", default="gfsctl")
+    r.add_argument("--base", default="10.178")
+    r.add_argument("--keep", action="store_true", help="leave the lab up")
+    m = sub.add_parser("run", help="measure every size and phase")
+    m.add_argument("--sizes", default="10,100,1000")
+    m.add_argument("--phases", default=",".join(PHASES))
+    m.add_argument("--latency", type=float, default=0.02, help="seconds per round trip (default 0.02)")
+    m.add_argument("--forks", type=int, default=50)
+    m.add_argument("--repeat", type=int, default=3)
+    m.add_argument("--out", type=Path)
+    o = sub.add_parser("one", help="one measurement, in this interpreter (prints JSON)")
+    o.add_argument("--size", type=int, required=True)
+    o.add_argument("--phase", choices=PHASES, required=True)
+    o.add_argument("--latency", type=float, default=0.02)
+    o.add_argument("--forks", type=int, default=50)
+    args = p.parse_args(argv)
+
+    def log(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    sizes = [int(s) for s in getattr(args, "sizes", "").split(",") if s.strip()]
+    if args.cmd == "record":
+        record(sizes, args.lab_nodes, args.name, args.base, args.keep, log)
+    elif args.cmd == "run":
+        run(sizes, [x for x in args.phases.split(",") if x], args.latency, args.forks, args.repeat, args.out, log)
+    else:
+        print(json.dumps(one(args.size, args.phase, args.latency, args.forks)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
