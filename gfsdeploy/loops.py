@@ -10,7 +10,6 @@ import itertools
 import os
 import random
 import shlex
-import subprocess
 
 from gfsdeploy.errors import GfsError
 
@@ -84,6 +83,8 @@ def items(lookup: str | None, terms, *, where: dict, find, select_hosts=None) ->
     if lookup == "lines":
         out = []
         for term in terms:
+            import subprocess  # only for with_lines (start-up stays light)
+
             proc = subprocess.run(str(term), shell=True, capture_output=True, text=True, timeout=300)
             if proc.returncode != 0:
                 fail(f"with_lines: {term!r} exited {proc.returncode}: {proc.stderr.strip()[:300]}",
