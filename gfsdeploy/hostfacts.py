@@ -404,8 +404,9 @@ def _mounts(mounts: str, df: str, facts: dict) -> None:
         device, mount, fstype, options = parts[0], _unescape(parts[1]), parts[2], parts[3]
         if fstype in _PSEUDO or fstype == "tmpfs" and not device.startswith("/"):
             continue
-        if not (device.startswith("/") or ":" in device or fstype in ("overlay", "zfs", "btrfs", "fuse.glusterfs",
-                                                                        "glusterfs", "nfs", "nfs4", "cifs")):
+        # device-backed, network ("server:/export") and FUSE file systems, as Ansible lists them
+        if not (device.startswith("/") or ":" in device or fstype.startswith("fuse.")
+                or fstype in ("overlay", "zfs", "btrfs", "nfs", "nfs4", "cifs")):
             continue
         total, avail = sizes.get(mount, (0, 0))
         out.append({"mount": mount, "device": device, "fstype": fstype, "options": options,
