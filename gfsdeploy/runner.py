@@ -24,6 +24,7 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from gfsdeploy import batch
 from gfsdeploy import flow as flowmod
 from gfsdeploy import hostfacts, loops, modules, secrets
 from gfsdeploy.errors import GfsError, Interrupted, ModuleError, PlaybookError, TransportError
@@ -866,6 +867,9 @@ class Runner:
         delegate = self._delegate(hr, task, variables) if task.delegate_to else None
         target = delegate or hr
         pause = float(task.loop_control.get("pause") or 0) if task.loop_control else 0.0
+        if not planning and delegate is None and not pause:
+            # changes of the host's following independent steps join this round trip
+            batch.run_ahead(self, hr, step)
         for index, v, status, args, ctx in self._each_item(hr, task, module, variables):
             if status == "unknown":
                 outcome.changes.append(Change(CHANGE, f"{task.module}: {task.label}", args))
@@ -878,7 +882,11 @@ class Runner:
                 continue
             if index and pause and not planning:
                 time.sleep(pause)
-            state, changes = self._plan_item(hr, target, task, step, index, module, args, ctx, v, delegate)
+            ahead = None if planning or delegate is not None else batch.take(self, hr, task.id, index)
+            if ahead is not None:  # planned with the batch; its apply gets the batch's result
+                state, changes, ctx = ahead.state, ahead.changes, ahead.replay(ctx)
+            else:
+                state, changes = self._plan_item(hr, target, task, step, index, module, args, ctx, v, delegate)
             if planning and not runs and _is_false(task.changed_when):
                 # it will run at apply, but it says it changes nothing: not a change
                 changes = [c if c.action == WARN else Change(READ, c.resource, c.diff, c.script, c.sensitive, c.data)

@@ -233,6 +233,10 @@ class Module:
     #: arguments written as bare Jinja expressions (Ansible's ``assert: that:``); the
     #: runner evaluates each and passes ``{"expr": text, "value": result}`` items
     expressions: ClassVar[tuple] = ()
+    #: ``apply`` makes one ``ctx.run``/``ctx.exec`` of a script before anything else, and
+    #: after it only turns that result into a TaskResult: its changes may then join other
+    #: steps' in one round trip (gfsdeploy/batch.py). None: only when apply is not overridden
+    batch_apply: ClassVar[bool | None] = None
 
     # -- controller side ------------------------------------------------------
     def validate(self, args: dict, *, where: dict | None = None) -> dict:

@@ -168,6 +168,29 @@ def test_plan_shows_known_after_apply(site):
     assert not (root / "id").exists()
 
 
+def test_a_task_skipped_or_run_only_after_apply_registers_an_unknown(site):
+    """A read-only task whose `when` is known only after apply: what it registers is
+    unknown too, so a later task using one of its keys plans as (known after apply)."""
+    root, inv, playbook = site
+    pb = playbook("""\
+        - hosts: a
+          gather_facts: false
+          tasks:
+            - name: make an id
+              command: date +%s%N
+              register: made
+            - name: read it back
+              stat: {path: "{{ root }}/id"}
+              register: seen
+              when: made.stdout != ""
+            - name: use what was read
+              copy: {dest: "{{ root }}/seen", content: "{{ seen.stat.exists }}\\n"}
+        """)
+    proc = gfs("plan", inv, "-p", pb)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "(known after apply)" in proc.stdout and "Error" not in proc.stdout + proc.stderr
+
+
 def test_needs_across_plays_and_hosts_and_dot(site):
     _, inv, playbook = site
     pb = playbook("""\
