@@ -194,6 +194,9 @@ def run_ahead(runner, hr, step) -> int:
         task = runner.tasks[current.task_id]
         if current in runner.outcomes or not _eligible_task(task, first=position == 0):
             break
+        flow = getattr(hr, "flow", None)  # block/rescue/always, includes, meta: end_*
+        if position and flow is not None and flow.decide(task)[0] != "run":
+            break
         from gfsdeploy import modules
 
         module = modules.get(task.module)
