@@ -315,6 +315,10 @@ def fit(points: list[tuple[int, float]]) -> dict:
 
 
 def run(sizes: list[int], phases: list[str], latency: float, forks: int, repeat: int, out: Path | None, log) -> dict:
+    import compileall
+
+    for package in ("gfsdeploy", "gfsdeploy_glusterfs"):  # byte-code once, as an installed wheel has it
+        compileall.compile_dir(str(ROOT / package), quiet=1)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results = {"started": stamp, "command": " ".join(["bench/controller.py", *sys.argv[1:]]),
                "machine": {"nproc": os.cpu_count(), "python": platform.python_version(),

@@ -1148,7 +1148,7 @@ class ProtocolModule(Module):
             where = self._split(args)[1].get("where", "")
             ship = shipped.refill(where, packed.sha) if result is not None else None
             _, text = self._script(args, check=True, diff=True, ship=ship)
-            answer = ctx.transport.run(text, kind="read")
+            answer = ctx.transport.run(_exported(getattr(ctx, "environment", None)) + text, kind="read")
             result = parse_output(answer.stdout, answer.stderr, answer.rc)
             self._learn(args, packed, result)
         self._learn_secrets(args, result)
@@ -1235,6 +1235,11 @@ class ProtocolModule(Module):
             register_secrets(self._split(args)[0], names)
 
 
+def _exported(environment: dict | None) -> str:
+    """The task's ``environment:`` as shell exports (a module sees it, as under Ansible)."""
+    return "".join(f"export {k}={shlex.quote('' if v is None else str(v))}\n" for k, v in (environment or {}).items())
+
+
 def _failed(result: dict) -> bool:
     if "failed" in result:
         return bool(result["failed"])
@@ -1295,7 +1300,8 @@ def protocol_lines(tasks) -> list[str]:
 
     lines = []
     for task in tasks:
-        module = modules.get(task.module)
+        module = modules.get(task.module, getattr(task, "library_dirs", ()) or (),
+                             getattr(task, "collections", ()) or ())
         if isinstance(module, ProtocolModule):
             lines.append(f"  {task.label} ({task.file}:{task.line}): {task.module} — {module.describe()}")
     return lines

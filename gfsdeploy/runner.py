@@ -16,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import hashlib
+import heapq
 import json
 import os
 import threading
@@ -145,6 +146,23 @@ class HostVars(Mapping):
 
     def __contains__(self, name):
         return name in self.runner.inventory.hosts
+
+
+class _HostTransports(Mapping):
+    """``ctx.transports``: each host's connection, looked up when asked (a copy per
+    task would cost O(hosts) for every task of every host)."""
+
+    def __init__(self, hosts: dict):
+        self._hosts = hosts
+
+    def __getitem__(self, name):
+        return self._hosts[name].transport
+
+    def __iter__(self):
+        return iter(self._hosts)
+
+    def __len__(self):
+        return len(self._hosts)
 
 
 class Runner:
@@ -616,7 +634,7 @@ class Runner:
                            render_file=render_file, find_file=lambda p: self._find(p, task, "files"),
                            progress=lambda msg: self.reporter.progress(hr.host.name, task, msg),
                            check_mode=self.options.mode == "plan" or _truth(task.check_mode) is True,
-                           transports={n: h.transport for n, h in self.hosts.items()},
+                           transports=_HostTransports(self.hosts),
                            allow_destroy=self.options.allow_destroy, variables=variables,
                            read_only=self._runs_in_plan(task), no_log=_truth(task.no_log) is True,
                            task_check_mode=task.check_mode, verbosity=self.options.verbose,
@@ -1288,14 +1306,22 @@ class Runner:
         running: dict[cf.Future, Step] = {}
         forks = max(1, self.options.forks)
         pool = cf.ThreadPoolExecutor(max_workers=forks, thread_name_prefix="gfs")
+        # ready steps in play order: a heap (sorting the whole list at every step was
+        # O(hosts log hosts) per step — the scheduler grew faster than the work)
+        queue = [(order[s], s) for s in ready]
+        heapq.heapify(queue)
+
+        def release(step):
+            for succ in self._release(step, waiting):
+                heapq.heappush(queue, (order[succ], succ))
+
         try:
-            while ready or running:
-                ready.sort(key=lambda s: order[s])
-                while ready and len(running) < forks:
-                    step = ready.pop(0)
+            while queue or running:
+                while queue and len(running) < forks:
+                    step = heapq.heappop(queue)[1]
                     if self.stop_all.is_set() or self._blocked(step):
                         self._finish(step, StepOutcome(self.tasks[step.task_id], step.host, "blocked"))
-                        ready.extend(self._release(step, waiting))
+                        release(step)
                         continue
                     running[pool.submit(self._execute, step)] = step
                 if not running:
@@ -1307,7 +1333,7 @@ class Runner:
                     if outcome.expansion:
                         self._insert(step, outcome.expansion, waiting, order)
                     self._finish(step, outcome)
-                    ready.extend(self._release(step, waiting))
+                    release(step)
         except KeyboardInterrupt:
             # stop means stop: nothing new starts, what waits is woken, connections
             # are cut (a script already on a host finishes or dies on its own; files are
