@@ -118,6 +118,9 @@ def test_real_kubespray_heketi_playbook(lab, tmp_path):
                                   for n in nodes}}}
     inv = tmp_path / "inventory.yaml"
     inv.write_text(yaml.safe_dump(inventory))
+    for node in nodes:
+        # a kubespray cluster's nodes have its config dir; the playbook writes manifests into it
+        assert lab.exec(node, ["mkdir", "-p", "/etc/kubernetes"]).returncode == 0
 
     def run(*args):
         return subprocess.run([sys.executable, "-m", "gfsdeploy", *args, str(inv), "-p", str(playbook)],
