@@ -162,6 +162,11 @@ def _eligible_task(task, first: bool) -> bool:
         return False
     if task.check_mode is not None or getattr(task, "needs", None):
         return False
+    if getattr(task, "include", None) is not None or getattr(task, "throttle", None) \
+            or (getattr(task, "loop_control", None) or {}).get("pause"):
+        return False
+    if not first and any(section == "rescue" for _, section, _ in getattr(task, "frames", ())):
+        return False  # it runs only if its block failed: never ahead of that block
     if not first and (task.until is not None or getattr(task, "failed_when", None) is not None):
         return False  # its own judgement could stop the host: it goes alone, or last
     return True
@@ -189,6 +194,9 @@ def run_ahead(runner, hr, step) -> int:
         task = runner.tasks[current.task_id]
         if current in runner.outcomes or not _eligible_task(task, first=position == 0):
             break
+        flow = getattr(hr, "flow", None)  # block/rescue/always, includes, meta: end_*
+        if position and flow is not None and flow.decide(task)[0] != "run":
+            break
         from gfsdeploy import modules
 
         module = modules.get(task.module)
@@ -214,12 +222,12 @@ def run_ahead(runner, hr, step) -> int:
                 if (members or planned) and overlaps(reads, touched):
                     # it reads what an earlier member changes: planned from what it read
                     # before, it runs only if its probes still answer exactly that then
-                    facts = runner._facts_for(hr, task, current, index, args, module, ctx.transport)
+                    facts = runner._facts_for(hr, task, current, index, args, module, _v)
                     guard = module.guards(args, facts, hr.info) if module.cheap_reads else {}
                     if not guard:
                         stop = True
                         break
-                state, changes = runner._plan_item(hr, task, current, index, module, args, ctx)
+                state, changes = runner._plan_item(hr, hr, task, current, index, module, args, ctx, _v, None)
                 real = [c for c in changes if c.action != WARN]
                 member = Member(task.id, index, state, changes, guard=guard)
                 if guard and not real:
