@@ -19,7 +19,8 @@ LOGSH = "/usr/local/sbin/corpus-logsh"
 SHELL_LOG = "/var/log/corpus-commands.log"
 
 
-def ini_inventory(compat, side: str, groups: dict, host_vars: dict | None = None) -> str:
+def ini_inventory(compat, side: str, groups: dict, host_vars: dict | None = None,
+                  group_vars: dict | None = None) -> str:
     """An Ansible INI inventory: every host in [all] with its address, ``groups`` as
     sections; a group whose members are groups becomes ``[name:children]``."""
     lines = ["[all]"]
@@ -29,6 +30,8 @@ def ini_inventory(compat, side: str, groups: dict, host_vars: dict | None = None
     for group, members in groups.items():
         children = all(m in groups for m in members)
         lines += ["", f"[{group}:children]" if children else f"[{group}]", *members]
+    for group, values in (group_vars or {}).items():
+        lines += ["", f"[{group}:vars]", *(f"{k}={v}" for k, v in values.items())]
     lines += ["", "[all:vars]", "ansible_user=root", f"ansible_ssh_private_key_file={compat.lab.key_path}",
               "ansible_python_interpreter=/usr/bin/python3",
               f"gfsdeploy_known_hosts={compat.lab.known_hosts_path}", ""]
@@ -38,7 +41,8 @@ def ini_inventory(compat, side: str, groups: dict, host_vars: dict | None = None
 class Tree:
     """One copy of a data/ tree per side (``<workdir>/<name>-<side>``)."""
 
-    def __init__(self, compat, name: str, *, groups: dict, host_vars: dict | None = None):
+    def __init__(self, compat, name: str, *, groups: dict, host_vars: dict | None = None,
+                 group_vars: dict | None = None):
         self.compat, self.name = compat, name
         self.dirs = {}
         for side in compat.sides:
@@ -46,7 +50,7 @@ class Tree:
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(DATA / name, target)
             (target / "inv").mkdir(exist_ok=True)
-            (target / "inv" / "hosts.ini").write_text(ini_inventory(compat, side, groups, host_vars))
+            (target / "inv" / "hosts.ini").write_text(ini_inventory(compat, side, groups, host_vars, group_vars))
             self.dirs[side] = target
 
     def inventory(self, side: str) -> Path:

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.lab
 
 GROUPS = {"storage": ["node1", "node2"], "control": ["node1"], "cluster": ["storage", "control"]}
 HOST_VARS = {"node1": {"zone": 1}, "node2": {"zone": 2}}
+GROUP_VARS = {"storage": {"brick_root": "/srv/corpus/bricks"}}
 RESET = "rm -rf /srv/corpus /srv/corpus-kube /var/tmp/gfsdeploy-compat-registered.json"
 STATE = Spec(trees=["/srv/corpus"])
 
@@ -32,7 +33,7 @@ STATE = Spec(trees=["/srv/corpus"])
 @pytest.fixture
 def site(compat):
     compat.each(RESET)
-    return Tree(compat, "site", groups=GROUPS, host_vars=HOST_VARS)
+    return Tree(compat, "site", groups=GROUPS, host_vars=HOST_VARS, group_vars=GROUP_VARS)
 
 
 def test_site_applies_as_ansible_twice(site):
