@@ -525,12 +525,20 @@ class Check:
     gfsdeploy: Run
 
     def would_change(self, run: Run) -> dict:
-        """(task, host) → would it change. Ansible skips command/shell in check mode with
-        "would have run": that is gfsdeploy's ``~ command`` (it runs on apply)."""
+        """(task, host) → would it change (or run at apply). Ansible skips command/shell in
+        check mode with "would have run": that is gfsdeploy's ``~ command`` or, when the
+        task says ``changed_when: false``, its ``<= command`` (both run on apply)."""
         out = {}
         for key, status in run.tasks.items():
+            if key[0] == "Gathering Facts":  # Ansible's implicit setup; gfsdeploy's facts come with its reads
+                continue
             if status in ("changed", "ok"):
                 out[key] = status == "changed"
+                # gfsdeploy's "<=": a command that runs at apply but changes nothing (changed_when:
+                # false) — Ansible's check mode skips it with "would have run"
+                changes = run.results.get(key, {}).get("changes") or []
+                if run.tool == "gfsdeploy" and any(c.get("action") == "<=" for c in changes):
+                    out[key] = True
             elif status == "skipped" and "would have run" in str(run.results.get(key, {}).get("msg", "")):
                 out[key] = True
         return out
