@@ -6,6 +6,7 @@ runs on a node (a command-logging ``kubectl`` and login shell)."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -94,9 +95,23 @@ class Tree:
 
 
 # -- what a plan runs on a node ---------------------------------------------------------------
+def _give_kubectl(compat, side: str, host: str) -> None:
+    """The lab gives its first node kubectl and a kubeconfig; copy both to ``host``'s node
+    (through the nodes' roots as the lab host sees them)."""
+    first, node = compat.lab.nodes[0], compat.node(side, host)
+    if node.name == first.name:
+        return
+    src, dst = f"/proc/{first.init_pid}/root", f"/proc/{node.init_pid}/root"
+    subprocess.run(["sh", "-c", f'[ -e "{dst}{KUBECTL}" ] || [ -e "{dst}{KUBECTL}.real" ] || '
+                                f'{{ mkdir -p "{dst}/usr/local/bin" "{dst}/root/.kube" && '
+                                f'cp "{src}{KUBECTL}" "{dst}{KUBECTL}" && '
+                                f'cp "{src}/root/.kube/config" "{dst}/root/.kube/config"; }}'], check=True)
+
+
 def install_loggers(compat, side: str, host: str) -> None:
     """``kubectl`` on the node logs its arguments before running; root's login shell (sshd
     runs every command through it) logs each command it is given."""
+    _give_kubectl(compat, side, host)
     compat.exec(side, host, f"""
         [ -e {KUBECTL}.real ] || mv {KUBECTL} {KUBECTL}.real
         printf '%s\\n' '#!/bin/sh' 'printf "%s\\n" "$*" >> {KUBECTL_LOG}' 'exec {KUBECTL}.real "$@"' > {KUBECTL}
