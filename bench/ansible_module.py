@@ -50,6 +50,15 @@ echo "known $(grep -c '^bench[12].example ssh-ed25519' /root/.ssh/gfsbench_known
 WANT = {"crontab": "4", "crond": "2", "known": "2"}
 
 
+def free_base() -> str:
+    """A 10.X base no host route uses (other labs may be up on this machine)."""
+    import subprocess
+
+    routes = json.loads(subprocess.run(["ip", "-j", "route"], capture_output=True, text=True).stdout or "[]")
+    used = {r.get("dst", "").split(".")[1] for r in routes if r.get("dst", "").startswith("10.")}
+    return next(f"10.{x}" for x in range(178, 251) if str(x) not in used)
+
+
 def on_nodes(lab, script: str) -> None:
     for node in lab.nodes:
         res = lab.exec(node.name, ["sh", "-c", script])
@@ -157,7 +166,7 @@ def main(argv=None) -> int:
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--name", default="gfsbenchmod")
-    p.add_argument("--base", default="10.178")
+    p.add_argument("--base", default=None, help="lab subnet base (default: a free 10.X)")
     p.add_argument("--keep", action="store_true", help="leave the lab up")
     p.add_argument("--out", help="results JSON (default bench/ansible_module_results/<timestamp>.json)")
     args = p.parse_args(argv)
@@ -168,7 +177,7 @@ def main(argv=None) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results = {"started": stamp, "command": " ".join(["bench/ansible_module.py"] + (argv or sys.argv[1:])),
                "machine": common.machine(), "load_before": os.getloadavg(), "tasks_per_host": TASKS_PER_HOST}
-    lab = common.bring_up(args.name, args.base, args.nodes, log)
+    lab = common.bring_up(args.name, args.base or free_base(), args.nodes, log)
     runner = common.Ansible(lab, lab.inventory_path, args.nodes)
     results["versions"] = {"gfsdeploy": common.tool_version("gfsdeploy", None),
                            "ansible-core": common.tool_version("ansible", runner.exe)}

@@ -16,7 +16,8 @@ memory and threads, for the bench workload (bench/workload.yaml):
 
 Commands:
 
-    sudo python3 bench/controller.py record --sizes 10,100,1000   # once: recordings (needs the lab, root)
+    sudo python3 bench/controller.py record --sizes 10            # once: recordings (needs the lab, root)
+    python3 bench/controller.py derive --sizes 100,1000           # converged recordings of more hosts
     python3 bench/controller.py run --sizes 10,100,1000 --latency 0.02 --repeat 3
     python3 bench/controller.py one --size 100 --phase noop        # one measurement (what run repeats)
 
@@ -61,9 +62,9 @@ sys.path.insert(0, str(ROOT))
 CACHE = Path(os.environ.get("GFSBENCH_CACHE", Path.home() / ".cache" / "gfsdeploy-bench")) / "controller"
 WORKLOAD = BENCH / "workload.yaml"
 PHASES = ("plan", "first", "noop")
-#: the bench workload's changes on a fresh host: hosts block, modules file, chain, 4 rules,
-#: INPUT jump, directory, 20 files
-CHANGES_PER_HOST = 26
+#: the bench workload's changes on a fresh host: hosts block (a change: the file exists),
+#: modules file, chain, 4 rules, INPUT jump, directory, 20 files
+CHANGES_PER_HOST = 29
 #: the lock's script answers that it was taken (a recorded host runs nothing)
 LOCK_ANSWER = {"match": r"echo ACQUIRED", "rc": 0, "stdout": "ACQUIRED\n", "stderr": "",
                "note": "the run's lock (bench/controller.py)"}
@@ -160,6 +161,73 @@ def record(sizes: list[int], lab_nodes: int, name: str, base: str, keep: bool, l
             lab.down()
 
 
+# -- derive (no lab): converged recordings of more hosts from the recorded ones --------------
+#: the hosts block's markers in /etc/hosts (bench/workload.yaml)
+HOSTS_BEGIN, HOSTS_END = "# BEGIN gfsbench storage nodes\n", "# END gfsbench storage nodes\n"
+#: a host past the 4 peers every template lists: its files name only itself and those 4
+MODEL = "n0005"
+
+
+def _patch_file_probe(stdout: str, patch) -> str:
+    """A files probe's answer (``P path``, ``S …|size``, ``C`` + base64) with its content
+    passed through PATCH(path, bytes) -> bytes (size line and base64 re-made)."""
+    import base64
+
+    lines = stdout.splitlines(keepends=True)
+    if not lines or not lines[0].startswith("P ") or "C\n" not in lines:
+        return stdout
+    path = lines[0][2:].rstrip("\n")
+    at = lines.index("C\n")
+    content = base64.b64decode("".join(lines[at + 1:]))
+    new = patch(path, content)
+    if new == content:
+        return stdout
+    head = []
+    for line in lines[:at]:
+        if line.startswith("S regular file|"):
+            line = line.rsplit("|", 1)[0] + f"|{len(new)}\n"
+        head.append(line)
+    return "".join(head) + "C\n" + base64.encodebytes(new).decode()
+
+
+def derive(sizes: list[int], source: int, log) -> None:
+    """Converged recordings of SIZE hosts made from the SOURCE-host ones the lab recorded
+    (``record``): every host of a size has the same hosts block (all hosts: rewritten
+    here), and its templated files differ from those of a recorded host only by its
+    name and storage IP (hosts past the first 4 are made from n0005, the first 4 from
+    themselves). No host is contacted. The no-op then reports no change, or the
+    benchmark says so: a wrong derivation cannot pass unnoticed."""
+    src = recordings_dir(source)
+    if not (src / f"{MODEL}.json").exists():
+        raise SystemExit(f"no recording {src / (MODEL + '.json')} (run `bench/controller.py record --sizes {source}`)")
+    for size in sizes:
+        if size == source:
+            continue
+        names = host_names(size)
+        block = "".join(f"{storage_ip(n)} {n}\n" for n in names).encode()
+        out = recordings_dir(size)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            model = name if int(name[1:]) < int(MODEL[1:]) else MODEL
+            data = json.loads((src / f"{model}.json").read_text())
+            old_name, old_ip = model.encode(), storage_ip(model).encode()
+            new_name, new_ip = name.encode(), storage_ip(name).encode()
+
+            def patch(path, content):
+                if path == "/etc/hosts":
+                    begin, end = HOSTS_BEGIN.encode(), HOSTS_END.encode()
+                    a, b = content.index(begin) + len(begin), content.index(end)
+                    return content[:a] + block + content[b:]
+                if path.startswith("/etc/gfsbench/") and model != name:
+                    return content.replace(old_name, new_name).replace(old_ip, new_ip)
+                return content
+
+            for entry in data["reads"]:
+                entry["stdout"] = _patch_file_probe(entry["stdout"], patch)
+            (out / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")
+        log(f"{size} hosts: {len(names)} converged recordings derived in {out}")
+
+
 # -- one measurement (a fresh interpreter) --------------------------------------------------
 def _rss_kib(field: str = "VmRSS") -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -247,6 +315,10 @@ def fit(points: list[tuple[int, float]]) -> dict:
 
 
 def run(sizes: list[int], phases: list[str], latency: float, forks: int, repeat: int, out: Path | None, log) -> dict:
+    import compileall
+
+    for package in ("gfsdeploy", "gfsdeploy_glusterfs"):  # byte-code once, as an installed wheel has it
+        compileall.compile_dir(str(ROOT / package), quiet=1)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results = {"started": stamp, "command": " ".join(["bench/controller.py", *sys.argv[1:]]),
                "machine": {"nproc": os.cpu_count(), "python": platform.python_version(),
@@ -325,6 +397,9 @@ def main(argv=None) -> int:
     m.add_argument("--forks", type=int, default=50)
     m.add_argument("--repeat", type=int, default=3)
     m.add_argument("--out", type=Path)
+    d = sub.add_parser("derive", help="converged recordings of more hosts from the recorded ones (no lab)")
+    d.add_argument("--sizes", default="100,1000")
+    d.add_argument("--source", type=int, default=10, help="the recorded size to derive from (default 10)")
     o = sub.add_parser("one", help="one measurement, in this interpreter (prints JSON)")
     o.add_argument("--size", type=int, required=True)
     o.add_argument("--phase", choices=PHASES, required=True)
@@ -338,6 +413,8 @@ def main(argv=None) -> int:
     sizes = [int(s) for s in getattr(args, "sizes", "").split(",") if s.strip()]
     if args.cmd == "record":
         record(sizes, args.lab_nodes, args.name, args.base, args.keep, log)
+    elif args.cmd == "derive":
+        derive(sizes, args.source, log)
     elif args.cmd == "run":
         run(sizes, [x for x in args.phases.split(",") if x], args.latency, args.forks, args.repeat, args.out, log)
     else:

@@ -22,6 +22,7 @@ import ast
 import base64
 import configparser
 import difflib
+import functools
 import hashlib
 import io
 import json
@@ -252,21 +253,28 @@ def _refuse_action_plugin(name: str, action_path: str) -> None:
 
 def _routing(runtime_yml: str, short: str, name: str) -> str | None:
     """Follow ``plugin_routing.modules`` of a runtime.yml: the redirect target, or refuse a tombstone."""
+    entry = _module_routes(runtime_yml).get(short) or {}
+    if "tombstone" in entry:
+        text = (entry["tombstone"] or {}).get("warning_text") or "it was removed"
+        raise PlaybookError(f"module {name!r} no longer exists: {text}", fix="use the module that replaced it")
+    redirect = entry.get("redirect")
+    return str(redirect) if redirect else None
+
+
+@functools.lru_cache(maxsize=64)
+def _module_routes(runtime_yml: str) -> dict:
+    """``plugin_routing.modules`` of a runtime.yml (ansible-core's is large: read once)."""
     if not os.path.isfile(runtime_yml):
-        return None
+        return {}
     import yaml
 
     try:
         with open(runtime_yml, encoding="utf-8") as handle:
             data = yaml.safe_load(handle) or {}
     except (OSError, yaml.YAMLError):
-        return None
-    entry = ((data.get("plugin_routing") or {}).get("modules") or {}).get(short) or {}
-    if "tombstone" in entry:
-        text = (entry["tombstone"] or {}).get("warning_text") or "it was removed"
-        raise PlaybookError(f"module {name!r} no longer exists: {text}", fix="use the module that replaced it")
-    redirect = entry.get("redirect")
-    return str(redirect) if redirect else None
+        return {}
+    routes = (data.get("plugin_routing") or {}).get("modules") if isinstance(data, dict) else None
+    return routes if isinstance(routes, dict) else {}
 
 
 def _source(name: str, path: str, fqn: str, origin: str, utils: tuple = ()) -> Source:
@@ -1140,7 +1148,7 @@ class ProtocolModule(Module):
             where = self._split(args)[1].get("where", "")
             ship = shipped.refill(where, packed.sha) if result is not None else None
             _, text = self._script(args, check=True, diff=True, ship=ship)
-            answer = ctx.transport.run(text, kind="read")
+            answer = ctx.transport.run(_exported(getattr(ctx, "environment", None)) + text, kind="read")
             result = parse_output(answer.stdout, answer.stderr, answer.rc)
             self._learn(args, packed, result)
         self._learn_secrets(args, result)
@@ -1227,6 +1235,11 @@ class ProtocolModule(Module):
             register_secrets(self._split(args)[0], names)
 
 
+def _exported(environment: dict | None) -> str:
+    """The task's ``environment:`` as shell exports (a module sees it, as under Ansible)."""
+    return "".join(f"export {k}={shlex.quote('' if v is None else str(v))}\n" for k, v in (environment or {}).items())
+
+
 def _failed(result: dict) -> bool:
     if "failed" in result:
         return bool(result["failed"])
@@ -1281,17 +1294,14 @@ def refusal(name: str) -> PlaybookError | None:
         return _refusals.get(name)
 
 
-def is_protocol(module) -> bool:
-    return isinstance(module, ProtocolModule)
-
-
 def protocol_lines(tasks) -> list[str]:
     """For ``graph -v``/``plan -v``: the tasks that run through the protocol, and how."""
     from gfsdeploy import modules
 
     lines = []
     for task in tasks:
-        module = modules.get(task.module)
+        module = modules.get(task.module, getattr(task, "library_dirs", ()) or (),
+                             getattr(task, "collections", ()) or ())
         if isinstance(module, ProtocolModule):
             lines.append(f"  {task.label} ({task.file}:{task.line}): {task.module} — {module.describe()}")
     return lines

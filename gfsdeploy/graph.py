@@ -1,20 +1,33 @@
-"""The task graph: one node per (task, host), edges from play order, ``needs:``
-and play barriers. A networkx DAG, so cycles are found and named, and the
-runner starts each node as soon as its predecessors are done.
+"""The task graph: one node per (task, host), edges from play order, ``needs:``,
+play barriers, ``serial`` batches and the points where hosts must wait for each
+other. A networkx DAG, so cycles are found and named, and the runner starts each
+node as soon as its predecessors are done.
 
-Edges carry ``hard``: a failure upstream over a hard edge stops the node
-(same-host order, explicit ``needs:``); over a soft edge (play barriers,
-handlers) it does not — a failed host is dropped, the others go on, as in Ansible.
+Edges carry ``why``: ``order`` (the host's own sequence: whether a step runs after
+a failure is decided by the host's state — blocks, rescue, always), ``needs``
+(explicit; a failure upstream stops the node), ``play``/``batch``/``sync``
+(cross-host barriers; a failed host is dropped, the others go on, as in
+Ansible), ``handler`` (flush points). ``hard`` is true for ``needs`` only.
+
+Hosts do not move in lock step by default: a host runs its next task as soon as
+its previous one is done. Where the playbook's meaning depends on the other
+hosts (a task reading ``hostvars``/``ansible_play_hosts``, ``run_once``,
+``delegate_to``, ``strategy: linear`` written out, ``any_errors_fatal``), every
+host finishes the previous task first — what Ansible's linear strategy does
+everywhere.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import random
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gfsdeploy.errors import GraphError
 from gfsdeploy.inventory import Inventory
-from gfsdeploy.playbook import Playbook, Task
+from gfsdeploy.playbook import Play, Playbook, Task
 
 if TYPE_CHECKING:  # networkx costs ~0.2 s to import: only commands that build a graph pay it
     import networkx as nx
@@ -29,57 +42,163 @@ class Step:
         return f"{self.task_id}@{self.host}"
 
 
+_CROSS_HOST = re.compile(r"\b(hostvars|ansible_play_hosts(_all)?|play_hosts|ansible_play_batch)\b")
+
+
+def play_hosts(play: Play, inventory: Inventory, limit: list[str] | None = None) -> list[str]:
+    hosts = inventory.select(play.hosts, where=play.where())
+    if not hosts and str(play.hosts).strip() in ("localhost", "127.0.0.1") and "localhost" not in inventory.hosts:
+        # Ansible's implicit localhost: the controller, outside `all`
+        from gfsdeploy.inventory import Host
+
+        inventory.hosts["localhost"] = Host("localhost", vars={"ansible_connection": "local"})
+        hosts = ["localhost"]
+    if limit is not None:
+        hosts = [h for h in hosts if h in limit]
+    if play.order == "reverse_inventory":
+        hosts = list(reversed(hosts))
+    elif play.order == "sorted":
+        hosts = sorted(hosts)
+    elif play.order == "reverse_sorted":
+        hosts = sorted(hosts, reverse=True)
+    elif play.order == "shuffle":
+        hosts = random.sample(hosts, len(hosts))
+    return hosts
+
+
+def batches(play: Play, hosts: list[str]) -> list[list[str]]:
+    """``serial``: a number, a percentage or a list of them (the last repeats)."""
+    if play.serial in (None, 0, "0", "", []):
+        return [hosts] if hosts else []
+    sizes = play.serial if isinstance(play.serial, list) else [play.serial]
+    out, i, k = [], 0, 0
+    while i < len(hosts):
+        raw = sizes[min(k, len(sizes) - 1)]
+        text = str(raw).strip()
+        try:
+            size = max(1, int(len(hosts) * float(text[:-1]) / 100)) if text.endswith("%") else int(text)
+        except ValueError:
+            raise GraphError(f"serial {raw!r} is not a number or a percentage", **play.where(), field="serial",
+                             fix="write e.g. `serial: 2`, `serial: \"30%\"` or `serial: [1, 5, \"50%\"]`") from None
+        if size <= 0:
+            size = len(hosts)
+        out.append(hosts[i:i + size])
+        i += size
+        k += 1
+    return out
+
+
+def _mentions(task: Task, pattern: re.Pattern) -> bool:
+    parts = [task.args, task.when, task.loop, task.vars, task.changed_when, task.failed_when, task.until,
+             task.include.target if task.include else None]
+    return bool(pattern.search(repr(parts)))
+
+
+def selected(task: Task, tags: set | None, skip_tags: set | None, by_id: dict) -> bool:
+    """``--tags``/``--skip-tags`` (``always``/``never`` as in Ansible); a task an include
+    brings is selected only when the include is."""
+    for gate in task.gates:
+        if gate in by_id and not selected(by_id[gate], tags, skip_tags, by_id):
+            return False
+    if task.is_handler:
+        return True
+    task_tags = {str(t) for t in task.all_tags}
+    if "never" in task_tags and not (tags and task_tags & tags):
+        return False
+    if tags and not (task_tags & tags or "always" in task_tags or ("all" in tags and "never" not in task_tags)
+                     or ("tagged" in tags and task_tags) or ("untagged" in tags and not task_tags)):
+        return False
+    if skip_tags and (task_tags & skip_tags or ("tagged" in skip_tags and task_tags)
+                      or ("untagged" in skip_tags and not task_tags)) and "always" not in (task_tags - skip_tags):
+        return False
+    return True
+
+
+def handler_copies(play: Play, run_tasks: list[Task]) -> dict[int, list[Task]]:
+    """The handlers to run at each flush point (after pre_tasks, after roles+tasks,
+    after post_tasks, at ``meta: flush_handlers``): only where a task before it notifies.
+    The last flush keeps the handlers' own ids."""
+    if not play.handlers:
+        return {}
+    points = sorted(set(play.flush_points)) or [len(play.tasks)]
+    positions = {t.id: i for i, t in enumerate(play.tasks)}
+    out: dict[int, list[Task]] = {}
+    previous = 0
+    for k, point in enumerate(points):
+        segment = [t for t in run_tasks if previous <= positions.get(t.id, -1) < point]
+        previous = point
+        last = k == len(points) - 1
+        if not last and not any(t.notify for t in segment):
+            continue
+        out[point] = [h if last else dataclasses.replace(h, id=f"{h.id}@{k + 1}", flush=k + 1)
+                      for h in play.handlers]
+    return out
+
+
 def build_graph(playbook: Playbook, inventory: Inventory, *, limit: list[str] | None = None,
                 tags: set | None = None, skip_tags: set | None = None) -> tuple[nx.DiGraph, dict[str, Task]]:
     import networkx as nx
 
     graph = nx.DiGraph()
     tasks: dict[str, Task] = {}
-    play_hosts: dict[int, list[str]] = {}
     by_name: dict[str, list[Task]] = {}
+    all_by_id = {t.id: t for t in playbook.tasks()}
     for play in playbook.plays:
-        hosts = inventory.select(play.hosts, where=play.where())
-        if limit is not None:
-            hosts = [h for h in hosts if h in limit]
-        play_hosts[play.index] = hosts
         for task in [*play.tasks, *play.handlers]:
             tasks[task.id] = task
             for key in {task.id, task.name} - {""}:
                 by_name.setdefault(key, []).append(task)
-        for key in {play.id, play.name} - {""}:
-            by_name.setdefault("play:" + key, [])
-
-    def selected(task: Task) -> bool:
-        task_tags = task.all_tags
-        if task.is_handler:
-            return True
-        if "never" in task_tags and not (tags and task_tags & tags):
-            return False
-        if tags and not (task_tags & tags or "always" in task_tags):
-            return False
-        if skip_tags and task_tags & skip_tags and "always" not in (task_tags - skip_tags):
-            return False
-        return True
 
     last_of_play: dict[int, list[Step]] = {}
     for play in playbook.plays:
-        hosts = play_hosts[play.index]
-        run_tasks = [t for t in play.tasks if selected(t)]
+        hosts = play_hosts(play, inventory, limit)
+        run_tasks = [t for t in play.tasks if selected(t, tags, skip_tags, all_by_id)]
+        flushes = handler_copies(play, run_tasks)
+        for copies in flushes.values():
+            for handler in copies:
+                tasks[handler.id] = handler
+        positions = {t.id: i for i, t in enumerate(play.tasks)}
+        sequence: list[Task] = []
+        for point in sorted(flushes):
+            sequence += [t for t in run_tasks if positions[t.id] < point and t not in sequence]
+            sequence += flushes[point]
+        sequence += [t for t in run_tasks if t not in sequence]
+        lockstep = play.strategy == "linear" and _strategy_written(play) or play.any_errors_fatal
         play_steps: list[Step] = []
-        for host in hosts:
-            previous: Step | None = None
-            for task in run_tasks:
-                step = Step(task.id, host)
-                graph.add_node(step, task=task.id, host=host)
-                play_steps.append(step)
-                if previous is not None and not task.needs:
-                    graph.add_edge(previous, step, hard=True, why="order")
-                previous = step
-            for handler in play.handlers:
-                step = Step(handler.id, host)
-                graph.add_node(step, task=handler.id, host=host, handler=True)
-                for task in run_tasks:
-                    graph.add_edge(Step(task.id, host), step, hard=False, why="handler")
+        previous_batch: list[Step] = []
+        for batch in batches(play, hosts):
+            batch_steps: list[Step] = []
+            for host in batch:
+                previous: Step | None = None
+                for task in sequence:
+                    step = Step(task.id, host)
+                    graph.add_node(step, task=task.id, host=host, handler=task.is_handler)
+                    batch_steps.append(step)
+                    if previous is not None and not task.needs:
+                        graph.add_edge(previous, step, hard=False, why="handler" if task.is_handler else "order")
+                    previous = step
+            # where hosts wait for each other: every host's previous task is done first
+            for i, task in enumerate(sequence):
+                if i == 0 or not (lockstep or task.any_errors_fatal is True or task.run_once or task.delegate_to
+                                  or _mentions(task, _CROSS_HOST)):
+                    continue
+                before = sequence[i - 1]
+                for a in batch:
+                    for b in batch:
+                        if a != b:
+                            graph.add_edge(Step(before.id, a), Step(task.id, b), hard=False, why="sync")
+            # run_once: the batch's first host runs it; the others take its result
+            for task in sequence:
+                if task.run_once and batch:
+                    for other in batch[1:]:
+                        graph.add_edge(Step(task.id, batch[0]), Step(task.id, other), hard=False, why="once")
+            if previous_batch:
+                firsts = [s for s in batch_steps if graph.in_degree(s) == 0]
+                for before in _terminal_steps(graph, previous_batch):
+                    for first in firsts:
+                        graph.add_edge(before, first, hard=False, why="batch")
+            play_steps += batch_steps
+            previous_batch = batch_steps
         last_of_play[play.index] = play_steps
         # play barrier: every step of this play waits for the previous play (or its explicit needs)
         if play.needs is None:
@@ -114,7 +233,6 @@ def build_graph(playbook: Playbook, inventory: Inventory, *, limit: list[str] | 
                         for before in (same or target_steps):
                             if before != step:
                                 graph.add_edge(before, step, hard=True, why="needs")
-                # keep order for tasks with needs: their own previous same-host task is no longer implied
     try:
         cycle = nx.find_cycle(graph)
     except nx.NetworkXNoCycle:
@@ -132,17 +250,29 @@ def build_graph(playbook: Playbook, inventory: Inventory, *, limit: list[str] | 
     return graph, tasks
 
 
+def _strategy_written(play: Play) -> bool:
+    """Whether the play names its strategy (``strategy: linear`` asks for lock step)."""
+    return getattr(play, "strategy_written", False)
+
+
 def _terminal_steps(graph: nx.DiGraph, steps: list[Step]) -> list[Step]:
-    """Steps of a play with no successor inside that play (its last tasks and handlers)."""
+    """Steps with no successor among ``steps`` (a play's or batch's last tasks and handlers)."""
     inside = set(steps)
-    handlers = [n for n in graph.nodes if graph.nodes[n].get("handler") and
-                any(p in inside for p in graph.predecessors(n))]
-    inside |= set(handlers)
     return [s for s in inside if not any(succ in inside for succ in graph.successors(s))]
 
 
+def _describe(task: Task) -> str:
+    text = task.label
+    if task.include is not None and not task.include.static:
+        body = task.include.body
+        what = f"{len(body)} task(s)" if body else "its tasks"
+        text += f" [{task.module} {task.include.target}: {what}, expanded when it runs]"
+    return text
+
+
 def render_text(graph: nx.DiGraph, tasks: dict[str, Task]) -> str:
-    """The graph as text: steps in a topological order, with what each waits for."""
+    """The graph as text: steps in a topological order, with where each task came from
+    (role, file:line) and what it waits for on other hosts or by `needs:`."""
     import networkx as nx
 
     lines = []
@@ -152,7 +282,8 @@ def render_text(graph: nx.DiGraph, tasks: dict[str, Task]) -> str:
             preds = sorted(graph.predecessors(step), key=str)
             needs = ", ".join(f"{tasks[p.task_id].label}@{p.host}" for p in preds)
             kind = "handler " if task.is_handler else ""
-            lines.append(f"[{generation}] {step.host}: {kind}{task.label}" + (f"  <- {needs}" if needs else ""))
+            lines.append(f"[{generation}] {step.host}: {kind}{_describe(task)}  ({task.describe_origin()})"
+                         + (f"  <- {needs}" if needs else ""))
     return "\n".join(lines)
 
 
@@ -161,13 +292,14 @@ def render_dot(graph: nx.DiGraph, tasks: dict[str, Task]) -> str:
         return '"' + str(step).replace('"', '\\"') + '"'
 
     def label(step):
-        return (tasks[step.task_id].label + "\\n" + step.host).replace('"', '\\"')
+        task = tasks[step.task_id]
+        return (_describe(task) + "\\n" + step.host + "\\n" + task.describe_origin()).replace('"', '\\"')
 
     lines = ["digraph gfsdeploy {", "  rankdir=LR;", "  node [shape=box, fontsize=10];"]
     for step in graph.nodes:
         lines.append(f'  {node_id(step)} [label="{label(step)}"];')
     for a, b, data in graph.edges(data=True):
-        style = "" if data.get("hard") else " [style=dashed]"
+        style = "" if data.get("hard") or data.get("why") == "order" else " [style=dashed]"
         lines.append(f"  {node_id(a)} -> {node_id(b)}{style};")
     lines.append("}")
     return "\n".join(lines)

@@ -32,6 +32,14 @@ def register(value) -> None:
     if value is None:
         return
     text = str(value)
+    from gfsdeploy.templating.templar import UNKNOWN_MARK
+
+    if UNKNOWN_MARK in text:
+        # a value still unknown in a plan is not the secret: only what is known around it
+        # (else every "(known after apply)" of the run would print as "(sensitive)")
+        for part in text.split(UNKNOWN_MARK):
+            register(part)
+        return
     if len(text) < 4:  # too short to redact without mangling ordinary output
         return
     forms = {text}

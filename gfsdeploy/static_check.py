@@ -78,8 +78,27 @@ class _Checker:
         for play in self.playbook.plays:
             play_defined = set(self.defined_everywhere) | set(play.vars)
             dynamic_vars = False
-            for task in [*play.tasks, *play.handlers]:
+            tasks = _play_tasks(play)
+            names = _vars_files_names(play)
+            if names is None:
+                dynamic_vars = True
+            else:
+                play_defined.update(names)
+            for role in play.roles:
+                play_defined.update(role.defaults)
+                play_defined.update(role.vars)
+            for task in tasks:
                 play_defined.update(task.vars)
+                play_defined.update(task.include_params)
+                for block_vars in task.block_vars:
+                    play_defined.update(block_vars)
+                for role in task.role_chain:
+                    play_defined.update(role.defaults)
+                    play_defined.update(role.vars)
+                    play_defined.update(role.params)
+                if task.include is not None and task.loop is not None:
+                    play_defined.add(task.loop_var)  # the item, for the tasks the include brings
+                    play_defined.update(v for v in [task.loop_control.get("index_var")] if v)
                 if task.module in ("include_vars", "ansible.builtin.include_vars"):
                     names = _include_vars_names(task)
                     if names is None:
@@ -89,13 +108,14 @@ class _Checker:
             for key, value in play.vars.items():
                 self.template(value, play_defined, where=play.where(), what=f"play vars {key!r}",
                               check_names=not dynamic_vars)
-            for task in [*play.tasks, *play.handlers]:
+            for task in tasks:
                 self.task(task, play_defined, check_names=not dynamic_vars)
             self.notifications(play)
 
     def notifications(self, play) -> None:
         """Every ``notify`` names a handler of the play (its name or a ``listen``)."""
-        known = {h.name for h in play.handlers} | {t for h in play.handlers for t in h.listen}
+        known = {h.name for h in play.handlers} | {t for h in play.handlers for t in h.listen} | \
+            {n for h in play.handlers for n in getattr(h, "handler_names", ())}
         for task in play.tasks:
             for name in task.notify:
                 if not _templated(name) and name not in known:
@@ -107,10 +127,10 @@ class _Checker:
     def task(self, task, defined: set, *, check_names: bool) -> None:
         where = task.where()
         names = set(defined) | {task.loop_var, "ansible_loop", "ansible_loop_var"} | self.guarded_by_when(task)
-        index_var = getattr(task, "index_var", None)
+        index_var = (getattr(task, "loop_control", None) or {}).get("index_var")
         if index_var:
             names.add(index_var)
-        module = modules.get(task.module)
+        module = modules.get(task.module) if task.include is None else None
         if module is not None and isinstance(task.args, dict):
             self.arguments(task, module, where)
         self.template(task.args, names, where=where, what="arguments", check_names=check_names)
@@ -139,8 +159,8 @@ class _Checker:
 
     def arguments(self, task, module, where: dict) -> None:
         """Required arguments present; literal values of the right type and choice."""
-        if getattr(module, "open_arguments", False):
-            return  # an Ansible module whose spec is not literal validates its own arguments when it runs
+        if getattr(module, "open_arguments", False) or getattr(module, "free_keys", False):
+            return  # an Ansible module whose spec is not literal (or set_fact) checks its own arguments
         args = dict(task.args)
         literal = {k: v for k, v in args.items() if not _templated(v)}
         names = {**{k: k for k in module.params}, **{a: k for k, p in module.params.items() for a in p.aliases}}
@@ -278,6 +298,45 @@ def _as_template(expression) -> str:
     return text if text.startswith("{{") and text.endswith("}}") else "{{ " + text + " }}"
 
 
+def _play_tasks(play) -> list:
+    """A play's tasks and handlers, with the bodies of includes expanded when they run."""
+    out, seen = [], set()
+
+    def walk(task):
+        if id(task) in seen:
+            return
+        seen.add(id(task))
+        out.append(task)
+        include = getattr(task, "include", None)
+        if include is not None and include.body and not include.static:
+            for sub in include.body:
+                walk(sub)
+
+    for task in [*play.tasks, *play.handlers]:
+        walk(task)
+    return out
+
+
+def _vars_files_names(play) -> set | None:
+    """The names a play's vars_files define; None when a file is only known at run time."""
+    from gfsdeploy.playbook import load_vars
+
+    out: set = set()
+    for entry, _, _ in getattr(play, "vars_files", []):
+        candidates = entry if isinstance(entry, list) else [entry]
+        if any(_templated(c) for c in candidates):
+            return None
+        for candidate in candidates:
+            path = candidate if os.path.isabs(str(candidate)) else os.path.join(play.base_dir, str(candidate))
+            if os.path.isfile(path):
+                try:
+                    out.update(load_vars(path))
+                except GfsError:
+                    return None
+                break
+    return out
+
+
 def _set_fact_names(task) -> set:
     if task.module in ("set_fact", "ansible.builtin.set_fact") and isinstance(task.args, dict):
         return {str(k) for k in task.args if k != "cacheable"}
@@ -306,7 +365,8 @@ def _include_vars_names(task) -> set | None:
 def _find(path: str, task, subdirs=("files", "templates")) -> str | None:
     if os.path.isabs(path):
         return path if os.path.exists(path) else None
-    bases = [getattr(task, "base_dir", None) or task.play.base_dir, task.play.base_dir]
+    bases = [*getattr(task, "search_dirs", []), getattr(task, "base_dir", None) or task.play.base_dir,
+             task.play.base_dir]
     for base in bases:
         for sub in ("", *subdirs, os.path.join("..", "templates"), os.path.join("..", "files")):
             candidate = os.path.join(base, sub, path)

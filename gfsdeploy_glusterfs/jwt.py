@@ -79,10 +79,13 @@ def decode(token: str, key, *, now: float | None = None, leeway: int = IAT_LEEWA
     expected = hmac.new(_key_bytes(key), f"{header}.{payload}".encode("ascii"), hashlib.sha256).digest()
     if not hmac.compare_digest(expected, _unb64(signature)):
         raise JwtError("signature is invalid")
-    now = time.time() if now is None else now
+    # heketi (jwt-go) takes "now" as the Unix time in whole seconds: a token is valid
+    # through the whole second its `exp` names
+    now = int(time.time() if now is None else now)
     exp = claims.get("exp")
     if not isinstance(exp, (int, float)) or isinstance(exp, bool) or now > exp:
-        raise JwtError("Token is expired" if isinstance(exp, (int, float)) else "Token has no exp claim")
+        raise JwtError(f"Token is expired by {now - exp:.0f}s" if isinstance(exp, (int, float))
+                       else "Token has no exp claim")
     iat = claims.get("iat")
     if isinstance(iat, (int, float)) and not isinstance(iat, bool) and now < iat - leeway:
         raise JwtError("Token used before issued")

@@ -232,7 +232,7 @@ def test_objects_validate_against_kubernetes_schemas(validators, version, tmp_pa
             path = tmp_path / f"{name[:-8]}-{i}.json"
             path.write_text(json.dumps(obj))
             files.append(path)
-    assert len(files) == 17
+    assert len(files) == 18  # the smoke test has a writer and a reader pod
     result = _validate(validators[version], version, files)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("passed") + result.stderr.count("passed") == len(files)
@@ -268,7 +268,8 @@ def test_default_images_are_pinned_and_name_their_registry():
         "Deployment/deploy-heketi": "docker.io/heketi/heketi:9",
         "Deployment/heketi": "docker.io/heketi/heketi:9",
         "Job/heketi-storage-copy-job": "docker.io/heketi/heketi:9",
-        "Pod/gfsdeploy-smoke-test": "docker.io/library/busybox:1.36"}
+        "Pod/gfsdeploy-smoke-test": "docker.io/library/busybox:1.36",
+        "Pod/gfsdeploy-smoke-test-reader": "docker.io/library/busybox:1.36"}
     assert not any(i.endswith(":latest") or ":" not in i.rsplit("/", 1)[-1] for i in images.values())
 
 

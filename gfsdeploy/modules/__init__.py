@@ -127,13 +127,16 @@ def _all_subclasses(cls):
         yield from _all_subclasses(sub)
 
 
-def get(name: str, library_dirs=()) -> Module | None:
+def get(name: str, library_dirs=(), collections=()) -> Module | None:
     """The module called ``name`` (also its fully qualified form: ``ansible.builtin.copy``,
     ``ansible.posix.mount``, ``community.general.ufw`` — see :data:`COLLECTIONS`), or None.
     Native modules come first; else an Ansible module of that name (``library_dirs``:
     the task's role and playbook ``library/`` dirs; then the playbooks' and roles' loaded
     so far, ansible-core, collections) run through Ansible's module protocol
-    (:mod:`gfsdeploy.ansible_protocol`)."""
+    (:mod:`gfsdeploy.ansible_protocol`). ``collections``: the task's ``collections:``
+    keyword — a short name is looked up in them first (docs/ANSIBLE_MODULES.md)."""
+    if collections and "." not in name:
+        return _in_collections(name, library_dirs, collections)
     full = name
     collection, dot, short = name.rpartition(".")
     if dot and collection in COLLECTIONS:
@@ -171,6 +174,20 @@ BUILTIN = frozenset({"assert", "fail", "debug", "command", "shell", "copy", "tem
 _REDIRECTED = (POSIX | GENERAL) - {"iptables_state"}
 COLLECTIONS: dict = {"ansible.builtin": BUILTIN | _REDIRECTED, "ansible.legacy": BUILTIN | _REDIRECTED,
                      "ansible.posix": POSIX, "community.general": GENERAL}
+
+
+def _in_collections(name: str, library_dirs, collections) -> Module | None:
+    """Ansible's search of the ``collections:`` keyword: each listed collection in order;
+    ``ansible.legacy`` (the library dirs, then ansible-core) is searched where it is listed,
+    else last — unless ``ansible.builtin`` is listed (then the library dirs are not)."""
+    search = [str(c) for c in collections]
+    if "ansible.builtin" not in search and "ansible.legacy" not in search:
+        search.append("ansible.legacy")
+    for collection in search:
+        module = get(name if collection == "ansible.legacy" else f"{collection}.{name}", library_dirs)
+        if module is not None:
+            return module
+    return None
 
 
 def find_library_module(name: str, library_dirs) -> Module | None:

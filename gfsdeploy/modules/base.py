@@ -139,7 +139,8 @@ class TaskContext:
                  check_mode: bool = False, transports: dict | None = None,
                  allow_destroy: bool = False, variables: dict | None = None,
                  read_only: bool = False, no_log: bool = False, task_check_mode=None, verbosity: int = 0,
-                 diff: bool = False, host_pending: bool = False):
+                 diff: bool = False, host_pending: bool = False, environment: dict | None = None,
+                 timeout: float | None = None):
         self.host = host
         self.transport = transport
         self.task_name = task_name
@@ -162,6 +163,10 @@ class TaskContext:
         self.diff = diff
         #: an earlier step of this run changed (or, planning, would change) the host
         self.host_pending = host_pending
+        #: the task's ``environment:``, exported before every script it runs
+        self.environment = environment or {}
+        #: the task's ``timeout:``: seconds a script may take when the module names no other
+        self.timeout = timeout
 
     def render_file(self, path: str) -> str:
         return self._render_file(path)
@@ -173,7 +178,9 @@ class TaskContext:
         """Run ``script`` and return whatever it returned."""
         if self.read_only:
             self.reads.append(script)
-        return self.transport.run(script, timeout=timeout, kind="read" if self.read_only else "run")
+        if self.environment:
+            script = "".join(f"export {k}={q('' if v is None else v)}\n" for k, v in self.environment.items()) + script
+        return self.transport.run(script, timeout=timeout or self.timeout, kind="read" if self.read_only else "run")
 
     def run(self, script: str, *, timeout: float | None = None, what: str = "") -> Result:
         """Run ``script``; raise a clear ModuleError on a non-zero exit."""
@@ -221,9 +228,15 @@ class Module:
     #: probes cost little (stat, cat): after a change the runner re-reads them for all
     #: remaining steps in one batch; costly ones (API clients, HTTP) are re-read step by step
     cheap_reads: ClassVar[bool] = True
+    #: any argument name is accepted (``set_fact``); the module checks them itself
+    free_keys: ClassVar[bool] = False
     #: arguments written as bare Jinja expressions (Ansible's ``assert: that:``); the
     #: runner evaluates each and passes ``{"expr": text, "value": result}`` items
     expressions: ClassVar[tuple] = ()
+    #: ``apply`` makes one ``ctx.run``/``ctx.exec`` of a script before anything else, and
+    #: after it only turns that result into a TaskResult: its changes may then join other
+    #: steps' in one round trip (gfsdeploy/batch.py). None: only when apply is not overridden
+    batch_apply: ClassVar[bool | None] = None
 
     # -- controller side ------------------------------------------------------
     def validate(self, args: dict, *, where: dict | None = None) -> dict:

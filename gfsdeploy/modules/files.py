@@ -359,6 +359,7 @@ _FILE_ARGS = {
 class _FileModule(Module):
     """Shared probe/read for modules that manage one file's content."""
 
+    batch_apply = True  # apply: one script (write, then read back), so changes can be batched
     content_probe = True
 
     def path_of(self, args: dict) -> str:

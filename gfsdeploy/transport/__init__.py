@@ -156,12 +156,14 @@ class Connections:
         kind = connection_type(v, connection)
         user = v.get("ansible_user") or v.get("ansible_ssh_user") or remote_user or None
         key = (host.name, kind, user if kind == "ssh" else None)
-        with self._lock:
-            transport = self._open.get(key)
-            if transport is None:
-                transport = self.factory(host, variables=variables, remote_user=remote_user,
-                                         connection=connection, **self.options)
-                self._open[key] = transport
+        transport = self._open.get(key)  # (a dict read is atomic: no lock once it exists)
+        if transport is None:
+            with self._lock:
+                transport = self._open.get(key)
+                if transport is None:
+                    transport = self.factory(host, variables=variables, remote_user=remote_user,
+                                             connection=connection, **self.options)
+                    self._open[key] = transport
         if self.max_open is not None and not getattr(transport, "is_open", True):
             self.trim(keep=transport)  # it is about to open: make room first
         return transport

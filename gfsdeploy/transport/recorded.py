@@ -215,8 +215,14 @@ class RecordedTransport(Transport):
             answer = self.recording.answer(script)
             result = answer if answer is not None else self._missing(script)
         else:
-            answer = self.recording.answer_run(script)
-            result = answer if answer is not None else Result(0, "", "")
+            from gfsdeploy import batch
+
+            def run_one(member: str) -> Result:
+                answer = self.recording.answer_run(member)
+                return answer if answer is not None else Result(0, "", "")
+
+            framed = batch.answer(script, run_one)  # several steps' changes in one script
+            result = Result(0, framed, "") if framed is not None else run_one(script)
         record.rc = result.rc
         return result
 

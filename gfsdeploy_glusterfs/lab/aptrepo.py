@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,12 +148,25 @@ def packages_entry(control: str, filename: str, data: bytes) -> str:
             f"MD5sum: {hashlib.md5(data).hexdigest()}\nSHA256: {hashlib.sha256(data).hexdigest()}\n")
 
 
+INDEX_FORMAT = 2   # bump when the index files change shape: a cached index is then rewritten
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def release_date(when: float | None = None) -> str:
+    """A Release file's Date field: RFC 1123 in UTC with English names, whatever the locale
+    (apt warns "Invalid 'Date' entry in Release file" on anything else, or none)."""
+    t = time.gmtime(when)
+    return (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} UTC")
+
+
 def write_index(repo: Path, debs: list[Path]) -> None:
     """A flat repository (`deb [trusted=yes] URL ./`): Packages, Packages.gz, Release.
 
     Skipped when the index already lists exactly DEBS (same names and sizes).
     """
-    stamp = json.dumps(sorted((d.name, d.stat().st_size) for d in debs))
+    stamp = json.dumps([INDEX_FORMAT] + sorted((d.name, d.stat().st_size) for d in debs))
     if (repo / "Release").exists() and (repo / ".indexed").exists() and (repo / ".indexed").read_text() == stamp:
         return
     stanzas = []
@@ -161,7 +175,8 @@ def write_index(repo: Path, debs: list[Path]) -> None:
         stanzas.append(packages_entry(control, deb.name, deb.read_bytes()))
     packages = "\n".join(stanzas).encode()
     files = {"Packages": packages, "Packages.gz": gzip.compress(packages, mtime=0)}
-    release = "Origin: gfsdeploy-lab\nLabel: gfsdeploy-lab\nSuite: lab\nCodename: lab\nSHA256:\n"
+    release = (f"Origin: gfsdeploy-lab\nLabel: gfsdeploy-lab\nSuite: lab\nCodename: lab\n"
+               f"Date: {release_date()}\nSHA256:\n")
     release += "".join(f" {hashlib.sha256(d).hexdigest()} {len(d)} {n}\n" for n, d in files.items())
     files["Release"] = release.encode()
     for name, data in files.items():

@@ -161,7 +161,7 @@ class Lab:
         return True
 
     def _up(self, t0: float) -> None:
-        for d in ("nodes", "pids", "logs", "disks", "base", "sim"):
+        for d in ("nodes", "pids", "logs", "disks", "base", "sim", "images"):
             (self.state_dir / d).mkdir(parents=True, exist_ok=True)
         self.log("fetching packages for the lab repository")
         status_text = Path("/var/lib/dpkg/status").read_text()
@@ -172,6 +172,10 @@ class Lab:
         run(["mount", "-t", "tmpfs", "-o", "mode=0755,size=256m", f"gfslab-{self.name}", str(base)])
         nodemod.build_base(base, lab_pubkey=(self.state_dir / "id_ed25519.pub").read_text(),
                            repo_url=self.repo_url, status_text=status_text, removed=removed)
+        # a filesystem of its own: overlayfs refuses a lower layer inside another (the host's `/`)
+        run(["mount", "-t", "tmpfs", "-o", "mode=0755,size=64m", f"gfslab-{self.name}-images",
+             str(self.state_dir / "images")])
+        nodemod.build_images(self.state_dir / "images")
         self.log(f"network ({time.monotonic() - t0:.1f}s)")
         nodemod.setup_lab_netns(netns=self.netns, bridge_ip=self.bridge_ip, host_if=self.host_if,
                                 host_ip=self.host_ip, service_cidr=self.service_cidr)

@@ -14,6 +14,11 @@ from pathlib import Path
 
 from gfsdeploy_glusterfs.lab.host import SBIN, run
 
+# A node's container image store (what /var/lib/containerd is on a real node): `host` is a
+# read-only bind of the host's `/` (the image every pod runs; it has glusterfs-server, which
+# the node itself has not), next to the lab's extra image layers (`glusterfs`).
+IMAGES = "/var/lib/gfsdeploy-lab/images"
+
 SSHD_CONFIG = """\
 # gfsdeploy lab node
 Port 22
@@ -113,12 +118,42 @@ def build_base(base: Path, *, lab_pubkey: str, repo_url: str, status_text: str,
     for d in ("/var/lib/glusterd", "/var/log/glusterfs"):
         if os.path.isdir(d):
             hide_contents(base, d, keep=())
+    # no DNS server is reachable from the lab: fail lookups at once (a local port that
+    # refuses) instead of waiting for the host's nameserver to time out
+    put(base, "/etc/resolv.conf", "# gfsdeploy lab: no DNS in the lab network\nnameserver 127.0.0.1\n"
+                                  "options timeout:1 attempts:1\n")
 
 
 def _filtered(status_text: str, removed: set[str]) -> str:
     from gfsdeploy_glusterfs.lab.aptrepo import filtered_status
 
     return filtered_status(status_text, removed)
+
+
+def build_images(images: Path) -> None:
+    """The lab's image layers, made once per lab at ``up`` (IMAGES in every node).
+
+    ``glusterfs``: what the glusterfs image's build does on top of the host's files: pristine
+    copies of /etc/glusterfs, /var/lib/glusterd and /var/log/glusterfs in ``<dir>_bkp`` (the pod
+    restores them into the empty host paths mounted over those directories), and no
+    geo-replication (gsyncd whited out: glusterd then skips ~20 Python runs at every start,
+    which take 15-25 s on a loaded 2-core machine; the deployment does not use it).
+    """
+    (images / "host").mkdir(parents=True, exist_ok=True)
+    layer = images / "glusterfs"
+    # what the package ships there, never state of a glusterd that once ran on the host
+    # (its glusterd.info would give every node the same UUID)
+    shipped = {"/etc/glusterfs": None, "/var/lib/glusterd": ("groups", "hooks"), "/var/log/glusterfs": ()}
+    for d, entries in shipped.items():
+        target = layer / (d.lstrip("/") + "_bkp")
+        target.mkdir(parents=True, exist_ok=True)
+        names = os.listdir(d) if entries is None and os.path.isdir(d) else entries or ()
+        for name in names:
+            if os.path.lexists(os.path.join(d, name)):
+                run(["cp", "-a", os.path.join(d, name), str(target)])
+    for gsyncd in ("/usr/lib/x86_64-linux-gnu/glusterfs/gsyncd", "/usr/libexec/glusterfs/gsyncd"):
+        if os.path.lexists(gsyncd):
+            whiteout(layer, gsyncd)
 
 
 def boot_script(*, state: Path, node: str, ip: str, loop_rdev: tuple[int, int] | None,
@@ -165,6 +200,14 @@ def boot_script(*, state: Path, node: str, ip: str, loop_rdev: tuple[int, int] |
                   f"cp {q(kubectl)} $M/usr/local/bin/kubectl",
                   f"cp {q(str(state / 'kubeconfig'))} $M/root/.kube/config",
                   "chmod 600 $M/root/.kube/config"]
+    # the image store: read-only binds made while the host's `/` is still this namespace's root
+    img = f"$M{IMAGES}"
+    lines += [
+        f"mkdir -p {img}",
+        f"mount --bind -o ro {q(str(state / 'images'))} {img}",
+        f"mount --bind / {img}/host",
+        f"mount -o remount,bind,ro {img}/host",
+    ]
     lines += [
         "cd $M; mkdir .oldroot; pivot_root . .oldroot; cd /; umount -l /.oldroot; rmdir /.oldroot",
         f"export PATH={SBIN} HOME=/root LANG=C.UTF-8",

@@ -25,6 +25,10 @@ from gfsdeploy.modules.base import DESTROY, Change, HostInfo, Module, Param, Tas
 from gfsdeploy.validate import device as check_device
 
 HEKETI_VG = re.compile(r"^vg_[0-9a-f]{32}$")
+# a whole device heketi's fstab mounts where a volume group of heketi's would be: the
+# device's filesystem holds the bricks as directories (the local lab's heketi, which
+# cannot use device-mapper, does this; docs/LAB.md)
+HEKETI_DEVICE_MOUNT = re.compile(r"^/var/lib/heketi/mounts/vg_[0-9a-f]{32}$")
 _PARTITION_TABLES = {"dos", "gpt", "PMBR", "atari", "bsd", "sun", "sgi", "mac", "aix"}
 
 _PROBE = r"""d=%(dev)s
@@ -56,6 +60,12 @@ if command -v pvs >/dev/null 2>&1; then
   else
     pvs --noheadings -o pv_name,vg_name --separator '|' "$d" 2>/dev/null
   fi
+fi
+echo '--- heketi fstab'
+if [ -r /var/lib/heketi/fstab ]; then
+  while read -r src mnt rest; do
+    if [ "$src" = "$d" ] || [ "$(readlink -f "$src" 2>/dev/null)" = "$real" ]; then echo "$mnt"; fi
+  done < /var/lib/heketi/fstab
 fi
 true
 """
@@ -138,7 +148,7 @@ def parse_probe(text: str) -> dict:
     info: dict = {"exists": False, "block": False, "kind": "", "partitions": [], "holders": [],
                   "mounts": [], "swaps": [], "signatures": [], "blkid": {}, "vg": None, "wipefs_ok": False,
                   "blkid_ok": False}
-    section, blocks = "head", {"head": [], "wipefs": [], "blkid": [], "pvs": []}
+    section, blocks = "head", {"head": [], "wipefs": [], "blkid": [], "pvs": [], "heketi fstab": []}
     for line in text.splitlines():
         if line.startswith("--- "):
             section = line[4:].strip()
@@ -176,6 +186,7 @@ def parse_probe(text: str) -> dict:
     for line in blocks["pvs"]:
         if "|" in line:
             info["vg"] = line.split("|", 1)[1].strip() or None
+    info["heketi_mounts"] = [line.strip() for line in blocks["heketi fstab"] if line.strip()]
     return info
 
 
@@ -217,6 +228,9 @@ def judge(info: dict) -> dict:
                 "fix": "give heketi a whole raw disk such as /dev/sdb"}
     if info["vg"] and HEKETI_VG.match(info["vg"]):
         return {"kind": "heketi", "found": f"in use by heketi (volume group {info['vg']})"}
+    mounted = [m for m in info.get("heketi_mounts") or [] if HEKETI_DEVICE_MOUNT.match(m)]
+    if mounted:
+        return {"kind": "heketi", "found": f"in use by heketi (its fstab mounts it at {mounted[0]})"}
     if info["mounts"] or info["swaps"]:
         used = info["mounts"] + [f"{s} as swap" for s in info["swaps"]]
         return {"kind": "refuse", "found": f"is in use: mounted {'; '.join(used)}",

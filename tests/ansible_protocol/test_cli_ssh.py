@@ -227,3 +227,49 @@ def test_check_mode_failure_is_a_plan_error_naming_the_module(project):
     plan = gfs("plan", project["inv"], "-p", pb)
     assert plan.returncode == 1
     assert "replace (check mode)" in plan.stdout + plan.stderr and "/nonexistent/dir/file" in plan.stdout + plan.stderr
+
+
+COUNTER = '''\
+#!/usr/bin/python
+from ansible.module_utils.basic import AnsibleModule
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(path=dict(required=True)), supports_check_mode=True)
+    path = module.params['path']
+    try:
+        count = int(open(path).read())
+    except (IOError, OSError, ValueError):
+        count = 0
+    if not module.check_mode:
+        count += 1   # what it waits for makes progress between its runs
+        with open(path, 'w') as handle:
+            handle.write(str(count))
+    module.exit_json(changed=False, count=count)
+
+
+main()
+'''
+
+
+def test_until_retries_run_the_module_again(project):
+    """A module that waits for something (it changes nothing, like a *_info module) with
+    `until`: as under Ansible, each attempt is a real run, until the condition holds."""
+    root = project["root"]
+    pb_dir = os.path.dirname(project["pb"])
+    write_tree(pb_dir, {"library/counter.py": COUNTER, "until.yaml": """\
+        - hosts: all
+          tasks:
+            - name: count to three
+              counter: {path: "{{ root }}/count"}
+              register: counted
+              until: counted.count >= 3
+              retries: 5
+              delay: 0
+            - name: keep it
+              copy: {dest: "{{ root }}/counted", content: "{{ counted.count }} {{ counted.attempts | default('') }}"}
+        """})
+    apply = gfs("apply", project["inv"], "-p", os.path.join(pb_dir, "until.yaml"))
+    assert apply.returncode == 0, apply.stdout + apply.stderr
+    assert (root / "count").read_text() == "3"
+    assert (root / "counted").read_text().split()[0] == "3"

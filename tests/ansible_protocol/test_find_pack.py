@@ -105,6 +105,33 @@ def test_collection_module_redirect_and_tombstone(tmp_path, monkeypatch):
     assert "use acme.tools.new_name" in ap.refusal("acme.tools.gone").message
 
 
+def test_collections_keyword_searches_short_names_in_order(tmp_path, monkeypatch):
+    """`collections: [acme.tools]` on a play/role/task: a short name is looked up in the
+    listed collections first, then in the library dirs and ansible-core (ansible.legacy),
+    unless ansible.builtin is listed — then the library dirs are not searched."""
+    write_tree(tmp_path, {
+        "ansible_collections/acme/tools/plugins/modules/settle.py": SETTLE.replace("exactly", "acme"),
+        "ansible_collections/acme/tools/plugins/modules/tool_only.py": SETTLE,
+        "pb/library/settle.py": SETTLE,
+        "pb/library/mine.py": SETTLE,
+    })
+    monkeypatch.setenv("ANSIBLE_COLLECTIONS_PATH", str(tmp_path))
+    modules.add_search_path(str(tmp_path / "pb"))
+    acme = str(tmp_path / "ansible_collections/acme/tools/plugins/modules")
+    library = str(tmp_path / "pb" / "library")
+    assert modules.get("settle").source.path.startswith(library)
+    assert modules.get("settle", collections=["acme.tools"]).source.path.startswith(acme)
+    assert modules.get("settle", collections=["ansible.legacy", "acme.tools"]).source.path.startswith(library)
+    assert modules.get("tool_only") is None
+    assert modules.get("tool_only", collections=["acme.tools"]).source.path.startswith(acme)
+    # ansible.legacy is implied last: the playbook's library and native modules still resolve
+    assert modules.get("mine", collections=["acme.tools"]).source.path.startswith(library)
+    assert not isinstance(modules.get("copy", collections=["acme.tools"]), ap.ProtocolModule)
+    # with ansible.builtin listed, the library dirs are not searched
+    assert modules.get("mine", collections=["acme.tools", "ansible.builtin"]) is None
+    assert modules.get("cron", collections=["acme.tools", "ansible.builtin"]).source.origin == "ansible-core"
+
+
 @pytest.mark.parametrize("text, style", [
     (SETTLE, "python"),
     (STAMP, "python"),

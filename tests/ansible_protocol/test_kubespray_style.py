@@ -99,16 +99,28 @@ def test_real_kubespray_heketi_playbook(lab, tmp_path):
     root = Path(KUBESPRAY)
     playbook = root / "contrib" / "network-storage" / "heketi" / "heketi.yml"
     assert playbook.exists() and (root / "library" / "kube.py").exists(), "not a kubespray checkout with heketi"
-    nodes = [n.name for n in lab.nodes]
+    import yaml
+
+    inventory = yaml.safe_load(Path(lab.inventory_path).read_text())
+    nodes = list(inventory["all"]["hosts"])
+    for host in inventory["all"]["hosts"].values():
+        host["ip"] = host["storage_ip"]                      # what kubespray inventories give each node
+    inventory["all"]["vars"].update(
+        bin_dir="/usr/local/bin", kube_config_dir="/etc/kubernetes",
+        heketi_admin_key="adm-secret-1", heketi_user_key="usr-secret-1",
+        sensitive_vars=["heketi_admin_key", "heketi_user_key"],
+        # from the playbook's inventory.yml.sample
+        glusterfs_daemonset={"readiness_probe": {"timeout_seconds": 3, "initial_delay_seconds": 3},
+                             "liveness_probe": {"timeout_seconds": 3, "initial_delay_seconds": 10}})
+    inventory["all"]["children"] = {
+        "kube_control_plane": {"hosts": {nodes[0]: {}}},
+        "heketi-node": {"hosts": {n: {"disk_volume_device_1": inventory["all"]["hosts"][n]["devices"][0]}
+                                  for n in nodes}}}
     inv = tmp_path / "inventory.yaml"
-    base = json.loads(json.dumps(__import__("yaml").safe_load(Path(lab.inventory_path).read_text())))
-    base["all"]["vars"].update(bin_dir="/usr/local/bin", kube_config_dir="/etc/kubernetes",
-                               heketi_admin_key="adm-secret-1", heketi_user_key="usr-secret-1")
-    base["all"]["children"] = {"kube_control_plane": {"hosts": {nodes[0]: {}}},
-                               "heketi-node": {"hosts": {n: {"disk_volume_device_1": lab.nodes[i].devices and
-                                                              sorted(lab.nodes[i].devices)[0]}
-                                                         for i, n in enumerate(nodes)}}}
-    inv.write_text(__import__("yaml").safe_dump(base))
+    inv.write_text(yaml.safe_dump(inventory))
+    for node in nodes:
+        # a kubespray cluster's nodes have its config dir; the playbook writes manifests into it
+        assert lab.exec(node, ["mkdir", "-p", "/etc/kubernetes"]).returncode == 0
 
     def run(*args):
         return subprocess.run([sys.executable, "-m", "gfsdeploy", *args, str(inv), "-p", str(playbook)],
@@ -124,3 +136,5 @@ def test_real_kubespray_heketi_playbook(lab, tmp_path):
     changes = [line for line in again.stdout.splitlines() if line.lstrip().startswith(("+", "~", "-"))
                and "#" in line]
     assert changes and all(line.lstrip().startswith("~ kube ") for line in changes), again.stdout
+    for proc in (plan, apply, again):
+        assert "adm-secret-1" not in proc.stdout + proc.stderr

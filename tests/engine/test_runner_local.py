@@ -60,29 +60,35 @@ def test_variable_precedence(site):
     assert inventory.select("inner") == ["b"]
 
 
-def test_handlers_run_even_when_a_later_task_fails(site):
+def test_handlers_after_a_failure_run_only_with_force_handlers(site):
+    """Ansible: a host that failed runs no handlers, unless the play says force_handlers."""
     root, inv, playbook = site
-    pb = playbook("""\
+    text = """\
         - hosts: a
+          {force}
           handlers:
             - name: mark
-              copy: {dest: "{{ root }}/handled", content: "yes\\n"}
+              copy: {{dest: "{{{{ root }}}}/handled", content: "yes\\n"}}
           tasks:
             - name: change something
-              copy: {dest: "{{ root }}/one", content: "1\\n"}
+              copy: {{dest: "{{{{ root }}}}/one", content: "1\\n"}}
               notify: mark
             - name: then fail
               command: "false"
             - name: never runs
-              copy: {dest: "{{ root }}/never", content: "x\\n"}
-        """)
-    proc = gfs("apply", inv, "-p", pb)
+              copy: {{dest: "{{{{ root }}}}/never", content: "x\\n"}}
+        """
+    proc = gfs("apply", inv, "-p", playbook(text.format(force="")))
     assert proc.returncode == 1
     assert (root / "one").exists(), proc.stdout + proc.stderr
     assert (root / "one").read_text() == "1\n"
+    assert not (root / "handled").exists() and not (root / "never").exists()
+    assert "then fail" in proc.stdout and "return code 1" in proc.stdout
+    (root / "one").unlink()
+    proc = gfs("apply", inv, "-p", playbook(text.format(force="force_handlers: true")))
+    assert proc.returncode == 1
     assert (root / "handled").read_text() == "yes\n"
     assert not (root / "never").exists()
-    assert "then fail" in proc.stdout and "return code 1" in proc.stdout
 
 
 def test_one_host_failing_does_not_stop_the_other(site):
@@ -160,6 +166,29 @@ def test_plan_shows_known_after_apply(site):
     assert proc.returncode == 2
     assert "(known after apply)" in proc.stdout
     assert not (root / "id").exists()
+
+
+def test_a_task_skipped_or_run_only_after_apply_registers_an_unknown(site):
+    """A read-only task whose `when` is known only after apply: what it registers is
+    unknown too, so a later task using one of its keys plans as (known after apply)."""
+    root, inv, playbook = site
+    pb = playbook("""\
+        - hosts: a
+          gather_facts: false
+          tasks:
+            - name: make an id
+              command: date +%s%N
+              register: made
+            - name: read it back
+              stat: {path: "{{ root }}/id"}
+              register: seen
+              when: made.stdout != ""
+            - name: use what was read
+              copy: {dest: "{{ root }}/seen", content: "{{ seen.stat.exists }}\\n"}
+        """)
+    proc = gfs("plan", inv, "-p", pb)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "(known after apply)" in proc.stdout and "Error" not in proc.stdout + proc.stderr
 
 
 def test_needs_across_plays_and_hosts_and_dot(site):

@@ -68,6 +68,13 @@ def test_each_node_has_its_own_sdb(lab):
     assert head("k8s-1") == "GFSLAB" and head("k8s-2") != "GFSLAB"
 
 
+def test_apt_update_against_the_lab_repo_is_clean(lab):
+    res = ssh(lab, "k8s-3", "apt-get update", timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert lab.bridge_ip in res.stdout
+    assert "W:" not in res.stdout + res.stderr and "E:" not in res.stdout + res.stderr, res.stdout + res.stderr
+
+
 def test_apt_installs_a_package_from_the_lab_repo_only_on_that_node(lab):
     pkg = "thin-provisioning-tools"
     assert lab.exec("k8s-2", ["dpkg", "-s", pkg]).returncode != 0

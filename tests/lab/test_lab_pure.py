@@ -193,3 +193,28 @@ def test_cli_prints_error_without_traceback(monkeypatch, capsys):
     assert main(["up"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: the local lab needs root") and "Traceback" not in err
+
+
+def test_release_date_is_what_apt_parses():
+    from email.utils import parsedate_to_datetime
+
+    from gfsdeploy_glusterfs.lab.aptrepo import release_date
+
+    assert release_date(0) == "Thu, 01 Jan 1970 00:00:00 UTC"
+    assert parsedate_to_datetime(release_date(1796169051).replace("UTC", "GMT")).timestamp() == 1796169051
+
+
+def test_release_file_has_a_date(tmp_path):
+    import subprocess
+
+    from gfsdeploy_glusterfs.lab import aptrepo
+
+    deb = tmp_path / "pkg"
+    (deb / "DEBIAN").mkdir(parents=True)
+    (deb / "DEBIAN" / "control").write_text("Package: gfslab-test\nVersion: 1\nArchitecture: all\n"
+                                            "Maintainer: lab <lab@example.invalid>\nDescription: test\n")
+    subprocess.run(["dpkg-deb", "--build", str(deb), str(tmp_path / "gfslab-test_1_all.deb")], check=True,
+                   capture_output=True)
+    aptrepo.write_index(tmp_path, [tmp_path / "gfslab-test_1_all.deb"])
+    fields = dict(line.split(": ", 1) for line in (tmp_path / "Release").read_text().splitlines() if ": " in line)
+    assert fields["Date"].endswith(" UTC") and fields["Date"][:3] in ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

@@ -10,6 +10,7 @@ from gfsdeploy.modules.base import HostInfo, TaskContext
 from gfsdeploy_glusterfs.modules.heketi import HeketiState, HeketiModule
 from gfsdeploy_glusterfs.lab.simulators.heketi import HeketiSimulator
 from gfsdeploy.transport.local import LocalTransport
+from tests.simulators.fake_gluster import FakeGlusterPods
 
 KEY = "apply-admin-key-5150"
 CONFIG = {"use_auth": True, "jwt": {"admin": {"key": KEY}, "user": {"key": "apply-user-key"}}}
@@ -26,7 +27,7 @@ def fast_polls(monkeypatch):
 @pytest.fixture
 def sim(tmp_path):
     s = HeketiSimulator(CONFIG, str(tmp_path / "heketi.db"), ("127.0.0.1", 0), str(tmp_path / "state"),
-                        str(tmp_path / "faults.json"), op_delay=0.03).start()
+                        str(tmp_path / "faults.json"), op_delay=0.03, executor=FakeGlusterPods()).start()
     yield s
     s.stop()
 
@@ -137,7 +138,8 @@ def test_backup_plan_mode_unreachable_is_unknown():
 
 
 def test_verify_after_skipped_migration_fails_clearly(sim, tmp_path):
-    empty = HeketiSimulator(CONFIG, str(tmp_path / "empty.db"), ("127.0.0.1", 0), str(tmp_path / "s2")).start()
+    empty = HeketiSimulator(CONFIG, str(tmp_path / "empty.db"), ("127.0.0.1", 0), str(tmp_path / "s2"),
+                            executor=FakeGlusterPods()).start()
     try:
         args = {"url": empty.url, "key": KEY, "topology": INVENTORY}
         _, result = run("heketi_verify", args, ctx())

@@ -1,7 +1,7 @@
-"""The heketi simulator on 127.0.0.1: auth, CRUD shapes, async queue, DB file, faults."""
+"""The heketi simulator on 127.0.0.1: auth, CRUD shapes, async queue, DB file, faults, and the
+commands it runs in the glusterfs pods (here a recording double; tests/lab/ runs real glusterd)."""
 
 import json
-import os
 import time
 import urllib.error
 import urllib.request
@@ -12,15 +12,22 @@ from gfsdeploy_glusterfs import jwt
 from gfsdeploy_glusterfs.heketi_client import HeketiClient, HeketiError
 from gfsdeploy_glusterfs.lab.simulators.heketi import HeketiSimulator
 
+from fake_gluster import FakeGlusterPods
+
 ADMIN, USER = "sim-admin-key", "sim-user-key"
 CONFIG = {"use_auth": True, "jwt": {"admin": {"key": ADMIN}, "user": {"key": USER}},
           "glusterfs": {"executor": "kubernetes", "db": "/var/lib/heketi/heketi.db"}}
 
 
 @pytest.fixture
-def sim(tmp_path):
+def pods():
+    return FakeGlusterPods()
+
+
+@pytest.fixture
+def sim(tmp_path, pods):
     s = HeketiSimulator(CONFIG, str(tmp_path / "heketi.db"), ("127.0.0.1", 0), str(tmp_path / "state"),
-                        str(tmp_path / "faults.json"), op_delay=0.05).start()
+                        str(tmp_path / "faults.json"), op_delay=0.05, executor=pods).start()
     yield s
     s.stop()
 
@@ -127,6 +134,12 @@ def test_device_add_is_204_and_delete_flow(sim):
     with pytest.raises(HeketiError) as info:
         c.delete_node(nodes[0])
     assert info.value.status == 409
+    with pytest.raises(HeketiError) as info:   # heketi deletes only a failed device
+        c.delete_device(device["id"])
+    assert info.value.status == 400 and f"device: {device['id']} is not in failed state" in info.value.heketi_message
+    for state in ("offline", "failed"):
+        c.request("POST", f"/devices/{device['id']}/state", {"state": state})
+    assert c.device(device["id"])["state"] == "failed"
     c.delete_device(device["id"])
     c.delete_node(nodes[0])
     c.delete_cluster(cluster)
@@ -151,15 +164,23 @@ def test_node_add_validation(sim):
     assert info.value.status == 400
 
 
-def test_volume_create_allocates_bricks_and_directory(sim, tmp_path):
+def test_volume_create_makes_bricks_and_a_gluster_volume(sim, pods):
     c, cluster, _ = build(sim)
     volume = c.create_volume(2, "heketidbstorage", 3)
     assert len(volume["id"]) == 32 and volume["cluster"] == cluster
     assert len({b["node"] for b in volume["bricks"]}) == 3
     assert volume["durability"]["replicate"]["replica"] == 3
-    assert volume["mount"]["glusterfs"]["device"] == "10.186.0.10:heketidbstorage" or \
-        volume["mount"]["glusterfs"]["device"].endswith(":heketidbstorage")
-    assert os.path.isdir(tmp_path / "state" / "volumes" / "heketidbstorage")
+    assert volume["mount"]["glusterfs"]["device"].endswith(":heketidbstorage")
+    # each brick made on its own node, then one `volume create` naming all three, and `start`
+    for brick in volume["bricks"]:
+        host = c.node(brick["node"])["hostnames"]["manage"][0]
+        assert f"mkdir {brick['path']}" in pods.on(host)
+    [(host, create)] = pods.matching("volume create")
+    assert create.startswith("gluster --mode=script --timeout=600 volume create heketidbstorage replica 3 ")
+    specs = create.split(" replica 3 ", 1)[1].split()
+    assert sorted(spec.split(":")[0] for spec in specs) == ["10.186.0.10", "10.186.0.11", "10.186.0.12"]
+    assert [c2 for h, c2 in pods.matching("volume start")] == [
+        "gluster --mode=script --timeout=600 volume start heketidbstorage"]
     with pytest.raises(HeketiError) as info:
         c.create_volume(2, "heketidbstorage", 3)
     assert "already in use" in info.value.heketi_message
@@ -169,7 +190,81 @@ def test_volume_create_allocates_bricks_and_directory(sim, tmp_path):
     assert info.value.status == 409  # heketi protects its DB volume
     other = c.create_volume(1, "pvc-1", 2)
     c.delete_volume(other["id"])
-    assert not os.path.exists(tmp_path / "state" / "volumes" / "pvc-1")
+    assert [c2 for _, c2 in pods.matching("pvc-1") if "stop" in c2 or "delete" in c2] == [
+        "gluster --mode=script --timeout=600 volume stop pvc-1 force",
+        "gluster --mode=script --timeout=600 volume delete pvc-1"]
+    assert c.volumes() == [volume["id"]]
+
+
+def test_replica_above_3_is_refused_at_once(sim, pods):
+    """heketi answers 400 "Invalid replica value" synchronously: no 202, no command runs."""
+    c, _, _ = build(sim)
+    before = len(pods.commands)
+    status, headers, text = raw(sim, "POST", "/volumes", jwt.heketi_token("admin", ADMIN, "POST", "/volumes"),
+                                {"size": 1, "durability": {"type": "replicate", "replicate": {"replica": 4}}})
+    assert (status, text.strip()) == (400, "Invalid replica value") and "Location" not in headers
+    assert len(pods.commands) == before
+
+
+def test_gluster_failure_is_heketis_error_and_leaves_nothing(sim, pods):
+    c, _, _ = build(sim)
+    pods.fail["volume start"] = "volume start: v1: failed: Commit failed on localhost."
+    with pytest.raises(HeketiError) as info:
+        c.create_volume(1, "v1", 3)
+    assert info.value.status == 500 and "Commit failed on localhost" in info.value.heketi_message
+    assert c.volumes() == []
+    assert pods.matching("volume delete v1")   # cleaned up like heketi does
+    assert all(d["storage"]["used"] == 0 for n in c.topology()["clusters"][0]["nodes"] for d in n["devices"])
+
+
+def test_node_add_checks_glusterd_then_probes_from_a_member(sim, pods):
+    c = client(sim)
+    cluster = c.create_cluster()["id"]
+    pods.down.add("k8s-1")
+    with pytest.raises(HeketiError) as info:   # a first node must run glusterd itself
+        c.add_node(cluster, "k8s-1", "10.186.0.10")
+    assert info.value.status == 400 and info.value.heketi_message == "New Node doesn't have glusterd running"
+    assert ("k8s-1", "systemctl status glusterd") in pods.commands
+    pods.down.clear()
+    c.add_node(cluster, "k8s-1", "10.186.0.10")
+    c.add_node(cluster, "k8s-2", "10.186.0.11")
+    assert ("k8s-1", "gluster --mode=script --timeout=600 peer probe 10.186.0.11") in pods.commands
+    pods.down.add("k8s-1")
+    pods.down.add("k8s-2")
+    with pytest.raises(HeketiError) as info:   # later nodes: a member must answer (it runs the probe)
+        c.add_node(cluster, "k8s-3", "10.186.0.12")
+    assert info.value.status == 400 and "None of the nodes in cluster has glusterd running" in info.value.heketi_message
+    pods.down.clear()
+    pods.fail["peer probe 10.186.0.12"] = "peer probe: failed: Probe returned with Transport endpoint is not connected"
+    with pytest.raises(HeketiError) as info:
+        c.add_node(cluster, "k8s-3", "10.186.0.12")
+    assert info.value.status == 500 and "Transport endpoint is not connected" in info.value.heketi_message
+    assert len(c.cluster(cluster)["nodes"]) == 2   # the failed node is not kept
+    pods.fail.clear()
+    c.add_node(cluster, "k8s-3", "10.186.0.12")
+    assert len(c.cluster(cluster)["nodes"]) == 3
+
+
+def test_no_glusterfs_pod_on_the_node(sim, pods):
+    c = client(sim)
+    cluster = c.create_cluster()["id"]
+    pods.missing.add("k8s-1")
+    with pytest.raises(HeketiError) as info:
+        c.add_node(cluster, "k8s-1", "10.186.0.10")
+    assert info.value.heketi_message == "New Node doesn't have glusterd running"
+
+
+def test_device_add_makes_a_filesystem_listed_in_heketis_fstab(sim, pods):
+    c = client(sim)
+    node = c.add_node(c.create_cluster()["id"], "k8s-1", "10.186.0.10")["id"]
+    c.add_device(node, "/dev/sdb")
+    device = c.node(node)["devices"][0]
+    mount = f"/var/lib/heketi/mounts/vg_{device['id']}"
+    on = pods.on("k8s-1")
+    assert "mkfs.xfs -q -i size=512 -n size=8192 /dev/sdb" in on
+    assert f"mount -o rw,inode64,noatime,nouuid /dev/sdb {mount}" in on
+    assert any(f"/dev/sdb {mount} xfs" in cmd and ">> /var/lib/heketi/fstab" in cmd for cmd in on)
+    assert device["storage"]["total"] == pods.size_kib
 
 
 def test_no_space_when_replica_exceeds_nodes(sim):
@@ -189,7 +284,8 @@ def test_db_persisted_and_reloaded(sim, tmp_path):
     sim.stop()
     data = json.loads((tmp_path / "heketi.db").read_text())
     assert cluster in data["clusters"] and set(nodes) <= set(data["nodes"])
-    again = HeketiSimulator(CONFIG, str(tmp_path / "heketi.db"), ("127.0.0.1", 0), str(tmp_path / "state")).start()
+    again = HeketiSimulator(CONFIG, str(tmp_path / "heketi.db"), ("127.0.0.1", 0), str(tmp_path / "state"),
+                            executor=FakeGlusterPods()).start()
     try:
         assert client(again).topology() == before
     finally:
@@ -254,23 +350,31 @@ def test_no_auth_mode(tmp_path):
         s.stop()
 
 
-def test_dirty_backing_device(sim, tmp_path):
-    """With a device map, a disk with a filesystem signature fails like heketi unless destroydata."""
-    import shutil
-    import subprocess
-
-    if not shutil.which("mkfs.ext4") or not shutil.which("blkid"):
-        pytest.skip("needs mkfs.ext4 and blkid")
-    image = tmp_path / "disk.img"
-    image.write_bytes(b"\0" * (8 * 1024 * 1024))
-    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
-    (tmp_path / "state" / "devices.json").write_text(json.dumps({"k8s-1": {"/dev/sdb": str(image)}}))
+def test_dirty_device(sim, pods):
+    """A device with a filesystem signature fails like heketi's pvcreate, unless destroydata."""
+    pods.signatures["k8s-1"] = "UUID=1f2e\nTYPE=ext4\n"
     c = client(sim)
     node = c.add_node(c.create_cluster()["id"], "k8s-1", "10.186.0.10")["id"]
     with pytest.raises(HeketiError) as info:
         c.add_device(node, "/dev/sdb")
     assert "ext4 signature detected on /dev/sdb" in info.value.heketi_message
+    assert not pods.matching("mkfs")
+    assert c.node(node)["devices"] == []
+    pods.signatures.clear()   # what `wipefs --all` leaves
     c.add_device(node, "/dev/sdb", destroydata=True)
-    device = c.node(node)["devices"][0]
-    assert device["storage"]["total"] == 8 * 1024
-    assert subprocess.run(["blkid", "-p", str(image)], capture_output=True).returncode != 0
+    on = pods.on("k8s-1")
+    assert on.index("wipefs --all /dev/sdb") < on.index("mkfs.xfs -q -i size=512 -n size=8192 /dev/sdb")
+
+
+def test_jwt_exp_is_compared_in_whole_seconds(sim):
+    """heketi (jwt-go) compares `exp` with the current Unix time in whole seconds: a token whose
+    exp is this very second is still valid; one a second older is not."""
+    now = int(time.time())
+    for exp, status in ((now + 1, 200), (now - 1, 401)):
+        token = jwt.encode({"iss": "admin", "iat": now - 5, "exp": exp,
+                            "qsh": jwt.qsh("GET", "/clusters")}, ADMIN)
+        assert raw(sim, "GET", "/clusters", token)[0] == status, exp
+    token = jwt.encode({"iss": "admin", "iat": now - 5, "exp": now, "qsh": jwt.qsh("GET", "/clusters")}, ADMIN)
+    assert jwt.verify_heketi(token, {"admin": ADMIN}, "GET", "/clusters", now=now + 0.99)["exp"] == now
+    with pytest.raises(jwt.JwtError, match="expired"):
+        jwt.verify_heketi(token, {"admin": ADMIN}, "GET", "/clusters", now=now + 1.0)

@@ -131,6 +131,13 @@ def test_daemonset_pods_only_on_labelled_nodes_then_ready(k):
     assert k.json("get", "pods", "-l", "glusterfs-node!=pod")["items"] == []
     assert k.json("get", "nodes", "-l", "!storagenode")["items"][0]["metadata"]["name"] == "k8s-2"
     assert len(k.json("get", "pods", "--field-selector", "spec.nodeName=k8s-3")["items"]) == 1
+    # a cordon keeps DaemonSet pods (they tolerate unschedulable nodes)
+    uid = k.json("get", "pods", "--field-selector", "spec.nodeName=k8s-3")["items"][0]["metadata"]["uid"]
+    k("cordon", "k8s-3")
+    time.sleep(1.0)
+    assert [p["metadata"]["uid"] for p in k.json("get", "pods", "--field-selector", "spec.nodeName=k8s-3")["items"]] \
+        == [uid]
+    k("uncordon", "k8s-3")
     # relabel away: the pod on k8s-3 goes
     k("label", "node", "k8s-3", "storagenode-")
     wait_until(lambda: len(k.json("get", "pods", "-l", "glusterfs-node=pod")["items"]) == 1, what="pod removed")
@@ -171,27 +178,17 @@ def test_deployment_service_endpoints_and_delete_by_selector(k, sim):
 # --- real processes with mounted volumes -----------------------------------------
 
 @needs_root
-def test_copy_job_really_copies_into_the_glusterfs_volume(k, sim):
-    vol = os.path.join(sim.state_dir, "volumes", "heketidbstorage")
-    os.makedirs(vol)
-    k("create", "-f", manifest("heketi-storage.json"))
-    k("wait", "--for=condition=complete", "job/heketi-storage-copy-job", "--timeout=30s")
-    with open(os.path.join(vol, "heketi.db")) as fh:
-        assert fh.read() == "HEKETI-DB-CONTENT\n"
-    assert not os.path.exists("/heketi") and not os.path.exists("/db/heketi.db")   # host untouched
-    pods = k.json("get", "pods", "-l", "job-name=heketi-storage-copy-job")["items"]
-    assert pods[0]["status"]["phase"] == "Succeeded"
-    assert "Completed" in k("get", "pods").stdout
-
-
-@needs_root
-def test_copy_job_without_the_volume_never_starts(k, sim):
+def test_glusterfs_volume_without_lab_nodes_is_not_mounted(k, sim):
+    """Alone (no lab nodes) the simulator has no node whose mount.glusterfs could mount a
+    GlusterFS volume: the pod stays ContainerCreating with a FailedMount event saying so.
+    (tests/lab/ runs the copy job against a real replica-3 volume.)"""
     k("create", "-f", manifest("heketi-storage.json"))
     r = k("wait", "--for=condition=complete", "job/heketi-storage-copy-job", "--timeout=2s", check=False)
     assert r.returncode != 0
     assert "ContainerCreating" in k("get", "pods").stdout
-    events = k.json("get", "events")["items"]
-    assert any(e["reason"] == "FailedMount" and "heketidbstorage" in e["message"] for e in events)
+    events = wait_until(lambda: [e for e in k.json("get", "events")["items"] if e["reason"] == "FailedMount"],
+                        what="FailedMount")
+    assert any("mount.glusterfs" in e["message"] and "heketi-storage" in e["message"] for e in events)
 
 
 # --- patch / replace / immutable ---------------------------------------------------
@@ -306,43 +303,42 @@ def test_fault_pod_never_ready_from_file_then_fixed(k, tmp_path):
 # --- PVC through heketi --------------------------------------------------------------
 
 @needs_root
-def test_pvc_is_provisioned_through_heketi_and_mounted(k, sim, tmp_path):
+def test_pvc_is_provisioned_through_heketi(k, sim, tmp_path):
+    """The in-tree provisioner: PVC -> heketi POST /volumes (JWT, async queue) -> Endpoints,
+    Service and a bound PV. heketi here runs on a recording double of the glusterfs pods."""
+    from gfsdeploy_glusterfs.lab.simulators.heketi import HeketiSimulator
     from gfsdeploy_glusterfs.lab.simulators.kubernetes.provisioner import heketi_async
-    k("create", "-f", manifest("heketi-service-account.json"))
-    create_heketi_config(k)
-    k("create", "-f", manifest("heketi-bootstrap.json"))
-    k("rollout", "status", "deployment/deploy-heketi", "--timeout=30s")
-    pod = k.json("get", "pods", "-l", "name=deploy-heketi")["items"][0]
-    url = pod["metadata"]["annotations"]["simulator.gfsdeploy.dev/heketi-url"]
-    cluster = json.loads(heketi_async(url, "admin", "adminkey", "POST", "/clusters", {}))
-    for i, ip in enumerate(["10.186.0.10", "10.186.0.11", "10.186.0.12"]):
-        node = json.loads(heketi_async(url, "admin", "adminkey", "POST", "/nodes", {
-            "cluster": cluster["id"], "zone": 1, "hostnames": {"manage": [f"k8s-{i + 1}"], "storage": [ip]}}))
-        heketi_async(url, "admin", "adminkey", "POST", "/devices", {"node": node["id"], "name": "/dev/sdb"})
-    sc = json.load(open(manifest("storageclass.json")))
-    sc["parameters"]["resturl"] = url
-    (tmp_path / "sc.json").write_text(json.dumps(sc))
-    k("create", "secret", "generic", "heketi-storageclass-secret", "--type=kubernetes.io/glusterfs",
-      "--from-literal=key=adminkey")
-    k("create", "-f", str(tmp_path / "sc.json"))
-    k("create", "-f", manifest("pvc.json"))
-    k("wait", "--for=jsonpath={.status.phase}=Bound", "pvc/gluster1", "--timeout=30s")
-    pvc = k.json("get", "pvc", "gluster1")
-    pv = k.json("get", "pv", pvc["spec"]["volumeName"])
-    assert pv["spec"]["glusterfs"]["endpoints"] == f"glusterfs-dynamic-{pvc['metadata']['uid']}"
-    assert pv["spec"]["claimRef"]["name"] == "gluster1" and pv["status"]["phase"] == "Bound"
-    voldir = os.path.join(sim.state_dir, "volumes", pv["spec"]["glusterfs"]["path"])
-    assert os.path.isdir(voldir)
-    writer = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "writer"},
-              "spec": {"restartPolicy": "Never", "containers": [{
-                  "name": "w", "image": "busybox", "command": ["sh", "-c", "echo hello > /data/f && cat /data/f"],
-                  "volumeMounts": [{"name": "d", "mountPath": "/data"}]}],
-                  "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "gluster1"}}]}}
-    (tmp_path / "pod.json").write_text(json.dumps(writer))
-    k("create", "-f", str(tmp_path / "pod.json"))
-    k("wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/writer", "--timeout=20s")
-    assert open(os.path.join(voldir, "f")).read() == "hello\n"
-    assert k("logs", "writer").stdout == "hello\n"
+    from fake_gluster import FakeGlusterPods
+
+    pods = FakeGlusterPods()
+    heketi = HeketiSimulator(HEKETI_JSON, str(tmp_path / "heketi.db"), ("127.0.0.1", 0), str(tmp_path),
+                             op_delay=0.05, executor=pods).start()
+    try:
+        url = heketi.url
+        cluster = json.loads(heketi_async(url, "admin", "adminkey", "POST", "/clusters", {}))
+        for i, ip in enumerate(["10.186.0.10", "10.186.0.11", "10.186.0.12"]):
+            node = json.loads(heketi_async(url, "admin", "adminkey", "POST", "/nodes", {
+                "cluster": cluster["id"], "zone": 1, "hostnames": {"manage": [f"k8s-{i + 1}"], "storage": [ip]}}))
+            heketi_async(url, "admin", "adminkey", "POST", "/devices", {"node": node["id"], "name": "/dev/sdb"})
+        sc = json.load(open(manifest("storageclass.json")))
+        sc["parameters"]["resturl"] = url
+        (tmp_path / "sc.json").write_text(json.dumps(sc))
+        k("create", "secret", "generic", "heketi-storageclass-secret", "--type=kubernetes.io/glusterfs",
+          "--from-literal=key=adminkey")
+        k("create", "-f", str(tmp_path / "sc.json"))
+        k("create", "-f", manifest("pvc.json"))
+        k("wait", "--for=jsonpath={.status.phase}=Bound", "pvc/gluster1", "--timeout=30s")
+        pvc = k.json("get", "pvc", "gluster1")
+        pv = k.json("get", "pv", pvc["spec"]["volumeName"])
+        assert pv["spec"]["glusterfs"]["endpoints"] == f"glusterfs-dynamic-{pvc['metadata']['uid']}"
+        assert pv["spec"]["claimRef"]["name"] == "gluster1" and pv["status"]["phase"] == "Bound"
+        name = pv["spec"]["glusterfs"]["path"]
+        assert pods.matching(f"volume create {name} replica 3 ")   # the claim's volume, made through heketi
+        ep = k.json("get", "endpoints", f"glusterfs-dynamic-{pvc['metadata']['uid']}")
+        assert sorted(a["ip"] for a in ep["subsets"][0]["addresses"]) == ["10.186.0.10", "10.186.0.11",
+                                                                          "10.186.0.12"]
+    finally:
+        heketi.stop()
 
 
 @needs_root
@@ -351,7 +347,6 @@ def test_glusterfs_volumes_fail_on_1_26(tmp_path):
     s = start_sim(str(tmp_path), version="1.26.15")
     try:
         k = Kubectl(BINARIES[0], s.url(), str(tmp_path))
-        os.makedirs(os.path.join(s.state_dir, "volumes", "heketidbstorage"))
         k("create", "-f", manifest("heketi-storage.json"))
         k("create", "-f", manifest("storageclass.json"))
         k("create", "-f", manifest("pvc.json"))

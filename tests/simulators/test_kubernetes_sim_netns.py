@@ -1,9 +1,9 @@
-"""The master-node steps of docs/PROCEDURE.md (heketi bootstrap to StorageClass) against the simulator run as the lab runs it:
-a subprocess with --manage-lo inside a private network namespace, heketi pods
-reached on their Service ClusterIP, the heketi DB really moved by the copy job."""
+"""The master-node steps of docs/PROCEDURE.md (heketi bootstrap to StorageClass) against the
+simulator run as the lab runs it: a subprocess with --manage-lo inside a private network
+namespace, heketi pods reached on their Service ClusterIP. (The DB move through a real
+GlusterFS volume is tested in tests/lab/.)"""
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -20,29 +20,6 @@ BINARIES = kubectl_binaries()
 pytestmark = [needs_root,
               pytest.mark.skipif(not BINARIES, reason="no real kubectl binary"),
               pytest.mark.skipif(not shutil.which("nsenter") or not shutil.which("ip"), reason="needs nsenter, ip")]
-
-HEKETI_SCRIPT = r"""
-import json, sys
-from gfsdeploy_glusterfs.lab.simulators.kubernetes.provisioner import heketi_async, heketi_call
-url, op = sys.argv[1], sys.argv[2]
-call = lambda m, p, b=None: heketi_async(url, "admin", "adminkey", m, p, b)
-if op == "setup":
-    cluster = json.loads(call("POST", "/clusters", {}))
-    for i, ip in enumerate(["10.186.0.10", "10.186.0.11", "10.186.0.12"]):
-        node = json.loads(call("POST", "/nodes", {"cluster": cluster["id"], "zone": 1,
-                                                   "hostnames": {"manage": [f"k8s-{i+1}"], "storage": [ip]}}))
-        call("POST", "/devices", {"node": node["id"], "name": "/dev/sdb", "destroydata": True})
-    call("POST", "/volumes", {"size": 2, "name": "heketidbstorage",
-                              "durability": {"type": "replicate", "replicate": {"replica": 3}}})
-    code, _, db = heketi_call(url, "admin", "adminkey", "GET", "/backup/db")
-    assert code == 200, code
-    sys.stdout.buffer.write(db)
-else:
-    vols = [json.loads(call("GET", "/volumes/" + v))["name"] for v in json.loads(call("GET", "/volumes"))["volumes"]]
-    clusters = json.loads(call("GET", "/clusters"))["clusters"]
-    print(json.dumps({"volumes": vols, "clusters": clusters}))
-"""
-
 
 @pytest.fixture
 def netsim(tmp_path):
@@ -64,18 +41,19 @@ def netsim(tmp_path):
         proc.wait()
 
 
-def heketi(prefix, url, op) -> bytes:
-    r = subprocess.run(prefix + [sys.executable, "-c", HEKETI_SCRIPT, url, op], capture_output=True,
-                       env={**os.environ, "PYTHONPATH": REPO}, timeout=60)
-    assert r.returncode == 0, r.stderr.decode()
-    return r.stdout
+def hello(prefix, url) -> str:
+    r = subprocess.run(prefix + [sys.executable, "-c", "import sys, urllib.request; "
+                                 "print(urllib.request.urlopen(sys.argv[1] + '/hello', timeout=5).read().decode())", url],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
 
 
 def lo_addrs(prefix) -> str:
     return subprocess.run(prefix + ["ip", "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True).stdout
 
 
-def test_heketi_db_moves_through_the_copy_job(netsim, tmp_path):
+def test_heketi_answers_on_its_service_cluster_ip(netsim, tmp_path):
     k, prefix, state = netsim
     (tmp_path / "heketi.json").write_text(json.dumps(HEKETI_JSON))
     k("create", "-f", manifest("heketi-service-account.json"))
@@ -84,21 +62,6 @@ def test_heketi_db_moves_through_the_copy_job(netsim, tmp_path):
     k("rollout", "status", "deployment/deploy-heketi", "--timeout=30s")
     boot_ip = k.json("get", "svc", "deploy-heketi")["spec"]["clusterIP"]
     assert f"{boot_ip}/32" in lo_addrs(prefix)
-    db = heketi(prefix, f"http://{boot_ip}:8080", "setup")
-
-    storage = json.load(open(manifest("heketi-storage.json")))
-    storage["items"][0]["data"]["heketi.db"] = base64.b64encode(db).decode()
-    (tmp_path / "storage.json").write_text(json.dumps(storage))
-    k("create", "-f", str(tmp_path / "storage.json"))
-    k("wait", "--for=condition=complete", "job/heketi-storage-copy-job", "--timeout=30s")
-    with open(os.path.join(state, "volumes", "heketidbstorage", "heketi.db"), "rb") as fh:
-        assert fh.read() == db
-
+    assert hello(prefix, f"http://{boot_ip}:8080") == "Hello from Heketi"
     k("delete", "all,service,jobs,deployment,secret", "--selector=deploy-heketi")
     wait_until(lambda: f"{boot_ip}/32" not in lo_addrs(prefix), what="bootstrap ClusterIP removed from lo")
-
-    k("create", "-f", manifest("heketi-deployment.json"))
-    k("rollout", "status", "deployment/heketi", "--timeout=30s")
-    ip = k.json("get", "svc", "heketi")["spec"]["clusterIP"]
-    got = json.loads(heketi(prefix, f"http://{ip}:8080", "check"))
-    assert got["volumes"] == ["heketidbstorage"] and len(got["clusters"]) == 1

@@ -184,3 +184,19 @@ def test_helper_finds_base64_forms():
     with pytest.raises(AssertionError):
         assert_no_secret([base64.urlsafe_b64encode(LISTED.encode()).rstrip(b"=")], [LISTED])
     assert_no_secret(["(sensitive)"], [TAGGED])
+
+
+def test_an_unknown_value_registered_as_secret_masks_only_what_is_known():
+    """A Secret whose data is only known after apply must not turn every
+    "(known after apply)" of the plan into "(sensitive)"."""
+    from gfsdeploy import secrets
+    from gfsdeploy.templating.templar import UNKNOWN_MARK
+
+    secrets.reset()
+    try:
+        secrets.register(UNKNOWN_MARK)
+        secrets.register(f"{UNKNOWN_MARK}pa55w0rd")
+        assert secrets.redact(f"resturl http://{UNKNOWN_MARK}:8080") == f"resturl http://{UNKNOWN_MARK}:8080"
+        assert secrets.redact("the key pa55w0rd") == "the key (sensitive)"
+    finally:
+        secrets.reset()

@@ -1,12 +1,20 @@
-"""A heketi SIMULATOR for the lab — not heketi.
+"""A heketi SIMULATOR for the lab — not heketi, but its work is real.
 
-It serves heketi's REST API (the subset gk-deploy and the glusterfs
-provisioner use) with heketi's JSON shapes, status codes, error texts, JWT
-authentication and async queue, and keeps its database in a JSON file so a
-deployment that forgets the DB migration really ends with an empty heketi.
+It serves heketi's REST API (the subset gk-deploy, the glusterfs provisioner and
+heketi's own clients use) with heketi's JSON shapes, status codes, error texts, JWT
+authentication and async queue, and keeps its database in a JSON file (in the lab: on
+the heketi pod's volume, so a deployment that forgets the DB migration really ends
+with an empty heketi).
 
-A volume is a directory ``STATE_DIR/volumes/<name>/``: the Kubernetes simulator
-mounts it into pods as "the gluster volume". No LVM, no glusterd.
+GlusterFS work goes through the glusterfs pods, as heketi's kubernetes executor does it
+(``executor.PodExecutor``): ``systemctl status glusterd`` before a node joins,
+``gluster peer probe`` from a node already in the cluster, a filesystem on each device
+(device-mapper is not available in the lab: one XFS filesystem per device, mounted at
+``/var/lib/heketi/mounts/vg_<device id>`` and listed in heketi's fstab, where heketi
+would make an LVM volume group and a thin LV per brick), a directory per brick on it, and
+``gluster volume create <name> replica N host:brick ...`` + ``start``. What the REST API
+refuses, it refuses as heketi does (replica above 3, device delete before the device
+failed, hostnames already used, ...).
 
 Fault switches are read from ``faults_path`` (JSON) on every request::
 
@@ -16,10 +24,6 @@ Fault switches are read from ``faults_path`` (JSON) on every request::
      "node_add_fails": {"k8s-3": "message"},
      "volume_create_fails": true,              # or a message, or {"name": "message"}
      "op_delay": 0.5}                          # seconds an async operation stays pending
-
-With ``STATE_DIR/devices.json`` = ``{"k8s-1": {"/dev/sdb": "/dev/loop3"}}`` a device
-add probes the backing device with ``blkid -p`` and fails like heketi on a dirty
-disk, unless ``destroydata`` was asked (then ``wipefs --all`` cleans it first).
 """
 
 from __future__ import annotations
@@ -29,12 +33,12 @@ import json
 import os
 import re
 import secrets as _random
-import shutil
-import subprocess
+import shlex
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from gfsdeploy_glusterfs import jwt
+from gfsdeploy_glusterfs.lab.simulators.heketi.executor import ExecFailure, NoExecutor
 
 GiB_KiB = 1024 * 1024
 HELLO = "Hello from Heketi"
@@ -45,6 +49,10 @@ _UUID = re.compile(r"^[0-9a-f]{32}$")
 _HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 CONFLICT = "The target exists, contains other items, or is in use."
 SETUP_FAILED = "Setup of device {name} failed (already initialized or contains data?): "
+MOUNTS = "/var/lib/heketi/mounts"
+MOUNT_OPTS = "rw,inode64,noatime,nouuid"
+GLUSTER = "gluster --mode=script --timeout=600"
+STATES = ("online", "offline", "failed")
 
 
 class SimError(Exception):
@@ -79,21 +87,26 @@ class HeketiSimulator:
     """heketi's REST API on ``listen`` (port 0 picks a free port), DB in ``db_path``."""
 
     def __init__(self, config: dict, db_path: str, listen: tuple[str, int], state_dir: str,
-                 faults_path: str | None = None, *, op_delay: float = 0.2, device_size_gib: int = 100):
+                 faults_path: str | None = None, *, op_delay: float = 0.2, executor=None,
+                 fstab: str = "/var/lib/heketi/fstab", snapshot_limit: int = 0, log=None):
         self.config = config or {}
         self.db_path = db_path
         self.listen = listen
         self.state_dir = state_dir
         self.faults_path = faults_path
         self.op_delay = op_delay
-        self.device_size_gib = device_size_gib
+        self.executor = executor or NoExecutor()
+        self.fstab = fstab
+        self.log = log or (lambda msg: None)
+        self.snapshot_limit = snapshot_limit
         self.use_auth = bool(self.config.get("use_auth", False))
         keys = (self.config.get("jwt") or {})
         self.keys = {who: (keys.get(who) or {}).get("key") for who in ("admin", "user")}
         self.keys = {who: key for who, key in self.keys.items() if key}
         self.db = _empty_db()
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status): what tests read
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()          # the DB
+        self._queue_lock = threading.Lock()
         self._queue: dict[str, dict] = {}
         self._timers: list[threading.Timer] = []
         self._server: ThreadingHTTPServer | None = None
@@ -104,7 +117,6 @@ class HeketiSimulator:
         self.load()
         if not os.path.exists(self.db_path) or os.path.getsize(self.db_path) == 0:
             self.save()  # heketi creates its DB file at start
-        os.makedirs(os.path.join(self.state_dir, "volumes"), exist_ok=True)
         handler = type("HeketiSimHandler", (_Handler,), {"sim": self})
         self._server = ThreadingHTTPServer(tuple(self.listen), handler)
         self._server.daemon_threads = True
@@ -147,6 +159,12 @@ class HeketiSimulator:
             for key in ("clusters", "nodes", "devices", "volumes", "bricks"):
                 db[key] = dict(data.get(key) or {})
             self.db = db
+            # operations that were running when this DB was saved never finished
+            for volume_id in [v for v, vol in db["volumes"].items() if vol.get("pending")]:
+                self._forget_volume(volume_id)
+            for kind in ("nodes", "devices"):
+                for ident in [i for i, entry in db[kind].items() if entry.get("pending")]:
+                    del db[kind][ident]
 
     def save(self) -> None:
         with self._lock:
@@ -211,6 +229,9 @@ class HeketiSimulator:
         if not parts:
             raise SimError(404, "404 page not found")
         kind, ident = parts[0], (parts[1] if len(parts) > 1 else None)
+        if len(parts) == 3 and parts[2] == "state" and kind in ("nodes", "devices") and method == "POST":
+            with self._lock:
+                return self._set_state(kind, ident, body)
         if len(parts) > 2:
             raise SimError(404, "404 page not found")
         if kind == "backup" and ident == "db" and method == "GET":
@@ -233,7 +254,7 @@ class HeketiSimulator:
             ("devices", False, "POST"): lambda: self._device_add(body, faults),
             ("devices", True, "GET"): lambda: self._json(self._device_info(ident)),
             ("devices", True, "DELETE"): lambda: self._device_delete(ident),
-            ("volumes", False, "GET"): lambda: self._json({"volumes": sorted(self.db["volumes"])}),
+            ("volumes", False, "GET"): lambda: self._volume_list(),
             ("volumes", False, "POST"): lambda: self._volume_create(body, faults),
             ("volumes", True, "GET"): lambda: self._json(self._volume_info(ident)),
             ("volumes", True, "DELETE"): lambda: self._volume_delete(ident),
@@ -268,14 +289,15 @@ class HeketiSimulator:
         self._queue[op_id] = entry
 
         def run():
-            with self._lock:
-                try:
-                    location = operation()
-                    entry.update(done=True, status=303 if location else 204, location=location or "")
-                except SimError as exc:
-                    entry.update(done=True, status=500, text=exc.text)
-                except Exception as exc:  # a simulator bug must still answer, like heketi's 500
-                    entry.update(done=True, status=500, text=f"simulator error: {exc}")
+            try:
+                location = operation()
+                result = dict(done=True, status=303 if location else 204, location=location or "")
+            except SimError as exc:
+                result = dict(done=True, status=500, text=exc.text)
+            except Exception as exc:  # a simulator bug must still answer, like heketi's 500
+                result = dict(done=True, status=500, text=f"simulator error: {exc}")
+            with self._queue_lock:
+                entry.update(result)
 
         delay = faults.get("op_delay", self.op_delay)
         try:
@@ -289,7 +311,7 @@ class HeketiSimulator:
         return 202, {"Location": f"/queue/{op_id}"}, b""
 
     def _queue_status(self, op_id: str):
-        with self._lock:
+        with self._queue_lock:
             entry = self._queue.get(op_id)
             if entry is None:
                 raise SimError(404, "Id not found")
@@ -330,6 +352,39 @@ class HeketiSimulator:
         del self.db["clusters"][cluster_id]
         self.save()
         return 200, {}, b""
+
+    # -- running commands in the glusterfs pods ---------------------------------------
+    def _exec(self, host: str, commands: list[str], timeout_minutes: int = 10) -> list[str]:
+        """Run COMMANDS one by one in HOST's glusterfs pod (stop at the first failure, whose
+        text becomes the operation's error, as in heketi)."""
+        out = []
+        for command in commands:
+            self.log(f"[heketi-sim] {host}: {command}")
+            try:
+                out.append(self.executor.run(host, command, timeout_minutes))
+            except ExecFailure as exc:
+                self.log(f"[heketi-sim] {host}: failed: {exc}")
+                raise SimError(500, str(exc)) from None
+        return out
+
+    def _glusterd_ok(self, host: str) -> bool:
+        """heketi's node check: `systemctl status glusterd` in the node's glusterfs pod."""
+        try:
+            self.executor.run(host, "systemctl status glusterd", 10)
+            return True
+        except ExecFailure as exc:
+            self.log(f"[heketi-sim] {host}: glusterd check failed: {exc}")
+            return False
+
+    def _verified_manage_host(self, cluster_id: str, exclude: str = "") -> str | None:
+        """A node of the cluster whose glusterd answers (heketi runs gluster commands there)."""
+        for node_id in self.db["clusters"][cluster_id]["nodes"]:
+            node = self.db["nodes"].get(node_id)
+            if node and node_id != exclude and node.get("state", "online") == "online":
+                host = node["hostnames"]["manage"][0]
+                if self._glusterd_ok(host):
+                    return host
+        return None
 
     # -- nodes ---------------------------------------------------------------------
     def _node_info(self, node_id: str) -> dict:
@@ -374,23 +429,45 @@ class HeketiSimulator:
         if cluster_id not in self.db["clusters"]:
             raise SimError(404, "Cluster id does not exist")
         self._check_hostnames(manage, storage)
+        # heketi answers these synchronously: with nodes in the cluster, one of them must run
+        # glusterd (it probes the new node); a first node must run glusterd itself
+        peer = ""
+        if self.db["clusters"][cluster_id]["nodes"]:
+            peer = self._verified_manage_host(cluster_id)
+            if not peer:
+                raise SimError(400, "None of the nodes in cluster has glusterd running")
+        elif not self._glusterd_ok(manage[0]):
+            raise SimError(400, "New Node doesn't have glusterd running")
         node_id = _new_id()
         fail = faults.get("node_add_fails") or {}
+        # registered now (hostnames taken), in the cluster only once the probe worked
+        self.db["nodes"][node_id] = {"id": node_id, "cluster": cluster_id, "zone": zone,
+                                     "hostnames": {"manage": list(manage), "storage": list(storage)},
+                                     "state": "online", "devices": [], "tags": data.get("tags") or {},
+                                     "pending": True}
 
         def operation():
-            self._check_hostnames(manage, storage)  # a concurrent add may have won
-            if isinstance(fail, dict) and manage[0] in fail:
-                message = fail[manage[0]]
-                raise SimError(500, message if isinstance(message, str) else
-                               "peer probe: failed: Probe returned with Transport endpoint is not connected")
-            cluster = self.db["clusters"].get(cluster_id)
-            if cluster is None:
-                raise SimError(500, "Id not found")
-            self.db["nodes"][node_id] = {"id": node_id, "cluster": cluster_id, "zone": zone,
-                                         "hostnames": {"manage": list(manage), "storage": list(storage)},
-                                         "state": "online", "devices": [], "tags": data.get("tags") or {}}
-            cluster["nodes"].append(node_id)
-            self.save()
+            try:
+                if isinstance(fail, dict) and manage[0] in fail:
+                    message = fail[manage[0]]
+                    raise SimError(500, message if isinstance(message, str) else
+                                   "peer probe: failed: Probe returned with Transport endpoint is not connected")
+                if peer:
+                    self._exec(peer, [f"{GLUSTER} peer probe {shlex.quote(storage[0])}"])
+                    if self.snapshot_limit > 0:
+                        self._exec(peer, [f"{GLUSTER} snapshot config snap-max-hard-limit {self.snapshot_limit}"])
+            except SimError:
+                with self._lock:
+                    self.db["nodes"].pop(node_id, None)
+                raise
+            with self._lock:
+                cluster = self.db["clusters"].get(cluster_id)
+                node = self.db["nodes"].get(node_id)
+                if cluster is None or node is None:
+                    raise SimError(500, "Id not found")
+                node.pop("pending", None)
+                cluster["nodes"].append(node_id)
+                self.save()
             return f"/nodes/{node_id}"
 
         return self._async(operation, faults)
@@ -404,21 +481,52 @@ class HeketiSimulator:
 
     def _node_delete(self, node_id: str):
         node = self.db["nodes"].get(node_id)
-        if node is None:
+        if node is None or node.get("pending"):
             raise SimError(404, "Id not found")
         if node["devices"]:
-            raise SimError(409, CONFLICT)
+            raise SimError(409, f"Unable to delete node [{node_id}] because it contains devices")
+        peer = self._verified_manage_host(node["cluster"], exclude=node_id)
 
         def operation():
-            if node_id in self.db["nodes"]:
-                cluster = self.db["clusters"].get(node["cluster"])
-                if cluster and node_id in cluster["nodes"]:
-                    cluster["nodes"].remove(node_id)
-                del self.db["nodes"][node_id]
-                self.save()
+            if peer:   # heketi logs a failed detach and goes on
+                try:
+                    self._exec(peer, [f"{GLUSTER} peer detach {shlex.quote(node['hostnames']['storage'][0])}"])
+                except SimError:
+                    pass
+            with self._lock:
+                if node_id in self.db["nodes"]:
+                    cluster = self.db["clusters"].get(node["cluster"])
+                    if cluster and node_id in cluster["nodes"]:
+                        cluster["nodes"].remove(node_id)
+                    del self.db["nodes"][node_id]
+                    self.save()
             return None
 
         return self._async(operation, {})
+
+    def _set_state(self, kind: str, ident: str, body: bytes):
+        """POST /nodes/{id}/state, /devices/{id}/state: online <-> offline, offline -> failed
+        (heketi then moves the bricks away; the simulator only allows it without bricks)."""
+        table = self.db[kind]
+        entry = table.get(ident)
+        if entry is None or entry.get("pending"):
+            raise SimError(404, "Id not found")
+        want = self._parse(body).get("state")
+        if want not in STATES:
+            raise SimError(400, "state: must be a valid value.")
+        have = entry.get("state", "online")
+        allowed = {"online": ("online", "offline"), "offline": ("online", "offline", "failed"),
+                   "failed": ("failed", "offline")}[have]
+        if want not in allowed:
+            raise SimError(400, f"Cannot move {kind[:-1]} from state {have} to state {want}")
+        bricks = (entry["bricks"] if kind == "devices"
+                  else [b for d in entry["devices"] for b in self.db["devices"][d]["bricks"]])
+        if want == "failed" and bricks:
+            raise SimError(500, f"Unable to remove {kind[:-1]} {ident}: it has {len(bricks)} brick(s) and the "
+                                "heketi simulator does not move bricks to other devices")
+        entry["state"] = want
+        self.save()
+        return 200, {}, b""
 
     # -- devices ----------------------------------------------------------------------
     def _brick_info(self, brick_id: str) -> dict:
@@ -445,33 +553,42 @@ class HeketiSimulator:
             raise SimError(400, f"node: {node_id} is not a valid UUID.")
         destroy = bool(data.get("destroydata", False))
         node = self.db["nodes"].get(node_id)
-        if node is None:
+        if node is None or node.get("pending"):
             raise SimError(404, "Node id does not exist")
         self._check_device(node, name)
         device_id = _new_id()
         manage = node["hostnames"]["manage"][0]
         failing = self._device_fault(faults.get("device_add_fails"), manage, name)
+        # registered now (the name is taken), on the node once its filesystem is made
+        self.db["devices"][device_id] = {"id": device_id, "name": name, "node": node_id, "state": "online",
+                                         "storage": {"total": 0, "free": 0, "used": 0}, "bricks": [],
+                                         "pending": True}
 
         def operation():
-            current = self.db["nodes"].get(node_id)
-            if current is None:
-                raise SimError(500, "Id not found")
-            self._check_device(current, name)
-            if failing is not None:
-                raise SimError(500, failing)
-            total_kib = self._prepare_backing(manage, name, destroy)
-            self.db["devices"][device_id] = {
-                "id": device_id, "name": name, "node": node_id, "state": "online",
-                "storage": {"total": total_kib, "free": total_kib, "used": 0}, "bricks": []}
-            current["devices"].append(device_id)
-            self.save()
+            try:
+                if failing is not None:
+                    raise SimError(500, failing)
+                total_kib = self._device_setup(manage, name, device_id, destroy)
+            except SimError:
+                with self._lock:
+                    self.db["devices"].pop(device_id, None)
+                raise
+            with self._lock:
+                current = self.db["nodes"].get(node_id)
+                device = self.db["devices"].get(device_id)
+                if current is None or device is None:
+                    raise SimError(500, "Id not found")
+                device.pop("pending", None)
+                device["storage"] = {"total": total_kib, "free": total_kib, "used": 0}
+                current["devices"].append(device_id)
+                self.save()
             return None  # heketi answers 204 for a device add
 
         return self._async(operation, faults)
 
     def _check_device(self, node: dict, name: str):
-        for device_id in node["devices"]:
-            if self.db["devices"][device_id]["name"] == name:
+        for device_id, device in self.db["devices"].items():
+            if device["node"] == node["id"] and device["name"] == name:
                 raise SimError(409, f"Device {name} is already used on node {node['id']} by device {device_id}")
 
     @staticmethod
@@ -492,28 +609,22 @@ class HeketiSimulator:
             return message if isinstance(message, str) and message else default
         return None
 
-    def _backing(self, manage: str, name: str) -> str | None:
-        try:
-            with open(os.path.join(self.state_dir, "devices.json"), encoding="utf-8") as handle:
-                mapping = json.load(handle)
-        except (OSError, ValueError):
-            return None
-        return ((mapping or {}).get(manage) or {}).get(name)
+    def _device_setup(self, host: str, name: str, device_id: str, destroy: bool) -> int:
+        """Make DEVICE a brick store in HOST's glusterfs pod; its size in KiB.
 
-    def _prepare_backing(self, manage: str, name: str, destroy: bool) -> int:
-        """Check (or wipe) the lab's backing device like heketi's pvcreate would; return KiB."""
-        backing = self._backing(manage, name)
-        if not backing:
-            return self.device_size_gib * GiB_KiB
-        if not os.path.exists(backing):
-            raise SimError(500, SETUP_FAILED.format(name=name) + f"  Device {name} not found.")
+        heketi: `wipefs --all` (destroydata), `pvcreate` (refusing a device with a signature),
+        `vgcreate vg_<id>`. Here: the same wipe and refusal, then one XFS filesystem for the
+        device, mounted at MOUNTS/vg_<id> and recorded in heketi's fstab (the glusterfs pod
+        mounts it again after a restart)."""
+        dev = shlex.quote(name)
         if destroy:
-            wiped = subprocess.run(["wipefs", "--all", backing], capture_output=True, text=True)
-            if wiped.returncode != 0:
-                raise SimError(500, SETUP_FAILED.format(name=name) +
-                               f"wipefs: error: {name}: {wiped.stderr.strip().split(': ')[-1]}")
-        probe = subprocess.run(["blkid", "-p", "-o", "export", backing], capture_output=True, text=True)
-        found = dict(line.split("=", 1) for line in probe.stdout.splitlines() if "=" in line)
+            try:
+                self._exec(host, [f"wipefs --all {dev}"], 5)
+            except SimError as exc:
+                raise SimError(500, SETUP_FAILED.format(name=name) + exc.text) from None
+        probe = self._exec(host, [f"test -b {dev} || {{ echo 'Device {name} not found.' >&2; exit 1; }}; "
+                                  f"blkid -p -o export {dev} || true"], 5)[0]
+        found = dict(line.split("=", 1) for line in probe.splitlines() if "=" in line)
         kind = found.get("TYPE") or found.get("PTTYPE")
         if kind == "LVM2_member":
             raise SimError(500, SETUP_FAILED.format(name=name) +
@@ -523,45 +634,58 @@ class HeketiSimulator:
             raise SimError(500, f"Initializing device {name} failed (already initialized or contains data?): "
                                 f"WARNING: {kind} signature detected on {name} at offset 0. Wipe it? [y/n]: [n]\n"
                                 f"  Aborted wiping of {kind}.\n  1 existing signature left on the device.")
-        try:
-            fd = os.open(backing, os.O_RDONLY)
-            try:
-                size = os.lseek(fd, 0, os.SEEK_END)
-            finally:
-                os.close(fd)
-        except OSError:
-            size = 0
-        return size // 1024 if size else self.device_size_gib * GiB_KiB
+        mount = f"{MOUNTS}/vg_{device_id}"
+        fstab = shlex.quote(self.fstab)
+        out = self._exec(host, [
+            f"mkfs.xfs -q -i size=512 -n size=8192 {dev}",
+            f"mkdir -p {mount}",
+            f"mkdir -p \"$(dirname {fstab})\" && echo {shlex.quote(f'{name} {mount} xfs {MOUNT_OPTS} 1 2')} >> {fstab}",
+            f"mount -o {MOUNT_OPTS} {dev} {mount}",
+            f"df -k --output=size {mount} | tail -n 1",
+        ], 5)
+        return int(out[-1].strip())
 
     def _device_delete(self, device_id: str):
         device = self.db["devices"].get(device_id)
-        if device is None:
+        if device is None or device.get("pending"):
             raise SimError(404, "Id not found")
+        if device.get("state", "online") != "failed":
+            raise SimError(400, f"device: {device_id} is not in failed state")
         if device["bricks"]:
-            raise SimError(409, CONFLICT)
+            raise SimError(409, f"Unable to delete device [{device_id}] because it contains bricks")
+        node = self.db["nodes"][device["node"]]
+        host = node["hostnames"]["manage"][0]
 
         def operation():
-            if device_id in self.db["devices"]:
-                node = self.db["nodes"].get(device["node"])
-                if node and device_id in node["devices"]:
-                    node["devices"].remove(device_id)
-                del self.db["devices"][device_id]
-                self.save()
+            mount = f"{MOUNTS}/vg_{device_id}"
+            self._exec(host, [
+                f"if mountpoint -q {mount}; then umount {mount}; fi",
+                f"sed -i.save '\\#^[^ ]* {mount} #d' {shlex.quote(self.fstab)}",
+                f"rmdir {mount} 2>/dev/null || true",
+                f"wipefs --all {shlex.quote(device['name'])}",
+            ], 5)
+            with self._lock:
+                if device_id in self.db["devices"]:
+                    current = self.db["nodes"].get(device["node"])
+                    if current and device_id in current["devices"]:
+                        current["devices"].remove(device_id)
+                    del self.db["devices"][device_id]
+                    self.save()
             return None
 
         return self._async(operation, {})
 
     # -- volumes ------------------------------------------------------------------------
-    def volume_dir(self, name: str) -> str:
-        return os.path.join(self.state_dir, "volumes", name)
-
     def _volume_info(self, volume_id: str) -> dict:
         volume = self.db["volumes"].get(volume_id)
-        if volume is None:
+        if volume is None or volume.get("pending"):
             raise SimError(404, "Id not found")
-        info = {k: v for k, v in volume.items() if k != "bricks"}
+        info = {k: v for k, v in volume.items() if k not in ("bricks", "pending")}
         info["bricks"] = [self._brick_info(b) for b in volume["bricks"]]
         return info
+
+    def _volume_list(self):
+        return self._json({"volumes": sorted(v for v, vol in self.db["volumes"].items() if not vol.get("pending"))})
 
     def _volume_create(self, body: bytes, faults: dict):
         data = self._parse(body)
@@ -577,14 +701,18 @@ class HeketiSimulator:
             replica = int((durability.get("replicate") or {}).get("replica") or 3)
         elif kind == "none":
             replica = 1
+        elif kind == "disperse":
+            raise SimError(400, "Durability type disperse is not supported by the heketi simulator")
         else:
-            raise SimError(400, f"Durability type {kind} is not supported by the heketi simulator")
+            raise SimError(400, "Unknown durability type")
+        if kind == "replicate" and replica > 3:
+            raise SimError(400, "Invalid replica value")
         if not self.db["clusters"]:
             raise SimError(400, "No clusters configured")
         wanted = data.get("clusters") or []
         for cluster_id in wanted:
             if cluster_id not in self.db["clusters"]:
-                raise SimError(404, f"Cluster id {cluster_id} not found")
+                raise SimError(400, f"Cluster id {cluster_id} not found")
         volume_id = _new_id()
         name = name or f"vol_{volume_id}"
         fail = faults.get("volume_create_fails")
@@ -594,18 +722,30 @@ class HeketiSimulator:
                 message = fail.get(name) if isinstance(fail, dict) else fail
                 raise SimError(500, message if isinstance(message, str) and message else
                                "volume create: simulated failure (heketi simulator fault 'volume_create_fails')")
-            candidates = [c for c in (wanted or sorted(self.db["clusters"]))
-                          if not any(self.db["volumes"][v]["name"] == name
-                                     for v in self.db["clusters"][c]["volumes"])]
-            if not candidates:
-                raise SimError(500, f"Name {name} is already in use in all available clusters")
-            for cluster_id in candidates:
-                placement = self._allocate(cluster_id, size * GiB_KiB, replica)
-                if placement:
-                    break
-            else:
-                raise SimError(500, "No space")
-            self._create_volume(volume_id, name, size, replica, kind, cluster_id, placement)
+            with self._lock:
+                candidates = [c for c in (wanted or sorted(self.db["clusters"]))
+                              if not any(self.db["volumes"][v]["name"] == name
+                                         for v in self.db["clusters"][c]["volumes"])
+                              and not any(v["name"] == name and v.get("pending") for v in self.db["volumes"].values())]
+                if not candidates:
+                    raise SimError(500, f"Name {name} is already in use in all available clusters")
+                for cluster_id in candidates:
+                    placement = self._allocate(cluster_id, size * GiB_KiB, replica)
+                    if placement:
+                        break
+                else:
+                    raise SimError(500, "No space")
+                self._reserve_volume(volume_id, name, size, replica, kind, cluster_id, placement)
+            try:
+                self._gluster_volume_create(volume_id)
+            except SimError:
+                with self._lock:
+                    self._forget_volume(volume_id)
+                raise
+            with self._lock:
+                self.db["volumes"][volume_id].pop("pending", None)
+                self.db["clusters"][cluster_id]["volumes"].append(volume_id)
+                self.save()
             return f"/volumes/{volume_id}"
 
         return self._async(operation, faults)
@@ -625,14 +765,14 @@ class HeketiSimulator:
         choices.sort(key=lambda pair: -pair[1]["storage"]["free"])
         return choices[:replica]
 
-    def _create_volume(self, volume_id, name, size, replica, kind, cluster_id, placement):
+    def _reserve_volume(self, volume_id, name, size, replica, kind, cluster_id, placement):
         kib = size * GiB_KiB
         bricks, hosts = [], []
         for node, device in placement:
             brick_id = _new_id()
             self.db["bricks"][brick_id] = {
                 "id": brick_id, "device": device["id"], "node": node["id"], "volume": volume_id, "size": kib,
-                "path": f"/var/lib/heketi/mounts/vg_{device['id']}/brick_{brick_id}/brick"}
+                "path": f"{MOUNTS}/vg_{device['id']}/brick_{brick_id}/brick"}
             device["bricks"].append(brick_id)
             device["storage"]["free"] -= kib
             device["storage"]["used"] += kib
@@ -645,34 +785,77 @@ class HeketiSimulator:
             "id": volume_id, "cluster": cluster_id, "gid": 0, "glustervolumeoptions": [], "block": False,
             "mount": {"glusterfs": {"hosts": hosts, "device": f"{hosts[0]}:{name}",
                                     "options": {"backup-volfile-servers": ",".join(hosts[1:])}}},
-            "blockinfo": {}, "bricks": bricks}
-        self.db["clusters"][cluster_id]["volumes"].append(volume_id)
-        os.makedirs(self.volume_dir(name), exist_ok=True)
-        self.save()
+            "blockinfo": {}, "bricks": bricks, "pending": True}
+
+    def _forget_volume(self, volume_id):
+        volume = self.db["volumes"].pop(volume_id, None)
+        if volume is None:
+            return
+        for brick_id in volume["bricks"]:
+            brick = self.db["bricks"].pop(brick_id, None)
+            device = self.db["devices"].get(brick["device"]) if brick else None
+            if device and brick_id in device["bricks"]:
+                device["bricks"].remove(brick_id)
+                device["storage"]["free"] += brick["size"]
+                device["storage"]["used"] -= brick["size"]
+        cluster = self.db["clusters"].get(volume["cluster"])
+        if cluster and volume_id in cluster["volumes"]:
+            cluster["volumes"].remove(volume_id)
+
+    def _brick_hosts(self, volume: dict) -> list[tuple[str, str, dict]]:
+        """(manage host, storage host, brick) for every brick of VOLUME."""
+        out = []
+        for brick_id in volume["bricks"]:
+            brick = self.db["bricks"][brick_id]
+            node = self.db["nodes"][brick["node"]]
+            out.append((node["hostnames"]["manage"][0], node["hostnames"]["storage"][0], brick))
+        return out
+
+    def _gluster_volume_create(self, volume_id: str):
+        """Bricks on their nodes, then `gluster volume create` + `start` from the first one."""
+        with self._lock:
+            volume = dict(self.db["volumes"][volume_id])
+            bricks = self._brick_hosts(volume)
+        made = []
+        try:
+            for manage, _storage, brick in bricks:
+                mount = brick["path"].rsplit("/", 1)[0]
+                self._exec(manage, [f"mkdir -p {mount}", f"mkdir {brick['path']}"])
+                made.append((manage, mount))
+            layout = f"replica {volume['durability']['replicate']['replica']} " \
+                if volume["durability"]["type"] == "replicate" else ""
+            spec = " ".join(f"{storage}:{brick['path']}" for _, storage, brick in bricks)
+            self._exec(bricks[0][0], [f"{GLUSTER} volume create {volume['name']} {layout}{spec}",
+                                      f"{GLUSTER} volume start {volume['name']}"])
+        except SimError:
+            try:   # heketi's cleanup: the volume (if it got that far), then the bricks
+                self._exec(bricks[0][0], [f"{GLUSTER} volume delete {volume['name']} || true"])
+            except SimError:
+                pass
+            for manage, mount in made:
+                try:
+                    self._exec(manage, [f"rm -rf {mount}"])
+                except SimError:
+                    pass
+            raise
 
     def _volume_delete(self, volume_id: str):
         volume = self.db["volumes"].get(volume_id)
-        if volume is None:
+        if volume is None or volume.get("pending"):
             raise SimError(404, "Id not found")
         if volume["name"] == DB_VOLUME:
             raise SimError(409, "Cannot delete volume containing the Heketi database")
+        bricks = self._brick_hosts(volume)
 
         def operation():
-            if volume_id not in self.db["volumes"]:
-                return None
-            for brick_id in volume["bricks"]:
-                brick = self.db["bricks"].pop(brick_id, None)
-                device = self.db["devices"].get(brick["device"]) if brick else None
-                if device:
-                    device["bricks"].remove(brick_id)
-                    device["storage"]["free"] += brick["size"]
-                    device["storage"]["used"] -= brick["size"]
-            cluster = self.db["clusters"].get(volume["cluster"])
-            if cluster and volume_id in cluster["volumes"]:
-                cluster["volumes"].remove(volume_id)
-            del self.db["volumes"][volume_id]
-            shutil.rmtree(self.volume_dir(volume["name"]), ignore_errors=True)
-            self.save()
+            host = bricks[0][0]
+            self._exec(host, [f"{GLUSTER} volume stop {volume['name']} force",
+                              f"{GLUSTER} volume delete {volume['name']}"])
+            for manage, _storage, brick in bricks:
+                self._exec(manage, [f"rm -rf {brick['path'].rsplit('/', 1)[0]}"])
+            with self._lock:
+                self._forget_volume(volume_id)
+                self.save()
             return None
 
         return self._async(operation, {})

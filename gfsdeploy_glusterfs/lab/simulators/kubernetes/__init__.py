@@ -11,7 +11,7 @@ runs a HeketiSimulator for heketi images.
 Run: python -m gfsdeploy_glusterfs.lab.simulators.kubernetes --listen IP:PORT --state DIR
      --nodes k8s-1=10.186.0.10,... --service-cidr 10.186.1.0/24 --version 1.25.16
      [--faults FILE] [--heketi-faults FILE] [--manage-lo] [--node-netns k8s-1=ns1,...]
-     [--devices-json '{"k8s-1": {"/dev/sdb": "/dev/loop3"}}']
+     [--node-pidfiles k8s-1=/run/gfsdeploy-lab/NAME/pids/node-k8s-1.pid,...]
 
 Fault switches (JSON object; lists of object-name prefixes), from --faults FILE
 (re-read every tick) or POST /simulator/faults (GET shows the current set):
@@ -26,17 +26,16 @@ dryRun=All are served as the real server does (managedfields.py).
 Not simulated: exec/attach/port-forward (no SPDY/websocket), unknown-field rejection (fieldValidation=Strict is accepted, not enforced),
 protobuf request bodies other than Secret/ConfigMap/ServiceAccount/Namespace/
 (Cluster)RoleBinding, graceful termination (deletes are immediate), PodSecurity
-admission, real glusterd (glusterfs-image pods without a command are simulated
-as running).
+admission. Pods whose image has no command (and no heketi) are simulated as running.
 
 Heketi-side faults belong to the heketi simulator; --heketi-faults FILE is
-handed to it (HeketiSimulator faults_path);
---devices-json is written to STATE/devices.json for its dirty-disk checks.
+handed to it (HeketiSimulator faults_path). With --node-pidfiles pods run inside the
+lab's nodes (see runtime and nodeside): the glusterfs pods run the real glusterd, and
+the simulated heketi does its GlusterFS work in them.
 """
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import sys
 
@@ -56,14 +55,16 @@ def service(lab):
     state = os.path.join(str(lab.state_dir), "sim", NAME)
     nodes = ",".join(f"{n.name}={n.ip}" for n in lab.nodes)
     netns = ",".join(f"{n.name}={n.netns}" for n in lab.nodes if getattr(n, "netns", None))
-    devices = {n.name: dict(n.devices) for n in lab.nodes if getattr(n, "devices", None)}
     argv = [sys.executable, "-m", "gfsdeploy_glusterfs.lab.simulators.kubernetes",
             "--listen", f"{lab.bridge_ip}:{PORT}", "--state", state, "--nodes", nodes,
             "--service-cidr", str(ipaddress.ip_network(lab.service_cidr)),
             "--version", str(getattr(lab, "kubernetes_version", None) or DEFAULT_VERSION),
             "--faults", os.path.join(state, "faults.json"),
             "--heketi-faults", os.path.join(state, "heketi-faults.json"),
-            "--devices-json", json.dumps(devices), "--manage-lo"]
+            "--manage-lo"]
     if netns:
         argv += ["--node-netns", netns]
+    pid_dir = getattr(lab, "pid_dir", None)
+    if pid_dir is not None:   # pods run inside the nodes (their PID 1 is in these files)
+        argv += ["--node-pidfiles", ",".join(f"{n.name}={pid_dir}/node-{n.name}.pid" for n in lab.nodes)]
     return Service(name=NAME, argv=argv, env={"PYTHONUNBUFFERED": "1"}, ready_port=PORT)

@@ -32,21 +32,17 @@ def main(argv=None) -> int:
     p.add_argument("--manage-lo", action="store_true",
                    help="add Service ClusterIPs to lo (only inside the lab's network namespace)")
     p.add_argument("--node-netns", type=_pairs, default={}, help="k8s-1=netns,... for hostNetwork pods")
-    p.add_argument("--devices-json", default="", help="heketi backing devices {node: {dev: backing}}")
+    p.add_argument("--node-pidfiles", type=_pairs, default={},
+                   help="k8s-1=FILE,...: pid files of the lab nodes' PID 1; pods then run inside the nodes")
     p.add_argument("--ready-delay", type=float, default=1.0)
     a = p.parse_args(argv)
     host, _, port = a.listen.rpartition(":")
     sim = Simulator((host, int(port)), a.state, a.nodes, a.service_cidr, a.version, a.faults,
                     a.manage_lo, ready_delay=a.ready_delay, node_netns=a.node_netns,
-                    heketi_faults_file=a.heketi_faults)
+                    heketi_faults_file=a.heketi_faults, node_pidfiles=a.node_pidfiles)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
-    if a.devices_json:
-        import json, os
-        os.makedirs(a.state, exist_ok=True)
-        with open(os.path.join(a.state, "devices.json"), "w") as fh:
-            json.dump(json.loads(a.devices_json), fh)
     sim.start()
     print(f"[k8s-sim] Kubernetes API server SIMULATOR listening on {sim.url()}", flush=True)
     done.wait()

@@ -133,7 +133,8 @@ class Controllers:
 
     # --- DaemonSet -------------------------------------------------------
     def daemonsets(self):
-        nodes = [n for n in self._list("nodes") if node_ready(n) and not n["spec"].get("unschedulable")]
+        # a cordon does not move DaemonSet pods: they tolerate node.kubernetes.io/unschedulable
+        nodes = [n for n in self._list("nodes") if node_ready(n)]
         for ds in self._list("daemonsets"):
             meta, spec = ds["metadata"], ds["spec"]
             gen = str(meta.get("generation", 1))
@@ -311,9 +312,13 @@ class Controllers:
             fit = [n["metadata"]["name"] for n in nodes
                    if all((n["metadata"].get("labels") or {}).get(k) == v for k, v in sel.items())]
             ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+            why = "didn't match Pod's node affinity/selector"
+            if fit:
+                apart = [n for n in fit if n not in self._anti_affine_nodes(pod, nodes)]
+                fit, why = apart, "didn't match pod anti-affinity rules"
             if not fit:
                 msg = (f"0/{len(self._list('nodes'))} nodes are available: {len(self._list('nodes'))} node(s) "
-                       "didn't match Pod's node affinity/selector.")
+                       f"{why}.")
                 st = copy.deepcopy(pod.get("status", {}))
                 st["conditions"] = set_condition(st.get("conditions"), "PodScheduled", "False", "Unschedulable",
                                                  msg)
@@ -325,6 +330,30 @@ class Controllers:
             self.rr += 1
             self.api.mutate("pods", ns, name, lambda o: o["spec"].__setitem__("nodeName", node))
             self.api.event(pod, "Pod", "Scheduled", f"Successfully assigned {ns}/{name} to {node}")
+
+    def _anti_affine_nodes(self, pod: dict, nodes: list[dict]) -> set[str]:
+        """Nodes POD may not go to under requiredDuringScheduling pod anti-affinity: its own
+        terms against the pods already placed, and theirs against it (the rule is symmetric)."""
+        topology = {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in nodes}
+        placed = [p for p in self._list("pods") if p["spec"].get("nodeName")
+                  and p.get("status", {}).get("phase") not in ("Succeeded", "Failed")
+                  and p["metadata"]["uid"] != pod["metadata"]["uid"]]
+        banned: set[str] = set()
+
+        def ban(term, node):
+            key = term.get("topologyKey") or "kubernetes.io/hostname"
+            value = (topology.get(node) or {}).get(key)
+            banned.update(n for n, labels in topology.items() if value is not None and labels.get(key) == value)
+
+        for term in _anti_affinity_terms(pod):
+            for other in placed:
+                if _term_selects(term, pod, other):
+                    ban(term, other["spec"]["nodeName"])
+        for other in placed:
+            for term in _anti_affinity_terms(other):
+                if _term_selects(term, other, pod):
+                    ban(term, other["spec"]["nodeName"])
+        return banned
 
     # --- Endpoints -------------------------------------------------------
     def endpoints(self):
@@ -450,6 +479,28 @@ class Controllers:
         finally:
             with self._lock:
                 self.provisioning.discard(pv["metadata"]["uid"])
+
+
+def _anti_affinity_terms(pod: dict) -> list[dict]:
+    anti = ((pod["spec"].get("affinity") or {}).get("podAntiAffinity") or {})
+    return list(anti.get("requiredDuringSchedulingIgnoredDuringExecution") or [])
+
+
+def _term_selects(term: dict, owner: dict, other: dict) -> bool:
+    """Does TERM (of pod OWNER) select pod OTHER (its namespaces, its label selector)?"""
+    namespaces = term.get("namespaces") or [owner["metadata"]["namespace"]]
+    if other["metadata"]["namespace"] not in namespaces:
+        return False
+    labels = other["metadata"].get("labels") or {}
+    selector = term.get("labelSelector") or {}
+    if not all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In" and labels.get(key) not in values or op == "NotIn" and labels.get(key) in values \
+                or op == "Exists" and key not in labels or op == "DoesNotExist" and key in labels:
+            return False
+    return bool(selector)
 
 
 def _target_port(sp: dict, pods: list) -> int:

@@ -1,17 +1,23 @@
-"""Simulated kubelet: a tiny container runtime using the host's filesystem as the image.
+"""Simulated kubelet: pod containers as real processes, probes really run.
 
-A container with a command runs as a real subprocess in a private mount
-namespace (`unshare --mount --propagation private`): an overlay of / (writes
-stay per container), /proc /dev /sys bound in, and each volumeMount bound
-from its backing directory, then chroot. Volumes:
-  secret/configMap -> STATE/pods/<pod>/volumes/<vol>/ (keys as files)
-  emptyDir         -> STATE/pods/<pod>/volumes/<vol>/
-  hostPath         -> STATE/nodes/<node>/hostpath/<path>  (never the real host path)
-  glusterfs        -> STATE/volumes/<path>/  (made by the heketi simulator; missing = mount error)
-  persistentVolumeClaim -> the bound PV's glusterfs path, as above
-Images containing "heketi" (without a command) run a HeketiSimulator
-in-process; images without a command are simulated as running (e.g. the
-glusterfs pods). Pods become Ready ~ready_delay after start.
+With lab nodes (``--node-pidfiles``) a pod runs INSIDE its node (``nodeside``): its
+containers in the node's namespaces (``hostNetwork``: the node's network; ``hostPID``:
+the node's PIDs), the image from the node's image store, volumes in the node's filesystem:
+  secret/configMap/emptyDir -> /var/lib/kubelet/pods/<uid>/volumes/kubernetes.io~<kind>/<name>
+  hostPath                  -> the node's own path
+  glusterfs, and persistentVolumeClaim bound to a glusterfs PV
+                            -> mounted there by the node's `mount -t glusterfs` (FUSE); a node
+                               without glusterfs-client fails the mount, as a real one does
+Without lab nodes (the simulator alone, for API tests) containers run on the host in a
+private mount namespace over an overlay of `/`, volumes under STATE/pods/, and glusterfs
+volumes cannot be mounted at all.
+
+Probes: exec probes run in the container (``nsenter`` into all its namespaces), httpGet
+probes of a simulated heketi are sent to it; readiness and liveness follow the probe's
+timing fields; a container without a readiness probe is Ready ~ready_delay after start.
+Images containing "heketi" (without a command) run a HeketiSimulator in-process, its DB in
+the pod's volumes (through the node's mounts: its glusterfs volume is a real one); images
+without a command are simulated as running.
 """
 from __future__ import annotations
 
@@ -24,18 +30,60 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 
+from . import nodeside
 from .controllers import pod_ready
 from .store import ApiError, now
 
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
+MOUNT_BACKOFF_MAX = 30.0
 
 
 class MountError(Exception):
     pass
+
+
+class Probe:
+    """One readiness or liveness probe loop of a running container, in its own thread."""
+
+    def __init__(self, spec: dict, check, name: str):
+        self.spec = spec
+        self.check = check               # (timeout seconds) -> (passed, what it said)
+        self.ok = False                  # readiness: Ready; liveness: not (yet) failed
+        self.failed = False              # failureThreshold consecutive failures
+        self.last = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"probe-{name}", daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        spec = self.spec
+        period = max(1.0, float(spec.get("periodSeconds", 10)))
+        timeout = max(1.0, float(spec.get("timeoutSeconds", 1)))
+        need_ok = max(1, int(spec.get("successThreshold", 1)))
+        need_fail = max(1, int(spec.get("failureThreshold", 3)))
+        oks = fails = 0
+        if self._stop.wait(float(spec.get("initialDelaySeconds", 0))):
+            return
+        while not self._stop.is_set():
+            try:
+                good, self.last = self.check(timeout)
+            except Exception as exc:  # noqa: BLE001 - a probe that cannot run has failed
+                good, self.last = False, f"probe error: {exc}"
+            oks, fails = (oks + 1, 0) if good else (0, fails + 1)
+            if oks >= need_ok:
+                self.ok, self.failed = True, False
+            if fails >= need_fail:
+                self.ok, self.failed = False, True
+            if self._stop.wait(period):
+                return
+
+    def stop(self):
+        self._stop.set()
 
 
 class Container:
@@ -43,6 +91,7 @@ class Container:
         self.spec = spec
         self.name = spec["name"]
         self.proc: subprocess.Popen | None = None
+        self.cp: nodeside.ContainerProcess | None = None
         self.heketi = None
         self.simulated = False
         self.started_at: str | None = None
@@ -53,22 +102,53 @@ class Container:
         self.restarts = 0
         self.next_start = 0.0
         self.last_state: dict = {}
-        self.probed_at = 0.0
-        self.probe_ok = False
+        self.readiness: Probe | None = None
+        self.liveness: Probe | None = None
+
+    def stop_probes(self):
+        for probe in (self.readiness, self.liveness):
+            if probe is not None:
+                probe.stop()
+        self.readiness = self.liveness = None
 
 
 class PodRun:
-    def __init__(self, pod: dict, directory: str):
+    def __init__(self, pod: dict, directory: str, node: nodeside.LabNode | None):
         self.uid = pod["metadata"]["uid"]
         self.ns = pod["metadata"]["namespace"]
         self.name = pod["metadata"]["name"]
-        self.dir = directory
-        self.mounts: list[tuple[str, str, str, bool]] = []   # (container, source dir, mountPath, readOnly)
+        self.node_name = pod["spec"].get("nodeName", "")
+        self.dir = directory                     # logs (and volumes without lab nodes), on the host
+        self.node = node
+        self.host_network = bool(pod["spec"].get("hostNetwork"))
+        self.host_pid = bool(pod["spec"].get("hostPID"))
+        self.mounts: list[tuple[str, str, str, bool]] = []   # (container, source, mountPath, readOnly)
+        self.node_mounts: list[str] = []         # glusterfs mounts the kubelet made on the node
         self.containers: dict[str, Container] = {}
         self.start_ts = now()
         self.pod_ip = ""
         self.host_ip = ""
         self.done = False
+
+    def host_path(self, source: str) -> str:
+        """A volume source as the simulator (host side) can open it."""
+        return self.node.path(source) if self.node else source
+
+
+class _Setup:
+    """A pod's volumes being prepared in a thread (a glusterfs mount can take seconds)."""
+
+    def __init__(self, fn):
+        self.result = None
+        self.error: Exception | None = None
+        self.thread = threading.Thread(target=self._run, args=(fn,), daemon=True, name="k8s-sim-pod-setup")
+        self.thread.start()
+
+    def _run(self, fn):
+        try:
+            self.result = fn()
+        except Exception as exc:  # noqa: BLE001 - reported as the pod's waiting reason
+            self.error = exc
 
 
 class Runtime:
@@ -76,10 +156,13 @@ class Runtime:
         self.sim = sim
         self.api = sim.api
         self.runs: dict[str, PodRun] = {}
+        self.setups: dict[str, _Setup] = {}
+        self.retry_at: dict[str, tuple[float, float]] = {}   # uid -> (next attempt, backoff)
         self.waiting_msg: dict[str, str] = {}
         self.lo_ips: set[str] = set()
         self.next_pod_ip = 2
         self.pod_net = ipaddress.ip_network("10.244.0.0/16")
+        self._lock = threading.RLock()
 
     # --- main loop -------------------------------------------------------
     def tick(self):
@@ -108,6 +191,11 @@ class Runtime:
         for uid in list(self.waiting_msg):
             if uid not in alive:
                 del self.waiting_msg[uid]
+        for uid in list(self.setups):
+            if uid not in alive and not self.setups[uid].thread.is_alive():
+                setup = self.setups.pop(uid)
+                if setup.result is not None:
+                    self._teardown(setup.result)
         self._sync_lo()
 
     def shutdown(self):
@@ -128,6 +216,33 @@ class Runtime:
                 return fh.read()
         except FileNotFoundError:
             return b""
+
+    # --- exec (what heketi's kubernetes executor and probes use) ------------
+    def exec(self, ns: str, pod_name: str, argv: list[str], timeout: float,
+             container: str | None = None) -> subprocess.CompletedProcess:
+        """Run ARGV in a container of a running pod (every namespace, its root); like
+        `kubectl exec`, an error when the pod or container does not run."""
+        with self._lock:
+            run = next((r for r in self.runs.values() if r.ns == ns and r.name == pod_name), None)
+        if run is None:
+            raise ExecError(f'pod "{pod_name}" is not running (no container to exec in)')
+        ctr = run.containers.get(container) if container else next(iter(run.containers.values()), None)
+        if ctr is None or ctr.cp is None or ctr.exit_code is not None:
+            raise ExecError(f'container not found ("{container or (ctr.name if ctr else "?")}")'
+                            f" in pod {pod_name}: it is not running")
+        full = ctr.cp.exec_argv(argv)
+        if full is None:
+            raise ExecError(f'container "{ctr.name}" in pod {pod_name} is not running')
+        try:
+            return subprocess.run(full, capture_output=True, text=True, timeout=timeout,
+                                  env=self._env(self.api.store.find("pods", ns, pod_name) or {}, run, ctr))
+        except subprocess.TimeoutExpired as exc:
+            out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
+            return subprocess.CompletedProcess(full, 124, out, f"command timed out after {timeout:.0f}s")
+
+    def pods_on_node(self, ns: str, label_key: str, node: str) -> list[dict]:
+        return [p for p in self.api.store.list("pods", ns)[0]
+                if label_key in (p["metadata"].get("labels") or {}) and p["spec"].get("nodeName") == node]
 
     # --- setup -----------------------------------------------------------
     def _pod_dir(self, pod) -> str:
@@ -159,65 +274,101 @@ class Runtime:
         return ""
 
     def _setup(self, pod) -> PodRun | None:
-        directory = self._pod_dir(pod)
-        run = PodRun(pod, directory)
+        """Prepare the pod (in a thread: mounts may be slow); the PodRun once it is ready."""
+        uid = pod["metadata"]["uid"]
         name = pod["metadata"]["name"]
-        try:
-            volumes = self._volumes(pod, directory)
-        except MountError as err:
-            self._waiting(pod, "ContainerCreating", str(err))
-            return None
         if self.sim.fault("image_pull_fails", name):
             image = pod["spec"]["containers"][0].get("image", "")
             self._waiting(pod, "ErrImagePull", f'Failed to pull image "{image}": rpc error: code = NotFound desc = '
                                                f'failed to pull and unpack image "{image}": not found '
                                                "(simulated fault image_pull_fails)", "Failed")
             return None
+        setup = self.setups.get(uid)
+        if setup is None:
+            retry = self.retry_at.get(uid)
+            if retry and time.monotonic() < retry[0]:
+                return None
+            directory = self._pod_dir(pod)
+            node = self.sim.lab_nodes.get(pod["spec"]["nodeName"])
+            run = PodRun(pod, directory, node)
+            self.setups[uid] = _Setup(lambda: self._prepare(pod, run))
+            return None
+        if setup.thread.is_alive():
+            return None
+        del self.setups[uid]
+        if setup.error is not None:
+            delay = min(MOUNT_BACKOFF_MAX, (self.retry_at.get(uid, (0, 0.5))[1]) * 2)
+            self.retry_at[uid] = (time.monotonic() + delay, delay)
+            reason, message = (("ContainerCreating", str(setup.error)) if isinstance(setup.error, MountError)
+                               else ("CreateContainerConfigError", f"Error: {setup.error}"))
+            self._waiting(pod, reason, message,
+                          "FailedMount" if isinstance(setup.error, MountError) else "Failed")
+            return None
+        run = setup.result
+        self.retry_at.pop(uid, None)
+        if self._is_heketi(pod) and self.sim.manage_lo and not self._heketi_services(pod):
+            self._release_node_mounts(run)
+            self._waiting(pod, "ContainerCreating", "simulator: waiting for a Service selecting this heketi pod "
+                                                    "(the simulated heketi listens on the Service ClusterIP)",
+                          "Waiting")
+            return None
+        with self._lock:
+            self.runs[run.uid] = run
+        self.waiting_msg.pop(run.uid, None)
+        self.sim.log(f"kubelet: starting pod {run.ns}/{run.name} on {run.node_name}")
+        return run
+
+    def _prepare(self, pod, run: PodRun) -> PodRun:
+        try:
+            volumes = self._volumes(pod, run)
+        except BaseException:
+            self._release_node_mounts(run)
+            raise
         for c in pod["spec"]["containers"]:
             run.containers[c["name"]] = Container(c)
             for vm in c.get("volumeMounts") or []:
                 src = volumes.get(vm["name"])
                 if src is None:
-                    self._waiting(pod, "CreateContainerConfigError",
-                                  f'Error: cannot find volume "{vm["name"]}" to mount into container "{c["name"]}"')
-                    return None
+                    self._release_node_mounts(run)
+                    raise ValueError(f'cannot find volume "{vm["name"]}" to mount into container "{c["name"]}"')
                 if vm.get("subPath"):
                     src = os.path.join(src, vm["subPath"])
-                    os.makedirs(src, exist_ok=True)
+                    os.makedirs(run.host_path(src), exist_ok=True)
                 run.mounts.append((c["name"], src, vm["mountPath"], bool(vm.get("readOnly"))))
         run.host_ip = self._node_ip(pod["spec"]["nodeName"])
-        run.pod_ip = run.host_ip if pod["spec"].get("hostNetwork") else self._alloc_pod_ip()
-        if self._is_heketi(pod) and self.sim.manage_lo and not self._heketi_services(pod):
-            self._waiting(pod, "ContainerCreating", "simulator: waiting for a Service selecting this heketi pod "
-                                                    "(the simulated heketi listens on the Service ClusterIP)",
-                          "Waiting")
-            return None
-        self.runs[run.uid] = run
-        self.waiting_msg.pop(run.uid, None)
-        self.sim.log(f"kubelet: starting pod {run.ns}/{name} on {pod['spec']['nodeName']}")
+        run.pod_ip = run.host_ip if run.host_network else self._alloc_pod_ip()
+        if run.node is not None:
+            self._kubelet_files(pod, run)
         return run
 
     def _alloc_pod_ip(self) -> str:
-        ip = str(self.pod_net.network_address + self.next_pod_ip)
-        self.next_pod_ip += 1
+        with self._lock:
+            ip = str(self.pod_net.network_address + self.next_pod_ip)
+            self.next_pod_ip += 1
         return ip
 
-    def _volumes(self, pod, directory) -> dict[str, str]:
+    def _volume_dir(self, run: PodRun, kind: str, vname: str) -> str:
+        """Where volume VNAME lives: the node path (lab nodes) or a host directory."""
+        if run.node is not None:
+            return f"{nodeside.pod_dir(run.uid)}/volumes/kubernetes.io~{kind}/{vname}"
+        return os.path.join(run.dir, "volumes", vname)
+
+    def _volumes(self, pod, run: PodRun) -> dict[str, str]:
         """Materialize every volume; MountError says why it cannot be mounted (pod stays ContainerCreating)."""
         out = {}
         ns = pod["metadata"]["namespace"]
         name = pod["metadata"]["name"]
         for vol in pod["spec"].get("volumes") or []:
             vname = vol["name"]
-            path = os.path.join(directory, "volumes", vname)
             if "secret" in vol or "configMap" in vol:
                 src = vol.get("secret") or vol.get("configMap")
                 plural = "secrets" if "secret" in vol else "configmaps"
+                path = self._volume_dir(run, plural[:-1], vname)
                 ref = src.get("secretName") or src.get("name")
                 obj = self.api.store.find(plural, ns, ref)
                 if obj is None:
                     if src.get("optional"):
-                        os.makedirs(path, exist_ok=True)
+                        os.makedirs(run.host_path(path), exist_ok=True)
                         out[vname] = path
                         continue
                     raise MountError(f'MountVolume.SetUp failed for volume "{vname}" : {plural[:-1]} '
@@ -227,31 +378,29 @@ class Runtime:
                 else:
                     data = {k: v.encode() for k, v in (obj.get("data") or {}).items()}
                     data.update({k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()})
-                shutil.rmtree(path, ignore_errors=True)
-                os.makedirs(path, exist_ok=True)
+                where = run.host_path(path)
+                shutil.rmtree(where, ignore_errors=True)
+                os.makedirs(where, exist_ok=True)
                 items = src.get("items") or [{"key": k, "path": k} for k in data]
                 for item in items:
                     if item["key"] not in data:
                         raise MountError(f'MountVolume.SetUp failed for volume "{vname}" : couldn\'t find key '
                                          f'{item["key"]} in {plural[:-1]} {ns}/{ref}')
-                    target = os.path.join(path, item["path"])
+                    target = os.path.join(where, item["path"])
                     os.makedirs(os.path.dirname(target), exist_ok=True)
                     with open(target, "wb") as fh:
                         fh.write(data[item["key"]])
                     os.chmod(target, item.get("mode", src.get("defaultMode", 0o644)))
                 out[vname] = path
             elif "emptyDir" in vol or "projected" in vol or "downwardAPI" in vol:
-                os.makedirs(path, exist_ok=True)
+                path = self._volume_dir(run, "empty-dir", vname)
+                os.makedirs(run.host_path(path), exist_ok=True)
                 out[vname] = path
             elif "hostPath" in vol:
-                node = pod["spec"]["nodeName"]
-                hp = os.path.join(self.sim.state_dir, "nodes", node, "hostpath",
-                                  vol["hostPath"]["path"].lstrip("/"))
-                os.makedirs(hp, exist_ok=True)
-                out[vname] = hp
+                out[vname] = self._host_path(pod, run, vname, vol["hostPath"])
             elif "glusterfs" in vol:
-                out[vname] = self._gluster_dir(pod, vname, ns, vol["glusterfs"]["endpoints"],
-                                               vol["glusterfs"]["path"])
+                out[vname] = self._gluster_mount(pod, run, vname, ns, vol["glusterfs"]["endpoints"],
+                                                 vol["glusterfs"]["path"])
             elif "persistentVolumeClaim" in vol:
                 claim = vol["persistentVolumeClaim"]["claimName"]
                 pvc = self.api.store.find("persistentvolumeclaims", ns, claim)
@@ -264,15 +413,35 @@ class Runtime:
                 if not gl:
                     raise MountError(f'MountVolume.SetUp failed for volume "{vname}" : the simulator only '
                                      "mounts glusterfs persistent volumes")
-                out[vname] = self._gluster_dir(pod, vname, gl.get("endpointsNamespace") or ns,
-                                               gl["endpoints"], gl["path"])
+                out[vname] = self._gluster_mount(pod, run, vname, gl.get("endpointsNamespace") or ns,
+                                                 gl["endpoints"], gl["path"])
             else:
                 self.sim.log(f"kubelet: pod {ns}/{name}: volume {vname} of an unsimulated type, using an empty dir")
-                os.makedirs(path, exist_ok=True)
+                path = self._volume_dir(run, "empty-dir", vname)
+                os.makedirs(run.host_path(path), exist_ok=True)
                 out[vname] = path
         return out
 
-    def _gluster_dir(self, pod, vname, ns, endpoints, vpath) -> str:
+    def _host_path(self, pod, run: PodRun, vname: str, spec: dict) -> str:
+        path = spec["path"]
+        if run.node is None:   # never the simulator host's own path
+            hp = os.path.join(self.sim.state_dir, "nodes", pod["spec"]["nodeName"], "hostpath", path.lstrip("/"))
+            os.makedirs(hp, exist_ok=True)
+            return hp
+        where = run.node.path(path)
+        kind = spec.get("type") or ""
+        if kind in ("Directory", "File", "Socket", "CharDevice", "BlockDevice") and not os.path.exists(where):
+            raise MountError(f'MountVolume.SetUp failed for volume "{vname}" : hostPath type check failed: '
+                             f"{path} is not a {kind.lower()}")
+        if not os.path.lexists(where):
+            if kind == "FileOrCreate":
+                os.makedirs(os.path.dirname(where), exist_ok=True)
+                open(where, "a").close()
+            else:   # "" (no check) and DirectoryOrCreate: the runtime creates a missing directory
+                os.makedirs(where, exist_ok=True)
+        return path
+
+    def _gluster_mount(self, pod, run: PodRun, vname, ns, endpoints, volume) -> str:
         if self.sim.gluster_removed:
             raise MountError(f'MountVolume.SetUp failed for volume "{vname}" : no volume plugin matched: the '
                              "in-tree glusterfs volume plugin was removed in Kubernetes 1.26")
@@ -280,15 +449,66 @@ class Runtime:
             raise MountError(f'MountVolume.SetUp failed for volume "{vname}" : mount failed: mount failed: exit '
                              "status 32 ... Output: mount: unknown filesystem type 'glusterfs' "
                              "(simulated fault mount_fails)")
-        if self.api.store.find("endpoints", ns, endpoints) is None:
+        ep = self.api.store.find("endpoints", ns, endpoints)
+        if ep is None:
             raise MountError(f'MountVolume.SetUp failed for volume "{vname}" : endpoints "{endpoints}" not found')
-        d = os.path.join(self.sim.state_dir, "volumes", vpath)
-        if not os.path.isdir(d):
-            raise MountError(f'MountVolume.SetUp failed for volume "{vname}" : mount failed: mount failed: exit '
-                             f"status 1 ... Mount failed. Please check the log file for more details. "
-                             f"(glusterfs volume {vpath!r} does not exist: failed to fetch volume file "
-                             f"(key:/{vpath}))")
-        return d
+        hosts = [a["ip"] for s in ep.get("subsets") or [] for a in s.get("addresses") or []]
+        if not hosts:
+            raise MountError(f'MountVolume.SetUp failed for volume "{vname}" : failed to get any endpoint '
+                             f'addresses from endpoints "{endpoints}"')
+        if run.node is None:
+            raise MountError(f'MountVolume.SetUp failed for volume "{vname}" : this simulator runs without lab '
+                             "nodes (--node-pidfiles): a glusterfs volume is mounted only by a node's "
+                             "mount.glusterfs")
+        target = self._volume_dir(run, "glusterfs", vname)
+        log_file = (f"{nodeside.KUBELET}/plugins/kubernetes.io/glusterfs/{vname}/"
+                    f"{run.name}-glusterfs.log")
+        if target in run.node.mounts_below(target):
+            return target
+        res = nodeside.mount_glusterfs(run.node, hosts, volume, target, log_file)
+        if res.returncode != 0:
+            args = f"-t glusterfs -o {','.join(['log-level=ERROR', 'log-file=' + log_file])} {hosts[0]}:{volume} {target}"
+            msg = (f'MountVolume.SetUp failed for volume "{vname}" : mount failed: mount failed: exit status '
+                   f"{res.returncode}\nMounting command: mount\nMounting arguments: {args}\n"
+                   f"Output: {(res.stdout + res.stderr).strip()}")
+            tail = self._log_tail(run.node, log_file)
+            if tail:
+                msg += f"\n\nthe following error information was pulled from the glusterfs log to help " \
+                       f"diagnose this issue: {tail}"
+            raise MountError(msg)
+        run.node_mounts.append(target)
+        self.sim.log(f"kubelet: {run.node_name}: mounted glusterfs {hosts[0]}:{volume} for {run.ns}/{run.name}")
+        return target
+
+    @staticmethod
+    def _log_tail(node: nodeside.LabNode, log_file: str) -> str:
+        try:
+            with open(node.path(log_file), errors="replace") as fh:
+                lines = [line.strip() for line in fh if line.strip()]
+        except OSError:
+            return ""
+        return "\n".join(lines[-2:])
+
+    def _kubelet_files(self, pod, run: PodRun):
+        """/etc/hosts and /etc/resolv.conf of every container, as the kubelet manages them."""
+        base = nodeside.pod_dir(run.uid)
+        hosts = run.node.path(f"{base}/etc-hosts")
+        if run.host_network:
+            try:
+                with open(run.node.path("/etc/hosts")) as fh:
+                    text = fh.read()
+            except OSError:
+                text = "127.0.0.1\tlocalhost\n"
+        else:
+            text = (f"# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost "
+                    f"ip6-loopback\n{run.pod_ip}\t{run.name}\n")
+        os.makedirs(os.path.dirname(hosts), exist_ok=True)
+        with open(hosts, "w") as fh:
+            fh.write(text)
+        for cname in run.containers:
+            run.mounts.append((cname, f"{base}/etc-hosts", "/etc/hosts", False))
+            if os.path.exists(run.node.path("/etc/resolv.conf")):
+                run.mounts.append((cname, "/etc/resolv.conf", "/etc/resolv.conf", True))
 
     # --- heketi pods ----------------------------------------------------
     @staticmethod
@@ -303,7 +523,7 @@ class Runtime:
 
     def _start_heketi(self, pod, run: PodRun, ctr: Container):
         try:
-            from ..heketi import HeketiSimulator
+            from ..heketi import HeketiSimulator, PodExecutor
         except ImportError as exc:
             raise RuntimeError(f"heketi simulator not available: {exc}") from None
         mounts = sorted([(dst, src) for cname, src, dst, _ in run.mounts if cname == ctr.name],
@@ -312,12 +532,12 @@ class Runtime:
         def host_path(p: str) -> str | None:
             for dst, src in mounts:
                 if p == dst or p.startswith(dst.rstrip("/") + "/"):
-                    return os.path.join(src, os.path.relpath(p, dst))
+                    return run.host_path(os.path.join(src, os.path.relpath(p, dst)))
             return None
 
         config = None
         for dst, src in mounts:
-            cand = os.path.join(src, "heketi.json")
+            cand = os.path.join(run.host_path(src), "heketi.json")
             if os.path.isfile(cand):
                 with open(cand) as fh:
                     config = json.load(fh)
@@ -340,23 +560,32 @@ class Runtime:
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 listen = ("127.0.0.1", s.getsockname()[1])
-        hk = HeketiSimulator(config, db_path, listen, self.sim.state_dir, faults_path=self.sim.heketi_faults_file)
+        env = {e["name"]: str(e.get("value", "")) for e in ctr.spec.get("env") or [] if "value" in e}
+        namespace = env.get("HEKETI_KUBE_NAMESPACE") or run.ns
+        executor = PodExecutor(self, namespace)
+        hk = HeketiSimulator(config, db_path, listen, self.sim.state_dir, faults_path=self.sim.heketi_faults_file,
+                             executor=executor, fstab=env.get("HEKETI_FSTAB", "/var/lib/heketi/fstab"),
+                             snapshot_limit=int(env.get("HEKETI_SNAPSHOT_LIMIT") or 0),
+                             log=lambda msg: self._append_log(run, ctr, msg + "\n"))
         hk.start()
         ctr.heketi = hk
         url = f"http://{listen[0]}:{listen[1]}"
         self.api.mutate("pods", run.ns, run.name, lambda o: o["metadata"].setdefault("annotations", {})
                         .__setitem__("simulator.gfsdeploy.dev/heketi-url", url))
-        with open(os.path.join(run.dir, f"{ctr.name}.log"), "a") as fh:
-            fh.write(f"[k8s-sim] simulated heketi listening on {url}, db {db_path}\n")
+        self._append_log(run, ctr, f"[k8s-sim] simulated heketi listening on {url}, db {db}\n")
         self.sim.log(f"kubelet: pod {run.ns}/{run.name}: heketi simulator on {url} (db {db_path})")
 
     # --- processes -------------------------------------------------------
     def _argv(self, pod, run: PodRun, ctr: Container) -> list[str]:
         spec = ctr.spec
         cmd = list(spec.get("command") or []) + list(spec.get("args") or [])
-        cdir = os.path.join(run.dir, f"ctr-{ctr.name}")
-        mounts = [(src, dst, ro) for cname, src, dst, ro in run.mounts if cname == ctr.name]
         workdir = spec.get("workingDir") or "/"
+        mounts = [(src, dst, ro) for cname, src, dst, ro in run.mounts if cname == ctr.name]
+        if run.node is not None:
+            return nodeside.container_argv(
+                run.node, uid=run.uid, name=ctr.name, image=spec.get("image", ""), host_network=run.host_network,
+                host_pid=run.host_pid, hostname=run.name, mounts=mounts, workdir=workdir, command=cmd)
+        cdir = os.path.join(run.dir, f"ctr-{ctr.name}")
         if not ROOT or not shutil.which("unshare"):
             if mounts:
                 raise RuntimeError("the simulated runtime needs root (mount namespaces) for volumeMounts")
@@ -378,16 +607,15 @@ class Runtime:
         lines.append(f'exec chroot {q(root)} sh -c "cd {q(workdir)} && exec \\"\\$@\\"" sh "$@"')
         argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(lines), "sh"] + cmd
         netns = self.sim.node_netns.get(pod["spec"]["nodeName"])
-        if pod["spec"].get("hostNetwork") and netns:
+        if run.host_network and netns:
             argv = ["ip", "netns", "exec", netns] + argv
         return argv
 
     def _env(self, pod, run: PodRun, ctr: Container) -> dict:
-        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
-               "HOSTNAME": run.name}
+        env = {"PATH": nodeside.PATH, "HOME": "/root", "HOSTNAME": run.name}
         ns = run.ns
         fields = {"metadata.name": run.name, "metadata.namespace": ns, "status.podIP": run.pod_ip,
-                  "spec.nodeName": pod["spec"]["nodeName"], "status.hostIP": run.host_ip,
+                  "spec.nodeName": run.node_name, "status.hostIP": run.host_ip,
                   "metadata.uid": run.uid}
         for e in ctr.spec.get("env") or []:
             if "value" in e:
@@ -422,6 +650,7 @@ class Runtime:
         try:
             if "heketi" in (spec.get("image") or "") and not spec.get("command"):
                 self._start_heketi(pod, run, ctr)
+                self._start_probes(run, ctr)
                 return
             if not spec.get("command") and not spec.get("args"):
                 ctr.simulated = True
@@ -434,10 +663,14 @@ class Runtime:
             self.api.event(pod, "Pod", "Failed", f"Error: {exc}", "Warning")
             self._finish(ctr, 128, "StartError")
             return
+        os.makedirs(run.dir, exist_ok=True)
         log = open(os.path.join(run.dir, f"{ctr.name}.log"), "ab")
         ctr.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     env=self._env(pod, run, ctr), start_new_session=True)
         log.close()
+        if run.node is not None:
+            ctr.cp = nodeside.ContainerProcess(ctr.proc, run.node, run.host_pid)
+            self._start_probes(run, ctr)
         self.sim.log(f"kubelet: pod {run.ns}/{name} container {ctr.name} pid {ctr.proc.pid}: "
                      f"{' '.join(spec.get('command') or []) + ' ' + ' '.join(spec.get('args') or [])}")
 
@@ -458,9 +691,21 @@ class Runtime:
         for ctr in run.containers.values():
             if ctr.started_at is None and time.monotonic() >= ctr.next_start:
                 self._start(pod, run, ctr)
+            if ctr.cp is not None:
+                ctr.cp.main_pid()                      # learn its namespace while it runs
+                if ctr.liveness is not None and ctr.liveness.failed and ctr.proc.poll() is None:
+                    self.api.event(pod, "Pod", "Unhealthy", f"Liveness probe failed: {ctr.liveness.last}",
+                                   "Warning")
+                    self.api.event(pod, "Pod", "Killing", f"Container {ctr.name} failed liveness probe, "
+                                                          "will be restarted")
+                    ctr.stop_probes()
+                    ctr.cp.stop()
             if ctr.proc is not None and ctr.exit_code is None:
                 code = ctr.proc.poll()
                 if code is not None:
+                    if ctr.cp is not None:
+                        ctr.cp.reap_leftovers()        # what it daemonized dies with it
+                    ctr.stop_probes()
                     self._finish(ctr, code if code >= 0 else 128 - code)
                     ctr.proc = None
                     self.sim.log(f"kubelet: pod {run.ns}/{run.name} container {ctr.name} exited {ctr.exit_code}")
@@ -471,6 +716,7 @@ class Runtime:
                                                      "startedAt": ctr.started_at, "finishedAt": ctr.finished_at}}
                     ctr.restarts += 1
                     ctr.started_at = None
+                    ctr.cp = None
                     ctr.reason = "CrashLoopBackOff"
                     ctr.next_start = time.monotonic() + min(10.0, 1.0 * ctr.restarts)
 
@@ -497,8 +743,7 @@ class Runtime:
                 any_failed |= ctr.exit_code != 0
                 ready_all = False
             else:
-                ready = (time.monotonic() - ctr.started_mono >= self.sim.ready_delay) and not never_ready \
-                    and self._probe(ctr)
+                ready = self._ready(ctr) and not never_ready
                 cs.update(ready=ready, started=True, state={"running": {"startedAt": ctr.started_at}})
                 all_done = False
                 ready_all &= ready
@@ -529,26 +774,63 @@ class Runtime:
         if ready_all and not was_ready:
             self.sim.log(f"kubelet: pod {run.ns}/{run.name} Ready")
 
-    def _probe(self, ctr: Container) -> bool:
-        """readinessProbe httpGet, really sent for simulated heketi (so a failing /hello keeps it unready);
-        other containers are Ready after ready_delay. Probed at most once a second."""
-        probe = (ctr.spec.get("readinessProbe") or {}).get("httpGet")
-        if ctr.heketi is None or not probe:
-            return True
-        if time.monotonic() - ctr.probed_at < 1.0:
-            return ctr.probe_ok
-        ctr.probed_at = time.monotonic()
-        host, port = ctr.heketi.address
-        try:
-            with urllib.request.urlopen(f"http://{host}:{port}{probe.get('path', '/')}", timeout=1) as resp:
-                ctr.probe_ok = 200 <= resp.status < 400
-        except (OSError, urllib.error.URLError):
-            ctr.probe_ok = False
-        return ctr.probe_ok
+    # --- probes ----------------------------------------------------------
+    def _ready(self, ctr: Container) -> bool:
+        if ctr.readiness is not None:
+            return ctr.readiness.ok
+        return time.monotonic() - ctr.started_mono >= self.sim.ready_delay
 
+    def _start_probes(self, run: PodRun, ctr: Container):
+        """Readiness and liveness loops for probes the simulator can really run: exec probes
+        in containers running inside a lab node, httpGet probes of a simulated heketi."""
+        for kind in ("readinessProbe", "livenessProbe"):
+            spec = ctr.spec.get(kind) or {}
+            check = self._probe_check(run, ctr, spec)
+            if check is None:
+                continue
+            probe = Probe(spec, check, f"{run.name}-{ctr.name}-{kind}")
+            if kind == "readinessProbe":
+                ctr.readiness = probe
+            else:
+                ctr.liveness = probe
+
+    def _probe_check(self, run: PodRun, ctr: Container, spec: dict):
+        if "exec" in spec and ctr.cp is not None:
+            command = list(spec["exec"].get("command") or [])
+
+            def check(timeout: float, probe_ctr=ctr) -> tuple[bool, str]:
+                full = probe_ctr.cp.exec_argv(command) if probe_ctr.cp else None
+                if full is None:
+                    return False, "container not running"
+                try:
+                    res = subprocess.run(full, capture_output=True, text=True, timeout=timeout,
+                                         env={"PATH": nodeside.PATH, "HOME": "/root"})
+                except subprocess.TimeoutExpired:
+                    return False, f"command timed out after {timeout:.0f}s"
+                return res.returncode == 0, (res.stdout + res.stderr).strip()[-300:]
+            return check
+        if "httpGet" in spec and ctr.heketi is not None:
+            path = spec["httpGet"].get("path", "/")
+
+            def check(timeout: float, probe_ctr=ctr) -> tuple[bool, str]:
+                if probe_ctr.heketi is None:
+                    return False, "not running"
+                host, port = probe_ctr.heketi.address
+                try:
+                    with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=timeout) as resp:
+                        return 200 <= resp.status < 400, f"HTTP {resp.status}"
+                except (OSError, urllib.error.URLError) as exc:
+                    return False, f"Get http://{host}:{port}{path}: {exc}"
+            return check
+        return None
+
+    # --- teardown --------------------------------------------------------
     def _teardown(self, run: PodRun):
         for ctr in run.containers.values():
-            if ctr.proc is not None and ctr.proc.poll() is None:
+            ctr.stop_probes()
+            if ctr.cp is not None:
+                ctr.cp.stop()
+            elif ctr.proc is not None and ctr.proc.poll() is None:
                 try:
                     os.killpg(ctr.proc.pid, signal.SIGTERM)
                     ctr.proc.wait(timeout=2)
@@ -564,7 +846,27 @@ class Runtime:
                 except Exception as exc:   # a stop failure must not kill the kubelet loop
                     self.sim.log(f"kubelet: stopping heketi of {run.name} failed: {exc}")
                 ctr.heketi = None
+        self._release_node_mounts(run)
         self.sim.log(f"kubelet: pod {run.ns}/{run.name} torn down")
+
+    def _release_node_mounts(self, run: PodRun):
+        """Unmount what the kubelet mounted for the pod on its node, then remove the pod's
+        directory there — only once nothing is mounted below it (never delete through a mount)."""
+        if run.node is None:
+            return
+        base = nodeside.pod_dir(run.uid)
+        for target in reversed(run.node_mounts):
+            res = run.node.run(["umount", target], timeout=30)
+            if res.returncode != 0:
+                run.node.run(["umount", "-l", target], timeout=30)
+        run.node_mounts.clear()
+        try:
+            if run.node.mounts_below(base):
+                self.sim.log(f"kubelet: {run.node_name}: {base} still has mounts, left in place")
+                return
+            run.node.run(["rm", "-rf", "--one-file-system", base], timeout=60)
+        except nodeside.NodeGone:
+            pass
 
     # --- ClusterIPs on lo ------------------------------------------------
     def _sync_lo(self):
@@ -585,3 +887,7 @@ class Runtime:
             self.sim.log(f"{op} ClusterIP {ip} on lo")
         else:
             self.sim.log(f"ip addr {op} {ip}/32 dev lo failed: {r.stderr.strip()}")
+
+
+class ExecError(Exception):
+    """The pod or container to exec in is not running."""

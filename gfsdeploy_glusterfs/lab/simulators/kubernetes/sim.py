@@ -23,7 +23,7 @@ class Simulator:
                  service_cidr: str = "10.186.1.0/24", version: str = "1.25.16",
                  faults_file: str | None = None, manage_lo: bool = False, tick: float = 0.3,
                  ready_delay: float = 1.0, node_netns: dict[str, str] | None = None,
-                 heketi_faults_file: str | None = None):
+                 heketi_faults_file: str | None = None, node_pidfiles: dict[str, str] | None = None):
         self.listen = listen
         self.state_dir = os.path.abspath(state_dir)
         os.makedirs(self.state_dir, exist_ok=True)
@@ -36,6 +36,9 @@ class Simulator:
         self.tick = tick
         self.ready_delay = ready_delay
         self.node_netns = node_netns or {}
+        from .nodeside import LabNode
+        # lab nodes pods really run in (their PID 1 in a pid file); without: the simulator alone
+        self.lab_nodes = {name: LabNode(name, path) for name, path in (node_pidfiles or {}).items()}
         self.heketi_faults_file = heketi_faults_file
         self._log_lock = threading.Lock()
         self._logf = open(os.path.join(self.state_dir, "kubernetes-apiserver-simulator.log"), "a")

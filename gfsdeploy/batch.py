@@ -1,0 +1,357 @@
+"""Batched changes: the changes of several consecutive steps of one host in ONE round trip.
+
+When ``apply`` reaches a step with changes, :func:`run_ahead` looks at the steps
+that follow it on the same host. Those that do not depend on it — no ``needs:``,
+no result registered before them, nothing they read touched by an earlier
+member, the same connection and privilege — are planned now (the very read and
+plan the step would make when it runs) and their changes join one script. Each
+member's script is the script its module's ``apply`` runs (captured from that
+``apply``, not rebuilt), stored on the host, run in its own ``sh`` with its own
+stdout, stderr and exit status, and framed in the output; the batch stops at
+the first member that fails. When each member's step then runs, the runner uses
+the plan made here and its module's ``apply`` gets the framed result instead of
+a round trip (:func:`take`): status, output, failure, ``changed_when``,
+``failed_when``, ``register`` and notifications are reported per task exactly as
+when it runs alone. A member after a failure has no result: it plans and runs
+on its own (as it would if the host had not stopped), or never, when the host
+failed.
+
+The batch is one script through the transport's wrapper: it starts only once
+received completely, and finishes on the host if the controller goes away
+(each member writes files through a temp file and a rename, as alone).
+
+Which modules can join: those whose ``apply`` makes exactly one ``ctx.run`` first
+and nothing else before it (see ``Module.batch_apply``). The module runs under
+:class:`_Capture` to get that script; any other use of the host or of the
+transport there makes it stay out of the batch.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import secrets as _random
+from dataclasses import dataclass, field
+
+from gfsdeploy.modules.base import WARN, overlaps
+from gfsdeploy.transport.base import Result
+
+#: the most members one batch takes (its script stays a few hundred KB at most)
+MAX_MEMBERS = 64
+_MARK = "@@gfsdeploy-batch"
+
+
+class _Captured(BaseException):
+    """Raised by the capturing transport at the module's first ``run`` (a BaseException:
+    a module's own ``except Exception`` must not turn it into a result)."""
+
+
+class _NotBatchable(BaseException):
+    """The module's apply did something else first (a read, a tunnel, a local file)."""
+
+
+class _Capture:
+    """A stand-in transport: records the first script ``apply`` runs, then stops it."""
+
+    def __init__(self, real):
+        self._real = real
+        self.script: str | None = None
+        self.timeout: float | None = None
+
+    def run(self, script: str, *, timeout: float | None = None, kind: str = "run", **options) -> Result:
+        if kind != "run" or options:
+            raise _NotBatchable()
+        self.script, self.timeout = script, timeout
+        raise _Captured()
+
+    def __getattr__(self, name):
+        if name in ("host", "become", "become_user"):
+            return getattr(self._real, name)
+        raise _NotBatchable()
+
+
+class _Replay:
+    """The member's transport when its step runs: the first ``run`` of exactly the
+    captured script answers with the batch's framed result; anything else goes to the
+    real transport."""
+
+    def __init__(self, real, script: str, result: Result):
+        self._real = real
+        self._script = script
+        self._result: Result | None = result
+
+    def run(self, script: str, **options) -> Result:
+        if self._result is not None and script == self._script:
+            result, self._result = self._result, None
+            return result
+        return self._real.run(script, **options)
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+@dataclass
+class Member:
+    """One loop item of one step, planned ahead, with the script its apply runs."""
+
+    task_id: str
+    index: int
+    state: object
+    changes: list
+    script: str | None = None
+    timeout: float | None = None
+    result: Result | None = None
+    #: probe key -> (probe script, the Result planned from): re-checked on the host first
+    guard: dict | None = None
+
+    def replay(self, ctx):
+        """``ctx`` for the step's own apply: its script is answered from the batch."""
+        if self.script is None or self.result is None:
+            return ctx
+        out = copy.copy(ctx)
+        out.transport = _Replay(ctx.transport, self.script, self.result)
+        return out
+
+
+@dataclass
+class Ahead:
+    """What a host's batch left for its members' steps."""
+
+    members: dict = field(default_factory=dict)   # (task id, index) -> Member
+    run: object = None                             # the run they belong to (runner.outcomes)
+
+
+def batchable(module) -> bool:
+    """Whether ``module``'s apply can be captured (see ``Module.batch_apply``)."""
+    flag = getattr(module, "batch_apply", None)
+    if flag is not None:
+        return bool(flag)
+    from gfsdeploy.modules.base import Module
+
+    return type(module).apply is Module.apply and not module.read_only
+
+
+def capture(module, args: dict, changes: list, ctx) -> tuple[str, float | None] | None:
+    """The script ``module.apply(args, changes, ctx)`` would run first (None: it cannot be
+    captured, or it runs nothing)."""
+    cap = _Capture(ctx.transport)
+    fake = copy.copy(ctx)
+    fake.transport = cap
+    fake.reads = []
+    try:
+        module.apply(args, changes, fake)
+    except _Captured:
+        return cap.script, cap.timeout
+    except _NotBatchable:
+        return None
+    except Exception:  # noqa: BLE001 - whatever it is, it runs alone and says so itself
+        return None
+    return None
+
+
+def take(runner, hr, task_id: str, index: int) -> Member | None:
+    """The member planned ahead for this item of this step (once)."""
+    ahead = getattr(hr, "ahead", None)
+    if ahead is None or ahead.run is not runner.outcomes:
+        return None
+    return ahead.members.pop((task_id, index), None)
+
+
+def _eligible_task(task, first: bool) -> bool:
+    if task.is_handler or getattr(task, "delegate_to", None) or getattr(task, "run_once", False):
+        return False
+    if task.check_mode is not None or getattr(task, "needs", None):
+        return False
+    if getattr(task, "include", None) is not None or getattr(task, "throttle", None) \
+            or (getattr(task, "loop_control", None) or {}).get("pause"):
+        return False
+    if not first and any(section == "rescue" for _, section, _ in getattr(task, "frames", ())):
+        return False  # it runs only if its block failed: never ahead of that block
+    if not first and (task.until is not None or getattr(task, "failed_when", None) is not None):
+        return False  # its own judgement could stop the host: it goes alone, or last
+    return True
+
+
+def run_ahead(runner, hr, step) -> int:
+    """Plan ``step`` and the following independent steps of its host; run their changes
+    in one script; leave each member's plan and result for its step. Returns how many
+    members ran (0: no batch; the step runs alone as before)."""
+    if getattr(hr, "ahead", None) is None or hr.ahead.run is not runner.outcomes:
+        hr.ahead = Ahead(run=runner.outcomes)
+    if any(k[0] == step.task_id for k in hr.ahead.members):
+        return 0  # this step was planned ahead (and its changes made, if it had any)
+    hr.ahead.members.clear()
+    steps = runner.steps_by_host.get(hr.host.name, [])
+    if step not in steps:
+        return 0
+    members: list[Member] = []
+    touched: set | None = set()  # resources the members so far change
+    view = None
+    previous = None
+    for position, current in enumerate(steps[steps.index(step):]):
+        if position and set(runner.graph.predecessors(current)) != {previous}:
+            break  # another host's step or an explicit need comes first
+        task = runner.tasks[current.task_id]
+        if current in runner.outcomes or not _eligible_task(task, first=position == 0):
+            break
+        flow = getattr(hr, "flow", None)  # block/rescue/always, includes, meta: end_*
+        if position and flow is not None and flow.decide(task)[0] != "run":
+            break
+        from gfsdeploy import modules
+
+        module = modules.get(task.module)
+        if module is None or not batchable(module):
+            break
+        stop = False
+        planned: list[Member] = []
+        try:
+            variables = runner.variables(hr, task)
+            for index, _v, status, args, ctx in runner._each_item(hr, task, module, variables):
+                if status == "skipped":
+                    continue
+                if status != "ready":
+                    stop = True
+                    break
+                if view is None:
+                    view = ctx.transport
+                elif ctx.transport is not view:
+                    stop = True
+                    break
+                reads = module.resources(args)
+                guard = None
+                if (members or planned) and overlaps(reads, touched):
+                    # it reads what an earlier member changes: planned from what it read
+                    # before, it runs only if its probes still answer exactly that then
+                    probes = module.probes(args, hr.info) if module.cheap_reads else {}
+                    facts = runner._facts_for(hr, task, current, index, args, module, _v)
+                    if not probes or set(probes) - set(facts):
+                        stop = True
+                        break
+                    guard = {k: (probes[k], facts[k]) for k in probes}
+                state, changes = runner._plan_item(hr, hr, task, current, index, module, args, ctx, _v, None)
+                real = [c for c in changes if c.action != WARN]
+                member = Member(task.id, index, state, changes, guard=guard)
+                if guard and not real:
+                    stop = True  # "nothing to do" may not hold after the change before it: it reads again
+                    break
+                if real:
+                    got = capture(module, args, changes, ctx)
+                    if got is None or not got[0]:
+                        stop = True
+                        break
+                    member.script, member.timeout = got
+                    touched = None if reads is None or touched is None else touched | reads
+                planned.append(member)
+        except Exception:  # noqa: BLE001 - it renders or reads with an error: it runs alone and reports it
+            stop = True
+        if stop and position == 0:
+            return 0
+        if stop:
+            break
+        members.extend(planned)
+        previous = current
+        if task.register or touched is None or len(members) >= MAX_MEMBERS:
+            break  # what follows may use it, or it may change anything: the batch ends here
+    scripted = [m for m in members if m.script is not None]
+    if len(scripted) < 2:
+        # no batch, but the plans stand (no member touches what another reads): the
+        # steps use them instead of planning again
+        for member in members:
+            hr.ahead.members[(member.task_id, member.index)] = member
+        return 0
+    if runner.options.before_change is not None:
+        runner.options.before_change()
+    timeouts = [m.timeout for m in scripted if m.timeout]
+    token = _random.token_hex(8)
+    result = view.run(script(scripted, token), kind="run",
+                      timeout=sum(timeouts) if timeouts else None)
+    frames = parse(result, token, len(scripted))
+    for member, framed in zip(scripted, frames):
+        member.result = framed
+    ran = 0
+    for member in members:
+        if member.script is not None and member.result is None:
+            break  # after a failure: plans and runs on its own, if at all
+        hr.ahead.members[(member.task_id, member.index)] = member
+        ran += member.script is not None
+    return ran
+
+
+def script(members: list[Member], token: str) -> str:
+    """One script running each member's script in its own ``sh``, in order, each
+    framed with its exit status, stdout and stderr (base64); it stops after the first
+    member that fails. A guarded member first re-runs its probes: if any answers other
+    than what its plan was made from, it is framed ``stale`` and the batch stops there."""
+    lines = ['d=$(mktemp -d "${TMPDIR:-/tmp}/gfsdeploy-batch.XXXXXX") || exit 1',
+             "trap 'rm -rf \"$d\"' EXIT"]
+    b64 = "base64 < \"$d/%s\" | tr -d '\\n'"
+    for i, member in enumerate(members):
+        if member.guard:
+            lines.append("g=0")
+            for probe, seen in member.guard.values():
+                expect_out = base64.b64encode(seen.stdout.encode()).decode()
+                expect_err = base64.b64encode(seen.stderr.encode()).decode()
+                lines += [f'( {probe}\n) >"$d/po" 2>"$d/pe" </dev/null; prc=$?',
+                          f'[ "$prc" = {int(seen.rc)} ] && [ "$({b64 % "po"})" = \'{expect_out}\' ] && '
+                          f'[ "$({b64 % "pe"})" = \'{expect_err}\' ] || g=1']
+            lines.append(f"[ \"$g\" = 0 ] || {{ printf '\\n{_MARK}-{token} {i} stale\\n'; exit 0; }}")
+        body = member.script if member.script.endswith("\n") else member.script + "\n"
+        end = f"GFSDEPLOY_BATCH_{token}_{i}"
+        lines += [f"cat > \"$d/s\" <<'{end}'", body + end,
+                  'sh "$d/s" </dev/null >"$d/o" 2>"$d/e"; rc=$?',
+                  f"printf '\\n{_MARK}-{token} {i} %s\\n' \"$rc\"",
+                  b64 % "o" + "; printf '\\n'",
+                  b64 % "e" + "; printf '\\n'",
+                  '[ "$rc" -eq 0 ] || exit 0']
+    return "\n".join(lines) + "\n"
+
+
+def parse(result: Result, token: str, count: int) -> list[Result | None]:
+    """Each member's Result from the batch's output (None: it did not run)."""
+    out: list[Result | None] = [None] * count
+    lines = result.stdout.split("\n")
+    head = f"{_MARK}-{token} "
+    for at, line in enumerate(lines):
+        if not line.startswith(head):
+            continue
+        try:
+            index, rc = (int(x) for x in line[len(head):].split())
+            stdout = base64.b64decode(lines[at + 1]).decode(errors="replace")
+            stderr = base64.b64decode(lines[at + 2]).decode(errors="replace")
+        except (ValueError, IndexError):
+            continue
+        if 0 <= index < count:
+            out[index] = Result(rc, stdout, stderr)
+    if all(o is None for o in out) and result.rc != 0:
+        # the batch itself did not start (no temp dir): the first member reports why
+        out[0] = Result(result.rc, result.stdout, result.stderr)
+    return out
+
+
+def answer(script_text: str, run_one) -> str | None:
+    """For a transport that answers scripts without a shell (recordings): the batch's
+    output, each member answered by ``run_one(member_script) -> Result``. None if
+    ``script_text`` is not a batch."""
+    if _MARK not in script_text or "GFSDEPLOY_BATCH_" not in script_text:
+        return None
+    out = []
+    lines = script_text.split("\n")
+    at = 0
+    while at < len(lines):
+        line = lines[at]
+        if line.startswith("cat > \"$d/s\" <<'GFSDEPLOY_BATCH_"):
+            end = line.split("<<'", 1)[1].rstrip("'")
+            token, i = end[len("GFSDEPLOY_BATCH_"):].rsplit("_", 1)
+            body = []
+            at += 1
+            while at < len(lines) and lines[at] != end:
+                body.append(lines[at])
+                at += 1
+            result = run_one("\n".join(body) + "\n")
+            out += ["", f"{_MARK}-{token} {i} {result.rc}",
+                    base64.b64encode(result.stdout.encode()).decode(),
+                    base64.b64encode(result.stderr.encode()).decode()]
+            if result.rc != 0:
+                break
+        at += 1
+    return "\n".join(out) + "\n"

@@ -1,0 +1,243 @@
+"""Batched changes (gfsdeploy/batch.py): independent steps of one host apply in one
+round trip, each still reported as its own task — status, output, failure — and a
+step whose read an earlier member changed plans again. Checked through the CLI's
+--json (round trips, per-task outcome) and by reading the files back; locally and
+over the test sshd."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def gfs(*args):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-m", "gfsdeploy", *args], capture_output=True, text=True,
+                          timeout=180, env=env, cwd=ROOT)
+
+
+def local_inventory(tmp_path) -> str:
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(textwrap.dedent(f"""\
+        all:
+          vars: {{ansible_connection: local, gfsdeploy_lock_dir: "{tmp_path}/lock"}}
+          hosts: {{a: {{}}}}
+        """))
+    return str(inv)
+
+
+def playbook(tmp_path, text: str) -> str:
+    path = tmp_path / "pb.yaml"
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def run_json(*args):
+    proc = gfs(*args, "--json")
+    data = json.loads(proc.stdout)
+    return proc, data
+
+
+def outcomes(data: dict, host: str = "a") -> dict:
+    return {s["task"]: s for s in data["hosts"][host]["steps"]}
+
+
+def independent_files(root, n=6) -> str:
+    return f"""\
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - name: one file
+              copy: {{dest: "{root}/f0", content: "zero\\n"}}
+            - name: more files
+              copy: {{dest: "{root}/f{{{{ item }}}}", content: "n={{{{ item }}}}\\n", mode: "0600"}}
+              loop: {list(range(1, n))}
+            - name: a directory
+              file: {{path: "{root}/d", state: directory}}
+        """
+
+
+def test_independent_changes_apply_in_one_round_trip_each_reported(tmp_path):
+    inv, root = local_inventory(tmp_path), tmp_path / "out"
+    root.mkdir()
+    pb = playbook(tmp_path, independent_files(root))
+    proc, data = run_json("apply", inv, "-p", pb)
+    assert proc.returncode == 0, proc.stderr
+    # the plan's read, the run's lock, then every change in one script
+    assert data["hosts"]["a"]["round_trips"] == 3, data["hosts"]["a"]
+    got = outcomes(data)
+    assert got["one file"]["status"] == "changed" and got["more files"]["status"] == "changed"
+    assert got["a directory"]["status"] == "changed"
+    assert (root / "f0").read_text() == "zero\n"
+    for i in range(1, 6):
+        assert (root / f"f{i}").read_text() == f"n={i}\n"
+        assert oct((root / f"f{i}").stat().st_mode & 0o777) == "0o600"
+    assert (root / "d").is_dir()
+    # nothing left behind by the batch
+    assert not [p for p in os.listdir(os.environ.get("TMPDIR", "/tmp")) if p.startswith("gfsdeploy-batch.")
+                and os.stat(os.path.join(os.environ.get("TMPDIR", "/tmp"), p)).st_mtime > tmp_path.stat().st_mtime]
+    proc, data = run_json("apply", inv, "-p", pb)
+    assert proc.returncode == 0 and data["hosts"]["a"]["round_trips"] == 1  # converged: one read
+    assert {o["status"] for o in outcomes(data).values()} == {"ok"}
+
+
+def test_a_failing_member_fails_its_own_task_and_nothing_after_it_runs(tmp_path):
+    inv, root = local_inventory(tmp_path), tmp_path / "out"
+    root.mkdir()
+    (root / "blocker").write_text("a file where a directory should go\n")
+    pb = playbook(tmp_path, f"""\
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - name: before
+              copy: {{dest: "{root}/before", content: "x\\n"}}
+            - name: impossible
+              copy: {{dest: "{root}/blocker/inside", content: "y\\n"}}
+            - name: after
+              copy: {{dest: "{root}/after", content: "z\\n"}}
+        """)
+    proc, data = run_json("apply", inv, "-p", pb)
+    assert proc.returncode != 0
+    got = outcomes(data)
+    assert got["before"]["status"] == "changed"
+    assert got["impossible"]["status"] == "failed"
+    assert "blocker" in got["impossible"]["error"]          # its own command's failure, named
+    assert got["after"]["status"] in ("blocked", "skipped")
+    assert (root / "before").read_text() == "x\n"
+    assert not (root / "after").exists()                  # stopped at the failure, as alone
+    # the same failure, task for task, as the task alone reports it
+    alone = playbook(tmp_path, f"""\
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - name: impossible
+              copy: {{dest: "{root}/blocker/inside", content: "y\\n"}}
+        """)
+    _, single = run_json("apply", inv, "-p", alone)
+    strip = lambda text: text.replace(str(root), "ROOT")  # noqa: E731
+    assert strip(outcomes(single)["impossible"]["error"]) == strip(got["impossible"]["error"])
+
+
+def test_ignored_failure_lets_the_rest_run_on_their_own(tmp_path):
+    inv, root = local_inventory(tmp_path), tmp_path / "out"
+    root.mkdir()
+    (root / "blocker").write_text("file\n")
+    pb = playbook(tmp_path, f"""\
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - copy: {{dest: "{root}/one", content: "1\\n"}}
+            - name: impossible
+              copy: {{dest: "{root}/blocker/inside", content: "y\\n"}}
+              ignore_errors: true
+            - name: two
+              copy: {{dest: "{root}/two", content: "2\\n"}}
+            - name: three
+              copy: {{dest: "{root}/three", content: "3\\n"}}
+        """)
+    proc, data = run_json("apply", inv, "-p", pb)
+    assert proc.returncode == 0, proc.stderr
+    got = outcomes(data)
+    assert got["impossible"]["status"] == "ok" and "(ignored)" in got["impossible"]["error"]
+    assert got["two"]["status"] == "changed" and got["three"]["status"] == "changed"
+    assert (root / "two").read_text() == "2\n" and (root / "three").read_text() == "3\n"
+
+
+def test_a_step_reading_what_an_earlier_member_changed_is_planned_again(tmp_path):
+    inv, root = local_inventory(tmp_path), tmp_path / "out"
+    root.mkdir()
+    pb = playbook(tmp_path, f"""\
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - name: whole file
+              copy: {{dest: "{root}/conf", content: "a=1\\n"}}
+            - name: a line in it
+              lineinfile: {{path: "{root}/conf", line: "b=2", create: true}}
+            - name: unrelated
+              copy: {{dest: "{root}/other", content: "o\\n"}}
+        """)
+    proc, data = run_json("apply", inv, "-p", pb)
+    assert proc.returncode == 0, proc.stderr
+    # as one after the other: the line is added to what the copy wrote
+    assert (root / "conf").read_text() == "a=1\nb=2\n"
+    got = outcomes(data)
+    assert got["whole file"]["status"] == "changed" and got["a line in it"]["status"] == "changed"
+    # again: the copy puts its content back and the line is added again, as in sequence
+    proc, data = run_json("apply", inv, "-p", pb)
+    assert (root / "conf").read_text() == "a=1\nb=2\n"
+    got = outcomes(data)
+    assert [got[t]["status"] for t in ("whole file", "a line in it", "unrelated")] == ["changed", "changed", "ok"]
+
+
+def test_a_guarded_member_whose_read_is_unchanged_stays_in_the_batch(tmp_path):
+    inv, root = local_inventory(tmp_path), tmp_path / "out"
+    root.mkdir()
+    pb = playbook(tmp_path, f"""\
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - name: directory
+              file: {{path: "{root}/dir", state: directory}}
+            - name: files in it
+              copy: {{dest: "{root}/dir/f{{{{ item }}}}", content: "v{{{{ item }}}}\\n"}}
+              loop: [1, 2, 3]
+        """)
+    proc, data = run_json("apply", inv, "-p", pb)
+    assert proc.returncode == 0, proc.stderr
+    assert data["hosts"]["a"]["round_trips"] == 3, data["hosts"]["a"]
+    assert [(root / "dir" / f"f{i}").read_text() for i in (1, 2, 3)] == ["v1\n", "v2\n", "v3\n"]
+
+
+def test_register_ends_a_batch_and_what_uses_it_sees_the_result(tmp_path):
+    inv, root = local_inventory(tmp_path), tmp_path / "out"
+    root.mkdir()
+    pb = playbook(tmp_path, f"""\
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - copy: {{dest: "{root}/x", content: "x\\n"}}
+            - name: registered
+              copy: {{dest: "{root}/y", content: "y\\n"}}
+              register: made
+            - name: uses it
+              copy: {{dest: "{root}/z", content: "changed={{{{ made.changed }}}}\\n"}}
+              when: made is changed
+        """)
+    proc, data = run_json("apply", inv, "-p", pb)
+    assert proc.returncode == 0, proc.stderr
+    assert (root / "z").read_text() == "changed=True\n"
+
+
+def test_batch_over_ssh_round_trips_and_framing(tmp_path, sshd):
+    inv = sshd.inventory(tmp_path / "inv.yaml", hosts=("a",))
+    root = tmp_path / "out"
+    root.mkdir()
+    (root / "blocker").write_text("file\n")
+    pb = playbook(tmp_path, independent_files(root, n=4))
+    proc, data = run_json("apply", inv, "-p", pb)
+    assert proc.returncode == 0, proc.stderr
+    assert data["hosts"]["a"]["round_trips"] == 3, data["hosts"]["a"]
+    assert [(root / f"f{i}").read_text() for i in range(1, 4)] == ["n=1\n", "n=2\n", "n=3\n"]
+    failing = playbook(tmp_path, f"""\
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - name: fine
+              copy: {{dest: "{root}/fine", content: "ok\\n"}}
+            - name: impossible
+              copy: {{dest: "{root}/blocker/inside", content: "y\\n"}}
+            - name: never
+              copy: {{dest: "{root}/never", content: "n\\n"}}
+        """)
+    proc, data = run_json("apply", inv, "-p", failing)
+    got = outcomes(data)
+    assert proc.returncode != 0
+    assert [got[t]["status"] for t in ("fine", "impossible")] == ["changed", "failed"]
+    assert "blocker" in got["impossible"]["error"]
+    assert (root / "fine").exists() and not (root / "never").exists()
