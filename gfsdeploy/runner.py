@@ -122,6 +122,15 @@ class HostRun:
     failed_result: dict | None = None
 
 
+class _Vars(dict):
+    """A task's resolved variables; ``raw`` keeps them as written (see Runner._overlay)."""
+
+    raw: dict | None = None
+
+
+_NOT_LAZY = frozenset({"hostvars", "groups", "vars"})
+
+
 class HostVars(Mapping):
     """Ansible's ``hostvars``: every host's variables, computed when looked at."""
 
@@ -266,9 +275,38 @@ class Runner:
         v.update(task.include_params)
         v.update(self.options.extra_vars)
         v.update(self._magic(hr, task))
-        resolved = self.templar.resolve(v)
+        resolved = _Vars(self.templar.resolve(v))
         resolved["vars"] = dict(resolved)
+        resolved.raw = v
         return resolved
+
+    def _overlay(self, variables: dict, extra: dict) -> dict:
+        """``variables`` with ``extra`` on top (a loop item, a registered result between
+        retries), variables whose templates use them rendered again: Ansible's vars are
+        lazy, so ``vars: {x: "{{ item }}"}`` follows the item and a task var reading the
+        registered name sees each new result."""
+        raw = getattr(variables, "raw", None)
+        out = _Vars({**variables, **extra})
+        out.raw = raw
+        if raw is None or not extra:
+            return out
+        names = set(extra)
+        again: dict = {}
+        grew = True
+        while grew:  # what uses them, and what uses that
+            grew = False
+            for key, value in raw.items():
+                if key in again or key in extra or key in _NOT_LAZY:
+                    continue
+                if self.templar._references(value) & names:
+                    again[key] = value
+                    names.add(key)
+                    grew = True
+        out.raw = {**raw, **extra}
+        if again:
+            out.update(self.templar.resolve({**out, **again}))
+            out["vars"] = {k: val for k, val in out.items() if k != "vars"}
+        return out
 
     def _fact_layer(self, hr: HostRun, play) -> dict:
         visible = self._facts_visible(hr, play)
@@ -552,7 +590,7 @@ class Runner:
             yield 0, variables, "unknown", "loop (known after apply)", None
             return
         for index, item_vars in enumerate(items):
-            v = {**variables, **item_vars}
+            v = self._overlay(variables, item_vars)
             if task.when:
                 if _references_unknown(self.templar, task.when, v):
                     yield index, v, "unknown", "condition (known after apply)", None
@@ -974,7 +1012,8 @@ class Runner:
             if task.until is None:
                 break
             judged["attempts"] = attempt + 1
-            if self._true(task.until, {**variables, **({task.register: judged} if task.register else {})}, task):
+            until_vars = self._overlay(variables, {task.register: judged} if task.register else {})
+            if self._true(task.until, until_vars, task):
                 break
             if attempt + 1 < attempts:
                 self.reporter.progress(target.host.name, task, f"retrying ({attempt + 1}/{attempts - 1})")
@@ -1045,8 +1084,9 @@ class Runner:
             value["failed"] = True
             if not value.get("msg"):
                 value["msg"] = (f"command exited {result.rc}\n  stderr: {result.stderr.strip()[-2000:] or '(empty)'}")
-        scoped = {**variables, **({task.register: value} if task.register else {}),
-                  "rc": value.get("rc"), "stdout": value.get("stdout"), "stderr": value.get("stderr")}
+        scoped = self._overlay(variables, {**({task.register: value} if task.register else {}),
+                                           "rc": value.get("rc"), "stdout": value.get("stdout"),
+                                           "stderr": value.get("stderr")})
         if task.changed_when is not None:
             value["changed"] = self._true(task.changed_when, scoped, task)
         if task.failed_when is not None:
@@ -1213,7 +1253,7 @@ class Runner:
         expansion: list[Task] = []
         included = False
         for index, item_vars in enumerate(items):
-            v = {**variables, **item_vars}
+            v = self._overlay(variables, item_vars)
             if task.when:
                 if _references_unknown(self.templar, task.when, v):
                     hr.flow.included[task.id] = None
