@@ -336,8 +336,9 @@ class Runner:
         magic = {"groups": self.magic["groups"], "hostvars": HostVars(self, task),
                  "inventory_hostname": hr.host.name, "inventory_hostname_short": hr.host.name.split(".")[0],
                  "group_names": sorted(hr.host.groups), "playbook_dir": os.path.dirname(os.path.abspath(
-                     self.playbook.path)), "inventory_file": os.path.abspath(self.inventory.path),
-                 "inventory_dir": os.path.dirname(os.path.abspath(self.inventory.path)),
+                     self.playbook.path)), "inventory_file": os.path.abspath(hr.host.file or self.inventory.path),
+                 # where this host was defined (an inventory directory has several files)
+                 "inventory_dir": os.path.dirname(os.path.abspath(hr.host.file or self.inventory.path)),
                  "ansible_check_mode": self.options.mode == "plan", "ansible_play_name": play.name,
                  "ansible_play_hosts": live, "ansible_play_hosts_all": list(hosts), "play_hosts": live,
                  "ansible_play_batch": self._batch_hosts(task, hr.host.name, live), "ansible_run_tags": sorted(self.options.tags or ["all"]),
@@ -531,12 +532,13 @@ class Runner:
                         raise LookupError(args)
                     if status == "skipped":
                         continue
+                    step_probes = module.probes(args, hr.info)
                     args_key = _args_key(args)
                     if (task.id, index) in keep and keep[(task.id, index)][0] == args_key:
                         continue
                     if hr.changed and step != current and not module.cheap_reads:
                         continue  # costly reads on a changing host: each step reads its own when it runs
-                    for key, cmd in module.probes(args, hr.info).items():
+                    for key, cmd in step_probes.items():
                         probes[f"{task.id}\x1f{index}\x1f{key}"] = _with_env(env, cmd)
                         views[f"{task.id}\x1f{index}\x1f{key}"] = view
                     planned[(task.id, index)] = (args_key, module.resources(args))
@@ -563,7 +565,8 @@ class Runner:
         for key, result in results.items():
             task_id, index, probe = key.split("\x1f", 2)
             grouped.setdefault((task_id, int(index)), {})[probe] = result
-        hr.facts = {**keep, **{k: (planned[k][0], grouped.get(k, {}), planned[k][1]) for k in planned}}
+        info = dataclasses.replace(hr.info)  # what the probes were made from (see _facts_for)
+        hr.facts = {**keep, **{k: (planned[k][0], grouped.get(k, {}), planned[k][1], info) for k in planned}}
         hr.attempted = set(hr.facts)
         hr.stale = False
 
@@ -1291,24 +1294,44 @@ class Runner:
     # -- reads ------------------------------------------------------------------------
     def _facts_for(self, hr: HostRun, task: Task, step: Step, index: int, args: dict, module,
                    variables: dict | None = None) -> dict:
+        """What this item's probes answered in the host's batched read — if they were
+        made from the same arguments and host facts (a cold facts cache renders probes
+        before the host's OS is known: those steps read again)."""
+        key = _args_key(args)
+
+        def valid(cached) -> bool:
+            return bool(cached) and cached[0] == key and self._same_probes(module, args, cached, hr.info)
+
         if self.options.mode != "plan" and hr.changed and not getattr(module, "reread_after_change", True):
             # its read is a run of its own (a check-mode run): once the host changed, apply
             # runs it for real instead of reading first; what plan read still serves if valid
             cached = hr.facts.get((task.id, index))
-            return cached[1] if cached and cached[0] == _args_key(args) else {}
+            return cached[1] if valid(cached) else {}
         if hr.stale:
             self._refresh(hr, step)
         cached = hr.facts.get((task.id, index))
-        if cached and cached[0] == _args_key(args):
+        if valid(cached):
             return cached[1]
         if (task.id, index) not in hr.attempted:
             # not renderable at the last batch (it uses a result registered since), or
             # what it read was invalidated: batch it with everything else readable now
             self._refresh(hr, step)
             cached = hr.facts.get((task.id, index))
-            if cached and cached[0] == _args_key(args):
+            if valid(cached):
                 return cached[1]
         return self._read_now(hr, module, args, task, variables)
+
+    @staticmethod
+    def _same_probes(module, args: dict, cached: tuple, info: HostInfo) -> bool:
+        """Whether the probes read with the host facts known then are the ones the facts
+        known now give (the first read of a cold facts cache runs before the OS is known)."""
+        then = cached[3] if len(cached) > 3 else None
+        if then is None or then == info or not getattr(module, "reread_after_change", True):
+            return True  # (a protocol module's probes do not use host facts)
+        try:
+            return module.probes(args, then) == module.probes(args, info)
+        except Exception:  # noqa: BLE001 - it reads again, and reports its own error then
+            return False
 
     def _read_now(self, hr: HostRun, module, args, task: Task | None = None, variables: dict | None = None) -> dict:
         probes = module.probes(args, hr.info)
