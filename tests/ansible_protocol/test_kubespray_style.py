@@ -95,7 +95,10 @@ KUBESPRAY = os.environ.get("GFSDEPLOY_KUBESPRAY")
 def test_real_kubespray_heketi_playbook(lab, tmp_path):
     """kubespray's own playbook and library/kube.py, unchanged, from kubespray's directory
     (its ansible.cfg names ./library): plan, apply, then a plan in which only the kube
-    tasks remain — kube.py has no check mode, so plan shows them as known after apply."""
+    tasks remain — kube.py has no check mode, so plan shows them as known after apply.
+    The lab's Kubernetes API has no `kubectl exec`: on the lab the run is expected to stop
+    where the playbook first execs heketi-cli in the bootstrap pod (after every kube task of
+    the GlusterFS and bootstrap stages) — anything else fails the test."""
     root = Path(KUBESPRAY)
     playbook = root / "contrib" / "network-storage" / "heketi" / "heketi.yml"
     assert playbook.exists() and (root / "library" / "kube.py").exists(), "not a kubespray checkout with heketi"
@@ -130,6 +133,17 @@ def test_real_kubespray_heketi_playbook(lab, tmp_path):
     assert plan.returncode == 2, plan.stdout + plan.stderr
     assert "library/kube.py" in plan.stdout
     apply = run("apply")
+    assert "adm-secret-1" not in apply.stdout + apply.stderr
+    # what kube.py created, asked of the API server directly
+    made = kubectl(lab, "get", "daemonset/glusterfs", "serviceaccount/heketi-service-account",
+                   "deployment/deploy-heketi", "-o", "name")
+    assert made.returncode == 0, made.stderr
+    assert set(made.stdout.split()) == {"daemonset.apps/glusterfs", "serviceaccount/heketi-service-account",
+                                        "deployment.apps/deploy-heketi"}
+    if apply.returncode != 0 and "kubectl exec" in apply.stdout and "unable to upgrade connection" in apply.stdout:
+        # the playbook then runs heketi-cli inside the bootstrap pod (`kubectl exec`); the lab's
+        # Kubernetes simulator has no pods/exec, so the rest needs a real cluster
+        pytest.xfail("the lab's Kubernetes API has no `kubectl exec`; every step before it ran")
     assert apply.returncode == 0, apply.stdout + apply.stderr
     assert kubectl(lab, "get", "storageclass", "gluster", "-o", "name").returncode == 0
     again = run("plan")
