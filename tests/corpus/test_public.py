@@ -140,13 +140,14 @@ def test_public_playbook_plans_and_reads_only(corpus, lab, name, playbook, cwd, 
     pytest.xfail(f"{name}: {gap}")
 
 
-# public roles applied by both tools on two fresh lab nodes: (name, playbook, cwd, files compared)
+# public roles applied by both tools on two fresh lab nodes: (name, playbook, cwd, files
+# compared: path -> compare the content too (mkswap writes a random UUID: /swapfile by stat))
 APPLIED = [
     ("geerlingguy.swap", "swap/molecule/default/converge.yml", "swap",
-     ["/etc/fstab", "/swapfile", "/etc/sysctl.d/90-swap.conf"]),
+     {"/etc/fstab": True, "/swapfile": False, "/etc/sysctl.d/90-swap.conf": True}),
 ]
-_STAT = ("for f in \"$@\"; do if [ -f \"$f\" ]; then echo \"$f $(stat -c '%a %U %G %s' \"$f\") "
-         "$(head -c 65536 \"$f\" | md5sum | cut -d' ' -f1)\"; else echo \"$f absent\"; fi; done")
+_STAT = ("for f in \"$@\"; do p=${f%=*}; if [ -f \"$p\" ]; then echo \"$p $(stat -c '%a %U %G %s' \"$p\") "
+         "$([ \"${f##*=}\" = 1 ] && md5sum < \"$p\" | cut -d' ' -f1)\"; else echo \"$p absent\"; fi; done")
 
 
 @pytest.mark.parametrize("name, playbook, cwd, files", APPLIED, ids=[a[0] for a in APPLIED])
@@ -180,7 +181,8 @@ def test_public_role_applies_as_ansible(corpus, lab, tmp_path, name, playbook, c
                                            str(base / playbook)])
         proc = subprocess.run(argv, capture_output=True, text=True, cwd=base / cwd, env=env, timeout=1200)
         assert proc.returncode == 0, f"{tool}: {proc.stdout[-3000:]}{proc.stderr[-2000:]}"
-        state = lab.exec(node.name, ["sh", "-c", _STAT, "stat", *files]).stdout
+        state = lab.exec(node.name, ["sh", "-c", _STAT, "stat",
+                                     *(f"{path}={int(content)}" for path, content in files.items())]).stdout
         return proc.stdout, state
 
     for attempt in ("first", "second"):
