@@ -17,6 +17,7 @@ import concurrent.futures as cf
 import dataclasses
 import hashlib
 import heapq
+import itertools
 import json
 import os
 import threading
@@ -211,7 +212,10 @@ class Runner:
                 factory=lambda host, **kw: make_transport(host, **kw), known_hosts=options.known_hosts,
                 accept_new=options.accept_new_host_keys, timeout=options.timeout,
                 connect_timeout=options.connect_timeout, become_password=options.become_password,
-                ssh_password=options.ssh_password, default_user=options.remote_user)
+                ssh_password=options.ssh_password, default_user=options.remote_user,
+                # one paramiko thread per open SSH connection: at most --forks stay open
+                # (idle ones beyond that reopen on their host's next command)
+                max_open=max(1, options.forks))
         self.play_hosts = {play.index: play_hosts(play, inventory, options.limit) for play in playbook.plays}
         self.gathers = {}   # host -> index of the first play that gathers its facts
         for play in playbook.plays:
@@ -1385,17 +1389,18 @@ class Runner:
         pool = cf.ThreadPoolExecutor(max_workers=forks, thread_name_prefix="gfs")
         # ready steps in play order: a heap (sorting the whole list at every step was
         # O(hosts log hosts) per step — the scheduler grew faster than the work)
-        queue = [(order[s], s) for s in ready]
+        tie = itertools.count()  # equal orders (steps an include inserted) never compare steps
+        queue = [(order[s], next(tie), s) for s in ready]
         heapq.heapify(queue)
 
         def release(step):
             for succ in self._release(step, waiting):
-                heapq.heappush(queue, (order[succ], succ))
+                heapq.heappush(queue, (order[succ], next(tie), succ))
 
         try:
             while queue or running:
                 while queue and len(running) < forks:
-                    step = heapq.heappop(queue)[1]
+                    step = heapq.heappop(queue)[2]
                     if self.stop_all.is_set() or self._blocked(step):
                         self._finish(step, StepOutcome(self.tasks[step.task_id], step.host, "blocked"))
                         release(step)

@@ -138,3 +138,56 @@ def test_public_playbook_plans_and_reads_only(corpus, lab, name, playbook, cwd, 
     if gap is None:
         pytest.fail(f"{name} should plan:\n{out[-3000:]}")
     pytest.xfail(f"{name}: {gap}")
+
+
+# public roles applied by both tools on two fresh lab nodes: (name, playbook, cwd, files
+# compared: path -> compare the content too (mkswap writes a random UUID: /swapfile by stat))
+APPLIED = [
+    ("geerlingguy.swap", "swap/molecule/default/converge.yml", "swap",
+     {"/etc/fstab": True, "/swapfile": False, "/etc/sysctl.d/90-swap.conf": True}),
+]
+_STAT = ("for f in \"$@\"; do p=${f%=*}; if [ -f \"$p\" ]; then echo \"$p $(stat -c '%a %U %G %s' \"$p\") "
+         "$([ \"${f##*=}\" = 1 ] && md5sum < \"$p\" | cut -d' ' -f1)\"; else echo \"$p absent\"; fi; done")
+
+
+@pytest.mark.parametrize("name, playbook, cwd, files", APPLIED, ids=[a[0] for a in APPLIED])
+def test_public_role_applies_as_ansible(corpus, lab, tmp_path, name, playbook, cwd, files):
+    """ansible-playbook on one node, gfsdeploy apply on another, twice: the same files
+    (mode, owner, size, content), and the second run changes nothing under either."""
+    from tests.ansible_compat.harness import ansible_playbook
+
+    base, work, inventories = corpus
+    if not (base / playbook).exists():
+        pytest.skip(f"{playbook} is not in {base}")
+    generic = yaml.safe_load(inventories["generic"].read_text())
+    sides = {}
+    for tool, node in (("ansible", lab.nodes[1]), ("gfsdeploy", lab.nodes[2])):
+        # the package cache counts as fresh: lab nodes reach no Debian mirror
+        lab.exec(node.name, ["sh", "-c", "mkdir -p /var/lib/apt/periodic && "
+                                         "touch /var/lib/apt/periodic/update-success-stamp"])
+        inv = tmp_path / f"{tool}.yaml"
+        inv.write_text(yaml.safe_dump({"all": {"vars": generic["all"]["vars"],
+                                               "hosts": {"node1": {"ansible_host": node.ip}}}}))
+        sides[tool] = (node, inv)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), ANSIBLE_ROLES_PATH=str(work / "roles"),
+               ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_CONFIG=str(tmp_path / "none.cfg"), ANSIBLE_NOCOLOR="1")
+    (tmp_path / "none.cfg").touch()
+    ssh = f"-o UserKnownHostsFile={lab.known_hosts_path} -o StrictHostKeyChecking=yes -o BatchMode=yes"
+
+    def run(tool):
+        node, inv = sides[tool]
+        argv = ([ansible_playbook(), "-i", str(inv), str(base / playbook), "--ssh-common-args", ssh]
+                if tool == "ansible" else [sys.executable, "-m", "gfsdeploy", "apply", str(inv), "-p",
+                                           str(base / playbook)])
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=base / cwd, env=env, timeout=1200)
+        assert proc.returncode == 0, f"{tool}: {proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+        state = lab.exec(node.name, ["sh", "-c", _STAT, "stat",
+                                     *(f"{path}={int(content)}" for path, content in files.items())]).stdout
+        return proc.stdout, state
+
+    for attempt in ("first", "second"):
+        (a_out, a_state), (g_out, g_state) = run("ansible"), run("gfsdeploy")
+        assert a_state == g_state, f"{name}, {attempt} run: files differ\n{a_state}\n{g_state}"
+        assert "absent" not in g_state, g_state
+    assert re.search(r"changed=0\b", a_out), a_out[-2000:]
+    assert re.search(r"changed=0\b", g_out), g_out[-2000:]
