@@ -224,6 +224,10 @@ class Runner:
                     self.gathers.setdefault(h, play.index)
         self.outcomes: dict[Step, StepOutcome] = {}
         self.stop_all = threading.Event()
+        #: the playbook loader numbers the tasks of an include's body with counters it keeps
+        #: (not thread-safe): hosts expanding includes at the same time would get duplicate
+        #: task ids — duplicate steps, a cycle in the graph
+        self._expand_lock = threading.Lock()
         self.steps_by_host: dict[str, list[Step]] = {}
         self.once: dict = {}            # (task id, batch) -> (host, outcome) of a run_once task
         self.once_lock = threading.Lock()
@@ -951,7 +955,10 @@ class Runner:
                 state, changes = self._plan_item(hr, target, task, step, index, module, args, ctx, v, delegate)
             if planning and not runs and _is_false(task.changed_when):
                 # it will run at apply, but it says it changes nothing: not a change
-                changes = [c if c.action == WARN else Change(READ, c.resource, c.diff, c.script, c.sensitive, c.data)
+                # (a delete is not a read: the line says what happens to it)
+                changes = [c if c.action == WARN else
+                           Change(READ, f"{c.resource}  (not run by plan; runs at apply, counted as no change: "
+                                        "changed_when: false)", c.diff, c.script, c.sensitive, c.data)
                            for c in changes]
             outcome.changes.extend(changes)
             if planning and not runs:
@@ -1301,8 +1308,9 @@ class Runner:
                 task_copy = dataclasses.replace(task, include=include_copy)
             else:
                 task_copy = task
-            body, _ = self.playbook.loader.expand(task_copy, str(target), f"{task.id}@{hr.host.name}/{index}",
-                                                  params)
+            with self._expand_lock:
+                body, _ = self.playbook.loader.expand(task_copy, str(target), f"{task.id}@{hr.host.name}/{index}",
+                                                      params)
             expansion += [t for t in body if selected(t, self.options.tags, self.options.skip_tags,
                                                       {**self.all_tasks, **{b.id: b for b in body}})]
         hr.flow.included[task.id] = included
