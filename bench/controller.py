@@ -303,6 +303,123 @@ def one(size: int, phase: str, latency: float, forks: int) -> dict:
             "changes": changes}
 
 
+# -- ssh: threads and reconnects with real connections (a private sshd, no lab) -----------
+SSHD_CONFIG = """Port {port}
+ListenAddress 127.0.0.1
+HostKey {root}/host_key
+AuthorizedKeysFile {root}/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+UseDNS no
+PidFile {root}/sshd.pid
+MaxSessions 1000
+MaxStartups 1000
+"""
+
+
+def ssh_run(hosts: int, forks: int, limits: list[str], log) -> dict:
+    """HOSTS inventory hosts that are all this machine's private sshd (127.0.0.1): real
+    paramiko connections, one per host. Each host writes one file (first apply) and
+    reads it again (no-op). Per case: the most threads alive at once, SSH connections
+    opened, CPU and wall, with the runner's connection limit (``forks``) and without it."""
+    import socket
+
+    if os.geteuid() != 0:
+        raise SystemExit("the ssh measurement runs sshd as root")
+    root = Path(tempfile.mkdtemp(prefix="gfsctl-ssh-"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key in ("host_key", "id"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / key)], check=True)
+    shutil.copy(root / "id.pub", root / "authorized_keys")
+    (root / "sshd_config").write_text(SSHD_CONFIG.format(port=port, root=root))
+    kind, key = (root / "host_key.pub").read_text().split()[:2]
+    (root / "known_hosts").write_text(f"[127.0.0.1]:{port} {kind} {key}\n")
+    os.makedirs("/run/sshd", exist_ok=True)
+    sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(root / "sshd_config")],
+                            stderr=subprocess.DEVNULL)
+    out = {"hosts": hosts, "forks": forks, "cases": {}}
+    try:
+        time.sleep(0.5)
+        names = [f"s{i:04d}" for i in range(1, hosts + 1)]
+        inv = write_yaml(root / "inventory.yaml", {"all": {
+            "vars": {"ansible_host": "127.0.0.1", "ansible_port": port, "ansible_user": "root",
+                     "ansible_ssh_private_key_file": str(root / "id"),
+                     "gfsdeploy_known_hosts": str(root / "known_hosts")},
+            "hosts": {n: {"gfsdeploy_lock_dir": str(root / "locks" / n)} for n in names}}})
+        pb = root / "playbook.yaml"
+        pb.write_text(f"- hosts: all\n  gather_facts: false\n  tasks:\n"
+                      f"    - copy: {{dest: \"{root}/out/{{{{ inventory_hostname }}}}\", content: \"x\\n\"}}\n")
+        for limit in limits:
+            (root / "out").mkdir(exist_ok=True)
+            (root / "locks").mkdir(exist_ok=True)
+            for phase in ("first", "noop"):
+                proc = subprocess.run([sys.executable, str(Path(__file__)), "ssh-one", "--inventory", str(inv),
+                                       "--playbook", str(pb), "--forks", str(forks), "--limit-connections", limit],
+                                      capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                if proc.returncode != 0:
+                    raise RuntimeError(proc.stderr[-2000:])
+                got = json.loads(proc.stdout.strip().splitlines()[-1])
+                out["cases"][f"{phase}, connections {'<= --forks' if limit == 'forks' else 'unlimited'}"] = got
+                log(f"{hosts} hosts {phase:5s} connections {limit:9s}: {got}")
+            shutil.rmtree(root / "out", ignore_errors=True)
+    finally:
+        sshd.terminate()
+        sshd.wait(5)
+        shutil.rmtree(root, ignore_errors=True)
+    return out
+
+
+def ssh_one(inventory_path: str, playbook_path: str, forks: int, limit: str) -> dict:
+    import gfsdeploy.transport as transport_pkg
+    from gfsdeploy.transport import ssh as ssh_mod
+
+    if limit == "none":
+        original = transport_pkg.Connections.__init__
+
+        def unlimited(self, *a, **kw):
+            kw["max_open"] = None
+            original(self, *a, **kw)
+
+        transport_pkg.Connections.__init__ = unlimited
+    opened = {"n": 0}
+    connect = ssh_mod.SSHTransport.connect
+
+    def counting(self):
+        was = self.is_open
+        connect(self)
+        opened["n"] += not was and self.is_open
+
+    ssh_mod.SSHTransport.connect = counting
+    from gfsdeploy.cli import main
+
+    threads = {"max": threading.active_count()}
+    stop = threading.Event()
+
+    def sample():
+        while not stop.wait(0.01):
+            threads["max"] = max(threads["max"], threading.active_count())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    buf = io.StringIO()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    with contextlib.redirect_stdout(buf):
+        rc = main(["apply", inventory_path, "-p", playbook_path, "--json", "--forks", str(forks)])
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    stop.set()
+    data = json.loads(buf.getvalue())
+    rts = [h["round_trips"] for h in data["hosts"].values()]
+    return {"exit": rc, "threads_max": threads["max"], "connections_opened": opened["n"],
+            "cpu_s": round(cpu, 3), "wall_s": round(wall, 3), "round_trips_max": max(rts),
+            "changes": sum(data["summary"].get(k, 0) for k in ("add", "change", "destroy")),
+            "errors": [str(e)[:300] for e in data.get("errors", [])[:2]]}
+
+
 # -- run: every size and phase, repeated ---------------------------------------------------
 def fit(points: list[tuple[int, float]]) -> dict:
     """Least-squares line through (hosts, value): the marginal cost per host and the fixed part."""
@@ -405,6 +522,16 @@ def main(argv=None) -> int:
     o.add_argument("--phase", choices=PHASES, required=True)
     o.add_argument("--latency", type=float, default=0.02)
     o.add_argument("--forks", type=int, default=50)
+    sh = sub.add_parser("ssh", help="threads and reconnects with real SSH connections (root: a private sshd)")
+    sh.add_argument("--hosts", type=int, default=200)
+    sh.add_argument("--forks", type=int, default=50)
+    sh.add_argument("--limits", default="forks,none")
+    sh.add_argument("--out", type=Path)
+    so = sub.add_parser("ssh-one", help=argparse.SUPPRESS)
+    so.add_argument("--inventory", required=True)
+    so.add_argument("--playbook", required=True)
+    so.add_argument("--forks", type=int, default=50)
+    so.add_argument("--limit-connections", choices=("forks", "none"), default="forks")
     args = p.parse_args(argv)
 
     def log(msg):
@@ -413,6 +540,15 @@ def main(argv=None) -> int:
     sizes = [int(s) for s in getattr(args, "sizes", "").split(",") if s.strip()]
     if args.cmd == "record":
         record(sizes, args.lab_nodes, args.name, args.base, args.keep, log)
+    elif args.cmd == "ssh":
+        got = ssh_run(args.hosts, args.forks, args.limits.split(","), log)
+        got.update(when=time.strftime("%Y%m%d-%H%M%S"), load=os.getloadavg(),
+                   command=" ".join(["bench/controller.py", *sys.argv[1:]]))
+        path = args.out or BENCH / "results" / f"controller-ssh-{got['when']}.json"
+        path.write_text(json.dumps(got, indent=1) + "\n")
+        print(f"raw results: {path}")
+    elif args.cmd == "ssh-one":
+        print(json.dumps(ssh_one(args.inventory, args.playbook, args.forks, args.limit_connections)))
     elif args.cmd == "derive":
         derive(sizes, args.source, log)
     elif args.cmd == "run":

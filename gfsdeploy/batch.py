@@ -222,12 +222,11 @@ def run_ahead(runner, hr, step) -> int:
                 if (members or planned) and overlaps(reads, touched):
                     # it reads what an earlier member changes: planned from what it read
                     # before, it runs only if its probes still answer exactly that then
-                    probes = module.probes(args, hr.info) if module.cheap_reads else {}
                     facts = runner._facts_for(hr, task, current, index, args, module, _v)
-                    if not probes or set(probes) - set(facts):
+                    guard = module.guards(args, facts, hr.info) if module.cheap_reads else {}
+                    if not guard:
                         stop = True
                         break
-                    guard = {k: (probes[k], facts[k]) for k in probes}
                 state, changes = runner._plan_item(hr, hr, task, current, index, module, args, ctx, _v, None)
                 real = [c for c in changes if c.action != WARN]
                 member = Member(task.id, index, state, changes, guard=guard)

@@ -342,6 +342,8 @@ def cmd_check(args) -> int:
         for outcome in plan.outcomes:  # what the preflight read (e.g. the API server it reached)
             for message in outcome.messages:
                 session.reporter.write(f"{outcome.host}: {outcome.task.label}: {message}")
+        for text in plan.file_warnings:
+            session.reporter.write(f"warning: {text}")
         for w in plan.warnings:
             session.reporter.write(f"warning: {w.host}: {w.resource}: {w.diff}")
         if plan.errors:

@@ -98,7 +98,9 @@ def render_plan(plan, *, color: bool = False, verbose: int = 0) -> str:
     read-only commands the plan ran; then the summary line. A plan with errors
     shows what was planned so far and no summary line (the caller prints the
     errors, each once: :func:`render_errors`)."""
-    lines: list[str] = []
+    lines: list[str] = [f"Warning: {w}" for w in getattr(plan, "file_warnings", ())]
+    if lines:
+        lines.append("")
     by_host: dict[str, list] = {}
     for outcome in plan.outcomes:
         if outcome.changes:

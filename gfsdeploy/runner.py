@@ -17,6 +17,7 @@ import concurrent.futures as cf
 import dataclasses
 import hashlib
 import heapq
+import itertools
 import json
 import os
 import threading
@@ -122,6 +123,15 @@ class HostRun:
     failed_result: dict | None = None
 
 
+class _Vars(dict):
+    """A task's resolved variables; ``raw`` keeps them as written (see Runner._overlay)."""
+
+    raw: dict | None = None
+
+
+_NOT_LAZY = frozenset({"hostvars", "groups", "vars"})
+
+
 class HostVars(Mapping):
     """Ansible's ``hostvars``: every host's variables, computed when looked at."""
 
@@ -202,7 +212,10 @@ class Runner:
                 factory=lambda host, **kw: make_transport(host, **kw), known_hosts=options.known_hosts,
                 accept_new=options.accept_new_host_keys, timeout=options.timeout,
                 connect_timeout=options.connect_timeout, become_password=options.become_password,
-                ssh_password=options.ssh_password, default_user=options.remote_user)
+                ssh_password=options.ssh_password, default_user=options.remote_user,
+                # one paramiko thread per open SSH connection: at most --forks stay open
+                # (idle ones beyond that reopen on their host's next command)
+                max_open=max(1, options.forks))
         self.play_hosts = {play.index: play_hosts(play, inventory, options.limit) for play in playbook.plays}
         self.gathers = {}   # host -> index of the first play that gathers its facts
         for play in playbook.plays:
@@ -266,9 +279,38 @@ class Runner:
         v.update(task.include_params)
         v.update(self.options.extra_vars)
         v.update(self._magic(hr, task))
-        resolved = self.templar.resolve(v)
+        resolved = _Vars(self.templar.resolve(v))
         resolved["vars"] = dict(resolved)
+        resolved.raw = v
         return resolved
+
+    def _overlay(self, variables: dict, extra: dict) -> dict:
+        """``variables`` with ``extra`` on top (a loop item, a registered result between
+        retries), variables whose templates use them rendered again: Ansible's vars are
+        lazy, so ``vars: {x: "{{ item }}"}`` follows the item and a task var reading the
+        registered name sees each new result."""
+        raw = getattr(variables, "raw", None)
+        out = _Vars({**variables, **extra})
+        out.raw = raw
+        if raw is None or not extra:
+            return out
+        names = set(extra)
+        again: dict = {}
+        grew = True
+        while grew:  # what uses them, and what uses that
+            grew = False
+            for key, value in raw.items():
+                if key in again or key in extra or key in _NOT_LAZY:
+                    continue
+                if self.templar._references(value) & names:
+                    again[key] = value
+                    names.add(key)
+                    grew = True
+        out.raw = {**raw, **extra}
+        if again:
+            out.update(self.templar.resolve({**out, **again}))
+            out["vars"] = {k: val for k, val in out.items() if k != "vars"}
+        return out
 
     def _fact_layer(self, hr: HostRun, play) -> dict:
         visible = self._facts_visible(hr, play)
@@ -298,8 +340,9 @@ class Runner:
         magic = {"groups": self.magic["groups"], "hostvars": HostVars(self, task),
                  "inventory_hostname": hr.host.name, "inventory_hostname_short": hr.host.name.split(".")[0],
                  "group_names": sorted(hr.host.groups), "playbook_dir": os.path.dirname(os.path.abspath(
-                     self.playbook.path)), "inventory_file": os.path.abspath(self.inventory.path),
-                 "inventory_dir": os.path.dirname(os.path.abspath(self.inventory.path)),
+                     self.playbook.path)), "inventory_file": os.path.abspath(hr.host.file or self.inventory.path),
+                 # where this host was defined (an inventory directory has several files)
+                 "inventory_dir": os.path.dirname(os.path.abspath(hr.host.file or self.inventory.path)),
                  "ansible_check_mode": self.options.mode == "plan", "ansible_play_name": play.name,
                  "ansible_play_hosts": live, "ansible_play_hosts_all": list(hosts), "play_hosts": live,
                  "ansible_play_batch": self._batch_hosts(task, hr.host.name, live), "ansible_run_tags": sorted(self.options.tags or ["all"]),
@@ -493,12 +536,13 @@ class Runner:
                         raise LookupError(args)
                     if status == "skipped":
                         continue
+                    step_probes = module.probes(args, hr.info)
                     args_key = _args_key(args)
                     if (task.id, index) in keep and keep[(task.id, index)][0] == args_key:
                         continue
                     if hr.changed and step != current and not module.cheap_reads:
                         continue  # costly reads on a changing host: each step reads its own when it runs
-                    for key, cmd in module.probes(args, hr.info).items():
+                    for key, cmd in step_probes.items():
                         probes[f"{task.id}\x1f{index}\x1f{key}"] = _with_env(env, cmd)
                         views[f"{task.id}\x1f{index}\x1f{key}"] = view
                     planned[(task.id, index)] = (args_key, module.resources(args))
@@ -525,7 +569,8 @@ class Runner:
         for key, result in results.items():
             task_id, index, probe = key.split("\x1f", 2)
             grouped.setdefault((task_id, int(index)), {})[probe] = result
-        hr.facts = {**keep, **{k: (planned[k][0], grouped.get(k, {}), planned[k][1]) for k in planned}}
+        info = dataclasses.replace(hr.info)  # what the probes were made from (see _facts_for)
+        hr.facts = {**keep, **{k: (planned[k][0], grouped.get(k, {}), planned[k][1], info) for k in planned}}
         hr.attempted = set(hr.facts)
         hr.stale = False
 
@@ -552,7 +597,7 @@ class Runner:
             yield 0, variables, "unknown", "loop (known after apply)", None
             return
         for index, item_vars in enumerate(items):
-            v = {**variables, **item_vars}
+            v = self._overlay(variables, item_vars)
             if task.when:
                 if _references_unknown(self.templar, task.when, v):
                     yield index, v, "unknown", "condition (known after apply)", None
@@ -974,7 +1019,8 @@ class Runner:
             if task.until is None:
                 break
             judged["attempts"] = attempt + 1
-            if self._true(task.until, {**variables, **({task.register: judged} if task.register else {})}, task):
+            until_vars = self._overlay(variables, {task.register: judged} if task.register else {})
+            if self._true(task.until, until_vars, task):
                 break
             if attempt + 1 < attempts:
                 self.reporter.progress(target.host.name, task, f"retrying ({attempt + 1}/{attempts - 1})")
@@ -1045,8 +1091,9 @@ class Runner:
             value["failed"] = True
             if not value.get("msg"):
                 value["msg"] = (f"command exited {result.rc}\n  stderr: {result.stderr.strip()[-2000:] or '(empty)'}")
-        scoped = {**variables, **({task.register: value} if task.register else {}),
-                  "rc": value.get("rc"), "stdout": value.get("stdout"), "stderr": value.get("stderr")}
+        scoped = self._overlay(variables, {**({task.register: value} if task.register else {}),
+                                           "rc": value.get("rc"), "stdout": value.get("stdout"),
+                                           "stderr": value.get("stderr")})
         if task.changed_when is not None:
             value["changed"] = self._true(task.changed_when, scoped, task)
         if task.failed_when is not None:
@@ -1213,7 +1260,7 @@ class Runner:
         expansion: list[Task] = []
         included = False
         for index, item_vars in enumerate(items):
-            v = {**variables, **item_vars}
+            v = self._overlay(variables, item_vars)
             if task.when:
                 if _references_unknown(self.templar, task.when, v):
                     hr.flow.included[task.id] = None
@@ -1251,24 +1298,44 @@ class Runner:
     # -- reads ------------------------------------------------------------------------
     def _facts_for(self, hr: HostRun, task: Task, step: Step, index: int, args: dict, module,
                    variables: dict | None = None) -> dict:
+        """What this item's probes answered in the host's batched read — if they were
+        made from the same arguments and host facts (a cold facts cache renders probes
+        before the host's OS is known: those steps read again)."""
+        key = _args_key(args)
+
+        def valid(cached) -> bool:
+            return bool(cached) and cached[0] == key and self._same_probes(module, args, cached, hr.info)
+
         if self.options.mode != "plan" and hr.changed and not getattr(module, "reread_after_change", True):
             # its read is a run of its own (a check-mode run): once the host changed, apply
             # runs it for real instead of reading first; what plan read still serves if valid
             cached = hr.facts.get((task.id, index))
-            return cached[1] if cached and cached[0] == _args_key(args) else {}
+            return cached[1] if valid(cached) else {}
         if hr.stale:
             self._refresh(hr, step)
         cached = hr.facts.get((task.id, index))
-        if cached and cached[0] == _args_key(args):
+        if valid(cached):
             return cached[1]
         if (task.id, index) not in hr.attempted:
             # not renderable at the last batch (it uses a result registered since), or
             # what it read was invalidated: batch it with everything else readable now
             self._refresh(hr, step)
             cached = hr.facts.get((task.id, index))
-            if cached and cached[0] == _args_key(args):
+            if valid(cached):
                 return cached[1]
         return self._read_now(hr, module, args, task, variables)
+
+    @staticmethod
+    def _same_probes(module, args: dict, cached: tuple, info: HostInfo) -> bool:
+        """Whether the probes read with the host facts known then are the ones the facts
+        known now give (the first read of a cold facts cache runs before the OS is known)."""
+        then = cached[3] if len(cached) > 3 else None
+        if then is None or then == info or not getattr(module, "reread_after_change", True):
+            return True  # (a protocol module's probes do not use host facts)
+        try:
+            return module.probes(args, then) == module.probes(args, info)
+        except Exception:  # noqa: BLE001 - it reads again, and reports its own error then
+            return False
 
     def _read_now(self, hr: HostRun, module, args, task: Task | None = None, variables: dict | None = None) -> dict:
         probes = module.probes(args, hr.info)
@@ -1308,17 +1375,18 @@ class Runner:
         pool = cf.ThreadPoolExecutor(max_workers=forks, thread_name_prefix="gfs")
         # ready steps in play order: a heap (sorting the whole list at every step was
         # O(hosts log hosts) per step — the scheduler grew faster than the work)
-        queue = [(order[s], s) for s in ready]
+        tie = itertools.count()  # equal orders (steps an include inserted) never compare steps
+        queue = [(order[s], next(tie), s) for s in ready]
         heapq.heapify(queue)
 
         def release(step):
             for succ in self._release(step, waiting):
-                heapq.heappush(queue, (order[succ], succ))
+                heapq.heappush(queue, (order[succ], next(tie), succ))
 
         try:
             while queue or running:
                 while queue and len(running) < forks:
-                    step = heapq.heappop(queue)[1]
+                    step = heapq.heappop(queue)[2]
                     if self.stop_all.is_set() or self._blocked(step):
                         self._finish(step, StepOutcome(self.tasks[step.task_id], step.host, "blocked"))
                         release(step)

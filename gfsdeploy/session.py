@@ -75,6 +75,8 @@ class Plan:
     changes: list[PlannedChange] = field(default_factory=list)
     warnings: list[PlannedChange] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: mistakes in files that fail only if a conditional task runs (found before connecting)
+    file_warnings: list[str] = field(default_factory=list)
     #: read-only commands the plan ran on hosts: (host, task, command)
     reads: list[tuple] = field(default_factory=list)
     round_trips: dict = field(default_factory=dict)
@@ -218,17 +220,20 @@ class Session:
         self._runner = None
         self._lock = None
         self._validated = False
+        #: problems in files that fail only if a conditional task runs (shown, not refused)
+        self.static_warnings: list[str] = []
 
     def validate(self) -> None:
         """Find the playbook's mistakes before connecting (raises ValidationError
         listing each once); plan, apply and check call it first."""
         if self._validated:
             return
-        from gfsdeploy.static_check import ValidationError, check
+        from gfsdeploy.static_check import ValidationError, check_all
 
-        problems = check(self.playbook, self.inventory, extra_vars=self.options.extra_vars)
+        problems, warnings = check_all(self.playbook, self.inventory, extra_vars=self.options.extra_vars)
         if problems:
             raise ValidationError(problems)
+        self.static_warnings = [str(w) for w in warnings]
         self._validated = True
 
     # -- the two verbs ------------------------------------------------------------
@@ -334,6 +339,7 @@ class Session:
                     skip_tags=sorted(o.skip_tags) if o.skip_tags else None,
                     round_trips=runner.round_trips(), summary=summary(outcomes),
                     fingerprint=runner.fingerprint(), outcomes=outcomes)
+        plan.file_warnings = list(self.static_warnings)
         for outcome in outcomes:
             if outcome.status == "failed":
                 plan.errors.append(outcome.error)

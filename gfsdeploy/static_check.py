@@ -47,16 +47,28 @@ class ValidationError(PlaybookError):
 
 def check(playbook, inventory, *, extra_vars: dict | None = None) -> list[GfsError]:
     """Every problem found in ``playbook`` (run against ``inventory``), each once."""
+    return check_all(playbook, inventory, extra_vars=extra_vars)[0]
+
+
+def check_all(playbook, inventory, *, extra_vars: dict | None = None) -> tuple[list[GfsError], list[GfsError]]:
+    """(problems, warnings). A warning is a Jinja syntax error in a task that runs only
+    under a condition (its own ``when``, or an include's): Ansible fails there only if
+    the task runs — often a role written for Jinja 2 (``default(0700)``) on a path
+    nobody takes. If it does run, rendering it is a hard error then."""
     checker = _Checker(playbook, inventory, extra_vars or {})
     checker.run()
-    return checker.problems
+    return checker.problems, checker.warnings
 
 
 class _Checker:
     def __init__(self, playbook, inventory, extra_vars: dict):
         self.playbook = playbook
         self.problems: list[GfsError] = []
+        self.warnings: list[GfsError] = []
         self._seen: set = set()
+        self._conditional = False  # the task being checked runs only under a condition
+        self._conditional_includes = {t.id for t in playbook.tasks()
+                                      if getattr(t, "include", None) is not None and t.when}
         defined = set(extra_vars) | MAGIC
         for host in inventory.hosts.values():
             defined.update(host.vars)
@@ -125,6 +137,13 @@ class _Checker:
                             (f"; handlers: {', '.join(sorted(known))}" if known else "; the play has no handlers")))
 
     def task(self, task, defined: set, *, check_names: bool) -> None:
+        self._conditional = bool(task.when) or any(g in self._conditional_includes for g in task.gates)
+        try:
+            self._task(task, defined, check_names=check_names)
+        finally:
+            self._conditional = False
+
+    def _task(self, task, defined: set, *, check_names: bool) -> None:
         where = task.where()
         names = set(defined) | {task.loop_var, "ansible_loop", "ansible_loop_var"} | self.guarded_by_when(task)
         index_var = (getattr(task, "loop_control", None) or {}).get("index_var")
@@ -206,9 +225,16 @@ class _Checker:
                 continue
             found = check_template(text)
             if found.syntax_error:
-                self.problem(TemplateError(f"Jinja syntax error in {what}: {found.syntax_error}: {_short(text)}",
-                                           **_origin(text, where),
-                                           fix="check the {{ }} / {% %} braces and the expression"))
+                error = TemplateError(f"Jinja syntax error in {what}: {found.syntax_error}: {_short(text)}",
+                                      **_origin(text, where),
+                                      fix="check the {{ }} / {% %} braces and the expression" +
+                                          (" (this task runs only under a condition; if it runs, it fails)"
+                                           if self._conditional else ""))
+                if self._conditional:
+                    if error not in self.warnings:
+                        self.warnings.append(error)
+                else:
+                    self.problem(error)
                 continue
             for kind, names in (("filter", found.unknown_filters), ("test", found.unknown_tests),
                                 ("lookup", found.unknown_lookups)):

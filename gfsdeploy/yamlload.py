@@ -62,7 +62,11 @@ def _loader(path: str, error_cls):
         pass
 
     def construct_mapping(loader, node):
+        # keys written in this mapping; the others come from a `<<: *anchor` merge, and a
+        # key written here overrides a merged one (YAML's merge-key rule), it is no duplicate
+        own = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
         loader.flatten_mapping(node)
+        merged: set = set()
         result = Node()
         result.file, result.line = path, node.start_mark.line + 1
         for key_node, value_node in node.value:
@@ -72,10 +76,16 @@ def _loader(path: str, error_cls):
             except TypeError:
                 raise error_cls("a mapping key must be a plain value", file=path,
                                 line=key_node.start_mark.line + 1, fix="quote the key") from None
-            if key in result:
+            if key in result and (key in merged or id(key_node) not in own):
+                del result[key]  # merged, then overridden (or merged twice: the later one wins)
+            elif key in result:
                 raise error_cls(f"duplicate key {key!r} (first on line {result.key_lines[key]})",
                                 file=path, line=key_node.start_mark.line + 1,
                                 fix="remove or rename one of the two entries")
+            if id(key_node) not in own:
+                merged.add(key)
+            else:
+                merged.discard(key)
             result[key] = loader.construct_object(value_node, deep=True)
             result.key_lines[key] = key_node.start_mark.line + 1
         return result

@@ -257,6 +257,16 @@ class Module:
         so the runner re-reads only the steps that read it; None = anything."""
         return None
 
+    def guards(self, args: dict, facts: dict[str, Result], host: HostInfo) -> dict[str, tuple[str, Result]]:
+        """What must still hold on the host for this task's plan to hold after an earlier
+        change of the same batch (gfsdeploy/batch.py): ``{key: (snippet, Result it must
+        give)}``. Default: every probe, answering exactly what it answered when planned.
+        Override to compare only what ``plan`` depends on. Empty: cannot be checked."""
+        probes = self.probes(args, host)
+        if not probes or set(probes) - set(facts):
+            return {}
+        return {k: (probes[k], facts[k]) for k in probes}
+
     def read(self, args: dict, facts: dict[str, Result], ctx: TaskContext) -> Any:
         """Turn probe results into the state ``plan`` needs (may add non-shell reads)."""
         return facts

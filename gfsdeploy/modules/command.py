@@ -231,6 +231,22 @@ class Shell(_Run):
         return qjoin([args.get("executable") or "/bin/sh", "-c", args["cmd"]])
 
 
+class Raw(Shell):
+    """``raw``: the string as the host's shell gets it (no Python needed on the host: the
+    step that bootstraps one uses it). Always a change; plan runs it only with
+    ``check_mode: false``, like Ansible, whose check mode skips raw."""
+
+    name = "raw"
+    params = {"cmd": Param("str", aliases=("_raw_params",)), "executable": Param("path")}
+
+    def apply(self, args: dict, changes: list[Change], ctx: TaskContext) -> TaskResult:
+        result = super().apply(args, changes, ctx)
+        # Ansible's raw registers only these (no cmd/start/end/delta)
+        keep = ("rc", "stdout", "stderr", "stdout_lines", "stderr_lines", "msg")
+        result.register = {k: v for k, v in (result.register or {}).items() if k in keep and (k != "msg" or v)}
+        return result
+
+
 class Debug(Module):
     """``debug``: print ``msg`` or a variable's value; changes nothing."""
 

@@ -136,6 +136,21 @@ class Iptables(Module):
             probes["rule"] = f"{ipt} -w -t {table} -C {chain} {qjoin(build_rule(args))}"
         return probes
 
+    def guards(self, args, facts, host):
+        """A batch re-checks only what the plan uses: the chain's existence when the task
+        manages the chain, and whether the rule exists (not the wording of the error
+        when it does not: "Bad rule" vs "No chain" plan the same)."""
+        from gfsdeploy.transport.base import Result
+
+        probes = self.probes(args, host)
+        out = {}
+        if args.get("chain_management") or "rule" not in probes:
+            out["chain"] = (probes["chain"], facts["chain"])
+        if "rule" in probes and "rule" in facts:
+            present = "present\n" if facts["rule"].rc == 0 else "absent\n"
+            out["rule"] = (f"{probes['rule']} >/dev/null 2>&1 && echo present || echo absent", Result(0, present, ""))
+        return out
+
     def read(self, args, facts, ctx):
         if facts["chain"].rc == 127:
             raise ModuleError(f"{binary(args)} is not installed", host=ctx.host.name, task=ctx.task_name,

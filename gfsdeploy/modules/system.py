@@ -140,7 +140,8 @@ class Sysctl(Module):
                                   script=f"sysctl {ignore}-w {q(name + '=' + value)} >/dev/null"))
         if changed and args["reload"]:
             changes.append(Change(CHANGE, f"sysctl -p {args['sysctl_file']}",
-                                  diff=f"{name}: {live} -> {value}" if present and not set_live else "",
+                                  diff=f"{name}: {live} -> {value}" if present and not set_live and
+                                  not _same_words(live, value) else "",
                                   script=f"sysctl {ignore}-p {q(args['sysctl_file'])} >/dev/null"))
         elif changed and not changes:
             changes.append(Change(CHANGE, f"sysctl {name}", diff=f"{name}: (unreadable) -> {value}"))

@@ -170,7 +170,7 @@ class Pair:
         a, g = self.ansible, self.gfsdeploy
         if (a.rc == 0) != (g.rc == 0):
             out.append(f"exit codes: ansible-playbook {a.rc}, gfsdeploy {g.rc}")
-        out += _per_host("task status", _by_host(a.tasks), _by_host(g.tasks))
+        out += _per_host("task status", *_comparable(a.tasks, g.tasks))
         out += _per_host("registered", _strip(a.registered, self.ignore), _strip(g.registered, self.ignore))
         out += _per_host("state", a.state, g.state)
         if self.again is not None:
@@ -182,6 +182,17 @@ class Pair:
         if problems:
             raise AssertionError("ansible-playbook and gfsdeploy differ:\n  " + "\n  ".join(problems) +
                                  "\n" + self.ansible.output() + "\n" + self.gfsdeploy.output())
+
+
+def _comparable(a: dict, g: dict) -> tuple[dict, dict]:
+    """Per-host statuses of both runs, minus what only one tool reports and means "did not
+    run": Ansible's implicit fact gathering (gfsdeploy reads facts in its batched read),
+    and a step one side reports as skipped that the other does not report at all (a
+    handler nobody notified, a run_once step on the other hosts)."""
+    a = {k: v for k, v in a.items() if k[0] != "Gathering Facts"}
+    a2 = {k: v for k, v in a.items() if not (v == "skipped" and k not in g)}
+    g2 = {k: v for k, v in g.items() if not (v == "skipped" and k not in a)}
+    return _by_host(a2), _by_host(g2)
 
 
 def _by_host(tasks: dict) -> dict:
@@ -354,7 +365,8 @@ class Compat:
                 status = step["status"]
                 if status == "ok" and (step.get("error") or "").startswith("(ignored)"):
                     status = "ignored"
-                status = {"pending": "changed", "blocked": "skipped"}.get(status, status)
+                # a failure a rescue handled is a failed task for Ansible too (recap: rescued=1)
+                status = {"pending": "changed", "blocked": "skipped", "rescued": "failed"}.get(status, status)
                 key = (step["task"], host)
                 if key in run.tasks and run.tasks[key] != status:
                     status = "changed" if "changed" in (status, run.tasks[key]) else status
@@ -513,12 +525,20 @@ class Check:
     gfsdeploy: Run
 
     def would_change(self, run: Run) -> dict:
-        """(task, host) → would it change. Ansible skips command/shell in check mode with
-        "would have run": that is gfsdeploy's ``~ command`` (it runs on apply)."""
+        """(task, host) → would it change (or run at apply). Ansible skips command/shell in
+        check mode with "would have run": that is gfsdeploy's ``~ command`` or, when the
+        task says ``changed_when: false``, its ``<= command`` (both run on apply)."""
         out = {}
         for key, status in run.tasks.items():
+            if key[0] == "Gathering Facts":  # Ansible's implicit setup; gfsdeploy's facts come with its reads
+                continue
             if status in ("changed", "ok"):
                 out[key] = status == "changed"
+                # gfsdeploy's "<=": a command that runs at apply but changes nothing (changed_when:
+                # false) — Ansible's check mode skips it with "would have run"
+                changes = run.results.get(key, {}).get("changes") or []
+                if run.tool == "gfsdeploy" and any(c.get("action") == "<=" for c in changes):
+                    out[key] = True
             elif status == "skipped" and "would have run" in str(run.results.get(key, {}).get("msg", "")):
                 out[key] = True
         return out

@@ -241,3 +241,42 @@ def test_batch_over_ssh_round_trips_and_framing(tmp_path, sshd):
     assert [got[t]["status"] for t in ("fine", "impossible")] == ["changed", "failed"]
     assert "blocker" in got["impossible"]["error"]
     assert (root / "fine").exists() and not (root / "never").exists()
+
+
+def test_iptables_chain_rules_and_jump_in_one_batch(tmp_path):
+    """A chain, rules in it and the jump to it: each rule reads what the chain's creation
+    changed, yet plans the same (the rule is absent either way): one batch, checked by
+    listing the rules. In a network namespace of its own."""
+    import shutil
+    import uuid
+
+    import pytest
+
+    if os.geteuid() != 0 or not shutil.which("iptables") or not shutil.which("ip"):
+        pytest.skip("needs root, iptables and ip (a network namespace)")
+    ns = f"gfsbatch-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        inv = local_inventory(tmp_path)
+        pb = playbook(tmp_path, """\
+            - hosts: all
+              gather_facts: false
+              tasks:
+                - iptables: {chain: gfsbt, chain_management: true}
+                - iptables: {chain: gfsbt, protocol: tcp, destination_port: "{{ item }}", jump: ACCEPT}
+                  loop: [24007, 24008]
+                - iptables: {chain: INPUT, jump: gfsbt, action: insert}
+            """)
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        proc = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "gfsdeploy", "apply", inv, "-p", pb,
+                               "--json"], capture_output=True, text=True, timeout=180, env=env, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr
+        data = json.loads(proc.stdout)
+        assert data["hosts"]["a"]["round_trips"] == 3, data["hosts"]["a"]
+        rules = subprocess.run(["ip", "netns", "exec", ns, "iptables", "-S"], capture_output=True, text=True,
+                               check=True).stdout
+        assert "-A gfsbt -p tcp -m tcp --dport 24007 -j ACCEPT" in rules
+        assert "-A gfsbt -p tcp -m tcp --dport 24008 -j ACCEPT" in rules
+        assert "-A INPUT -j gfsbt" in rules
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)

@@ -166,3 +166,36 @@ def test_up_then_down_leaves_nothing(tmp_path_factory, count):
         assert lab.down() is True
     assert _leftovers(name, state, host_if) == []
     assert lab.down() is False  # safe twice
+
+
+def test_a_glusterfs_volume_on_a_node_without_the_client_fails_as_kubelet_does(lab):
+    """The kubelet mounts a glusterfs volume with the node's own mount.glusterfs: a node that
+    lacks glusterfs-client leaves the pod ContainerCreating with kubelet's FailedMount event."""
+    node = "k8s-3"
+    assert lab.exec(node, ["sh", "-c", "command -v mount.glusterfs"]).returncode != 0
+    name = f"noclient-{uuid.uuid4().hex[:6]}"
+    objects = {"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": name},
+         "subsets": [{"addresses": [{"ip": lab.node("k8s-1").ip}], "ports": [{"port": 1}]}]},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+         "spec": {"nodeName": node, "restartPolicy": "Never",
+                  "containers": [{"name": "c", "image": "docker.io/library/busybox:1.36",
+                                  "command": ["true"], "volumeMounts": [{"name": "v", "mountPath": "/v"}]}],
+                  "volumes": [{"name": "v", "glusterfs": {"endpoints": name, "path": "vol"}}]}}]}
+    import json as _json
+    res = lab.exec("k8s-1", ["kubectl", "apply", "-f", "-"], input=_json.dumps(objects))
+    assert res.returncode == 0, res.stderr
+    try:
+        deadline, message = time.monotonic() + 60, ""
+        while time.monotonic() < deadline and not message:
+            events = lab.exec("k8s-1", ["kubectl", "get", "events", "-o", "json"]).stdout
+            message = next((e["message"] for e in _json.loads(events or '{"items": []}')["items"]
+                            if e.get("reason") == "FailedMount"
+                            and e.get("involvedObject", {}).get("name") == name), "")
+            time.sleep(1)
+        assert "unknown filesystem type 'glusterfs'" in message, message
+        assert "simulated" not in message   # the node's own mount said it
+        phase = lab.exec("k8s-1", ["kubectl", "get", "pod", name, "-o", "jsonpath={.status.phase}"]).stdout
+        assert phase == "Pending"
+    finally:
+        lab.exec("k8s-1", ["kubectl", "delete", "pod,endpoints", name, "--wait=false"])

@@ -16,6 +16,7 @@ class FakeGlusterPods:
         self.signatures: dict[str, str] = {}         # host -> `blkid -p -o export` output of its device
         self.fail: dict[str, str] = {}               # command substring -> stderr it fails with
         self.size_kib = size_kib
+        self.peers: list[str] = []                   # storage addresses probed so far
 
     def run(self, host: str, command: str, timeout_minutes: int = 10) -> str:
         if host in self.missing:
@@ -26,6 +27,12 @@ class FakeGlusterPods:
                 raise ExecFailure(error)
         if host in self.down and (command.startswith("systemctl") or "gluster " in command):
             raise ExecFailure(DOWN if "gluster " in command else "glusterd is not running")
+        if " peer probe " in command:
+            self.peers.append(command.rsplit(" ", 1)[1])
+        if command.endswith(" pool list"):
+            return "UUID\tHostname\tState\n" + "".join(
+                f"{i:032x}\t{peer}\tConnected \n" for i, peer in enumerate(self.peers)) + \
+                f"{99:032x}\tlocalhost\tConnected \n"
         if "blkid -p" in command:
             return self.signatures.get(host, "")
         if command.startswith("df -k"):

@@ -245,6 +245,34 @@ def test_node_add_checks_glusterd_then_probes_from_a_member(sim, pods):
     assert len(c.cluster(cluster)["nodes"]) == 3
 
 
+def test_node_add_ends_once_every_member_sees_the_new_peer_connected(sim, pods):
+    """glusterd's other members learn of a probed peer a moment after the probe: the node add
+    ends only when each member's `pool list` shows it Connected (a volume create at once
+    would fail "Host ... not connected")."""
+    c = client(sim)
+    cluster = c.create_cluster()["id"]
+    c.add_node(cluster, "k8s-1", "10.186.0.10")
+    c.add_node(cluster, "k8s-2", "10.186.0.11")
+    late = {"n": 0}
+    real_run = pods.run
+
+    def run(host, command, timeout_minutes=10):
+        out = real_run(host, command, timeout_minutes)
+        if host == "k8s-2" and command.endswith(" pool list") and late["n"] < 3:
+            late["n"] += 1
+            return out.replace("10.186.0.12\tConnected", "10.186.0.12\tDisconnected")
+        return out
+
+    pods.run = run
+    c.add_node(cluster, "k8s-3", "10.186.0.12")
+    assert late["n"] == 3
+    lists = [h for h, cmd in pods.commands if cmd.endswith(" pool list")]
+    assert lists.count("k8s-2") == 4 and "k8s-1" in lists
+    on_k8s_1 = pods.on("k8s-1")
+    assert on_k8s_1.index("gluster --mode=script --timeout=600 peer probe 10.186.0.12") < \
+        len(on_k8s_1) - 1 - on_k8s_1[::-1].index("gluster --mode=script --timeout=600 pool list")
+
+
 def test_no_glusterfs_pod_on_the_node(sim, pods):
     c = client(sim)
     cluster = c.create_cluster()["id"]

@@ -20,6 +20,7 @@ def test_loops_match_ansible(site):
     assert gfs["looped-a"] == "r1,r2 r1,r2 item False All items completed\n"
     assert gfs["kv-a"] == "a b=a 'q'\n"
     assert gfs["found-b"] == "default-vars\n"
+    assert gfs["lazy-a-q"] == "item q of a\n" and gfs["attempts-b"].strip() == "3"
 
 
 def test_flow_keywords_match_ansible(site):

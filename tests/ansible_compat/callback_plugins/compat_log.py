@@ -39,7 +39,8 @@ class CallbackModule(CallbackBase):
         data = _clean(dict(result._result))
         if status == "ok" and data.get("changed"):
             status = "changed"
-        line = {"task": result._task.get_name(), "host": result._host.get_name(), "status": status,
+        # the task's own name, as gfsdeploy reports it (get_name() prefixes "role : ")
+        line = {"task": result._task.name or result._task.get_name(), "host": result._host.get_name(), "status": status,
                 "result": data}
         with open(path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(line, default=str) + "\n")

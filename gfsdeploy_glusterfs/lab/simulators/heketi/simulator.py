@@ -35,6 +35,7 @@ import re
 import secrets as _random
 import shlex
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from gfsdeploy_glusterfs import jwt
@@ -454,6 +455,7 @@ class HeketiSimulator:
                                    "peer probe: failed: Probe returned with Transport endpoint is not connected")
                 if peer:
                     self._exec(peer, [f"{GLUSTER} peer probe {shlex.quote(storage[0])}"])
+                    self._wait_connected(cluster_id, storage[0])
                     if self.snapshot_limit > 0:
                         self._exec(peer, [f"{GLUSTER} snapshot config snap-max-hard-limit {self.snapshot_limit}"])
             except SimError:
@@ -471,6 +473,33 @@ class HeketiSimulator:
             return f"/nodes/{node_id}"
 
         return self._async(operation, faults)
+
+    def _wait_connected(self, cluster_id: str, storage: str, timeout: float = 30.0) -> None:
+        """After a probe, until every member lists the new peer as Connected (bounded).
+
+        glusterd answers `peer probe` once the probing node has its new friend; the other
+        members learn of it a moment later. A volume create in that moment fails with
+        "Staging failed on A. Error: Host B not connected" — a window the lab's deployment
+        steps, seconds apart, hit on a fast machine. heketi itself does not wait here; the lab
+        does, so that its runs do not depend on that race (docs/LAB.md)."""
+        with self._lock:
+            members = [self.db["nodes"][n]["hostnames"]["manage"][0]
+                       for n in self.db["clusters"][cluster_id]["nodes"]
+                       if n in self.db["nodes"] and self.db["nodes"][n].get("state", "online") == "online"]
+        deadline = time.monotonic() + timeout
+        for host in members:
+            while True:
+                try:
+                    listing = self.executor.run(host, f"{GLUSTER} pool list", 1)
+                except ExecFailure:
+                    listing = ""
+                if any(line.split()[1:3] == [storage, "Connected"] for line in listing.splitlines()
+                       if len(line.split()) >= 3):
+                    break
+                if time.monotonic() > deadline:
+                    self.log(f"[heketi-sim] {host}: {storage} not Connected after {timeout:.0f}s; going on")
+                    return
+                time.sleep(0.5)
 
     def _check_hostnames(self, manage, storage):
         for kind, names in (("manage", manage), ("storage", storage)):
