@@ -940,8 +940,7 @@ class Runner:
                 unknown = True
                 continue
             if status == "skipped":
-                results.append(self._with_item(task, v, {"changed": False, "skipped": True,
-                                                         "skip_reason": "Conditional result was False"}))
+                results.append(self._with_item(task, v, self._skipped(task, v)))
                 continue
             if index and pause and not planning:
                 time.sleep(pause)
@@ -1110,14 +1109,30 @@ class Runner:
             return
         # what a host printed is data: a `{{` in it is never templated (templating.unsafe)
         if task.loop is not None:
-            hr.registered[task.register] = unsafe({"results": results, "msg": "All items completed",
+            # Ansible's loop result: flags from the items, and a message saying how it went
+            skipped = bool(results) and all(r.get("skipped") for r in results)
+            failed = any(r.get("failed") for r in results)
+            msg = "All items skipped" if skipped else "One or more items failed" if failed else "All items completed"
+            hr.registered[task.register] = unsafe({"results": results, "msg": msg,
                                                    "changed": any(r.get("changed") for r in results),
-                                                   "failed": any(r.get("failed") for r in results),
-                                                   "skipped": bool(results) and all(r.get("skipped") for r in results)})
+                                                   **({"failed": True} if failed else {}), "skipped": skipped})
         else:
             hr.registered[task.register] = unsafe(results[0] if results else
                                                   {"skipped": True, "changed": False,
                                                    "skip_reason": "Conditional result was False"})
+
+    def _skipped(self, task: Task, variables: dict) -> dict:
+        """What a task skipped by its ``when`` registers: Ansible names the first
+        condition that was false."""
+        out = {"changed": False, "skipped": True, "skip_reason": "Conditional result was False"}
+        for condition in task.when or ():
+            try:
+                if not self._true([condition], variables, task):
+                    out["false_condition"] = condition if isinstance(condition, bool) else str(condition)
+                    break
+            except GfsError:
+                break
+        return out
 
     # -- runner-level tasks ------------------------------------------------------------
     def _run_vars_task(self, hr: HostRun, task: Task, step: Step, outcome: StepOutcome) -> None:
@@ -1127,8 +1142,7 @@ class Runner:
         results = []
         for index, v, status, args, ctx in self._each_item(hr, task, module, variables):
             if status == "skipped":
-                results.append(self._with_item(task, v, {"changed": False, "skipped": True,
-                                                         "skip_reason": "Conditional result was False"}))
+                results.append(self._with_item(task, v, self._skipped(task, v)))
                 continue
             if task.module in SET_FACT:
                 value = self._set_fact(hr, task, v)

@@ -70,6 +70,20 @@ def hide_contents(base: Path, directory: str, keep=("lock", "partial")) -> None:
             whiteout(base, os.path.join(directory, entry))
 
 
+GLUSTERFS_POD = """#!/bin/sh
+# gfsdeploy lab: run a command in this node's glusterfs pod (what `kubectl exec` into the
+# pod does on a real cluster): its mount namespace and root, where glusterd's socket and
+# the bricks are. Usage: glusterfs-pod COMMAND [ARG...]
+pid=$(pgrep -xo glusterd) || { echo "glusterfs-pod: no glusterfs pod runs glusterd on this node" >&2; exit 1; }
+exec nsenter -t "$pid" -m -n -r -w -- "$@"
+"""
+
+GLUSTER_CLI = """#!/bin/sh
+# gfsdeploy lab: the gluster CLI of this node's glusterfs pod (see glusterfs-pod)
+exec /usr/local/sbin/glusterfs-pod gluster "$@"
+"""
+
+
 def build_base(base: Path, *, lab_pubkey: str, repo_url: str, status_text: str,
                removed: set[str]) -> None:
     """Fill the shared base layer (BASE must be a fresh tmpfs: overlay whiteouts live there)."""
@@ -118,6 +132,10 @@ def build_base(base: Path, *, lab_pubkey: str, repo_url: str, status_text: str,
     for d in ("/var/lib/glusterd", "/var/log/glusterfs"):
         if os.path.isdir(d):
             hide_contents(base, d, keep=())
+    # the lab's `kubectl exec` into the node's glusterfs pod: glusterd runs only there (the
+    # node has no GlusterFS server), and its CLI must run in the pod's mount namespace and root
+    put(base, "/usr/local/sbin/glusterfs-pod", GLUSTERFS_POD, 0o755)
+    put(base, "/usr/local/sbin/gluster", GLUSTER_CLI, 0o755)
     # no DNS server is reachable from the lab: fail lookups at once (a local port that
     # refuses) instead of waiting for the host's nameserver to time out
     put(base, "/etc/resolv.conf", "# gfsdeploy lab: no DNS in the lab network\nnameserver 127.0.0.1\n"

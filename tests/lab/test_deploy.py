@@ -134,6 +134,12 @@ def test_heketidbstorage_is_a_replica_3_volume_on_the_three_nodes(deployment):
     assert info["Number of Bricks"] == "1 x 3 = 3"
     assert sorted(host for host, _ in info["bricks"]) == sorted(n.ip for n in lab.nodes[:3])
     deployment.db_bricks = info["bricks"]
+    # the node's own `gluster` (the lab's stand-in for `kubectl exec` into its pod) answers the same
+    plain = gc.ssh(lab, "k8s-3", "gluster --mode=script volume info heketidbstorage")
+    assert plain.returncode == 0 and "Type: Replicate" in plain.stdout, plain.stdout + plain.stderr
+    ip, path = info["bricks"][0]
+    listed = gc.ssh(lab, gc.node_of_ip(lab, ip), f"glusterfs-pod ls {path}")
+    assert "heketi.db" in listed.stdout.split(), listed.stdout + listed.stderr
 
 
 def test_heketi_db_on_every_brick_is_what_heketi_reads(deployment):
