@@ -1542,7 +1542,9 @@ def _is_false(value) -> bool:
 def _module(task: Task):
     """The task's module: native, else an Ansible module from its role's/playbook's library/."""
     try:
-        return modules.get(task.module, task.library_dirs)
+        collections = getattr(task, "collections", None)
+        return modules.get(task.module, task.library_dirs, collections) if collections else \
+            modules.get(task.module, task.library_dirs)
     except TypeError:  # a registry without library lookup
         return modules.get(task.module)
 
