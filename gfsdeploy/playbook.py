@@ -167,6 +167,7 @@ class Task:
     origin: tuple = ()                                   # ("role x", "import_tasks y.yml (file:line)", ...)
     search_dirs: list = field(default_factory=list)     # where its files/templates/vars are looked up
     library_dirs: list = field(default_factory=list)    # Ansible module directories (role library/ …)
+    collections: list = field(default_factory=list)     # the `collections:` keyword: where short names resolve
     include: Include | None = None                       # include_tasks / include_role
     handler_names: tuple = ()                            # names a notify may use for this handler
     flush: int | None = None                             # handlers: which flush point this copy runs at
@@ -707,7 +708,7 @@ class Loader:
         elif mod_name in ("meta", "ansible.builtin.meta"):
             _check_meta(raw, args, label)
         else:
-            module = modules.get(mod_name)
+            module = _get_module(mod_name, dataclasses.replace(scope, keywords=tuple(kws.items())))
             args = _check_args(module, args, raw, mod_name, label)
             for defaults in kws.get("module_defaults", []):
                 if not isinstance(defaults, dict):
@@ -755,7 +756,7 @@ class Loader:
             role=role, block_vars=list(scope.block_vars), include_params=dict(scope.include_params),
             frames=scope.frames, gates=scope.gates, origin=scope.origin,
             search_dirs=self._search_dirs(scope), library_dirs=self._library_dirs(scope), include=include,
-            handler_names=handler_names)
+            handler_names=handler_names, collections=_collection_names(kws.get("collections"), where))
         if mod_name in ("meta", "ansible.builtin.meta") and _meta_action(args) == "flush_handlers" \
                 and not scope.handler:
             play.flush_points.append(len(play.tasks) + 1)  # after this task (approximate: fixed below)
@@ -975,7 +976,11 @@ class Loader:
                 return
             self.roles_run[id(play)].append(key)
         role.argument_specs = self._argument_specs(path, meta)
-        role_scope = dataclasses.replace(scope, role=role, origin=(*scope.origin, f"role {role_name}"))
+        role_kws = {k: v for k, v in scope.keywords if k != "collections"}
+        if meta.get("collections"):
+            role_kws["collections"] = _collection_names(meta["collections"], {"file": meta_path, "line": 1})
+        role_scope = dataclasses.replace(scope, role=role, origin=(*scope.origin, f"role {role_name}"),
+                                         keywords=tuple(role_kws.items()))
         for dep in meta.get("dependencies") or []:
             self._role_entry_dep(dep, role_scope, meta_path, out, handlers, depth)
         if public and not self.runtime:
@@ -1209,6 +1214,9 @@ def _module_and_args(raw, scope: Scope, label: str):
         mod_key = keys[0]
         name = str(mod_key)
         args = raw[mod_key]
+    if "collections" in raw:
+        scope = dataclasses.replace(scope, keywords=(*[kv for kv in scope.keywords if kv[0] != "collections"],
+                                                     ("collections", raw["collections"])))
     if not _known_module(name, scope) and name not in ("meta", "ansible.builtin.meta"):
         try:
             from gfsdeploy.ansible_protocol import refusal
@@ -1246,10 +1254,23 @@ def _get_module(name: str, scope: Scope):
     dirs += [r.library_dir for r in scope.play.roles]
     dirs.append(os.path.join(scope.play.base_dir, "library"))
     dirs += configured_paths("library", "ANSIBLE_LIBRARY")
+    found = [d for d in dirs if os.path.isdir(d)]
+    collections = _collection_names(scope.kw().get("collections"), {"file": scope.file})
     try:
-        return modules.get(name, [d for d in dirs if os.path.isdir(d)])
+        return modules.get(name, found, collections) if collections else modules.get(name, found)
     except TypeError:  # a registry without library lookup
         return modules.get(name)
+
+
+def _collection_names(value, where: dict) -> list:
+    """The ``collections:`` keyword as a list of collection names (Ansible accepts one name too)."""
+    if value is None or value == []:
+        return []
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) and n.count(".") == 1 for n in names):
+        raise PlaybookError(f"`collections` must list collection names (namespace.collection), got {value!r}",
+                            **where, field="collections", fix="write e.g. `collections: [community.general]`")
+    return [str(n) for n in names]
 
 
 def _check_args(module, args, raw, mod_name: str, label: str):

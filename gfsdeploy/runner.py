@@ -36,6 +36,7 @@ from gfsdeploy.inventory import Host, Inventory
 from gfsdeploy.modules.base import CHANGE, READ, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
 from gfsdeploy.playbook import INCLUDE_MODULES, Playbook, Task, _meta_action, load_vars
 from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown, unsafe
+from gfsdeploy.templating.templar import _has_template
 from gfsdeploy.transport import make_transport, request_stop
 
 try:  # per-task connections and escalation, where the transport offers them
@@ -127,6 +128,7 @@ class _Vars(dict):
     """A task's resolved variables; ``raw`` keeps them as written (see Runner._overlay)."""
 
     raw: dict | None = None
+    refs: dict | None = None   # templated variable -> the names it uses
 
 
 _NOT_LAZY = frozenset({"hostvars", "groups", "vars"})
@@ -298,16 +300,22 @@ class Runner:
         out.raw = raw
         if raw is None or not extra:
             return out
+        refs = getattr(variables, "refs", None)
+        if refs is None:  # the names each templated variable uses: once per task, not per item
+            refs = {key: self.templar._references(value) for key, value in raw.items()
+                    if key not in _NOT_LAZY and _has_template(value)}
+            variables.refs = refs
+        out.refs = refs
         names = set(extra)
         again: dict = {}
         grew = True
         while grew:  # what uses them, and what uses that
             grew = False
-            for key, value in raw.items():
-                if key in again or key in extra or key in _NOT_LAZY:
+            for key, used in refs.items():
+                if key in again or key in extra:
                     continue
-                if self.templar._references(value) & names:
-                    again[key] = value
+                if used & names:
+                    again[key] = raw[key]
                     names.add(key)
                     grew = True
         out.raw = {**raw, **extra}
@@ -1542,7 +1550,9 @@ def _is_false(value) -> bool:
 def _module(task: Task):
     """The task's module: native, else an Ansible module from its role's/playbook's library/."""
     try:
-        return modules.get(task.module, task.library_dirs)
+        collections = getattr(task, "collections", None)
+        return modules.get(task.module, task.library_dirs, collections) if collections else \
+            modules.get(task.module, task.library_dirs)
     except TypeError:  # a registry without library lookup
         return modules.get(task.module)
 

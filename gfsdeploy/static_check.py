@@ -149,7 +149,8 @@ class _Checker:
         index_var = (getattr(task, "loop_control", None) or {}).get("index_var")
         if index_var:
             names.add(index_var)
-        module = modules.get(task.module) if task.include is None else None
+        module = modules.get(task.module, getattr(task, "library_dirs", None) or (),
+                             getattr(task, "collections", None) or ()) if task.include is None else None
         if module is not None and isinstance(task.args, dict):
             self.arguments(task, module, where)
         self.template(task.args, names, where=where, what="arguments", check_names=check_names)

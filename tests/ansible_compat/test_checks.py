@@ -69,8 +69,6 @@ def test_wait_for_timeout_fails_like_ansible(compat):
     pair.assert_same()
 
 
-@pytest.mark.xfail(strict=False, reason="the runner's registered shape for loops and skips lacks Ansible's "
-                                        "msg/skipped/item/ansible_loop_var and false_condition keys")
 def test_registered_shape_of_loops_and_skips(compat):
     pair = compat.run_both("""
         - hosts: all

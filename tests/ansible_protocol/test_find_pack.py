@@ -317,3 +317,50 @@ def test_a_tasks_own_library_dirs_come_first_with_their_module_utils(tmp_path):
     assert own.source.path == str(tmp_path / "roles" / "r" / "library" / "roled.py")
     assert modules.get("roled", library_dirs=[str(tmp_path / "roles" / "r" / "library")]).source == own.source
     assert "ansible/module_utils/role_helper.py" in names(ap.pack(own.source))
+
+
+def test_collections_keyword_of_play_block_task_and_role(tmp_path, monkeypatch):
+    """The loader and the runner resolve a short name through the `collections:` in force:
+    the play's reaches its tasks and blocks, a task's own wins, and a role uses its
+    meta/main.yml list — never the play's. A bad value is refused with the file."""
+    write_tree(tmp_path, {
+        "ansible_collections/acme/tools/plugins/modules/settle.py": SETTLE.replace("exactly", "acme"),
+        "ansible_collections/other/kit/plugins/modules/settle.py": SETTLE.replace("exactly", "kit"),
+        "pb/library/settle.py": SETTLE,
+        "pb/roles/plain/tasks/main.yml": "- {name: in plain role, settle: {path: /tmp/x, content: a}}\n",
+        "pb/roles/kitted/meta/main.yml": "collections: [other.kit]\n",
+        "pb/roles/kitted/tasks/main.yml": "- {name: in kitted role, settle: {path: /tmp/x, content: a}}\n",
+        "pb/site.yaml": """\
+            - hosts: all
+              collections: [acme.tools]
+              roles: [plain, kitted]
+              tasks:
+                - {name: play level, settle: {path: /tmp/x, content: a}}
+                - name: own list
+                  collections: other.kit
+                  settle: {path: /tmp/x, content: a}
+                - block:
+                    - {name: in block, settle: {path: /tmp/x, content: a}}
+            """,
+        "pb/bad.yaml": """\
+            - hosts: all
+              tasks:
+                - {name: bad, collections: [{x: 1}], settle: {path: /tmp/x, content: a}}
+            """,
+    })
+    monkeypatch.setenv("ANSIBLE_COLLECTIONS_PATH", str(tmp_path))
+    from gfsdeploy.playbook import load_playbook
+    from gfsdeploy.runner import _module
+
+    book = load_playbook(str(tmp_path / "pb" / "site.yaml"))
+    where = {t.name: _module(t).source.path for t in book.tasks()}
+    acme = str(tmp_path / "ansible_collections/acme/tools")
+    kit = str(tmp_path / "ansible_collections/other/kit")
+    library = str(tmp_path / "pb" / "library")
+    assert where["play level"].startswith(acme) and where["in block"].startswith(acme)
+    assert where["own list"].startswith(kit)
+    assert where["in plain role"].startswith(library)   # the play's list does not reach roles
+    assert where["in kitted role"].startswith(kit)
+    with pytest.raises(PlaybookError) as err:
+        load_playbook(str(tmp_path / "pb" / "bad.yaml"))
+    assert "bad.yaml" in str(err.value) and "collections" in str(err.value)
