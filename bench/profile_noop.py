@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Where a gfsdeploy no-op `apply` spends its time (issue 7's profile).
+"""Where a gfsdeploy no-op `apply` spends its time (the profile in docs/BENCHMARKS.md).
 
     sudo python3 bench/profile_noop.py INVENTORY [--top 25]
 

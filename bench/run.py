@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark gfsdeploy against ansible-playbook and pyinfra on the local lab (issue 7).
+"""Benchmark gfsdeploy against ansible-playbook and pyinfra on the local lab.
 
 One command: brings up a lab (gfsdeploy_glusterfs.lab.Lab), runs the same workload with
 each tool (bench/workload.yaml for gfsdeploy and ansible-playbook,
