@@ -98,7 +98,7 @@ def test_vagrant_refuses_kubernetes_without_glusterfs_plugin(tmp_path):
 # -- what the Vagrantfile defines ---------------------------------------------------
 
 @needs_ruby
-def test_three_nodes_as_in_the_seed(tmp_path):
+def test_three_nodes_as_in_docs_procedure(tmp_path):
     lab = evaluate(tmp_path)
     assert list(lab["machines"]) == ["k8s-1", "k8s-2", "k8s-3"]
     for i, (name, m) in enumerate(lab["machines"].items()):
