@@ -30,6 +30,10 @@ CONTROLLER_PATHS = ("ansible_ssh_private_key_file", "gfsdeploy_known_hosts")
 _NOT_SOURCES = ("~", ".orig", ".bak", ".cfg", ".retry", ".pyc", ".pyo", ".swp", ".md", ".txt")
 
 
+#: what a play may name to run on the controller when the inventory does not list it
+IMPLICIT_LOCALHOST = ("localhost", "127.0.0.1")
+
+
 @dataclass
 class Host:
     name: str
@@ -186,6 +190,8 @@ class Inventory:
             op = term[0] if term[0] in "!&" else ""
             name = term[1:] if op else term
             matched = self._match(name)
+            if not matched and name in IMPLICIT_LOCALHOST:
+                matched = self._implicit_localhost(name)
             if not matched and not any(c in name for c in "*?[~"):
                 raise InventoryError(
                     f"no host or group named {name!r} in the inventory", **(where or {}),
@@ -197,6 +203,23 @@ class Inventory:
             else:
                 selected += [h for h in matched if h not in selected]
         return [h for h in self.hosts if h in selected]
+
+    def _implicit_localhost(self, name: str) -> list[str]:
+        """Ansible's implicit localhost: a play naming ``localhost`` (absent from the
+        inventory) runs on the controller, local connection, with the vars of group
+        ``all`` and its own host_vars — but it is in no group, not even ``all``."""
+        import sys
+
+        host = Host(name, groups=[], file=self.path)
+        self.hosts[name] = host
+        merged: dict = {}
+        for _, data, _base in self._layers(name):
+            merged.update(data)
+        merged["ansible_connection"] = "local"
+        merged.setdefault("ansible_python_interpreter", sys.executable)
+        host.vars = merged
+        _check_host(self, host)
+        return [name]
 
     def _match(self, name: str) -> list[str]:
         sub = _SUBSCRIPT.match(name)

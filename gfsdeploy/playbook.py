@@ -919,9 +919,9 @@ class Loader:
     def _find_role(self, name: str, scope: Scope, where: dict) -> str:
         where = {k: v for k, v in where.items() if k in ("file", "line")}
         candidates = []
-        if "/" in name or name.startswith("."):
+        if os.path.isabs(name) or name.startswith("."):
             candidates.append(os.path.join(scope.play.base_dir, name))
-        else:
+        else:  # as Ansible: a name with a slash (web/server) is searched in the same places
             if scope.role is not None:
                 candidates.append(os.path.join(os.path.dirname(scope.role.path), name))
             candidates.append(os.path.join(scope.play.base_dir, "roles", name))

@@ -659,8 +659,13 @@ class Runner:
             raise
         if is_unknown(terms):
             raise LookupError("unknown loop")
-        values = loops.items(task.loop_with, terms, where=task.where(), find=lambda sub, name: self._find_in(
-            task, sub, name), select_hosts=lambda pattern: self.inventory.select(pattern, where=task.where()))
+        # as Ansible: a with_* lookup's relative files are searched in the subdirectory the
+        # task's action reads from (include_vars: vars/, template: templates/, else files/)
+        short = task.module.rsplit(".", 1)[-1]
+        own = {"include_vars": "vars", "template": "templates"}.get(short)
+        values = loops.items(task.loop_with, terms, where=task.where(),
+                             find=lambda sub, name: self._find_in(task, own if own and sub == "files" else sub, name),
+                             select_hosts=lambda pattern: self.inventory.select(pattern, where=task.where()))
         return [loops.loop_vars(task, item, i, values) for i, item in enumerate(values)]
 
     def _environment(self, task: Task, variables: dict) -> dict:

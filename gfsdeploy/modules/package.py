@@ -162,6 +162,11 @@ class Package(Module):
                               host=host.name, fix="add `when: ansible_os_family == 'RedHat'` to the task, "
                                                   "or drop enablerepo/disablerepo")
         refresh = bool(args.get("update_cache")) and not _cache_fresh(args, state)
+        # apt's default_release: install from that release (apt-get -t), e.g. a backports suite
+        release = f"-t {q(str(args['default_release']))} " if args.get("default_release") else ""
+        if release and manager != "apt-get":
+            raise ModuleError(f"{self.name}: default_release is an apt option; {host.name} uses {manager}",
+                              host=host.name, fix="add `when: ansible_os_family == 'Debian'` to the task")
         if not names:  # update_cache alone: refresh when the cache is older than cache_valid_time
             if refresh:
                 command = f"{_APT} update" if manager == "apt-get" else f"{manager} -q -y makecache"
@@ -177,7 +182,7 @@ class Package(Module):
                 if refresh:
                     prefix = (f"{_APT} update\n" if manager == "apt-get" else f"{manager} -q -y makecache\n")
                 nogpg = "--nogpgcheck " if args.get("disable_gpg_check") else ""
-                command = (f"{_APT} install {qjoin(missing)}" if manager == "apt-get"
+                command = (f"{_APT} install {release}{qjoin(missing)}" if manager == "apt-get"
                            else f"{manager} -y -q install {nogpg}{''.join(r + ' ' for r in repos)}"
                                 f"{qjoin(missing)}")
                 changes.append(Change(ADD, f"packages {', '.join(missing)}",
@@ -189,7 +194,7 @@ class Package(Module):
             if wanted == "latest":
                 old = [n for n in names if n in installed and n in state["upgradable"]]
                 if old:
-                    command = (f"{_APT} install --only-upgrade {qjoin(old)}" if manager == "apt-get"
+                    command = (f"{_APT} install --only-upgrade {release}{qjoin(old)}" if manager == "apt-get"
                                else f"{manager} -y -q upgrade {qjoin(old)}")
                     changes.append(Change(CHANGE, f"packages {', '.join(old)} (upgrade)", script=command,
                                           data={"upgrade": old, "command": command, "manager": manager}))
@@ -277,7 +282,9 @@ class Apt(Package):
     name = "apt"
     family = "debian"
     params = {**Package.params,
-              "state": Param(default="present", choices=("present", "installed", "absent", "latest"))}
+              "state": Param(default="present", choices=("present", "installed", "absent", "latest")),
+              "default_release": Param(aliases=("default-release",),
+                                       help="the release to install from (apt-get -t), e.g. bookworm-backports")}
 
 
 _REDHAT_PARAMS = {**Package.params,

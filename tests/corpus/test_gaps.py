@@ -1,6 +1,5 @@
-"""The smallest playbooks showing what real public roles need and gfsdeploy does not do
-yet (each found running the public corpus, docs/CORPUS.md). Local connection, no lab.
-Each is a strict xfail: when the gap is closed it passes, and the marker must go."""
+"""The smallest playbooks showing what real public roles needed and gfsdeploy did not do
+(each found running the public corpus, docs/CORPUS.md). Local connection, no lab."""
 
 from __future__ import annotations
 
@@ -26,9 +25,6 @@ def plan(tmp_path, files: dict) -> subprocess.CompletedProcess:
                           env=dict(os.environ, PYTHONPATH=str(ROOT), ANSIBLE_ROLES_PATH=str(tmp_path / "path")))
 
 
-@pytest.mark.xfail(strict=True, reason="structure: a role name with a slash is looked up only beside the playbook, "
-                                       "Ansible searches roles/ and the roles path too (kubespray glusterfs, "
-                                       "gluster-ansible-infra)")
 def test_role_name_with_a_slash_is_found_under_roles_and_the_roles_path(tmp_path):
     proc = plan(tmp_path, {
         "pb.yml": "- hosts: all\n  gather_facts: false\n  roles:\n    - glusterfs/server\n"
@@ -38,8 +34,6 @@ def test_role_name_with_a_slash_is_found_under_roles_and_the_roles_path(tmp_path
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="structure: with_first_found of an include_vars task searches files/; "
-                                       "Ansible searches the role's vars/ (geerlingguy.ntp)")
 def test_first_found_for_include_vars_searches_the_role_vars(tmp_path):
     proc = plan(tmp_path, {
         "pb.yml": "- hosts: all\n  gather_facts: false\n  roles: [r]\n",
