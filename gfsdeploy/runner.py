@@ -230,6 +230,7 @@ class Runner:
         #: (not thread-safe): hosts expanding includes at the same time would get duplicate
         #: task ids — duplicate steps, a cycle in the graph
         self._expand_lock = threading.Lock()
+        self._hostvars_cache: dict = {}
         self.steps_by_host: dict[str, list[Step]] = {}
         self.once: dict = {}            # (task id, batch) -> (host, outcome) of a run_once task
         self.once_lock = threading.Lock()
@@ -331,7 +332,26 @@ class Runner:
         return hostfacts.inject(facts, hr.info if visible else None) if facts else {}
 
     def host_variables(self, hr: HostRun, play) -> dict:
-        """``hostvars[host]``: inventory, facts, play vars, include_vars, set_fact/register."""
+        """``hostvars[host]``: inventory, facts, play vars, include_vars, set_fact/register.
+
+        Cached per (host, play) until one of the host's own layers changes: a template
+        reading ``hostvars[h]`` for every host (an /etc/hosts block) would otherwise
+        compute every host's variables again on each host — quadratic in hosts."""
+        sources = (hr.fact_vars, hr.info, hr.registered, hr.included_vars, hr.cacheable)
+        values = [*hr.registered.values(), *hr.included_vars.values(), *hr.cacheable.values(),
+                  *hr.fact_vars.values()]  # (facts are also updated in place: a module's ansible_facts)
+        signature = (self._facts_visible(hr, play), tuple(map(id, sources)), tuple(map(id, values)),
+                     tuple(hr.registered), tuple(hr.included_vars), tuple(hr.cacheable), tuple(hr.fact_vars))
+        key = (hr.host.name, play.index)
+        cached = self._hostvars_cache.get(key)
+        if cached is not None and cached[0] == signature:
+            return cached[2]
+        result = self._compute_host_variables(hr, play)
+        # the source objects are kept alive with the entry, so their ids cannot be reused
+        self._hostvars_cache[key] = (signature, (sources, values), result)
+        return result
+
+    def _compute_host_variables(self, hr: HostRun, play) -> dict:
         v: dict = {}
         for role in play.roles:
             v.update(role.defaults)
