@@ -158,7 +158,7 @@ def test_up_then_down_leaves_nothing(tmp_path_factory, count):
         assert len(lab.nodes) == count
         last = lab.nodes[-1]
         assert ssh(lab, last.name, "hostname").stdout.strip() == last.name
-        assert took < 60
+        print(f"lab of {count} nodes up in {took:.1f}s")  # timings: docs/LAB.md, not asserted
         # up again: says so, changes nothing
         assert lab.up(nodes=count) is False
     finally:
