@@ -663,16 +663,7 @@ class Loader:
         where = position(raw)
         label = str(raw.get("name") or f"{kind} #{index + 1}")
         mod_name, args, extra_kw = _module_and_args(raw, scope, label)
-        _check_booleans(raw)
-        kws = scope.kw()
-        for key in INHERITED:
-            if key in raw:
-                if key == "environment":
-                    kws["environment"] = [*kws.get("environment", []), raw[key]]
-                elif key == "module_defaults":
-                    kws["module_defaults"] = [*kws.get("module_defaults", []), raw[key]]
-                else:
-                    kws[key] = raw[key]
+        kws = scope.with_keywords(raw).kw()       # the task's own keywords over the inherited ones
         kws.update(extra_kw)                      # local_action: delegate_to localhost
         play = scope.play
         if scope.handler:
