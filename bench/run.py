@@ -69,8 +69,17 @@ def tool_version(tool: str, exe: Path | None) -> str:
     return out.stdout.strip()
 
 
+def _proc_status(pid: int) -> dict:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return dict(line.split(":", 1) for line in f if ":" in line)
+    except OSError:
+        return {}
+
+
 class Timed:
-    """A finished child process: wall time, exit code, output, peak RSS (MiB)."""
+    """A finished child process: wall time, exit code, output, peak RSS (MiB), and the
+    most threads its own process had alive at once (sampled every 20 ms from /proc)."""
 
     def __init__(self, argv, *, env=None, cwd=None, timeout=1800):
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -78,10 +87,23 @@ class Timed:
             proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=cwd)
             killer = threading.Timer(timeout, proc.kill)
             killer.start()
+            self.threads_max = 0
+            done = threading.Event()
+
+            def sample():
+                while not done.wait(0.02):
+                    n = _proc_status(proc.pid).get("Threads", "").strip()
+                    if n.isdigit():
+                        self.threads_max = max(self.threads_max, int(n))
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
             try:
                 _, status, usage = os.wait4(proc.pid, 0)
             finally:
+                done.set()
                 killer.cancel()
+            sampler.join()
             self.wall = time.perf_counter() - t0
             proc.returncode = self.rc = os.waitstatus_to_exitcode(status)
             # ru_maxrss of a reaped child: the largest single process of its tree (KiB on Linux)
@@ -99,9 +121,9 @@ class Timed:
 class Gfsdeploy:
     name = "gfsdeploy"
 
-    def __init__(self, lab, inventory: Path, nodes: int):
+    def __init__(self, lab, inventory: Path, nodes: int, forks: int | None = None):
         self.inv = inventory
-        self.forks = max(50, nodes)
+        self.forks = forks or max(50, nodes)
 
     def run(self, phase: str):
         cmd = "plan" if phase == "dry" else "apply"
@@ -114,7 +136,8 @@ class Gfsdeploy:
         rts = [h["round_trips"] for h in data["hosts"].values()]
         if any(h["failed"] or h["unreachable"] for h in data["hosts"].values()):
             raise res.fail(f"gfsdeploy {cmd} (a host failed)")
-        return res, {"changed": s["add"] + s["change"] + s["destroy"],
+        return res, {"changed": s["add"] + s["change"] + s["destroy"], "forks": self.forks,
+                     "threads_max": res.threads_max,
                      "round_trips_max": max(rts), "round_trips_mean": sum(rts) / len(rts)}
 
 
@@ -233,7 +256,15 @@ def floor(lab) -> float:
     return time.perf_counter() - t0
 
 
-def bring_up(name: str, base: str, nodes: int, log):
+def mem_available_mib() -> float:
+    with open("/proc/meminfo") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:")) / 1024
+
+
+def bring_up(name: str, base: str, nodes: int, log, lab_info: dict | None = None):
+    """The lab (reused when it is already up with NODES nodes); LAB_INFO gets how long `up`
+    took and how much memory the lab holds (MemAvailable before/after: tmpfs layers, sshd,
+    namespaces, simulators)."""
     from gfsdeploy_glusterfs.lab import Lab
 
     lab = Lab(name, base, log=log)
@@ -241,8 +272,24 @@ def bring_up(name: str, base: str, nodes: int, log):
     if lab.is_up() and len(lab.nodes) == nodes and lab.inventory_path == inv and inv.exists():
         log(f"reusing lab {name} ({nodes} nodes)")
     else:
-        lab.up(nodes=nodes, inventory_path=inv, recreate=True)
+        if lab.is_up():
+            lab.down()
+        mem0, load0, t0 = mem_available_mib(), os.getloadavg(), time.perf_counter()
+        lab.up(nodes=nodes, inventory_path=inv)
+        up_s = time.perf_counter() - t0
+        time.sleep(2)  # let the nodes' sshd settle before reading memory
+        if lab_info is not None:
+            lab_info.update(nodes=nodes, up_s=up_s, load_before_up=load0,
+                            mem_used_mib=mem0 - mem_available_mib())
     return lab
+
+
+def take_down(lab, lab_info: dict | None, log) -> None:
+    t0 = time.perf_counter()
+    lab.down()
+    if lab_info is not None:
+        lab_info["down_s"] = time.perf_counter() - t0
+    log(f"lab {lab.name} down in {time.perf_counter() - t0:.1f}s")
 
 
 # -- one run -------------------------------------------------------------------------
@@ -250,7 +297,7 @@ def one_run(lab, tools, runners, quick: bool, log, other_phases=PHASES) -> dict:
     """Floor, then each tool from fresh nodes: first apply (verified), no-op, dry run.
     Without "first" in OTHER_PHASES, ansible/pyinfra run on the nodes gfsdeploy left
     converged (their no-op must then report no change: the same end state)."""
-    run = {"floor": floor(lab), "tools": {}}
+    run = {"load_start": os.getloadavg(), "floor": floor(lab), "tools": {}}
     for tool in tools:
         phases = PHASES if tool == "gfsdeploy" else other_phases
         if "first" in phases:
@@ -277,15 +324,19 @@ def one_run(lab, tools, runners, quick: bool, log, other_phases=PHASES) -> dict:
     g = run["tools"].get("gfsdeploy")
     ratios = {}
     for tool, res in run["tools"].items():
-        if "noop" in res:
-            ratios[f"{tool}_noop_over_floor"] = res["noop"]["wall"] / run["floor"]
+        for phase in ("first", "noop"):
+            if phase in res:
+                ratios[f"{tool}_{phase}_over_floor"] = res[phase]["wall"] / run["floor"]
         if g and tool != "gfsdeploy":
             for phase in PHASES:
                 if phase in res and phase in g:
                     ratios[f"{tool}_{phase}_over_gfsdeploy"] = res[phase]["wall"] / g[phase]["wall"]
     if g and "dry" in g:
         ratios["gfsdeploy_dry_over_noop"] = g["dry"]["wall"] / g["noop"]["wall"]
+    if g and "first" in g and "noop" in g:
+        ratios["gfsdeploy_first_over_noop"] = g["first"]["wall"] / g["noop"]["wall"]
     run["ratios"] = ratios
+    run["load_end"] = os.getloadavg()
     return run
 
 
@@ -307,6 +358,8 @@ def summarize(size_runs: list[dict], tools) -> dict:
     for key in {k for r in size_runs for k in r["ratios"]}:
         out["ratios"][key] = median(r["ratios"].get(key) for r in size_runs)
     out["runs_per_tool"] = {t: sum(t in r["tools"] for r in size_runs) for t in tools}
+    # the 1-minute load average at the start of each run (other work shares the cores)
+    out["load"] = median(r["load_start"][0] for r in size_runs if "load_start" in r)
     return out
 
 
@@ -316,22 +369,36 @@ def fmt(v, unit="", nd=2):
 
 
 def table(results: dict) -> str:
-    lines = ["| nodes | tool | first apply | no-op re-apply | dry run | no-op / floor | no-op: tool / gfsdeploy "
-             "| peak RSS (no-op) | round trips/host first · no-op · dry |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| nodes | tool | first apply | no-op re-apply | dry run | first / floor | no-op / floor "
+             "| first: tool / gfsdeploy | no-op: tool / gfsdeploy | peak RSS (no-op) | threads (max, first) "
+             "| round trips/host first · no-op · dry |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for size, s in results["sizes"].items():
-        lines.append(f"| {size} | floor: parallel `ssh node true` (n={len(results['runs'][size])}) | | {fmt(s['floor'], ' s')} | | 1.00 | | | 1 |")
+        load = s.get("load")
+        lines.append(f"| {size} | floor: parallel `ssh node true` (n={len(results['runs'][size])}"
+                     f"{f'; load {load:.1f}' if load is not None else ''}) | | {fmt(s['floor'], ' s')} | "
+                     f"| | 1.00 | | | | | 1 |")
         for tool, t in s["tools"].items():
             r = s["ratios"]
-            rt = "-"
+            rt = threads = "-"
             if tool == "gfsdeploy":
-                rt = " · ".join(fmt(t.get(p, {}).get("round_trips_max"), nd=0) for p in PHASES)
-            vs = "1.00" if tool == "gfsdeploy" else fmt(r.get(f"{tool}_noop_over_gfsdeploy"))
+                first = t.get("first", {})
+                rt = (f"{fmt(first.get('round_trips_max'), nd=0)} (mean {fmt(first.get('round_trips_mean'))}) · "
+                      + " · ".join(fmt(t.get(p, {}).get("round_trips_max"), nd=0) for p in ("noop", "dry")))
+                threads = f"{fmt(first.get('threads_max'), nd=0)} (--forks {fmt(first.get('forks'), nd=0)})"
+            one = "1.00" if tool == "gfsdeploy" else None
             n = s.get("runs_per_tool", {}).get(tool)
             lines.append(f"| {size} | {tool} (n={n}) | {fmt(t.get('first', {}).get('wall'), ' s')} "
                          f"| {fmt(t.get('noop', {}).get('wall'), ' s')} | {fmt(t.get('dry', {}).get('wall'), ' s')} "
-                         f"| {fmt(r.get(f'{tool}_noop_over_floor'))} | {vs} "
-                         f"| {fmt(t.get('noop', {}).get('maxrss_mb'), ' MiB', 0)} | {rt} |")
+                         f"| {fmt(r.get(f'{tool}_first_over_floor'))} | {fmt(r.get(f'{tool}_noop_over_floor'))} "
+                         f"| {one or fmt(r.get(f'{tool}_first_over_gfsdeploy'))} "
+                         f"| {one or fmt(r.get(f'{tool}_noop_over_gfsdeploy'))} "
+                         f"| {fmt(t.get('noop', {}).get('maxrss_mb'), ' MiB', 0)} | {threads} | {rt} |")
+    labs = [f"{size} nodes: lab up {fmt(li.get('up_s'), ' s', 1)}, down {fmt(li.get('down_s'), ' s', 1)}, "
+            f"memory {fmt(li.get('mem_used_mib'), ' MiB', 0)}"
+            for size, li in results.get("labs", {}).items() if li]
+    if labs:
+        lines += ["", "Labs: " + "; ".join(labs)]
     return "\n".join(lines)
 
 
@@ -344,6 +411,15 @@ def targets(results: dict) -> list[str]:
         if "noop" in g:
             rt = g["noop"]["round_trips_max"]
             out.append(f"{size} nodes: no-op round trips/host {rt:.0f} (target <= 2): {'met' if rt <= 2 else 'NOT met'}")
+        if "first" in g:
+            rt = g["first"]["round_trips_max"]
+            out.append(f"{size} nodes: first apply round trips/host {rt:.0f} (target <= 3): "
+                       f"{'met' if rt <= 3 else 'NOT met'}")
+        v = r.get("gfsdeploy_first_over_noop")
+        if v is not None:
+            out.append(f"{size} nodes: gfsdeploy first apply / no-op {v:.2f}x (target <= 2x): "
+                       f"{'met' if v <= 2 else 'NOT met'}")
+        if "noop" in g:
             v = r["gfsdeploy_noop_over_floor"]
             out.append(f"{size} nodes: no-op / floor {v:.2f}x (target <= 3x): {'met' if v <= 3 else 'NOT met'}")
         for tool, need in (("ansible", 10), ("pyinfra", 2)):
@@ -388,6 +464,8 @@ def main(argv=None) -> int:
     p.add_argument("--base", default="10.177", help="lab subnet base (default 10.177)")
     p.add_argument("--keep", action="store_true", help="leave the lab up at the end")
     p.add_argument("--out", help="results JSON (default bench/results/<timestamp>.json)")
+    p.add_argument("--forks", type=int, default=None,
+                   help="gfsdeploy --forks (default: the node count, at least 50)")
     args = p.parse_args(argv)
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     if unknown := [t for t in tools if t not in TOOLS]:
@@ -402,11 +480,16 @@ def main(argv=None) -> int:
     results = {"started": stamp, "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + (argv or sys.argv[1:])),
                "machine": machine(), "versions": {}, "load_before": os.getloadavg(), "sizes": {}, "runs": {}}
     lab = None
+    results["labs"] = {}
     try:
         for size in args.nodes or [3]:
-            lab = bring_up(args.name, args.base, size, log)
+            if lab is not None and not args.keep:
+                take_down(lab, results["labs"].get(str(len(lab.nodes))), log)
+            lab_info = results["labs"].setdefault(str(size), {})
+            lab = bring_up(args.name, args.base, size, log, lab_info)
             inv = lab.inventory_path
-            runners = {t: RUNNERS[t](lab, inv, size) for t in tools}
+            runners = {t: (RUNNERS[t](lab, inv, size, args.forks) if t == "gfsdeploy"
+                           else RUNNERS[t](lab, inv, size)) for t in tools}
             for t in tools:
                 results["versions"][t] = tool_version(t, getattr(runners[t], "exe", None))
             runs = []
@@ -424,7 +507,7 @@ def main(argv=None) -> int:
             results["sizes"][str(size)] = summarize(runs, tools)
     finally:
         if lab is not None and not args.keep:
-            lab.down()
+            take_down(lab, results["labs"].get(str(len(lab.nodes))), log)
     results["load_after"] = os.getloadavg()
     results["targets"] = targets(results)
     out = Path(args.out) if args.out else BENCH / "results" / f"{stamp}.json"
