@@ -479,6 +479,14 @@ def main(argv=None) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results = {"started": stamp, "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + (argv or sys.argv[1:])),
                "machine": machine(), "versions": {}, "load_before": os.getloadavg(), "sizes": {}, "runs": {}}
+    out = Path(args.out) if args.out else BENCH / "results" / f"{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save():
+        """Written after every run, so a run stopped later (time, load) keeps what it measured."""
+        results["targets"] = targets(results)
+        out.write_text(json.dumps(results, indent=1))
+
     lab = None
     results["labs"] = {}
     try:
@@ -492,27 +500,24 @@ def main(argv=None) -> int:
                            else RUNNERS[t](lab, inv, size)) for t in tools}
             for t in tools:
                 results["versions"][t] = tool_version(t, getattr(runners[t], "exe", None))
-            runs = []
+            runs = results["runs"][str(size)] = []
             try:
                 for i in range(args.runs):
                     log(f"{size} nodes, run {i + 1}/{args.runs}")
                     these = tools if args.other_runs is None or i < args.other_runs else ["gfsdeploy"]
                     runs.append(one_run(lab, these, runners, args.quick, log,
                                         tuple(p for p in PHASES if p in args.other_phases.split(","))))
+                    results["sizes"][str(size)] = summarize(runs, tools)
+                    save()
             finally:
                 for r in runners.values():
                     if hasattr(r, "close"):
                         r.close()
-            results["runs"][str(size)] = runs
-            results["sizes"][str(size)] = summarize(runs, tools)
     finally:
         if lab is not None and not args.keep:
             take_down(lab, results["labs"].get(str(len(lab.nodes))), log)
-    results["load_after"] = os.getloadavg()
-    results["targets"] = targets(results)
-    out = Path(args.out) if args.out else BENCH / "results" / f"{stamp}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
+        results["load_after"] = os.getloadavg()
+        save()
     print(table(results))
     print()
     for line in results["targets"]:
