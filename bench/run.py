@@ -261,6 +261,37 @@ def mem_available_mib() -> float:
         return next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:")) / 1024
 
 
+def lab_memory(lab) -> dict:
+    """What the lab itself holds: the proportional set size (Pss) of every process in the lab's
+    network namespaces (nodes' init and sshd, simulators, apt repo) and the host-visible tmpfs
+    it mounted (base layer, images). Unlike MemAvailable, other work on the machine does not
+    count."""
+    inodes = set()
+    for ns in [lab.netns] + [n.netns for n in lab.nodes]:
+        try:
+            inodes.add(os.stat(f"/run/netns/{ns}").st_ino)
+        except OSError:
+            pass
+    pss_kb = count = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{pid}/ns/net").st_ino not in inodes:
+                continue
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                pss_kb += next((int(line.split()[1]) for line in f if line.startswith("Pss:")), 0)
+            count += 1
+        except OSError:
+            continue
+    tmpfs = 0
+    for d in ("base", "images"):
+        try:
+            st = os.statvfs(lab.state_dir / d)
+            tmpfs += (st.f_blocks - st.f_bfree) * st.f_frsize
+        except OSError:
+            pass
+    return {"processes": count, "pss_mib": pss_kb / 1024, "tmpfs_mib": tmpfs / 2 ** 20}
+
+
 def bring_up(name: str, base: str, nodes: int, log, lab_info: dict | None = None):
     """The lab (reused when it is already up with NODES nodes); LAB_INFO gets how long `up`
     took and how much memory the lab holds (MemAvailable before/after: tmpfs layers, sshd,
@@ -280,7 +311,7 @@ def bring_up(name: str, base: str, nodes: int, log, lab_info: dict | None = None
         time.sleep(2)  # let the nodes' sshd settle before reading memory
         if lab_info is not None:
             lab_info.update(nodes=nodes, up_s=up_s, load_before_up=load0,
-                            mem_used_mib=mem0 - mem_available_mib())
+                            mem_available_drop_mib=mem0 - mem_available_mib(), memory=lab_memory(lab))
     return lab
 
 
@@ -395,7 +426,9 @@ def table(results: dict) -> str:
                          f"| {one or fmt(r.get(f'{tool}_noop_over_gfsdeploy'))} "
                          f"| {fmt(t.get('noop', {}).get('maxrss_mb'), ' MiB', 0)} | {threads} | {rt} |")
     labs = [f"{size} nodes: lab up {fmt(li.get('up_s'), ' s', 1)}, down {fmt(li.get('down_s'), ' s', 1)}, "
-            f"memory {fmt(li.get('mem_used_mib'), ' MiB', 0)}"
+            f"memory {fmt(li.get('memory', {}).get('pss_mib'), ' MiB', 0)} in "
+            f"{li.get('memory', {}).get('processes', '-')} processes + "
+            f"{fmt(li.get('memory', {}).get('tmpfs_mib'), ' MiB', 0)} tmpfs"
             for size, li in results.get("labs", {}).items() if li]
     if labs:
         lines += ["", "Labs: " + "; ".join(labs)]
