@@ -45,6 +45,42 @@ def image_layers(image: str) -> list[str]:
     return layers
 
 
+# What the GlusterFS image runs when a pod gives no command: the real image boots systemd,
+# whose gluster-setup.service restores the pristine <dir>_bkp copies into the (empty) host
+# paths mounted over /etc/glusterfs, /var/lib/glusterd, /var/log/glusterfs and remounts
+# heketi's bricks, then glusterd.service starts glusterd. No systemd in the lab: the same
+# steps, then glusterd in the foreground, and a `systemctl` that answers `status glusterd`
+# (the probes and heketi's node checks ask it) from glusterd itself.
+GLUSTERFS_IMAGE_BOOT = r"""set -u
+for d in /etc/glusterfs /var/lib/glusterd /var/log/glusterfs; do
+  for f in "${d}_bkp"/*; do
+    [ -e "$f" ] || continue
+    [ -e "$d/${f##*/}" ] || cp -a "$f" "$d/" || exit 1
+  done
+done
+if [ -s /var/lib/heketi/fstab ]; then
+  mount -a --fstab /var/lib/heketi/fstab || echo "not every brick in /var/lib/heketi/fstab mounted" >&2
+fi
+mkdir -p /usr/local/sbin
+printf '%s\n' '#!/bin/sh' \
+  'case "${1:-}:${2:-}" in' \
+  '  status:glusterd|status:glusterd.service|is-active:glusterd|is-active:glusterd.service)' \
+  '    exec gluster --mode=script --timeout=10 pool list >/dev/null ;;' \
+  'esac' \
+  'exec /usr/bin/systemctl "$@"' > /usr/local/sbin/systemctl
+chmod 755 /usr/local/sbin/systemctl
+exec /usr/sbin/glusterd --no-daemon --pid-file=/var/run/glusterd.pid --log-level=INFO
+"""
+
+
+def image_command(image: str) -> list[str] | None:
+    """The command an image of the lab's store runs when the pod names none (its
+    ENTRYPOINT/CMD); None for images the lab has no such command for (simulated)."""
+    if f"{IMAGES}/glusterfs" in image_layers(image):
+        return ["/bin/bash", "-c", GLUSTERFS_IMAGE_BOOT]
+    return None
+
+
 def pod_dir(uid: str) -> str:
     return f"{KUBELET}/pods/{uid}"
 

@@ -696,6 +696,9 @@ class Runtime:
                 # mounts and a localhost where heketi listens) for `kubectl exec heketi-cli …`
                 argv = self._argv(pod, run, ctr, command=HOLDER, own_net=True)
                 holder = True
+            elif not spec.get("command") and not spec.get("args") and run.node is not None \
+                    and nodeside.image_command(spec.get("image", "")):
+                argv = self._argv(pod, run, ctr, command=nodeside.image_command(spec.get("image", "")))
             elif not spec.get("command") and not spec.get("args"):
                 ctr.simulated = True
                 self._append_log(run, ctr, f"[k8s-sim] image {spec.get('image')!r} has no command: simulated as "

@@ -215,7 +215,9 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.flush()
         self.close_connection = True
-        self.sim.log(f"exec {ns}/{name} [{opts['container']}]: {' '.join(opts['command'])}")
+        # the program only: its arguments may carry secrets (heketi-cli --secret KEY)
+        self.sim.log(f"exec {ns}/{name} [{opts['container']}]: {opts['command'][0]} "
+                     f"(+{len(opts['command']) - 1} arguments)")
         code = streaming.run_stream(streaming.WebSocket(self.rfile, self.wfile), protocol, argv, env, opts)
         self.sim.log(f"exec {ns}/{name} [{opts['container']}] exited {code}")
 
