@@ -37,11 +37,14 @@ class NodeGone(Exception):
 
 def image_layers(image: str) -> list[str]:
     """Overlay lower layers (node paths, top first) for IMAGE: the host's files, plus the
-    glusterfs layer (the image's backup copies) for GlusterFS server images."""
+    glusterfs layer (the image's backup copies) for GlusterFS server images, or the heketi
+    layer (the heketi-cli stand-in) for heketi images."""
     repo = (image or "").rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
     layers = [f"{IMAGES}/host"]
     if "gluster" in repo and "heketi" not in repo:
         layers.insert(0, f"{IMAGES}/glusterfs")
+    elif "heketi" in repo:
+        layers.insert(0, f"{IMAGES}/heketi")
     return layers
 
 
