@@ -39,7 +39,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
 CACHE = Path(os.environ.get("GFSBENCH_CACHE", Path.home() / ".cache" / "gfsdeploy-bench"))
-TOOLS = ("gfsdeploy", "ansible", "pyinfra")
+TOOLS = ("gfsdeploy", "pyinfra", "ansible")  # the slowest last: a run stopped midway keeps the others
 VENVS = {"ansible": ["ansible-core"], "pyinfra": ["pyinfra", "pyyaml"]}
 PHASES = ("first", "noop", "dry")
 TEMPLATED_FILES = 20
@@ -324,11 +324,14 @@ def take_down(lab, lab_info: dict | None, log) -> None:
 
 
 # -- one run -------------------------------------------------------------------------
-def one_run(lab, tools, runners, quick: bool, log, other_phases=PHASES) -> dict:
+def one_run(lab, tools, runners, quick: bool, log, other_phases=PHASES, run=None, done=None) -> dict:
     """Floor, then each tool from fresh nodes: first apply (verified), no-op, dry run.
     Without "first" in OTHER_PHASES, ansible/pyinfra run on the nodes gfsdeploy left
-    converged (their no-op must then report no change: the same end state)."""
-    run = {"load_start": os.getloadavg(), "floor": floor(lab), "tools": {}}
+    converged (their no-op must then report no change: the same end state). RUN (a dict
+    the caller already holds) is filled as it goes; DONE() is called after each tool, so a
+    run stopped midway keeps the tools that finished."""
+    run = {} if run is None else run
+    run.update({"load_start": os.getloadavg(), "floor": floor(lab), "tools": {}})
     for tool in tools:
         phases = PHASES if tool == "gfsdeploy" else other_phases
         if "first" in phases:
@@ -346,6 +349,14 @@ def one_run(lab, tools, runners, quick: bool, log, other_phases=PHASES) -> dict:
         if res.get("noop", {}).get("changed"):
             raise RuntimeError(f"{tool}'s re-apply was not a no-op: {res['noop']}")
         run["tools"][tool] = res
+        _judge(run, log)
+        if done:
+            done()
+    return run
+
+
+def _judge(run: dict, log) -> None:
+    """Ratios inside one run (and whether the tools left the same result on the nodes)."""
     if len([r for r in run["tools"].values() if "verified" in r]) > 1:  # the same result on the nodes, whoever applied it
         sums = {t: {n: {k: v for k, v in got.items() if k.endswith("_sum")} for n, got in res["verified"].items()}
                 for t, res in run["tools"].items() if "verified" in res}
@@ -368,7 +379,6 @@ def one_run(lab, tools, runners, quick: bool, log, other_phases=PHASES) -> dict:
         ratios["gfsdeploy_first_over_noop"] = g["first"]["wall"] / g["noop"]["wall"]
     run["ratios"] = ratios
     run["load_end"] = os.getloadavg()
-    return run
 
 
 def median(values):
@@ -406,7 +416,7 @@ def table(results: dict) -> str:
              "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for size, s in results["sizes"].items():
         load = s.get("load")
-        lines.append(f"| {size} | floor: parallel `ssh node true` (n={len(results['runs'][size])}"
+        lines.append(f"| {size} | floor: parallel `ssh node true` (n={sum('ratios' in r for r in results['runs'][size])}"
                      f"{f'; load {load:.1f}' if load is not None else ''}) | | {fmt(s['floor'], ' s')} | "
                      f"| | 1.00 | | | | | 1 |")
         for tool, t in s["tools"].items():
@@ -538,10 +548,15 @@ def main(argv=None) -> int:
                 for i in range(args.runs):
                     log(f"{size} nodes, run {i + 1}/{args.runs}")
                     these = tools if args.other_runs is None or i < args.other_runs else ["gfsdeploy"]
-                    runs.append(one_run(lab, these, runners, args.quick, log,
-                                        tuple(p for p in PHASES if p in args.other_phases.split(","))))
-                    results["sizes"][str(size)] = summarize(runs, tools)
-                    save()
+                    runs.append({})
+
+                    def done():
+                        done_runs = [r for r in runs if "ratios" in r]
+                        results["sizes"][str(size)] = summarize(done_runs, tools)
+                        save()
+
+                    one_run(lab, these, runners, args.quick, log,
+                            tuple(p for p in PHASES if p in args.other_phases.split(",")), runs[-1], done)
             finally:
                 for r in runners.values():
                     if hasattr(r, "close"):
