@@ -604,7 +604,7 @@ class Runner:
             first: dict = {}  # command -> the first key asking it: the same read runs once
             for key, cmd in probes_of_view.items():
                 first.setdefault(cmd, key)
-            answered = view.read_many({key: cmd for cmd, key in first.items()})
+            answered = batch.read_joined(view, {key: cmd for cmd, key in first.items()})
             results.update({key: answered[first[cmd]] for key, cmd in probes_of_view.items()})
         facts_result = results.pop("__facts__", None)
         if facts_result is not None:
