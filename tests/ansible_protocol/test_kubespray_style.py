@@ -94,11 +94,15 @@ KUBESPRAY = os.environ.get("GFSDEPLOY_KUBESPRAY")
                                           "ad26fe77f to run its heketi contrib playbook")
 def test_real_kubespray_heketi_playbook(lab, tmp_path):
     """kubespray's own playbook and library/kube.py, unchanged, from kubespray's directory
-    (its ansible.cfg names ./library): plan, apply, then a plan in which only the kube
-    tasks remain — kube.py has no check mode, so plan shows them as known after apply.
-    The lab's Kubernetes API has no `kubectl exec`: on the lab the run is expected to stop
-    where the playbook first execs heketi-cli in the bootstrap pod (after every kube task of
-    the GlusterFS and bootstrap stages) — anything else fails the test."""
+    (its ansible.cfg names ./library): plan, apply (GlusterFS DaemonSet, the bootstrap heketi,
+    `kubectl exec … heketi-cli` topology load and setup-openshift-heketi-storage, `kubectl cp`
+    of heketi-storage.json out of the pod, the DB copy job, the real heketi, the StorageClass),
+    a second apply that changes nothing, then a plan in which only kube.py's tasks remain
+    (kube.py declares no check mode: known only after apply, never run by plan). The result is
+    asked of the cluster directly: heketi's API, kubectl on the master, glusterd on a node."""
+    from tests.lab import glusterfs_checks as gc
+    from gfsdeploy_glusterfs.heketi_client import HeketiClient
+
     root = Path(KUBESPRAY)
     playbook = root / "contrib" / "network-storage" / "heketi" / "heketi.yml"
     assert playbook.exists() and (root / "library" / "kube.py").exists(), "not a kubespray checkout with heketi"
@@ -133,22 +137,32 @@ def test_real_kubespray_heketi_playbook(lab, tmp_path):
     assert plan.returncode == 2, plan.stdout + plan.stderr
     assert "library/kube.py" in plan.stdout
     apply = run("apply")
-    assert "adm-secret-1" not in apply.stdout + apply.stderr
-    # what kube.py created, asked of the API server directly
-    made = kubectl(lab, "get", "daemonset/glusterfs", "serviceaccount/heketi-service-account",
-                   "deployment/deploy-heketi", "-o", "name")
-    assert made.returncode == 0, made.stderr
-    assert set(made.stdout.split()) == {"daemonset.apps/glusterfs", "serviceaccount/heketi-service-account",
-                                        "deployment.apps/deploy-heketi"}
-    if apply.returncode != 0 and "kubectl exec" in apply.stdout and "unable to upgrade connection" in apply.stdout:
-        # the playbook then runs heketi-cli inside the bootstrap pod (`kubectl exec`); the lab's
-        # Kubernetes simulator has no pods/exec, so the rest needs a real cluster
-        pytest.xfail("the lab's Kubernetes API has no `kubectl exec`; every step before it ran")
     assert apply.returncode == 0, apply.stdout + apply.stderr
-    assert kubectl(lab, "get", "storageclass", "gluster", "-o", "name").returncode == 0
-    again = run("plan")
-    changes = [line for line in again.stdout.splitlines() if line.lstrip().startswith(("+", "~", "-"))
+    # the cluster, asked directly: Kubernetes objects (kubectl on the master) ...
+    made = kubectl(lab, "get", "daemonset/glusterfs", "serviceaccount/heketi-service-account", "deployment/heketi",
+                   "service/heketi", "endpoints/heketi-storage-endpoints", "storageclass/gluster", "-o", "name")
+    assert made.returncode == 0, made.stderr
+    assert kubectl(lab, "get", "deployment/deploy-heketi", "-o", "name").returncode != 0   # bootstrap torn down
+    # ... heketi's API (the production heketi, on its Service) ...
+    ip = json.loads(kubectl(lab, "get", "service", "heketi", "-o", "json").stdout)["spec"]["clusterIP"]
+    topology = HeketiClient(f"http://{ip}:8080", "admin", "adm-secret-1").topology()
+    (cluster,) = topology["clusters"]
+    assert sorted(n["hostnames"]["manage"][0] for n in cluster["nodes"]) == sorted(nodes)
+    assert all([d["state"] for d in n["devices"]] == ["online"] for n in cluster["nodes"])
+    (db,) = [v for v in cluster["volumes"] if v["name"] == "heketidbstorage"]
+    # ... and GlusterFS itself, on a node: the volume heketi made, replicated on the three nodes
+    info = gc.volume_info(lab, nodes[1], "heketidbstorage")
+    assert info["Type"] == "Replicate" and info["Status"] == "Started", info
+    assert sorted(gc.node_of_ip(lab, host) for host, _ in info["bricks"]) == sorted(nodes)
+    assert db["durability"]["replicate"]["replica"] == 3
+    # a second apply changes nothing; the plan after it has only kube.py's unknowable tasks
+    again = run("apply")
+    assert again.returncode == 0, again.stdout + again.stderr
+    recap = [line.split() for line in again.stdout.splitlines() if line.strip().startswith(tuple(nodes))]
+    assert recap and all("changed=0" in line for line in recap), again.stdout
+    noop = run("plan")
+    changes = [line for line in noop.stdout.splitlines() if line.lstrip().startswith(("+", "~", "-"))
                and "#" in line]
-    assert changes and all(line.lstrip().startswith("~ kube ") for line in changes), again.stdout
-    for proc in (plan, apply, again):
+    assert all(line.lstrip().startswith("~ kube ") for line in changes), noop.stdout
+    for proc in (plan, apply, again, noop):
         assert "adm-secret-1" not in proc.stdout + proc.stderr
