@@ -552,18 +552,24 @@ class Runner:
         probes: dict[str, str] = {"__facts__": FACTS_PROBE} if not hr.facts_text else {}
         planned: dict = {}
         views: dict = {}   # probe key -> the transport view its task reads through (become, user)
+        ahead: dict = {}   # register name -> what a step before will register (batch.register_ahead)
         for step in remaining:
             task = self.tasks[step.task_id]
             if step in self.outcomes or task.include is not None or task.module in META or task.delegate_to:
+                if task.register and step not in self.outcomes:
+                    ahead[task.register] = batch.NOT_YET
                 continue
             try:
                 module = _module(task)
                 if module is None:
                     continue
-                variables = self.variables(hr, task)
+                variables = self.variables(batch.shadow(hr, ahead) if ahead else hr, task)
                 env = self._environment(task, variables)
                 view = self._view(hr, task, variables)
-                for index, _, status, args, _ in self._each_item(hr, task, module, variables):
+                items: list = []
+                for item in self._each_item(hr, task, module, variables):
+                    items.append(item)
+                    index, _, status, args, _ = item
                     if status == "unknown":
                         raise LookupError(args)
                     if status == "skipped":
@@ -578,7 +584,11 @@ class Runner:
                         probes[f"{task.id}\x1f{index}\x1f{key}"] = _with_env(env, cmd)
                         views[f"{task.id}\x1f{index}\x1f{key}"] = view
                     planned[(task.id, index)] = (args_key, module.resources(args))
+                if task.register:
+                    batch.register_ahead(self, hr, task, module, items, keep, ahead)
             except Exception:  # noqa: BLE001 - not renderable yet; read it when it runs
+                if task.register:
+                    ahead[task.register] = batch.NOT_YET
                 continue
         # one round trip per (connection, become) the tasks use: usually exactly one
         batches: dict = {}
@@ -590,8 +600,12 @@ class Runner:
             (next(iter(batches.values())) if batches else batches.setdefault(0, (hr.transport, {})))[1][
                 "__facts__"] = probes["__facts__"]
         results: dict = {}
-        for view, batch in batches.values():
-            results.update(view.read_many(batch))
+        for view, probes_of_view in batches.values():
+            first: dict = {}  # command -> the first key asking it: the same read runs once
+            for key, cmd in probes_of_view.items():
+                first.setdefault(cmd, key)
+            answered = batch.read_joined(view, {key: cmd for cmd, key in first.items()})
+            results.update({key: answered[first[cmd]] for key, cmd in probes_of_view.items()})
         facts_result = results.pop("__facts__", None)
         if facts_result is not None:
             # steps rendered with outdated facts are re-read when they run (their args differ)

