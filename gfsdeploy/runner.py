@@ -562,6 +562,8 @@ class Runner:
             try:
                 module = _module(task)
                 if module is None:
+                    if task.register:
+                        ahead[task.register] = batch.NOT_YET
                     continue
                 variables = self.variables(batch.shadow(hr, ahead) if ahead else hr, task)
                 env = self._environment(task, variables)
