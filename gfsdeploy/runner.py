@@ -36,7 +36,7 @@ from gfsdeploy.inventory import Host, Inventory
 from gfsdeploy.modules.base import CHANGE, READ, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
 from gfsdeploy.playbook import INCLUDE_MODULES, Playbook, Task, _meta_action, load_vars
 from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown, unsafe
-from gfsdeploy.templating.templar import _has_template
+from gfsdeploy.templating.templar import _NOT_RESOLVED, _has_template
 from gfsdeploy.transport import make_transport, request_stop
 
 try:  # per-task connections and escalation, where the transport offers them
@@ -122,6 +122,46 @@ class HostRun:
     views: dict = field(default_factory=dict)       # (user, connection) -> transport of a task's keywords
     failed_task: dict | None = None                 # Ansible's ansible_failed_task, for a rescue
     failed_result: dict | None = None
+    #: bumped whenever one of the layers above changes in place (see vars_key)
+    vars_version: int = 0
+    facts_parsed: str | None = None                 # the facts text fact_vars/info were parsed from
+    rendered: dict = field(default_factory=dict)    # task id -> _Rendered (Runner._step_items)
+
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+        if name in ("failed", "unreachable"):
+            HostRun.down_epoch = next(_DOWN_EPOCHS)  # ansible_play_hosts may have changed
+
+    def touched(self) -> None:
+        """One of this host's variable layers changed in place (register, set_fact…)."""
+        self.vars_version += 1
+        HostRun.vars_epoch = next(_VARS_EPOCHS)  # some host's hostvars changed
+
+    def vars_key(self) -> tuple:
+        """What this host's own variables were computed from, in O(1): equal keys, equal
+        variables (layers replaced or grown are seen even without ``touched``)."""
+        return (self.vars_version, self.setup_ran, id(self.failed_task),
+                id(self.registered), len(self.registered), id(self.included_vars), len(self.included_vars),
+                id(self.cacheable), len(self.cacheable))
+
+
+_DOWN_EPOCHS = itertools.count(1)
+_VARS_EPOCHS = itertools.count(1)
+HostRun.down_epoch = 0   # changes whenever any host fails, recovers or becomes unreachable
+HostRun.vars_epoch = 0   # changes whenever any host's variables change (HostRun.touched)
+
+
+@dataclass
+class _Rendered:
+    """A step's variables and loop items as rendered for one host, and what they were
+    rendered from (see Runner._step_items)."""
+
+    key: tuple
+    variables: dict
+    items: list        # (index, the loop item's variables, status, args)
+    others: int | None  # HostRun.vars_epoch then, if it read other hosts' hostvars (else None)
+    files: dict        # local files prepare read -> (mtime_ns, size, inode) or None
+    anchors: tuple = ()  # the objects whose ids are in key: alive, so no id is reused
 
 
 class _Vars(dict):
@@ -129,9 +169,10 @@ class _Vars(dict):
 
     raw: dict | None = None
     refs: dict | None = None   # templated variable -> the names it uses
+    extra: dict | None = None  # what _overlay put on top (a loop item's variables)
 
 
-_NOT_LAZY = frozenset({"hostvars", "groups", "vars"})
+_NOT_LAZY = _NOT_RESOLVED  # (hostvars, groups, vars, the play host lists: never templates)
 
 
 class HostVars(Mapping):
@@ -139,6 +180,7 @@ class HostVars(Mapping):
 
     def __init__(self, runner: "Runner", task: Task):
         self.runner, self.task = runner, task
+        self.used = False   # a host of the play was looked at (a rendering depends on it)
 
     def __getitem__(self, name):
         runner = self.runner
@@ -146,8 +188,13 @@ class HostVars(Mapping):
         if hr is None:
             if name not in runner.inventory.hosts:
                 raise KeyError(name)
-            host = runner.inventory.hosts[name]
-            return runner.templar.resolve({**host.vars, "inventory_hostname": name})
+            cached = runner._inventory_hostvars.get(name)
+            if cached is None:  # a host of no play: its inventory variables never change
+                host = runner.inventory.hosts[name]
+                cached = runner._inventory_hostvars[name] = runner.templar.resolve(
+                    {**host.vars, "inventory_hostname": name})
+            return cached
+        self.used = True
         return runner.host_variables(hr, self.task.play)
 
     def __iter__(self):
@@ -231,6 +278,8 @@ class Runner:
         #: task ids — duplicate steps, a cycle in the graph
         self._expand_lock = threading.Lock()
         self._hostvars_cache: dict = {}
+        self._inventory_hostvars: dict = {}
+        self._live: dict = {}   # play index -> (HostRun.down_epoch, its live hosts, all its hosts)
         self.steps_by_host: dict[str, list[Step]] = {}
         self.once: dict = {}            # (task id, batch) -> (host, outcome) of a run_once task
         self.once_lock = threading.Lock()
@@ -299,6 +348,7 @@ class Runner:
         raw = getattr(variables, "raw", None)
         out = _Vars({**variables, **extra})
         out.raw = raw
+        out.extra = extra
         if raw is None or not extra:
             return out
         refs = getattr(variables, "refs", None)
@@ -337,18 +387,17 @@ class Runner:
         Cached per (host, play) until one of the host's own layers changes: a template
         reading ``hostvars[h]`` for every host (an /etc/hosts block) would otherwise
         compute every host's variables again on each host — quadratic in hosts."""
-        sources = (hr.fact_vars, hr.info, hr.registered, hr.included_vars, hr.cacheable)
-        values = [*hr.registered.values(), *hr.included_vars.values(), *hr.cacheable.values(),
-                  *hr.fact_vars.values()]  # (facts are also updated in place: a module's ansible_facts)
-        signature = (self._facts_visible(hr, play), tuple(map(id, sources)), tuple(map(id, values)),
-                     tuple(hr.registered), tuple(hr.included_vars), tuple(hr.cacheable), tuple(hr.fact_vars))
+        # O(1): each write to a layer bumps hr.vars_version (HostRun.touched); the ids
+        # and sizes catch a layer replaced or grown
+        signature = (self._facts_visible(hr, play), hr.vars_key())
         key = (hr.host.name, play.index)
         cached = self._hostvars_cache.get(key)
         if cached is not None and cached[0] == signature:
             return cached[2]
         result = self._compute_host_variables(hr, play)
         # the source objects are kept alive with the entry, so their ids cannot be reused
-        self._hostvars_cache[key] = (signature, (sources, values), result)
+        self._hostvars_cache[key] = (signature, (hr.info, hr.failed_task, hr.registered, hr.included_vars,
+                                                 hr.cacheable, hr.fact_vars), result)
         return result
 
     def _compute_host_variables(self, hr: HostRun, play) -> dict:
@@ -368,7 +417,16 @@ class Runner:
     def _magic(self, hr: HostRun, task: Task) -> dict:
         play = task.play
         hosts = self.play_hosts.get(play.index, [])
-        live = [h for h in hosts if h in self.hosts and not self.hosts[h].failed and not self.hosts[h].unreachable]
+        # one list per play, shared by every task's variables until a host fails or
+        # recovers (a copy per task was O(hosts) of time and memory for each step)
+        epoch = HostRun.down_epoch
+        known = self._live.get(play.index)
+        if known is not None and known[0] == epoch:
+            live, all_hosts = known[1], known[2]
+        else:
+            live = [h for h in hosts if h in self.hosts and not self.hosts[h].failed and not self.hosts[h].unreachable]
+            all_hosts = known[2] if known is not None else list(hosts)
+            self._live[play.index] = (epoch, live, all_hosts)
         magic = {"groups": self.magic["groups"], "hostvars": HostVars(self, task),
                  "inventory_hostname": hr.host.name, "inventory_hostname_short": hr.host.name.split(".")[0],
                  "group_names": sorted(hr.host.groups), "playbook_dir": os.path.dirname(os.path.abspath(
@@ -376,7 +434,7 @@ class Runner:
                  # where this host was defined (an inventory directory has several files)
                  "inventory_dir": os.path.dirname(os.path.abspath(hr.host.file or self.inventory.path)),
                  "ansible_check_mode": self.options.mode == "plan", "ansible_play_name": play.name,
-                 "ansible_play_hosts": live, "ansible_play_hosts_all": list(hosts), "play_hosts": live,
+                 "ansible_play_hosts": live, "ansible_play_hosts_all": all_hosts, "play_hosts": live,
                  "ansible_play_batch": self._batch_hosts(task, hr.host.name, live), "ansible_run_tags": sorted(self.options.tags or ["all"]),
                  "ansible_skip_tags": sorted(self.options.skip_tags or []), "ansible_version": _ansible_version(),
                  "ansible_diff_mode": True, "ansible_forks": self.options.forks}
@@ -478,7 +536,16 @@ class Runner:
         return False
 
     def _set_facts(self, hr: HostRun, text: str, *, real: bool) -> None:
-        hr.fact_vars, hr.info = hostfacts.read(hr.host.name, text, hr.host.vars)
+        if text != hr.facts_parsed:  # the same text (a warm facts cache) gives the same facts
+            fact_vars, info = hostfacts.read(hr.host.name, text, hr.host.vars)
+            hr.facts_parsed = text
+            hr.fact_vars = fact_vars
+            if info != hr.info:
+                hr.info = info  # what modules read (prepare, probes): in _render_key
+            if hr.host.name in self.gathers or hr.setup_ran:
+                # facts are variables here: what was rendered with the old ones is outdated
+                # (elsewhere they are not, and an uptime in them must not undo every rendering)
+                hr.touched()
         if real:
             hr.facts_text = text
 
@@ -560,10 +627,10 @@ class Runner:
                 module = _module(task)
                 if module is None:
                     continue
-                variables = self.variables(hr, task)
+                variables, items = self._step_items(hr, task, module, want_ctx=False)
                 env = self._environment(task, variables)
                 view = self._view(hr, task, variables)
-                for index, _, status, args, _ in self._each_item(hr, task, module, variables):
+                for index, _, status, args, _ in items:
                     if status == "unknown":
                         raise LookupError(args)
                     if status == "skipped":
@@ -651,6 +718,52 @@ class Runner:
             ctx = self._context(hr, task, v)
             yield index, v, "ready", module.prepare(args, ctx), ctx
 
+    def _step_items(self, hr: HostRun, task: Task, module, *, want_ctx: bool = True, keep: bool = True):
+        """``(variables, items)`` of a step on this host, ``items`` yielding what
+        :meth:`_each_item` yields. Rendered once and reused by the batched read, the
+        batch and the step's own run (it rendered three times before) while nothing it
+        was rendered from changed: this host's variable layers, the ``hostvars`` of other
+        hosts it read, which hosts are live, the run's mode and the local files
+        ``prepare`` read. Each use gets its own ``ctx`` and its own copy of the args;
+        ``keep=False``: the step's last use (nothing is kept)."""
+        entry = hr.rendered.get(task.id)
+        if entry is not None and self._still_valid(hr, entry):
+            return entry.variables, self._replay_items(hr, task, entry, want_ctx)
+        variables = self.variables(hr, task)
+        return variables, self._record_items(hr, task, module, variables, keep)
+
+    def _render_key(self, hr: HostRun) -> tuple:
+        return self.options.mode, hr.vars_key(), id(hr.info), HostRun.down_epoch
+
+    def _still_valid(self, hr: HostRun, entry: _Rendered) -> bool:
+        if entry.key != self._render_key(hr):
+            return False
+        if entry.others is not None and entry.others != HostRun.vars_epoch:
+            return False  # it read hostvars, and some host's variables changed since
+        return all(_stat(path) == stat for path, stat in entry.files.items())
+
+    def _record_items(self, hr: HostRun, task: Task, module, variables: dict, keep: bool):
+        key, epoch = self._render_key(hr), HostRun.vars_epoch
+        reusable = keep and not task.delegate_to and _prepare_reusable(module)
+        items: list = []
+        files: set = set()
+        for index, v, status, args, ctx in self._each_item(hr, task, module, variables):
+            if reusable:  # (the item's own variables only: all of them again is O(variables) per item)
+                items.append((index, getattr(v, "extra", None), status, dict(args) if isinstance(args, dict) else args))
+                files.update(getattr(ctx, "local_files", ()))
+            yield index, v, status, args, ctx
+        if reusable:  # every item rendered without an error
+            others = epoch if getattr(variables.get("hostvars"), "used", True) else None
+            hr.rendered[task.id] = _Rendered(key, variables, items, others, {path: _stat(path) for path in files},
+                                             (hr.info, hr.failed_task, hr.registered, hr.included_vars,
+                                              hr.cacheable))
+
+    def _replay_items(self, hr: HostRun, task: Task, entry: _Rendered, want_ctx: bool):
+        for index, extra, status, args in entry.items:
+            v = self._overlay(entry.variables, extra or {})
+            ctx = self._context(hr, task, v) if want_ctx and status == "ready" else None
+            yield index, v, status, dict(args) if isinstance(args, dict) else args, ctx
+
     def _true(self, conditions, variables: dict, task: Task) -> bool:
         value = self.templar.evaluate(conditions, variables, where=task.where())
         return bool(_truth(value)) if not isinstance(value, bool) else value
@@ -705,23 +818,33 @@ class Runner:
         return env
 
     def _context(self, hr: HostRun, task: Task, variables: dict) -> TaskContext:
+        local_files: list = []   # what prepare read on the controller (see _step_items)
+
         def render_file(path):
             full = self._find(path, task, "templates")
+            local_files.append(full)
             return self.templar.render_file(full, variables, where=task.where())
+
+        def find_file(path):
+            full = self._find(path, task, "files")
+            local_files.append(full)
+            return full
 
         target = hr
         if task.delegate_to:
             target = self._delegate(hr, task, variables) or hr
-        return TaskContext(target.info, self._view(target, task, variables), task_name=task.label,
-                           render_file=render_file, find_file=lambda p: self._find(p, task, "files"),
-                           progress=lambda msg: self.reporter.progress(hr.host.name, task, msg),
-                           check_mode=self.options.mode == "plan" or _truth(task.check_mode) is True,
-                           transports=_HostTransports(self.hosts),
-                           allow_destroy=self.options.allow_destroy, variables=variables,
-                           read_only=self._runs_in_plan(task), no_log=_truth(task.no_log) is True,
-                           task_check_mode=task.check_mode, verbosity=self.options.verbose,
-                           diff=_truth(task.diff) is True, host_pending=hr.pending,
-                           environment=self._environment(task, variables), timeout=task.timeout)
+        ctx = TaskContext(target.info, self._view(target, task, variables), task_name=task.label,
+                          render_file=render_file, find_file=find_file,
+                          progress=lambda msg: self.reporter.progress(hr.host.name, task, msg),
+                          check_mode=self.options.mode == "plan" or _truth(task.check_mode) is True,
+                          transports=_HostTransports(self.hosts),
+                          allow_destroy=self.options.allow_destroy, variables=variables,
+                          read_only=self._runs_in_plan(task), no_log=_truth(task.no_log) is True,
+                          task_check_mode=task.check_mode, verbosity=self.options.verbose,
+                          diff=_truth(task.diff) is True, host_pending=hr.pending,
+                          environment=self._environment(task, variables), timeout=task.timeout)
+        ctx.local_files = local_files
+        return ctx
 
     def _find_in(self, task: Task, sub: str, path: str) -> str | None:
         if os.path.isabs(path):
@@ -843,6 +966,7 @@ class Runner:
             hr.failed_task = {"name": task.name, "action": task.module, "args": dict(task.args)
                               if isinstance(task.args, dict) else {}}
             hr.failed_result = {"failed": True, "msg": outcome.error}
+            hr.touched()
             return
         hr.failed = True
         if task.any_errors_fatal is True or task.play.any_errors_fatal:
@@ -904,6 +1028,7 @@ class Runner:
         if task.register and task.register in registered:
             hr.registered[task.register] = registered[task.register]
         hr.registered.update(facts)
+        hr.touched()
         outcome.status = "skipped"
         outcome.error = f"run once (on {first})"
         return True
@@ -963,14 +1088,16 @@ class Runner:
         runs = self._runs_in_plan(task) and not (planning and task.until is not None)
         results: list[dict] = []
         unknown = False  # what it registers is only known after apply
-        variables = self.variables(hr, task)
+        # rendered by the batched read already, unless something it uses changed since
+        variables, items = self._step_items(hr, task, module, keep=False)
         delegate = self._delegate(hr, task, variables) if task.delegate_to else None
         target = delegate or hr
         pause = float(task.loop_control.get("pause") or 0) if task.loop_control else 0.0
         if not planning and delegate is None and not pause:
             # changes of the host's following independent steps join this round trip
             batch.run_ahead(self, hr, step)
-        for index, v, status, args, ctx in self._each_item(hr, task, module, variables):
+        hr.rendered.pop(task.id, None)  # the step runs now: its rendering is not kept
+        for index, v, status, args, ctx in items:
             if status == "unknown":
                 outcome.changes.append(Change(CHANGE, f"{task.module}: {task.label}", args))
                 results.append(self._with_item(task, v, {"changed": True}))
@@ -1122,7 +1249,10 @@ class Runner:
         delegate's with ``delegate_facts: true``)."""
         facts = result.get("ansible_facts")
         if isinstance(facts, dict) and facts:
-            (delegate if delegate is not None and task.delegate_facts else hr).fact_vars.update(facts)
+            owner = delegate if delegate is not None and task.delegate_facts else hr
+            owner.fact_vars.update(facts)
+            owner.facts_parsed = None  # no longer what the facts text says
+            owner.touched()
 
     def _judge(self, task: Task, result: TaskResult, variables: dict) -> dict:
         value = result.as_register()
@@ -1144,6 +1274,7 @@ class Runner:
     def _register(self, hr: HostRun, task: Task, results: list, *, unknown: bool = False) -> None:
         if not task.register:
             return
+        hr.touched()
         if unknown:
             hr.registered[task.register] = Unknown()
             return
@@ -1211,6 +1342,7 @@ class Runner:
         hr.registered.update(facts)
         if cacheable:
             hr.cacheable.update(facts)
+        hr.touched()
         return {"changed": False, "failed": False, "ansible_facts": facts, "skipped": False}
 
     def _include_vars(self, hr: HostRun, task: Task, args: dict) -> dict:
@@ -1251,6 +1383,7 @@ class Runner:
             hr.included_vars[str(args["name"])] = data
         else:
             hr.included_vars.update(data)
+        hr.touched()
         return {"changed": False, "failed": False, "ansible_facts": data, "ansible_included_var_files": files,
                 "skipped": False}
 
@@ -1258,6 +1391,7 @@ class Runner:
         result = hr.transport.read_many({"f": FACTS_PROBE})["f"]
         self._set_facts(hr, result.stdout, real=True)
         hr.setup_ran = True
+        hr.touched()
         facts = dict(hr.fact_vars)
         patterns = args.get("filter") if isinstance(args, dict) else None
         if patterns:
@@ -1290,7 +1424,9 @@ class Runner:
             hr.flow.failed = False
         elif action == "clear_facts":
             hr.fact_vars = {}
+            hr.facts_parsed = None
             hr.setup_ran = False
+            hr.touched()
             self.gathers.pop(hr.host.name, None)
         elif action == "reset_connection":
             pass  # one connection per host per run; nothing is cached on it between tasks
@@ -1415,6 +1551,8 @@ class Runner:
             hr.included_vars, hr.flow, hr.setup_ran = {}, flowmod.HostFlow(failed=hr.unreachable), False
             hr.flow.force_handlers = self.options.force_handlers
             hr.cacheable, hr.failed_task, hr.failed_result = {}, None, None
+            hr.rendered = {}
+            hr.touched()
             hr.counts = {"ok": 0, "changed": 0, "failed": 0, "skipped": 0}
         self.graph = graph = self.base_graph.copy()
         self.steps_by_host = {}
@@ -1556,6 +1694,24 @@ class Runner:
                     hashlib.sha256(json.dumps([outcome.task.id, change.action, change.resource,
                                                change.diff], sort_keys=True).encode()).hexdigest())
         return {h: sorted(v) for h, v in sorted(out.items())}
+
+
+def _stat(path: str):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+def _prepare_reusable(module) -> bool:
+    """Whether a module's ``prepare`` depends only on its args, its variables and the
+    local files it reads through ``ctx.find_file``/``ctx.render_file`` (then its result
+    can be reused while those are unchanged)."""
+    flag = getattr(module, "prepare_reusable", None)
+    if flag is not None:
+        return bool(flag)
+    return getattr(type(module).prepare, "__qualname__", "") == "Module.prepare"
 
 
 def _sleep_unless_stopped(seconds: float) -> bool:

@@ -132,7 +132,11 @@ def show_unknown(text: str) -> str:
     return text.replace(UNKNOWN_MARK, "(known after apply)")
 
 
-_NOT_RESOLVED = frozenset({"hostvars", "groups"})
+#: never scanned for templates: every host's inventory, the lists of a play's hosts (the
+#: magic variables, O(hosts) each: scanned per step they made a run O(hosts²)) and ``vars``
+#: (a copy of the variables, set after they are resolved)
+_NOT_RESOLVED = frozenset({"hostvars", "groups", "vars", "ansible_play_hosts", "ansible_play_hosts_all",
+                           "play_hosts", "ansible_play_batch"})
 
 
 class Unsafe(str):
