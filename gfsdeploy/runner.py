@@ -128,9 +128,9 @@ class HostRun:
     rendered: dict = field(default_factory=dict)    # task id -> _Rendered (Runner._step_items)
 
     def __setattr__(self, name, value):
+        if name in ("failed", "unreachable") and self.__dict__.get(name, False) != value:
+            HostRun.down_epoch = next(_DOWN_EPOCHS)  # ansible_play_hosts may change
         object.__setattr__(self, name, value)
-        if name in ("failed", "unreachable"):
-            HostRun.down_epoch = next(_DOWN_EPOCHS)  # ansible_play_hosts may have changed
 
     def touched(self) -> None:
         """One of this host's variable layers changed in place (register, set_fact…)."""
@@ -541,7 +541,7 @@ class Runner:
             hr.facts_parsed = text
             hr.fact_vars = fact_vars
             if info != hr.info:
-                hr.info = info  # what modules read (prepare, probes): in _render_key
+                hr.info = info
             if hr.host.name in self.gathers or hr.setup_ran:
                 # facts are variables here: what was rendered with the old ones is outdated
                 # (elsewhere they are not, and an uptime in them must not undo every rendering)
@@ -729,11 +729,14 @@ class Runner:
         entry = hr.rendered.get(task.id)
         if entry is not None and self._still_valid(hr, entry):
             return entry.variables, self._replay_items(hr, task, entry, want_ctx)
+        lookups = self.templar.lookups_run
         variables = self.variables(hr, task)
-        return variables, self._record_items(hr, task, module, variables, keep)
+        return variables, self._record_items(hr, task, module, variables, keep, lookups)
 
     def _render_key(self, hr: HostRun) -> tuple:
-        return self.options.mode, hr.vars_key(), id(hr.info), HostRun.down_epoch
+        # (not the host facts: a module whose prepare may be reused does not read them, and
+        # the probes made from them are checked when read — Runner._same_probes)
+        return self.options.mode, hr.vars_key(), HostRun.down_epoch
 
     def _still_valid(self, hr: HostRun, entry: _Rendered) -> bool:
         if entry.key != self._render_key(hr):
@@ -742,9 +745,10 @@ class Runner:
             return False  # it read hostvars, and some host's variables changed since
         return all(_stat(path) == stat for path, stat in entry.files.items())
 
-    def _record_items(self, hr: HostRun, task: Task, module, variables: dict, keep: bool):
+    def _record_items(self, hr: HostRun, task: Task, module, variables: dict, keep: bool, lookups: int):
         key, epoch = self._render_key(hr), HostRun.vars_epoch
-        reusable = keep and not task.delegate_to and _prepare_reusable(module)
+        # (a with_<lookup> loop reads the controller's files: rendered again when the step runs)
+        reusable = keep and not task.delegate_to and _prepare_reusable(module) and task.loop_with in _DATA_LOOPS
         items: list = []
         files: set = set()
         for index, v, status, args, ctx in self._each_item(hr, task, module, variables):
@@ -752,11 +756,10 @@ class Runner:
                 items.append((index, getattr(v, "extra", None), status, dict(args) if isinstance(args, dict) else args))
                 files.update(getattr(ctx, "local_files", ()))
             yield index, v, status, args, ctx
-        if reusable:  # every item rendered without an error
+        if reusable and self.templar.lookups_run == lookups:  # every item rendered, no lookup ran
             others = epoch if getattr(variables.get("hostvars"), "used", True) else None
             hr.rendered[task.id] = _Rendered(key, variables, items, others, {path: _stat(path) for path in files},
-                                             (hr.info, hr.failed_task, hr.registered, hr.included_vars,
-                                              hr.cacheable))
+                                             (hr.failed_task, hr.registered, hr.included_vars, hr.cacheable))
 
     def _replay_items(self, hr: HostRun, task: Task, entry: _Rendered, want_ctx: bool):
         for index, extra, status, args in entry.items:
@@ -1088,15 +1091,16 @@ class Runner:
         runs = self._runs_in_plan(task) and not (planning and task.until is not None)
         results: list[dict] = []
         unknown = False  # what it registers is only known after apply
-        # rendered by the batched read already, unless something it uses changed since
+        pause = float(task.loop_control.get("pause") or 0) if task.loop_control else 0.0
+        if not planning and not task.delegate_to and not pause:
+            # changes of the host's following independent steps join this round trip
+            # (a delegated step never joins a batch)
+            batch.run_ahead(self, hr, step)
+        # rendered by the batched read or the batch already, unless something it used changed since
         variables, items = self._step_items(hr, task, module, keep=False)
+        hr.rendered.pop(task.id, None)  # the step runs now: its rendering is not kept
         delegate = self._delegate(hr, task, variables) if task.delegate_to else None
         target = delegate or hr
-        pause = float(task.loop_control.get("pause") or 0) if task.loop_control else 0.0
-        if not planning and delegate is None and not pause:
-            # changes of the host's following independent steps join this round trip
-            batch.run_ahead(self, hr, step)
-        hr.rendered.pop(task.id, None)  # the step runs now: its rendering is not kept
         for index, v, status, args, ctx in items:
             if status == "unknown":
                 outcome.changes.append(Change(CHANGE, f"{task.module}: {task.label}", args))
@@ -1696,6 +1700,11 @@ class Runner:
         return {h: sorted(v) for h, v in sorted(out.items())}
 
 
+#: `with_<name>` loops over data only (the others read files or run commands on the controller)
+_DATA_LOOPS = frozenset({None, "items", "list", "indexed_items", "dict", "together", "nested", "cartesian",
+                         "subelements", "sequence", "flattened"})
+
+
 def _stat(path: str):
     try:
         st = os.stat(path)
@@ -1706,8 +1715,8 @@ def _stat(path: str):
 
 def _prepare_reusable(module) -> bool:
     """Whether a module's ``prepare`` depends only on its args, its variables and the
-    local files it reads through ``ctx.find_file``/``ctx.render_file`` (then its result
-    can be reused while those are unchanged)."""
+    local files it reads through ``ctx.find_file``/``ctx.render_file`` — not on the host's
+    facts, nor on anything else — so its result can be reused while those are unchanged."""
     flag = getattr(module, "prepare_reusable", None)
     if flag is not None:
         return bool(flag)

@@ -384,6 +384,9 @@ class Templar:
     def __init__(self, search_path: list[str] | None = None, *, base_dirs: list[str] | None = None):
         loader = jinja2.FileSystemLoader(search_path or ["."])
         self.env = make_environment(loader)
+        #: lookups run so far: a rendering that ran one read the controller's state at that
+        #: moment (a file, a command), so the runner does not reuse it later
+        self.lookups_run = 0
         self.env.globals["lookup"] = self._lookup_global
         self.env.globals["query"] = self._query_global
         self.env.globals["q"] = self._query_global
@@ -442,6 +445,7 @@ class Templar:
         if errors not in ("strict", "warn", "ignore"):
             raise _lookups.LookupError_(f"lookup: errors= must be strict, warn or ignore, got {errors!r}")
         variables = dict(context.get_all())
+        self.lookups_run += 1
         try:
             result = _lookups.run(name, list(terms), self.lookup_context(variables), **kwargs)
         except _lookups.LookupError_:
