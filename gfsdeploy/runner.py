@@ -122,27 +122,82 @@ class HostRun:
     views: dict = field(default_factory=dict)       # (user, connection) -> transport of a task's keywords
     failed_task: dict | None = None                 # Ansible's ansible_failed_task, for a rescue
     failed_result: dict | None = None
-    #: bumped whenever one of the layers above changes in place (see vars_key)
+    #: bumped by every change of this host's variables (HostRun.touched; _Layer writes)
     vars_version: int = 0
     facts_parsed: str | None = None                 # the facts text fact_vars/info were parsed from
     rendered: dict = field(default_factory=dict)    # task id -> _Rendered (Runner._step_items)
 
     def __setattr__(self, name, value):
-        if name in ("failed", "unreachable") and self.__dict__.get(name, False) != value:
+        if name in _LAYERS:
+            if type(value) is not _Layer:
+                value = _Layer(value)
+            value.owner = self  # a write into it is seen (vars_version)
+        elif name in ("failed", "unreachable") and self.__dict__.get(name, False) != value:
             HostRun.down_epoch = next(_DOWN_EPOCHS)  # ansible_play_hosts may change
         object.__setattr__(self, name, value)
+        if name in _VERSIONED and "vars_version" in self.__dict__:
+            self.touched()
 
     def touched(self) -> None:
-        """One of this host's variable layers changed in place (register, set_fact…)."""
-        self.vars_version += 1
+        """One of this host's variables changed (register, set_fact, include_vars, facts
+        that are variables…): what was computed from them is outdated."""
+        self.__dict__["vars_version"] = self.__dict__.get("vars_version", 0) + 1
         HostRun.vars_epoch = next(_VARS_EPOCHS)  # some host's hostvars changed
 
-    def vars_key(self) -> tuple:
-        """What this host's own variables were computed from, in O(1): equal keys, equal
-        variables (layers replaced or grown are seen even without ``touched``)."""
-        return (self.vars_version, self.setup_ran, id(self.failed_task),
-                id(self.registered), len(self.registered), id(self.included_vars), len(self.included_vars),
-                id(self.cacheable), len(self.cacheable))
+    def vars_key(self) -> int:
+        """Equal keys, equal variables of this host (O(1): every write to a layer bumps it)."""
+        return self.vars_version
+
+
+class _Layer(dict):
+    """A host's variable layer (registered, include_vars, cacheable facts): every write
+    bumps its host's ``vars_version``, so nothing computed from it is used outdated."""
+
+    owner = None
+
+    def _touched(self):
+        if self.owner is not None:
+            self.owner.touched()
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self._touched()
+
+    def __delitem__(self, key):
+        super().__delitem__(key)
+        self._touched()
+
+    def update(self, *args, **kwargs):
+        super().update(*args, **kwargs)
+        self._touched()
+
+    def setdefault(self, key, default=None):
+        self._touched()
+        return super().setdefault(key, default)
+
+    def pop(self, *args):
+        self._touched()
+        return super().pop(*args)
+
+    def popitem(self):
+        self._touched()
+        return super().popitem()
+
+    def clear(self):
+        super().clear()
+        self._touched()
+
+    def __ior__(self, other):
+        self.update(other)
+        return self
+
+    def __reduce__(self):
+        return dict, (dict(self),)
+
+
+_LAYERS = frozenset({"registered", "included_vars", "cacheable"})
+#: assigning one of these changes the host's variables
+_VERSIONED = _LAYERS | {"setup_ran", "failed_task", "failed_result"}
 
 
 _DOWN_EPOCHS = itertools.count(1)
@@ -161,7 +216,6 @@ class _Rendered:
     items: list        # (index, the loop item's variables, status, args)
     others: int | None  # HostRun.vars_epoch then, if it read other hosts' hostvars (else None)
     files: dict        # local files prepare read -> (mtime_ns, size, inode) or None
-    anchors: tuple = ()  # the objects whose ids are in key: alive, so no id is reused
 
 
 class _Vars(dict):
@@ -387,17 +441,14 @@ class Runner:
         Cached per (host, play) until one of the host's own layers changes: a template
         reading ``hostvars[h]`` for every host (an /etc/hosts block) would otherwise
         compute every host's variables again on each host — quadratic in hosts."""
-        # O(1): each write to a layer bumps hr.vars_version (HostRun.touched); the ids
-        # and sizes catch a layer replaced or grown
-        signature = (self._facts_visible(hr, play), hr.vars_key())
+        # O(1) per lookup: each write to one of its layers bumps hr.vars_version
+        signature = (self._facts_visible(hr, play), hr.vars_version)
         key = (hr.host.name, play.index)
         cached = self._hostvars_cache.get(key)
         if cached is not None and cached[0] == signature:
-            return cached[2]
+            return cached[1]
         result = self._compute_host_variables(hr, play)
-        # the source objects are kept alive with the entry, so their ids cannot be reused
-        self._hostvars_cache[key] = (signature, (hr.info, hr.failed_task, hr.registered, hr.included_vars,
-                                                 hr.cacheable, hr.fact_vars), result)
+        self._hostvars_cache[key] = (signature, result)
         return result
 
     def _compute_host_variables(self, hr: HostRun, play) -> dict:
@@ -758,8 +809,7 @@ class Runner:
             yield index, v, status, args, ctx
         if reusable and self.templar.lookups_run == lookups:  # every item rendered, no lookup ran
             others = epoch if getattr(variables.get("hostvars"), "used", True) else None
-            hr.rendered[task.id] = _Rendered(key, variables, items, others, {path: _stat(path) for path in files},
-                                             (hr.failed_task, hr.registered, hr.included_vars, hr.cacheable))
+            hr.rendered[task.id] = _Rendered(key, variables, items, others, {path: _stat(path) for path in files})
 
     def _replay_items(self, hr: HostRun, task: Task, entry: _Rendered, want_ctx: bool):
         for index, extra, status, args in entry.items:
