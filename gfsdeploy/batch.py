@@ -355,3 +355,83 @@ def answer(script_text: str, run_one) -> str | None:
                 break
         at += 1
     return "\n".join(out) + "\n"
+
+
+# -- registered values known ahead (batched reads) ----------------------------------------
+class _Refused(BaseException):
+    """A module's read or report used the host while its registered value was computed
+    ahead (a BaseException: a module's ``except Exception`` must not hide it)."""
+
+
+class _NoHost:
+    """The transport while a registered value is computed ahead: any use stops that."""
+
+    def __init__(self, real):
+        self._real = real
+
+    def __getattr__(self, name):
+        if name in ("host", "become", "become_user"):
+            return getattr(self._real, name)
+        raise _Refused()
+
+
+#: in ``ahead``: what this name will hold is not known before its step runs
+NOT_YET = object()
+
+
+class _Registered:
+    """What ``Runner._register`` writes into: the values computed ahead."""
+
+    def __init__(self, registered: dict):
+        self.registered = registered
+
+
+def shadow(hr, ahead: dict):
+    """``hr`` as its later steps will see it once the steps before them registered
+    ``ahead`` (register name -> value; ``NOT_YET``: undefined, as if never registered —
+    what uses it is not renderable yet and reads when it runs)."""
+    out = copy.copy(hr)
+    out.registered = {k: v for k, v in {**hr.registered, **ahead}.items() if v is not NOT_YET}
+    return out
+
+
+def register_ahead(runner, hr, task, module, items: list, read: dict, ahead: dict) -> None:
+    """The value ``task`` will register, computed from what the host's batched reads
+    already answered (``read``: (task id, index) -> (args key, probe results, ...)),
+    into ``ahead`` — so the host's later steps whose arguments use it join the next
+    batched read instead of each reading when it runs. Only for a read-only module
+    whose read and report need nothing but those probe results (anything else using
+    the host stops it) and that plans no change; otherwise the name is ``NOT_YET`` in
+    ``ahead`` (those later steps read when they run, as before). A wrong value costs
+    nothing but a read: a step uses a batched read only if its arguments, rendered
+    when it runs, are the ones the read was made from."""
+    from gfsdeploy.runner import _args_key  # (the runner imports this module)
+
+    name = task.register
+    ahead[name] = NOT_YET
+    if not module.read_only or task.until is not None or task.retries \
+            or (task.loop_control or {}).get("break_when"):
+        return
+    results = []
+    for index, variables, status, args, ctx in items:
+        if status == "skipped":
+            results.append(runner._with_item(task, variables, runner._skipped(task, variables)))
+            continue
+        cached = read.get((task.id, index))
+        if status != "ready" or not cached or cached[0] != _args_key(args) \
+                or not runner._same_probes(module, args, cached, hr.info):
+            return
+        quiet = copy.copy(ctx)
+        quiet.transport, quiet.transports, quiet.reads = _NoHost(ctx.transport), {}, []
+        quiet.progress = lambda message: None
+        try:
+            state = module.read(args, cached[1], quiet)
+            if any(c.action != WARN for c in module.plan(args, state, hr.info)):
+                return
+            judged = runner._judge(task, module.report(args, state, quiet), variables)
+        except (Exception, _Refused):  # noqa: BLE001 - it reads when it runs and reports there
+            return
+        if judged.get("ansible_facts") or judged.get("failed"):
+            return  # it changes the host's facts, or stops the host: nothing to guess from
+        results.append(runner._with_item(task, variables, judged))
+    runner._register(_Registered(ahead), task, results)

@@ -142,7 +142,15 @@ class HostRun:
         """One of this host's variables changed (register, set_fact, include_vars, facts
         that are variables…): what was computed from them is outdated."""
         self.__dict__["vars_version"] = self.__dict__.get("vars_version", 0) + 1
-        HostRun.vars_epoch = next(_VARS_EPOCHS)  # some host's hostvars changed
+        if not self.__dict__.get("copy"):
+            HostRun.vars_epoch = next(_VARS_EPOCHS)  # some host's hostvars changed
+
+    def __copy__(self):
+        """A copy (a host as its later steps will see it, batch.shadow): what it changes
+        is its own, never a change of the host's variables."""
+        out = object.__new__(HostRun)
+        out.__dict__.update(self.__dict__, copy=True)
+        return out
 
     def vars_key(self) -> int:
         """Equal keys, equal variables of this host (O(1): every write to a layer bumps it)."""
@@ -670,18 +678,28 @@ class Runner:
         probes: dict[str, str] = {"__facts__": FACTS_PROBE} if not hr.facts_text else {}
         planned: dict = {}
         views: dict = {}   # probe key -> the transport view its task reads through (become, user)
+        ahead: dict = {}   # register name -> what a step before will register (batch.register_ahead)
         for step in remaining:
             task = self.tasks[step.task_id]
             if step in self.outcomes or task.include is not None or task.module in META or task.delegate_to:
+                if task.register and step not in self.outcomes:
+                    ahead[task.register] = batch.NOT_YET
                 continue
             try:
                 module = _module(task)
                 if module is None:
                     continue
-                variables, items = self._step_items(hr, task, module, want_ctx=False)
+                if ahead:  # rendered with what earlier steps will register: not kept for later
+                    variables = self.variables(batch.shadow(hr, ahead), task)
+                    rendered = self._each_item(hr, task, module, variables)
+                else:  # (kept: the step's run and its batch reuse it — Runner._step_items)
+                    variables, rendered = self._step_items(hr, task, module, want_ctx=bool(task.register))
                 env = self._environment(task, variables)
                 view = self._view(hr, task, variables)
-                for index, _, status, args, _ in items:
+                items: list = []
+                for item in rendered:
+                    items.append(item)
+                    index, _, status, args, _ = item
                     if status == "unknown":
                         raise LookupError(args)
                     if status == "skipped":
@@ -696,7 +714,11 @@ class Runner:
                         probes[f"{task.id}\x1f{index}\x1f{key}"] = _with_env(env, cmd)
                         views[f"{task.id}\x1f{index}\x1f{key}"] = view
                     planned[(task.id, index)] = (args_key, module.resources(args))
+                if task.register:
+                    batch.register_ahead(self, hr, task, module, items, keep, ahead)
             except Exception:  # noqa: BLE001 - not renderable yet; read it when it runs
+                if task.register:
+                    ahead[task.register] = batch.NOT_YET
                 continue
         # one round trip per (connection, become) the tasks use: usually exactly one
         batches: dict = {}
@@ -708,8 +730,12 @@ class Runner:
             (next(iter(batches.values())) if batches else batches.setdefault(0, (hr.transport, {})))[1][
                 "__facts__"] = probes["__facts__"]
         results: dict = {}
-        for view, batch in batches.values():
-            results.update(view.read_many(batch))
+        for view, probes_of_view in batches.values():
+            first: dict = {}  # command -> the first key asking it: the same read runs once
+            for key, cmd in probes_of_view.items():
+                first.setdefault(cmd, key)
+            answered = view.read_many({key: cmd for cmd, key in first.items()})
+            results.update({key: answered[first[cmd]] for key, cmd in probes_of_view.items()})
         facts_result = results.pop("__facts__", None)
         if facts_result is not None:
             # steps rendered with outdated facts are re-read when they run (their args differ)
@@ -1019,7 +1045,6 @@ class Runner:
             hr.failed_task = {"name": task.name, "action": task.module, "args": dict(task.args)
                               if isinstance(task.args, dict) else {}}
             hr.failed_result = {"failed": True, "msg": outcome.error}
-            hr.touched()
             return
         hr.failed = True
         if task.any_errors_fatal is True or task.play.any_errors_fatal:
@@ -1081,7 +1106,6 @@ class Runner:
         if task.register and task.register in registered:
             hr.registered[task.register] = registered[task.register]
         hr.registered.update(facts)
-        hr.touched()
         outcome.status = "skipped"
         outcome.error = f"run once (on {first})"
         return True
@@ -1328,7 +1352,6 @@ class Runner:
     def _register(self, hr: HostRun, task: Task, results: list, *, unknown: bool = False) -> None:
         if not task.register:
             return
-        hr.touched()
         if unknown:
             hr.registered[task.register] = Unknown()
             return
@@ -1396,7 +1419,6 @@ class Runner:
         hr.registered.update(facts)
         if cacheable:
             hr.cacheable.update(facts)
-        hr.touched()
         return {"changed": False, "failed": False, "ansible_facts": facts, "skipped": False}
 
     def _include_vars(self, hr: HostRun, task: Task, args: dict) -> dict:
@@ -1437,7 +1459,6 @@ class Runner:
             hr.included_vars[str(args["name"])] = data
         else:
             hr.included_vars.update(data)
-        hr.touched()
         return {"changed": False, "failed": False, "ansible_facts": data, "ansible_included_var_files": files,
                 "skipped": False}
 
@@ -1445,7 +1466,6 @@ class Runner:
         result = hr.transport.read_many({"f": FACTS_PROBE})["f"]
         self._set_facts(hr, result.stdout, real=True)
         hr.setup_ran = True
-        hr.touched()
         facts = dict(hr.fact_vars)
         patterns = args.get("filter") if isinstance(args, dict) else None
         if patterns:
@@ -1606,7 +1626,6 @@ class Runner:
             hr.flow.force_handlers = self.options.force_handlers
             hr.cacheable, hr.failed_task, hr.failed_result = {}, None, None
             hr.rendered = {}
-            hr.touched()
             hr.counts = {"ok": 0, "changed": 0, "failed": 0, "skipped": 0}
         self.graph = graph = self.base_graph.copy()
         self.steps_by_host = {}

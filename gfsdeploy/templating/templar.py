@@ -335,13 +335,19 @@ def _wrap_filter(name: str, fn):
     return _unknown_carried(fn) if short in _UNKNOWN_CARRY else _unknown_aware(fn)
 
 
+def _finalize(value):
+    """What ``{{ … }}`` inside text prints: None prints nothing, as in Ansible ("v={{ none }}" is
+    "v="). A whole-string expression keeps its native value, None included."""
+    return "" if value is None else value
+
+
 def make_environment(loader=None) -> SandboxedEnvironment:
     """The Jinja environment every template renders in (and the static checker parses with).
     Sandboxed (no access to Python internals) but, as in Ansible, templates may call
     ``list.append`` and the like — real templates build lists that way."""
     env = SandboxedEnvironment(
         undefined=Undefined, loader=loader, keep_trailing_newline=True, trim_blocks=True,
-        extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])
+        finalize=_finalize, extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])
     env.filters = {name: _wrap_filter(name, fn) for name, fn in _filters.registry(env.filters).items()}
     env.tests = {name: fn if name.split(".")[-1] in _UNKNOWN_PASS else _unknown_aware(fn)
                  for name, fn in _tests.registry(env.tests).items()}

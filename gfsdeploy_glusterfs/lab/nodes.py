@@ -16,7 +16,7 @@ from gfsdeploy_glusterfs.lab.host import SBIN, run
 
 # A node's container image store (what /var/lib/containerd is on a real node): `host` is a
 # read-only bind of the host's `/` (the image every pod runs; it has glusterfs-server, which
-# the node itself has not), next to the lab's extra image layers (`glusterfs`).
+# the node itself has not), next to the lab's extra image layers (`glusterfs`, `heketi`).
 IMAGES = "/var/lib/gfsdeploy-lab/images"
 
 SSHD_CONFIG = """\
@@ -156,6 +156,9 @@ def build_images(images: Path) -> None:
     restores them into the empty host paths mounted over those directories), and no
     geo-replication (gsyncd whited out: glusterd then skips ~20 Python runs at every start,
     which take 15-25 s on a loaded 2-core machine; the deployment does not use it).
+
+    ``heketi``: the lab's heketi-cli stand-in as /usr/bin/heketi-cli (heketi's image ships the
+    client beside the server; playbooks run it with `kubectl exec`).
     """
     (images / "host").mkdir(parents=True, exist_ok=True)
     layer = images / "glusterfs"
@@ -172,6 +175,18 @@ def build_images(images: Path) -> None:
     for gsyncd in ("/usr/lib/x86_64-linux-gnu/glusterfs/gsyncd", "/usr/libexec/glusterfs/gsyncd"):
         if os.path.lexists(gsyncd):
             whiteout(layer, gsyncd)
+    install_heketi_cli(images / "heketi")
+
+
+def install_heketi_cli(layer: Path) -> Path:
+    """Put the heketi-cli stand-in (one stdlib-only file) at LAYER/usr/bin/heketi-cli."""
+    from gfsdeploy_glusterfs.lab import heketi_cli
+
+    target = layer / "usr" / "bin" / "heketi-cli"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(Path(heketi_cli.__file__).read_bytes())
+    target.chmod(0o755)
+    return target
 
 
 def boot_script(*, state: Path, node: str, ip: str, loop_rdev: tuple[int, int] | None,

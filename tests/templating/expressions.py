@@ -38,6 +38,8 @@ VARS = {
 }
 
 EXPRESSIONS = [
+    # None inside text prints nothing; a whole expression keeps None
+    "v={{ none }}", "{{ none }}", "{% for i in [none, 1] %}{{ i }},{% endfor %}", "{{ [none] }}",
     # set theory, order kept
     "{{ nums | unique }}", "{{ nums | union([5, 1]) }}", "{{ nums | intersect([2, 3, 9]) }}",
     "{{ nums | difference([3]) }}", "{{ nums | symmetric_difference([3, 4]) }}", "{{ words | unique }}",

@@ -112,13 +112,15 @@ class HeketiSimulator:
         self._timers: list[threading.Timer] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._handler = None
+        self._extra: list = []                  # (server, thread) of serve_on sockets
 
     # -- lifecycle --------------------------------------------------------------
     def start(self) -> "HeketiSimulator":
         self.load()
         if not os.path.exists(self.db_path) or os.path.getsize(self.db_path) == 0:
             self.save()  # heketi creates its DB file at start
-        handler = type("HeketiSimHandler", (_Handler,), {"sim": self})
+        self._handler = handler = type("HeketiSimHandler", (_Handler,), {"sim": self})
         self._server = ThreadingHTTPServer(tuple(self.listen), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
@@ -126,7 +128,23 @@ class HeketiSimulator:
         self._thread.start()
         return self
 
+    def serve_on(self, sock) -> None:
+        """Answer on one more, already listening, socket too (e.g. localhost in a pod's netns)."""
+        server = ThreadingHTTPServer(sock.getsockname()[:2], self._handler, bind_and_activate=False)
+        server.socket.close()
+        server.socket = sock
+        server.daemon_threads = True
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                                  name="heketi-simulator-extra", daemon=True)
+        thread.start()
+        self._extra.append((server, thread))
+
     def stop(self) -> None:
+        for server, thread in self._extra:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
+        self._extra.clear()
         for timer in self._timers:
             timer.cancel()
         if self._server is not None:

@@ -46,7 +46,7 @@ _ALL = ("all",)
 RESOURCES: list[Resource] = [
     Resource("", "v1", "Namespace", "namespaces", False, ("ns",), subresources=("status",)),
     Resource("", "v1", "Node", "nodes", False, ("no",), subresources=("status",)),
-    Resource("", "v1", "Pod", "pods", True, ("po",), _ALL, ("status", "log")),
+    Resource("", "v1", "Pod", "pods", True, ("po",), _ALL, ("status", "log", "exec")),
     Resource("", "v1", "Service", "services", True, ("svc",), _ALL, ("status",)),
     Resource("", "v1", "Endpoints", "endpoints", True, ("ep",)),
     Resource("", "v1", "Secret", "secrets", True),
@@ -77,7 +77,12 @@ def parse_version(text: str) -> tuple[int, int, int]:
     return nums[0], nums[1], nums[2]
 
 
+# what discovery says of a subresource that is not the object itself: (kind, verbs)
+SUBRESOURCE_SHAPE = {"log": ("Pod", ["get"]), "exec": ("PodExecOptions", ["create", "get"])}
+
+
 @dataclass
+
 class Discovery:
     """The resource set served for one simulated Kubernetes version."""
     version: str
@@ -160,9 +165,9 @@ class Discovery:
                 entry["categories"] = list(r.categories)
             out.append(entry)
             for sub in r.subresources:
+                kind, verbs = SUBRESOURCE_SHAPE.get(sub, (r.kind, ["get", "patch", "update"]))
                 out.append({"name": f"{r.plural}/{sub}", "singularName": "", "namespaced": r.namespaced,
-                            "kind": "Pod" if sub == "log" else r.kind,
-                            "verbs": ["get"] if sub == "log" else ["get", "patch", "update"]})
+                            "kind": kind, "verbs": verbs})
         gv = f"{group}/{version}" if group else version
         return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": out}
 

@@ -13,10 +13,13 @@ cgroup the same way).
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import shlex
 import signal
+import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from gfsdeploy_glusterfs.lab.nodes import IMAGES
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 KUBELET = "/var/lib/kubelet"
+CLONE_NEWNET = 0x40000000
 
 
 class NodeGone(Exception):
@@ -33,12 +37,51 @@ class NodeGone(Exception):
 
 def image_layers(image: str) -> list[str]:
     """Overlay lower layers (node paths, top first) for IMAGE: the host's files, plus the
-    glusterfs layer (the image's backup copies) for GlusterFS server images."""
+    glusterfs layer (the image's backup copies) for GlusterFS server images, or the heketi
+    layer (the heketi-cli stand-in) for heketi images."""
     repo = (image or "").rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
     layers = [f"{IMAGES}/host"]
     if "gluster" in repo and "heketi" not in repo:
         layers.insert(0, f"{IMAGES}/glusterfs")
+    elif "heketi" in repo:
+        layers.insert(0, f"{IMAGES}/heketi")
     return layers
+
+
+# What the GlusterFS image runs when a pod gives no command: the real image boots systemd,
+# whose gluster-setup.service restores the pristine <dir>_bkp copies into the (empty) host
+# paths mounted over /etc/glusterfs, /var/lib/glusterd, /var/log/glusterfs and remounts
+# heketi's bricks, then glusterd.service starts glusterd. No systemd in the lab: the same
+# steps, then glusterd in the foreground, and a `systemctl` that answers `status glusterd`
+# (the probes and heketi's node checks ask it) from glusterd itself.
+GLUSTERFS_IMAGE_BOOT = r"""set -u
+for d in /etc/glusterfs /var/lib/glusterd /var/log/glusterfs; do
+  for f in "${d}_bkp"/*; do
+    [ -e "$f" ] || continue
+    [ -e "$d/${f##*/}" ] || cp -a "$f" "$d/" || exit 1
+  done
+done
+if [ -s /var/lib/heketi/fstab ]; then
+  mount -a --fstab /var/lib/heketi/fstab || echo "not every brick in /var/lib/heketi/fstab mounted" >&2
+fi
+mkdir -p /usr/local/sbin
+printf '%s\n' '#!/bin/sh' \
+  'case "${1:-}:${2:-}" in' \
+  '  status:glusterd|status:glusterd.service|is-active:glusterd|is-active:glusterd.service)' \
+  '    exec gluster --mode=script --timeout=10 pool list >/dev/null ;;' \
+  'esac' \
+  'exec /usr/bin/systemctl "$@"' > /usr/local/sbin/systemctl
+chmod 755 /usr/local/sbin/systemctl
+exec /usr/sbin/glusterd --no-daemon --pid-file=/var/run/glusterd.pid --log-level=INFO
+"""
+
+
+def image_command(image: str) -> list[str] | None:
+    """The command an image of the lab's store runs when the pod names none (its
+    ENTRYPOINT/CMD); None for images the lab has no such command for (simulated)."""
+    if f"{IMAGES}/glusterfs" in image_layers(image):
+        return ["/bin/bash", "-c", GLUSTERFS_IMAGE_BOOT]
+    return None
 
 
 def pod_dir(uid: str) -> str:
@@ -130,8 +173,10 @@ def mount_glusterfs(node: LabNode, hosts: list[str], volume: str, target: str, l
 
 def container_argv(node: LabNode, *, uid: str, name: str, image: str, host_network: bool, host_pid: bool,
                    hostname: str, mounts: list[tuple[str, str, bool]], workdir: str,
-                   command: list[str]) -> list[str]:
-    """The argv that runs one container inside NODE. MOUNTS: (node path, container path, readOnly)."""
+                   command: list[str], own_net: bool = False) -> list[str]:
+    """The argv that runs one container inside NODE. MOUNTS: (node path, container path, readOnly).
+    OWN_NET: a network namespace of its own with only ``lo`` (where a simulated server can be
+    given a localhost address: listen_in_netns)."""
     q = shlex.quote
     cdir = f"{pod_dir(uid)}/containers/{name}"
     root = f"{cdir}/root"
@@ -150,6 +195,8 @@ def container_argv(node: LabNode, *, uid: str, name: str, image: str, host_netwo
     ]
     if not host_network:
         lines.append(f"hostname {q(hostname)}")
+    if own_net:
+        lines.append("ip link set lo up")
     for src, dst, ro in mounts:
         target = q(root + "/" + dst.lstrip("/"))
         lines.append(f"if [ -d {q(src)} ]; then mkdir -p {target}; "
@@ -161,6 +208,8 @@ def container_argv(node: LabNode, *, uid: str, name: str, image: str, host_netwo
     unshare = ["unshare", "--mount", "--propagation", "private"]
     if not host_network:
         unshare.append("--uts")
+    if own_net and not host_network:
+        unshare.append("--net")
     if not host_pid:
         unshare += ["--pid", "--fork", "--kill-child"]
     return node.nsenter(net=host_network) + unshare + ["sh", "-c", "\n".join(lines), "sh"] + list(command)
@@ -238,6 +287,39 @@ class ContainerProcess:
             for pid in left:
                 _kill(pid, signal.SIGKILL)
             time.sleep(0.1)
+
+
+def listen_in_netns(pid: int, address: tuple[str, int]) -> socket.socket:
+    """A listening TCP socket on ADDRESS inside the network namespace of process PID.
+
+    A socket belongs to the network namespace it was made in, and setns(2) moves only the
+    calling thread: a short-lived thread enters the namespace, makes the socket, leaves."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    result: dict = {}
+
+    def work():
+        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+        try:
+            if libc.setns(target, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns into the network namespace of {pid}")
+            try:
+                result["sock"] = socket.create_server(address)
+            finally:
+                if libc.setns(own, CLONE_NEWNET) != 0:
+                    result["stuck"] = True       # this thread ends here anyway
+        except OSError as exc:
+            result["error"] = exc
+        finally:
+            os.close(own)
+            os.close(target)
+
+    thread = threading.Thread(target=work, name=f"listen-in-netns-{pid}", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["sock"]
 
 
 def _kill(pid: int, sig: int) -> None:

@@ -40,6 +40,9 @@ from .controllers import pod_ready
 from .store import ApiError, now
 
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
+# the process of a container whose server the simulator plays in-process (heketi): it only
+# holds the container's namespaces, root and mounts for exec
+HOLDER = ["sh", "-c", 'trap "exit 0" TERM INT; while :; do sleep 3600 & wait $!; done']
 MOUNT_BACKOFF_MAX = 30.0
 
 
@@ -217,25 +220,34 @@ class Runtime:
         except FileNotFoundError:
             return b""
 
-    # --- exec (what heketi's kubernetes executor and probes use) ------------
-    def exec(self, ns: str, pod_name: str, argv: list[str], timeout: float,
-             container: str | None = None) -> subprocess.CompletedProcess:
-        """Run ARGV in a container of a running pod (every namespace, its root); like
-        `kubectl exec`, an error when the pod or container does not run."""
+    # --- exec (kubectl exec, heketi's kubernetes executor; probes use the same namespaces) ----
+    def exec_target(self, ns: str, pod_name: str, argv: list[str],
+                    container: str | None = None) -> tuple[list[str], dict]:
+        """The argv running ARGV in a container of a running pod (nsenter into every namespace
+        of the container, its root and working directory) and the container's environment;
+        ExecError, with the kubelet's words, when the pod or container does not run."""
         with self._lock:
             run = next((r for r in self.runs.values() if r.ns == ns and r.name == pod_name), None)
         if run is None:
-            raise ExecError(f'pod "{pod_name}" is not running (no container to exec in)')
+            raise ExecError(f'container not found ("{container or "?"}")' if container else
+                            f'pod "{pod_name}" is not running (no container to exec in)')
         ctr = run.containers.get(container) if container else next(iter(run.containers.values()), None)
-        if ctr is None or ctr.cp is None or ctr.exit_code is not None:
-            raise ExecError(f'container not found ("{container or (ctr.name if ctr else "?")}")'
-                            f" in pod {pod_name}: it is not running")
+        if ctr is None or ctr.exit_code is not None or (ctr.cp is None and not ctr.simulated):
+            raise ExecError(f'container not found ("{container or (ctr.name if ctr else "?")}")')
+        if ctr.cp is None:
+            raise ExecError(f'container "{ctr.name}" of pod {pod_name} is simulated (its image has no command '
+                            "in this lab: no process to exec in)")
         full = ctr.cp.exec_argv(argv)
         if full is None:
-            raise ExecError(f'container "{ctr.name}" in pod {pod_name} is not running')
+            raise ExecError(f'container not found ("{ctr.name}")')
+        return full, self._env(self.api.store.find("pods", ns, pod_name) or {}, run, ctr)
+
+    def exec(self, ns: str, pod_name: str, argv: list[str], timeout: float,
+             container: str | None = None) -> subprocess.CompletedProcess:
+        """Run ARGV in a container of a running pod to its end (exec_target)."""
+        full, env = self.exec_target(ns, pod_name, argv, container)
         try:
-            return subprocess.run(full, capture_output=True, text=True, timeout=timeout,
-                                  env=self._env(self.api.store.find("pods", ns, pod_name) or {}, run, ctr))
+            return subprocess.run(full, capture_output=True, text=True, timeout=timeout, env=env)
         except subprocess.TimeoutExpired as exc:
             out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
             return subprocess.CompletedProcess(full, 124, out, f"command timed out after {timeout:.0f}s")
@@ -575,16 +587,39 @@ class Runtime:
         self._append_log(run, ctr, f"[k8s-sim] simulated heketi listening on {url}, db {db}\n")
         self.sim.log(f"kubelet: pod {run.ns}/{run.name}: heketi simulator on {url} (db {db_path})")
 
+    def _heketi_on_localhost(self, run: PodRun, ctr: Container, timeout: float = 60):
+        """The simulated heketi also listens on 127.0.0.1:<its port> in its container's own
+        network namespace: what heketi-cli inside the pod reaches by default."""
+        cp, heketi = ctr.cp, ctr.heketi
+        deadline = time.monotonic() + timeout
+        while cp is not None and heketi is not None and time.monotonic() < deadline:
+            pid = cp.main_pid()
+            if pid is not None:
+                port = int(heketi.config.get("port") or 8080)
+                try:
+                    heketi.serve_on(nodeside.listen_in_netns(pid, ("127.0.0.1", port)))
+                    self._append_log(run, ctr, f"[k8s-sim] heketi also on http://localhost:{port} "
+                                               "inside the container\n")
+                except OSError as exc:
+                    self._append_log(run, ctr, f"[k8s-sim] heketi not on localhost:{port} in the "
+                                               f"container: {exc}\n")
+                return
+            if cp.poll() is not None:
+                return
+            time.sleep(0.1)
+
     # --- processes -------------------------------------------------------
-    def _argv(self, pod, run: PodRun, ctr: Container) -> list[str]:
+    def _argv(self, pod, run: PodRun, ctr: Container, command: list[str] | None = None,
+              own_net: bool = False) -> list[str]:
         spec = ctr.spec
-        cmd = list(spec.get("command") or []) + list(spec.get("args") or [])
+        cmd = command if command is not None else list(spec.get("command") or []) + list(spec.get("args") or [])
         workdir = spec.get("workingDir") or "/"
         mounts = [(src, dst, ro) for cname, src, dst, ro in run.mounts if cname == ctr.name]
         if run.node is not None:
             return nodeside.container_argv(
                 run.node, uid=run.uid, name=ctr.name, image=spec.get("image", ""), host_network=run.host_network,
-                host_pid=run.host_pid, hostname=run.name, mounts=mounts, workdir=workdir, command=cmd)
+                host_pid=run.host_pid, hostname=run.name, mounts=mounts, workdir=workdir, command=cmd,
+                own_net=own_net)
         cdir = os.path.join(run.dir, f"ctr-{ctr.name}")
         if not ROOT or not shutil.which("unshare"):
             if mounts:
@@ -647,17 +682,30 @@ class Runtime:
             self._finish(ctr, 1, "Error")
             self._append_log(run, ctr, "[k8s-sim] simulated fault: container exits 1\n")
             return
+        holder = False
         try:
             if "heketi" in (spec.get("image") or "") and not spec.get("command"):
+                if ctr.heketi is not None:          # a restart: the old one goes first
+                    ctr.heketi.stop()
+                    ctr.heketi = None
                 self._start_heketi(pod, run, ctr)
                 self._start_probes(run, ctr)
-                return
-            if not spec.get("command") and not spec.get("args"):
+                if run.node is None:
+                    return
+                # heketi answers in-process; the container is still a real one (its image,
+                # mounts and a localhost where heketi listens) for `kubectl exec heketi-cli …`
+                argv = self._argv(pod, run, ctr, command=HOLDER, own_net=True)
+                holder = True
+            elif not spec.get("command") and not spec.get("args") and run.node is not None \
+                    and nodeside.image_command(spec.get("image", "")):
+                argv = self._argv(pod, run, ctr, command=nodeside.image_command(spec.get("image", "")))
+            elif not spec.get("command") and not spec.get("args"):
                 ctr.simulated = True
                 self._append_log(run, ctr, f"[k8s-sim] image {spec.get('image')!r} has no command: simulated as "
                                            "running\n")
                 return
-            argv = self._argv(pod, run, ctr)
+            else:
+                argv = self._argv(pod, run, ctr)
         except Exception as exc:   # any start failure (bad heketi DB, missing tool) is the container's
             self._append_log(run, ctr, f"[k8s-sim] cannot start container: {exc}\n")
             self.api.event(pod, "Pod", "Failed", f"Error: {exc}", "Warning")
@@ -670,7 +718,11 @@ class Runtime:
         log.close()
         if run.node is not None:
             ctr.cp = nodeside.ContainerProcess(ctr.proc, run.node, run.host_pid)
-            self._start_probes(run, ctr)
+            if holder:
+                threading.Thread(target=self._heketi_on_localhost, args=(run, ctr), daemon=True,
+                                 name=f"heketi-localhost-{run.name}").start()
+            else:
+                self._start_probes(run, ctr)
         self.sim.log(f"kubelet: pod {run.ns}/{name} container {ctr.name} pid {ctr.proc.pid}: "
                      f"{' '.join(spec.get('command') or []) + ' ' + ' '.join(spec.get('args') or [])}")
 

@@ -1,7 +1,7 @@
 """HTTP layer of the Kubernetes API server SIMULATOR (stdlib ThreadingHTTPServer).
 
 Routes the REST paths kubectl uses: discovery, /api/v1/..., /apis/G/V/...,
-watch streams (chunked JSON events), status and log subresources, Table
+watch streams (chunked JSON events), status, log and exec (streaming.py) subresources, Table
 output for `kubectl get`, and /simulator/faults for tests.
 """
 from __future__ import annotations
@@ -12,7 +12,8 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from . import protobuf, tables
+from . import protobuf, streaming, tables
+from .runtime import ExecError
 from .store import ApiError, dumps, parse_field_selector, parse_label_selector, labels_match, fields_match
 
 NOT_FOUND = ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -149,6 +150,11 @@ class Handler(BaseHTTPRequestHandler):
             if watch_path or self.query.get("watch") in ("true", "1"):
                 return self._watch(res, ns)
             return self._list(res, ns)
+        if sub == "exec":
+            if method not in ("GET", "POST"):
+                raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested "
+                                                        "resource")
+            return self._exec(ns, name)
         if method == "GET" and sub == "log":
             return self._send(200, self.sim.runtime.read_log(ns, name, self.query.get("container")),
                               "text/plain")
@@ -186,6 +192,34 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, self._list_doc(res, items, rv))
         raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested "
                                                 "resource")
+
+    def _exec(self, ns: str, name: str):
+        """pods/exec: checks as the API server makes them, then the WebSocket stream (streaming.py)."""
+        opts = streaming.exec_options(urllib.parse.urlsplit(self.path).query)
+        streaming.check_request(self.sim.api.store, ns, name, opts)
+        try:   # the kubelet's refusal comes before any upgrade, whatever the stream protocol
+            argv, env = self.sim.runtime.exec_target(ns, name, opts["command"], opts["container"])
+        except ExecError as exc:
+            raise ApiError(500, "InternalError", str(exc)) from None
+        protocol = streaming.negotiate(self.headers)
+        if protocol is None:
+            # SPDY (or a plain request): this server speaks only WebSocket (kubectl >= 1.30
+            # asks for it first and falls back to SPDY only when that upgrade is refused)
+            raise ApiError(400, "BadRequest", "Upgrade request required (this simulated API server streams "
+                                              "exec over WebSocket only: v5.channel.k8s.io, v4.channel.k8s.io)")
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", streaming.accept_key(self.headers.get("Sec-WebSocket-Key", "")))
+        self.send_header("Sec-WebSocket-Protocol", protocol)
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        # the program only: its arguments may carry secrets (heketi-cli --secret KEY)
+        self.sim.log(f"exec {ns}/{name} [{opts['container']}]: {opts['command'][0]} "
+                     f"(+{len(opts['command']) - 1} arguments)")
+        code = streaming.run_stream(streaming.WebSocket(self.rfile, self.wfile), protocol, argv, env, opts)
+        self.sim.log(f"exec {ns}/{name} [{opts['container']}] exited {code}")
 
     def _agent(self) -> str:
         """The manager of a write that names none: the client's name from its User-Agent."""
