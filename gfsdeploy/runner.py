@@ -1839,10 +1839,13 @@ def _ansible_version() -> dict:
 
 
 def _args_key(args) -> str:
+    """What a step's read was made from, compared for equality only: a digest (the
+    arguments themselves hold whole rendered files, kept per step and host)."""
     try:
-        return json.dumps(args, sort_keys=True, default=str)
+        text = json.dumps(args, sort_keys=True, default=str)
     except (TypeError, ValueError):
-        return repr(args)
+        text = repr(args)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _describe_args(args) -> str:
