@@ -20,6 +20,7 @@ import heapq
 import itertools
 import json
 import os
+import re
 import threading
 import time
 import traceback
@@ -36,7 +37,7 @@ from gfsdeploy.inventory import Host, Inventory
 from gfsdeploy.modules.base import CHANGE, READ, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
 from gfsdeploy.playbook import INCLUDE_MODULES, Playbook, Task, _meta_action, load_vars
 from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown, unsafe
-from gfsdeploy.templating.templar import _NOT_RESOLVED, _has_template
+from gfsdeploy.templating.templar import _NOT_RESOLVED, _has_template, _read_source
 from gfsdeploy.transport import make_transport, request_stop
 
 try:  # per-task connections and escalation, where the transport offers them
@@ -833,7 +834,7 @@ class Runner:
                 items.append((index, getattr(v, "extra", None), status, dict(args) if isinstance(args, dict) else args))
                 files.update(getattr(ctx, "local_files", ()))
             yield index, v, status, args, ctx
-        if reusable and self.templar.lookups_run == lookups:  # every item rendered, no lookup ran
+        if reusable and self.templar.lookups_run == lookups and None not in files:  # all rendered, no lookup ran
             others = epoch if getattr(variables.get("hostvars"), "used", True) else None
             hr.rendered[task.id] = _Rendered(key, variables, items, others, {path: _stat(path) for path in files})
 
@@ -902,7 +903,13 @@ class Runner:
         def render_file(path):
             full = self._find(path, task, "templates")
             local_files.append(full)
-            return self.templar.render_file(full, variables, where=task.where())
+            text = self.templar.render_file(full, variables, where=task.where())
+            try:
+                if _TEMPLATE_USES_FILES.search(_read_source(full)):
+                    local_files.append(None)  # other files are part of it: not reused
+            except (OSError, UnicodeDecodeError):
+                local_files.append(None)
+            return text
 
         def find_file(path):
             full = self._find(path, task, "files")
@@ -1772,6 +1779,10 @@ class Runner:
 #: `with_<name>` loops over data only (the others read files or run commands on the controller)
 _DATA_LOOPS = frozenset({None, "items", "list", "indexed_items", "dict", "together", "nested", "cartesian",
                          "subelements", "sequence", "flattened"})
+
+
+#: a template that includes, imports or extends other files
+_TEMPLATE_USES_FILES = re.compile(r"\{%[-+]?\s*(include|import|extends|from)\b")
 
 
 def _stat(path: str):

@@ -83,8 +83,11 @@ def test_what_a_rendering_used_changing_renders_it_again(site):
     before it ran; what they change must show in its plan."""
     root, inv = site
     (root / "new.j2").write_text("newer {{ inventory_hostname }}\n")
+    (root / "newpart.j2").write_text("part newer\n")
     for host in "ab":
         (root / f"src-{host}.j2").write_text("old {{ inventory_hostname }}\n")
+        (root / f"main-{host}.j2").write_text("{% include 'part-' ~ inventory_hostname ~ '.j2' %}")
+        (root / f"part-{host}.j2").write_text("part old\n")
         (root / f"data-{host}").write_text("old data\n")
     pb = root / "pb.yaml"
     pb.write_text(textwrap.dedent("""\
@@ -98,7 +101,8 @@ def test_what_a_rendering_used_changing_renders_it_again(site):
               copy: {dest: "{{ root }}/color-{{ inventory_hostname }}",
                      content: "color {{ hostvars['b'].color | default('none') }}\\n"}
             - name: local files are rewritten (also in a plan)
-              command: "cp {{ root }}/new.j2 {{ root }}/src-{{ inventory_hostname }}.j2"
+              shell: "cp {{ root }}/new.j2 {{ root }}/src-{{ inventory_hostname }}.j2 &&
+                      cp {{ root }}/newpart.j2 {{ root }}/part-{{ inventory_hostname }}.j2"
               delegate_to: localhost
               check_mode: false
             - name: a lookup's file too
@@ -107,6 +111,8 @@ def test_what_a_rendering_used_changing_renders_it_again(site):
               check_mode: false
             - name: from the template
               template: {src: "{{ root }}/src-{{ inventory_hostname }}.j2", dest: "{{ root }}/out-{{ inventory_hostname }}"}
+            - name: from a template including another
+              template: {src: "{{ root }}/main-{{ inventory_hostname }}.j2", dest: "{{ root }}/main-{{ inventory_hostname }}"}
             - name: from a lookup
               copy: {dest: "{{ root }}/looked-{{ inventory_hostname }}",
                      content: "looked {{ lookup('file', root ~ '/data-' ~ inventory_hostname) }}\\n"}
@@ -123,4 +129,5 @@ def test_what_a_rendering_used_changing_renders_it_again(site):
     assert out.count("+color blue") == 2 and "none" not in out, out
     assert out.count("+newer ") == 2 and "old" not in out, out
     assert out.count("+looked newer data") == 2, out
+    assert out.count("+part newer") == 2, out
     assert "+live a\n" in out + "\n" and "+live a,b" not in out, out
