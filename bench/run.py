@@ -39,7 +39,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
 CACHE = Path(os.environ.get("GFSBENCH_CACHE", Path.home() / ".cache" / "gfsdeploy-bench"))
-TOOLS = ("gfsdeploy", "ansible", "pyinfra")
+TOOLS = ("gfsdeploy", "pyinfra", "ansible")  # the slowest last: a run stopped midway keeps the others
 VENVS = {"ansible": ["ansible-core"], "pyinfra": ["pyinfra", "pyyaml"]}
 PHASES = ("first", "noop", "dry")
 TEMPLATED_FILES = 20
@@ -69,8 +69,17 @@ def tool_version(tool: str, exe: Path | None) -> str:
     return out.stdout.strip()
 
 
+def _proc_status(pid: int) -> dict:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return dict(line.split(":", 1) for line in f if ":" in line)
+    except OSError:
+        return {}
+
+
 class Timed:
-    """A finished child process: wall time, exit code, output, peak RSS (MiB)."""
+    """A finished child process: wall time, exit code, output, peak RSS (MiB), and the
+    most threads its own process had alive at once (sampled every 20 ms from /proc)."""
 
     def __init__(self, argv, *, env=None, cwd=None, timeout=1800):
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -78,10 +87,23 @@ class Timed:
             proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=cwd)
             killer = threading.Timer(timeout, proc.kill)
             killer.start()
+            self.threads_max = 0
+            done = threading.Event()
+
+            def sample():
+                while not done.wait(0.02):
+                    n = _proc_status(proc.pid).get("Threads", "").strip()
+                    if n.isdigit():
+                        self.threads_max = max(self.threads_max, int(n))
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
             try:
                 _, status, usage = os.wait4(proc.pid, 0)
             finally:
+                done.set()
                 killer.cancel()
+            sampler.join()
             self.wall = time.perf_counter() - t0
             proc.returncode = self.rc = os.waitstatus_to_exitcode(status)
             # ru_maxrss of a reaped child: the largest single process of its tree (KiB on Linux)
@@ -99,9 +121,9 @@ class Timed:
 class Gfsdeploy:
     name = "gfsdeploy"
 
-    def __init__(self, lab, inventory: Path, nodes: int):
+    def __init__(self, lab, inventory: Path, nodes: int, forks: int | None = None):
         self.inv = inventory
-        self.forks = max(50, nodes)
+        self.forks = forks or max(50, nodes)
 
     def run(self, phase: str):
         cmd = "plan" if phase == "dry" else "apply"
@@ -114,7 +136,8 @@ class Gfsdeploy:
         rts = [h["round_trips"] for h in data["hosts"].values()]
         if any(h["failed"] or h["unreachable"] for h in data["hosts"].values()):
             raise res.fail(f"gfsdeploy {cmd} (a host failed)")
-        return res, {"changed": s["add"] + s["change"] + s["destroy"],
+        return res, {"changed": s["add"] + s["change"] + s["destroy"], "forks": self.forks,
+                     "threads_max": res.threads_max,
                      "round_trips_max": max(rts), "round_trips_mean": sum(rts) / len(rts)}
 
 
@@ -233,7 +256,46 @@ def floor(lab) -> float:
     return time.perf_counter() - t0
 
 
-def bring_up(name: str, base: str, nodes: int, log):
+def mem_available_mib() -> float:
+    with open("/proc/meminfo") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:")) / 1024
+
+
+def lab_memory(lab) -> dict:
+    """What the lab itself holds: the proportional set size (Pss) of every process in the lab's
+    network namespaces (nodes' init and sshd, simulators, apt repo) and the host-visible tmpfs
+    it mounted (base layer, images). Unlike MemAvailable, other work on the machine does not
+    count."""
+    inodes = set()
+    for ns in [lab.netns] + [n.netns for n in lab.nodes]:
+        try:
+            inodes.add(os.stat(f"/run/netns/{ns}").st_ino)
+        except OSError:
+            pass
+    pss_kb = count = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{pid}/ns/net").st_ino not in inodes:
+                continue
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                pss_kb += next((int(line.split()[1]) for line in f if line.startswith("Pss:")), 0)
+            count += 1
+        except OSError:
+            continue
+    tmpfs = 0
+    for d in ("base", "images"):
+        try:
+            st = os.statvfs(lab.state_dir / d)
+            tmpfs += (st.f_blocks - st.f_bfree) * st.f_frsize
+        except OSError:
+            pass
+    return {"processes": count, "pss_mib": pss_kb / 1024, "tmpfs_mib": tmpfs / 2 ** 20}
+
+
+def bring_up(name: str, base: str, nodes: int, log, lab_info: dict | None = None):
+    """The lab (reused when it is already up with NODES nodes); LAB_INFO gets how long `up`
+    took and how much memory the lab holds (MemAvailable before/after: tmpfs layers, sshd,
+    namespaces, simulators)."""
     from gfsdeploy_glusterfs.lab import Lab
 
     lab = Lab(name, base, log=log)
@@ -241,16 +303,35 @@ def bring_up(name: str, base: str, nodes: int, log):
     if lab.is_up() and len(lab.nodes) == nodes and lab.inventory_path == inv and inv.exists():
         log(f"reusing lab {name} ({nodes} nodes)")
     else:
-        lab.up(nodes=nodes, inventory_path=inv, recreate=True)
+        if lab.is_up():
+            lab.down()
+        mem0, load0, t0 = mem_available_mib(), os.getloadavg(), time.perf_counter()
+        lab.up(nodes=nodes, inventory_path=inv)
+        up_s = time.perf_counter() - t0
+        time.sleep(2)  # let the nodes' sshd settle before reading memory
+        if lab_info is not None:
+            lab_info.update(nodes=nodes, up_s=up_s, load_before_up=load0,
+                            mem_available_drop_mib=mem0 - mem_available_mib(), memory=lab_memory(lab))
     return lab
 
 
+def take_down(lab, lab_info: dict | None, log) -> None:
+    t0 = time.perf_counter()
+    lab.down()
+    if lab_info is not None:
+        lab_info["down_s"] = time.perf_counter() - t0
+    log(f"lab {lab.name} down in {time.perf_counter() - t0:.1f}s")
+
+
 # -- one run -------------------------------------------------------------------------
-def one_run(lab, tools, runners, quick: bool, log, other_phases=PHASES) -> dict:
+def one_run(lab, tools, runners, quick: bool, log, other_phases=PHASES, run=None, done=None) -> dict:
     """Floor, then each tool from fresh nodes: first apply (verified), no-op, dry run.
     Without "first" in OTHER_PHASES, ansible/pyinfra run on the nodes gfsdeploy left
-    converged (their no-op must then report no change: the same end state)."""
-    run = {"floor": floor(lab), "tools": {}}
+    converged (their no-op must then report no change: the same end state). RUN (a dict
+    the caller already holds) is filled as it goes; DONE() is called after each tool, so a
+    run stopped midway keeps the tools that finished."""
+    run = {} if run is None else run
+    run.update({"load_start": os.getloadavg(), "floor": floor(lab), "tools": {}})
     for tool in tools:
         phases = PHASES if tool == "gfsdeploy" else other_phases
         if "first" in phases:
@@ -268,6 +349,14 @@ def one_run(lab, tools, runners, quick: bool, log, other_phases=PHASES) -> dict:
         if res.get("noop", {}).get("changed"):
             raise RuntimeError(f"{tool}'s re-apply was not a no-op: {res['noop']}")
         run["tools"][tool] = res
+        _judge(run, log)
+        if done:
+            done()
+    return run
+
+
+def _judge(run: dict, log) -> None:
+    """Ratios inside one run (and whether the tools left the same result on the nodes)."""
     if len([r for r in run["tools"].values() if "verified" in r]) > 1:  # the same result on the nodes, whoever applied it
         sums = {t: {n: {k: v for k, v in got.items() if k.endswith("_sum")} for n, got in res["verified"].items()}
                 for t, res in run["tools"].items() if "verified" in res}
@@ -277,16 +366,19 @@ def one_run(lab, tools, runners, quick: bool, log, other_phases=PHASES) -> dict:
     g = run["tools"].get("gfsdeploy")
     ratios = {}
     for tool, res in run["tools"].items():
-        if "noop" in res:
-            ratios[f"{tool}_noop_over_floor"] = res["noop"]["wall"] / run["floor"]
+        for phase in ("first", "noop"):
+            if phase in res:
+                ratios[f"{tool}_{phase}_over_floor"] = res[phase]["wall"] / run["floor"]
         if g and tool != "gfsdeploy":
             for phase in PHASES:
                 if phase in res and phase in g:
                     ratios[f"{tool}_{phase}_over_gfsdeploy"] = res[phase]["wall"] / g[phase]["wall"]
     if g and "dry" in g:
         ratios["gfsdeploy_dry_over_noop"] = g["dry"]["wall"] / g["noop"]["wall"]
+    if g and "first" in g and "noop" in g:
+        ratios["gfsdeploy_first_over_noop"] = g["first"]["wall"] / g["noop"]["wall"]
     run["ratios"] = ratios
-    return run
+    run["load_end"] = os.getloadavg()
 
 
 def median(values):
@@ -307,6 +399,8 @@ def summarize(size_runs: list[dict], tools) -> dict:
     for key in {k for r in size_runs for k in r["ratios"]}:
         out["ratios"][key] = median(r["ratios"].get(key) for r in size_runs)
     out["runs_per_tool"] = {t: sum(t in r["tools"] for r in size_runs) for t in tools}
+    # the 1-minute load average at the start of each run (other work shares the cores)
+    out["load"] = median(r["load_start"][0] for r in size_runs if "load_start" in r)
     return out
 
 
@@ -316,22 +410,38 @@ def fmt(v, unit="", nd=2):
 
 
 def table(results: dict) -> str:
-    lines = ["| nodes | tool | first apply | no-op re-apply | dry run | no-op / floor | no-op: tool / gfsdeploy "
-             "| peak RSS (no-op) | round trips/host first · no-op · dry |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| nodes | tool | first apply | no-op re-apply | dry run | first / floor | no-op / floor "
+             "| first: tool / gfsdeploy | no-op: tool / gfsdeploy | peak RSS (no-op) | threads (max, first) "
+             "| round trips/host first · no-op · dry |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for size, s in results["sizes"].items():
-        lines.append(f"| {size} | floor: parallel `ssh node true` (n={len(results['runs'][size])}) | | {fmt(s['floor'], ' s')} | | 1.00 | | | 1 |")
+        load = s.get("load")
+        lines.append(f"| {size} | floor: parallel `ssh node true` (n={sum('ratios' in r for r in results['runs'][size])}"
+                     f"{f'; load {load:.1f}' if load is not None else ''}) | | {fmt(s['floor'], ' s')} | "
+                     f"| | 1.00 | | | | | 1 |")
         for tool, t in s["tools"].items():
             r = s["ratios"]
-            rt = "-"
+            rt = threads = "-"
             if tool == "gfsdeploy":
-                rt = " · ".join(fmt(t.get(p, {}).get("round_trips_max"), nd=0) for p in PHASES)
-            vs = "1.00" if tool == "gfsdeploy" else fmt(r.get(f"{tool}_noop_over_gfsdeploy"))
+                first = t.get("first", {})
+                rt = (f"{fmt(first.get('round_trips_max'), nd=0)} (mean {fmt(first.get('round_trips_mean'))}) · "
+                      + " · ".join(fmt(t.get(p, {}).get("round_trips_max"), nd=0) for p in ("noop", "dry")))
+                threads = f"{fmt(first.get('threads_max'), nd=0)} (--forks {fmt(first.get('forks'), nd=0)})"
+            one = "1.00" if tool == "gfsdeploy" else None
             n = s.get("runs_per_tool", {}).get(tool)
             lines.append(f"| {size} | {tool} (n={n}) | {fmt(t.get('first', {}).get('wall'), ' s')} "
                          f"| {fmt(t.get('noop', {}).get('wall'), ' s')} | {fmt(t.get('dry', {}).get('wall'), ' s')} "
-                         f"| {fmt(r.get(f'{tool}_noop_over_floor'))} | {vs} "
-                         f"| {fmt(t.get('noop', {}).get('maxrss_mb'), ' MiB', 0)} | {rt} |")
+                         f"| {fmt(r.get(f'{tool}_first_over_floor'))} | {fmt(r.get(f'{tool}_noop_over_floor'))} "
+                         f"| {one or fmt(r.get(f'{tool}_first_over_gfsdeploy'))} "
+                         f"| {one or fmt(r.get(f'{tool}_noop_over_gfsdeploy'))} "
+                         f"| {fmt(t.get('noop', {}).get('maxrss_mb'), ' MiB', 0)} | {threads} | {rt} |")
+    labs = [f"{size} nodes: lab up {fmt(li.get('up_s'), ' s', 1)}, down {fmt(li.get('down_s'), ' s', 1)}, "
+            f"memory {fmt(li.get('memory', {}).get('pss_mib'), ' MiB', 0)} in "
+            f"{li.get('memory', {}).get('processes', '-')} processes + "
+            f"{fmt(li.get('memory', {}).get('tmpfs_mib'), ' MiB', 0)} tmpfs"
+            for size, li in results.get("labs", {}).items() if li]
+    if labs:
+        lines += ["", "Labs: " + "; ".join(labs)]
     return "\n".join(lines)
 
 
@@ -344,6 +454,15 @@ def targets(results: dict) -> list[str]:
         if "noop" in g:
             rt = g["noop"]["round_trips_max"]
             out.append(f"{size} nodes: no-op round trips/host {rt:.0f} (target <= 2): {'met' if rt <= 2 else 'NOT met'}")
+        if "first" in g:
+            rt = g["first"]["round_trips_max"]
+            out.append(f"{size} nodes: first apply round trips/host {rt:.0f} (target <= 3): "
+                       f"{'met' if rt <= 3 else 'NOT met'}")
+        v = r.get("gfsdeploy_first_over_noop")
+        if v is not None:
+            out.append(f"{size} nodes: gfsdeploy first apply / no-op {v:.2f}x (target <= 2x): "
+                       f"{'met' if v <= 2 else 'NOT met'}")
+        if "noop" in g:
             v = r["gfsdeploy_noop_over_floor"]
             out.append(f"{size} nodes: no-op / floor {v:.2f}x (target <= 3x): {'met' if v <= 3 else 'NOT met'}")
         for tool, need in (("ansible", 10), ("pyinfra", 2)):
@@ -388,6 +507,8 @@ def main(argv=None) -> int:
     p.add_argument("--base", default="10.177", help="lab subnet base (default 10.177)")
     p.add_argument("--keep", action="store_true", help="leave the lab up at the end")
     p.add_argument("--out", help="results JSON (default bench/results/<timestamp>.json)")
+    p.add_argument("--forks", type=int, default=None,
+                   help="gfsdeploy --forks (default: the node count, at least 50)")
     args = p.parse_args(argv)
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     if unknown := [t for t in tools if t not in TOOLS]:
@@ -401,35 +522,50 @@ def main(argv=None) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results = {"started": stamp, "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + (argv or sys.argv[1:])),
                "machine": machine(), "versions": {}, "load_before": os.getloadavg(), "sizes": {}, "runs": {}}
+    out = Path(args.out) if args.out else BENCH / "results" / f"{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save():
+        """Written after every run, so a run stopped later (time, load) keeps what it measured."""
+        results["targets"] = targets(results)
+        out.write_text(json.dumps(results, indent=1))
+
     lab = None
+    results["labs"] = {}
     try:
         for size in args.nodes or [3]:
-            lab = bring_up(args.name, args.base, size, log)
+            if lab is not None and not args.keep:
+                take_down(lab, results["labs"].get(str(len(lab.nodes))), log)
+            lab_info = results["labs"].setdefault(str(size), {})
+            lab = bring_up(args.name, args.base, size, log, lab_info)
             inv = lab.inventory_path
-            runners = {t: RUNNERS[t](lab, inv, size) for t in tools}
+            runners = {t: (RUNNERS[t](lab, inv, size, args.forks) if t == "gfsdeploy"
+                           else RUNNERS[t](lab, inv, size)) for t in tools}
             for t in tools:
                 results["versions"][t] = tool_version(t, getattr(runners[t], "exe", None))
-            runs = []
+            runs = results["runs"][str(size)] = []
             try:
                 for i in range(args.runs):
                     log(f"{size} nodes, run {i + 1}/{args.runs}")
                     these = tools if args.other_runs is None or i < args.other_runs else ["gfsdeploy"]
-                    runs.append(one_run(lab, these, runners, args.quick, log,
-                                        tuple(p for p in PHASES if p in args.other_phases.split(","))))
+                    runs.append({})
+
+                    def done():
+                        done_runs = [r for r in runs if "ratios" in r]
+                        results["sizes"][str(size)] = summarize(done_runs, tools)
+                        save()
+
+                    one_run(lab, these, runners, args.quick, log,
+                            tuple(p for p in PHASES if p in args.other_phases.split(",")), runs[-1], done)
             finally:
                 for r in runners.values():
                     if hasattr(r, "close"):
                         r.close()
-            results["runs"][str(size)] = runs
-            results["sizes"][str(size)] = summarize(runs, tools)
     finally:
         if lab is not None and not args.keep:
-            lab.down()
-    results["load_after"] = os.getloadavg()
-    results["targets"] = targets(results)
-    out = Path(args.out) if args.out else BENCH / "results" / f"{stamp}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
+            take_down(lab, results["labs"].get(str(len(lab.nodes))), log)
+        results["load_after"] = os.getloadavg()
+        save()
     print(table(results))
     print()
     for line in results["targets"]:

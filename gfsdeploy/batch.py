@@ -435,3 +435,91 @@ def register_ahead(runner, hr, task, module, items: list, read: dict, ahead: dic
             return  # it changes the host's facts, or stops the host: nothing to guess from
         results.append(runner._with_item(task, variables, judged))
     runner._register(_Registered(ahead), task, results)
+
+
+# -- one command for several steps' probes (batched reads) --------------------------------
+class JointProbe(str):
+    """A probe (the command, as a string) that can share one command with probes of
+    other steps in the same batched read: e.g. one query for several named objects
+    instead of one query each (every command is a process on the host). Probes whose
+    ``joint_key`` is equal (and not None) may be joined; the class joins them
+    (``join``) and gives each its own answer back (``part``). A probe alone, or a
+    probe whose command the runner changed (an environment), runs as written."""
+
+    joint_key: object = None
+
+    @classmethod
+    def join(cls, probes: list) -> str | None:
+        """One command answering all ``probes`` (None: they cannot share one)."""
+        return None
+
+    @classmethod
+    def part(cls, probes: list, result: Result) -> list[Result]:
+        """Each probe's Result out of the joined command's."""
+        raise NotImplementedError
+
+
+def fallback_script(joined: str, probes: list) -> str:
+    """``joined``, and if it fails each probe on its own, framed (see :func:`fallback_parts`):
+    one failing part (a kind the server does not know, an object it refuses) must not
+    change what the other probes answer, nor cost another round trip."""
+    lines = ['__jo=$(mktemp) && __je=$(mktemp) || exit 97',
+             f'if ( {joined}\n) >"$__jo" 2>"$__je" </dev/null; then printf \'J\\n\'; cat "$__jo"; else',
+             "printf 'S\\n'"]
+    for probe in probes:
+        lines += [f'( {probe}\n) >"$__jo" 2>"$__je" </dev/null; printf \'%s \' "$?"',
+                  "base64 <\"$__jo\" | tr -d '\\n'; printf ' '; base64 <\"$__je\" | tr -d '\\n'; printf '\\n'"]
+    lines += ['fi', 'rm -f "$__jo" "$__je"']
+    return "\n".join(lines)
+
+
+def fallback_parts(result: Result, count: int) -> tuple[Result | None, list[Result] | None]:
+    """(the joined command's Result, None) when it succeeded; (None, each probe's
+    Result) when the probes ran on their own; (None, None) when the script itself failed."""
+    head, _, rest = result.stdout.partition("\n")
+    if result.rc == 0 and head == "J":
+        return Result(0, rest, result.stderr), None
+    if result.rc == 0 and head == "S":
+        parts = []
+        for line in rest.split("\n")[:count]:
+            try:
+                rc, out, err = line.split(" ")
+                parts.append(Result(int(rc), base64.b64decode(out).decode(errors="replace"),
+                                    base64.b64decode(err).decode(errors="replace")))
+            except ValueError:
+                return None, None
+        if len(parts) == count:
+            return None, parts
+    return None, None
+
+
+def read_joined(view, probes: dict) -> dict:
+    """``view.read_many(probes)`` with the :class:`JointProbe` probes of equal keys
+    asked in one command each (the same answers, fewer processes on the host)."""
+    groups: dict = {}
+    for key, cmd in probes.items():
+        joint = getattr(cmd, "joint_key", None)
+        if joint is not None:
+            groups.setdefault((type(cmd), joint), []).append(key)
+    sent = dict(probes)
+    joined: dict = {}
+    for n, ((cls, _), keys) in enumerate(groups.items()):
+        if len(keys) < 2:
+            continue
+        command = cls.join([probes[k] for k in keys])
+        if command is None:
+            continue
+        name = f"\x1ejoined\x1f{n}"
+        for k in keys:
+            del sent[k]
+        sent[name] = command
+        joined[name] = (cls, keys)
+    answered = view.read_many(sent)
+    for name, (cls, keys) in joined.items():
+        result = answered.pop(name)
+        try:
+            parts = cls.part([probes[k] for k in keys], result)
+        except Exception:  # noqa: BLE001 - each probe sees the failure, and reports it as its own read would
+            parts = [result] * len(keys)
+        answered.update(zip(keys, parts))
+    return answered

@@ -689,6 +689,8 @@ class Runner:
             try:
                 module = _module(task)
                 if module is None:
+                    if task.register:
+                        ahead[task.register] = batch.NOT_YET
                     continue
                 if ahead:  # rendered with what earlier steps will register: not kept for later
                     variables = self.variables(batch.shadow(hr, ahead), task)
@@ -735,7 +737,7 @@ class Runner:
             first: dict = {}  # command -> the first key asking it: the same read runs once
             for key, cmd in probes_of_view.items():
                 first.setdefault(cmd, key)
-            answered = view.read_many({key: cmd for cmd, key in first.items()})
+            answered = batch.read_joined(view, {key: cmd for cmd, key in first.items()})
             results.update({key: answered[first[cmd]] for key, cmd in probes_of_view.items()})
         facts_result = results.pop("__facts__", None)
         if facts_result is not None:

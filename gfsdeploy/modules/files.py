@@ -208,7 +208,15 @@ def _text(data: bytes) -> str | None:
 
 
 def unified_diff(path: str, old: bytes | None, new: bytes, *, new_file: bool = False) -> str:
-    """A unified diff ``--- path`` / ``+++ path``; binary content gets a size line."""
+    """A unified diff ``--- path`` / ``+++ path``; binary content gets a size line. Content
+    rendered from values known only after apply (a plan) shows them as such, not as bytes."""
+    from gfsdeploy.templating.templar import UNKNOWN_MARK   # (lazy: jinja2 is heavy at start-up)
+
+    mark = UNKNOWN_MARK.encode()
+    if mark in new:
+        new = new.replace(mark, b"(known after apply)")
+        diff = unified_diff(path, old, new, new_file=new_file)
+        return f"content (known after apply): it is rendered from values known only after apply\n{diff}"
     before, after = _text(old or b""), _text(new)
     if before is None or after is None:
         return f"binary content: {len(old or b'')} -> {len(new)} bytes"

@@ -57,6 +57,11 @@ def token(user: str, key: str, method: str, path: str, now: float | None = None)
     return f"{head}.{body}.{_b64(signature)}"
 
 
+def _q(ident: str) -> str:
+    """An id as one path segment (an id holding '/' or '?' must not reach another endpoint)."""
+    return urllib.parse.quote(ident, safe="")
+
+
 class Reply:
     def __init__(self, status: int, headers, data: bytes):
         self.status, self.headers, self.data = status, headers, data
@@ -146,11 +151,14 @@ class Client:
                 continue
             return reply
 
-    def get(self, path: str):
+    def get(self, path: str) -> dict:
         reply = self.call("GET", path)
         if reply.status != 200:
             raise reply.error()
-        return reply.json()
+        data = reply.json()
+        if not isinstance(data, dict):
+            raise CliError(f"unexpected answer from the server for {path}: {reply.data[:200]!r}")
+        return data
 
     def post_sync(self, path: str, body, status: int = 201):
         reply = self.call("POST", path, body)
@@ -172,22 +180,22 @@ class Client:
         return self.get("/clusters").get("clusters") or []
 
     def cluster(self, cid: str) -> dict:
-        return go_cluster(self.get(f"/clusters/{cid}"))
+        return go_cluster(self.get(f"/clusters/{_q(cid)}"))
 
     def node(self, nid: str) -> dict:
-        return go_node(self.get(f"/nodes/{nid}"))
+        return go_node(self.get(f"/nodes/{_q(nid)}"))
 
     def device(self, did: str) -> dict:
-        return go_device(self.get(f"/devices/{did}"))
+        return go_device(self.get(f"/devices/{_q(did)}"))
 
     def volume(self, vid: str) -> dict:
-        return go_volume(self.get(f"/volumes/{vid}"))
+        return go_volume(self.get(f"/volumes/{_q(vid)}"))
 
     def volumes(self) -> list[str]:
         return self.get("/volumes").get("volumes") or []
 
     def state(self, kind: str, ident: str, state: str) -> None:
-        reply = self.call("POST", f"/{kind}/{ident}/state", {"state": state, "healcheck": ""})
+        reply = self.call("POST", f"/{kind}/{_q(ident)}/state", {"state": state, "healcheck": ""})
         if reply.status == 202:
             reply = self.wait(reply)
             if reply.status not in (200, 204):
@@ -431,7 +439,7 @@ def cluster_create(c: Client, o: Out, opts, args):
 
 def cluster_delete(c: Client, o: Out, opts, args):
     cid = _id(args, "Cluster id missing")
-    reply = c.call("DELETE", f"/clusters/{cid}")
+    reply = c.call("DELETE", f"/clusters/{_q(cid)}")
     if reply.status != 200:
         raise reply.error()
     o.write(f"Cluster {cid} deleted\n")
@@ -470,7 +478,7 @@ def node_add(c: Client, o: Out, opts, args):
 
 def node_delete(c: Client, o: Out, opts, args):
     nid = _id(args, "Node id missing")
-    c.async_op("DELETE", f"/nodes/{nid}", final=204)
+    c.async_op("DELETE", f"/nodes/{_q(nid)}", final=204)
     o.write(f"Node {nid} deleted\n")
 
 
@@ -512,7 +520,7 @@ def device_delete(c: Client, o: Out, opts, args):
     did = _id(args, "Device id missing")
     if opts["force-forget"]:
         raise CliError("--force-forget is not implemented by the lab's heketi-cli stand-in")
-    c.async_op("DELETE", f"/devices/{did}", final=204)
+    c.async_op("DELETE", f"/devices/{_q(did)}", final=204)
     o.write(f"Device {did} deleted\n")
 
 
@@ -561,7 +569,7 @@ def volume_create(c: Client, o: Out, opts, args):
 
 def volume_delete(c: Client, o: Out, opts, args):
     vid = _id(args, "Volume id missing")
-    c.async_op("DELETE", f"/volumes/{vid}", final=204)
+    c.async_op("DELETE", f"/volumes/{_q(vid)}", final=204)
     o.write(f"Volume {vid} deleted\n")
 
 

@@ -357,10 +357,9 @@ class Lab:
             run(["ip", "link", "del", self.host_if], check=False)
         disks = self.state_dir / "disks"
         if disks.exists():
-            for img in disks.glob("*.img"):
-                res = run(["losetup", "-j", str(img)], check=False)
-                for line in res.stdout.splitlines():
-                    run(["losetup", "-d", line.split(":")[0]], check=False)
+            loops = _loops_backed_by(disks)
+            if loops:  # one call for every node (at 100 nodes, 200 calls took ~20 s under load)
+                run(["losetup", "-d", *loops], check=False, timeout=120)
         if self.state_dir.exists():
             with open("/proc/self/mounts") as f:
                 mounts = [line.split()[1] for line in f]
@@ -461,6 +460,18 @@ class Lab:
 
     def restore_link(self, node: str) -> None:
         run(["ip", "-n", self.netns, "link", "set", self.node(node).veth, "up"])
+
+
+def _loops_backed_by(directory: Path) -> list[str]:
+    """Loop devices whose backing file is in DIRECTORY (one `losetup --list` call)."""
+    res = run(["losetup", "--list", "--json", "--output", "NAME,BACK-FILE"], check=False)
+    try:
+        devices = json.loads(res.stdout or "{}").get("loopdevices", [])
+    except ValueError:
+        devices = []
+    prefix = str(directory) + "/"
+    return sorted(d["name"] for d in devices
+                  if d.get("name") and (d.get("back-file") or "").startswith(prefix))
 
 
 def _ns_pid_map() -> dict[tuple[str, int], int]:

@@ -36,9 +36,11 @@ from dataclasses import dataclass, field
 
 from gfsdeploy_glusterfs import manifests
 from gfsdeploy import secrets
+from gfsdeploy.batch import JointProbe, fallback_parts, fallback_script
 from gfsdeploy.errors import ModuleError, PlaybookError, PreflightError
 from gfsdeploy.modules.base import (ADD, CHANGE, DESTROY, REPLACE, UNKNOWN, WARN, Change, Module, Param,
                                     TaskContext, TaskResult, q, qjoin)
+from gfsdeploy.transport.base import Result
 from gfsdeploy_glusterfs.validate import k8s_label_value, k8s_name
 
 #: the field manager gfsdeploy's server-side applies use
@@ -577,9 +579,7 @@ def get_probes(args: dict, objects: list[dict], prefix: str = "get") -> dict[str
         cluster = groups.pop("")
         first = next(iter(groups))
         groups[first] = cluster + groups[first]
-    return {f"{prefix} {ns or '(cluster)'}": kubectl(args, "get", *refs, *_ns_args(ns), "-o", "json",
-                                                     "--ignore-not-found")
-            for ns, refs in groups.items()}
+    return {f"{prefix} {ns or '(cluster)'}": KubectlGet(args, refs, ns) for ns, refs in groups.items()}
 
 
 def parse_get(results: dict, host: str, task: str) -> list[dict]:
@@ -604,6 +604,77 @@ def parse_objects(text: str, host: str = "", task: str = "") -> list[dict]:
     except json.JSONDecodeError:
         raise ModuleError(f"kubectl printed something that is not JSON: {text[:300]}",
                           host=host, task=task) from None
+
+
+class KubectlGet(JointProbe):
+    """``kubectl get REF… -n NS -o json --ignore-not-found`` of one step; the gets of
+    several steps through the same kubectl, kubeconfig and namespace are one process."""
+
+    def __new__(cls, args: dict, refs: list[str], ns: str):
+        self = super().__new__(cls, kubectl(args, "get", *refs, *_ns_args(ns), "-o", "json", "--ignore-not-found"))
+        self.kube = {"kubectl": args.get("kubectl"), "kubeconfig": args.get("kubeconfig")}
+        self.refs, self.ns = list(refs), ns
+        self.joint_key = (kubectl_prefix(args), ns)
+        return self
+
+    @classmethod
+    def join(cls, probes: list) -> str:
+        refs = list(dict.fromkeys(r for p in probes for r in p.refs))
+        return fallback_script(kubectl(probes[0].kube, "get", *refs, *_ns_args(probes[0].ns), "-o", "json",
+                                       "--ignore-not-found"), probes)
+
+    @classmethod
+    def part(cls, probes: list, result: Result) -> list[Result]:
+        """Each step gets the objects it asked for: by their ``ref``; an object asked
+        for in another spelling (``deployments/x``, a short name) by its name."""
+        whole, each = fallback_parts(result, len(probes))
+        if each is not None or whole is None:
+            return each or [result] * len(probes)
+        objects = parse_objects(whole.stdout)
+        asked = {r for p in probes for r in p.refs}
+        out = []
+        for probe in probes:
+            names = {r.partition("/")[2] for r in probe.refs}
+            mine = [o for o in objects if ref(o) in probe.refs or
+                    (ref(o) not in asked and (o.get("metadata") or {}).get("name") in names)]
+            out.append(Result(0, _document(mine) if mine else "", whole.stderr))
+        return out
+
+
+class KubectlDryRun(JointProbe):
+    """The server-side dry run of one step's objects; those of several steps through the
+    same kubectl and kubeconfig are one process (one object list), unless two steps
+    name the same object."""
+
+    def __new__(cls, args: dict, objects: list[dict]):
+        self = super().__new__(cls, apply_script(args, objects, dry_run=True))
+        self.kube = {"kubectl": args.get("kubectl"), "kubeconfig": args.get("kubeconfig")}
+        self.objects = objects
+        self.joint_key = kubectl_prefix(args)
+        return self
+
+    @classmethod
+    def join(cls, probes: list) -> str | None:
+        objects = [o for p in probes for o in p.objects]
+        if len({key(o) for o in objects}) != len(objects):
+            return None
+        return fallback_script(apply_script(probes[0].kube, objects, dry_run=True), probes)
+
+    @classmethod
+    def part(cls, probes: list, result: Result) -> list[Result]:
+        """Each step gets its own objects as the server would apply them. A step whose
+        objects are not all in the answer reads as refused: it then asks object by
+        object, as when its own dry run fails."""
+        whole, each = fallback_parts(result, len(probes))
+        if each is not None or whole is None:
+            return each or [result] * len(probes)
+        applied = {key(o): o for o in parse_objects(whole.stdout)}
+        out = []
+        for probe in probes:
+            mine = [applied.get(key(o)) for o in probe.objects]
+            out.append(Result(0, _document(mine), whole.stderr) if all(m is not None for m in mine) else
+                       Result(1, "", "the joined dry run did not return every object of this step"))
+        return out
 
 
 @dataclass
@@ -747,7 +818,7 @@ class Kubernetes(Module):
         probes = get_probes(args, objects)
         known = [o for o in objects if not has_unknown(o)]
         if args.get("state") == "present" and known:
-            probes["dry-run"] = apply_script(args, known, dry_run=True)
+            probes["dry-run"] = KubectlDryRun(args, known)
         return probes
 
     def read(self, args, facts, ctx) -> KubeState:
@@ -1223,11 +1294,9 @@ class KubernetesFacts(Module):
                   "where": f"printf '%s\\n' {config}; "
                            + kubectl(args, "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}")}
         if args.get("service"):
-            probes["service"] = kubectl(args, "get", "service/" + args["service"], "-n", args["namespace"],
-                                        "-o", "json", "--ignore-not-found")
+            probes["service"] = KubectlGet(args, ["service/" + args["service"]], args["namespace"])
         if args.get("objects"):
-            probes["objects"] = kubectl(args, "get", *args["objects"], "-n", args["namespace"], "-o", "json",
-                                        "--ignore-not-found")
+            probes["objects"] = KubectlGet(args, [str(o) for o in args["objects"]], args["namespace"])
         return probes
 
     def read(self, args, facts, ctx) -> ClusterFacts:

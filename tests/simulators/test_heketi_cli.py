@@ -129,6 +129,9 @@ def test_volume_create_list_info_delete(sim, tmp_path, pods):
     assert (rc, err) == (255, "Error: Id not found\n")
     rc, _, err = cli(sim, "volume", "create", "--name", "x")
     assert (rc, err) == (255, "Error: Missing volume size\n")
+    # an id is one path segment: it never reaches another endpoint
+    rc, _, err = cli(sim, "volume", "delete", f"../clusters/{created['cluster']}")
+    assert (rc, err) == (255, "Error: Id not found\n") and created["cluster"] in sim.db["clusters"]
 
 
 def test_cluster_node_device_commands(sim, tmp_path):

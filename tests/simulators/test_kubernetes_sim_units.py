@@ -166,6 +166,16 @@ def test_store_watch_log_and_cluster_ip_allocation():
     assert [(e[2], (e[4] or e[3])["metadata"]["name"]) for e in events] == [("ADDED", "b"), ("DELETED", "a")]
 
 
+@pytest.mark.parametrize("target,expected", [(None, 1), (0, 1), ("", 1), (8080, 8080), ("http", "http")])
+def test_service_target_port_defaults_to_the_port(target, expected):
+    """Unset, 0 or "" is the port itself (heketi-cli's heketi-storage.json writes targetPort 0)."""
+    api = Api("1.25.16", "10.186.1.0/24")
+    api.create(api.res("namespaces"), "", {"metadata": {"name": "default"}})
+    port = {"port": 1, **({} if target is None else {"targetPort": target})}
+    svc = api.create(api.res("services"), "default", {"metadata": {"name": "s"}, "spec": {"ports": [port]}})
+    assert svc["spec"]["ports"][0]["targetPort"] == expected
+
+
 @pytest.mark.parametrize("version,gv,served", [
     ("1.15.12", "extensions/v1beta1", True), ("1.16.0", "extensions/v1beta1", False),
     ("1.21.14", "storage.k8s.io/v1beta1", True), ("1.22.0", "storage.k8s.io/v1beta1", False),

@@ -109,7 +109,8 @@ class Admission:
         spec.setdefault("sessionAffinity", "None")
         for p in spec.get("ports") or []:
             p.setdefault("protocol", "TCP")
-            p.setdefault("targetPort", p.get("port"))
+            if p.get("targetPort") in (None, 0, ""):   # unset, 0 or "": the port itself (API server default)
+                p["targetPort"] = p.get("port")
         name = obj["metadata"]["name"]
         if old is not None:
             was = old["spec"].get("clusterIP")
