@@ -38,3 +38,10 @@ def test_bench_runs_and_noop_is_at_most_two_round_trips(tmp_path):
     assert g["noop"]["round_trips_max"] <= 2
     assert g["dry"]["round_trips_max"] <= 2
     assert set(g["verified"]) == {"k8s-1", "k8s-2"}
+    # recorded beside every figure: the machine's load, gfsdeploy's peak threads, the lab's cost
+    assert len(run["load_start"]) == 3 and len(run["load_end"]) == 3
+    assert g["first"]["threads_max"] >= 2 and g["first"]["forks"] >= 2  # main thread + a worker
+    assert g["first"]["round_trips_max"] <= 3
+    lab = data["labs"]["2"]
+    assert lab["up_s"] > 0 and lab["down_s"] > 0
+    assert lab["memory"]["processes"] >= 2 * 2  # each node's init and sshd at least
