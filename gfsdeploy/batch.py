@@ -205,8 +205,9 @@ def run_ahead(runner, hr, step) -> int:
         stop = False
         planned: list[Member] = []
         try:
-            variables = runner.variables(hr, task)
-            for index, _v, status, args, ctx in runner._each_item(hr, task, module, variables):
+            # (rendered once per step: the batched read's rendering is reused)
+            _variables, items = runner._step_items(hr, task, module)
+            for index, _v, status, args, ctx in items:
                 if status == "skipped":
                     continue
                 if status != "ready":

@@ -20,6 +20,7 @@ import heapq
 import itertools
 import json
 import os
+import re
 import threading
 import time
 import traceback
@@ -36,7 +37,7 @@ from gfsdeploy.inventory import Host, Inventory
 from gfsdeploy.modules.base import CHANGE, READ, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
 from gfsdeploy.playbook import INCLUDE_MODULES, Playbook, Task, _meta_action, load_vars
 from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown, unsafe
-from gfsdeploy.templating.templar import _has_template
+from gfsdeploy.templating.templar import _NOT_RESOLVED, _has_template, _read_source
 from gfsdeploy.transport import make_transport, request_stop
 
 try:  # per-task connections and escalation, where the transport offers them
@@ -122,6 +123,108 @@ class HostRun:
     views: dict = field(default_factory=dict)       # (user, connection) -> transport of a task's keywords
     failed_task: dict | None = None                 # Ansible's ansible_failed_task, for a rescue
     failed_result: dict | None = None
+    #: bumped by every change of this host's variables (HostRun.touched; _Layer writes)
+    vars_version: int = 0
+    facts_parsed: str | None = None                 # the facts text fact_vars/info were parsed from
+    rendered: dict = field(default_factory=dict)    # task id -> _Rendered (Runner._step_items)
+
+    def __setattr__(self, name, value):
+        if name in _LAYERS:
+            if type(value) is not _Layer:
+                value = _Layer(value)
+            value.owner = self  # a write into it is seen (vars_version)
+        elif name in ("failed", "unreachable") and self.__dict__.get(name, False) != value:
+            HostRun.down_epoch = next(_DOWN_EPOCHS)  # ansible_play_hosts may change
+        object.__setattr__(self, name, value)
+        if name in _VERSIONED and "vars_version" in self.__dict__:
+            self.touched()
+
+    def touched(self) -> None:
+        """One of this host's variables changed (register, set_fact, include_vars, facts
+        that are variables…): what was computed from them is outdated."""
+        self.__dict__["vars_version"] = self.__dict__.get("vars_version", 0) + 1
+        if not self.__dict__.get("copy"):
+            HostRun.vars_epoch = next(_VARS_EPOCHS)  # some host's hostvars changed
+
+    def __copy__(self):
+        """A copy (a host as its later steps will see it, batch.shadow): what it changes
+        is its own, never a change of the host's variables."""
+        out = object.__new__(HostRun)
+        out.__dict__.update(self.__dict__, copy=True)
+        return out
+
+    def vars_key(self) -> int:
+        """Equal keys, equal variables of this host (O(1): every write to a layer bumps it)."""
+        return self.vars_version
+
+
+class _Layer(dict):
+    """A host's variable layer (registered, include_vars, cacheable facts): every write
+    bumps its host's ``vars_version``, so nothing computed from it is used outdated."""
+
+    owner = None
+
+    def _touched(self):
+        if self.owner is not None:
+            self.owner.touched()
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self._touched()
+
+    def __delitem__(self, key):
+        super().__delitem__(key)
+        self._touched()
+
+    def update(self, *args, **kwargs):
+        super().update(*args, **kwargs)
+        self._touched()
+
+    def setdefault(self, key, default=None):
+        self._touched()
+        return super().setdefault(key, default)
+
+    def pop(self, *args):
+        self._touched()
+        return super().pop(*args)
+
+    def popitem(self):
+        self._touched()
+        return super().popitem()
+
+    def clear(self):
+        super().clear()
+        self._touched()
+
+    def __ior__(self, other):
+        self.update(other)
+        return self
+
+    def __reduce__(self):
+        return dict, (dict(self),)
+
+
+_LAYERS = frozenset({"registered", "included_vars", "cacheable"})
+#: assigning one of these changes the host's variables
+_VERSIONED = _LAYERS | {"setup_ran", "failed_task", "failed_result"}
+
+
+_DOWN_EPOCHS = itertools.count(1)
+_VARS_EPOCHS = itertools.count(1)
+HostRun.down_epoch = 0   # changes whenever any host fails, recovers or becomes unreachable
+HostRun.vars_epoch = 0   # changes whenever any host's variables change (HostRun.touched)
+
+
+@dataclass
+class _Rendered:
+    """A step's variables and loop items as rendered for one host, and what they were
+    rendered from (see Runner._step_items)."""
+
+    key: tuple
+    variables: dict
+    items: list        # (index, the loop item's variables, status, args)
+    others: int | None  # HostRun.vars_epoch then, if it read other hosts' hostvars (else None)
+    files: dict        # local files prepare read -> (mtime_ns, size, inode) or None
 
 
 class _Vars(dict):
@@ -129,9 +232,10 @@ class _Vars(dict):
 
     raw: dict | None = None
     refs: dict | None = None   # templated variable -> the names it uses
+    extra: dict | None = None  # what _overlay put on top (a loop item's variables)
 
 
-_NOT_LAZY = frozenset({"hostvars", "groups", "vars"})
+_NOT_LAZY = _NOT_RESOLVED  # (hostvars, groups, vars, the play host lists: never templates)
 
 
 class HostVars(Mapping):
@@ -139,6 +243,7 @@ class HostVars(Mapping):
 
     def __init__(self, runner: "Runner", task: Task):
         self.runner, self.task = runner, task
+        self.used = False   # a host of the play was looked at (a rendering depends on it)
 
     def __getitem__(self, name):
         runner = self.runner
@@ -146,8 +251,13 @@ class HostVars(Mapping):
         if hr is None:
             if name not in runner.inventory.hosts:
                 raise KeyError(name)
-            host = runner.inventory.hosts[name]
-            return runner.templar.resolve({**host.vars, "inventory_hostname": name})
+            cached = runner._inventory_hostvars.get(name)
+            if cached is None:  # a host of no play: its inventory variables never change
+                host = runner.inventory.hosts[name]
+                cached = runner._inventory_hostvars[name] = runner.templar.resolve(
+                    {**host.vars, "inventory_hostname": name})
+            return cached
+        self.used = True
         return runner.host_variables(hr, self.task.play)
 
     def __iter__(self):
@@ -231,6 +341,8 @@ class Runner:
         #: task ids — duplicate steps, a cycle in the graph
         self._expand_lock = threading.Lock()
         self._hostvars_cache: dict = {}
+        self._inventory_hostvars: dict = {}
+        self._live: dict = {}   # play index -> (HostRun.down_epoch, its live hosts, all its hosts)
         self.steps_by_host: dict[str, list[Step]] = {}
         self.once: dict = {}            # (task id, batch) -> (host, outcome) of a run_once task
         self.once_lock = threading.Lock()
@@ -299,6 +411,7 @@ class Runner:
         raw = getattr(variables, "raw", None)
         out = _Vars({**variables, **extra})
         out.raw = raw
+        out.extra = extra
         if raw is None or not extra:
             return out
         refs = getattr(variables, "refs", None)
@@ -337,18 +450,14 @@ class Runner:
         Cached per (host, play) until one of the host's own layers changes: a template
         reading ``hostvars[h]`` for every host (an /etc/hosts block) would otherwise
         compute every host's variables again on each host — quadratic in hosts."""
-        sources = (hr.fact_vars, hr.info, hr.registered, hr.included_vars, hr.cacheable)
-        values = [*hr.registered.values(), *hr.included_vars.values(), *hr.cacheable.values(),
-                  *hr.fact_vars.values()]  # (facts are also updated in place: a module's ansible_facts)
-        signature = (self._facts_visible(hr, play), tuple(map(id, sources)), tuple(map(id, values)),
-                     tuple(hr.registered), tuple(hr.included_vars), tuple(hr.cacheable), tuple(hr.fact_vars))
+        # O(1) per lookup: each write to one of its layers bumps hr.vars_version
+        signature = (self._facts_visible(hr, play), hr.vars_version)
         key = (hr.host.name, play.index)
         cached = self._hostvars_cache.get(key)
         if cached is not None and cached[0] == signature:
-            return cached[2]
+            return cached[1]
         result = self._compute_host_variables(hr, play)
-        # the source objects are kept alive with the entry, so their ids cannot be reused
-        self._hostvars_cache[key] = (signature, (sources, values), result)
+        self._hostvars_cache[key] = (signature, result)
         return result
 
     def _compute_host_variables(self, hr: HostRun, play) -> dict:
@@ -368,7 +477,16 @@ class Runner:
     def _magic(self, hr: HostRun, task: Task) -> dict:
         play = task.play
         hosts = self.play_hosts.get(play.index, [])
-        live = [h for h in hosts if h in self.hosts and not self.hosts[h].failed and not self.hosts[h].unreachable]
+        # one list per play, shared by every task's variables until a host fails or
+        # recovers (a copy per task was O(hosts) of time and memory for each step)
+        epoch = HostRun.down_epoch
+        known = self._live.get(play.index)
+        if known is not None and known[0] == epoch:
+            live, all_hosts = known[1], known[2]
+        else:
+            live = [h for h in hosts if h in self.hosts and not self.hosts[h].failed and not self.hosts[h].unreachable]
+            all_hosts = known[2] if known is not None else list(hosts)
+            self._live[play.index] = (epoch, live, all_hosts)
         magic = {"groups": self.magic["groups"], "hostvars": HostVars(self, task),
                  "inventory_hostname": hr.host.name, "inventory_hostname_short": hr.host.name.split(".")[0],
                  "group_names": sorted(hr.host.groups), "playbook_dir": os.path.dirname(os.path.abspath(
@@ -376,7 +494,7 @@ class Runner:
                  # where this host was defined (an inventory directory has several files)
                  "inventory_dir": os.path.dirname(os.path.abspath(hr.host.file or self.inventory.path)),
                  "ansible_check_mode": self.options.mode == "plan", "ansible_play_name": play.name,
-                 "ansible_play_hosts": live, "ansible_play_hosts_all": list(hosts), "play_hosts": live,
+                 "ansible_play_hosts": live, "ansible_play_hosts_all": all_hosts, "play_hosts": live,
                  "ansible_play_batch": self._batch_hosts(task, hr.host.name, live), "ansible_run_tags": sorted(self.options.tags or ["all"]),
                  "ansible_skip_tags": sorted(self.options.skip_tags or []), "ansible_version": _ansible_version(),
                  "ansible_diff_mode": True, "ansible_forks": self.options.forks}
@@ -478,7 +596,16 @@ class Runner:
         return False
 
     def _set_facts(self, hr: HostRun, text: str, *, real: bool) -> None:
-        hr.fact_vars, hr.info = hostfacts.read(hr.host.name, text, hr.host.vars)
+        if text != hr.facts_parsed:  # the same text (a warm facts cache) gives the same facts
+            fact_vars, info = hostfacts.read(hr.host.name, text, hr.host.vars)
+            hr.facts_parsed = text
+            hr.fact_vars = fact_vars
+            if info != hr.info:
+                hr.info = info
+            if hr.host.name in self.gathers or hr.setup_ran:
+                # facts are variables here: what was rendered with the old ones is outdated
+                # (elsewhere they are not, and an uptime in them must not undo every rendering)
+                hr.touched()
         if real:
             hr.facts_text = text
 
@@ -565,11 +692,15 @@ class Runner:
                     if task.register:
                         ahead[task.register] = batch.NOT_YET
                     continue
-                variables = self.variables(batch.shadow(hr, ahead) if ahead else hr, task)
+                if ahead:  # rendered with what earlier steps will register: not kept for later
+                    variables = self.variables(batch.shadow(hr, ahead), task)
+                    rendered = self._each_item(hr, task, module, variables)
+                else:  # (kept: the step's run and its batch reuse it — Runner._step_items)
+                    variables, rendered = self._step_items(hr, task, module, want_ctx=bool(task.register))
                 env = self._environment(task, variables)
                 view = self._view(hr, task, variables)
                 items: list = []
-                for item in self._each_item(hr, task, module, variables):
+                for item in rendered:
                     items.append(item)
                     index, _, status, args, _ = item
                     if status == "unknown":
@@ -667,6 +798,54 @@ class Runner:
             ctx = self._context(hr, task, v)
             yield index, v, "ready", module.prepare(args, ctx), ctx
 
+    def _step_items(self, hr: HostRun, task: Task, module, *, want_ctx: bool = True, keep: bool = True):
+        """``(variables, items)`` of a step on this host, ``items`` yielding what
+        :meth:`_each_item` yields. Rendered once and reused by the batched read, the
+        batch and the step's own run (it rendered three times before) while nothing it
+        was rendered from changed: this host's variable layers, the ``hostvars`` of other
+        hosts it read, which hosts are live, the run's mode and the local files
+        ``prepare`` read. Each use gets its own ``ctx`` and its own copy of the args;
+        ``keep=False``: the step's last use (nothing is kept)."""
+        entry = hr.rendered.get(task.id)
+        if entry is not None and self._still_valid(hr, entry):
+            return entry.variables, self._replay_items(hr, task, entry, want_ctx)
+        lookups = self.templar.lookups_run
+        variables = self.variables(hr, task)
+        return variables, self._record_items(hr, task, module, variables, keep, lookups)
+
+    def _render_key(self, hr: HostRun) -> tuple:
+        # (not the host facts: a module whose prepare may be reused does not read them, and
+        # the probes made from them are checked when read — Runner._same_probes)
+        return self.options.mode, hr.vars_key(), HostRun.down_epoch
+
+    def _still_valid(self, hr: HostRun, entry: _Rendered) -> bool:
+        if entry.key != self._render_key(hr):
+            return False
+        if entry.others is not None and entry.others != HostRun.vars_epoch:
+            return False  # it read hostvars, and some host's variables changed since
+        return all(_stat(path) == stat for path, stat in entry.files.items())
+
+    def _record_items(self, hr: HostRun, task: Task, module, variables: dict, keep: bool, lookups: int):
+        key, epoch = self._render_key(hr), HostRun.vars_epoch
+        # (a with_<lookup> loop reads the controller's files: rendered again when the step runs)
+        reusable = keep and not task.delegate_to and _prepare_reusable(module) and task.loop_with in _DATA_LOOPS
+        items: list = []
+        files: set = set()
+        for index, v, status, args, ctx in self._each_item(hr, task, module, variables):
+            if reusable:  # (the item's own variables only: all of them again is O(variables) per item)
+                items.append((index, getattr(v, "extra", None), status, dict(args) if isinstance(args, dict) else args))
+                files.update(getattr(ctx, "local_files", ()))
+            yield index, v, status, args, ctx
+        if reusable and self.templar.lookups_run == lookups and None not in files:  # all rendered, no lookup ran
+            others = epoch if getattr(variables.get("hostvars"), "used", True) else None
+            hr.rendered[task.id] = _Rendered(key, variables, items, others, {path: _stat(path) for path in files})
+
+    def _replay_items(self, hr: HostRun, task: Task, entry: _Rendered, want_ctx: bool):
+        for index, extra, status, args in entry.items:
+            v = self._overlay(entry.variables, extra or {})
+            ctx = self._context(hr, task, v) if want_ctx and status == "ready" else None
+            yield index, v, status, dict(args) if isinstance(args, dict) else args, ctx
+
     def _true(self, conditions, variables: dict, task: Task) -> bool:
         value = self.templar.evaluate(conditions, variables, where=task.where())
         return bool(_truth(value)) if not isinstance(value, bool) else value
@@ -721,23 +900,39 @@ class Runner:
         return env
 
     def _context(self, hr: HostRun, task: Task, variables: dict) -> TaskContext:
+        local_files: list = []   # what prepare read on the controller (see _step_items)
+
         def render_file(path):
             full = self._find(path, task, "templates")
-            return self.templar.render_file(full, variables, where=task.where())
+            local_files.append(full)
+            text = self.templar.render_file(full, variables, where=task.where())
+            try:
+                if _TEMPLATE_USES_FILES.search(_read_source(full)):
+                    local_files.append(None)  # other files are part of it: not reused
+            except (OSError, UnicodeDecodeError):
+                local_files.append(None)
+            return text
+
+        def find_file(path):
+            full = self._find(path, task, "files")
+            local_files.append(full)
+            return full
 
         target = hr
         if task.delegate_to:
             target = self._delegate(hr, task, variables) or hr
-        return TaskContext(target.info, self._view(target, task, variables), task_name=task.label,
-                           render_file=render_file, find_file=lambda p: self._find(p, task, "files"),
-                           progress=lambda msg: self.reporter.progress(hr.host.name, task, msg),
-                           check_mode=self.options.mode == "plan" or _truth(task.check_mode) is True,
-                           transports=_HostTransports(self.hosts),
-                           allow_destroy=self.options.allow_destroy, variables=variables,
-                           read_only=self._runs_in_plan(task), no_log=_truth(task.no_log) is True,
-                           task_check_mode=task.check_mode, verbosity=self.options.verbose,
-                           diff=_truth(task.diff) is True, host_pending=hr.pending,
-                           environment=self._environment(task, variables), timeout=task.timeout)
+        ctx = TaskContext(target.info, self._view(target, task, variables), task_name=task.label,
+                          render_file=render_file, find_file=find_file,
+                          progress=lambda msg: self.reporter.progress(hr.host.name, task, msg),
+                          check_mode=self.options.mode == "plan" or _truth(task.check_mode) is True,
+                          transports=_HostTransports(self.hosts),
+                          allow_destroy=self.options.allow_destroy, variables=variables,
+                          read_only=self._runs_in_plan(task), no_log=_truth(task.no_log) is True,
+                          task_check_mode=task.check_mode, verbosity=self.options.verbose,
+                          diff=_truth(task.diff) is True, host_pending=hr.pending,
+                          environment=self._environment(task, variables), timeout=task.timeout)
+        ctx.local_files = local_files
+        return ctx
 
     def _find_in(self, task: Task, sub: str, path: str) -> str | None:
         if os.path.isabs(path):
@@ -979,14 +1174,17 @@ class Runner:
         runs = self._runs_in_plan(task) and not (planning and task.until is not None)
         results: list[dict] = []
         unknown = False  # what it registers is only known after apply
-        variables = self.variables(hr, task)
+        pause = float(task.loop_control.get("pause") or 0) if task.loop_control else 0.0
+        if not planning and not task.delegate_to and not pause:
+            # changes of the host's following independent steps join this round trip
+            # (a delegated step never joins a batch)
+            batch.run_ahead(self, hr, step)
+        # rendered by the batched read or the batch already, unless something it used changed since
+        variables, items = self._step_items(hr, task, module, keep=False)
+        hr.rendered.pop(task.id, None)  # the step runs now: its rendering is not kept
         delegate = self._delegate(hr, task, variables) if task.delegate_to else None
         target = delegate or hr
-        pause = float(task.loop_control.get("pause") or 0) if task.loop_control else 0.0
-        if not planning and delegate is None and not pause:
-            # changes of the host's following independent steps join this round trip
-            batch.run_ahead(self, hr, step)
-        for index, v, status, args, ctx in self._each_item(hr, task, module, variables):
+        for index, v, status, args, ctx in items:
             if status == "unknown":
                 outcome.changes.append(Change(CHANGE, f"{task.module}: {task.label}", args))
                 results.append(self._with_item(task, v, {"changed": True}))
@@ -1138,7 +1336,10 @@ class Runner:
         delegate's with ``delegate_facts: true``)."""
         facts = result.get("ansible_facts")
         if isinstance(facts, dict) and facts:
-            (delegate if delegate is not None and task.delegate_facts else hr).fact_vars.update(facts)
+            owner = delegate if delegate is not None and task.delegate_facts else hr
+            owner.fact_vars.update(facts)
+            owner.facts_parsed = None  # no longer what the facts text says
+            owner.touched()
 
     def _judge(self, task: Task, result: TaskResult, variables: dict) -> dict:
         value = result.as_register()
@@ -1306,7 +1507,9 @@ class Runner:
             hr.flow.failed = False
         elif action == "clear_facts":
             hr.fact_vars = {}
+            hr.facts_parsed = None
             hr.setup_ran = False
+            hr.touched()
             self.gathers.pop(hr.host.name, None)
         elif action == "reset_connection":
             pass  # one connection per host per run; nothing is cached on it between tasks
@@ -1431,6 +1634,7 @@ class Runner:
             hr.included_vars, hr.flow, hr.setup_ran = {}, flowmod.HostFlow(failed=hr.unreachable), False
             hr.flow.force_handlers = self.options.force_handlers
             hr.cacheable, hr.failed_task, hr.failed_result = {}, None, None
+            hr.rendered = {}
             hr.counts = {"ok": 0, "changed": 0, "failed": 0, "skipped": 0}
         self.graph = graph = self.base_graph.copy()
         self.steps_by_host = {}
@@ -1574,6 +1778,33 @@ class Runner:
         return {h: sorted(v) for h, v in sorted(out.items())}
 
 
+#: `with_<name>` loops over data only (the others read files or run commands on the controller)
+_DATA_LOOPS = frozenset({None, "items", "list", "indexed_items", "dict", "together", "nested", "cartesian",
+                         "subelements", "sequence", "flattened"})
+
+
+#: a template that includes, imports or extends other files
+_TEMPLATE_USES_FILES = re.compile(r"\{%[-+]?\s*(include|import|extends|from)\b")
+
+
+def _stat(path: str):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+def _prepare_reusable(module) -> bool:
+    """Whether a module's ``prepare`` depends only on its args, its variables and the
+    local files it reads through ``ctx.find_file``/``ctx.render_file`` — not on the host's
+    facts, nor on anything else — so its result can be reused while those are unchanged."""
+    flag = getattr(module, "prepare_reusable", None)
+    if flag is not None:
+        return bool(flag)
+    return getattr(type(module).prepare, "__qualname__", "") == "Module.prepare"
+
+
 def _sleep_unless_stopped(seconds: float) -> bool:
     """Sleep; True (at once) if the user stopped the run."""
     from gfsdeploy.transport.base import _STOP
@@ -1621,10 +1852,13 @@ def _ansible_version() -> dict:
 
 
 def _args_key(args) -> str:
+    """What a step's read was made from, compared for equality only: a digest (the
+    arguments themselves hold whole rendered files, kept per step and host)."""
     try:
-        return json.dumps(args, sort_keys=True, default=str)
+        text = json.dumps(args, sort_keys=True, default=str)
     except (TypeError, ValueError):
-        return repr(args)
+        text = repr(args)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _describe_args(args) -> str:

@@ -448,6 +448,9 @@ class Copy(_FileModule):
     """``copy``: a controller file (``src``) or inline ``content`` to ``dest``."""
 
     name = "copy"
+    #: prepare reads only its args, variables and the local files it finds through ctx (not
+    #: the host's facts): the runner may reuse its result while those are unchanged
+    prepare_reusable = True
     params = {
         "dest": Param("path", required=True),
         "src": Param("path"),

@@ -132,7 +132,11 @@ def show_unknown(text: str) -> str:
     return text.replace(UNKNOWN_MARK, "(known after apply)")
 
 
-_NOT_RESOLVED = frozenset({"hostvars", "groups"})
+#: never scanned for templates: every host's inventory, the lists of a play's hosts (the
+#: magic variables, O(hosts) each: scanned per step they made a run O(hosts²)) and ``vars``
+#: (a copy of the variables, set after they are resolved)
+_NOT_RESOLVED = frozenset({"hostvars", "groups", "vars", "ansible_play_hosts", "ansible_play_hosts_all",
+                           "play_hosts", "ansible_play_batch"})
 
 
 class Unsafe(str):
@@ -386,6 +390,9 @@ class Templar:
     def __init__(self, search_path: list[str] | None = None, *, base_dirs: list[str] | None = None):
         loader = jinja2.FileSystemLoader(search_path or ["."])
         self.env = make_environment(loader)
+        #: lookups run so far: a rendering that ran one read the controller's state at that
+        #: moment (a file, a command), so the runner does not reuse it later
+        self.lookups_run = 0
         self.env.globals["lookup"] = self._lookup_global
         self.env.globals["query"] = self._query_global
         self.env.globals["q"] = self._query_global
@@ -444,6 +451,7 @@ class Templar:
         if errors not in ("strict", "warn", "ignore"):
             raise _lookups.LookupError_(f"lookup: errors= must be strict, warn or ignore, got {errors!r}")
         variables = dict(context.get_all())
+        self.lookups_run += 1
         try:
             result = _lookups.run(name, list(terms), self.lookup_context(variables), **kwargs)
         except _lookups.LookupError_:

@@ -45,12 +45,26 @@ class Result:
 
 @dataclass
 class CommandRecord:
-    """One round trip, as logged for tests and ``-v``: the script and its exit code."""
+    """One round trip, as logged for tests and ``-v``: the script and its exit code.
+
+    Only the first :data:`LOG_SCRIPT_CHARS` characters of a script are kept (a batch of
+    changes carries whole files: kept in full, the log of a 1,000-host run held every
+    file sent to every host); ``size`` is the script's full length."""
 
     script: str
     rc: int | None = None
     kind: str = "run"  # "run" (changes or actions) or "read" (batched state reads)
     user: str | None = None  # the become user, when the script ran escalated
+    size: int = 0
+
+    def __post_init__(self):
+        self.size = len(self.script)
+        if self.size > LOG_SCRIPT_CHARS:
+            self.script = self.script[:LOG_SCRIPT_CHARS] + f"\n… ({self.size} characters in all)"
+
+
+#: how much of each script the command log keeps
+LOG_SCRIPT_CHARS = 4096
 
 
 # -- stopping ------------------------------------------------------------------------
