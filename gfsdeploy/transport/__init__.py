@@ -149,6 +149,7 @@ class Connections:
         self.options = options
         self._open: dict = {}
         self._lock = threading.Lock()
+        self._trim_lock = threading.Lock()
 
     def get(self, host, variables: dict | None = None, *, remote_user: str | None = None,
             connection: str | None = None) -> Transport:
@@ -163,10 +164,16 @@ class Connections:
                 if transport is None:
                     transport = self.factory(host, variables=variables, remote_user=remote_user,
                                              connection=connection, **self.options)
+                    if self.max_open is not None and hasattr(transport, "before_connect"):
+                        # a caller may keep the transport and use it after an eviction: every
+                        # (re)open makes room first, not only the first get()
+                        transport.before_connect = self._make_room
                     self._open[key] = transport
-        if self.max_open is not None and not getattr(transport, "is_open", True):
-            self.trim(keep=transport)  # it is about to open: make room first
         return transport
+
+    def _make_room(self, transport) -> None:
+        with self._trim_lock:
+            self.trim(keep=transport)
 
     def trim(self, keep=None) -> int:
         """Close idle connections beyond ``max_open`` (least recently used first); returns how many."""

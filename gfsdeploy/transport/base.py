@@ -177,6 +177,7 @@ class Transport:
         self._refused: dict = {}           # Become -> BecomeError: never retried (account lockout)
         self._views: dict = {}
         self.in_flight = 0                 # commands running now (a busy connection is never evicted)
+        self.before_connect = None         # called before (re)opening: Connections makes room there
         self.last_used = time.monotonic()
         if become_password:
             from gfsdeploy import secrets

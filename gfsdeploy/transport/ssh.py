@@ -233,6 +233,8 @@ class SSHTransport(Transport):
 
     # -- commands ----------------------------------------------------------------
     def _open(self, command: str, *, pty: bool) -> Channel:
+        if self.client is None and self.before_connect is not None:
+            self.before_connect(self)  # outside our lock: it evicts other connections
         with self._connect_lock:  # not while evict() closes it
             if self.client is None:
                 self.connect()
@@ -248,11 +250,15 @@ class SSHTransport(Transport):
         return _SSHChannel(chan)
 
     def evict(self) -> bool:
-        with self._connect_lock:
+        if not self._connect_lock.acquire(blocking=False):
+            return False  # connecting or being closed right now: not idle
+        try:
             if self.client is None or self.in_flight or self._forwards:
                 return False
             self.close()
             return True
+        finally:
+            self._connect_lock.release()
 
     @property
     def is_open(self) -> bool:

@@ -545,4 +545,10 @@ def test_at_most_max_open_connections_stay_open(sshd):
     first = conns.get(hosts[0])                       # evicted earlier: reopens
     assert first.run("echo again").stdout == "again\n" and first.round_trips == 2
     assert sum(t.is_open for t in conns.all()) <= 2
+    # a caller that kept its transports (the runner does) reopens them within the limit too
+    kept = [conns.get(host) for host in hosts]
+    for transport in kept + kept:
+        assert transport.run("echo kept").stdout == "kept\n"
+        assert sum(t.is_open for t in conns.all()) <= 2
+    assert threading.active_count() - base_threads <= 2
     conns.close()
