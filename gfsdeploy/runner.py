@@ -1640,7 +1640,9 @@ class Runner:
         self.steps_by_host = {}
         import networkx as nx  # imported when a run starts, not with the engine (~0.2 s)
 
-        order = {n: i for i, n in enumerate(nx.topological_sort(graph))}
+        sequence = list(nx.topological_sort(graph))
+        order = {n: i for i, n in enumerate(sequence)}
+        inserted = False  # an include added steps: the graph's order must be computed again
         for step in sorted(order, key=order.get):
             self.steps_by_host.setdefault(step.host, []).append(step)
         waiting = {n: graph.in_degree(n) for n in graph.nodes}
@@ -1675,6 +1677,7 @@ class Runner:
                     outcome = future.result()
                     if outcome.expansion:
                         self._insert(step, outcome.expansion, waiting, order)
+                        inserted = True
                     self._finish(step, outcome)
                     release(step)
         except KeyboardInterrupt:
@@ -1687,7 +1690,9 @@ class Runner:
             self.abort()
             raise
         pool.shutdown(wait=True)
-        return [self.outcomes[s] for s in nx.topological_sort(graph) if s in self.outcomes]
+        # (the same graph gives the same order: sorted once, not again at the end)
+        return [self.outcomes[s] for s in (nx.topological_sort(graph) if inserted else sequence)
+                if s in self.outcomes]
 
     def abort(self) -> None:
         """Cut every connection at once (blocked reads in worker threads return)."""
