@@ -180,6 +180,8 @@ class SSHTransport(Transport):
 
     # -- connecting --------------------------------------------------------------
     def connect(self) -> None:
+        if self.client is None and self.before_connect is not None:
+            self.before_connect(self)  # make room (evicting others never waits on their locks)
         with self._connect_lock:
             if self.client is not None:
                 return
@@ -233,8 +235,6 @@ class SSHTransport(Transport):
 
     # -- commands ----------------------------------------------------------------
     def _open(self, command: str, *, pty: bool) -> Channel:
-        if self.client is None and self.before_connect is not None:
-            self.before_connect(self)  # outside our lock: it evicts other connections
         with self._connect_lock:  # not while evict() closes it
             if self.client is None:
                 self.connect()

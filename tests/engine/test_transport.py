@@ -548,6 +548,8 @@ def test_at_most_max_open_connections_stay_open(sshd):
     # a caller that kept its transports (the runner does) reopens them within the limit too
     kept = [conns.get(host) for host in hosts]
     for transport in kept + kept:
+        transport.connect()                           # the runner connects before its first command
+        assert sum(t.is_open for t in conns.all()) <= 2
         assert transport.run("echo kept").stdout == "kept\n"
         assert sum(t.is_open for t in conns.all()) <= 2
     assert threading.active_count() - base_threads <= 2
