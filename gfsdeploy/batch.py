@@ -493,9 +493,14 @@ def fallback_parts(result: Result, count: int) -> tuple[Result | None, list[Resu
     return None, None
 
 
-def read_joined(view, probes: dict) -> dict:
-    """``view.read_many(probes)`` with the :class:`JointProbe` probes of equal keys
-    asked in one command each (the same answers, fewer processes on the host)."""
+def read_joined(view, asked: dict) -> dict:
+    """``view.read_many(asked)`` with fewer processes on the host, the same answers: a
+    command several keys ask runs once, and :class:`JointProbe` probes of equal keys are
+    asked in one command each."""
+    first: dict = {}  # command -> the first key asking it
+    for key, cmd in asked.items():
+        first.setdefault(cmd, key)
+    probes = {key: cmd for cmd, key in first.items()}
     groups: dict = {}
     for key, cmd in probes.items():
         joint = getattr(cmd, "joint_key", None)
@@ -522,4 +527,4 @@ def read_joined(view, probes: dict) -> dict:
         except Exception:  # noqa: BLE001 - each probe sees the failure, and reports it as its own read would
             parts = [result] * len(keys)
         answered.update(zip(keys, parts))
-    return answered
+    return {key: answered[first[cmd]] for key, cmd in asked.items()}

@@ -734,11 +734,7 @@ class Runner:
                 "__facts__"] = probes["__facts__"]
         results: dict = {}
         for view, probes_of_view in batches.values():
-            first: dict = {}  # command -> the first key asking it: the same read runs once
-            for key, cmd in probes_of_view.items():
-                first.setdefault(cmd, key)
-            answered = batch.read_joined(view, {key: cmd for cmd, key in first.items()})
-            results.update({key: answered[first[cmd]] for key, cmd in probes_of_view.items()})
+            results.update(batch.read_joined(view, probes_of_view))
         facts_result = results.pop("__facts__", None)
         if facts_result is not None:
             # steps rendered with outdated facts are re-read when they run (their args differ)
