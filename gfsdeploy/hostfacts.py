@@ -40,12 +40,17 @@ _SECTIONS = [
     ("link", "ip -o link show 2>/dev/null"),
     ("mounts", "cat /proc/mounts 2>/dev/null"),
     ("df", "df -P -k 2>/dev/null"),
+    # sysfs attributes read with the shell's own `read` (no process per attribute: a host
+    # with a hundred loop devices took 0.7 s with `$(cat …)`)
     ("blocks", "for d in /sys/block/*; do [ -e \"$d\" ] || continue; n=${d##*/}; "
-               "printf 'D %s %s %s %s %s|%s\\n' \"$n\" \"$(cat $d/size 2>/dev/null)\" \"$(cat $d/removable 2>/dev/null)\" "
-               "\"$(cat $d/queue/rotational 2>/dev/null)\" \"$(cat $d/queue/logical_block_size 2>/dev/null)\" "
-               "\"$(cat $d/device/model 2>/dev/null)\"; "
-               "for p in $d/$n*; do [ -e \"$p/partition\" ] || continue; "
-               "printf 'P %s %s %s %s\\n' \"$n\" \"${p##*/}\" \"$(cat $p/size 2>/dev/null)\" \"$(cat $p/start 2>/dev/null)\"; "
+               "s=; r=; q=; l=; m=; "
+               "IFS= read -r s < $d/size; IFS= read -r r < $d/removable; "
+               "IFS= read -r q < $d/queue/rotational; IFS= read -r l < $d/queue/logical_block_size; "
+               "IFS= read -r m < $d/device/model; "
+               "printf 'D %s %s %s %s %s|%s\\n' \"$n\" \"$s\" \"$r\" \"$q\" \"$l\" \"$m\"; "
+               "for p in $d/$n*; do [ -e \"$p/partition\" ] || continue; s=; t=; "
+               "IFS= read -r s < $p/size; IFS= read -r t < $p/start; "
+               "printf 'P %s %s %s %s\\n' \"$n\" \"${p##*/}\" \"$s\" \"$t\"; "
                "done; done"),
     ("env", "env"),
     ("systemd", "[ -d /run/systemd/system ] && echo systemd; cat /proc/1/comm 2>/dev/null"),
