@@ -142,3 +142,19 @@ def test_recap_counts_like_ansible(compat):
                                              "rescued": 1, "ignored": 3}, pair.gfsdeploy.recap
     assert pair.gfsdeploy.recap["node2"]["failed"] == 1 and pair.gfsdeploy.recap["node2"]["ignored"] == 3
     assert pair.again.gfsdeploy.recap["node1"]["changed"] == 4  # the file is there: not changed, no handler
+
+
+def test_service_mgr_fact_like_ansible(compat):
+    """ansible_service_mgr on lab nodes, whose PID 1 is a shell: Ansible does not trust a
+    PID 1 named `init` or ending in `sh` and looks further (systemd here)."""
+    pid1 = compat.exec("gfsdeploy", "node1", "cat /proc/1/comm").stdout.strip()
+    assert pid1.endswith("sh"), pid1  # what this test is about
+    pair = compat.run_both("""
+        - hosts: all
+          tasks:
+            - name: the service manager
+              copy: {dest: /srv/compat-mgr/m, content: "{{ ansible_service_mgr }}\\n"}
+        """, state=Spec(files=["/srv/compat-mgr/m"]), reset="rm -rf /srv/compat-mgr && mkdir /srv/compat-mgr",
+        twice=False)
+    pair.assert_same()
+    assert pair.gfsdeploy.state["node1"]["files"]["/srv/compat-mgr/m"]["content"] == "systemd\n"
