@@ -31,7 +31,7 @@ from gfsdeploy import batch
 from gfsdeploy import flow as flowmod
 from gfsdeploy import hostfacts, loops, modules, secrets
 from gfsdeploy.errors import GfsError, Interrupted, ModuleError, PlaybookError, TransportError
-from gfsdeploy.graph import Step, build_graph, play_hosts, selected
+from gfsdeploy.graph import Step, build_graph, play_hosts, selected, topological_sort
 from gfsdeploy.hostfacts import FACTS_PROBE, HostFactsCache
 from gfsdeploy.inventory import Host, Inventory
 from gfsdeploy.modules.base import CHANGE, READ, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
@@ -1642,9 +1642,7 @@ class Runner:
             hr.counts = dict(_NO_COUNTS)
         self.graph = graph = self.base_graph.copy()
         self.steps_by_host = {}
-        import networkx as nx  # imported when a run starts, not with the engine (~0.2 s)
-
-        sequence = list(nx.topological_sort(graph))
+        sequence = topological_sort(graph)
         order = {n: i for i, n in enumerate(sequence)}
         inserted = False  # an include added steps: the graph's order must be computed again
         for step in sorted(order, key=order.get):
@@ -1695,7 +1693,7 @@ class Runner:
             raise
         pool.shutdown(wait=True)
         # (the same graph gives the same order: sorted once, not again at the end)
-        return [self.outcomes[s] for s in (nx.topological_sort(graph) if inserted else sequence)
+        return [self.outcomes[s] for s in (topological_sort(graph) if inserted else sequence)
                 if s in self.outcomes]
 
     def abort(self) -> None:
