@@ -19,6 +19,8 @@ PLAYBOOK = """
 - hosts: all
   gather_facts: false
   tasks:
+    - name: a change first (what the host's steps read is read again after it)
+      command: "true"
     - name: the template source
       copy: {dest: "{{ dir }}/src.j2", content: "v2 {{ '{{' }} inventory_hostname {{ '}}' }}\\n"}
     - name: a value file
