@@ -309,6 +309,9 @@ def script(members: list[Member], token: str) -> str:
     lines = ['d=$(mktemp -d "${TMPDIR:-/tmp}/gfsdeploy-batch.XXXXXX") || exit 1',
              "trap 'rm -rf \"$d\"' EXIT"]
     b64 = "base64 < \"$d/%s\" | tr -d '\\n'"
+
+    def same(name: str, expected: str) -> str:  # an empty answer is checked without an encoder
+        return f'[ ! -s "$d/{name}" ]' if not expected else f'[ "$({b64 % name})" = \'{expected}\' ]'
     for i, member in enumerate(members):
         if member.guard:
             lines.append("g=0")
@@ -316,16 +319,17 @@ def script(members: list[Member], token: str) -> str:
                 expect_out = base64.b64encode(seen.stdout.encode()).decode()
                 expect_err = base64.b64encode(seen.stderr.encode()).decode()
                 lines += [f'( {probe}\n) >"$d/po" 2>"$d/pe" </dev/null; prc=$?',
-                          f'[ "$prc" = {int(seen.rc)} ] && [ "$({b64 % "po"})" = \'{expect_out}\' ] && '
-                          f'[ "$({b64 % "pe"})" = \'{expect_err}\' ] || g=1']
+                          f'[ "$prc" = {int(seen.rc)} ] && {same("po", expect_out)} && '
+                          f'{same("pe", expect_err)} || g=1']
             lines.append(f"[ \"$g\" = 0 ] || {{ printf '\\n{_MARK}-{token} {i} stale\\n'; exit 0; }}")
         body = member.script if member.script.endswith("\n") else member.script + "\n"
         end = f"GFSDEPLOY_BATCH_{token}_{i}"
         lines += [f"cat > \"$d/s\" <<'{end}'", body + end,
                   'sh "$d/s" </dev/null >"$d/o" 2>"$d/e"; rc=$?',
                   f"printf '\\n{_MARK}-{token} {i} %s\\n' \"$rc\"",
-                  b64 % "o" + "; printf '\\n'",
-                  b64 % "e" + "; printf '\\n'",
+                  # (an empty output needs no encoder: two processes fewer per stream)
+                  f'if [ -s "$d/o" ]; then {b64 % "o"}; fi; printf \'\\n\'',
+                  f'if [ -s "$d/e" ]; then {b64 % "e"}; fi; printf \'\\n\'',
                   '[ "$rc" -eq 0 ] || exit 0']
     return "\n".join(lines) + "\n"
 
