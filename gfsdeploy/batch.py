@@ -196,6 +196,7 @@ def run_ahead(runner, hr, step) -> int:
     members: list[Member] = []
     touched: set | None = set()  # resources the members so far change
     view = None
+    controller = None  # whether the host is this machine (its files are those prepare reads)
     previous = None
     for position, current in enumerate(steps[steps.index(step):]):
         if position and set(runner.graph.predecessors(current)) != {previous}:
@@ -214,6 +215,7 @@ def run_ahead(runner, hr, step) -> int:
         stop = False
         planned: list[Member] = []
         try:
+            lookups = getattr(runner.templar, "lookups_run", 0)
             # (rendered once per step: the batched read's rendering is reused)
             _variables, items = runner._step_items(hr, task, module)
             for index, _v, status, args, ctx in items:
@@ -224,7 +226,14 @@ def run_ahead(runner, hr, step) -> int:
                     break
                 if view is None:
                     view = ctx.transport
+                    controller = _is_controller(view)
                 elif ctx.transport is not view:
+                    stop = True
+                    break
+                if controller and any(m.script is not None for m in members + planned) and \
+                        _reads_controller_files(ctx, touched, getattr(runner.templar, "lookups_run", 0) != lookups):
+                    # on this machine an earlier member may rewrite what its arguments were
+                    # made from (a template's source, a lookup's file): it runs after it, alone
                     stop = True
                     break
                 reads = module.resources(args)
@@ -288,6 +297,21 @@ def run_ahead(runner, hr, step) -> int:
     return ran
 
 
+def _is_controller(view) -> bool:
+    from gfsdeploy.transport.local import LocalTransport
+
+    return isinstance(getattr(view, "base", view), LocalTransport)
+
+
+def _reads_controller_files(ctx, touched: set | None, looked_up: bool) -> bool:
+    """Whether what a step's arguments were made from on the controller (files its
+    prepare read; a lookup) may be what ``touched`` changes."""
+    files = getattr(ctx, "local_files", ())
+    if looked_up or None in files or touched is None:
+        return True
+    return overlaps({"file:" + str(p) for p in files}, touched)
+
+
 def script(members: list[Member], token: str) -> str:
     """One script running each member's script in its own ``sh``, in order, each
     framed with its exit status, stdout and stderr (base64); it stops after the first
@@ -296,6 +320,9 @@ def script(members: list[Member], token: str) -> str:
     lines = ['d=$(mktemp -d "${TMPDIR:-/tmp}/gfsdeploy-batch.XXXXXX") || exit 1',
              "trap 'rm -rf \"$d\"' EXIT"]
     b64 = "base64 < \"$d/%s\" | tr -d '\\n'"
+
+    def same(name: str, expected: str) -> str:  # an empty answer is checked without an encoder
+        return f'[ ! -s "$d/{name}" ]' if not expected else f'[ "$({b64 % name})" = \'{expected}\' ]'
     for i, member in enumerate(members):
         if member.guard:
             lines.append("g=0")
@@ -303,16 +330,17 @@ def script(members: list[Member], token: str) -> str:
                 expect_out = base64.b64encode(seen.stdout.encode()).decode()
                 expect_err = base64.b64encode(seen.stderr.encode()).decode()
                 lines += [f'( {probe}\n) >"$d/po" 2>"$d/pe" </dev/null; prc=$?',
-                          f'[ "$prc" = {int(seen.rc)} ] && [ "$({b64 % "po"})" = \'{expect_out}\' ] && '
-                          f'[ "$({b64 % "pe"})" = \'{expect_err}\' ] || g=1']
+                          f'[ "$prc" = {int(seen.rc)} ] && {same("po", expect_out)} && '
+                          f'{same("pe", expect_err)} || g=1']
             lines.append(f"[ \"$g\" = 0 ] || {{ printf '\\n{_MARK}-{token} {i} stale\\n'; exit 0; }}")
         body = member.script if member.script.endswith("\n") else member.script + "\n"
         end = f"GFSDEPLOY_BATCH_{token}_{i}"
         lines += [f"cat > \"$d/s\" <<'{end}'", body + end,
                   'sh "$d/s" </dev/null >"$d/o" 2>"$d/e"; rc=$?',
                   f"printf '\\n{_MARK}-{token} {i} %s\\n' \"$rc\"",
-                  b64 % "o" + "; printf '\\n'",
-                  b64 % "e" + "; printf '\\n'",
+                  # (an empty output needs no encoder: two processes fewer per stream)
+                  f'if [ -s "$d/o" ]; then {b64 % "o"}; fi; printf \'\\n\'',
+                  f'if [ -s "$d/e" ]; then {b64 % "e"}; fi; printf \'\\n\'',
                   '[ "$rc" -eq 0 ] || exit 0']
     return "\n".join(lines) + "\n"
 
@@ -453,9 +481,13 @@ class JointProbe(str):
     """A probe (the command, as a string) that can share one command with probes of
     other steps in the same batched read: e.g. one query for several named objects
     instead of one query each (every command is a process on the host). Probes whose
-    ``joint_key`` is equal (and not None) may be joined; the class joins them
-    (``join``) and gives each its own answer back (``part``). A probe alone, or a
-    probe whose command the runner changed (an environment), runs as written."""
+    ``joint_key`` is equal (and not None) may be joined; the class says how (``join``:
+    one command answering all) and gives each its own answer back out of that command's
+    successful result (``part``). If the joined command fails (a kind the server does
+    not know, an object it refuses), each probe's own command runs in the same round
+    trip and answers for itself: ``script``/``answers`` frame that around ``join``/``part``
+    (:func:`fallback_script`), so a subclass never sees it. A probe alone, or a probe
+    whose command the runner changed (an environment), runs as written."""
 
     joint_key: object = None
 
@@ -465,9 +497,25 @@ class JointProbe(str):
         return None
 
     @classmethod
-    def part(cls, probes: list, result: Result) -> list[Result]:
-        """Each probe's Result out of the joined command's."""
+    def part(cls, probes: list, whole: Result) -> list[Result]:
+        """Each probe's Result out of the joined command's (which succeeded)."""
         raise NotImplementedError
+
+    @classmethod
+    def script(cls, probes: list) -> str | None:
+        """What the batched read sends: the joined command, each probe's own if it fails."""
+        joined = cls.join(probes)
+        return None if joined is None else fallback_script(joined, probes)
+
+    @classmethod
+    def answers(cls, probes: list, result: Result) -> list[Result]:
+        """Each probe's Result out of what :meth:`script` printed."""
+        whole, each = fallback_parts(result, len(probes))
+        if each is not None:
+            return each
+        if whole is None:  # the script itself failed: each probe reports it as its own read would
+            return [result] * len(probes)
+        return cls.part(probes, whole)
 
 
 def fallback_script(joined: str, probes: list) -> str:
@@ -522,7 +570,7 @@ def read_joined(view, asked: dict) -> dict:
     for n, ((cls, _), keys) in enumerate(groups.items()):
         if len(keys) < 2:
             continue
-        command = cls.join([probes[k] for k in keys])
+        command = cls.script([probes[k] for k in keys])
         if command is None:
             continue
         name = f"\x1ejoined\x1f{n}"
@@ -534,7 +582,7 @@ def read_joined(view, asked: dict) -> dict:
     for name, (cls, keys) in joined.items():
         result = answered.pop(name)
         try:
-            parts = cls.part([probes[k] for k in keys], result)
+            parts = cls.answers([probes[k] for k in keys], result)
         except Exception:  # noqa: BLE001 - each probe sees the failure, and reports it as its own read would
             parts = [result] * len(keys)
         answered.update(zip(keys, parts))

@@ -20,16 +20,18 @@ import time
 from gfsdeploy.modules.base import HostInfo
 
 _SECTIONS = [
-    ("os", "cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release 2>/dev/null"),
-    ("debian_version", "cat /etc/debian_version 2>/dev/null"),
-    ("uname", "cat /proc/sys/kernel/ostype; uname -r; uname -m; cat /proc/sys/kernel/hostname; "
-              "cat /proc/sys/kernel/version"),
-    ("hostname", "hostname 2>/dev/null || cat /proc/sys/kernel/hostname"),
-    # Python's socket.getfqdn(), which Ansible uses: the host name's address, looked up back
-    ("fqdn", "h=$(hostname 2>/dev/null || cat /proc/sys/kernel/hostname); "
-             "a=$(getent hosts \"$h\" 2>/dev/null | awk 'NR==1{print $1}'); "
-             "if [ -n \"$a\" ]; then getent hosts \"$a\" 2>/dev/null | head -n 1 | grep . || echo \"- $h\"; "
-             "else echo \"- $h\"; fi"),
+    # small files are read by the shell itself (_READ: no process each); /proc/sys/kernel/
+    # osrelease and hostname are what `uname -r` and `hostname` print
+    ("os", "__rd /etc/os-release || __rd /usr/lib/os-release"),
+    ("debian_version", "__rd /etc/debian_version"),
+    ("uname", "__rd /proc/sys/kernel/ostype; { __rd /proc/sys/kernel/osrelease || uname -r; }; uname -m; "
+              "__rd /proc/sys/kernel/hostname; __rd /proc/sys/kernel/version"),
+    ("hostname", "__rd /proc/sys/kernel/hostname || hostname"),
+    # Python's socket.getfqdn(), which Ansible uses: the host name's address (the first
+    # field of the first line), looked up back (the first line of that answer)
+    ("fqdn", "h=; IFS= read -r h < /proc/sys/kernel/hostname || h=$(hostname); "
+             "a=$(getent hosts \"$h\"); a=${a%%[[:space:]]*}; r=; [ -z \"$a\" ] || r=$(getent hosts \"$a\"); "
+             "r=${r%%\"$__nl\"*}; if [ -n \"$r\" ]; then printf '%s\\n' \"$r\"; else echo \"- $h\"; fi"),
     ("meminfo", "cat /proc/meminfo 2>/dev/null"),
     ("cpuinfo", "grep -E '^(processor|vendor_id|model name|physical id|core id|cpu cores|siblings)' /proc/cpuinfo"
                 " 2>/dev/null"),
@@ -53,7 +55,17 @@ _SECTIONS = [
                "printf 'P %s %s %s %s\\n' \"$n\" \"${p##*/}\" \"$s\" \"$t\"; "
                "done; done"),
     ("env", "env"),
-    ("systemd", "[ -d /run/systemd/system ] && echo systemd; cat /proc/1/comm 2>/dev/null"),
+    # what Ansible's service_mgr rule looks at (service_mgr() below; docs/ANSIBLE-STRUCTURE.md):
+    # PID 1's name; only when that is not to be trusted, the rest (no process on a systemd host)
+    ("service_mgr", "c=; IFS= read -r c < /proc/1/comm; echo \"comm=$c\"; "
+                    "[ -n \"$c\" ] || echo \"ps=$(ps -p 1 -o comm | tail -n 1)\"; "
+                    "case $c in ''|init|*sh) "
+                    "[ -L /sbin/init ] && echo \"init=$(readlink /sbin/init)\"; "
+                    "p=$PATH:/sbin:/usr/sbin:/usr/local/sbin; while [ -n \"$p\" ]; do d=${p%%:*}; "
+                    "for t in systemctl initctl; do [ -f \"$d/$t\" ] && [ -x \"$d/$t\" ] && echo \"$t=yes\"; "
+                    "done; [ \"$p\" = \"$d\" ] && p= || p=${p#*:}; done; "
+                    "for d in /run/systemd/system /dev/.run/systemd /dev/.systemd /etc/init /etc/init.d /etc/dinit.d; "
+                    "do [ -d \"$d/\" ] && echo \"dir=$d\"; done; [ -e /sbin/openrc ] && echo openrc=yes;; esac"),
     ("user", "id -u; id -g; id -un; echo \"$HOME\"; echo \"$SHELL\""),
     ("date", "date +'%s %z %Z'"),
     ("pkg", "for p in apt-get dnf yum zypper apk pacman; do command -v $p >/dev/null 2>&1 && { echo $p; break; }; done"),
@@ -61,23 +73,26 @@ _SECTIONS = [
     ("targets", r"""echo "cgroup_fs=$(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
 [ "$(stat -fc %T /sys/fs/cgroup/unified 2>/dev/null)" = cgroup2fs ] && echo cgroup_unified=yes
 if command -v getenforce >/dev/null 2>&1; then echo "selinux=$(getenforce 2>/dev/null)"
-elif [ -r /sys/fs/selinux/enforce ]; then echo "selinux_enforce=$(cat /sys/fs/selinux/enforce)"; fi
+elif [ -r /sys/fs/selinux/enforce ]; then x=; IFS= read -r x < /sys/fs/selinux/enforce; echo "selinux_enforce=$x"; fi
 [ -r /etc/selinux/config ] && sed -n -e 's/^SELINUX=/selinux_config=/p' -e 's/^SELINUXTYPE=/selinux_type=/p' /etc/selinux/config
-echo "pid1=$(cat /proc/1/comm 2>/dev/null)"
+x=; IFS= read -r x < /proc/1/comm; echo "pid1=$x"
 if command -v firewall-cmd >/dev/null 2>&1; then
   if systemctl is-active --quiet firewalld.service 2>/dev/null || pgrep -x firewalld >/dev/null 2>&1; then echo firewalld=running; else echo firewalld=stopped; fi
 fi
 if command -v ufw >/dev/null 2>&1; then echo "ufw=$(sed -n 's/^ENABLED=//p' /etc/ufw/ufw.conf 2>/dev/null | tr -d '\"')"; fi"""),
-    ("cmdline", "cat /proc/cmdline 2>/dev/null"),
-    ("uptime", "cat /proc/uptime 2>/dev/null"),
+    ("cmdline", "__rd /proc/cmdline"),
+    ("uptime", "__rd /proc/uptime"),
     ("resolv", "grep -E '^(nameserver|search|domain)' /etc/resolv.conf 2>/dev/null"),
-    ("machine_id", "cat /etc/machine-id 2>/dev/null"),
+    ("machine_id", "__rd /etc/machine-id"),
     ("python", "for p in python3 /usr/libexec/platform-python python; do command -v $p 2>/dev/null && break; done"),
     ("local", "for f in /etc/ansible/facts.d/*.fact; do [ -f \"$f\" ] || continue; echo \"F ${f##*/}\"; "
               "if [ -x \"$f\" ]; then \"$f\"; else cat \"$f\"; fi; echo; done"),
 ]
 MARK = "@@gfsfacts@@"
-FACTS_PROBE = "\n".join(f"echo '{MARK} {name}'; {{ {cmd}; }} 2>/dev/null" for name, cmd in _SECTIONS) + "\ntrue"
+#: a small file's lines, printed by the shell (a last line without its newline gets one)
+_READ = ("__rd() { while IFS= read -r __l || [ -n \"$__l\" ]; do printf '%s\\n' \"$__l\"; done < \"$1\"; }\n"
+         "__nl='\n'\n")
+FACTS_PROBE = _READ + "\n".join(f"echo '{MARK} {name}'; {{ {cmd}; }} 2>/dev/null" for name, cmd in _SECTIONS) + "\ntrue"
 
 _REDHAT = {"rhel", "centos", "rocky", "almalinux", "fedora", "ol", "amzn", "scientific", "cloudlinux"}
 _DEBIAN = {"debian", "ubuntu", "linuxmint", "raspbian", "pop", "kali", "devuan"}
@@ -164,10 +179,8 @@ def gather(text: str) -> dict:
             env[key] = value
     if env:
         facts["env"] = env
-    mgr = s.get("systemd", "").split()
-    if mgr:
-        facts["service_mgr"] = "systemd" if "systemd" in mgr else {"init": "sysvinit", "openrc-init": "openrc"}.get(
-            mgr[-1], mgr[-1])
+    if "service_mgr" in s:
+        facts["service_mgr"] = service_mgr(s["service_mgr"], facts)
     user = s.get("user", "").splitlines()
     if len(user) >= 3:
         facts.update(user_uid=_int(user[0]), user_gid=_int(user[1]), user_id=user[2],
@@ -211,6 +224,61 @@ def gather(text: str) -> dict:
         facts["python"] = {"executable": python[0]}
     facts["local"] = _local_facts(s.get("local", ""))
     return facts
+
+
+#: PID 1 names Ansible reports under another name
+_PID1_NAMES = {"procd": "openwrt_init", "runit-init": "runit", "svscan": "svc", "openrc-init": "openrc"}
+
+
+def service_mgr(text: str, facts: dict) -> str:
+    """Ansible's ``service_mgr`` from the probe's section: PID 1's name, unless it is
+    ``init`` or ends in ``sh`` (a shell: a container's PID 1 — not to be trusted); then
+    by OS, and on Linux: systemd when systemctl is installed and /run/systemd/system (or
+    /dev/.run/systemd, /dev/.systemd) is a directory, upstart when initctl is installed
+    and /etc/init/ exists, openrc when /sbin/openrc exists, systemd when systemctl is
+    installed and /sbin/init is a link to ``systemd``, sysvinit when /etc/init.d/ exists,
+    dinit when /etc/dinit.d/ exists; else ``service``."""
+    seen: dict = {}
+    dirs = set()
+    for line in text.splitlines():
+        key, eq, value = line.partition("=")
+        if key == "dir":
+            dirs.add(value.strip())
+        elif eq:
+            seen[key] = value
+    pid1 = seen.get("comm", "").strip() or None
+    if pid1 is None:  # /proc/1/comm unreadable: ps, unless it printed a header, a PID or nothing
+        ps = seen.get("ps", "").strip()
+        pid1 = ps if ps and ps != "COMMAND" and not re.match(r" *[0-9]+ ", seen.get("ps", "")) else None
+    if pid1 is None and seen.get("init"):
+        pid1 = seen["init"]
+    if pid1 is not None:
+        pid1 = pid1.rstrip("/").rsplit("/", 1)[-1].strip()
+    if pid1 and pid1 != "init" and not pid1.endswith("sh"):
+        return _PID1_NAMES.get(pid1, pid1)
+    system, distribution = facts.get("system", ""), facts.get("distribution", "")
+    if "BSD" in system or system in ("Bitrig", "DragonFly"):
+        return "bsdinit"
+    if system in ("AIX", "SunOS"):
+        return {"AIX": "src", "SunOS": "smf"}[system]
+    if distribution in ("OpenWrt", "SMGL"):
+        return {"OpenWrt": "openwrt_init", "SMGL": "simpleinit_msb"}[distribution]
+    if system not in ("Linux", ""):  # unknown (uname unreadable): gfsdeploy's hosts are Linux
+        return "service"
+    systemctl = seen.get("systemctl") == "yes"
+    if systemctl and dirs & {"/run/systemd/system", "/dev/.run/systemd", "/dev/.systemd"}:
+        return "systemd"
+    if seen.get("initctl") == "yes" and "/etc/init" in dirs:
+        return "upstart"
+    if seen.get("openrc") == "yes":
+        return "openrc"
+    if systemctl and seen.get("init", "").rstrip("/").rsplit("/", 1)[-1] == "systemd":
+        return "systemd"
+    if "/etc/init.d" in dirs:
+        return "sysvinit"
+    if "/etc/dinit.d" in dirs:
+        return "dinit"
+    return "service"
 
 
 def _key_values(text: str) -> dict:

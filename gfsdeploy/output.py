@@ -57,9 +57,12 @@ class Reporter:
             return
         mark = {"ok": "ok", "changed": "changed", "failed": "FAILED", "skipped": "skipped",
                 "blocked": "skipped (upstream failed)"}.get(status, status)
+        if getattr(outcome, "ignored", False):  # Ansible prints the failure, then "...ignoring"
+            mark = "failed (ignored)"
         line = f"[{outcome.host}] {mark}: {outcome.task.label} ({outcome.duration:.1f}s)"
-        if status == "failed":
-            line += "\n    " + outcome.error.replace("\n", "\n    ")
+        if status == "failed" or getattr(outcome, "ignored", False):
+            error = outcome.error.removeprefix("(ignored) ")
+            line += "\n    " + error.replace("\n", "\n    ")
         elif status == "changed" and self.verbose:
             line += "".join("\n    " + _change_line(c, self.color) for c in outcome.changes)
         for message in outcome.messages:
@@ -177,8 +180,9 @@ def render_recap(recap) -> str:
         h = recap.hosts[name]
         warn = sum(1 for host, _ in warnings if host == name)
         state = "UNREACHABLE" if h.unreachable else ("FAILED" if h.failed else "")
-        lines.append(f"{name:<{width}}  ok={h.ok:<3} changed={h.changed:<3} "
-                     f"failed={h.failed:<3} skipped={h.skipped:<3}"
+        # Ansible's columns, in its order; an unreachable host counts 1 there, its failure not as failed
+        lines.append(f"{name:<{width}}  ok={h.ok:<3} changed={h.changed:<3} unreachable={int(h.unreachable):<3} "
+                     f"failed={h.failed:<3} skipped={h.skipped:<3} rescued={h.rescued:<3} ignored={h.ignored:<3}"
                      + (f" warnings={warn}" if warn else "") + (f"  {state}" if state else ""))
     for host, change in warnings:
         lines.append(f"warning: {host}: {change.resource}" +
