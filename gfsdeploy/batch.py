@@ -187,6 +187,7 @@ def run_ahead(runner, hr, step) -> int:
     members: list[Member] = []
     touched: set | None = set()  # resources the members so far change
     view = None
+    controller = None  # whether the host is this machine (its files are those prepare reads)
     previous = None
     for position, current in enumerate(steps[steps.index(step):]):
         if position and set(runner.graph.predecessors(current)) != {previous}:
@@ -205,6 +206,7 @@ def run_ahead(runner, hr, step) -> int:
         stop = False
         planned: list[Member] = []
         try:
+            lookups = getattr(runner.templar, "lookups_run", 0)
             # (rendered once per step: the batched read's rendering is reused)
             _variables, items = runner._step_items(hr, task, module)
             for index, _v, status, args, ctx in items:
@@ -215,7 +217,14 @@ def run_ahead(runner, hr, step) -> int:
                     break
                 if view is None:
                     view = ctx.transport
+                    controller = _is_controller(view)
                 elif ctx.transport is not view:
+                    stop = True
+                    break
+                if controller and any(m.script is not None for m in members + planned) and \
+                        _reads_controller_files(ctx, touched, getattr(runner.templar, "lookups_run", 0) != lookups):
+                    # on this machine an earlier member may rewrite what its arguments were
+                    # made from (a template's source, a lookup's file): it runs after it, alone
                     stop = True
                     break
                 reads = module.resources(args)
@@ -275,6 +284,21 @@ def run_ahead(runner, hr, step) -> int:
         hr.ahead.members[(member.task_id, member.index)] = member
         ran += member.script is not None
     return ran
+
+
+def _is_controller(view) -> bool:
+    from gfsdeploy.transport.local import LocalTransport
+
+    return isinstance(getattr(view, "base", view), LocalTransport)
+
+
+def _reads_controller_files(ctx, touched: set | None, looked_up: bool) -> bool:
+    """Whether what a step's arguments were made from on the controller (files its
+    prepare read; a lookup) may be what ``touched`` changes."""
+    files = getattr(ctx, "local_files", ())
+    if looked_up or None in files or touched is None:
+        return True
+    return overlaps({"file:" + str(p) for p in files}, touched)
 
 
 def script(members: list[Member], token: str) -> str:

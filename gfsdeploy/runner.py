@@ -846,6 +846,8 @@ class Runner:
         for index, extra, status, args in entry.items:
             v = self._overlay(entry.variables, extra or {})
             ctx = self._context(hr, task, v) if want_ctx and status == "ready" else None
+            if ctx is not None:
+                ctx.local_files = list(entry.files)  # what its prepare read (batch: a controller host)
             yield index, v, status, dict(args) if isinstance(args, dict) else args, ctx
 
     def _true(self, conditions, variables: dict, task: Task) -> bool:
