@@ -32,6 +32,7 @@ import base64
 import copy
 import hashlib
 import secrets as _random
+import shlex
 from dataclasses import dataclass, field
 
 from gfsdeploy.modules.base import WARN, overlaps
@@ -312,6 +313,11 @@ def _reads_controller_files(ctx, touched: set | None, looked_up: bool) -> bool:
     return overlaps({"file:" + str(p) for p in files}, touched)
 
 
+def _plain(text: str) -> bool:
+    """Text a shell variable holds as it is: no NUL, nothing a lossy decode replaced."""
+    return "\0" not in text and "\ufffd" not in text
+
+
 def script(members: list[Member], token: str) -> str:
     """One script running each member's script in its own ``sh``, in order, each
     framed with its exit status, stdout and stderr (base64); it stops after the first
@@ -327,8 +333,15 @@ def script(members: list[Member], token: str) -> str:
         if member.guard:
             lines.append("g=0")
             for probe, seen in member.guard.values():
-                expect_out = base64.b64encode(seen.stdout.encode()).decode()
                 expect_err = base64.b64encode(seen.stderr.encode()).decode()
+                if _plain(seen.stdout):
+                    # the answer as a shell string (no encoder): the exit status is appended
+                    # so the answer's trailing newlines survive the command substitution
+                    lines += [f'po=$( ( {probe}\n) 2>"$d/pe" </dev/null; printf \'x%s\' "$?" )',
+                              f'[ "$po" = {shlex.quote(f"{seen.stdout}x{int(seen.rc)}")} ] && '
+                              f'{same("pe", expect_err)} || g=1']
+                    continue
+                expect_out = base64.b64encode(seen.stdout.encode()).decode()
                 lines += [f'( {probe}\n) >"$d/po" 2>"$d/pe" </dev/null; prc=$?',
                           f'[ "$prc" = {int(seen.rc)} ] && {same("po", expect_out)} && '
                           f'{same("pe", expect_err)} || g=1']

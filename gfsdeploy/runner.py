@@ -1787,7 +1787,9 @@ class Runner:
         if key == "failed" and hr.unreachable:
             key = "unreachable"  # Ansible's count: a host it cannot reach is unreachable, not failed
         if not (outcome.status == "skipped" and outcome.error.startswith(QUIET)) and \
-                not (outcome.status == "blocked" and hr.failed):  # a failed host's later steps: not counted
+                not (outcome.status == "blocked" and hr.failed) and \
+                not (outcome.task.module in META and outcome.status != "failed"):
+            # (a failed host's later steps and meta tasks, run or skipped, are not counted: Ansible's recap)
             hr.counts[key] = hr.counts.get(key, 0) + 1
             if key == "changed":  # Ansible's ok= counts every task that did not fail, changed ones too
                 hr.counts["ok"] += 1
