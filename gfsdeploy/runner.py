@@ -360,6 +360,7 @@ class Runner:
                 for h in self.play_hosts[play.index]:
                     self.gathers.setdefault(h, play.index)
         self.outcomes: dict[Step, StepOutcome] = {}
+        self._planned: dict[Step, StepOutcome] = {}  # the plan pass's outcomes, during an apply pass
         self.stop_all = threading.Event()
         #: the playbook loader numbers the tasks of an include's body with counters it keeps
         #: (not thread-safe): hosts expanding includes at the same time would get duplicate
@@ -1274,6 +1275,8 @@ class Runner:
         if _truth(task.no_log) is True:
             for c in changes:
                 c.sensitive = True
+        if self._planned:
+            _share_diffs(self._planned.get(step), changes)
         return state, changes
 
     def _apply_item(self, target: HostRun, task: Task, module, args: dict, state, changes: list[Change],
@@ -1652,6 +1655,8 @@ class Runner:
         read stay open for a following run (apply = a plan pass, then an apply pass)."""
         if mode:
             self.options.mode = mode
+        # an apply pass's changes share their diffs' text with the plan pass's (_share_diffs)
+        self._planned = self.outcomes if self.options.mode == "apply" else {}
         self.outcomes = {}
         self.once = {}
         self.stop_all.clear()
@@ -1830,6 +1835,20 @@ _DATA_LOOPS = frozenset({None, "items", "list", "indexed_items", "dict", "togeth
 
 #: a template that includes, imports or extends other files
 _TEMPLATE_USES_FILES = re.compile(r"\{%[-+]?\s*(include|import|extends|from)\b")
+
+
+def _share_diffs(planned: StepOutcome | None, changes: list[Change]) -> None:
+    """A change of the apply pass whose diff equals the plan pass's keeps the plan's text:
+    one copy of each diff per run (the plan's stay for its output; one host's /etc/hosts
+    block listing 1,000 hosts is a ~22 KB diff)."""
+    if planned is None:
+        return
+    for change in changes:
+        if change.diff:
+            for seen in planned.changes:
+                if seen.resource == change.resource and seen.diff == change.diff:
+                    change.diff = seen.diff
+                    break
 
 
 def _stat(path: str):

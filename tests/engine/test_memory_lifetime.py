@@ -79,6 +79,9 @@ def test_finished_steps_keep_their_diffs_not_their_scripts(tmp_path):
         applied = [c for o in recap.outcomes for c in o.changes]
         assert len(applied) == 4 and all(c.diff and not c.script for c in applied)
         assert [c.diff for c in applied] == [c.diff for c in changes]
+        # one text per diff: the apply pass's equal diffs are the plan pass's
+        planned = [c for o in recap.plan.outcomes for c in o.changes]
+        assert all(a.diff is p.diff for a, p in zip(applied, planned, strict=True))
         # the batch's scripts went too: only their digests answered the steps' own applies
         for hr in session.runner.hosts.values():
             assert not hr.ahead.members
