@@ -111,7 +111,6 @@ class HostRun:
     unreachable: bool = False
     registered: dict = field(default_factory=dict)   # set_fact and register (Ansible's "non-persistent facts")
     included_vars: dict = field(default_factory=dict)  # include_vars
-    fact_vars: dict = field(default_factory=dict)    # gathered facts (ansible_facts, no prefix)
     cacheable: dict = field(default_factory=dict)    # set_fact cacheable=true: facts from then on
     facts_text: str = ""                             # the facts probe's output this run ("" = not read yet)
     setup_ran: bool = False                          # a setup/gather_facts task ran: facts visible from now on
@@ -144,6 +143,26 @@ class HostRun:
         object.__setattr__(self, name, value)
         if name in _VERSIONED and "vars_version" in self.__dict__:
             self.touched()
+
+    @property
+    def fact_vars(self) -> dict:
+        """Gathered facts (ansible_facts, no prefix). Where they are not variables (no
+        play gathers them) only the text is kept after the HostInfo was made from it:
+        parsed, a host's facts are ~20 times their text (every block device a dict)."""
+        facts = self.__dict__.get("_fact_vars")
+        if facts is None:
+            text = self.__dict__.get("facts_parsed")
+            facts = self.__dict__["_fact_vars"] = hostfacts.gather(text) if text else {}
+        return facts
+
+    @fact_vars.setter
+    def fact_vars(self, value: dict) -> None:
+        self.__dict__["_fact_vars"] = value
+
+    def set_facts_aside(self) -> None:
+        """Drop the parsed facts; :attr:`fact_vars` parses ``facts_parsed`` again if asked."""
+        if self.__dict__.get("facts_parsed"):
+            self.__dict__["_fact_vars"] = None
 
     def touched(self) -> None:
         """One of this host's variables changed (register, set_fact, include_vars, facts
@@ -612,6 +631,8 @@ class Runner:
                 # facts are variables here: what was rendered with the old ones is outdated
                 # (elsewhere they are not, and an uptime in them must not undo every rendering)
                 hr.touched()
+            else:  # not variables (yet): the text is kept, not its parse (HostRun.fact_vars)
+                hr.set_facts_aside()
         if real:
             hr.facts_text = text
 
@@ -1755,6 +1776,10 @@ class Runner:
 
     def _finish(self, step: Step, outcome: StepOutcome) -> None:
         self.outcomes[step] = outcome
+        for change in outcome.changes:
+            # what plan, recap, --json and the fingerprint show stays; the script that
+            # made (or would make) the change is done with (a written file's content)
+            change.script = ""
         hr = self.hosts[step.host]
         if outcome.status in ("pending", "changed"):
             hr.pending = True
