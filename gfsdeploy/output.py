@@ -60,7 +60,7 @@ class Reporter:
         if getattr(outcome, "ignored", False):  # Ansible prints the failure, then "...ignoring"
             mark = "failed (ignored)"
         line = f"[{outcome.host}] {mark}: {outcome.task.label} ({outcome.duration:.1f}s)"
-        if status == "failed" or getattr(outcome, "ignored", False):
+        if status in ("failed", "rescued") or getattr(outcome, "ignored", False):  # why, as Ansible shows it
             error = outcome.error.removeprefix("(ignored) ")
             line += "\n    " + error.replace("\n", "\n    ")
         elif status == "changed" and self.verbose:
