@@ -31,8 +31,10 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import json
 import secrets as _random
 import shlex
+import zlib
 from dataclasses import dataclass, field
 
 from gfsdeploy.modules.base import WARN, overlaps
@@ -40,6 +42,8 @@ from gfsdeploy.transport.base import Result
 
 #: the most members one batch takes (its script stays a few hundred KB at most)
 MAX_MEMBERS = 64
+#: a member's change scripts shorter than this (characters) are kept as they are
+_PACK_MIN = 512
 _MARK = "@@gfsdeploy-batch"
 
 
@@ -110,6 +114,24 @@ class Member:
     #: host's second step)
     digest: bytes | None = None
 
+    #: the changes' scripts, compressed while the member waits for its step (take())
+    packed: bytes | None = None
+
+    def pack(self) -> None:
+        """Keep the changes' scripts (the files they write, in base64) compressed until
+        the step takes them: every host's batch runs before any host's second step."""
+        scripts = [c.script for c in self.changes]
+        if sum(len(x) for x in scripts) >= _PACK_MIN:
+            self.packed = zlib.compress(json.dumps(scripts).encode("ascii"), 1)
+            for change in self.changes:
+                change.script = ""
+
+    def unpack(self) -> None:
+        if self.packed is not None:
+            for change, text in zip(self.changes, json.loads(zlib.decompress(self.packed)), strict=True):
+                change.script = text
+            self.packed = None
+
     def replay(self, ctx):
         """``ctx`` for the step's own apply: its script is answered from the batch."""
         if self.digest is None or self.result is None:
@@ -164,7 +186,10 @@ def take(runner, hr, task_id: str, index: int) -> Member | None:
     ahead = getattr(hr, "ahead", None)
     if ahead is None or ahead.run is not runner.outcomes:
         return None
-    return ahead.members.pop((task_id, index), None)
+    member = ahead.members.pop((task_id, index), None)
+    if member is not None:
+        member.unpack()
+    return member
 
 
 def _eligible_task(task, first: bool) -> bool:
@@ -277,6 +302,7 @@ def run_ahead(runner, hr, step) -> int:
         # steps use them instead of planning again
         for member in members:
             hr.ahead.members[(member.task_id, member.index)] = member
+        _kept(members, step)
         return 0
     if runner.options.before_change is not None:
         runner.options.before_change()
@@ -293,9 +319,21 @@ def run_ahead(runner, hr, step) -> int:
             break  # after a failure: plans and runs on its own, if at all
         hr.ahead.members[(member.task_id, member.index)] = member
         ran += member.script is not None
-    for member in scripted:  # (its apply runs the same script again: answered by digest)
-        member.digest, member.script = _digest(member.script), None
+    _kept(members, step)
     return ran
+
+
+def _kept(members: list[Member], step) -> None:
+    """What a member keeps until its step takes it: not the script the batch ran (its
+    apply runs the same script again, answered by digest), not its guard (checked in
+    the batch); the later steps' change scripts compressed."""
+    for member in members:
+        if member.script is not None:
+            member.digest = _digest(member.script)
+            member.script = None
+        member.guard = None
+        if member.task_id != step.task_id:
+            member.pack()
 
 
 def _is_controller(view) -> bool:

@@ -107,3 +107,33 @@ def test_dump_json_writes_in_pieces_the_same_text(monkeypatch):
         assert "hunter2" not in out.getvalue() and secrets.MASK in out.getvalue()
     finally:
         secrets.reset()
+
+
+def test_batch_members_wait_without_their_scripts(tmp_path, monkeypatch):
+    from gfsdeploy import batch
+
+    tasks = "".join(f"- name: file {i}\n"
+                    f"  copy: {{dest: \"{{{{ root }}}}/f{i}-{{{{ inventory_hostname }}}}\", "
+                    f"content: \"{{{{ '{i}' * 900 }}}}\\n\"}}\n" for i in range(4))
+    seen = []
+    take = batch.take
+
+    def taking(runner, hr, task_id, index):
+        ahead = getattr(hr, "ahead", None)
+        waiting = list(ahead.members.values()) if ahead is not None else []
+        seen.extend((m.script, m.guard, m.packed is not None, [c.script for c in m.changes]) for m in waiting
+                    if m.task_id != task_id)
+        member = take(runner, hr, task_id, index)
+        if member is not None:
+            assert member.packed is None and all(c.script for c in member.changes if c.action != "!")
+        return member
+
+    monkeypatch.setattr(batch, "take", taking)
+    with _site(tmp_path, tasks) as session:
+        assert session.apply().ok
+        assert all(hr.transport.round_trips <= 3 for hr in session.runner.hosts.values())
+    assert seen and all(script is None and guard is None and packed and not any(scripts)
+                        for script, guard, packed, scripts in seen)
+    for name in "ab":
+        for i in range(4):
+            assert (tmp_path / f"f{i}-{name}").read_text() == str(i) * 900 + "\n"
