@@ -19,6 +19,7 @@ import hashlib
 import heapq
 import itertools
 import json
+import operator
 import os
 import re
 import threading
@@ -42,8 +43,10 @@ from gfsdeploy.transport import make_transport, request_stop
 
 try:  # per-task connections and escalation, where the transport offers them
     from gfsdeploy.transport import Connections, resolve_become
+    from gfsdeploy.transport.become import PASSWORD_VARS
 except ImportError:  # pragma: no cover - older transport: one connection per host
     Connections = resolve_become = None
+    PASSWORD_VARS = {}
 
 NO_LOG_MESSAGE = "the output has been hidden due to the fact that 'no_log: true' was specified for this result"
 SET_FACT = {"set_fact", "ansible.builtin.set_fact"}
@@ -662,10 +665,10 @@ class Runner:
         become = task.become if task.become is not None else task.play.become
         user = task.become_user if task.become_user is not None else task.play.become_user
         method = task.become_method or "sudo"
-        if variables is not None:
-            become = self.templar.render(become, variables) if isinstance(become, str) else become
-            user = self.templar.render(user, variables) if isinstance(user, str) else user
-            method = self.templar.render(method, variables) if isinstance(method, str) else method
+        if variables is not None:  # (only templates are rendered: "sudo" is "sudo")
+            become = self.templar.render(become, variables) if _templated(become) else become
+            user = self.templar.render(user, variables) if _templated(user) else user
+            method = self.templar.render(method, variables) if _templated(method) else method
         return bool(_truth(become) is True), str(user or "root"), str(method)
 
     def _refresh(self, hr: HostRun, current: Step | None) -> None:
@@ -771,6 +774,7 @@ class Runner:
         except LookupError:
             yield 0, variables, "unknown", "loop (known after apply)", None
             return
+        memo: dict = {}
         for index, item_vars in enumerate(items):
             v = self._overlay(variables, item_vars)
             if task.when:
@@ -791,7 +795,7 @@ class Runner:
                 yield index, v, "unknown", show_unknown(_describe_args(args)), None
                 continue
             args = module.validate(args, where=task.where())
-            ctx = self._context(hr, task, v)
+            ctx = self._context(hr, task, v, memo)
             yield index, v, "ready", module.prepare(args, ctx), ctx
 
     def _step_items(self, hr: HostRun, task: Task, module, *, want_ctx: bool = True, keep: bool = True):
@@ -837,9 +841,10 @@ class Runner:
             hr.rendered[task.id] = _Rendered(key, variables, items, others, {path: _stat(path) for path in files})
 
     def _replay_items(self, hr: HostRun, task: Task, entry: _Rendered, want_ctx: bool):
+        memo: dict = {}
         for index, extra, status, args in entry.items:
             v = self._overlay(entry.variables, extra or {})
-            ctx = self._context(hr, task, v) if want_ctx and status == "ready" else None
+            ctx = self._context(hr, task, v, memo) if want_ctx and status == "ready" else None
             yield index, v, status, dict(args) if isinstance(args, dict) else args, ctx
 
     def _true(self, conditions, variables: dict, task: Task) -> bool:
@@ -895,7 +900,30 @@ class Runner:
                                fix="use letters, digits and _")
         return env
 
-    def _context(self, hr: HostRun, task: Task, variables: dict) -> TaskContext:
+    def _item_view(self, hr: HostRun, task: Task, variables: dict, memo: dict | None):
+        """``_view`` for one loop item. ``memo`` (one per step's items): an item whose
+        connection variables are the very objects the previous item had gets the same
+        view — only when the task's connection keywords are no templates (else the item
+        may change them) and it is not delegated."""
+        if memo is None:
+            return self._view(hr, task, variables)
+        static = memo.get("static")
+        if static is None:
+            static = memo["static"] = not (task.delegate_to or task.remote_user is not None or task.connection
+                                           is not None or any(_templated(x) for x in (
+                                               task.become, task.become_user, task.become_method, task.become_flags,
+                                               task.play.become, task.play.become_user)))
+        if not static:
+            return self._view(hr, task, variables)
+        values = tuple(map(variables.get, _VIEW_VARS))
+        known = memo.get("view")
+        if known is not None and all(map(operator.is_, known[0], values)):
+            return known[1]
+        view = self._view(hr, task, variables)
+        memo["view"] = (values, view)
+        return view
+
+    def _context(self, hr: HostRun, task: Task, variables: dict, memo: dict | None = None) -> TaskContext:
         local_files: list = []   # what prepare read on the controller (see _step_items)
 
         def render_file(path):
@@ -917,7 +945,8 @@ class Runner:
         target = hr
         if task.delegate_to:
             target = self._delegate(hr, task, variables) or hr
-        ctx = TaskContext(target.info, self._view(target, task, variables), task_name=task.label,
+        view = self._view(target, task, variables) if target is not hr else self._item_view(hr, task, variables, memo)
+        ctx = TaskContext(target.info, view, task_name=task.label,
                           render_file=render_file, find_file=find_file,
                           progress=lambda msg: self.reporter.progress(hr.host.name, task, msg),
                           check_mode=self.options.mode == "plan" or _truth(task.check_mode) is True,
@@ -1838,6 +1867,15 @@ def _truth(value):
         if low in ("no", "false", "off", "0", "n", ""):
             return False
     return value
+
+
+def _templated(value) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+#: the variables a task's view (its become settings) is made from (transport.resolve_become)
+_VIEW_VARS = tuple(dict.fromkeys(("ansible_become", "ansible_become_user", "ansible_become_method",
+                                  "ansible_become_flags", *(n for names in PASSWORD_VARS.values() for n in names))))
 
 
 def _with_env(env: dict, script: str) -> str:

@@ -274,6 +274,21 @@ def _read_source(path: str) -> str:
     return source
 
 
+def _expression_tree(env, text: str):
+    """The template ``result = <text>`` (what Jinja's compile_expression renders) as a
+    tree, so its compiled code can be shared by every Templar's environment."""
+    from jinja2 import nodes
+    from jinja2.parser import Parser
+
+    parser = Parser(env, text, state="variable")
+    expr = parser.parse_expression()
+    if not parser.stream.eos:
+        raise jinja2.TemplateSyntaxError("chunk after expression", parser.stream.current.lineno, None, None)
+    tree = nodes.Template([nodes.Assign(nodes.Name("result", "store"), expr, lineno=1)], lineno=1)
+    tree.set_environment(env)
+    return tree
+
+
 def _unknown_aware(fn):
     """``fn`` (a filter or test) raising :class:`KnownAfterApply` when a value it gets is unknown."""
     from jinja2.utils import _PassArg
@@ -341,6 +356,10 @@ def _finalize(value):
     return "" if value is None else value
 
 
+#: Jinja's filters and tests with gfsdeploy's, wrapped for unknown values, by environment class
+_WRAPPED: dict = {}
+
+
 def make_environment(loader=None) -> SandboxedEnvironment:
     """The Jinja environment every template renders in (and the static checker parses with).
     Sandboxed (no access to Python internals) but, as in Ansible, templates may call
@@ -348,9 +367,13 @@ def make_environment(loader=None) -> SandboxedEnvironment:
     env = SandboxedEnvironment(
         undefined=Undefined, loader=loader, keep_trailing_newline=True, trim_blocks=True,
         finalize=_finalize, extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])
-    env.filters = {name: _wrap_filter(name, fn) for name, fn in _filters.registry(env.filters).items()}
-    env.tests = {name: fn if name.split(".")[-1] in _UNKNOWN_PASS else _unknown_aware(fn)
-                 for name, fn in _tests.registry(env.tests).items()}
+    wrapped = _WRAPPED.get(type(env))
+    if wrapped is None:  # (the same for every environment: wrapped once, not once per Templar/thread)
+        wrapped = _WRAPPED[type(env)] = (
+            {name: _wrap_filter(name, fn) for name, fn in _filters.registry(env.filters).items()},
+            {name: fn if name.split(".")[-1] in _UNKNOWN_PASS else _unknown_aware(fn)
+             for name, fn in _tests.registry(env.tests).items()})
+    env.filters, env.tests = dict(wrapped[0]), dict(wrapped[1])
     env.globals["omit"] = OMIT
     env.globals["now"] = _now
     env.globals["undef"] = lambda hint=None: env.undefined(hint=hint or "undef() was called", name="undef")
@@ -371,16 +394,44 @@ ANSIBLE_MANAGED = "Ansible managed"
 
 def template_file_vars(path: str) -> dict:
     import datetime
-    import pwd
-    import socket
 
     try:
-        owner = pwd.getpwuid(os.stat(path).st_uid).pw_name
-    except (KeyError, OSError):
+        owner = _owner_name(os.stat(path).st_uid)
+    except OSError:
         owner = ""
     return {"ansible_managed": ANSIBLE_MANAGED, "template_path": path, "template_fullpath": os.path.abspath(path),
-            "template_basename": os.path.basename(path), "template_host": socket.gethostname(),
+            "template_basename": os.path.basename(path), "template_host": _hostname(),
             "template_uid": owner, "template_run_date": datetime.datetime.now()}
+
+
+_OWNERS: dict = {}
+
+
+def _owner_name(uid: int) -> str:
+    """The user name of ``uid`` (reading the user database is most of a template's file
+    variables: asked again only when /etc/passwd changed)."""
+    try:
+        st = os.stat("/etc/passwd")
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+    except OSError:
+        stamp = None
+    cached = _OWNERS.get(uid)
+    if cached is not None and cached[0] == stamp and stamp is not None:
+        return cached[1]
+    import pwd
+
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = ""
+    _OWNERS[uid] = (stamp, name)
+    return name
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()
 
 
 class Templar:
@@ -423,7 +474,9 @@ class Templar:
                     if len(_CODE) >= _CODE_MAX:
                         _CODE.clear()
                     _CODE[key] = code
-            template = self.env.template_class.from_code(self.env, code, self.env.make_globals(None))
+            # a plain dict of the globals (all set when the Templar was made): Jinja's
+            # ChainMap was copied key by key into every rendering's context
+            template = self.env.template_class.from_code(self.env, code, dict(self.env.globals))
             self._templates[key] = template
         return template
 
@@ -431,10 +484,19 @@ class Templar:
         key = (source, escape)
         expression = self._expressions.get(key)
         if expression is None:
-            text = source
-            if escape and "\\" in source:
-                text = escape_backslashes(self.env, "{{ " + source + " }}")[3:-3]
-            expression = self._expressions[key] = self.env.compile_expression(text, undefined_to_none=False)
+            code_key = ("expression", source, escape)
+            code = _CODE.get(code_key)
+            if code is None:  # compiled once for every Templar (one per thread), as _template
+                text = source
+                if escape and "\\" in source:
+                    text = escape_backslashes(self.env, "{{ " + source + " }}")[3:-3]
+                code = self.env.compile(_expression_tree(self.env, text))
+                with _CODE_LOCK:
+                    if len(_CODE) >= _CODE_MAX:
+                        _CODE.clear()
+                    _CODE[code_key] = code
+            template = self.env.template_class.from_code(self.env, code, dict(self.env.globals))  # (see _template)
+            expression = self._expressions[key] = jinja2.environment.TemplateExpression(template, False)
         return expression
 
     # -- lookups ----------------------------------------------------------------
