@@ -38,8 +38,9 @@ from gfsdeploy.inventory import Host, Inventory
 from gfsdeploy.modules.base import CHANGE, READ, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
 from gfsdeploy.playbook import INCLUDE_MODULES, Playbook, Task, _meta_action, load_vars
 from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown, unsafe
-from gfsdeploy.templating.templar import _NOT_RESOLVED, _has_template, _read_source
+from gfsdeploy.templating.templar import _NOT_RESOLVED, LOOKUPS_STARTED, _has_template, _read_source
 from gfsdeploy.transport import make_transport, request_stop
+from gfsdeploy.transport.base import Transport
 
 try:  # per-task connections and escalation, where the transport offers them
     from gfsdeploy.transport import Connections, resolve_become
@@ -129,6 +130,7 @@ class HostRun:
     #: bumped by every change of this host's variables (HostRun.touched; _Layer writes)
     vars_version: int = 0
     facts_parsed: str | None = None                 # the facts text fact_vars/info were parsed from
+    facts_pending: str | None = None                # a facts text fact_vars is not parsed from yet (_facts_of)
     rendered: dict = field(default_factory=dict)    # task id -> _Rendered (Runner._step_items)
 
     def __setattr__(self, name, value):
@@ -228,6 +230,7 @@ class _Rendered:
     items: list        # (index, the loop item's variables, status, args)
     others: int | None  # HostRun.vars_epoch then, if it read other hosts' hostvars (else None)
     files: dict        # local files prepare read -> (mtime_ns, size, inode) or None
+    stamp: tuple = ()  # _controller_stamp() then, if it read local files
 
 
 class _Vars(dict):
@@ -344,6 +347,7 @@ class Runner:
         #: task ids — duplicate steps, a cycle in the graph
         self._expand_lock = threading.Lock()
         self._hostvars_cache: dict = {}
+        self._found: dict = {}   # controller file lookups (Runner._find_in)
         self._inventory_hostvars: dict = {}
         self._live: dict = {}   # play index -> (HostRun.down_epoch, its live hosts, all its hosts)
         self.steps_by_host: dict[str, list[Step]] = {}
@@ -443,7 +447,7 @@ class Runner:
 
     def _fact_layer(self, hr: HostRun, play) -> dict:
         visible = self._facts_visible(hr, play)
-        facts = dict(hr.fact_vars) if visible else {}
+        facts = dict(self._facts_of(hr)) if visible else {}
         facts.update(hr.cacheable)
         return hostfacts.inject(facts, hr.info if visible else None) if facts else {}
 
@@ -534,7 +538,7 @@ class Runner:
                 name = str(candidate)
                 if "{{" in name:
                     if not base:
-                        base = self.templar.resolve({**hr.host.vars, **(hostfacts.inject(hr.fact_vars) if
+                        base = self.templar.resolve({**hr.host.vars, **(hostfacts.inject(self._facts_of(hr)) if
                                                                          self._facts_visible(hr, play) else {}),
                                                      **play.vars, **self.options.extra_vars,
                                                      "inventory_hostname": hr.host.name,
@@ -600,9 +604,9 @@ class Runner:
 
     def _set_facts(self, hr: HostRun, text: str, *, real: bool) -> None:
         if text != hr.facts_parsed:  # the same text (a warm facts cache) gives the same facts
-            fact_vars, info = hostfacts.read(hr.host.name, text, hr.host.vars)
-            hr.facts_parsed = text
-            hr.fact_vars = fact_vars
+            # the HostInfo now; every other fact when a variable first needs them (_facts_of)
+            _, info = hostfacts.read(hr.host.name, text, hr.host.vars, facts=False)
+            hr.facts_parsed = hr.facts_pending = text
             if info != hr.info:
                 hr.info = info
             if hr.host.name in self.gathers or hr.setup_ran:
@@ -611,6 +615,18 @@ class Runner:
                 hr.touched()
         if real:
             hr.facts_text = text
+
+    @staticmethod
+    def _facts_of(hr: HostRun) -> dict:
+        """The host's gathered facts (``ansible_facts``), parsed from its facts text the
+        first time they are looked at: a play that gathers no facts never parses them."""
+        pending = hr.facts_pending
+        if pending is not None:
+            facts, _ = hostfacts.read(hr.host.name, pending, hr.host.vars)
+            if hr.facts_pending is pending:
+                hr.fact_vars = facts
+                hr.facts_pending = None
+        return hr.fact_vars
 
     def _transport_for(self, hr: HostRun, task: Task, variables: dict | None):
         """The connection for a task's ``remote_user``/``connection`` keywords. As in Ansible,
@@ -823,10 +839,12 @@ class Runner:
             return False
         if entry.others is not None and entry.others != HostRun.vars_epoch:
             return False  # it read hostvars, and some host's variables changed since
+        if entry.files and entry.stamp != _controller_stamp():
+            return False  # a command ran on the controller: another file may be the one found now
         return all(_stat(path) == stat for path, stat in entry.files.items())
 
     def _record_items(self, hr: HostRun, task: Task, module, variables: dict, keep: bool, lookups: int):
-        key, epoch = self._render_key(hr), HostRun.vars_epoch
+        key, epoch, stamp = self._render_key(hr), HostRun.vars_epoch, _controller_stamp()
         # (a with_<lookup> loop reads the controller's files: rendered again when the step runs)
         reusable = keep and not task.delegate_to and _prepare_reusable(module) and task.loop_with in _DATA_LOOPS
         items: list = []
@@ -838,7 +856,8 @@ class Runner:
             yield index, v, status, args, ctx
         if reusable and self.templar.lookups_run == lookups and None not in files:  # all rendered, no lookup ran
             others = epoch if getattr(variables.get("hostvars"), "used", True) else None
-            hr.rendered[task.id] = _Rendered(key, variables, items, others, {path: _stat(path) for path in files})
+            hr.rendered[task.id] = _Rendered(key, variables, items, others, {path: _stat(path) for path in files},
+                                             stamp)
 
     def _replay_items(self, hr: HostRun, task: Task, entry: _Rendered, want_ctx: bool):
         memo: dict = {}
@@ -960,6 +979,19 @@ class Runner:
         return ctx
 
     def _find_in(self, task: Task, sub: str, path: str) -> str | None:
+        """The controller file ``path`` names for ``task`` (its role's, the playbook's…).
+        The same for every host of a step: looked up once while no command ran on the
+        controller (what one does may create or remove files) and no lookup ran."""
+        key = (task.search_dirs if isinstance(task.search_dirs, tuple) else tuple(task.search_dirs), sub, path)
+        stamp = _controller_stamp()
+        cached = self._found.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        found = self._find_in_dirs(task, sub, path)
+        self._found[key] = (stamp, found)
+        return found
+
+    def _find_in_dirs(self, task: Task, sub: str, path: str) -> str | None:
         if os.path.isabs(path):
             return path if os.path.exists(path) else None
         for base in task.search_dirs:
@@ -972,6 +1004,16 @@ class Runner:
         found = self._find_in(task, sub, path)
         if found is not None:
             return found
+        key = (task.play.base_dir, path)
+        stamp = _controller_stamp()
+        cached = self._found.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        found = self._found_elsewhere(path, task)
+        self._found[key] = (stamp, found)
+        return found
+
+    def _found_elsewhere(self, path: str, task: Task) -> str:
         for base in [task.play.base_dir, *self.search_path]:
             candidate = os.path.join(base, path)
             if os.path.exists(candidate):
@@ -1362,7 +1404,7 @@ class Runner:
         facts = result.get("ansible_facts")
         if isinstance(facts, dict) and facts:
             owner = delegate if delegate is not None and task.delegate_facts else hr
-            owner.fact_vars.update(facts)
+            self._facts_of(owner).update(facts)
             owner.facts_parsed = None  # no longer what the facts text says
             owner.touched()
 
@@ -1500,7 +1542,7 @@ class Runner:
         result = hr.transport.read_many({"f": FACTS_PROBE})["f"]
         self._set_facts(hr, result.stdout, real=True)
         hr.setup_ran = True
-        facts = dict(hr.fact_vars)
+        facts = dict(self._facts_of(hr))
         patterns = args.get("filter") if isinstance(args, dict) else None
         if patterns:
             import fnmatch
@@ -1532,7 +1574,7 @@ class Runner:
             hr.flow.failed = False
         elif action == "clear_facts":
             hr.fact_vars = {}
-            hr.facts_parsed = None
+            hr.facts_parsed = hr.facts_pending = None
             hr.setup_ran = False
             hr.touched()
             self.gathers.pop(hr.host.name, None)
@@ -1815,6 +1857,12 @@ _DATA_LOOPS = frozenset({None, "items", "list", "indexed_items", "dict", "togeth
 
 #: a template that includes, imports or extends other files
 _TEMPLATE_USES_FILES = re.compile(r"\{%[-+]?\s*(include|import|extends|from)\b")
+
+
+def _controller_stamp() -> tuple:
+    """Changes whenever a command (a local connection's, a lookup) may have changed the
+    controller's files: what was looked up or rendered from them before is not reused."""
+    return Transport.local_commands, LOOKUPS_STARTED[0]
 
 
 def _stat(path: str):

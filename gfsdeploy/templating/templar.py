@@ -254,6 +254,8 @@ _CODE_MAX = 4096
 _CODE_LOCK = threading.Lock()
 #: variable names each template text uses, by text
 _REFS: dict = {}
+#: lookups run by any Templar so far (one may have changed the controller's files)
+LOOKUPS_STARTED = [0]
 #: template files' text by path, valid while (mtime, size) stay the same
 _SOURCES: dict = {}
 
@@ -514,6 +516,7 @@ class Templar:
             raise _lookups.LookupError_(f"lookup: errors= must be strict, warn or ignore, got {errors!r}")
         variables = dict(context.get_all())
         self.lookups_run += 1
+        LOOKUPS_STARTED[0] += 1
         try:
             result = _lookups.run(name, list(terms), self.lookup_context(variables), **kwargs)
         except _lookups.LookupError_:

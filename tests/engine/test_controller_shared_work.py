@@ -1,0 +1,127 @@
+"""What the controller computes once for every host of a step, or only when it is
+used, gives what computing it per host gave: a template file looked up once is
+looked up again after a command ran on the controller (a step may create a better
+match); facts a play does not gather are parsed only when a variable reads them;
+compiled expressions are shared by every thread's Templar. Local hosts; files are
+read back."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import textwrap
+import threading
+
+from gfsdeploy import hostfacts
+from gfsdeploy.cli import main
+from gfsdeploy.templating import Templar
+
+
+def _run(args):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main([*args, "--json"])
+    return rc, json.loads(out.getvalue())
+
+
+def _inventory(tmp_path, hosts="a: {}, b: {}"):
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(textwrap.dedent(f"""\
+        all:
+          vars: {{ansible_connection: local, root: "{tmp_path}", gfsdeploy_lock_dir: "{tmp_path}/lock"}}
+          hosts: {{{hosts}}}
+        """))
+    return str(inv)
+
+
+def test_a_template_a_local_step_creates_is_found_by_the_next_step(tmp_path):
+    """The playbook's templates/ wins over its directory: once a step on the controller
+    wrote templates/t.j2, the next step (every host) renders that one, not the one found
+    before — although each host already looked `t.j2` up once."""
+    inv = _inventory(tmp_path, hosts="a: {}")
+    (tmp_path / "t.j2").write_text("top {{ inventory_hostname }}\n")
+    (tmp_path / "better.j2").write_text("from templates/ {{ inventory_hostname }}\n")
+    (tmp_path / "templates").mkdir()
+    pb = tmp_path / "pb.yaml"
+    pb.write_text(textwrap.dedent("""\
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - name: before
+              template: {src: t.j2, dest: "{{ root }}/before-{{ inventory_hostname }}"}
+            - name: a better template appears
+              command: cp "{{ root }}/better.j2" "{{ root }}/templates/t.j2"
+            - name: after
+              template: {src: t.j2, dest: "{{ root }}/after-{{ inventory_hostname }}"}
+        """))
+    rc, data = _run(["apply", inv, "-p", str(pb)])
+    assert rc == 0, data
+    assert (tmp_path / "before-a").read_text() == "top a\n"
+    assert (tmp_path / "after-a").read_text() == "from templates/ a\n"
+
+
+def test_facts_not_gathered_are_parsed_only_when_read(tmp_path, monkeypatch):
+    calls = []
+    other = hostfacts._other_facts
+
+    def counting(s, facts):
+        calls.append(1)
+        return other(s, facts)
+
+    monkeypatch.setattr(hostfacts, "_other_facts", counting)
+    inv = _inventory(tmp_path)
+    pb = tmp_path / "pb.yaml"
+    pb.write_text(textwrap.dedent("""\
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - name: no facts used
+              copy: {dest: "{{ root }}/plain-{{ inventory_hostname }}", content: "x\\n"}
+        """))
+    rc, data = _run(["apply", inv, "-p", str(pb)])
+    assert rc == 0, data
+    assert calls == []  # only the distribution's part (what modules plan with) was read
+    pb.write_text(textwrap.dedent("""\
+        - hosts: all
+          gather_facts: true
+          tasks:
+            - name: facts used
+              copy: {dest: "{{ root }}/facts-{{ inventory_hostname }}",
+                     content: "{{ ansible_facts.devices is mapping }} {{ ansible_uptime_seconds is number }}\\n"}
+        """))
+    rc, data = _run(["apply", inv, "-p", str(pb)])
+    assert rc == 0, data
+    assert calls  # parsed once the variables needed them
+    assert (tmp_path / "facts-a").read_text() == "True True\n"
+    assert (tmp_path / "facts-b").read_text() == "True True\n"
+
+
+def test_read_without_facts_gives_the_same_host_info():
+    text = hostfacts.MARK + " os\nID=debian\nVERSION_ID=12\nNAME=Debian\n" + hostfacts.MARK + " uname\nLinux\n6.1\n" \
+        "x86_64\nn1\n"
+    facts, info = hostfacts.read("n1", text, {})
+    none, same = hostfacts.read("n1", text, {}, facts=False)
+    assert none is None and same == info and info.os_family == "debian"
+    assert facts["distribution"] == "Debian" and facts["kernel"] == "6.1"
+
+
+def test_expressions_compiled_once_render_alike_in_every_thread():
+    results, errors = [], []
+
+    def render():
+        try:
+            t = Templar()
+            results.append((t.render("{{ x | default(3) + n }}", {"n": 4}),
+                            t.evaluate("n > 3 and 'a' in s", {"n": 4, "s": "abc"}),
+                            t.render("{{ range(n) | list }}", {"n": 2})))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=render) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert results == [(7, True, [0, 1])] * 4
