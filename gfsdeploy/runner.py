@@ -27,6 +27,7 @@ import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from queue import SimpleQueue
 
 from gfsdeploy import batch
 from gfsdeploy import flow as flowmod
@@ -727,7 +728,7 @@ class Runner:
                     if status == "skipped":
                         continue
                     step_probes = module.probes(args, hr.info)
-                    args_key = _args_key(args)
+                    args_key = getattr(item[4], "args_key", None) or _args_key(args)
                     if (task.id, index) in keep and keep[(task.id, index)][0] == args_key:
                         continue
                     if hr.changed and step != current and not module.cheap_reads:
@@ -851,7 +852,11 @@ class Runner:
         files: set = set()
         for index, v, status, args, ctx in self._each_item(hr, task, module, variables):
             if reusable:  # (the item's own variables only: all of them again is O(variables) per item)
-                items.append((index, getattr(v, "extra", None), status, dict(args) if isinstance(args, dict) else args))
+                digest = None
+                if status == "ready":  # (what its read is made from: the read and the run compare it)
+                    digest = ctx.args_key = _args_key(args)
+                items.append((index, getattr(v, "extra", None), status, dict(args) if isinstance(args, dict) else args,
+                              digest))
                 files.update(getattr(ctx, "local_files", ()))
             yield index, v, status, args, ctx
         if reusable and self.templar.lookups_run == lookups and None not in files:  # all rendered, no lookup ran
@@ -861,9 +866,11 @@ class Runner:
 
     def _replay_items(self, hr: HostRun, task: Task, entry: _Rendered, want_ctx: bool):
         memo: dict = {}
-        for index, extra, status, args in entry.items:
+        for index, extra, status, args, key in entry.items:
             v = self._overlay(entry.variables, extra or {})
             ctx = self._context(hr, task, v, memo) if want_ctx and status == "ready" else None
+            if ctx is not None:
+                ctx.args_key = key
             yield index, v, status, dict(args) if isinstance(args, dict) else args, ctx
 
     def _true(self, conditions, variables: dict, task: Task) -> bool:
@@ -965,16 +972,20 @@ class Runner:
         if task.delegate_to:
             target = self._delegate(hr, task, variables) or hr
         view = self._view(target, task, variables) if target is not hr else self._item_view(hr, task, variables, memo)
+        static = memo.get("ctx") if memo is not None else None
+        if static is None:  # what is the same for every item of the step
+            static = dict(check_mode=self.options.mode == "plan" or _truth(task.check_mode) is True,
+                          transports=_HostTransports(self.hosts), allow_destroy=self.options.allow_destroy,
+                          read_only=self._runs_in_plan(task), no_log=_truth(task.no_log) is True,
+                          task_check_mode=task.check_mode, verbosity=self.options.verbose,
+                          diff=_truth(task.diff) is True, timeout=task.timeout)
+            if memo is not None:
+                memo["ctx"] = static
         ctx = TaskContext(target.info, view, task_name=task.label,
                           render_file=render_file, find_file=find_file,
                           progress=lambda msg: self.reporter.progress(hr.host.name, task, msg),
-                          check_mode=self.options.mode == "plan" or _truth(task.check_mode) is True,
-                          transports=_HostTransports(self.hosts),
-                          allow_destroy=self.options.allow_destroy, variables=variables,
-                          read_only=self._runs_in_plan(task), no_log=_truth(task.no_log) is True,
-                          task_check_mode=task.check_mode, verbosity=self.options.verbose,
-                          diff=_truth(task.diff) is True, host_pending=hr.pending,
-                          environment=self._environment(task, variables), timeout=task.timeout)
+                          variables=variables, host_pending=hr.pending,
+                          environment=self._environment(task, variables) if task.environment else {}, **static)
         ctx.local_files = local_files
         return ctx
 
@@ -1305,7 +1316,7 @@ class Runner:
         if delegate is not None:
             facts = self._read_now(delegate, module, args, task, variables)
         else:
-            facts = self._facts_for(hr, task, step, index, args, module, variables)
+            facts = self._facts_for(hr, task, step, index, args, module, variables, key=getattr(ctx, "args_key", None))
         state = module.read(args, facts, ctx)
         changes = module.plan(args, state, target.info)
         if _truth(task.diff) is False:  # `diff: false`: the change is listed, its diff is not
@@ -1638,11 +1649,12 @@ class Runner:
 
     # -- reads ------------------------------------------------------------------------
     def _facts_for(self, hr: HostRun, task: Task, step: Step, index: int, args: dict, module,
-                   variables: dict | None = None) -> dict:
+                   variables: dict | None = None, *, key: str | None = None) -> dict:
         """What this item's probes answered in the host's batched read — if they were
         made from the same arguments and host facts (a cold facts cache renders probes
-        before the host's OS is known: those steps read again)."""
-        key = _args_key(args)
+        before the host's OS is known: those steps read again). ``key``: the arguments'
+        ``_args_key`` if the rendering that gave them computed it."""
+        key = key or _args_key(args)
 
         def valid(cached) -> bool:
             return bool(cached) and cached[0] == key and self._same_probes(module, args, cached, hr.info)
@@ -1722,6 +1734,7 @@ class Runner:
         tie = itertools.count()  # equal orders (steps an include inserted) never compare steps
         queue = [(order[s], next(tie), s) for s in ready]
         heapq.heapify(queue)
+        finished = SimpleQueue()  # futures of the steps that finished, in that order
 
         def release(step):
             for succ in self._release(step, waiting):
@@ -1735,10 +1748,16 @@ class Runner:
                         self._finish(step, StepOutcome(self.tasks[step.task_id], step.host, "blocked"))
                         release(step)
                         continue
-                    running[pool.submit(self._execute, step)] = step
+                    future = pool.submit(self._execute, step)
+                    running[future] = step
+                    future.add_done_callback(finished.put)
                 if not running:
                     continue
-                done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                # (a queue of finished steps: cf.wait put a waiter on every running step
+                # for each one that finished — O(forks) per step)
+                done = [finished.get()]
+                while not finished.empty():
+                    done.append(finished.get_nowait())
                 for future in done:
                     step = running.pop(future)
                     outcome = future.result()

@@ -636,7 +636,7 @@ class Templar:
             body = text[:-1] if text.endswith("\n") else text
             whole = self._WHOLE.match(body)
             if whole and "{{" not in whole.group(1) and "}}" not in whole.group(1):
-                result = self._expression(whole.group(1).strip(), escape=self._escape)(**variables)
+                result = _evaluate(self._expression(whole.group(1).strip(), escape=self._escape), variables)
                 if isinstance(result, jinja2.Undefined):
                     str(result)  # raises UndefinedError with the name
                 if isinstance(result, Deferred):
@@ -644,7 +644,7 @@ class Templar:
                 if body is not text and isinstance(result, str) and not is_unknown(result):
                     result += "\n"
                 return result
-            return self._template(text, escape=self._escape).render(variables)
+            return _render_template(self._template(text, escape=self._escape), variables)
         except KnownAfterApply:
             return Unknown() if whole and "{{" not in whole.group(1) and "}}" not in whole.group(1) else UNKNOWN_MARK
         except GfsError as exc:
@@ -763,7 +763,7 @@ class Templar:
                                     **self._where,
                                     fix="check `src:`; templates are looked up in templates/ next to the playbook") from None
             try:
-                return self._template(source, path).render({**template_file_vars(path), **variables})
+                return _render_template(self._template(source, path), {**template_file_vars(path), **variables})
             except KnownAfterApply:
                 return UNKNOWN_MARK
             except TemplateError:
@@ -772,6 +772,24 @@ class Templar:
                 raise self._error(exc, source, filename=path) from None
         finally:
             self._where = saved
+
+
+def _render_template(template, variables: dict) -> str:
+    """``template.render(variables)`` with one copy of the variables, not two (a task's
+    variables are dozens of names, copied for every string rendered)."""
+    try:
+        return template.environment.concat(template.root_render_func(template.new_context(variables)))
+    except Exception:  # noqa: BLE001 - as Template.render: the traceback names template lines
+        template.environment.handle_exception()
+
+
+def _evaluate(expression, variables: dict):
+    """``expression(**variables)`` (a compiled expression) with one copy of the variables, not three."""
+    template = expression._template
+    context = template.new_context(variables)
+    for _ in template.root_render_func(context):
+        pass
+    return context.vars["result"]
 
 
 def _in_variable(exc: TemplateError, key: str, *, with_place: bool) -> str:
