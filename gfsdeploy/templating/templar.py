@@ -358,6 +358,22 @@ def _finalize(value):
     return "" if value is None else value
 
 
+class _Environment(SandboxedEnvironment):
+    """Jinja's sandbox; ``x.name`` on a plain mapping holding ``name`` (not a method of
+    dict) is that item straight away — what the sandbox gives too, after failing to
+    find the attribute first (``hostvars[h].ip`` for every host in a template)."""
+
+    def getattr(self, obj, attribute):
+        if type(obj) is dict and type(attribute) is str and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
+
+
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
 #: Jinja's filters and tests with gfsdeploy's, wrapped for unknown values, by environment class
 _WRAPPED: dict = {}
 
@@ -366,7 +382,7 @@ def make_environment(loader=None) -> SandboxedEnvironment:
     """The Jinja environment every template renders in (and the static checker parses with).
     Sandboxed (no access to Python internals) but, as in Ansible, templates may call
     ``list.append`` and the like — real templates build lists that way."""
-    env = SandboxedEnvironment(
+    env = _Environment(
         undefined=Undefined, loader=loader, keep_trailing_newline=True, trim_blocks=True,
         finalize=_finalize, extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])
     wrapped = _WRAPPED.get(type(env))
@@ -636,7 +652,11 @@ class Templar:
             body = text[:-1] if text.endswith("\n") else text
             whole = self._WHOLE.match(body)
             if whole and "{{" not in whole.group(1) and "}}" not in whole.group(1):
-                result = _evaluate(self._expression(whole.group(1).strip(), escape=self._escape), variables)
+                name = whole.group(1).strip()
+                if name in variables and name.isidentifier() and name not in _JINJA_WORDS:
+                    result = variables[name]  # "{{ item }}": what Jinja would look up, without Jinja
+                else:
+                    result = _evaluate(self._expression(name, escape=self._escape), variables)
                 if isinstance(result, jinja2.Undefined):
                     str(result)  # raises UndefinedError with the name
                 if isinstance(result, Deferred):
@@ -772,6 +792,11 @@ class Templar:
                 raise self._error(exc, source, filename=path) from None
         finally:
             self._where = saved
+
+
+#: names Jinja reads as constants or operators, never as variables
+_JINJA_WORDS = frozenset({"true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if",
+                          "else"})
 
 
 def _render_template(template, variables: dict) -> str:
