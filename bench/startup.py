@@ -51,12 +51,11 @@ CASES = {
     "import gfsdeploy.transport.ssh (+paramiko)": ["-c", "import gfsdeploy.transport.ssh"],
     "import paramiko": ["-c", "import paramiko"],
     "import fabric": ["-c", "import fabric"],
-    "import networkx": ["-c", "import networkx"],
     "gfsdeploy plan: 1 local host, 1 copy task (the whole command)":
         ["-m", "gfsdeploy", "plan", "{tmp}/inventory.yaml", "-p", "{tmp}/playbook.yaml"],
-    "what an SSH plan imports (engine, workload modules, paramiko, networkx)":
+    "what an SSH plan imports (engine, workload modules, paramiko)":
         ["-c", "import gfsdeploy.cli, gfsdeploy.session, gfsdeploy.output, gfsdeploy.runner, "
-               "gfsdeploy.transport.ssh, networkx\nfrom gfsdeploy import modules\n"
+               "gfsdeploy.transport.ssh\nfrom gfsdeploy import modules\n"
                "[modules.get(m) for m in ('blockinfile', 'copy', 'iptables', 'file', 'template')]"],
 }
 

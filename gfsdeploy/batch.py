@@ -442,9 +442,13 @@ class JointProbe(str):
     """A probe (the command, as a string) that can share one command with probes of
     other steps in the same batched read: e.g. one query for several named objects
     instead of one query each (every command is a process on the host). Probes whose
-    ``joint_key`` is equal (and not None) may be joined; the class joins them
-    (``join``) and gives each its own answer back (``part``). A probe alone, or a
-    probe whose command the runner changed (an environment), runs as written."""
+    ``joint_key`` is equal (and not None) may be joined; the class says how (``join``:
+    one command answering all) and gives each its own answer back out of that command's
+    successful result (``part``). If the joined command fails (a kind the server does
+    not know, an object it refuses), each probe's own command runs in the same round
+    trip and answers for itself: ``script``/``answers`` frame that around ``join``/``part``
+    (:func:`fallback_script`), so a subclass never sees it. A probe alone, or a probe
+    whose command the runner changed (an environment), runs as written."""
 
     joint_key: object = None
 
@@ -454,9 +458,25 @@ class JointProbe(str):
         return None
 
     @classmethod
-    def part(cls, probes: list, result: Result) -> list[Result]:
-        """Each probe's Result out of the joined command's."""
+    def part(cls, probes: list, whole: Result) -> list[Result]:
+        """Each probe's Result out of the joined command's (which succeeded)."""
         raise NotImplementedError
+
+    @classmethod
+    def script(cls, probes: list) -> str | None:
+        """What the batched read sends: the joined command, each probe's own if it fails."""
+        joined = cls.join(probes)
+        return None if joined is None else fallback_script(joined, probes)
+
+    @classmethod
+    def answers(cls, probes: list, result: Result) -> list[Result]:
+        """Each probe's Result out of what :meth:`script` printed."""
+        whole, each = fallback_parts(result, len(probes))
+        if each is not None:
+            return each
+        if whole is None:  # the script itself failed: each probe reports it as its own read would
+            return [result] * len(probes)
+        return cls.part(probes, whole)
 
 
 def fallback_script(joined: str, probes: list) -> str:
@@ -511,7 +531,7 @@ def read_joined(view, asked: dict) -> dict:
     for n, ((cls, _), keys) in enumerate(groups.items()):
         if len(keys) < 2:
             continue
-        command = cls.join([probes[k] for k in keys])
+        command = cls.script([probes[k] for k in keys])
         if command is None:
             continue
         name = f"\x1ejoined\x1f{n}"
@@ -523,7 +543,7 @@ def read_joined(view, asked: dict) -> dict:
     for name, (cls, keys) in joined.items():
         result = answered.pop(name)
         try:
-            parts = cls.part([probes[k] for k in keys], result)
+            parts = cls.answers([probes[k] for k in keys], result)
         except Exception:  # noqa: BLE001 - each probe sees the failure, and reports it as its own read would
             parts = [result] * len(keys)
         answered.update(zip(keys, parts))

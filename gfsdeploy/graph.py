@@ -1,7 +1,8 @@
 """The task graph: one node per (task, host), edges from play order, ``needs:``,
 play barriers, ``serial`` batches and the points where hosts must wait for each
-other. A networkx DAG, so cycles are found and named, and the runner starts each
-node as soon as its predecessors are done.
+other. A small directed graph of our own (:class:`DiGraph`: insertion-ordered, the
+few operations the runner needs), so cycles are found and named, and the runner
+starts each node as soon as its predecessors are done.
 
 Edges carry ``why``: ``order`` (the host's own sequence: whether a step runs after
 a failure is decided by the host's state — blocks, rescue, always), ``needs``
@@ -23,14 +24,180 @@ import dataclasses
 import random
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Iterator
 
 from gfsdeploy.errors import GraphError
 from gfsdeploy.inventory import Inventory
 from gfsdeploy.playbook import Play, Playbook, Task
 
-if TYPE_CHECKING:  # networkx costs ~0.2 s to import: only commands that build a graph pay it
-    import networkx as nx
+
+class _Nodes:
+    """``graph.nodes``: iterate, ``in``, ``len``; ``nodes[n]`` is the node's attributes."""
+
+    __slots__ = ("_attrs",)
+
+    def __init__(self, attrs: dict):
+        self._attrs = attrs
+
+    def __iter__(self):
+        return iter(self._attrs)
+
+    def __len__(self):
+        return len(self._attrs)
+
+    def __contains__(self, node):
+        return node in self._attrs
+
+    def __getitem__(self, node) -> dict:
+        return self._attrs[node]
+
+
+class _Edges:
+    """``graph.edges``: ``edges()`` / ``edges(data=True)`` in insertion order (each
+    node's out-edges in the order they were added); ``edges[a, b]`` the attributes."""
+
+    __slots__ = ("_succ",)
+
+    def __init__(self, succ: dict):
+        self._succ = succ
+
+    def __call__(self, data: bool = False):
+        if data:
+            return [(a, b, d) for a, out in self._succ.items() for b, d in out.items()]
+        return [(a, b) for a, out in self._succ.items() for b in out]
+
+    def __iter__(self):
+        return iter(self())
+
+    def __len__(self):
+        return sum(len(out) for out in self._succ.values())
+
+    def __getitem__(self, edge) -> dict:
+        a, b = edge
+        return self._succ[a][b]
+
+
+class DiGraph:
+    """A directed graph: nodes and edges with attributes, kept in insertion order
+    (the order decides the runner's schedule and the graph's printed form).
+    Adding an edge adds its nodes; adding it again updates its attributes."""
+
+    def __init__(self):
+        self._attrs: dict = {}   # node -> attributes
+        self._succ: dict = {}    # node -> {successor: edge attributes}
+        self._pred: dict = {}    # node -> {predecessor: edge attributes}
+        self.nodes = _Nodes(self._attrs)
+        self.edges = _Edges(self._succ)
+
+    def add_node(self, node, **attrs) -> None:
+        if node not in self._attrs:
+            self._attrs[node] = {}
+            self._succ[node] = {}
+            self._pred[node] = {}
+        self._attrs[node].update(attrs)
+
+    def add_edge(self, a, b, **attrs) -> None:
+        self.add_node(a)
+        self.add_node(b)
+        data = self._succ[a].get(b)
+        if data is None:
+            data = self._succ[a][b] = self._pred[b][a] = {}
+        data.update(attrs)
+
+    def __contains__(self, node) -> bool:
+        return node in self._attrs
+
+    def __len__(self) -> int:
+        return len(self._attrs)
+
+    def successors(self, node) -> Iterator:
+        return iter(self._succ[node])
+
+    def predecessors(self, node) -> Iterator:
+        return iter(self._pred[node])
+
+    def in_degree(self, node) -> int:
+        return len(self._pred[node])
+
+    def out_edges(self, node, data: bool = False) -> list:
+        if data:
+            return [(node, b, d) for b, d in self._succ[node].items()]
+        return [(node, b) for b in self._succ[node]]
+
+    def has_edge(self, a, b) -> bool:
+        return b in self._succ.get(a, ())
+
+    def copy(self) -> "DiGraph":
+        """A graph with the same nodes and edges and copies of their attribute dicts."""
+        out = DiGraph()
+        for node, attrs in self._attrs.items():
+            out._attrs[node] = dict(attrs)
+            out._succ[node] = {}
+            out._pred[node] = {}
+        for a, succ in self._succ.items():
+            for b, data in succ.items():
+                out._succ[a][b] = out._pred[b][a] = dict(data)
+        return out
+
+
+def topological_generations(graph: DiGraph) -> Iterator[list]:
+    """The nodes in generations: a node comes in the first generation after all its
+    predecessors'. Within one, nodes keep the order in which they became free (the
+    graph's insertion order first): the runner's schedule and outcome order rest on it."""
+    waiting = {}
+    free = []
+    for node in graph.nodes:
+        n = graph.in_degree(node)
+        if n:
+            waiting[node] = n
+        else:
+            free.append(node)
+    while free:
+        generation, free = free, []
+        for node in generation:
+            for succ in graph.successors(node):
+                waiting[succ] -= 1
+                if not waiting[succ]:
+                    free.append(succ)
+                    del waiting[succ]
+        yield generation
+    if waiting:
+        raise GraphError("the task graph has a cycle")
+
+
+def topological_sort(graph: DiGraph) -> list:
+    """Every node after its predecessors (generation by generation)."""
+    return [node for generation in topological_generations(graph) for node in generation]
+
+
+def find_cycle(graph: DiGraph) -> list[tuple]:
+    """The edges of the first cycle a depth-first walk meets (nodes and their successors
+    in insertion order), from the node where the cycle closes; [] if there is none."""
+    done: set = set()
+    for start in graph.nodes:
+        if start in done:
+            continue
+        path = [start]                  # the active path
+        on_path = {start}
+        stack = [iter(graph.successors(start))]
+        while stack:
+            succ = next(stack[-1], None)
+            if succ is None:
+                stack.pop()
+                node = path.pop()
+                on_path.discard(node)
+                done.add(node)
+                continue
+            if succ in on_path:
+                at = path.index(succ)
+                cycle = path[at:] + [succ]
+                return list(zip(cycle, cycle[1:]))
+            if succ in done:
+                continue
+            path.append(succ)
+            on_path.add(succ)
+            stack.append(iter(graph.successors(succ)))
+    return []
 
 
 @dataclass(frozen=True)
@@ -136,10 +303,8 @@ def handler_copies(play: Play, run_tasks: list[Task]) -> dict[int, list[Task]]:
 
 
 def build_graph(playbook: Playbook, inventory: Inventory, *, limit: list[str] | None = None,
-                tags: set | None = None, skip_tags: set | None = None) -> tuple[nx.DiGraph, dict[str, Task]]:
-    import networkx as nx
-
-    graph = nx.DiGraph()
+                tags: set | None = None, skip_tags: set | None = None) -> tuple[DiGraph, dict[str, Task]]:
+    graph = DiGraph()
     tasks: dict[str, Task] = {}
     by_name: dict[str, list[Task]] = {}
     all_by_id = {t.id: t for t in playbook.tasks()}
@@ -233,10 +398,7 @@ def build_graph(playbook: Playbook, inventory: Inventory, *, limit: list[str] | 
                         for before in (same or target_steps):
                             if before != step:
                                 graph.add_edge(before, step, hard=True, why="needs")
-    try:
-        cycle = nx.find_cycle(graph)
-    except nx.NetworkXNoCycle:
-        cycle = None
+    cycle = find_cycle(graph)
     if cycle:
         names = []
         for edge in cycle:
@@ -255,7 +417,7 @@ def _strategy_written(play: Play) -> bool:
     return getattr(play, "strategy_written", False)
 
 
-def _terminal_steps(graph: nx.DiGraph, steps: list[Step]) -> list[Step]:
+def _terminal_steps(graph: DiGraph, steps: list[Step]) -> list[Step]:
     """Steps with no successor among ``steps`` (a play's or batch's last tasks and handlers)."""
     inside = set(steps)
     return [s for s in inside if not any(succ in inside for succ in graph.successors(s))]
@@ -270,13 +432,11 @@ def _describe(task: Task) -> str:
     return text
 
 
-def render_text(graph: nx.DiGraph, tasks: dict[str, Task]) -> str:
+def render_text(graph: DiGraph, tasks: dict[str, Task]) -> str:
     """The graph as text: steps in a topological order, with where each task came from
     (role, file:line) and what it waits for on other hosts or by `needs:`."""
-    import networkx as nx
-
     lines = []
-    for generation, nodes in enumerate(nx.topological_generations(graph)):
+    for generation, nodes in enumerate(topological_generations(graph)):
         for step in sorted(nodes, key=lambda s: (s.host, s.task_id)):
             task = tasks[step.task_id]
             preds = sorted(graph.predecessors(step), key=str)
@@ -287,7 +447,7 @@ def render_text(graph: nx.DiGraph, tasks: dict[str, Task]) -> str:
     return "\n".join(lines)
 
 
-def render_dot(graph: nx.DiGraph, tasks: dict[str, Task]) -> str:
+def render_dot(graph: DiGraph, tasks: dict[str, Task]) -> str:
     def node_id(step):
         return '"' + str(step).replace('"', '\\"') + '"'
 

@@ -53,7 +53,17 @@ _SECTIONS = [
                "printf 'P %s %s %s %s\\n' \"$n\" \"${p##*/}\" \"$s\" \"$t\"; "
                "done; done"),
     ("env", "env"),
-    ("systemd", "[ -d /run/systemd/system ] && echo systemd; cat /proc/1/comm 2>/dev/null"),
+    # what Ansible's service_mgr rule looks at (service_mgr() below; docs/ANSIBLE-STRUCTURE.md):
+    # PID 1's name; only when that is not to be trusted, the rest (no process on a systemd host)
+    ("service_mgr", "c=; IFS= read -r c < /proc/1/comm; echo \"comm=$c\"; "
+                    "[ -n \"$c\" ] || echo \"ps=$(ps -p 1 -o comm | tail -n 1)\"; "
+                    "case $c in ''|init|*sh) "
+                    "[ -L /sbin/init ] && echo \"init=$(readlink /sbin/init)\"; "
+                    "p=$PATH:/sbin:/usr/sbin:/usr/local/sbin; while [ -n \"$p\" ]; do d=${p%%:*}; "
+                    "for t in systemctl initctl; do [ -f \"$d/$t\" ] && [ -x \"$d/$t\" ] && echo \"$t=yes\"; "
+                    "done; [ \"$p\" = \"$d\" ] && p= || p=${p#*:}; done; "
+                    "for d in /run/systemd/system /dev/.run/systemd /dev/.systemd /etc/init /etc/init.d /etc/dinit.d; "
+                    "do [ -d \"$d/\" ] && echo \"dir=$d\"; done; [ -e /sbin/openrc ] && echo openrc=yes;; esac"),
     ("user", "id -u; id -g; id -un; echo \"$HOME\"; echo \"$SHELL\""),
     ("date", "date +'%s %z %Z'"),
     ("pkg", "for p in apt-get dnf yum zypper apk pacman; do command -v $p >/dev/null 2>&1 && { echo $p; break; }; done"),
@@ -176,10 +186,8 @@ def _other_facts(s: dict, facts: dict) -> None:
             env[key] = value
     if env:
         facts["env"] = env
-    mgr = s.get("systemd", "").split()
-    if mgr:
-        facts["service_mgr"] = "systemd" if "systemd" in mgr else {"init": "sysvinit", "openrc-init": "openrc"}.get(
-            mgr[-1], mgr[-1])
+    if "service_mgr" in s:
+        facts["service_mgr"] = service_mgr(s["service_mgr"], facts)
     user = s.get("user", "").splitlines()
     if len(user) >= 3:
         facts.update(user_uid=_int(user[0]), user_gid=_int(user[1]), user_id=user[2],
@@ -222,6 +230,61 @@ def _other_facts(s: dict, facts: dict) -> None:
     if python:
         facts["python"] = {"executable": python[0]}
     facts["local"] = _local_facts(s.get("local", ""))
+
+
+#: PID 1 names Ansible reports under another name
+_PID1_NAMES = {"procd": "openwrt_init", "runit-init": "runit", "svscan": "svc", "openrc-init": "openrc"}
+
+
+def service_mgr(text: str, facts: dict) -> str:
+    """Ansible's ``service_mgr`` from the probe's section: PID 1's name, unless it is
+    ``init`` or ends in ``sh`` (a shell: a container's PID 1 — not to be trusted); then
+    by OS, and on Linux: systemd when systemctl is installed and /run/systemd/system (or
+    /dev/.run/systemd, /dev/.systemd) is a directory, upstart when initctl is installed
+    and /etc/init/ exists, openrc when /sbin/openrc exists, systemd when systemctl is
+    installed and /sbin/init is a link to ``systemd``, sysvinit when /etc/init.d/ exists,
+    dinit when /etc/dinit.d/ exists; else ``service``."""
+    seen: dict = {}
+    dirs = set()
+    for line in text.splitlines():
+        key, eq, value = line.partition("=")
+        if key == "dir":
+            dirs.add(value.strip())
+        elif eq:
+            seen[key] = value
+    pid1 = seen.get("comm", "").strip() or None
+    if pid1 is None:  # /proc/1/comm unreadable: ps, unless it printed a header, a PID or nothing
+        ps = seen.get("ps", "").strip()
+        pid1 = ps if ps and ps != "COMMAND" and not re.match(r" *[0-9]+ ", seen.get("ps", "")) else None
+    if pid1 is None and seen.get("init"):
+        pid1 = seen["init"]
+    if pid1 is not None:
+        pid1 = pid1.rstrip("/").rsplit("/", 1)[-1].strip()
+    if pid1 and pid1 != "init" and not pid1.endswith("sh"):
+        return _PID1_NAMES.get(pid1, pid1)
+    system, distribution = facts.get("system", ""), facts.get("distribution", "")
+    if "BSD" in system or system in ("Bitrig", "DragonFly"):
+        return "bsdinit"
+    if system in ("AIX", "SunOS"):
+        return {"AIX": "src", "SunOS": "smf"}[system]
+    if distribution in ("OpenWrt", "SMGL"):
+        return {"OpenWrt": "openwrt_init", "SMGL": "simpleinit_msb"}[distribution]
+    if system not in ("Linux", ""):  # unknown (uname unreadable): gfsdeploy's hosts are Linux
+        return "service"
+    systemctl = seen.get("systemctl") == "yes"
+    if systemctl and dirs & {"/run/systemd/system", "/dev/.run/systemd", "/dev/.systemd"}:
+        return "systemd"
+    if seen.get("initctl") == "yes" and "/etc/init" in dirs:
+        return "upstart"
+    if seen.get("openrc") == "yes":
+        return "openrc"
+    if systemctl and seen.get("init", "").rstrip("/").rsplit("/", 1)[-1] == "systemd":
+        return "systemd"
+    if "/etc/init.d" in dirs:
+        return "sysvinit"
+    if "/etc/dinit.d" in dirs:
+        return "dinit"
+    return "service"
 
 
 def _key_values(text: str) -> dict:

@@ -177,8 +177,9 @@ def render_recap(recap) -> str:
         h = recap.hosts[name]
         warn = sum(1 for host, _ in warnings if host == name)
         state = "UNREACHABLE" if h.unreachable else ("FAILED" if h.failed else "")
-        lines.append(f"{name:<{width}}  ok={h.ok:<3} changed={h.changed:<3} "
-                     f"failed={h.failed:<3} skipped={h.skipped:<3}"
+        # Ansible's columns, in its order; an unreachable host counts 1 there, its failure not as failed
+        lines.append(f"{name:<{width}}  ok={h.ok:<3} changed={h.changed:<3} unreachable={int(h.unreachable):<3} "
+                     f"failed={h.failed:<3} skipped={h.skipped:<3} rescued={h.rescued:<3} ignored={h.ignored:<3}"
                      + (f" warnings={warn}" if warn else "") + (f"  {state}" if state else ""))
     for host, change in warnings:
         lines.append(f"warning: {host}: {change.resource}" +

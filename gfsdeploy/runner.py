@@ -33,7 +33,7 @@ from gfsdeploy import batch
 from gfsdeploy import flow as flowmod
 from gfsdeploy import hostfacts, loops, modules, secrets
 from gfsdeploy.errors import GfsError, Interrupted, ModuleError, PlaybookError, TransportError
-from gfsdeploy.graph import Step, build_graph, play_hosts, selected
+from gfsdeploy.graph import Step, build_graph, play_hosts, selected, topological_sort
 from gfsdeploy.hostfacts import FACTS_PROBE, HostFactsCache
 from gfsdeploy.inventory import Host, Inventory
 from gfsdeploy.modules.base import CHANGE, READ, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
@@ -83,6 +83,10 @@ class Options:
     before_change: object = None
 
 
+#: a host's counts in the recap, in Ansible's order (``--json``: hosts.<name>.counts)
+_NO_COUNTS = {"ok": 0, "changed": 0, "unreachable": 0, "failed": 0, "skipped": 0, "rescued": 0, "ignored": 0}
+
+
 @dataclass
 class StepOutcome:
     """What happened to one (task, host)."""
@@ -96,6 +100,8 @@ class StepOutcome:
     messages: list[str] = field(default_factory=list)  # what read-only tasks (debug) have to say
     reads: list[str] = field(default_factory=list)     # commands a read-only task ran (listed by plan)
     expansion: list = field(default_factory=list)      # tasks an include brought (inserted after this step)
+    ignored: bool = False          # it failed under ignore_errors/ignore_unreachable (recap: ok and ignored)
+    failed_changed: bool = False   # its failed result said changed (an ignored failure counts as changed too)
 
 
 @dataclass
@@ -122,7 +128,7 @@ class HostRun:
     attempted: set = field(default_factory=set)     # steps the last batch read (or tried to)
     lock: threading.RLock = field(default_factory=threading.RLock)      # one step of this host at a time
     conn_lock: threading.RLock = field(default_factory=threading.RLock)  # connecting, facts, what was read
-    counts: dict = field(default_factory=lambda: {"ok": 0, "changed": 0, "failed": 0, "skipped": 0})
+    counts: dict = field(default_factory=lambda: dict(_NO_COUNTS))
     flow: flowmod.HostFlow = field(default_factory=flowmod.HostFlow)
     vars_files: dict = field(default_factory=dict)  # play index -> loaded vars_files
     views: dict = field(default_factory=dict)       # (user, connection) -> transport of a task's keywords
@@ -1126,6 +1132,7 @@ class Runner:
         if _truth(ignore) is True:
             outcome.status = "ok"
             outcome.error = "(ignored) " + outcome.error
+            outcome.ignored = True
             return
         if hr.flow.fail(task):
             outcome.status = "rescued"
@@ -1301,6 +1308,7 @@ class Runner:
                 outcome.messages.append(result["msg"])
             results.append(result)
             if result.get("failed"):
+                outcome.failed_changed = any(r.get("changed") for r in results)
                 self._register(hr, task, results)
                 raise ModuleError(NO_LOG_MESSAGE if _truth(task.no_log) is True else result.get("msg") or "failed",
                                   host=hr.host.name, task=task.label)
@@ -1714,12 +1722,10 @@ class Runner:
             hr.flow.force_handlers = self.options.force_handlers
             hr.cacheable, hr.failed_task, hr.failed_result = {}, None, None
             hr.rendered = {}
-            hr.counts = {"ok": 0, "changed": 0, "failed": 0, "skipped": 0}
+            hr.counts = dict(_NO_COUNTS)
         self.graph = graph = self.base_graph.copy()
         self.steps_by_host = {}
-        import networkx as nx  # imported when a run starts, not with the engine (~0.2 s)
-
-        sequence = list(nx.topological_sort(graph))
+        sequence = topological_sort(graph)
         order = {n: i for i, n in enumerate(sequence)}
         inserted = False  # an include added steps: the graph's order must be computed again
         for step in sorted(order, key=order.get):
@@ -1777,7 +1783,7 @@ class Runner:
             raise
         pool.shutdown(wait=True)
         # (the same graph gives the same order: sorted once, not again at the end)
-        return [self.outcomes[s] for s in (nx.topological_sort(graph) if inserted else sequence)
+        return [self.outcomes[s] for s in (topological_sort(graph) if inserted else sequence)
                 if s in self.outcomes]
 
     def abort(self) -> None:
@@ -1841,8 +1847,17 @@ class Runner:
         if outcome.status in ("pending", "changed"):
             hr.pending = True
         key = {"pending": "changed", "blocked": "skipped"}.get(outcome.status, outcome.status)
-        if not (outcome.status == "skipped" and outcome.error.startswith(QUIET)):
+        if key == "failed" and hr.unreachable:
+            key = "unreachable"  # Ansible's count: a host it cannot reach is unreachable, not failed
+        if not (outcome.status == "skipped" and outcome.error.startswith(QUIET)) and \
+                not (outcome.status == "blocked" and hr.failed):  # a failed host's later steps: not counted
             hr.counts[key] = hr.counts.get(key, 0) + 1
+            if key == "changed":  # Ansible's ok= counts every task that did not fail, changed ones too
+                hr.counts["ok"] += 1
+        if outcome.ignored:  # Ansible counts an ignored failure as ok and ignored (and changed if it was)
+            hr.counts["ignored"] += 1
+            if outcome.failed_changed:
+                hr.counts["changed"] += 1
         self.reporter.step_done(outcome, self.options.mode)
 
     # -- reporting helpers -----------------------------------------------------------

@@ -158,6 +158,8 @@ class HostRecap:
     skipped: int = 0
     unreachable: bool = False
     round_trips: int = 0
+    rescued: int = 0   # failures a block's rescue handled (not counted as failed, as in Ansible)
+    ignored: int = 0   # failures under ignore_errors/ignore_unreachable (also counted as ok)
 
 
 @dataclass
@@ -362,7 +364,8 @@ class Session:
             c = hr.counts
             recap.hosts[name] = HostRecap(ok=c.get("ok", 0), changed=c.get("changed", 0),
                                           failed=c.get("failed", 0), skipped=c.get("skipped", 0),
-                                          unreachable=hr.unreachable,
+                                          unreachable=hr.unreachable, rescued=c.get("rescued", 0),
+                                          ignored=c.get("ignored", 0),
                                           round_trips=hr.transport.round_trips if hr.transport else 0)
         recap.failures = [o.error for o in outcomes if o.status == "failed"]
         return recap

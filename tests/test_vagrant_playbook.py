@@ -276,7 +276,9 @@ def test_engine_loads_playbook_and_graph_is_acyclic():
     playbook = load_playbook(PLAYBOOK)
     assert [len(p.tasks) for p in playbook.plays] == [23, 13, 1, 1]
     graph, tasks = build_graph(playbook, load_inventory(INVENTORY))
-    assert nx.is_directed_acyclic_graph(graph)
+    reference = nx.DiGraph(graph.edges())  # networkx checks the engine's own graph
+    reference.add_nodes_from(graph.nodes)
+    assert nx.is_directed_acyclic_graph(reference)
     hosts_of = {}
     for step in graph.nodes:
         hosts_of.setdefault(tasks[step.task_id].name, set()).add(step.host)
@@ -285,7 +287,7 @@ def test_engine_loads_playbook_and_graph_is_acyclic():
     # joins wait for the token on the master, via the play order
     token = next(s for s in graph.nodes if tasks[s.task_id].register == "join_command")
     join = next(s for s in graph.nodes if tasks[s.task_id].name == "kubeadm join")
-    assert nx.has_path(graph, token, join)
+    assert nx.has_path(reference, token, join)
 
 
 def test_ansible_syntax_check():

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 from gfsdeploy_glusterfs import manifests
 from gfsdeploy import secrets
-from gfsdeploy.batch import JointProbe, fallback_parts, fallback_script
+from gfsdeploy.batch import JointProbe
 from gfsdeploy.errors import ModuleError, PlaybookError, PreflightError
 from gfsdeploy.modules.base import (ADD, CHANGE, DESTROY, REPLACE, UNKNOWN, WARN, Change, Module, Param,
                                     TaskContext, TaskResult, q, qjoin)
@@ -620,16 +620,12 @@ class KubectlGet(JointProbe):
     @classmethod
     def join(cls, probes: list) -> str:
         refs = list(dict.fromkeys(r for p in probes for r in p.refs))
-        return fallback_script(kubectl(probes[0].kube, "get", *refs, *_ns_args(probes[0].ns), "-o", "json",
-                                       "--ignore-not-found"), probes)
+        return kubectl(probes[0].kube, "get", *refs, *_ns_args(probes[0].ns), "-o", "json", "--ignore-not-found")
 
     @classmethod
-    def part(cls, probes: list, result: Result) -> list[Result]:
+    def part(cls, probes: list, whole: Result) -> list[Result]:
         """Each step gets the objects it asked for: by their ``ref``; an object asked
         for in another spelling (``deployments/x``, a short name) by its name."""
-        whole, each = fallback_parts(result, len(probes))
-        if each is not None or whole is None:
-            return each or [result] * len(probes)
         objects = parse_objects(whole.stdout)
         asked = {r for p in probes for r in p.refs}
         out = []
@@ -658,16 +654,13 @@ class KubectlDryRun(JointProbe):
         objects = [o for p in probes for o in p.objects]
         if len({key(o) for o in objects}) != len(objects):
             return None
-        return fallback_script(apply_script(probes[0].kube, objects, dry_run=True), probes)
+        return apply_script(probes[0].kube, objects, dry_run=True)
 
     @classmethod
-    def part(cls, probes: list, result: Result) -> list[Result]:
+    def part(cls, probes: list, whole: Result) -> list[Result]:
         """Each step gets its own objects as the server would apply them. A step whose
         objects are not all in the answer reads as refused: it then asks object by
         object, as when its own dry run fails."""
-        whole, each = fallback_parts(result, len(probes))
-        if each is not None or whole is None:
-            return each or [result] * len(probes)
         applied = {key(o): o for o in parse_objects(whole.stdout)}
         out = []
         for probe in probes:

@@ -20,6 +20,9 @@ What is compared (:meth:`Compat.run_both`):
   ``delta`` …) and those a test lists in ``ignore`` (with its reason);
 - per task and host: changed / failed / skipped, from Ansible's results (a small
   callback plugin, ``callback_plugins/compat_log.py``) and gfsdeploy's ``--json``;
+- with ``recap=True``, the recap's counts per host (ok, changed, unreachable, failed,
+  skipped, rescued, ignored: Ansible's from its stats, gfsdeploy's from ``--json``),
+  minus Ansible's implicit fact gathering;
 - with ``twice=True`` (default), a second run under both tools and the same comparison
   (it is where idempotence shows: neither side may change what the other does not).
 
@@ -142,6 +145,7 @@ class Run:
     results: dict = field(default_factory=dict)   # (task, host) -> Ansible result / gfsdeploy step
     registered: dict = field(default_factory=dict)  # host -> {name: value}
     state: dict = field(default_factory=dict)     # host -> {"files": …, "commands": …}
+    recap: dict = field(default_factory=dict)     # host -> the recap's counts
 
     def output(self) -> str:
         """The run's output for a failure message (in full only when the tool failed)."""
@@ -164,6 +168,7 @@ class Pair:
     gfsdeploy: Run
     again: "Pair | None" = None
     ignore: tuple = ()
+    recap: bool = False   # compare the recap's counts too
 
     def differences(self) -> list[str]:
         out = []
@@ -171,6 +176,8 @@ class Pair:
         if (a.rc == 0) != (g.rc == 0):
             out.append(f"exit codes: ansible-playbook {a.rc}, gfsdeploy {g.rc}")
         out += _per_host("task status", *_comparable(a.tasks, g.tasks))
+        if self.recap:
+            out += _per_host("recap", a.recap, g.recap)
         out += _per_host("registered", _strip(a.registered, self.ignore), _strip(g.registered, self.ignore))
         out += _per_host("state", a.state, g.state)
         if self.again is not None:
@@ -343,9 +350,15 @@ class Compat:
         if log.exists():
             for line in log.read_text().splitlines():
                 record = json.loads(line)
+                if "recap" in record:
+                    run.recap = record["recap"]
+                    continue
                 key = (record["task"], record["host"])
                 run.tasks[key] = record["status"]
                 run.results[key] = record["result"]
+            for (task, host), status in run.tasks.items():  # gfsdeploy reads facts in its batched read
+                if task == "Gathering Facts" and status == "ok" and host in run.recap:
+                    run.recap[host]["ok"] -= 1
         return run
 
     def gfsdeploy(self, playbook: Path, inventory: Path, *, mode: str = "apply",
@@ -361,6 +374,7 @@ class Compat:
         except ValueError:
             return run
         for host, info in (data.get("hosts") or {}).items():
+            run.recap[host] = dict(info.get("counts") or {})
             for step in info.get("steps", []):
                 status = step["status"]
                 if status == "ok" and (step.get("error") or "").startswith("(ignored)"):
@@ -425,9 +439,11 @@ class Compat:
     # -- the comparisons -------------------------------------------------------------------
     def run_both(self, playbook: str, *, state: Spec | None = None, registered=(), vars: dict | None = None,
                  groups: dict | None = None, host_vars: dict | None = None, reset: str | None = None,
-                 twice: bool = True, ignore=(), hosts=None, side_vars: dict | None = None) -> Pair:
+                 twice: bool = True, ignore=(), hosts=None, side_vars: dict | None = None,
+                 recap: bool = False) -> Pair:
         """Run ``playbook`` under both tools (after ``reset`` on every node); return the
         :class:`Pair` (call ``assert_same()``). ``ignore``: register keys not compared;
+        ``recap``: compare the recap's counts per host too;
         ``side_vars``: side → vars of that side only (e.g. a controller path per tool)."""
         if reset:
             self.each(reset)
@@ -445,7 +461,7 @@ class Compat:
                 if registered:
                     run.registered = self.registered(side, hosts)
                 runs[side] = run
-            return Pair(runs["ansible"], runs["gfsdeploy"], ignore=tuple(ignore))
+            return Pair(runs["ansible"], runs["gfsdeploy"], ignore=tuple(ignore), recap=recap)
 
         first = once()
         if twice:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.ansible_compat.harness import Spec
+
 pytestmark = pytest.mark.lab
 
 #: differ between any two nodes or runs (times, inode and device numbers)
@@ -84,3 +86,75 @@ def test_registered_shape_of_loops_and_skips(compat):
               register: skip
         """, registered=["loop", "skip"], ignore=VOLATILE, twice=False)
     pair.assert_same()
+
+
+def test_recap_counts_like_ansible(compat):
+    """The recap's counts per host (ok, changed, unreachable, failed, skipped, rescued,
+    ignored) are ansible-core's: an ignored failure is ok and ignored (and changed when its
+    result says so), a rescued one only rescued, a failed host's later tasks not counted."""
+    pair = compat.run_both("""
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - name: a file
+              copy: {dest: /srv/compat-recap/f, content: "x\\n"}
+              notify: told
+            - name: a failing command, ignored (its result says changed)
+              command: "false"
+              ignore_errors: true
+            - name: fail, ignored (not changed)
+              fail: {msg: no}
+              ignore_errors: "{{ 'yes' }}"
+            - name: a failing loop, ignored
+              command: "test {{ item }} = 1"
+              loop: [1, 2]
+              ignore_errors: true
+            - name: a failure judged away
+              command: "false"
+              failed_when: false
+              changed_when: false
+            - name: skipped
+              command: "true"
+              when: false
+            - block:
+                - name: fails, then rescued
+                  command: "false"
+              rescue:
+                - name: the rescue
+                  command: "true"
+                  changed_when: false
+              always:
+                - name: always
+                  command: "true"
+            - name: node2 fails for real
+              command: "false"
+              when: inventory_hostname == 'node2'
+            - name: after that
+              command: "true"
+          handlers:
+            - name: told
+              command: "true"
+        """, state=Spec(files=["/srv/compat-recap/f"]), reset="rm -rf /srv/compat-recap && mkdir /srv/compat-recap",
+        recap=True)
+    pair.assert_same()
+    # the counts themselves, as ansible-core printed them (not only "both agree")
+    assert pair.gfsdeploy.recap["node1"] == {"ok": 9, "changed": 6, "unreachable": 0, "failed": 0, "skipped": 2,
+                                             "rescued": 1, "ignored": 3}, pair.gfsdeploy.recap
+    assert pair.gfsdeploy.recap["node2"]["failed"] == 1 and pair.gfsdeploy.recap["node2"]["ignored"] == 3
+    assert pair.again.gfsdeploy.recap["node1"]["changed"] == 4  # the file is there: not changed, no handler
+
+
+def test_service_mgr_fact_like_ansible(compat):
+    """ansible_service_mgr on lab nodes, whose PID 1 is a shell: Ansible does not trust a
+    PID 1 named `init` or ending in `sh` and looks further (systemd here)."""
+    pid1 = compat.exec("gfsdeploy", "node1", "cat /proc/1/comm").stdout.strip()
+    assert pid1.endswith("sh"), pid1  # what this test is about
+    pair = compat.run_both("""
+        - hosts: all
+          tasks:
+            - name: the service manager
+              copy: {dest: /srv/compat-mgr/m, content: "{{ ansible_service_mgr }}\\n"}
+        """, state=Spec(files=["/srv/compat-mgr/m"]), reset="rm -rf /srv/compat-mgr && mkdir /srv/compat-mgr",
+        twice=False)
+    pair.assert_same()
+    assert pair.gfsdeploy.state["node1"]["files"]["/srv/compat-mgr/m"]["content"] == "systemd\n"

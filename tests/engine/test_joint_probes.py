@@ -20,13 +20,10 @@ class Cat(batch.JointProbe):
 
     @classmethod
     def join(cls, probes):
-        return batch.fallback_script("cat " + " ".join(q(p.path) for p in probes), probes)
+        return "cat " + " ".join(q(p.path) for p in probes)
 
     @classmethod
-    def part(cls, probes, result):
-        whole, each = batch.fallback_parts(result, len(probes))
-        if each is not None:
-            return each
+    def part(cls, probes, whole):
         lines = whole.stdout.split("\n")
         return [Result(0, line + "\n", "") for line in lines[:len(probes)]]
 
@@ -68,3 +65,28 @@ def test_a_probe_alone_or_changed_by_the_runner_runs_as_written(tmp_path):
     got = batch.read_joined(t, {"a": probe, "env": "export X=1\n" + probe})
     assert sent == [{"a": probe, "env": "export X=1\n" + probe}]  # nothing to join with
     assert got["a"].stdout == got["env"].stdout == "x\n"
+
+
+def test_the_class_sees_only_the_joined_answer_the_fallback_is_the_protocols(tmp_path):
+    """``join``/``part`` say how to share one command; running each probe alone when it
+    fails is JointProbe's (a subclass never sees the framing, nor the failed command)."""
+    seen = []
+
+    class Spy(Cat):
+        @classmethod
+        def part(cls, probes, whole):
+            seen.append(whole)
+            return super().part(probes, whole)
+
+    (tmp_path / "a").write_text("a-content\n")
+    (tmp_path / "b").write_text("b-content\n")
+    t = LocalTransport("h")
+    got = batch.read_joined(t, {"a": Spy(str(tmp_path / "a")), "b": Spy(str(tmp_path / "b"))})
+    assert [(w.rc, w.stdout) for w in seen] == [(0, "a-content\nb-content\n")]
+    assert got["b"].stdout == "b-content\n"
+    seen.clear()
+    got = batch.read_joined(t, {"a": Spy(str(tmp_path / "a")), "x": Spy(str(tmp_path / "nope"))})
+    assert seen == [] and got["a"].stdout == "a-content\n" and got["x"].rc != 0
+    # a script that did not run as written (no framing): each probe reports that result
+    broken = Result(1, "", "sh: cannot run")
+    assert Spy.answers([Spy("a"), Spy("b")], broken) == [broken, broken]

@@ -1,5 +1,6 @@
 """An ansible-playbook callback for the differential tests: one JSON line per task
-result (task name, host, status, the result Ansible registers) into $COMPAT_LOG."""
+result (task name, host, status, the result Ansible registers) into $COMPAT_LOG, and a
+last line with the recap's counts per host (``{"recap": {host: {ok, changed, …}}}``)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,15 @@ class CallbackModule(CallbackBase):
 
     def v2_runner_on_unreachable(self, result):
         self._write("unreachable", result)
+
+    def v2_playbook_on_stats(self, stats):
+        path = os.environ.get("COMPAT_LOG")
+        if not path:
+            return
+        recap = {}
+        for host in sorted(stats.processed):
+            counts = stats.summarize(host)
+            counts["failed"] = counts.pop("failures", 0)
+            recap[host] = counts
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"recap": recap}) + "\n")
