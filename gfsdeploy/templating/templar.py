@@ -117,6 +117,8 @@ class BrokenUndefined(Undefined):
 
 
 def is_unknown(value) -> bool:
+    if not Unknown.seen:  # no unknown value (nor its mark in text) exists in this process yet
+        return False
     if isinstance(value, Unknown):
         return True
     if isinstance(value, str):
@@ -185,6 +187,8 @@ def origin(value) -> tuple[str, int] | None:
 
 
 def _find_broken(value, depth: int = 0):
+    if not Deferred.made:  # no broken value exists yet: nothing to look for
+        return None
     if isinstance(value, Deferred):
         return value
     if depth > 20:
@@ -666,6 +670,7 @@ class Templar:
                 return result
             return _render_template(self._template(text, escape=self._escape), variables)
         except KnownAfterApply:
+            Unknown.seen = True  # (the mark may be in text from now on: is_unknown looks)
             return Unknown() if whole and "{{" not in whole.group(1) and "}}" not in whole.group(1) else UNKNOWN_MARK
         except GfsError as exc:
             if not exc.task and self._where.get("task"):
@@ -785,6 +790,7 @@ class Templar:
             try:
                 return _render_template(self._template(source, path), {**template_file_vars(path), **variables})
             except KnownAfterApply:
+                Unknown.seen = True
                 return UNKNOWN_MARK
             except TemplateError:
                 raise
