@@ -788,7 +788,7 @@ class Templar:
                                     **self._where,
                                     fix="check `src:`; templates are looked up in templates/ next to the playbook") from None
             try:
-                return _render_template(self._template(source, path), {**template_file_vars(path), **variables})
+                return _render_template(self._template(source, path), variables, template_file_vars(path))
             except KnownAfterApply:
                 Unknown.seen = True
                 return UNKNOWN_MARK
@@ -805,19 +805,27 @@ _JINJA_WORDS = frozenset({"true", "false", "none", "True", "False", "None", "and
                           "else"})
 
 
-def _render_template(template, variables: dict) -> str:
-    """``template.render(variables)`` with one copy of the variables, not two (a task's
-    variables are dozens of names, copied for every string rendered)."""
+def _context(template, variables: dict, under: dict | None = None):
+    """A rendering context of ``template``: its globals, ``under`` (if any), then the
+    variables on top — one copy of them (a task's variables are dozens of names, and
+    Jinja's own render copied them two or three times for every string)."""
+    env = template.environment
+    parent = {**template.globals, **under, **variables} if under else {**template.globals, **variables}
+    return env.context_class(env, parent, template.name, template.blocks, globals=template.globals)
+
+
+def _render_template(template, variables: dict, under: dict | None = None) -> str:
+    """``template.render({**under, **variables})``."""
     try:
-        return template.environment.concat(template.root_render_func(template.new_context(variables)))
+        return template.environment.concat(template.root_render_func(_context(template, variables, under)))
     except Exception:  # noqa: BLE001 - as Template.render: the traceback names template lines
         template.environment.handle_exception()
 
 
 def _evaluate(expression, variables: dict):
-    """``expression(**variables)`` (a compiled expression) with one copy of the variables, not three."""
+    """``expression(**variables)`` (a compiled expression)."""
     template = expression._template
-    context = template.new_context(variables)
+    context = _context(template, variables)
     for _ in template.root_render_func(context):
         pass
     return context.vars["result"]
