@@ -355,6 +355,7 @@ class Runner:
         self._expand_lock = threading.Lock()
         self._hostvars_cache: dict = {}
         self._found: dict = {}   # controller file lookups (Runner._find_in)
+        self._places: dict = {}  # host -> (playbook_dir, inventory_file, inventory_dir)
         self._inventory_hostvars: dict = {}
         self._live: dict = {}   # play index -> (HostRun.down_epoch, its live hosts, all its hosts)
         self.steps_by_host: dict[str, list[Step]] = {}
@@ -501,12 +502,16 @@ class Runner:
             live = [h for h in hosts if h in self.hosts and not self.hosts[h].failed and not self.hosts[h].unreachable]
             all_hosts = known[2] if known is not None else list(hosts)
             self._live[play.index] = (epoch, live, all_hosts)
+        places = self._places.get(hr.host.name)
+        if places is None:  # (the same for every step: abspath asks the OS for the working directory)
+            inventory_file = os.path.abspath(hr.host.file or self.inventory.path)
+            places = self._places[hr.host.name] = (os.path.dirname(os.path.abspath(self.playbook.path)),
+                                                   inventory_file, os.path.dirname(inventory_file))
         magic = {"groups": self.magic["groups"], "hostvars": HostVars(self, task),
                  "inventory_hostname": hr.host.name, "inventory_hostname_short": hr.host.name.split(".")[0],
-                 "group_names": sorted(hr.host.groups), "playbook_dir": os.path.dirname(os.path.abspath(
-                     self.playbook.path)), "inventory_file": os.path.abspath(hr.host.file or self.inventory.path),
+                 "group_names": sorted(hr.host.groups), "playbook_dir": places[0], "inventory_file": places[1],
                  # where this host was defined (an inventory directory has several files)
-                 "inventory_dir": os.path.dirname(os.path.abspath(hr.host.file or self.inventory.path)),
+                 "inventory_dir": places[2],
                  "ansible_check_mode": self.options.mode == "plan", "ansible_play_name": play.name,
                  "ansible_play_hosts": live, "ansible_play_hosts_all": all_hosts, "play_hosts": live,
                  "ansible_play_batch": self._batch_hosts(task, hr.host.name, live), "ansible_run_tags": sorted(self.options.tags or ["all"]),
