@@ -465,8 +465,9 @@ class Runner:
         Cached per (host, play) until one of the host's own layers changes: a template
         reading ``hostvars[h]`` for every host (an /etc/hosts block) would otherwise
         compute every host's variables again on each host — quadratic in hosts."""
-        # O(1) per lookup: each write to one of its layers bumps hr.vars_version
-        signature = (self._facts_visible(hr, play), hr.vars_version)
+        # O(1) per lookup: each write to one of its layers bumps hr.vars_version, and so does
+        # every change of whether its facts are visible (setup_ran, clear_facts: touched())
+        signature = hr.vars_version
         key = (hr.host.name, play.index)
         cached = self._hostvars_cache.get(key)
         if cached is not None and cached[0] == signature:
@@ -1597,11 +1598,11 @@ class Runner:
             hr.failed = False
             hr.flow.failed = False
         elif action == "clear_facts":
+            self.gathers.pop(hr.host.name, None)  # (before touched(): hostvars are cached by version)
             hr.fact_vars = {}
             hr.facts_parsed = hr.facts_pending = None
             hr.setup_ran = False
             hr.touched()
-            self.gathers.pop(hr.host.name, None)
         elif action == "reset_connection":
             pass  # one connection per host per run; nothing is cached on it between tasks
         outcome.status = "ok"

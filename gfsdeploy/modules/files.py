@@ -710,7 +710,11 @@ def mkdir_script(path: str, mode: int | None, owner, group) -> str:
 # -- lineinfile ----------------------------------------------------------------------------
 def _split(text: str) -> list[str]:
     """Lines with their endings, split on \\n only (as Python's readlines on bytes)."""
-    return [line for line in re.split(r"(?<=\n)", text) if line]
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
 
 
 def lineinfile_present(text: str, line: str, *, regexp: str | None = None, search_string: str | None = None,
