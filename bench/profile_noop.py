@@ -19,6 +19,7 @@ import io
 import os
 import pstats
 import re
+import resource
 import subprocess
 import sys
 import threading
@@ -41,13 +42,17 @@ def importtime(inventory: str) -> list[tuple[int, str]]:
     return sorted(rows, reverse=True)
 
 
-def wall(argv: list[str], n: int = 3) -> float:
-    times = []
+def wall(argv: list[str], n: int = 3) -> str:
+    """Median wall time and median CPU (user+sys of the child) of ``n`` runs."""
+    times, cpus = [], []
     for _ in range(n):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         subprocess.run(argv, capture_output=True, cwd=ROOT)
         times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return f"{sorted(times)[n // 2]:.3f}s wall, {sorted(cpus)[n // 2]:.3f}s CPU (median of {n})"
 
 
 def profile(inventory: str, top: int) -> str:
@@ -113,9 +118,13 @@ def main() -> int:
     p.add_argument("--top", type=int, default=25)
     args = p.parse_args()
     inv = os.path.abspath(args.inventory)
-    print(f"python startup alone: {wall([sys.executable, '-c', 'pass']):.3f}s (median of 3)")
-    print(f"`python -m gfsdeploy --version`: {wall([sys.executable, '-m', 'gfsdeploy', '--version']):.3f}s")
-    print(f"no-op `gfsdeploy apply --json`: {wall([sys.executable, '-m', 'gfsdeploy', 'apply', inv, '-p', PLAYBOOK, '--json']):.3f}s")
+    # as installed: bytecode cached (PYTHONDONTWRITEBYTECODE would compile every module each run)
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    sys.dont_write_bytecode = False
+    print(f"machine load: {os.getloadavg()[0]:.1f} (1 min)")
+    print(f"python startup alone: {wall([sys.executable, '-c', 'pass'])}")
+    print(f"`python -m gfsdeploy --version`: {wall([sys.executable, '-m', 'gfsdeploy', '--version'])}")
+    print(f"no-op `gfsdeploy apply --json`: {wall([sys.executable, '-m', 'gfsdeploy', 'apply', inv, '-p', PLAYBOOK, '--json'])}")
     rows = importtime(inv)
     print(f"\n-X importtime, top-level imports (total {sum(us for us, _ in rows) / 1e6:.3f}s):")
     for us, mod in rows[:15]:

@@ -20,16 +20,18 @@ import time
 from gfsdeploy.modules.base import HostInfo
 
 _SECTIONS = [
-    ("os", "cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release 2>/dev/null"),
-    ("debian_version", "cat /etc/debian_version 2>/dev/null"),
-    ("uname", "cat /proc/sys/kernel/ostype; uname -r; uname -m; cat /proc/sys/kernel/hostname; "
-              "cat /proc/sys/kernel/version"),
-    ("hostname", "hostname 2>/dev/null || cat /proc/sys/kernel/hostname"),
-    # Python's socket.getfqdn(), which Ansible uses: the host name's address, looked up back
-    ("fqdn", "h=$(hostname 2>/dev/null || cat /proc/sys/kernel/hostname); "
-             "a=$(getent hosts \"$h\" 2>/dev/null | awk 'NR==1{print $1}'); "
-             "if [ -n \"$a\" ]; then getent hosts \"$a\" 2>/dev/null | head -n 1 | grep . || echo \"- $h\"; "
-             "else echo \"- $h\"; fi"),
+    # small files are read by the shell itself (_READ: no process each); /proc/sys/kernel/
+    # osrelease and hostname are what `uname -r` and `hostname` print
+    ("os", "__rd /etc/os-release || __rd /usr/lib/os-release"),
+    ("debian_version", "__rd /etc/debian_version"),
+    ("uname", "__rd /proc/sys/kernel/ostype; { __rd /proc/sys/kernel/osrelease || uname -r; }; uname -m; "
+              "__rd /proc/sys/kernel/hostname; __rd /proc/sys/kernel/version"),
+    ("hostname", "__rd /proc/sys/kernel/hostname || hostname"),
+    # Python's socket.getfqdn(), which Ansible uses: the host name's address (the first
+    # field of the first line), looked up back (the first line of that answer)
+    ("fqdn", "h=; IFS= read -r h < /proc/sys/kernel/hostname || h=$(hostname); "
+             "a=$(getent hosts \"$h\"); a=${a%%[[:space:]]*}; r=; [ -z \"$a\" ] || r=$(getent hosts \"$a\"); "
+             "r=${r%%\"$__nl\"*}; if [ -n \"$r\" ]; then printf '%s\\n' \"$r\"; else echo \"- $h\"; fi"),
     ("meminfo", "cat /proc/meminfo 2>/dev/null"),
     ("cpuinfo", "grep -E '^(processor|vendor_id|model name|physical id|core id|cpu cores|siblings)' /proc/cpuinfo"
                 " 2>/dev/null"),
@@ -71,23 +73,26 @@ _SECTIONS = [
     ("targets", r"""echo "cgroup_fs=$(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
 [ "$(stat -fc %T /sys/fs/cgroup/unified 2>/dev/null)" = cgroup2fs ] && echo cgroup_unified=yes
 if command -v getenforce >/dev/null 2>&1; then echo "selinux=$(getenforce 2>/dev/null)"
-elif [ -r /sys/fs/selinux/enforce ]; then echo "selinux_enforce=$(cat /sys/fs/selinux/enforce)"; fi
+elif [ -r /sys/fs/selinux/enforce ]; then x=; IFS= read -r x < /sys/fs/selinux/enforce; echo "selinux_enforce=$x"; fi
 [ -r /etc/selinux/config ] && sed -n -e 's/^SELINUX=/selinux_config=/p' -e 's/^SELINUXTYPE=/selinux_type=/p' /etc/selinux/config
-echo "pid1=$(cat /proc/1/comm 2>/dev/null)"
+x=; IFS= read -r x < /proc/1/comm; echo "pid1=$x"
 if command -v firewall-cmd >/dev/null 2>&1; then
   if systemctl is-active --quiet firewalld.service 2>/dev/null || pgrep -x firewalld >/dev/null 2>&1; then echo firewalld=running; else echo firewalld=stopped; fi
 fi
 if command -v ufw >/dev/null 2>&1; then echo "ufw=$(sed -n 's/^ENABLED=//p' /etc/ufw/ufw.conf 2>/dev/null | tr -d '\"')"; fi"""),
-    ("cmdline", "cat /proc/cmdline 2>/dev/null"),
-    ("uptime", "cat /proc/uptime 2>/dev/null"),
+    ("cmdline", "__rd /proc/cmdline"),
+    ("uptime", "__rd /proc/uptime"),
     ("resolv", "grep -E '^(nameserver|search|domain)' /etc/resolv.conf 2>/dev/null"),
-    ("machine_id", "cat /etc/machine-id 2>/dev/null"),
+    ("machine_id", "__rd /etc/machine-id"),
     ("python", "for p in python3 /usr/libexec/platform-python python; do command -v $p 2>/dev/null && break; done"),
     ("local", "for f in /etc/ansible/facts.d/*.fact; do [ -f \"$f\" ] || continue; echo \"F ${f##*/}\"; "
               "if [ -x \"$f\" ]; then \"$f\"; else cat \"$f\"; fi; echo; done"),
 ]
 MARK = "@@gfsfacts@@"
-FACTS_PROBE = "\n".join(f"echo '{MARK} {name}'; {{ {cmd}; }} 2>/dev/null" for name, cmd in _SECTIONS) + "\ntrue"
+#: a small file's lines, printed by the shell (a last line without its newline gets one)
+_READ = ("__rd() { while IFS= read -r __l || [ -n \"$__l\" ]; do printf '%s\\n' \"$__l\"; done < \"$1\"; }\n"
+         "__nl='\n'\n")
+FACTS_PROBE = _READ + "\n".join(f"echo '{MARK} {name}'; {{ {cmd}; }} 2>/dev/null" for name, cmd in _SECTIONS) + "\ntrue"
 
 _REDHAT = {"rhel", "centos", "rocky", "almalinux", "fedora", "ol", "amzn", "scientific", "cloudlinux"}
 _DEBIAN = {"debian", "ubuntu", "linuxmint", "raspbian", "pop", "kali", "devuan"}

@@ -78,7 +78,10 @@ class FileState:
 @functools.lru_cache(maxsize=1024)  # the same paths on every host: the text is made once
 def stat_probe(path: str, *, content: bool = True, into_dir: str | None = None, lstat: bool = False) -> str:
     """The one read for a path: ``P`` resolved path, ``L`` link target, ``S`` stat
-    line, then ``C`` + base64 content or ``H`` + sha256 when over the cap."""
+    line, then ``C`` + base64 content or ``H`` + sha256 when over the cap.
+
+    Few processes: one ``stat`` (the size compared with the cap is its last field,
+    cut by the shell), ``base64`` for the content, ``readlink`` only for a link."""
     lines = [f"p={q(path)}"]
     if into_dir:
         lines.append(f'if [ -d "$p" ]; then p="$p"/{q(into_dir)}; fi')
@@ -87,12 +90,13 @@ def stat_probe(path: str, *, content: bool = True, into_dir: str | None = None, 
         'if [ -L "$p" ]; then printf "L %s\\n" "$(readlink -- "$p")"; fi',
         *(["if [ -L \"$p\" ]; then stat -c 'K %a|%U|%u|%G|%g|%s' -- \"$p\"; fi"] if lstat else []),
         'if [ -e "$p" ]; then',
-        "  stat -L -c 'S %F|%a|%U|%u|%G|%g|%s' -- \"$p\" || exit 1",
+        "  ps=$(stat -L -c '%F|%a|%U|%u|%G|%g|%s' -- \"$p\") || exit 1",
+        "  printf 'S %s\\n' \"$ps\"",
     ]
     if content:
         lines += [
             '  if [ -f "$p" ]; then',
-            f'    if [ "$(stat -L -c %s -- "$p")" -le {CAP} ]; then echo C; base64 < "$p" || exit 1',
+            f'    if [ "${{ps##*|}}" -le {CAP} ]; then echo C; base64 < "$p" || exit 1',
             "    else printf 'H '; sha256sum < \"$p\" | cut -c1-64; fi",
             "  fi",
         ]
