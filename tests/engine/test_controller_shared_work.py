@@ -125,3 +125,34 @@ def test_expressions_compiled_once_render_alike_in_every_thread():
         t.join()
     assert not errors
     assert results == [(7, True, [0, 1])] * 4
+
+
+def test_yaml_parsed_by_libyaml_gives_the_same_objects_lines_and_errors(monkeypatch):
+    from gfsdeploy import yamlload
+    from gfsdeploy.errors import GfsError
+
+    text = ("all:\n  vars:\n    a: \"{{ b }}\"\n    c: |\n      {{ d }}\n  hosts:\n    h1: {x: [1, 2]}\n"
+            "    h2:\n      <<: {y: 1}\n      y: 2\n")
+    assert yamlload._FAST is not None  # (PyYAML here has libyaml)
+    fast = yamlload.loads(text, "inv.yaml")
+    monkeypatch.setattr(yamlload, "_FAST", None)
+    slow = yamlload.loads(text, "inv.yaml")
+    assert fast == slow
+    assert fast["all"]["hosts"].key_lines == slow["all"]["hosts"].key_lines == {"h1": 7, "h2": 8}
+    for key in ("a", "c"):
+        assert type(fast["all"]["vars"][key]) is yamlload.Located
+        assert fast["all"]["vars"][key].origin_line == slow["all"]["vars"][key].origin_line
+    assert fast["all"]["vars"]["c"].origin_line == 5
+    monkeypatch.undo()
+    errors = []
+    for bad in ("a: 1\n  b: 2\n", "a: 1\na: 2\n", "a: [1,\n"):
+        for fast_parser in (True, False):
+            if not fast_parser:
+                monkeypatch.setattr(yamlload, "_FAST", None)
+            try:
+                yamlload.loads(bad, "bad.yaml")
+            except GfsError as exc:
+                errors.append((exc.message, exc.line))
+            monkeypatch.undo()
+    assert errors[0::2] == errors[1::2]  # the same words and line with or without libyaml
+    assert "duplicate key 'a'" in errors[2][0] and errors[2][1] == 2
