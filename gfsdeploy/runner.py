@@ -221,6 +221,17 @@ _LAYERS = frozenset({"registered", "included_vars", "cacheable"})
 _VERSIONED = _LAYERS | {"setup_ran", "failed_task", "failed_result"}
 
 
+_RUN_TOKENS = itertools.count(1)
+
+
+class _Groups(dict):
+    """``groups``: every group's hosts, fixed for a run (no add_host/group_by at run time)."""
+
+    def __init__(self, groups: dict, token: int):
+        super().__init__(groups)
+        self.memo_token = ("groups", token)
+
+
 _DOWN_EPOCHS = itertools.count(1)
 _VARS_EPOCHS = itertools.count(1)
 HostRun.down_epoch = 0   # changes whenever any host fails, recovers or becomes unreachable
@@ -257,6 +268,12 @@ class HostVars(Mapping):
     def __init__(self, runner: "Runner", task: Task):
         self.runner, self.task = runner, task
         self.used = False   # a host of the play was looked at (a rendering depends on it)
+
+    @property
+    def memo_token(self):
+        """Equal tokens, equal hostvars (templating: a rendering reading only these is
+        the same for every host): this run's, this play's, no host's variables changed."""
+        return self.runner.run_token, self.task.play.index, HostRun.vars_epoch
 
     def __getitem__(self, name):
         runner = self.runner
@@ -356,6 +373,8 @@ class Runner:
         self._hostvars_cache: dict = {}
         self._found: dict = {}   # controller file lookups (Runner._find_in)
         self._places: dict = {}  # host -> (playbook_dir, inventory_file, inventory_dir)
+        self.run_token = next(_RUN_TOKENS)  # (this runner, in HostVars.memo_token)
+        self.magic["groups"] = _Groups(self.magic["groups"], self.run_token)
         self._inventory_hostvars: dict = {}
         self._live: dict = {}   # play index -> (HostRun.down_epoch, its live hosts, all its hosts)
         self.steps_by_host: dict[str, list[Step]] = {}

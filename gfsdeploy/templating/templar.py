@@ -478,6 +478,7 @@ class Templar:
         self.base_dirs = base_dirs
         self._templates: dict = {}
         self._expressions: dict = {}
+        self._shared: dict = {}  # _shared_key -> (rendered text, names whose `used` it set)
         self._where: dict = {}
         self._escape = True
 
@@ -668,7 +669,10 @@ class Templar:
                 if body is not text and isinstance(result, str) and not is_unknown(result):
                     result += "\n"
                 return result
-            return _render_template(self._template(text, escape=self._escape), variables)
+            key = self._shared_key(text, variables)
+            if key is None:
+                return _render_template(self._template(text, escape=self._escape), variables)
+            return self._render_shared(key, text, variables)
         except KnownAfterApply:
             Unknown.seen = True  # (the mark may be in text from now on: is_unknown looks)
             return Unknown() if whole and "{{" not in whole.group(1) and "}}" not in whole.group(1) else UNKNOWN_MARK
@@ -682,6 +686,51 @@ class Templar:
             raise
         except Exception as exc:  # noqa: BLE001 - every template failure becomes a located TemplateError
             raise self._error(exc, text) from None
+
+    # -- renderings shared by every host ---------------------------------------------
+    def _shared_key(self, text: str, variables):
+        """A key under which ``text`` renders the same wherever its variables hold the same
+        values (None: not so, or not known to be). Only for text calling nothing (no
+        filter, test, function or lookup: see _pure_names) whose every name is a plain
+        value or states what it stands for (``memo_token``: ``hostvars``, ``groups``).
+        An /etc/hosts block listing every host's address renders once, not once per host."""
+        names = _pure_names(self.env, text)
+        if not names:
+            return None
+        parts = []
+        for name in names:
+            if name not in variables:
+                return None
+            value = variables[name]
+            token = getattr(value, "memo_token", None) if not isinstance(value, (str, int, float)) else None
+            if token is not None:
+                parts.append((name, token))
+            elif value is None or type(value) in (str, int, float, bool):
+                parts.append((name, type(value).__name__, value))
+            else:
+                return None
+        return text, self._escape, tuple(parts)
+
+    def _render_shared(self, key: tuple, text: str, variables) -> str:
+        hit = self._shared.get(key)
+        if hit is not None:
+            for name in hit[1]:  # what the rendering looked at is looked at (the runner tracks it)
+                variables[name].used = True
+            return hit[0]
+        watched = {name: variables[name] for name, *_ in key[2] if hasattr(variables[name], "used")}
+        before = {name: value.used for name, value in watched.items()}
+        for value in watched.values():
+            value.used = False
+        try:
+            result = _render_template(self._template(text, escape=self._escape), variables)
+        finally:
+            used = [name for name, value in watched.items() if value.used]
+            for name, value in watched.items():
+                value.used = value.used or before[name]
+        if len(self._shared) >= 256:
+            self._shared.clear()
+        self._shared[key] = (result, used)
+        return result
 
     def resolve(self, variables: dict) -> dict:
         """Render variables whose values are templates themselves (Ansible
@@ -812,6 +861,42 @@ def _context(template, variables: dict, under: dict | None = None):
     env = template.environment
     parent = {**template.globals, **under, **variables} if under else {**template.globals, **variables}
     return env.context_class(env, parent, template.name, template.blocks, globals=template.globals)
+
+
+#: Jinja nodes that read and compute only: a template made of these calls nothing
+#: (no filter, test, function, lookup, include or macro) — its output depends only on
+#: the values of the names it reads
+_PURE_NODES = None
+#: text -> the names a pure template reads (empty: not pure, or reads nothing)
+_PURE: dict = {}
+
+
+def _pure_names(env, text: str) -> frozenset:
+    names = _PURE.get(text)
+    if names is not None:
+        return names
+    global _PURE_NODES
+    from jinja2 import meta, nodes
+
+    if _PURE_NODES is None:
+        _PURE_NODES = (nodes.Template, nodes.Output, nodes.TemplateData, nodes.Name, nodes.Const, nodes.Getattr,
+                       nodes.Getitem, nodes.Slice, nodes.For, nodes.If, nodes.Compare, nodes.Operand, nodes.And,
+                       nodes.Or, nodes.Not, nodes.Concat, nodes.CondExpr, nodes.Tuple, nodes.List, nodes.Dict,
+                       nodes.Pair, nodes.Add, nodes.Sub, nodes.Mul, nodes.Div, nodes.FloorDiv, nodes.Mod, nodes.Neg,
+                       nodes.Pos)
+    names = frozenset()
+    try:
+        tree = env.parse(text)
+        if all(isinstance(node, _PURE_NODES) for node in tree.find_all(nodes.Node)):
+            names = frozenset(meta.find_undeclared_variables(tree))
+            if names & set(env.globals):
+                names = frozenset()  # (a name that may be a global function: not pure)
+    except jinja2.TemplateError:
+        pass
+    if len(_PURE) >= _CODE_MAX:
+        _PURE.clear()
+    _PURE[str(text)] = names
+    return names
 
 
 def _render_template(template, variables: dict, under: dict | None = None) -> str:

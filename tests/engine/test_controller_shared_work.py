@@ -156,3 +156,44 @@ def test_yaml_parsed_by_libyaml_gives_the_same_objects_lines_and_errors(monkeypa
             monkeypatch.undo()
     assert errors[0::2] == errors[1::2]  # the same words and line with or without libyaml
     assert "duplicate key 'a'" in errors[2][0] and errors[2][1] == 2
+
+
+def test_a_rendering_every_host_shares_is_made_once_and_again_after_a_change(tmp_path, monkeypatch):
+    """A block listing every host's variable renders once for all hosts (per worker
+    thread), and again once a host's variables changed (a set_fact on one host)."""
+    from gfsdeploy.templating import templar as templar_mod
+
+    block = "{% for h in groups['all'] %}{{ hostvars[h].v }} {% endfor %}"
+    counts = {"block": 0}
+    render = templar_mod._render_template
+
+    def counting(template, variables, under=None):
+        out = render(template, variables, under)
+        if out.startswith(("1 ", "x ")):  # (the block's text; no other rendering starts so)
+            counts["block"] += 1
+        return out
+
+    monkeypatch.setattr(templar_mod, "_render_template", counting)
+    inv = _inventory(tmp_path, hosts="a: {v: 1}, b: {v: 2}, c: {v: 2}")
+    pb = tmp_path / "pb.yaml"
+    pb.write_text(textwrap.dedent(f"""\
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - name: every host's v
+              copy: {{dest: "{{{{ root }}}}/before-{{{{ inventory_hostname }}}}", content: "{block}"}}
+            - name: a changes its v
+              set_fact: {{v: x}}
+              when: inventory_hostname == 'a'
+            - name: every host's v again
+              copy: {{dest: "{{{{ root }}}}/after-{{{{ inventory_hostname }}}}", content: "{block}"}}
+        """))
+    rc, data = _run(["plan", inv, "-p", str(pb), "--forks", "1"])
+    assert rc == 2, data
+    assert counts["block"] == 2  # once per copy task for the three hosts (it was once per host: 6)
+    counts["block"] = 0
+    rc, data = _run(["apply", inv, "-p", str(pb), "--forks", "1"])
+    assert rc == 0, data
+    for h in "abc":
+        assert (tmp_path / f"before-{h}").read_text() == "1 2 2 "
+        assert (tmp_path / f"after-{h}").read_text() == "x 2 2 "
