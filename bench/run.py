@@ -108,6 +108,9 @@ class Timed:
             proc.returncode = self.rc = os.waitstatus_to_exitcode(status)
             # ru_maxrss of a reaped child: the largest single process of its tree (KiB on Linux)
             self.maxrss_mb = usage.ru_maxrss / 1024
+            # CPU of the tool on the controller (user+sys of it and the children it waited for):
+            # unlike the wall time, barely moved by the other processes sharing the cores
+            self.cpu = usage.ru_utime + usage.ru_stime
             out.seek(0)
             err.seek(0)
             self.stdout = out.read().decode(errors="replace")
@@ -345,10 +348,10 @@ def one_run(lab, tools, runners, quick: bool, log, other_phases=PHASES, run=None
             if quick and phase == "dry" and tool != "gfsdeploy":
                 continue
             timed, info = r.run(phase)
-            res[phase] = {"wall": timed.wall, "maxrss_mb": timed.maxrss_mb, **info}
+            res[phase] = {"wall": timed.wall, "cpu": timed.cpu, "maxrss_mb": timed.maxrss_mb, **info}
             if phase == "first":
                 res["verified"] = verify(lab, tool)
-            log(f"  {tool:9s} {phase:5s} {timed.wall:7.2f}s  {info}")
+            log(f"  {tool:9s} {phase:5s} {timed.wall:7.2f}s  (CPU {timed.cpu:.2f}s)  {info}")
         if res.get("noop", {}).get("changed"):
             raise RuntimeError(f"{tool}'s re-apply was not a no-op: {res['noop']}")
         run["tools"][tool] = res
@@ -473,6 +476,10 @@ def targets(results: dict) -> list[str]:
             if v is not None:
                 out.append(f"{size} nodes: {tool} no-op / gfsdeploy no-op {v:.2f}x (target >= {need}x): "
                            f"{'met' if v >= need else 'NOT met'}")
+        cpus = [f"{tool} " + "/".join(fmt(t.get(p, {}).get("cpu"), " s") for p in ("first", "noop"))
+                for tool, t in s["tools"].items() if t.get("noop", {}).get("cpu") is not None]
+        if cpus:  # (information, no target: the controller's own CPU, less moved by the load than wall time)
+            out.append(f"{size} nodes: controller CPU (user+sys, first apply/no-op): " + ", ".join(cpus))
         v = r.get("gfsdeploy_dry_over_noop")
         if v is not None:
             out.append(f"{size} nodes: gfsdeploy dry / no-op {v:.2f}x (target <= 1, i.e. no slower; "

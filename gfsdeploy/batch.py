@@ -187,6 +187,7 @@ def run_ahead(runner, hr, step) -> int:
     members: list[Member] = []
     touched: set | None = set()  # resources the members so far change
     view = None
+    controller = None  # whether the host is this machine (its files are those prepare reads)
     previous = None
     for position, current in enumerate(steps[steps.index(step):]):
         if position and set(runner.graph.predecessors(current)) != {previous}:
@@ -205,6 +206,7 @@ def run_ahead(runner, hr, step) -> int:
         stop = False
         planned: list[Member] = []
         try:
+            lookups = getattr(runner.templar, "lookups_run", 0)
             # (rendered once per step: the batched read's rendering is reused)
             _variables, items = runner._step_items(hr, task, module)
             for index, _v, status, args, ctx in items:
@@ -215,7 +217,14 @@ def run_ahead(runner, hr, step) -> int:
                     break
                 if view is None:
                     view = ctx.transport
+                    controller = _is_controller(view)
                 elif ctx.transport is not view:
+                    stop = True
+                    break
+                if controller and any(m.script is not None for m in members + planned) and \
+                        _reads_controller_files(ctx, touched, getattr(runner.templar, "lookups_run", 0) != lookups):
+                    # on this machine an earlier member may rewrite what its arguments were
+                    # made from (a template's source, a lookup's file): it runs after it, alone
                     stop = True
                     break
                 reads = module.resources(args)
@@ -277,6 +286,21 @@ def run_ahead(runner, hr, step) -> int:
     return ran
 
 
+def _is_controller(view) -> bool:
+    from gfsdeploy.transport.local import LocalTransport
+
+    return isinstance(getattr(view, "base", view), LocalTransport)
+
+
+def _reads_controller_files(ctx, touched: set | None, looked_up: bool) -> bool:
+    """Whether what a step's arguments were made from on the controller (files its
+    prepare read; a lookup) may be what ``touched`` changes."""
+    files = getattr(ctx, "local_files", ())
+    if looked_up or None in files or touched is None:
+        return True
+    return overlaps({"file:" + str(p) for p in files}, touched)
+
+
 def script(members: list[Member], token: str) -> str:
     """One script running each member's script in its own ``sh``, in order, each
     framed with its exit status, stdout and stderr (base64); it stops after the first
@@ -285,6 +309,9 @@ def script(members: list[Member], token: str) -> str:
     lines = ['d=$(mktemp -d "${TMPDIR:-/tmp}/gfsdeploy-batch.XXXXXX") || exit 1',
              "trap 'rm -rf \"$d\"' EXIT"]
     b64 = "base64 < \"$d/%s\" | tr -d '\\n'"
+
+    def same(name: str, expected: str) -> str:  # an empty answer is checked without an encoder
+        return f'[ ! -s "$d/{name}" ]' if not expected else f'[ "$({b64 % name})" = \'{expected}\' ]'
     for i, member in enumerate(members):
         if member.guard:
             lines.append("g=0")
@@ -292,16 +319,17 @@ def script(members: list[Member], token: str) -> str:
                 expect_out = base64.b64encode(seen.stdout.encode()).decode()
                 expect_err = base64.b64encode(seen.stderr.encode()).decode()
                 lines += [f'( {probe}\n) >"$d/po" 2>"$d/pe" </dev/null; prc=$?',
-                          f'[ "$prc" = {int(seen.rc)} ] && [ "$({b64 % "po"})" = \'{expect_out}\' ] && '
-                          f'[ "$({b64 % "pe"})" = \'{expect_err}\' ] || g=1']
+                          f'[ "$prc" = {int(seen.rc)} ] && {same("po", expect_out)} && '
+                          f'{same("pe", expect_err)} || g=1']
             lines.append(f"[ \"$g\" = 0 ] || {{ printf '\\n{_MARK}-{token} {i} stale\\n'; exit 0; }}")
         body = member.script if member.script.endswith("\n") else member.script + "\n"
         end = f"GFSDEPLOY_BATCH_{token}_{i}"
         lines += [f"cat > \"$d/s\" <<'{end}'", body + end,
                   'sh "$d/s" </dev/null >"$d/o" 2>"$d/e"; rc=$?',
                   f"printf '\\n{_MARK}-{token} {i} %s\\n' \"$rc\"",
-                  b64 % "o" + "; printf '\\n'",
-                  b64 % "e" + "; printf '\\n'",
+                  # (an empty output needs no encoder: two processes fewer per stream)
+                  f'if [ -s "$d/o" ]; then {b64 % "o"}; fi; printf \'\\n\'',
+                  f'if [ -s "$d/e" ]; then {b64 % "e"}; fi; printf \'\\n\'',
                   '[ "$rc" -eq 0 ] || exit 0']
     return "\n".join(lines) + "\n"
 

@@ -57,9 +57,12 @@ class Reporter:
             return
         mark = {"ok": "ok", "changed": "changed", "failed": "FAILED", "skipped": "skipped",
                 "blocked": "skipped (upstream failed)"}.get(status, status)
+        if getattr(outcome, "ignored", False):  # Ansible prints the failure, then "...ignoring"
+            mark = "failed (ignored)"
         line = f"[{outcome.host}] {mark}: {outcome.task.label} ({outcome.duration:.1f}s)"
-        if status == "failed":
-            line += "\n    " + outcome.error.replace("\n", "\n    ")
+        if status == "failed" or getattr(outcome, "ignored", False):
+            error = outcome.error.removeprefix("(ignored) ")
+            line += "\n    " + error.replace("\n", "\n    ")
         elif status == "changed" and self.verbose:
             line += "".join("\n    " + _change_line(c, self.color) for c in outcome.changes)
         for message in outcome.messages:

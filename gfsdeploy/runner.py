@@ -902,6 +902,7 @@ class Runner:
             ctx = self._context(hr, task, v, memo) if want_ctx and status == "ready" else None
             if ctx is not None:
                 ctx.args_key = key
+                ctx.local_files = list(entry.files)  # what its prepare read (batch: a controller host)
             yield index, v, status, dict(args) if isinstance(args, dict) else args, ctx
 
     def _true(self, conditions, variables: dict, task: Task) -> bool:
