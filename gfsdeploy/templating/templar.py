@@ -851,7 +851,7 @@ class Templar:
 
 #: names Jinja reads as constants or operators, never as variables
 _JINJA_WORDS = frozenset({"true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if",
-                          "else"})
+                          "else", "self"})  # (self: the template itself in Jinja)
 
 
 def _context(template, variables: dict, under: dict | None = None):
