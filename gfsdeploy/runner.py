@@ -1999,12 +1999,14 @@ def _ansible_version() -> dict:
 
 
 def _args_key(args) -> str:
-    """What a step's read was made from, compared for equality only: a digest (the
-    arguments themselves hold whole rendered files, kept per step and host)."""
+    """What a step's read was made from, compared for equality only, in this process: a
+    digest (the arguments themselves hold whole rendered files, kept per step and host)
+    of their repr — a third of JSON's cost; the same rendering gives the same order, and
+    a difference only means reading again."""
     try:
-        text = json.dumps(args, sort_keys=True, default=str)
-    except (TypeError, ValueError):
         text = repr(args)
+    except Exception:  # noqa: BLE001 - (a recursive structure): what JSON makes of it
+        text = json.dumps(args, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
