@@ -271,7 +271,9 @@ def one(size: int, phase: str, latency: float, forks: int) -> dict:
     sampler.start()
     Path("/proc/self/clear_refs").write_text("5")  # the peak RSS starts again from here
     rss_before = _rss_kib()
-    out = io.StringIO()
+    # stdout is a file, as for a real run (a StringIO would count the whole --json text,
+    # ~33 KiB per host at 1,000 hosts, as the controller's memory)
+    out = open(work / "stdout.json", "w+", encoding="utf-8")
     cpu0, wall0 = time.process_time(), time.perf_counter()
     with contextlib.redirect_stdout(out):
         rc = main(argv)
@@ -279,8 +281,11 @@ def one(size: int, phase: str, latency: float, forks: int) -> dict:
     stop.set()
     sampler.join()
     peak = _rss_kib("VmHWM")
+    out.seek(0)
+    text = out.read()
+    out.close()
     shutil.rmtree(work, ignore_errors=True)
-    data = json.loads(out.getvalue())
+    data = json.loads(text)
     hosts = data.get("hosts") or {}
     rts = [h.get("round_trips", 0) for h in hosts.values()]
     summary = data.get("summary") or {}
@@ -289,7 +294,7 @@ def one(size: int, phase: str, latency: float, forks: int) -> dict:
     want_rc = (2,) if phase == "plan" else (0,)
     problem = None
     if rc not in want_rc or failed:
-        problem = f"exit {rc}, failed hosts {failed[:3]}: {out.getvalue()[-500:]}"
+        problem = f"exit {rc}, failed hosts {failed[:3]}: {text[-500:]}"
     elif phase == "noop" and changes:
         problem = f"the no-op reported {changes} changes"
     elif phase != "noop" and changes != size * CHANGES_PER_HOST:

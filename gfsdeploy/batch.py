@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import secrets as _random
+import shlex
 from dataclasses import dataclass, field
 
 from gfsdeploy.modules.base import WARN, overlaps
@@ -75,13 +77,13 @@ class _Replay:
     captured script answers with the batch's framed result; anything else goes to the
     real transport."""
 
-    def __init__(self, real, script: str, result: Result):
+    def __init__(self, real, digest: bytes, result: Result):
         self._real = real
-        self._script = script
+        self._digest = digest
         self._result: Result | None = result
 
     def run(self, script: str, **options) -> Result:
-        if self._result is not None and script == self._script:
+        if self._result is not None and _digest(script) == self._digest:
             result, self._result = self._result, None
             return result
         return self._real.run(script, **options)
@@ -103,14 +105,22 @@ class Member:
     result: Result | None = None
     #: probe key -> (probe script, the Result planned from): re-checked on the host first
     guard: dict | None = None
+    #: the script's digest, once the batch ran it (the script itself is not kept: a
+    #: host's batch holds every file it writes, and every host's batch runs before any
+    #: host's second step)
+    digest: bytes | None = None
 
     def replay(self, ctx):
         """``ctx`` for the step's own apply: its script is answered from the batch."""
-        if self.script is None or self.result is None:
+        if self.digest is None or self.result is None:
             return ctx
         out = copy.copy(ctx)
-        out.transport = _Replay(ctx.transport, self.script, self.result)
+        out.transport = _Replay(ctx.transport, self.digest, self.result)
         return out
+
+
+def _digest(script: str) -> bytes:
+    return hashlib.sha256(script.encode("utf-8", "surrogateescape")).digest()
 
 
 @dataclass
@@ -283,6 +293,8 @@ def run_ahead(runner, hr, step) -> int:
             break  # after a failure: plans and runs on its own, if at all
         hr.ahead.members[(member.task_id, member.index)] = member
         ran += member.script is not None
+    for member in scripted:  # (its apply runs the same script again: answered by digest)
+        member.digest, member.script = _digest(member.script), None
     return ran
 
 
@@ -301,6 +313,11 @@ def _reads_controller_files(ctx, touched: set | None, looked_up: bool) -> bool:
     return overlaps({"file:" + str(p) for p in files}, touched)
 
 
+def _plain(text: str) -> bool:
+    """Text a shell variable holds as it is: no NUL, nothing a lossy decode replaced."""
+    return "\0" not in text and "\ufffd" not in text
+
+
 def script(members: list[Member], token: str) -> str:
     """One script running each member's script in its own ``sh``, in order, each
     framed with its exit status, stdout and stderr (base64); it stops after the first
@@ -316,8 +333,15 @@ def script(members: list[Member], token: str) -> str:
         if member.guard:
             lines.append("g=0")
             for probe, seen in member.guard.values():
-                expect_out = base64.b64encode(seen.stdout.encode()).decode()
                 expect_err = base64.b64encode(seen.stderr.encode()).decode()
+                if _plain(seen.stdout):
+                    # the answer as a shell string (no encoder): the exit status is appended
+                    # so the answer's trailing newlines survive the command substitution
+                    lines += [f'po=$( ( {probe}\n) 2>"$d/pe" </dev/null; printf \'x%s\' "$?" )',
+                              f'[ "$po" = {shlex.quote(f"{seen.stdout}x{int(seen.rc)}")} ] && '
+                              f'{same("pe", expect_err)} || g=1']
+                    continue
+                expect_out = base64.b64encode(seen.stdout.encode()).decode()
                 lines += [f'( {probe}\n) >"$d/po" 2>"$d/pe" </dev/null; prc=$?',
                           f'[ "$prc" = {int(seen.rc)} ] && {same("po", expect_out)} && '
                           f'{same("pe", expect_err)} || g=1']

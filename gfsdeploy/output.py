@@ -11,7 +11,7 @@ import threading
 import time
 
 from gfsdeploy.modules.base import ADD, CHANGE, DESTROY, REPLACE, WARN
-from gfsdeploy.secrets import MASK, redact, redact_obj
+from gfsdeploy.secrets import MASK, redact, redact_obj, redacting
 from gfsdeploy.templating import show_unknown
 
 COLORS = {ADD: "\033[32m", CHANGE: "\033[33m", DESTROY: "\033[31m", REPLACE: "\033[31m", WARN: "\033[35m"}
@@ -60,7 +60,7 @@ class Reporter:
         if getattr(outcome, "ignored", False):  # Ansible prints the failure, then "...ignoring"
             mark = "failed (ignored)"
         line = f"[{outcome.host}] {mark}: {outcome.task.label} ({outcome.duration:.1f}s)"
-        if status == "failed" or getattr(outcome, "ignored", False):
+        if status in ("failed", "rescued") or getattr(outcome, "ignored", False):  # why, as Ansible shows it
             error = outcome.error.removeprefix("(ignored) ")
             line += "\n    " + error.replace("\n", "\n    ")
         elif status == "changed" and self.verbose:
@@ -229,10 +229,31 @@ def outcomes_json(runner, outcomes, *, mode: str, reads=None) -> dict:
             "errors": sorted({o.error for o in outcomes if o.status == "failed"})}
     if reads is not None:
         data["reads"] = [{"host": h, "task": t, "command": c} for h, t, c in reads]
-    return redact_obj(data)
+    return _redacted(data)
+
+
+def _redacted(data):
+    # (with no value registered, redact_obj would only copy every container: at 1,000
+    # hosts, a copy of the whole report alive beside the original)
+    return redact_obj(data) if redacting() else data
+
+
+#: characters of JSON text gathered before each write (see dump_json)
+_JSON_CHUNK = 1 << 16
 
 
 def dump_json(data: dict, stream=None) -> None:
+    """``data`` as indented JSON, written in pieces: the whole text of a 1,000-host run
+    (and the encoder's list of its fragments) is never held in memory at once."""
     stream = stream or sys.stdout
-    stream.write(json.dumps(redact_obj(data), indent=2, sort_keys=False) + "\n")
+    pieces: list[str] = []
+    size = 0
+    for piece in json.JSONEncoder(indent=2).iterencode(_redacted(data)):
+        pieces.append(piece)
+        size += len(piece)
+        if size >= _JSON_CHUNK:
+            stream.write("".join(pieces))
+            pieces, size = [], 0
+    pieces.append("\n")
+    stream.write("".join(pieces))
     stream.flush()

@@ -116,7 +116,6 @@ class HostRun:
     unreachable: bool = False
     registered: dict = field(default_factory=dict)   # set_fact and register (Ansible's "non-persistent facts")
     included_vars: dict = field(default_factory=dict)  # include_vars
-    fact_vars: dict = field(default_factory=dict)    # gathered facts (ansible_facts, no prefix)
     cacheable: dict = field(default_factory=dict)    # set_fact cacheable=true: facts from then on
     facts_text: str = ""                             # the facts probe's output this run ("" = not read yet)
     setup_ran: bool = False                          # a setup/gather_facts task ran: facts visible from now on
@@ -137,7 +136,6 @@ class HostRun:
     #: bumped by every change of this host's variables (HostRun.touched; _Layer writes)
     vars_version: int = 0
     facts_parsed: str | None = None                 # the facts text fact_vars/info were parsed from
-    facts_pending: str | None = None                # a facts text fact_vars is not parsed from yet (_facts_of)
     rendered: dict = field(default_factory=dict)    # task id -> _Rendered (Runner._step_items)
 
     def __setattr__(self, name, value):
@@ -150,6 +148,26 @@ class HostRun:
         object.__setattr__(self, name, value)
         if name in _VERSIONED and "vars_version" in self.__dict__:
             self.touched()
+
+    @property
+    def fact_vars(self) -> dict:
+        """Gathered facts (ansible_facts, no prefix). Where they are not variables (no
+        play gathers them) only the text is kept after the HostInfo was made from it:
+        parsed, a host's facts are ~20 times their text (every block device a dict)."""
+        facts = self.__dict__.get("_fact_vars")
+        if facts is None:
+            text = self.__dict__.get("facts_parsed")
+            facts = self.__dict__["_fact_vars"] = hostfacts.gather(text) if text else {}
+        return facts
+
+    @fact_vars.setter
+    def fact_vars(self, value: dict) -> None:
+        self.__dict__["_fact_vars"] = value
+
+    def set_facts_aside(self) -> None:
+        """Drop the parsed facts; :attr:`fact_vars` parses ``facts_parsed`` again if asked."""
+        if self.__dict__.get("facts_parsed"):
+            self.__dict__["_fact_vars"] = None
 
     def touched(self) -> None:
         """One of this host's variables changed (register, set_fact, include_vars, facts
@@ -636,9 +654,11 @@ class Runner:
 
     def _set_facts(self, hr: HostRun, text: str, *, real: bool) -> None:
         if text != hr.facts_parsed:  # the same text (a warm facts cache) gives the same facts
-            # the HostInfo now; every other fact when a variable first needs them (_facts_of)
+            # the HostInfo now (the distribution only); every other fact is parsed from the
+            # text when a variable first reads them (HostRun.fact_vars)
             _, info = hostfacts.read(hr.host.name, text, hr.host.vars, facts=False)
-            hr.facts_parsed = hr.facts_pending = text
+            hr.facts_parsed = text
+            hr.fact_vars = None  # (not parsed yet)
             if info != hr.info:
                 hr.info = info
             if hr.host.name in self.gathers or hr.setup_ran:
@@ -652,12 +672,6 @@ class Runner:
     def _facts_of(hr: HostRun) -> dict:
         """The host's gathered facts (``ansible_facts``), parsed from its facts text the
         first time they are looked at: a play that gathers no facts never parses them."""
-        pending = hr.facts_pending
-        if pending is not None:
-            facts, _ = hostfacts.read(hr.host.name, pending, hr.host.vars)
-            if hr.facts_pending is pending:
-                hr.fact_vars = facts
-                hr.facts_pending = None
         return hr.fact_vars
 
     def _transport_for(self, hr: HostRun, task: Task, variables: dict | None):
@@ -1620,7 +1634,7 @@ class Runner:
         elif action == "clear_facts":
             self.gathers.pop(hr.host.name, None)  # (before touched(): hostvars are cached by version)
             hr.fact_vars = {}
-            hr.facts_parsed = hr.facts_pending = None
+            hr.facts_parsed = None
             hr.setup_ran = False
             hr.touched()
         elif action == "reset_connection":
@@ -1869,6 +1883,10 @@ class Runner:
 
     def _finish(self, step: Step, outcome: StepOutcome) -> None:
         self.outcomes[step] = outcome
+        for change in outcome.changes:
+            # what plan, recap, --json and the fingerprint show stays; the script that
+            # made (or would make) the change is done with (a written file's content)
+            change.script = ""
         hr = self.hosts[step.host]
         if outcome.status in ("pending", "changed"):
             hr.pending = True
@@ -1876,7 +1894,9 @@ class Runner:
         if key == "failed" and hr.unreachable:
             key = "unreachable"  # Ansible's count: a host it cannot reach is unreachable, not failed
         if not (outcome.status == "skipped" and outcome.error.startswith(QUIET)) and \
-                not (outcome.status == "blocked" and hr.failed):  # a failed host's later steps: not counted
+                not (outcome.status == "blocked" and hr.failed) and \
+                not (outcome.task.module in META and outcome.status != "failed"):
+            # (a failed host's later steps and meta tasks, run or skipped, are not counted: Ansible's recap)
             hr.counts[key] = hr.counts.get(key, 0) + 1
             if key == "changed":  # Ansible's ok= counts every task that did not fail, changed ones too
                 hr.counts["ok"] += 1

@@ -68,6 +68,11 @@ def redact(text):
     return pattern.sub(MASK, text)
 
 
+def redacting() -> bool:
+    """Is any value registered? (If not, :func:`redact_obj` would only copy.)"""
+    return _pattern is not None
+
+
 def redact_obj(obj):
     """Redact every string inside a JSON-like structure."""
     if isinstance(obj, str):

@@ -60,11 +60,13 @@ class CommandRecord:
     def __post_init__(self):
         self.size = len(self.script)
         if self.size > LOG_SCRIPT_CHARS:
-            self.script = self.script[:LOG_SCRIPT_CHARS] + f"\n… ({self.size} characters in all)"
+            # (ASCII: one character outside Latin-1 would make Python store all of them in
+            # 2 or 4 bytes each)
+            self.script = self.script[:LOG_SCRIPT_CHARS] + f"\n... ({self.size} characters in all)"
 
 
-#: how much of each script the command log keeps
-LOG_SCRIPT_CHARS = 4096
+#: how much of each script the command log keeps (a host's log lives as long as the run)
+LOG_SCRIPT_CHARS = 2048
 
 
 # -- stopping ------------------------------------------------------------------------

@@ -202,6 +202,27 @@ def _comparable(a: dict, g: dict) -> tuple[dict, dict]:
     return _by_host(a2), _by_host(g2)
 
 
+def _meta_tasks(playbook: str) -> set:
+    """The names of a playbook's ``meta`` tasks (blocks and handlers included)."""
+    names: set = set()
+
+    def walk(tasks):
+        for task in tasks or []:
+            if not isinstance(task, dict):
+                continue
+            if "meta" in task or "ansible.builtin.meta" in task:
+                names.add(task.get("name"))
+            for key in ("block", "rescue", "always"):
+                walk(task.get(key))
+
+    for play in yaml.safe_load(textwrap.dedent(playbook)) or []:
+        if isinstance(play, dict):
+            for key in ("pre_tasks", "tasks", "post_tasks", "handlers"):
+                walk(play.get(key))
+    names.discard(None)
+    return names
+
+
 def _by_host(tasks: dict) -> dict:
     out: dict = {}
     for (task, host), status in tasks.items():
@@ -448,6 +469,7 @@ class Compat:
         if reset:
             self.each(reset)
         path = self.write_playbook(playbook, registered=registered)
+        metas = _meta_tasks(playbook)  # Ansible's callbacks see no result of a meta task that ran
         inv = {side: self.inventory(side, {**(vars or {}), **((side_vars or {}).get(side) or {})}, groups,
                                     host_vars) for side in self.sides}
         spec = state or Spec()
@@ -456,7 +478,7 @@ class Compat:
             runs = {}
             for side, tool in (("ansible", self.ansible), ("gfsdeploy", self.gfsdeploy)):
                 run = tool(path, inv[side])
-                run.tasks = {k: v for k, v in run.tasks.items() if k[0] != DUMP_TASK}
+                run.tasks = {k: v for k, v in run.tasks.items() if k[0] != DUMP_TASK and k[0] not in metas}
                 run.state = self.state(side, spec, hosts)
                 if registered:
                     run.registered = self.registered(side, hosts)

@@ -91,7 +91,10 @@ def test_registered_shape_of_loops_and_skips(compat):
 def test_recap_counts_like_ansible(compat):
     """The recap's counts per host (ok, changed, unreachable, failed, skipped, rescued,
     ignored) are ansible-core's: an ignored failure is ok and ignored (and changed when its
-    result says so), a rescued one only rescued, a failed host's later tasks not counted."""
+    result says so), a rescued one only rescued, a failed host's later tasks not counted,
+    an include counted ok, meta tasks (run or skipped) not at all."""
+    (compat.workdir / "recap-included.yaml").write_text('- name: included debug\n  debug: {msg: hi}\n'
+                                                        '- name: included command\n  command: "true"\n')
     pair = compat.run_both("""
         - hosts: all
           gather_facts: false
@@ -99,6 +102,13 @@ def test_recap_counts_like_ansible(compat):
             - name: a file
               copy: {dest: /srv/compat-recap/f, content: "x\\n"}
               notify: told
+            - name: handlers now
+              meta: flush_handlers
+            - name: a meta task skipped
+              meta: end_host
+              when: false
+            - name: an include
+              include_tasks: recap-included.yaml
             - name: a failing command, ignored (its result says changed)
               command: "false"
               ignore_errors: true
@@ -138,10 +148,10 @@ def test_recap_counts_like_ansible(compat):
         recap=True)
     pair.assert_same()
     # the counts themselves, as ansible-core printed them (not only "both agree")
-    assert pair.gfsdeploy.recap["node1"] == {"ok": 9, "changed": 6, "unreachable": 0, "failed": 0, "skipped": 2,
+    assert pair.gfsdeploy.recap["node1"] == {"ok": 12, "changed": 7, "unreachable": 0, "failed": 0, "skipped": 2,
                                              "rescued": 1, "ignored": 3}, pair.gfsdeploy.recap
     assert pair.gfsdeploy.recap["node2"]["failed"] == 1 and pair.gfsdeploy.recap["node2"]["ignored"] == 3
-    assert pair.again.gfsdeploy.recap["node1"]["changed"] == 4  # the file is there: not changed, no handler
+    assert pair.again.gfsdeploy.recap["node1"]["changed"] == 5  # the file is there: not changed, no handler
 
 
 def test_service_mgr_fact_like_ansible(compat):

@@ -39,10 +39,17 @@ def test_outputs_come_back_exactly(shell):
     (Result(0, "absent\n", ""), "echo absent; echo warn >&2", False),  # stderr appeared
     (Result(0, "absent\n", ""), "echo present", False),
     (Result(1, "", "gone\n"), "echo gone >&2; exit 1", True),
+    (Result(0, "absent\n", ""), "echo absent; echo", False),          # one more trailing newline
+    (Result(0, "absent\n", ""), "echo absent; exit 1", False),        # same answer, other status
+    (Result(0, "it's $HOME `x` \\n\n", ""), "printf '%s\\n' \"it's \\$HOME \\`x\\` \\\\n\"", True),
+    (Result(0, "it's $HOME `x` \\n\n", ""), "echo other", False),
+    (Result(0, "a\0b\n", ""), "printf 'a\\000b\\n'", True),      # not shell text: compared encoded
+    (Result(0, "a\0b\n", ""), "printf 'a\\000c\\n'", False),
 ])
-def test_guard_stops_the_batch_when_the_host_moved(seen, now, runs):
+@pytest.mark.parametrize("shell", ["dash", "bash"])
+def test_guard_stops_the_batch_when_the_host_moved(seen, now, runs, shell):
     members = [_member(0, "echo first"), _member(1, "echo second", guard={"p": (now, seen)})]
-    text, out = _run(members)
+    text, out = _run(members, shell)
     assert out[0] == Result(0, "first\n", "")
     if runs:
         assert out[1] == Result(0, "second\n", "")
