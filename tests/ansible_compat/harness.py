@@ -215,7 +215,11 @@ def _meta_tasks(playbook: str) -> set:
             for key in ("block", "rescue", "always"):
                 walk(task.get(key))
 
-    for play in yaml.safe_load(textwrap.dedent(playbook)) or []:
+    try:
+        plays = yaml.safe_load(textwrap.dedent(playbook)) or []
+    except yaml.YAMLError:  # (tags only Ansible's loader knows: nothing to leave out)
+        plays = []
+    for play in plays if isinstance(plays, list) else []:
         if isinstance(play, dict):
             for key in ("pre_tasks", "tasks", "post_tasks", "handlers"):
                 walk(play.get(key))
