@@ -9,6 +9,13 @@ from gfsdeploy.errors import GfsError
 
 
 class Deferred:
+    #: set once any Deferred exists: until then nothing needs to look for one
+    made = False
+
+    def __new__(cls, *args, **kwargs):
+        Deferred.made = True
+        return super().__new__(cls)
+
     def __init__(self, error: GfsError):
         self._error = error
 

@@ -133,6 +133,13 @@ def gather(text: str) -> dict:
     if MARK not in text:  # an os-release text cached by an older version
         text = f"{MARK} os\n{text}"
     s = sections(text)
+    facts = _os_facts(s)
+    _other_facts(s, facts)
+    return facts
+
+
+def _os_facts(s: dict) -> dict:
+    """The distribution facts (what :func:`host_info` needs) from the probe's sections."""
     facts: dict = {}
     osr = _os_release(s.get("os", ""))
     os_id = osr.get("ID", "").lower()
@@ -153,6 +160,11 @@ def gather(text: str) -> dict:
         debian_version = _read_debian_version(s)
         if debian_version:
             facts["distribution_version"] = debian_version
+    return facts
+
+
+def _other_facts(s: dict, facts: dict) -> None:
+    """Every fact but the distribution's (added to ``facts``)."""
     uname = s.get("uname", "").splitlines()
     if len(uname) >= 4:
         facts.update(system=uname[0], kernel=uname[1], architecture=uname[2], machine=uname[2], nodename=uname[3],
@@ -223,7 +235,6 @@ def gather(text: str) -> dict:
     if python:
         facts["python"] = {"executable": python[0]}
     facts["local"] = _local_facts(s.get("local", ""))
-    return facts
 
 
 #: PID 1 names Ansible reports under another name
@@ -586,11 +597,19 @@ def inject(facts: dict, info: HostInfo | None = None) -> dict:
     return out
 
 
-def read(name: str, text: str, host_vars: dict) -> tuple[dict, HostInfo]:
-    """The facts probe's output as (ansible_facts, the HostInfo modules plan with)."""
-    facts = gather(text)
-    info = host_info(name, facts, host_vars)
-    more = _key_values(sections(text).get("targets", "")) if MARK in text else {}
+def read(name: str, text: str, host_vars: dict, *, facts: bool = True) -> tuple[dict | None, HostInfo]:
+    """The facts probe's output as (ansible_facts, the HostInfo modules plan with).
+    ``facts=False``: the HostInfo only (None for the facts: a run whose plays gather no
+    facts reads only the distribution's; the devices of a host with many loop devices
+    were most of the parsing)."""
+    if MARK not in text:  # an os-release text cached by an older version
+        text = f"{MARK} os\n{text}"
+    s = sections(text)
+    found = _os_facts(s)
+    info = host_info(name, found, host_vars)
+    if facts:
+        _other_facts(s, found)
+    more = _key_values(s.get("targets", ""))
     if more:
         info.cgroup = cgroup_mode(more.get("cgroup_fs", ""), more.get("cgroup_unified") == "yes")
         info.selinux = selinux_mode(more)
@@ -603,7 +622,7 @@ def read(name: str, text: str, host_vars: dict) -> tuple[dict, HostInfo]:
             info.firewall = "ufw"
         else:
             info.firewall = "none"
-    return facts, info
+    return (found if facts else None), info
 
 
 def host_info(name: str, facts: dict, host_vars: dict) -> HostInfo:

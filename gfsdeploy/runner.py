@@ -19,6 +19,7 @@ import hashlib
 import heapq
 import itertools
 import json
+import operator
 import os
 import re
 import threading
@@ -26,6 +27,7 @@ import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from queue import SimpleQueue
 
 from gfsdeploy import batch
 from gfsdeploy import flow as flowmod
@@ -37,13 +39,16 @@ from gfsdeploy.inventory import Host, Inventory
 from gfsdeploy.modules.base import CHANGE, READ, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
 from gfsdeploy.playbook import INCLUDE_MODULES, Playbook, Task, _meta_action, load_vars
 from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown, unsafe
-from gfsdeploy.templating.templar import _NOT_RESOLVED, _has_template, _read_source
+from gfsdeploy.templating.templar import _NOT_RESOLVED, LOOKUPS_STARTED, _has_template, _read_source
 from gfsdeploy.transport import make_transport, request_stop
+from gfsdeploy.transport.base import Transport
 
 try:  # per-task connections and escalation, where the transport offers them
     from gfsdeploy.transport import Connections, resolve_become
+    from gfsdeploy.transport.become import PASSWORD_VARS
 except ImportError:  # pragma: no cover - older transport: one connection per host
     Connections = resolve_become = None
+    PASSWORD_VARS = {}
 
 NO_LOG_MESSAGE = "the output has been hidden due to the fact that 'no_log: true' was specified for this result"
 SET_FACT = {"set_fact", "ansible.builtin.set_fact"}
@@ -146,9 +151,9 @@ class HostRun:
 
     @property
     def fact_vars(self) -> dict:
-        """Gathered facts (ansible_facts, no prefix). Where they are not variables (no
-        play gathers them) only the text is kept after the HostInfo was made from it:
-        parsed, a host's facts are ~20 times their text (every block device a dict)."""
+        """Gathered facts (ansible_facts, no prefix), parsed from ``facts_parsed`` when
+        first read: where they are no variables (no play gathers them) only the text is
+        kept — parsed, a host's facts are ~20 times their text (every block device a dict)."""
         facts = self.__dict__.get("_fact_vars")
         if facts is None:
             text = self.__dict__.get("facts_parsed")
@@ -158,11 +163,6 @@ class HostRun:
     @fact_vars.setter
     def fact_vars(self, value: dict) -> None:
         self.__dict__["_fact_vars"] = value
-
-    def set_facts_aside(self) -> None:
-        """Drop the parsed facts; :attr:`fact_vars` parses ``facts_parsed`` again if asked."""
-        if self.__dict__.get("facts_parsed"):
-            self.__dict__["_fact_vars"] = None
 
     def touched(self) -> None:
         """One of this host's variables changed (register, set_fact, include_vars, facts
@@ -234,6 +234,17 @@ _LAYERS = frozenset({"registered", "included_vars", "cacheable"})
 _VERSIONED = _LAYERS | {"setup_ran", "failed_task", "failed_result"}
 
 
+_RUN_TOKENS = itertools.count(1)
+
+
+class _Groups(dict):
+    """``groups``: every group's hosts, fixed for a run (no add_host/group_by at run time)."""
+
+    def __init__(self, groups: dict, token: int):
+        super().__init__(groups)
+        self.memo_token = ("groups", token)
+
+
 _DOWN_EPOCHS = itertools.count(1)
 _VARS_EPOCHS = itertools.count(1)
 HostRun.down_epoch = 0   # changes whenever any host fails, recovers or becomes unreachable
@@ -250,6 +261,7 @@ class _Rendered:
     items: list        # (index, the loop item's variables, status, args)
     others: int | None  # HostRun.vars_epoch then, if it read other hosts' hostvars (else None)
     files: dict        # local files prepare read -> (mtime_ns, size, inode) or None
+    stamp: tuple = ()  # _controller_stamp() then, if it read local files
 
 
 class _Vars(dict):
@@ -269,6 +281,12 @@ class HostVars(Mapping):
     def __init__(self, runner: "Runner", task: Task):
         self.runner, self.task = runner, task
         self.used = False   # a host of the play was looked at (a rendering depends on it)
+
+    @property
+    def memo_token(self):
+        """Equal tokens, equal hostvars (templating: a rendering reading only these is
+        the same for every host): this run's, this play's, no host's variables changed."""
+        return self.runner.run_token, self.task.play.index, HostRun.vars_epoch
 
     def __getitem__(self, name):
         runner = self.runner
@@ -367,6 +385,10 @@ class Runner:
         #: task ids — duplicate steps, a cycle in the graph
         self._expand_lock = threading.Lock()
         self._hostvars_cache: dict = {}
+        self._found: dict = {}   # controller file lookups (Runner._find_in)
+        self._places: dict = {}  # host -> (playbook_dir, inventory_file, inventory_dir)
+        self.run_token = next(_RUN_TOKENS)  # (this runner, in HostVars.memo_token)
+        self.magic["groups"] = _Groups(self.magic["groups"], self.run_token)
         self._inventory_hostvars: dict = {}
         self._live: dict = {}   # play index -> (HostRun.down_epoch, its live hosts, all its hosts)
         self.steps_by_host: dict[str, list[Step]] = {}
@@ -466,7 +488,7 @@ class Runner:
 
     def _fact_layer(self, hr: HostRun, play) -> dict:
         visible = self._facts_visible(hr, play)
-        facts = dict(hr.fact_vars) if visible else {}
+        facts = dict(self._facts_of(hr)) if visible else {}
         facts.update(hr.cacheable)
         return hostfacts.inject(facts, hr.info if visible else None) if facts else {}
 
@@ -476,8 +498,9 @@ class Runner:
         Cached per (host, play) until one of the host's own layers changes: a template
         reading ``hostvars[h]`` for every host (an /etc/hosts block) would otherwise
         compute every host's variables again on each host — quadratic in hosts."""
-        # O(1) per lookup: each write to one of its layers bumps hr.vars_version
-        signature = (self._facts_visible(hr, play), hr.vars_version)
+        # O(1) per lookup: each write to one of its layers bumps hr.vars_version, and so does
+        # every change of whether its facts are visible (setup_ran, clear_facts: touched())
+        signature = hr.vars_version
         key = (hr.host.name, play.index)
         cached = self._hostvars_cache.get(key)
         if cached is not None and cached[0] == signature:
@@ -513,12 +536,16 @@ class Runner:
             live = [h for h in hosts if h in self.hosts and not self.hosts[h].failed and not self.hosts[h].unreachable]
             all_hosts = known[2] if known is not None else list(hosts)
             self._live[play.index] = (epoch, live, all_hosts)
+        places = self._places.get(hr.host.name)
+        if places is None:  # (the same for every step: abspath asks the OS for the working directory)
+            inventory_file = os.path.abspath(hr.host.file or self.inventory.path)
+            places = self._places[hr.host.name] = (os.path.dirname(os.path.abspath(self.playbook.path)),
+                                                   inventory_file, os.path.dirname(inventory_file))
         magic = {"groups": self.magic["groups"], "hostvars": HostVars(self, task),
                  "inventory_hostname": hr.host.name, "inventory_hostname_short": hr.host.name.split(".")[0],
-                 "group_names": sorted(hr.host.groups), "playbook_dir": os.path.dirname(os.path.abspath(
-                     self.playbook.path)), "inventory_file": os.path.abspath(hr.host.file or self.inventory.path),
+                 "group_names": sorted(hr.host.groups), "playbook_dir": places[0], "inventory_file": places[1],
                  # where this host was defined (an inventory directory has several files)
-                 "inventory_dir": os.path.dirname(os.path.abspath(hr.host.file or self.inventory.path)),
+                 "inventory_dir": places[2],
                  "ansible_check_mode": self.options.mode == "plan", "ansible_play_name": play.name,
                  "ansible_play_hosts": live, "ansible_play_hosts_all": all_hosts, "play_hosts": live,
                  "ansible_play_batch": self._batch_hosts(task, hr.host.name, live), "ansible_run_tags": sorted(self.options.tags or ["all"]),
@@ -557,7 +584,7 @@ class Runner:
                 name = str(candidate)
                 if "{{" in name:
                     if not base:
-                        base = self.templar.resolve({**hr.host.vars, **(hostfacts.inject(hr.fact_vars) if
+                        base = self.templar.resolve({**hr.host.vars, **(hostfacts.inject(self._facts_of(hr)) if
                                                                          self._facts_visible(hr, play) else {}),
                                                      **play.vars, **self.options.extra_vars,
                                                      "inventory_hostname": hr.host.name,
@@ -623,19 +650,25 @@ class Runner:
 
     def _set_facts(self, hr: HostRun, text: str, *, real: bool) -> None:
         if text != hr.facts_parsed:  # the same text (a warm facts cache) gives the same facts
-            fact_vars, info = hostfacts.read(hr.host.name, text, hr.host.vars)
+            # the HostInfo now (the distribution only); every other fact is parsed from the
+            # text when a variable first reads them (HostRun.fact_vars)
+            _, info = hostfacts.read(hr.host.name, text, hr.host.vars, facts=False)
             hr.facts_parsed = text
-            hr.fact_vars = fact_vars
+            hr.fact_vars = None  # (not parsed yet)
             if info != hr.info:
                 hr.info = info
             if hr.host.name in self.gathers or hr.setup_ran:
                 # facts are variables here: what was rendered with the old ones is outdated
                 # (elsewhere they are not, and an uptime in them must not undo every rendering)
                 hr.touched()
-            else:  # not variables (yet): the text is kept, not its parse (HostRun.fact_vars)
-                hr.set_facts_aside()
         if real:
             hr.facts_text = text
+
+    @staticmethod
+    def _facts_of(hr: HostRun) -> dict:
+        """The host's gathered facts (``ansible_facts``), parsed from its facts text the
+        first time they are looked at: a play that gathers no facts never parses them."""
+        return hr.fact_vars
 
     def _transport_for(self, hr: HostRun, task: Task, variables: dict | None):
         """The connection for a task's ``remote_user``/``connection`` keywords. As in Ansible,
@@ -690,10 +723,10 @@ class Runner:
         become = task.become if task.become is not None else task.play.become
         user = task.become_user if task.become_user is not None else task.play.become_user
         method = task.become_method or "sudo"
-        if variables is not None:
-            become = self.templar.render(become, variables) if isinstance(become, str) else become
-            user = self.templar.render(user, variables) if isinstance(user, str) else user
-            method = self.templar.render(method, variables) if isinstance(method, str) else method
+        if variables is not None:  # (only templates are rendered: "sudo" is "sudo")
+            become = self.templar.render(become, variables) if _templated(become) else become
+            user = self.templar.render(user, variables) if _templated(user) else user
+            method = self.templar.render(method, variables) if _templated(method) else method
         return bool(_truth(become) is True), str(user or "root"), str(method)
 
     def _refresh(self, hr: HostRun, current: Step | None) -> None:
@@ -736,7 +769,7 @@ class Runner:
                     if status == "skipped":
                         continue
                     step_probes = module.probes(args, hr.info)
-                    args_key = _args_key(args)
+                    args_key = getattr(item[4], "args_key", None) or _args_key(args)
                     if (task.id, index) in keep and keep[(task.id, index)][0] == args_key:
                         continue
                     if hr.changed and step != current and not module.cheap_reads:
@@ -799,6 +832,7 @@ class Runner:
         except LookupError:
             yield 0, variables, "unknown", "loop (known after apply)", None
             return
+        memo: dict = {}
         for index, item_vars in enumerate(items):
             v = self._overlay(variables, item_vars)
             if task.when:
@@ -819,7 +853,7 @@ class Runner:
                 yield index, v, "unknown", show_unknown(_describe_args(args)), None
                 continue
             args = module.validate(args, where=task.where())
-            ctx = self._context(hr, task, v)
+            ctx = self._context(hr, task, v, memo)
             yield index, v, "ready", module.prepare(args, ctx), ctx
 
     def _step_items(self, hr: HostRun, task: Task, module, *, want_ctx: bool = True, keep: bool = True):
@@ -847,28 +881,37 @@ class Runner:
             return False
         if entry.others is not None and entry.others != HostRun.vars_epoch:
             return False  # it read hostvars, and some host's variables changed since
+        if entry.files and entry.stamp != _controller_stamp():
+            return False  # a command ran on the controller: another file may be the one found now
         return all(_stat(path) == stat for path, stat in entry.files.items())
 
     def _record_items(self, hr: HostRun, task: Task, module, variables: dict, keep: bool, lookups: int):
-        key, epoch = self._render_key(hr), HostRun.vars_epoch
+        key, epoch, stamp = self._render_key(hr), HostRun.vars_epoch, _controller_stamp()
         # (a with_<lookup> loop reads the controller's files: rendered again when the step runs)
         reusable = keep and not task.delegate_to and _prepare_reusable(module) and task.loop_with in _DATA_LOOPS
         items: list = []
         files: set = set()
         for index, v, status, args, ctx in self._each_item(hr, task, module, variables):
             if reusable:  # (the item's own variables only: all of them again is O(variables) per item)
-                items.append((index, getattr(v, "extra", None), status, dict(args) if isinstance(args, dict) else args))
+                digest = None
+                if status == "ready":  # (what its read is made from: the read and the run compare it)
+                    digest = ctx.args_key = _args_key(args)
+                items.append((index, getattr(v, "extra", None), status, dict(args) if isinstance(args, dict) else args,
+                              digest))
                 files.update(getattr(ctx, "local_files", ()))
             yield index, v, status, args, ctx
         if reusable and self.templar.lookups_run == lookups and None not in files:  # all rendered, no lookup ran
             others = epoch if getattr(variables.get("hostvars"), "used", True) else None
-            hr.rendered[task.id] = _Rendered(key, variables, items, others, {path: _stat(path) for path in files})
+            hr.rendered[task.id] = _Rendered(key, variables, items, others, {path: _stat(path) for path in files},
+                                             stamp)
 
     def _replay_items(self, hr: HostRun, task: Task, entry: _Rendered, want_ctx: bool):
-        for index, extra, status, args in entry.items:
+        memo: dict = {}
+        for index, extra, status, args, key in entry.items:
             v = self._overlay(entry.variables, extra or {})
-            ctx = self._context(hr, task, v) if want_ctx and status == "ready" else None
+            ctx = self._context(hr, task, v, memo) if want_ctx and status == "ready" else None
             if ctx is not None:
+                ctx.args_key = key
                 ctx.local_files = list(entry.files)  # what its prepare read (batch: a controller host)
             yield index, v, status, dict(args) if isinstance(args, dict) else args, ctx
 
@@ -925,7 +968,30 @@ class Runner:
                                fix="use letters, digits and _")
         return env
 
-    def _context(self, hr: HostRun, task: Task, variables: dict) -> TaskContext:
+    def _item_view(self, hr: HostRun, task: Task, variables: dict, memo: dict | None):
+        """``_view`` for one loop item. ``memo`` (one per step's items): an item whose
+        connection variables are the very objects the previous item had gets the same
+        view — only when the task's connection keywords are no templates (else the item
+        may change them) and it is not delegated."""
+        if memo is None:
+            return self._view(hr, task, variables)
+        static = memo.get("static")
+        if static is None:
+            static = memo["static"] = not (task.delegate_to or task.remote_user is not None or task.connection
+                                           is not None or any(_templated(x) for x in (
+                                               task.become, task.become_user, task.become_method, task.become_flags,
+                                               task.play.become, task.play.become_user)))
+        if not static:
+            return self._view(hr, task, variables)
+        values = tuple(map(variables.get, _VIEW_VARS))
+        known = memo.get("view")
+        if known is not None and all(map(operator.is_, known[0], values)):
+            return known[1]
+        view = self._view(hr, task, variables)
+        memo["view"] = (values, view)
+        return view
+
+    def _context(self, hr: HostRun, task: Task, variables: dict, memo: dict | None = None) -> TaskContext:
         local_files: list = []   # what prepare read on the controller (see _step_items)
 
         def render_file(path):
@@ -947,20 +1013,38 @@ class Runner:
         target = hr
         if task.delegate_to:
             target = self._delegate(hr, task, variables) or hr
-        ctx = TaskContext(target.info, self._view(target, task, variables), task_name=task.label,
-                          render_file=render_file, find_file=find_file,
-                          progress=lambda msg: self.reporter.progress(hr.host.name, task, msg),
-                          check_mode=self.options.mode == "plan" or _truth(task.check_mode) is True,
-                          transports=_HostTransports(self.hosts),
-                          allow_destroy=self.options.allow_destroy, variables=variables,
+        view = self._view(target, task, variables) if target is not hr else self._item_view(hr, task, variables, memo)
+        static = memo.get("ctx") if memo is not None else None
+        if static is None:  # what is the same for every item of the step
+            static = dict(check_mode=self.options.mode == "plan" or _truth(task.check_mode) is True,
+                          transports=_HostTransports(self.hosts), allow_destroy=self.options.allow_destroy,
                           read_only=self._runs_in_plan(task), no_log=_truth(task.no_log) is True,
                           task_check_mode=task.check_mode, verbosity=self.options.verbose,
-                          diff=_truth(task.diff) is True, host_pending=hr.pending,
-                          environment=self._environment(task, variables), timeout=task.timeout)
+                          diff=_truth(task.diff) is True, timeout=task.timeout)
+            if memo is not None:
+                memo["ctx"] = static
+        ctx = TaskContext(target.info, view, task_name=task.label,
+                          render_file=render_file, find_file=find_file,
+                          progress=lambda msg: self.reporter.progress(hr.host.name, task, msg),
+                          variables=variables, host_pending=hr.pending,
+                          environment=self._environment(task, variables) if task.environment else {}, **static)
         ctx.local_files = local_files
         return ctx
 
     def _find_in(self, task: Task, sub: str, path: str) -> str | None:
+        """The controller file ``path`` names for ``task`` (its role's, the playbook's…).
+        The same for every host of a step: looked up once while no command ran on the
+        controller (what one does may create or remove files) and no lookup ran."""
+        key = (task.search_dirs if isinstance(task.search_dirs, tuple) else tuple(task.search_dirs), sub, path)
+        stamp = _controller_stamp()
+        cached = self._found.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        found = self._find_in_dirs(task, sub, path)
+        self._found[key] = (stamp, found)
+        return found
+
+    def _find_in_dirs(self, task: Task, sub: str, path: str) -> str | None:
         if os.path.isabs(path):
             return path if os.path.exists(path) else None
         for base in task.search_dirs:
@@ -973,6 +1057,16 @@ class Runner:
         found = self._find_in(task, sub, path)
         if found is not None:
             return found
+        key = (task.play.base_dir, path)
+        stamp = _controller_stamp()
+        cached = self._found.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        found = self._found_elsewhere(path, task)
+        self._found[key] = (stamp, found)
+        return found
+
+    def _found_elsewhere(self, path: str, task: Task) -> str:
         for base in [task.play.base_dir, *self.search_path]:
             candidate = os.path.join(base, path)
             if os.path.exists(candidate):
@@ -1266,7 +1360,7 @@ class Runner:
         if delegate is not None:
             facts = self._read_now(delegate, module, args, task, variables)
         else:
-            facts = self._facts_for(hr, task, step, index, args, module, variables)
+            facts = self._facts_for(hr, task, step, index, args, module, variables, key=getattr(ctx, "args_key", None))
         state = module.read(args, facts, ctx)
         changes = module.plan(args, state, target.info)
         if _truth(task.diff) is False:  # `diff: false`: the change is listed, its diff is not
@@ -1367,7 +1461,7 @@ class Runner:
         facts = result.get("ansible_facts")
         if isinstance(facts, dict) and facts:
             owner = delegate if delegate is not None and task.delegate_facts else hr
-            owner.fact_vars.update(facts)
+            self._facts_of(owner).update(facts)
             owner.facts_parsed = None  # no longer what the facts text says
             owner.touched()
 
@@ -1505,7 +1599,7 @@ class Runner:
         result = hr.transport.read_many({"f": FACTS_PROBE})["f"]
         self._set_facts(hr, result.stdout, real=True)
         hr.setup_ran = True
-        facts = dict(hr.fact_vars)
+        facts = dict(self._facts_of(hr))
         patterns = args.get("filter") if isinstance(args, dict) else None
         if patterns:
             import fnmatch
@@ -1536,11 +1630,11 @@ class Runner:
             hr.failed = False
             hr.flow.failed = False
         elif action == "clear_facts":
+            self.gathers.pop(hr.host.name, None)  # (before touched(): hostvars are cached by version)
             hr.fact_vars = {}
             hr.facts_parsed = None
             hr.setup_ran = False
             hr.touched()
-            self.gathers.pop(hr.host.name, None)
         elif action == "reset_connection":
             pass  # one connection per host per run; nothing is cached on it between tasks
         outcome.status = "ok"
@@ -1601,11 +1695,12 @@ class Runner:
 
     # -- reads ------------------------------------------------------------------------
     def _facts_for(self, hr: HostRun, task: Task, step: Step, index: int, args: dict, module,
-                   variables: dict | None = None) -> dict:
+                   variables: dict | None = None, *, key: str | None = None) -> dict:
         """What this item's probes answered in the host's batched read — if they were
         made from the same arguments and host facts (a cold facts cache renders probes
-        before the host's OS is known: those steps read again)."""
-        key = _args_key(args)
+        before the host's OS is known: those steps read again). ``key``: the arguments'
+        ``_args_key`` if the rendering that gave them computed it."""
+        key = key or _args_key(args)
 
         def valid(cached) -> bool:
             return bool(cached) and cached[0] == key and self._same_probes(module, args, cached, hr.info)
@@ -1685,6 +1780,7 @@ class Runner:
         tie = itertools.count()  # equal orders (steps an include inserted) never compare steps
         queue = [(order[s], next(tie), s) for s in ready]
         heapq.heapify(queue)
+        finished = SimpleQueue()  # futures of the steps that finished, in that order
 
         def release(step):
             for succ in self._release(step, waiting):
@@ -1698,10 +1794,16 @@ class Runner:
                         self._finish(step, StepOutcome(self.tasks[step.task_id], step.host, "blocked"))
                         release(step)
                         continue
-                    running[pool.submit(self._execute, step)] = step
+                    future = pool.submit(self._execute, step)
+                    running[future] = step
+                    future.add_done_callback(finished.put)
                 if not running:
                     continue
-                done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                # (a queue of finished steps: cf.wait put a waiter on every running step
+                # for each one that finished — O(forks) per step)
+                done = [finished.get()]
+                while not finished.empty():
+                    done.append(finished.get_nowait())
                 for future in done:
                     step = running.pop(future)
                     outcome = future.result()
@@ -1851,6 +1953,12 @@ def _share_diffs(planned: StepOutcome | None, changes: list[Change]) -> None:
                     break
 
 
+def _controller_stamp() -> tuple:
+    """Changes whenever a command (a local connection's, a lookup) may have changed the
+    controller's files: what was looked up or rendered from them before is not reused."""
+    return Transport.local_commands, LOOKUPS_STARTED[0]
+
+
 def _stat(path: str):
     try:
         st = os.stat(path)
@@ -1903,6 +2011,15 @@ def _truth(value):
     return value
 
 
+def _templated(value) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+#: the variables a task's view (its become settings) is made from (transport.resolve_become)
+_VIEW_VARS = tuple(dict.fromkeys(("ansible_become", "ansible_become_user", "ansible_become_method",
+                                  "ansible_become_flags", *(n for names in PASSWORD_VARS.values() for n in names))))
+
+
 def _with_env(env: dict, script: str) -> str:
     if not env:
         return script
@@ -1916,12 +2033,14 @@ def _ansible_version() -> dict:
 
 
 def _args_key(args) -> str:
-    """What a step's read was made from, compared for equality only: a digest (the
-    arguments themselves hold whole rendered files, kept per step and host)."""
+    """What a step's read was made from, compared for equality only, in this process: a
+    digest (the arguments themselves hold whole rendered files, kept per step and host)
+    of their repr — a third of JSON's cost; the same rendering gives the same order, and
+    a difference only means reading again."""
     try:
-        text = json.dumps(args, sort_keys=True, default=str)
-    except (TypeError, ValueError):
         text = repr(args)
+    except Exception:  # noqa: BLE001 - (a recursive structure): what JSON makes of it
+        text = json.dumps(args, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 

@@ -309,17 +309,27 @@ _TRUE = {"yes", "true", "on", "1", "y"}
 _FALSE = {"no", "false", "off", "0", "n"}
 
 
+#: id(a module's params) -> (those params, how many, argument and alias names -> argument)
+_ARGUMENT_NAMES: dict = {}
+
+
 def validate_args(module: str, params: dict[str, Param], args: dict, where: dict) -> dict:
     from gfsdeploy import secrets
 
     def fail(message, field=None, fix=None):
         raise PlaybookError(message, field=field, fix=fix, **where)
 
-    names = {}
-    for key, param in params.items():
-        names[key] = key
-        for alias in param.aliases:
-            names[alias] = key
+    known = _ARGUMENT_NAMES.get(id(params))
+    if known is None or known[0] is not params or known[1] != len(params):
+        names = {}
+        for key, param in params.items():
+            names[key] = key
+            for alias in param.aliases:
+                names[alias] = key
+        if len(_ARGUMENT_NAMES) >= 1024:
+            _ARGUMENT_NAMES.clear()
+        known = _ARGUMENT_NAMES[id(params)] = (params, len(params), names)  # (params kept: its id stays its own)
+    names = known[2]
     out: dict = {}
     for key, value in args.items():
         if key not in names:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import difflib
+import functools
 import hashlib
 import json
 import os
@@ -74,6 +75,7 @@ class FileState:
         return cls(**data)
 
 
+@functools.lru_cache(maxsize=1024)  # the same paths on every host: the text is made once
 def stat_probe(path: str, *, content: bool = True, into_dir: str | None = None, lstat: bool = False) -> str:
     """The one read for a path: ``P`` resolved path, ``L`` link target, ``S`` stat
     line, then ``C`` + base64 content or ``H`` + sha256 when over the cap.
@@ -712,7 +714,11 @@ def mkdir_script(path: str, mode: int | None, owner, group) -> str:
 # -- lineinfile ----------------------------------------------------------------------------
 def _split(text: str) -> list[str]:
     """Lines with their endings, split on \\n only (as Python's readlines on bytes)."""
-    return [line for line in re.split(r"(?<=\n)", text) if line]
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
 
 
 def lineinfile_present(text: str, line: str, *, regexp: str | None = None, search_string: str | None = None,

@@ -117,6 +117,8 @@ class BrokenUndefined(Undefined):
 
 
 def is_unknown(value) -> bool:
+    if not Unknown.seen:  # no unknown value (nor its mark in text) exists in this process yet
+        return False
     if isinstance(value, Unknown):
         return True
     if isinstance(value, str):
@@ -185,6 +187,8 @@ def origin(value) -> tuple[str, int] | None:
 
 
 def _find_broken(value, depth: int = 0):
+    if not Deferred.made:  # no broken value exists yet: nothing to look for
+        return None
     if isinstance(value, Deferred):
         return value
     if depth > 20:
@@ -254,6 +258,8 @@ _CODE_MAX = 4096
 _CODE_LOCK = threading.Lock()
 #: variable names each template text uses, by text
 _REFS: dict = {}
+#: lookups run by any Templar so far (one may have changed the controller's files)
+LOOKUPS_STARTED = [0]
 #: template files' text by path, valid while (mtime, size) stay the same
 _SOURCES: dict = {}
 
@@ -272,6 +278,21 @@ def _read_source(path: str) -> str:
     if not vault.is_encrypted(raw[:64]):
         _SOURCES[path] = (key, source)  # decrypted text is never cached
     return source
+
+
+def _expression_tree(env, text: str):
+    """The template ``result = <text>`` (what Jinja's compile_expression renders) as a
+    tree, so its compiled code can be shared by every Templar's environment."""
+    from jinja2 import nodes
+    from jinja2.parser import Parser
+
+    parser = Parser(env, text, state="variable")
+    expr = parser.parse_expression()
+    if not parser.stream.eos:
+        raise jinja2.TemplateSyntaxError("chunk after expression", parser.stream.current.lineno, None, None)
+    tree = nodes.Template([nodes.Assign(nodes.Name("result", "store"), expr, lineno=1)], lineno=1)
+    tree.set_environment(env)
+    return tree
 
 
 def _unknown_aware(fn):
@@ -341,16 +362,40 @@ def _finalize(value):
     return "" if value is None else value
 
 
+class _Environment(SandboxedEnvironment):
+    """Jinja's sandbox; ``x.name`` on a plain mapping holding ``name`` (not a method of
+    dict) is that item straight away — what the sandbox gives too, after failing to
+    find the attribute first (``hostvars[h].ip`` for every host in a template)."""
+
+    def getattr(self, obj, attribute):
+        if type(obj) is dict and type(attribute) is str and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
+
+
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+#: Jinja's filters and tests with gfsdeploy's, wrapped for unknown values, by environment class
+_WRAPPED: dict = {}
+
+
 def make_environment(loader=None) -> SandboxedEnvironment:
     """The Jinja environment every template renders in (and the static checker parses with).
     Sandboxed (no access to Python internals) but, as in Ansible, templates may call
     ``list.append`` and the like — real templates build lists that way."""
-    env = SandboxedEnvironment(
+    env = _Environment(
         undefined=Undefined, loader=loader, keep_trailing_newline=True, trim_blocks=True,
         finalize=_finalize, extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])
-    env.filters = {name: _wrap_filter(name, fn) for name, fn in _filters.registry(env.filters).items()}
-    env.tests = {name: fn if name.split(".")[-1] in _UNKNOWN_PASS else _unknown_aware(fn)
-                 for name, fn in _tests.registry(env.tests).items()}
+    wrapped = _WRAPPED.get(type(env))
+    if wrapped is None:  # (the same for every environment: wrapped once, not once per Templar/thread)
+        wrapped = _WRAPPED[type(env)] = (
+            {name: _wrap_filter(name, fn) for name, fn in _filters.registry(env.filters).items()},
+            {name: fn if name.split(".")[-1] in _UNKNOWN_PASS else _unknown_aware(fn)
+             for name, fn in _tests.registry(env.tests).items()})
+    env.filters, env.tests = dict(wrapped[0]), dict(wrapped[1])
     env.globals["omit"] = OMIT
     env.globals["now"] = _now
     env.globals["undef"] = lambda hint=None: env.undefined(hint=hint or "undef() was called", name="undef")
@@ -371,16 +416,44 @@ ANSIBLE_MANAGED = "Ansible managed"
 
 def template_file_vars(path: str) -> dict:
     import datetime
-    import pwd
-    import socket
 
     try:
-        owner = pwd.getpwuid(os.stat(path).st_uid).pw_name
-    except (KeyError, OSError):
+        owner = _owner_name(os.stat(path).st_uid)
+    except OSError:
         owner = ""
     return {"ansible_managed": ANSIBLE_MANAGED, "template_path": path, "template_fullpath": os.path.abspath(path),
-            "template_basename": os.path.basename(path), "template_host": socket.gethostname(),
+            "template_basename": os.path.basename(path), "template_host": _hostname(),
             "template_uid": owner, "template_run_date": datetime.datetime.now()}
+
+
+_OWNERS: dict = {}
+
+
+def _owner_name(uid: int) -> str:
+    """The user name of ``uid`` (reading the user database is most of a template's file
+    variables: asked again only when /etc/passwd changed)."""
+    try:
+        st = os.stat("/etc/passwd")
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+    except OSError:
+        stamp = None
+    cached = _OWNERS.get(uid)
+    if cached is not None and cached[0] == stamp and stamp is not None:
+        return cached[1]
+    import pwd
+
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = ""
+    _OWNERS[uid] = (stamp, name)
+    return name
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()
 
 
 class Templar:
@@ -405,6 +478,7 @@ class Templar:
         self.base_dirs = base_dirs
         self._templates: dict = {}
         self._expressions: dict = {}
+        self._shared: dict = {}  # _shared_key -> (rendered text, names whose `used` it set)
         self._where: dict = {}
         self._escape = True
 
@@ -423,7 +497,9 @@ class Templar:
                     if len(_CODE) >= _CODE_MAX:
                         _CODE.clear()
                     _CODE[key] = code
-            template = self.env.template_class.from_code(self.env, code, self.env.make_globals(None))
+            # a plain dict of the globals (all set when the Templar was made): Jinja's
+            # ChainMap was copied key by key into every rendering's context
+            template = self.env.template_class.from_code(self.env, code, dict(self.env.globals))
             self._templates[key] = template
         return template
 
@@ -431,10 +507,19 @@ class Templar:
         key = (source, escape)
         expression = self._expressions.get(key)
         if expression is None:
-            text = source
-            if escape and "\\" in source:
-                text = escape_backslashes(self.env, "{{ " + source + " }}")[3:-3]
-            expression = self._expressions[key] = self.env.compile_expression(text, undefined_to_none=False)
+            code_key = ("expression", source, escape)
+            code = _CODE.get(code_key)
+            if code is None:  # compiled once for every Templar (one per thread), as _template
+                text = source
+                if escape and "\\" in source:
+                    text = escape_backslashes(self.env, "{{ " + source + " }}")[3:-3]
+                code = self.env.compile(_expression_tree(self.env, text))
+                with _CODE_LOCK:
+                    if len(_CODE) >= _CODE_MAX:
+                        _CODE.clear()
+                    _CODE[code_key] = code
+            template = self.env.template_class.from_code(self.env, code, dict(self.env.globals))  # (see _template)
+            expression = self._expressions[key] = jinja2.environment.TemplateExpression(template, False)
         return expression
 
     # -- lookups ----------------------------------------------------------------
@@ -452,6 +537,7 @@ class Templar:
             raise _lookups.LookupError_(f"lookup: errors= must be strict, warn or ignore, got {errors!r}")
         variables = dict(context.get_all())
         self.lookups_run += 1
+        LOOKUPS_STARTED[0] += 1
         try:
             result = _lookups.run(name, list(terms), self.lookup_context(variables), **kwargs)
         except _lookups.LookupError_:
@@ -571,7 +657,11 @@ class Templar:
             body = text[:-1] if text.endswith("\n") else text
             whole = self._WHOLE.match(body)
             if whole and "{{" not in whole.group(1) and "}}" not in whole.group(1):
-                result = self._expression(whole.group(1).strip(), escape=self._escape)(**variables)
+                name = whole.group(1).strip()
+                if name in variables and name.isidentifier() and name not in _JINJA_WORDS:
+                    result = variables[name]  # "{{ item }}": what Jinja would look up, without Jinja
+                else:
+                    result = _evaluate(self._expression(name, escape=self._escape), variables)
                 if isinstance(result, jinja2.Undefined):
                     str(result)  # raises UndefinedError with the name
                 if isinstance(result, Deferred):
@@ -579,8 +669,12 @@ class Templar:
                 if body is not text and isinstance(result, str) and not is_unknown(result):
                     result += "\n"
                 return result
-            return self._template(text, escape=self._escape).render(variables)
+            key = self._shared_key(text, variables)
+            if key is None:
+                return _render_template(self._template(text, escape=self._escape), variables)
+            return self._render_shared(key, text, variables)
         except KnownAfterApply:
+            Unknown.seen = True  # (the mark may be in text from now on: is_unknown looks)
             return Unknown() if whole and "{{" not in whole.group(1) and "}}" not in whole.group(1) else UNKNOWN_MARK
         except GfsError as exc:
             if not exc.task and self._where.get("task"):
@@ -592,6 +686,51 @@ class Templar:
             raise
         except Exception as exc:  # noqa: BLE001 - every template failure becomes a located TemplateError
             raise self._error(exc, text) from None
+
+    # -- renderings shared by every host ---------------------------------------------
+    def _shared_key(self, text: str, variables):
+        """A key under which ``text`` renders the same wherever its variables hold the same
+        values (None: not so, or not known to be). Only for text calling nothing (no
+        filter, test, function or lookup: see _pure_names) whose every name is a plain
+        value or states what it stands for (``memo_token``: ``hostvars``, ``groups``).
+        An /etc/hosts block listing every host's address renders once, not once per host."""
+        names = _pure_names(self.env, text)
+        if not names:
+            return None
+        parts = []
+        for name in names:
+            if name not in variables:
+                return None
+            value = variables[name]
+            token = getattr(value, "memo_token", None) if not isinstance(value, (str, int, float)) else None
+            if token is not None:
+                parts.append((name, token))
+            elif value is None or type(value) in (str, int, float, bool):
+                parts.append((name, type(value).__name__, value))
+            else:
+                return None
+        return text, self._escape, tuple(parts)
+
+    def _render_shared(self, key: tuple, text: str, variables) -> str:
+        hit = self._shared.get(key)
+        if hit is not None:
+            for name in hit[1]:  # what the rendering looked at is looked at (the runner tracks it)
+                variables[name].used = True
+            return hit[0]
+        watched = {name: variables[name] for name, *_ in key[2] if hasattr(variables[name], "used")}
+        before = {name: value.used for name, value in watched.items()}
+        for value in watched.values():
+            value.used = False
+        try:
+            result = _render_template(self._template(text, escape=self._escape), variables)
+        finally:
+            used = [name for name, value in watched.items() if value.used]
+            for name, value in watched.items():
+                value.used = value.used or before[name]
+        if len(self._shared) >= 256:
+            self._shared.clear()
+        self._shared[key] = (result, used)
+        return result
 
     def resolve(self, variables: dict) -> dict:
         """Render variables whose values are templates themselves (Ansible
@@ -698,8 +837,9 @@ class Templar:
                                     **self._where,
                                     fix="check `src:`; templates are looked up in templates/ next to the playbook") from None
             try:
-                return self._template(source, path).render({**template_file_vars(path), **variables})
+                return _render_template(self._template(source, path), variables, template_file_vars(path))
             except KnownAfterApply:
+                Unknown.seen = True
                 return UNKNOWN_MARK
             except TemplateError:
                 raise
@@ -707,6 +847,73 @@ class Templar:
                 raise self._error(exc, source, filename=path) from None
         finally:
             self._where = saved
+
+
+#: names Jinja reads as constants or operators, never as variables
+_JINJA_WORDS = frozenset({"true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if",
+                          "else", "self"})  # (self: the template itself in Jinja)
+
+
+def _context(template, variables: dict, under: dict | None = None):
+    """A rendering context of ``template``: its globals, ``under`` (if any), then the
+    variables on top — one copy of them (a task's variables are dozens of names, and
+    Jinja's own render copied them two or three times for every string)."""
+    env = template.environment
+    parent = {**template.globals, **under, **variables} if under else {**template.globals, **variables}
+    return env.context_class(env, parent, template.name, template.blocks, globals=template.globals)
+
+
+#: Jinja nodes that read and compute only: a template made of these calls nothing
+#: (no filter, test, function, lookup, include or macro) — its output depends only on
+#: the values of the names it reads
+_PURE_NODES = None
+#: text -> the names a pure template reads (empty: not pure, or reads nothing)
+_PURE: dict = {}
+
+
+def _pure_names(env, text: str) -> frozenset:
+    names = _PURE.get(text)
+    if names is not None:
+        return names
+    global _PURE_NODES
+    from jinja2 import meta, nodes
+
+    if _PURE_NODES is None:
+        _PURE_NODES = (nodes.Template, nodes.Output, nodes.TemplateData, nodes.Name, nodes.Const, nodes.Getattr,
+                       nodes.Getitem, nodes.Slice, nodes.For, nodes.If, nodes.Compare, nodes.Operand, nodes.And,
+                       nodes.Or, nodes.Not, nodes.Concat, nodes.CondExpr, nodes.Tuple, nodes.List, nodes.Dict,
+                       nodes.Pair, nodes.Add, nodes.Sub, nodes.Mul, nodes.Div, nodes.FloorDiv, nodes.Mod, nodes.Neg,
+                       nodes.Pos)
+    names = frozenset()
+    try:
+        tree = env.parse(text)
+        if all(isinstance(node, _PURE_NODES) for node in tree.find_all(nodes.Node)):
+            names = frozenset(meta.find_undeclared_variables(tree))
+            if names & set(env.globals):
+                names = frozenset()  # (a name that may be a global function: not pure)
+    except jinja2.TemplateError:
+        pass
+    if len(_PURE) >= _CODE_MAX:
+        _PURE.clear()
+    _PURE[str(text)] = names
+    return names
+
+
+def _render_template(template, variables: dict, under: dict | None = None) -> str:
+    """``template.render({**under, **variables})``."""
+    try:
+        return template.environment.concat(template.root_render_func(_context(template, variables, under)))
+    except Exception:  # noqa: BLE001 - as Template.render: the traceback names template lines
+        template.environment.handle_exception()
+
+
+def _evaluate(expression, variables: dict):
+    """``expression(**variables)`` (a compiled expression)."""
+    template = expression._template
+    context = _context(template, variables)
+    for _ in template.root_render_func(context):
+        pass
+    return context.vars["result"]
 
 
 def _in_variable(exc: TemplateError, key: str, *, with_place: bool) -> str:

@@ -161,6 +161,9 @@ class Transport:
     #: host ends it (0: the host only reacts to the connection closing)
     heartbeat: float = 0.0
     silence: int = 0
+    #: bumped when a local connection starts and ends a command that is not a read (it
+    #: may change the controller's files: the runner looks them up and renders them again)
+    local_commands: int = 0
 
     def __init__(self, host: str, *, become: bool = False, become_user: str = "root",
                  timeout: float = 60.0, become_method: str = "sudo", become_password: str | None = None,
