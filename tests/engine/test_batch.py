@@ -15,8 +15,10 @@ import textwrap
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def gfs(*args):
+def gfs(*args, tmpdir=None):
     env = dict(os.environ, PYTHONPATH=ROOT)
+    if tmpdir is not None:  # the host's temporary files where only this run puts any
+        env["TMPDIR"] = str(tmpdir)
     return subprocess.run([sys.executable, "-m", "gfsdeploy", *args], capture_output=True, text=True,
                           timeout=180, env=env, cwd=ROOT)
 
@@ -37,8 +39,8 @@ def playbook(tmp_path, text: str) -> str:
     return str(path)
 
 
-def run_json(*args):
-    proc = gfs(*args, "--json")
+def run_json(*args, tmpdir=None):
+    proc = gfs(*args, "--json", tmpdir=tmpdir)
     data = json.loads(proc.stdout)
     return proc, data
 
@@ -66,7 +68,9 @@ def test_independent_changes_apply_in_one_round_trip_each_reported(tmp_path):
     inv, root = local_inventory(tmp_path), tmp_path / "out"
     root.mkdir()
     pb = playbook(tmp_path, independent_files(root))
-    proc, data = run_json("apply", inv, "-p", pb)
+    tmp = tmp_path / "tmp"  # this run's own TMPDIR: another run's batch directory is not ours
+    tmp.mkdir()
+    proc, data = run_json("apply", inv, "-p", pb, tmpdir=tmp)
     assert proc.returncode == 0, proc.stderr
     # the plan's read, the run's lock, then every change in one script
     assert data["hosts"]["a"]["round_trips"] == 3, data["hosts"]["a"]
@@ -79,9 +83,8 @@ def test_independent_changes_apply_in_one_round_trip_each_reported(tmp_path):
         assert oct((root / f"f{i}").stat().st_mode & 0o777) == "0o600"
     assert (root / "d").is_dir()
     # nothing left behind by the batch
-    assert not [p for p in os.listdir(os.environ.get("TMPDIR", "/tmp")) if p.startswith("gfsdeploy-batch.")
-                and os.stat(os.path.join(os.environ.get("TMPDIR", "/tmp"), p)).st_mtime > tmp_path.stat().st_mtime]
-    proc, data = run_json("apply", inv, "-p", pb)
+    assert os.listdir(tmp) == []
+    proc, data = run_json("apply", inv, "-p", pb, tmpdir=tmp)
     assert proc.returncode == 0 and data["hosts"]["a"]["round_trips"] == 1  # converged: one read
     assert {o["status"] for o in outcomes(data).values()} == {"ok"}
 

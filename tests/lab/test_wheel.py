@@ -35,8 +35,11 @@ def installed(tmp_path_factory):
     assert not any(n.endswith("inventory/lab.yaml") for n in names)
     venv = tmp_path_factory.mktemp("venv")
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
+    # without PYTHONPATH: a checkout on it (and its egg-info) would make pip skip the wheel
+    # as "already installed"
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", str(wheel)],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env=clean)
     assert done.returncode == 0, done.stderr
     return venv
 
