@@ -385,7 +385,7 @@ class Runner:
         #: task ids — duplicate steps, a cycle in the graph
         self._expand_lock = threading.Lock()
         self._hostvars_cache: dict = {}
-        self._found: dict = {}   # controller file lookups (Runner._find_in)
+        self._found: dict = {}   # controller file lookups (Runner._looked_up)
         self._places: dict = {}  # host -> (playbook_dir, inventory_file, inventory_dir)
         self.run_token = next(_RUN_TOKENS)  # (this runner, in HostVars.memo_token)
         self.magic["groups"] = _Groups(self.magic["groups"], self.run_token)
@@ -488,7 +488,7 @@ class Runner:
 
     def _fact_layer(self, hr: HostRun, play) -> dict:
         visible = self._facts_visible(hr, play)
-        facts = dict(self._facts_of(hr)) if visible else {}
+        facts = dict(hr.fact_vars) if visible else {}
         facts.update(hr.cacheable)
         return hostfacts.inject(facts, hr.info if visible else None) if facts else {}
 
@@ -584,7 +584,7 @@ class Runner:
                 name = str(candidate)
                 if "{{" in name:
                     if not base:
-                        base = self.templar.resolve({**hr.host.vars, **(hostfacts.inject(self._facts_of(hr)) if
+                        base = self.templar.resolve({**hr.host.vars, **(hostfacts.inject(hr.fact_vars) if
                                                                          self._facts_visible(hr, play) else {}),
                                                      **play.vars, **self.options.extra_vars,
                                                      "inventory_hostname": hr.host.name,
@@ -663,12 +663,6 @@ class Runner:
                 hr.touched()
         if real:
             hr.facts_text = text
-
-    @staticmethod
-    def _facts_of(hr: HostRun) -> dict:
-        """The host's gathered facts (``ansible_facts``), parsed from its facts text the
-        first time they are looked at: a play that gathers no facts never parses them."""
-        return hr.fact_vars
 
     def _transport_for(self, hr: HostRun, task: Task, variables: dict | None):
         """The connection for a task's ``remote_user``/``connection`` keywords. As in Ansible,
@@ -1036,13 +1030,7 @@ class Runner:
         The same for every host of a step: looked up once while no command ran on the
         controller (what one does may create or remove files) and no lookup ran."""
         key = (task.search_dirs if isinstance(task.search_dirs, tuple) else tuple(task.search_dirs), sub, path)
-        stamp = _controller_stamp()
-        cached = self._found.get(key)
-        if cached is not None and cached[0] == stamp:
-            return cached[1]
-        found = self._find_in_dirs(task, sub, path)
-        self._found[key] = (stamp, found)
-        return found
+        return self._looked_up(key, lambda: self._find_in_dirs(task, sub, path))
 
     def _find_in_dirs(self, task: Task, sub: str, path: str) -> str | None:
         if os.path.isabs(path):
@@ -1057,12 +1045,16 @@ class Runner:
         found = self._find_in(task, sub, path)
         if found is not None:
             return found
-        key = (task.play.base_dir, path)
+        return self._looked_up((task.play.base_dir, path), lambda: self._found_elsewhere(path, task))
+
+    def _looked_up(self, key: tuple, look):
+        """``look()``'s answer for a controller file lookup, kept under ``key`` until a
+        command or a lookup runs on the controller (``_controller_stamp``)."""
         stamp = _controller_stamp()
         cached = self._found.get(key)
         if cached is not None and cached[0] == stamp:
             return cached[1]
-        found = self._found_elsewhere(path, task)
+        found = look()
         self._found[key] = (stamp, found)
         return found
 
@@ -1461,7 +1453,7 @@ class Runner:
         facts = result.get("ansible_facts")
         if isinstance(facts, dict) and facts:
             owner = delegate if delegate is not None and task.delegate_facts else hr
-            self._facts_of(owner).update(facts)
+            owner.fact_vars.update(facts)
             owner.facts_parsed = None  # no longer what the facts text says
             owner.touched()
 
@@ -1599,7 +1591,7 @@ class Runner:
         result = hr.transport.read_many({"f": FACTS_PROBE})["f"]
         self._set_facts(hr, result.stdout, real=True)
         hr.setup_ran = True
-        facts = dict(self._facts_of(hr))
+        facts = dict(hr.fact_vars)
         patterns = args.get("filter") if isinstance(args, dict) else None
         if patterns:
             import fnmatch
