@@ -42,6 +42,7 @@ from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown, uns
 from gfsdeploy.templating.templar import _NOT_RESOLVED, LOOKUPS_STARTED, _has_template, _read_source
 from gfsdeploy.transport import make_transport, request_stop
 from gfsdeploy.transport.base import Transport
+from gfsdeploy.validations import Validations
 
 try:  # per-task connections and escalation, where the transport offers them
     from gfsdeploy.transport import Connections, resolve_become
@@ -386,6 +387,7 @@ class Runner:
         self._expand_lock = threading.Lock()
         self._hostvars_cache: dict = {}
         self._found: dict = {}   # controller file lookups (Runner._looked_up)
+        self.validations = Validations()  # module arguments validated once per distinct arguments
         self._places: dict = {}  # host -> (playbook_dir, inventory_file, inventory_dir)
         self.run_token = next(_RUN_TOKENS)  # (this runner, in HostVars.memo_token)
         self.magic["groups"] = _Groups(self.magic["groups"], self.run_token)
@@ -846,7 +848,7 @@ class Runner:
             if is_unknown(args):
                 yield index, v, "unknown", show_unknown(_describe_args(args)), None
                 continue
-            args = module.validate(args, where=task.where())
+            args = self.validations.validate(module, args, where=task.where())
             ctx = self._context(hr, task, v, memo)
             yield index, v, "ready", module.prepare(args, ctx), ctx
 

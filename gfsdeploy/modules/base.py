@@ -237,6 +237,10 @@ class Module:
     #: after it only turns that result into a TaskResult: its changes may then join other
     #: steps' in one round trip (gfsdeploy/batch.py). None: only when apply is not overridden
     batch_apply: ClassVar[bool | None] = None
+    #: ``validate`` reads nothing but its arguments (no file, no setting, no instance state): the
+    #: runner validates each distinct arguments once per run (gfsdeploy/validations.py).
+    #: Read from the module's own class only: a subclass states it again
+    pure_validate: ClassVar[bool] = False
 
     # -- controller side ------------------------------------------------------
     def validate(self, args: dict, *, where: dict | None = None) -> dict:

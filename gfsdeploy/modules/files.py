@@ -454,6 +454,7 @@ class Copy(_FileModule):
     """``copy``: a controller file (``src``) or inline ``content`` to ``dest``."""
 
     name = "copy"
+    pure_validate = True
     #: prepare reads only its args, variables and the local files it finds through ctx (not
     #: the host's facts): the runner may reuse its result while those are unchanged
     prepare_reusable = True
@@ -536,6 +537,7 @@ class Template(Copy):
     """``template``: render ``src`` (Jinja2, on the controller) then behave like copy."""
 
     name = "template"
+    pure_validate = True
     params = {k: v for k, v in Copy.params.items() if k != "content"}
     params["src"] = Param("path", required=True)
 
@@ -554,6 +556,7 @@ class File(_FileModule):
     """``file``: a path's type (file, directory, link, absent, touch) and attributes."""
 
     name = "file"
+    pure_validate = True
     content_probe = False
     params = {
         "path": Param("path", required=True, aliases=("dest", "name")),
@@ -897,6 +900,7 @@ class LineInFile(_EditModule):
     """``lineinfile``: one line present (replacing a regexp match) or absent."""
 
     name = "lineinfile"
+    pure_validate = True
     params = {**_LINE_FILE_ARGS,
               "line": Param("str", aliases=("value",)),
               "regexp": Param("str", aliases=("regex",)),
@@ -1018,6 +1022,7 @@ class BlockInFile(_EditModule):
     """``blockinfile``: a marked block of lines present or absent."""
 
     name = "blockinfile"
+    pure_validate = True
     params = {**_LINE_FILE_ARGS,
               "block": Param("str", default="", aliases=("content",)),
               "marker": Param("str", default="# {mark} ANSIBLE MANAGED BLOCK"),

@@ -87,6 +87,7 @@ def binary(args: dict) -> str:
 
 class Iptables(Module):
     name = "iptables"
+    pure_validate = True
     params = {
         "table": Param(default="filter", choices=("filter", "nat", "mangle", "raw", "security")),
         "chain": Param(check="iptables_chain"),
