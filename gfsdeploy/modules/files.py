@@ -112,10 +112,9 @@ def parse_probe(path: str, result: Result, host: str = "", task: str = "") -> Fi
                           fix="check the path and that the SSH user (or become) may read it")
     state = FileState(path=path)
     body: list[str] | None = None
-    for line in result.stdout.splitlines():
-        if body is not None:
-            body.append(line)
-        elif line.startswith("P "):
+    lines = result.stdout.splitlines()
+    for number, line in enumerate(lines):
+        if line.startswith("P "):
             state.path = line[2:]
         elif line.startswith("L "):
             state.link_target = line[2:]
@@ -133,7 +132,8 @@ def parse_probe(path: str, result: Result, host: str = "", task: str = "") -> Fi
         elif line.startswith("H "):
             state.sha256 = line[2:].strip()
         elif line == "C":
-            body = []
+            body = lines[number + 1:]  # the rest is the content (no per-line work: /etc/hosts is long)
+            break
     if body is not None:
         state.content = base64.b64decode("".join(body))
         state.sha256 = hashlib.sha256(state.content).hexdigest()
@@ -717,6 +717,9 @@ def mkdir_script(path: str, mode: int | None, owner, group) -> str:
 # -- lineinfile ----------------------------------------------------------------------------
 def _split(text: str) -> list[str]:
     """Lines with their endings, split on \\n only (as Python's readlines on bytes)."""
+    lines = text.splitlines(keepends=True)  # in C, but it also splits on \r, \f, \u2028…
+    if len(lines) == text.count("\n") + (not text.endswith("\n") and bool(text)):  # (none of those)
+        return lines
     parts = text.split("\n")
     lines = [part + "\n" for part in parts[:-1]]
     if parts[-1]:
@@ -960,6 +963,14 @@ class LineInFile(_EditModule):
 
 
 # -- blockinfile -------------------------------------------------------------------------------
+def _last_index(lines: list[str], line: str) -> int | None:
+    """Where ``line`` is last in ``lines`` (None: nowhere)."""
+    try:
+        return len(lines) - 1 - lines[::-1].index(line)
+    except ValueError:
+        return None
+
+
 def blockinfile_edit(text: str, block: str, *, present: bool = True,
                      marker: str = "# {mark} ANSIBLE MANAGED BLOCK", marker_begin: str = "BEGIN",
                      marker_end: str = "END", insertafter: str | None = None,
@@ -979,15 +990,10 @@ def blockinfile_edit(text: str, block: str, *, present: bool = True,
     if present and block:
         if not block.endswith("\n"):
             block += "\n"
-        new = [begin, *_split(block), end]
+        new = [begin, block, end]  # (only joined: the block need not be split into lines)
     else:
         new = []
-    n0 = n1 = None
-    for number, current in enumerate(lines):
-        if current == begin:
-            n0 = number
-        if current == end:
-            n1 = number
+    n0, n1 = _last_index(lines, begin), _last_index(lines, end)
     if n0 is None or n1 is None:
         n0 = None
         if anchor is not None:
