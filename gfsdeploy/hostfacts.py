@@ -645,32 +645,49 @@ def parse_facts(name: str, text: str, host_vars: dict) -> HostInfo:
 
 
 class HostFactsCache:
-    """``~/.cache/gfsdeploy/facts``: the facts probe's output last seen per host address."""
+    """``~/.cache/gfsdeploy/facts``: the facts probe's output last seen per host address.
+
+    A host's file is written only when its facts differ from what this object last read
+    from it or wrote to it (a digest, per file): a converged run rewrote every host's
+    file with the very same text."""
 
     def __init__(self, directory: str | None = None):
         base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
         self.directory = directory or os.path.join(base, "gfsdeploy", "facts")
+        self._held: dict = {}   # path -> sha256 of the facts text the file holds (as far as we know)
 
     def _path(self, host) -> str:
         key = hashlib.sha256(f"{host.address}:{host.port}:{host.name}".encode()).hexdigest()[:32]
         return os.path.join(self.directory, key + ".json")
 
     def get(self, host) -> str | None:
+        path = self._path(host)
+        self._held.pop(path, None)
         try:
-            with open(self._path(host), encoding="utf-8") as handle:
+            with open(path, encoding="utf-8") as handle:
                 data = json.load(handle)
         except (OSError, ValueError):
             return None
+        if data.get("facts") and data.get("host") == host.name:  # (an old format is rewritten)
+            self._held[path] = _digest(data["facts"])
         return data.get("facts") or data.get("os_release")
 
     def put(self, host, text: str) -> None:
+        path = self._path(host)
+        digest = _digest(text)
+        if self._held.get(path) == digest:
+            return  # the file holds these facts already
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            path = self._path(host)
             tmp = path + f".{os.getpid()}.tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump({"host": host.name, "facts": text}, handle)
             os.replace(tmp, path)
+            self._held[path] = digest
         except OSError:
             pass  # a cache, nothing more
+
+
+def _digest(text) -> str:
+    return hashlib.sha256(str(text).encode("utf-8", "surrogatepass")).hexdigest()
