@@ -15,7 +15,7 @@ import contextlib
 import gc
 
 #: objects allocated (net) between young collections: the default is 700
-YOUNG = 50_000
+YOUNG = 100_000
 
 
 @contextlib.contextmanager
