@@ -213,9 +213,31 @@ def _text(data: bytes) -> str | None:
         return None
 
 
+#: (path, old, new, new_file) -> the diff: hosts whose file and new content are the same
+#: (nodes of one image, one config for all) share one diff — difflib on a 1,000-line
+#: /etc/hosts costs milliseconds. Only small texts, and a few at a time (in memory only)
+_DIFFS: dict = {}
+_DIFFS_KEPT = 64
+_DIFF_KEPT_BYTES = 1 << 18
+
+
 def unified_diff(path: str, old: bytes | None, new: bytes, *, new_file: bool = False) -> str:
     """A unified diff ``--- path`` / ``+++ path``; binary content gets a size line. Content
     rendered from values known only after apply (a plan) shows them as such, not as bytes."""
+    if type(new) is not bytes or type(old) not in (bytes, type(None)) or \
+            len(old or b"") + len(new) > _DIFF_KEPT_BYTES:
+        return _unified_diff(path, old, new, new_file=new_file)
+    key = (path, old, new, new_file)
+    diff = _DIFFS.get(key)
+    if diff is None:
+        diff = _unified_diff(path, old, new, new_file=new_file)
+        if len(_DIFFS) >= _DIFFS_KEPT:
+            _DIFFS.clear()
+        _DIFFS[key] = diff
+    return diff
+
+
+def _unified_diff(path: str, old: bytes | None, new: bytes, *, new_file: bool = False) -> str:
     from gfsdeploy.templating.templar import UNKNOWN_MARK   # (lazy: jinja2 is heavy at start-up)
 
     mark = UNKNOWN_MARK.encode()

@@ -50,3 +50,26 @@ def test_the_probe_content_is_everything_after_the_c_line():
     st = parse_probe("/x", Result(0, out, ""))
     assert (st.path, st.kind, st.content) == ("/x", "file", content)
     assert parse_probe("/e", Result(0, "P /e\nS regular file|644|r|0|r|0|0\nC\n", "")).content == b""
+
+
+def test_a_diff_kept_for_the_same_texts_is_never_given_for_other_ones():
+    """unified_diff keeps a few diffs by (path, old, new, new_file): each input matters."""
+    from gfsdeploy.modules import files
+
+    files._DIFFS.clear()
+    hosts = "".join(f"10.0.0.{i} n{i}\n" for i in range(300)).encode()
+    old, new = b"127.0.0.1 localhost\n", b"127.0.0.1 localhost\n" + hosts
+    first = files.unified_diff("/etc/hosts", old, new)
+    assert files.unified_diff("/etc/hosts", old, new) is first  # kept
+    assert files.unified_diff("/etc/other", old, new) == first.replace("/etc/hosts", "/etc/other")
+    other_old = files.unified_diff("/etc/hosts", b"127.0.1.1 k8s-2\n", new)
+    assert "-127.0.1.1 k8s-2" in other_old and other_old != first
+    assert files.unified_diff("/etc/hosts", old, new + b"x\n").endswith("+x")
+    assert files.unified_diff("/etc/hosts", None, new, new_file=True).startswith("--- /dev/null")
+    assert files.unified_diff("/etc/hosts", None, new).startswith("--- /etc/hosts")
+    for i in range(files._DIFFS_KEPT + 5):  # a few at a time
+        files.unified_diff(f"/f{i}", None, b"x\n", new_file=True)
+    assert len(files._DIFFS) <= files._DIFFS_KEPT
+    big = b"y\n" * files._DIFF_KEPT_BYTES
+    assert files.unified_diff("/big", None, big, new_file=True).count("\n+y") == files._DIFF_KEPT_BYTES
+    assert all(key[0] != "/big" for key in files._DIFFS)  # (big texts are not kept)
