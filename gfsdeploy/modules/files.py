@@ -215,17 +215,18 @@ def _text(data: bytes) -> str | None:
 
 #: (path, old, new, new_file) -> the diff: hosts whose file and new content are the same
 #: (nodes of one image, one config for all) share one diff — difflib on a 1,000-line
-#: /etc/hosts costs milliseconds. Only small texts, and a few at a time (in memory only)
+#: /etc/hosts costs milliseconds. Only texts over a KiB (a short diff costs little, and
+#: every host's own small files would push the shared ones out), a few at a time, in memory
 _DIFFS: dict = {}
 _DIFFS_KEPT = 64
-_DIFF_KEPT_BYTES = 1 << 18
+_DIFF_KEPT_BYTES = (1 << 10, 256 << 10)   # old + new, at least and at most
 
 
 def unified_diff(path: str, old: bytes | None, new: bytes, *, new_file: bool = False) -> str:
     """A unified diff ``--- path`` / ``+++ path``; binary content gets a size line. Content
     rendered from values known only after apply (a plan) shows them as such, not as bytes."""
     if type(new) is not bytes or type(old) not in (bytes, type(None)) or \
-            len(old or b"") + len(new) > _DIFF_KEPT_BYTES:
+            not _DIFF_KEPT_BYTES[0] <= len(old or b"") + len(new) <= _DIFF_KEPT_BYTES[1]:
         return _unified_diff(path, old, new, new_file=new_file)
     key = (path, old, new, new_file)
     diff = _DIFFS.get(key)

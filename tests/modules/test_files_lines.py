@@ -68,8 +68,9 @@ def test_a_diff_kept_for_the_same_texts_is_never_given_for_other_ones():
     assert files.unified_diff("/etc/hosts", None, new, new_file=True).startswith("--- /dev/null")
     assert files.unified_diff("/etc/hosts", None, new).startswith("--- /etc/hosts")
     for i in range(files._DIFFS_KEPT + 5):  # a few at a time
-        files.unified_diff(f"/f{i}", None, b"x\n", new_file=True)
+        files.unified_diff(f"/f{i}", None, new, new_file=True)
     assert len(files._DIFFS) <= files._DIFFS_KEPT
-    big = b"y\n" * files._DIFF_KEPT_BYTES
-    assert files.unified_diff("/big", None, big, new_file=True).count("\n+y") == files._DIFF_KEPT_BYTES
-    assert all(key[0] != "/big" for key in files._DIFFS)  # (big texts are not kept)
+    big = b"y\n" * files._DIFF_KEPT_BYTES[1]
+    assert files.unified_diff("/big", None, big, new_file=True).count("\n+y") == files._DIFF_KEPT_BYTES[1]
+    assert files.unified_diff("/small", None, b"s\n", new_file=True).endswith("+s")
+    assert all(key[0] not in ("/big", "/small") for key in files._DIFFS)  # (not kept: too big, too small)
