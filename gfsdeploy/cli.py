@@ -17,6 +17,7 @@ import sys
 import traceback
 
 from gfsdeploy import __version__, secrets
+from gfsdeploy.collector import fewer_collections
 from gfsdeploy.errors import GfsError
 
 def add_common_options(parser: argparse.ArgumentParser, *, playbook: bool = True, optional_inventory: bool = False) -> None:
@@ -412,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        return args.func(args)
+        with fewer_collections():
+            return args.func(args)
     except KeyboardInterrupt:
         code = 128 + (received[0] if received else signal.SIGINT)
         print("\nInterrupted: no new command was started after the signal; files are written atomically, "
