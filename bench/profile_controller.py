@@ -41,7 +41,7 @@ def stacks(raw: str):
         stack, n = line.rsplit(" ", 1)
         frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
         names = [f.split(" (")[0] for f in frames]
-        if "_worker" in names or any(f.startswith("main (") and "gfsdeploy/cli.py" in f for f in frames):
+        if "_worker" in names or "StepScheduler._work" in names or any(f.startswith("main (") and "gfsdeploy/cli.py" in f for f in frames):
             yield [_short(f) for f in frames], int(n)
 
 

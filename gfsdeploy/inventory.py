@@ -124,13 +124,21 @@ class Inventory:
         playbook host_vars/*. Each label names where the layer came from."""
         return [(label, data) for label, data, _ in self._layers(host, playbook_dir)]
 
-    def _layers(self, host: str, playbook_dir: str | None = None) -> list[tuple[str, dict, str]]:
-        """(label, variables, directory relative controller paths are resolved against)."""
+    def _playbook_dirs(self, playbook_dir: str | None) -> list[str]:
+        """[playbook_dir], unless it is one of the inventory's own variable directories."""
+        if not playbook_dir or os.path.realpath(playbook_dir) in {os.path.realpath(d) for d in self.var_dirs}:
+            return []
+        return [playbook_dir]
+
+    def _layers(self, host: str, playbook_dir: str | None = None,
+                pb_dirs: list[str] | None = None) -> list[tuple[str, dict, str]]:
+        """(label, variables, directory relative controller paths are resolved against).
+        ``pb_dirs``: ``_playbook_dirs(playbook_dir)``, when the caller has it already."""
         if playbook_dir is None:
             playbook_dir = self.playbook_dir
         inv_dirs = list(self.var_dirs)
-        pb_dirs = [playbook_dir] if playbook_dir and os.path.realpath(playbook_dir) not in \
-            {os.path.realpath(d) for d in inv_dirs} else []
+        if pb_dirs is None:
+            pb_dirs = self._playbook_dirs(playbook_dir)
         inv_base = inv_dirs[0] if inv_dirs else os.path.dirname(os.path.abspath(self.path))
         groups = self.sorted_groups(host)
         layers: list[tuple[str, dict, str]] = []
@@ -167,16 +175,18 @@ class Inventory:
         self._merge()
 
     def _merge(self) -> None:
-        for name, host in self.hosts.items():
-            merged: dict = {}
-            for _, data, base in self._layers(name):
-                for key, value in data.items():
-                    if key in CONTROLLER_PATHS and value and isinstance(value, str) \
-                            and not os.path.isabs(os.path.expanduser(value)) and "{{" not in value:
-                        value = os.path.join(base, value)  # relative to the inventory (or playbook) directory
-                    merged[key] = value
-            host.vars = merged
-            _check_host(self, host)
+        pb_dirs = self._playbook_dirs(self.playbook_dir)  # (two realpaths a host, before)
+        with self._cache.merging():
+            for name, host in self.hosts.items():
+                merged: dict = {}
+                for _, data, base in self._layers(name, pb_dirs=pb_dirs):
+                    for key, value in data.items():
+                        if key in CONTROLLER_PATHS and value and isinstance(value, str) \
+                                and not os.path.isabs(os.path.expanduser(value)) and "{{" not in value:
+                            value = os.path.join(base, value)  # relative to the inventory (or playbook) directory
+                        merged[key] = value
+                host.vars = merged
+                _check_host(self, host)
 
     # -- patterns --------------------------------------------------------------
     def select(self, pattern: str | list, *, where: dict | None = None) -> list[str]:

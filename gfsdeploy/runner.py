@@ -13,10 +13,8 @@ Variables follow Ansible's precedence (see :meth:`Runner.variables`).
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import dataclasses
 import hashlib
-import heapq
 import itertools
 import json
 import operator
@@ -27,7 +25,6 @@ import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from queue import SimpleQueue
 
 from gfsdeploy import batch
 from gfsdeploy import flow as flowmod
@@ -38,6 +35,7 @@ from gfsdeploy.hostfacts import FACTS_PROBE, HostFactsCache
 from gfsdeploy.inventory import Host, Inventory
 from gfsdeploy.modules.base import CHANGE, READ, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
 from gfsdeploy.playbook import INCLUDE_MODULES, Playbook, Task, _meta_action, load_vars
+from gfsdeploy.scheduler import StepScheduler
 from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown, unsafe
 from gfsdeploy.templating.templar import _NOT_RESOLVED, LOOKUPS_STARTED, _has_template, _read_source
 from gfsdeploy.transport import make_transport, request_stop
@@ -1766,56 +1764,34 @@ class Runner:
             self.steps_by_host.setdefault(step.host, []).append(step)
         waiting = {n: graph.in_degree(n) for n in graph.nodes}
         ready = [n for n, d in waiting.items() if d == 0]
-        running: dict[cf.Future, Step] = {}
-        forks = max(1, self.options.forks)
-        pool = cf.ThreadPoolExecutor(max_workers=forks, thread_name_prefix="gfs")
-        # ready steps in play order: a heap (sorting the whole list at every step was
-        # O(hosts log hosts) per step — the scheduler grew faster than the work)
-        tie = itertools.count()  # equal orders (steps an include inserted) never compare steps
-        queue = [(order[s], next(tie), s) for s in ready]
-        heapq.heapify(queue)
-        finished = SimpleQueue()  # futures of the steps that finished, in that order
 
-        def release(step):
-            for succ in self._release(step, waiting):
-                heapq.heappush(queue, (order[succ], next(tie), succ))
+        def skip(step):
+            if self.stop_all.is_set() or self._blocked(step):
+                return StepOutcome(self.tasks[step.task_id], step.host, "blocked")
+            return None
 
+        def settle(step, outcome):
+            nonlocal inserted
+            if outcome.expansion:
+                self._insert(step, outcome.expansion, waiting, order)
+                inserted = True
+            self._finish(step, outcome)
+            return self._release(step, waiting)
+
+        # ready steps in play order (a heap: sorting them at every step grew faster than
+        # the work); each worker settles its step and takes the next (gfsdeploy/scheduler.py)
+        scheduler = StepScheduler(self.options.forks, execute=self._execute, settle=settle, skip=skip,
+                                  order=order.__getitem__)
         try:
-            while queue or running:
-                while queue and len(running) < forks:
-                    step = heapq.heappop(queue)[2]
-                    if self.stop_all.is_set() or self._blocked(step):
-                        self._finish(step, StepOutcome(self.tasks[step.task_id], step.host, "blocked"))
-                        release(step)
-                        continue
-                    future = pool.submit(self._execute, step)
-                    running[future] = step
-                    future.add_done_callback(finished.put)
-                if not running:
-                    continue
-                # (a queue of finished steps: cf.wait put a waiter on every running step
-                # for each one that finished — O(forks) per step)
-                done = [finished.get()]
-                while not finished.empty():
-                    done.append(finished.get_nowait())
-                for future in done:
-                    step = running.pop(future)
-                    outcome = future.result()
-                    if outcome.expansion:
-                        self._insert(step, outcome.expansion, waiting, order)
-                        inserted = True
-                    self._finish(step, outcome)
-                    release(step)
+            scheduler.run(ready)
         except KeyboardInterrupt:
             # stop means stop: nothing new starts, what waits is woken, connections
             # are cut (a script already on a host finishes or dies on its own; files are
             # written to a temp file and renamed, so they are old or new, never partial)
             request_stop()
             self.stop_all.set()
-            pool.shutdown(wait=False, cancel_futures=True)
             self.abort()
             raise
-        pool.shutdown(wait=True)
         # (the same graph gives the same order: sorted once, not again at the end)
         return [self.outcomes[s] for s in (topological_sort(graph) if inserted else sequence)
                 if s in self.outcomes]

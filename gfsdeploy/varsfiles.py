@@ -10,6 +10,7 @@ file is decrypted with the run's vault passwords (:mod:`gfsdeploy.vault`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from gfsdeploy.errors import GfsError
@@ -65,6 +66,8 @@ class VarsDirCache:
 
     def __init__(self):
         self._files: dict[str, dict] = {}
+        #: during a merge of every host (:meth:`merging`): directory -> it exists
+        self._is_dir: dict[str, bool] | None = None
 
     def file(self, path: str) -> dict:
         key = os.path.realpath(path)
@@ -72,12 +75,28 @@ class VarsDirCache:
             self._files[key] = load_vars_file(path, what=f"{os.path.basename(os.path.dirname(path))} file")
         return self._files[key]
 
+    @contextlib.contextmanager
+    def merging(self):
+        """While every host's layers are gathered at once, each directory is looked
+        for once (not once a host); afterwards it is looked for again."""
+        self._is_dir = {}
+        try:
+            yield
+        finally:
+            self._is_dir = None
+
     def paths(self) -> list[str]:
         return list(self._files)
 
     def entity(self, base: str, kind: str, name: str) -> list[tuple[str, dict]]:
         """[(file, vars)] for ``name`` in ``base/kind`` (kind: group_vars or host_vars)."""
         directory = os.path.join(base, kind)
-        if not os.path.isdir(directory):
+        known = self._is_dir
+        exists = known.get(directory) if known is not None else None
+        if exists is None:
+            exists = os.path.isdir(directory)
+            if known is not None:
+                known[directory] = exists
+        if not exists:
             return []
         return [(path, self.file(path)) for path in entity_files(directory, name)]

@@ -166,3 +166,35 @@ def test_host_list_and_directory_and_refusals(tmp_path):
     top = write(tmp_path, "top.yml", "hosts:\n  a:\n")
     with pytest.raises(InventoryError, match="no top-level `all:` group"):
         load_inventory(top)
+
+
+def test_vars_directories_are_looked_for_per_directory_and_kind(tmp_path):
+    # the merge looks for each group_vars/host_vars directory once (VarsDirCache.merging):
+    # the inventory's side has only host_vars, the playbook's only group_vars
+    inv = write(tmp_path, "inventory/hosts.yaml", """\
+        all:
+          hosts:
+            n1: {ansible_connection: local}
+            n2: {ansible_connection: local}
+        """)
+    write(tmp_path, "inventory/host_vars/n1.yml", "from_inventory_host_vars: n1\n")
+    write(tmp_path, "play/group_vars/all.yml", "from_play_group_vars: all\n")
+    inventory = load_inventory(inv)
+    inventory.use_playbook_dir(str(tmp_path / "play"))
+    n1, n2 = inventory.hosts["n1"].vars, inventory.hosts["n2"].vars
+    assert n1["from_inventory_host_vars"] == "n1" and "from_inventory_host_vars" not in n2
+    assert n1["from_play_group_vars"] == n2["from_play_group_vars"] == "all"
+    # after the merge a directory is looked for again
+    write(tmp_path, "inventory/group_vars/all.yml", "late: yes\n")
+    assert any(label.endswith("group_vars/all.yml") and data == {"late": True}
+               for label, data in inventory.host_layers("n2"))
+
+
+def test_playbook_dir_that_is_the_inventory_dir_counts_once(tmp_path):
+    inv = write(tmp_path, "inventory/hosts.yaml", "all: {hosts: {n1: {ansible_connection: local}}}\n")
+    write(tmp_path, "inventory/host_vars/n1.yml", "x: 1\n")
+    (tmp_path / "link").symlink_to(tmp_path / "inventory")
+    inventory = load_inventory(inv)
+    inventory.use_playbook_dir(str(tmp_path / "link"))
+    assert [label for label, _ in inventory.host_layers("n1") if "host_vars" in label] == \
+        [str(tmp_path / "inventory/host_vars/n1.yml")]
