@@ -34,7 +34,7 @@ from gfsdeploy import flow as flowmod
 from gfsdeploy import hostfacts, loops, modules, secrets
 from gfsdeploy.errors import GfsError, Interrupted, ModuleError, PlaybookError, TransportError
 from gfsdeploy.graph import Step, build_graph, play_hosts, selected, topological_sort
-from gfsdeploy.hostfacts import FACTS_PROBE, HostFactsCache
+from gfsdeploy.hostfacts import FACTS_PROBE, INFO_PROBE, HostFactsCache
 from gfsdeploy.inventory import Host, Inventory
 from gfsdeploy.modules.base import CHANGE, READ, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
 from gfsdeploy.playbook import INCLUDE_MODULES, Playbook, Task, _meta_action, load_vars
@@ -412,6 +412,11 @@ class Runner:
             t = self.templar_local.t = Templar(self.search_path)
         return t
 
+    def _facts_probe(self, hr: HostRun) -> str:
+        """Every fact where they are variables in this run; else only what modules plan
+        with (Ansible's ``gather_facts: false`` reads nothing; a later ``setup`` reads all)."""
+        return FACTS_PROBE if hr.host.name in self.gathers or hr.setup_ran else INFO_PROBE
+
     def _facts_visible(self, hr: HostRun, play) -> bool:
         first = self.gathers.get(hr.host.name)
         return hr.setup_ran or (first is not None and first <= play.index)
@@ -731,7 +736,7 @@ class Runner:
             remaining = remaining[remaining.index(current):]
         # what is still valid (nothing it reads has changed since) is kept
         keep = {} if hr.stale else dict(hr.facts)
-        probes: dict[str, str] = {"__facts__": FACTS_PROBE} if not hr.facts_text else {}
+        probes: dict[str, str] = {"__facts__": self._facts_probe(hr)} if not hr.facts_text else {}
         planned: dict = {}
         views: dict = {}   # probe key -> the transport view its task reads through (become, user)
         ahead: dict = {}   # register name -> what a step before will register (batch.register_ahead)
@@ -794,7 +799,8 @@ class Runner:
         if facts_result is not None:
             # steps rendered with outdated facts are re-read when they run (their args differ)
             self._set_facts(hr, facts_result.stdout, real=True)
-            self.facts_cache.put(hr.host, facts_result.stdout)
+            if probes["__facts__"] is FACTS_PROBE:  # (the cache keeps a whole gathering)
+                self.facts_cache.put(hr.host, facts_result.stdout)
         grouped: dict = {}
         for key, result in results.items():
             task_id, index, probe = key.split("\x1f", 2)
