@@ -754,7 +754,7 @@ class Runner:
                     continue
                 if ahead:  # rendered with what earlier steps will register: not kept for later
                     variables = self.variables(batch.shadow(hr, ahead), task)
-                    rendered = self._each_item(hr, task, module, variables)
+                    rendered = self._each_item(hr, task, module, variables, reading=True)
                 else:  # (kept: the step's run and its batch reuse it — Runner._step_items)
                     variables, rendered = self._step_items(hr, task, module, want_ctx=bool(task.register))
                 env = self._environment(task, variables)
@@ -767,6 +767,8 @@ class Runner:
                         raise LookupError(args)
                     if status == "skipped":
                         continue
+                    if status == "unsure":  # read now; whether it runs is decided when it runs
+                        status = "ready"
                     step_probes = module.probes(args, hr.info)
                     args_key = getattr(item[4], "args_key", None) or _args_key(args)
                     if (task.id, index) in keep and keep[(task.id, index)][0] == args_key:
@@ -779,6 +781,8 @@ class Runner:
                     planned[(task.id, index)] = (args_key, module.resources(args))
                 if task.register:
                     batch.register_ahead(self, hr, task, module, items, keep, ahead)
+                if task.module in SET_FACT:
+                    batch.set_fact_ahead(self, task, items, ahead)
             except Exception:  # noqa: BLE001 - not renderable yet; read it when it runs
                 if task.register:
                     ahead[task.register] = batch.NOT_YET
@@ -821,12 +825,14 @@ class Runner:
                 del hr.facts[key]
                 hr.attempted.discard(key)
 
-    def _each_item(self, hr: HostRun, task: Task, module, variables: dict):
+    def _each_item(self, hr: HostRun, task: Task, module, variables: dict, *, reading: bool = False):
         """The per-item pipeline shared by the batched reads and by execution: for each
         loop item, ``(index, item variables, status, args, ctx)``. ``status`` is
         ``ready`` (args validated and prepared), ``skipped`` (its `when` is false) or
         ``unknown`` (loop, condition or arguments only known after apply; ``args`` then
-        says which)."""
+        says which). ``reading`` (a batched read made before earlier steps registered):
+        an item whose `when` cannot be decided yet but whose arguments can is ``unsure``
+        (read now, so that deciding it later costs no round trip)."""
         try:
             items = self._items(task, variables)
         except LookupError:
@@ -835,13 +841,21 @@ class Runner:
         memo: dict = {}
         for index, item_vars in enumerate(items):
             v = self._overlay(variables, item_vars)
+            unsure = False
             if task.when:
-                if _references_unknown(self.templar, task.when, v):
-                    yield index, v, "unknown", "condition (known after apply)", None
-                    continue
-                if not self._true(task.when, v, task):
-                    yield index, v, "skipped", None, None
-                    continue
+                try:
+                    if _references_unknown(self.templar, task.when, v):
+                        if not reading:
+                            yield index, v, "unknown", "condition (known after apply)", None
+                            continue
+                        unsure = True
+                    elif not self._true(task.when, v, task):
+                        yield index, v, "skipped", None, None
+                        continue
+                except GfsError:
+                    if not reading:
+                        raise
+                    unsure = True  # (e.g. it uses what a step before registers)
             try:
                 args = self._render_args(task, module, v)
             except GfsError:
@@ -854,7 +868,7 @@ class Runner:
                 continue
             args = module.validate(args, where=task.where())
             ctx = self._context(hr, task, v, memo)
-            yield index, v, "ready", module.prepare(args, ctx), ctx
+            yield index, v, "unsure" if unsure else "ready", module.prepare(args, ctx), ctx
 
     def _step_items(self, hr: HostRun, task: Task, module, *, want_ctx: bool = True, keep: bool = True):
         """``(variables, items)`` of a step on this host, ``items`` yielding what
