@@ -527,6 +527,28 @@ def register_ahead(runner, hr, task, module, items: list, read: dict, ahead: dic
     runner._register(_Registered(ahead), task, results)
 
 
+def set_fact_ahead(runner, task, items: list, ahead: dict) -> None:
+    """What a ``set_fact`` will set, into ``ahead`` like a registered value (Ansible gives
+    both one precedence), when its arguments render now: the host's later steps that use
+    it join the batched read (a wrong value costs only a read, as in register_ahead).
+    A loop, or a condition or value not known yet: its names are ``NOT_YET``."""
+    from gfsdeploy.templating import is_unknown
+
+    names = [name for name in task.args if name != "cacheable"]
+    if all(item[2] == "skipped" for item in items):
+        return  # it sets nothing: the names keep what they hold
+    if task.loop is not None or len(items) != 1 or items[0][2] != "ready":
+        ahead.update(dict.fromkeys(names, NOT_YET))
+        return
+    variables = items[0][1]
+    for name in names:
+        try:
+            value = runner.templar.render(task.args[name], variables, where=task.where())
+        except Exception:  # noqa: BLE001 - it renders (and reports) when it runs
+            value = NOT_YET
+        ahead[name] = NOT_YET if value is not NOT_YET and is_unknown(value) else value
+
+
 # -- one command for several steps' probes (batched reads) --------------------------------
 class JointProbe(str):
     """A probe (the command, as a string) that can share one command with probes of

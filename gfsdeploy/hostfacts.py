@@ -92,7 +92,18 @@ MARK = "@@gfsfacts@@"
 #: a small file's lines, printed by the shell (a last line without its newline gets one)
 _READ = ("__rd() { while IFS= read -r __l || [ -n \"$__l\" ]; do printf '%s\\n' \"$__l\"; done < \"$1\"; }\n"
          "__nl='\n'\n")
-FACTS_PROBE = _READ + "\n".join(f"echo '{MARK} {name}'; {{ {cmd}; }} 2>/dev/null" for name, cmd in _SECTIONS) + "\ntrue"
+def _probe(names=None) -> str:
+    return _READ + "\n".join(f"echo '{MARK} {name}'; {{ {cmd}; }} 2>/dev/null" for name, cmd in _SECTIONS
+                             if names is None or name in names) + "\ntrue"
+
+
+#: every fact (a host whose facts are variables: a play gathers them, or `setup` runs)
+FACTS_PROBE = _probe()
+#: what modules plan with (HostInfo: the distribution, cgroups, SELinux, the firewall, PID 1),
+#: for a host no play gathers facts of — as with Ansible's ``gather_facts: false``, nothing
+#: else is read (a third of the sections' processes, and the host's environment, uptime and
+#: memory never leave it)
+INFO_PROBE = _probe(("os", "debian_version", "targets"))
 
 _REDHAT = {"rhel", "centos", "rocky", "almalinux", "fedora", "ol", "amzn", "scientific", "cloudlinux"}
 _DEBIAN = {"debian", "ubuntu", "linuxmint", "raspbian", "pop", "kali", "devuan"}

@@ -31,7 +31,7 @@ from gfsdeploy import flow as flowmod
 from gfsdeploy import hostfacts, loops, modules, secrets
 from gfsdeploy.errors import GfsError, Interrupted, ModuleError, PlaybookError, TransportError
 from gfsdeploy.graph import Step, build_graph, play_hosts, selected, topological_sort
-from gfsdeploy.hostfacts import FACTS_PROBE, HostFactsCache
+from gfsdeploy.hostfacts import FACTS_PROBE, INFO_PROBE, HostFactsCache
 from gfsdeploy.inventory import Host, Inventory
 from gfsdeploy.modules.base import CHANGE, READ, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
 from gfsdeploy.playbook import INCLUDE_MODULES, Playbook, Task, _meta_action, load_vars
@@ -412,6 +412,11 @@ class Runner:
             t = self.templar_local.t = Templar(self.search_path)
         return t
 
+    def _facts_probe(self, hr: HostRun) -> str:
+        """Every fact where they are variables in this run; else only what modules plan
+        with (Ansible's ``gather_facts: false`` reads nothing; a later ``setup`` reads all)."""
+        return FACTS_PROBE if hr.host.name in self.gathers or hr.setup_ran else INFO_PROBE
+
     def _facts_visible(self, hr: HostRun, play) -> bool:
         first = self.gathers.get(hr.host.name)
         return hr.setup_ran or (first is not None and first <= play.index)
@@ -731,7 +736,7 @@ class Runner:
             remaining = remaining[remaining.index(current):]
         # what is still valid (nothing it reads has changed since) is kept
         keep = {} if hr.stale else dict(hr.facts)
-        probes: dict[str, str] = {"__facts__": FACTS_PROBE} if not hr.facts_text else {}
+        probes: dict[str, str] = {"__facts__": self._facts_probe(hr)} if not hr.facts_text else {}
         planned: dict = {}
         views: dict = {}   # probe key -> the transport view its task reads through (become, user)
         ahead: dict = {}   # register name -> what a step before will register (batch.register_ahead)
@@ -749,7 +754,7 @@ class Runner:
                     continue
                 if ahead:  # rendered with what earlier steps will register: not kept for later
                     variables = self.variables(batch.shadow(hr, ahead), task)
-                    rendered = self._each_item(hr, task, module, variables)
+                    rendered = self._each_item(hr, task, module, variables, reading=True)
                 else:  # (kept: the step's run and its batch reuse it — Runner._step_items)
                     variables, rendered = self._step_items(hr, task, module, want_ctx=bool(task.register))
                 env = self._environment(task, variables)
@@ -762,6 +767,8 @@ class Runner:
                         raise LookupError(args)
                     if status == "skipped":
                         continue
+                    if status == "unsure":  # read now; whether it runs is decided when it runs
+                        status = "ready"
                     step_probes = module.probes(args, hr.info)
                     args_key = getattr(item[4], "args_key", None) or _args_key(args)
                     if (task.id, index) in keep and keep[(task.id, index)][0] == args_key:
@@ -774,6 +781,8 @@ class Runner:
                     planned[(task.id, index)] = (args_key, module.resources(args))
                 if task.register:
                     batch.register_ahead(self, hr, task, module, items, keep, ahead)
+                if task.module in SET_FACT:
+                    batch.set_fact_ahead(self, task, items, ahead)
             except Exception:  # noqa: BLE001 - not renderable yet; read it when it runs
                 if task.register:
                     ahead[task.register] = batch.NOT_YET
@@ -794,7 +803,8 @@ class Runner:
         if facts_result is not None:
             # steps rendered with outdated facts are re-read when they run (their args differ)
             self._set_facts(hr, facts_result.stdout, real=True)
-            self.facts_cache.put(hr.host, facts_result.stdout)
+            if probes["__facts__"] is FACTS_PROBE:  # (the cache keeps a whole gathering)
+                self.facts_cache.put(hr.host, facts_result.stdout)
         grouped: dict = {}
         for key, result in results.items():
             task_id, index, probe = key.split("\x1f", 2)
@@ -815,12 +825,14 @@ class Runner:
                 del hr.facts[key]
                 hr.attempted.discard(key)
 
-    def _each_item(self, hr: HostRun, task: Task, module, variables: dict):
+    def _each_item(self, hr: HostRun, task: Task, module, variables: dict, *, reading: bool = False):
         """The per-item pipeline shared by the batched reads and by execution: for each
         loop item, ``(index, item variables, status, args, ctx)``. ``status`` is
         ``ready`` (args validated and prepared), ``skipped`` (its `when` is false) or
         ``unknown`` (loop, condition or arguments only known after apply; ``args`` then
-        says which)."""
+        says which). ``reading`` (a batched read made before earlier steps registered):
+        an item whose `when` cannot be decided yet but whose arguments can is ``unsure``
+        (read now, so that deciding it later costs no round trip)."""
         try:
             items = self._items(task, variables)
         except LookupError:
@@ -829,13 +841,21 @@ class Runner:
         memo: dict = {}
         for index, item_vars in enumerate(items):
             v = self._overlay(variables, item_vars)
+            unsure = False
             if task.when:
-                if _references_unknown(self.templar, task.when, v):
-                    yield index, v, "unknown", "condition (known after apply)", None
-                    continue
-                if not self._true(task.when, v, task):
-                    yield index, v, "skipped", None, None
-                    continue
+                try:
+                    if _references_unknown(self.templar, task.when, v):
+                        if not reading:
+                            yield index, v, "unknown", "condition (known after apply)", None
+                            continue
+                        unsure = True
+                    elif not self._true(task.when, v, task):
+                        yield index, v, "skipped", None, None
+                        continue
+                except GfsError:
+                    if not reading:
+                        raise
+                    unsure = True  # (e.g. it uses what a step before registers)
             try:
                 args = self._render_args(task, module, v)
             except GfsError:
@@ -848,7 +868,7 @@ class Runner:
                 continue
             args = self.validations.validate(module, args, where=task.where())
             ctx = self._context(hr, task, v, memo)
-            yield index, v, "ready", module.prepare(args, ctx), ctx
+            yield index, v, "unsure" if unsure else "ready", module.prepare(args, ctx), ctx
 
     def _step_items(self, hr: HostRun, task: Task, module, *, want_ctx: bool = True, keep: bool = True):
         """``(variables, items)`` of a step on this host, ``items`` yielding what

@@ -31,6 +31,7 @@ _NOT_IMPLEMENTED = ("rich_rule", "source", "interface", "masquerade", "icmp_bloc
 
 class Firewalld(Module):
     name = "firewalld"
+    batch_apply = True  # apply: one script, then only its result (gfsdeploy/batch.py)
     params = {
         "port": Param(help="PORT/PROTOCOL or PORT-PORT/PROTOCOL, e.g. 24007-24008/tcp"),
         "service": Param(help="a firewalld service name, e.g. nfs"),

@@ -68,6 +68,7 @@ class AptRepository(Module):
     sources.list.d unless it is already listed anywhere) or absent (from every file)."""
 
     name = "apt_repository"
+    batch_apply = True  # apply: one script, then only its result (gfsdeploy/batch.py)
     params = {
         "repo": Param("str", required=True),
         "state": Param("str", default="present", choices=("present", "absent")),
@@ -220,6 +221,7 @@ class YumRepository(Module):
     as 1/0, lists one per line); the file goes when its last section does."""
 
     name = "yum_repository"
+    batch_apply = True  # apply: one script, then only its result (gfsdeploy/batch.py)
     params = {
         "name": Param("str", required=True),
         "description": Param("str"),

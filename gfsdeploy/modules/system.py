@@ -73,6 +73,7 @@ class Sysctl(Module):
     ``sysctl_set``/``reload``, live."""
 
     name = "sysctl"
+    batch_apply = True  # apply: one script, then only its result (gfsdeploy/batch.py)
     params = {
         "name": Param("str", required=True, aliases=("key",)),
         "value": Param("str", aliases=("val",)),
@@ -202,6 +203,7 @@ class Mount(Module):
     """``mount`` (ansible.posix): an fstab entry and whether it is mounted now."""
 
     name = "mount"
+    batch_apply = True  # apply: one script, then only its result (gfsdeploy/batch.py)
     params = {
         "path": Param("path", required=True, aliases=("name",)),
         "src": Param("str"),
@@ -354,6 +356,7 @@ class Group(Module):
     """``group``: a local group present (with a gid) or absent."""
 
     name = "group"
+    batch_apply = True  # apply: one script, then only its result (gfsdeploy/batch.py)
     params = {
         "name": Param("str", required=True),
         "gid": Param("int"),
@@ -433,6 +436,7 @@ class User(Module):
     password hash) present or absent."""
 
     name = "user"
+    batch_apply = True  # apply: one script, then only its result (gfsdeploy/batch.py)
     params = {
         "name": Param("str", required=True, aliases=("user",)),
         "state": Param("str", default="present", choices=("present", "absent")),
@@ -481,6 +485,27 @@ class User(Module):
         if args.get("home"):
             lines.append(f"if [ -d {q(args['home'])} ]; then echo want_home_exists=yes; fi")
         return {"user": "\n".join(lines)}
+
+    def guards(self, args: dict, facts: dict, host: HostInfo) -> dict:
+        """A user still to be created plans from its absence, a group of its own name
+        (``useradd -N``) and its home; the groups it joins are checked by its own script
+        (plan()), so a ``group`` task just before it in the batch leaves its plan standing."""
+        from gfsdeploy.transport.base import Result
+
+        seen = facts.get("user")
+        if seen is None or args["state"] != "present" or seen.rc != 0 or seen.stderr:
+            return super().guards(args, facts, host)
+        state = parse_user(seen.stdout)
+        if state.get("exists"):
+            return super().guards(args, facts, host)
+        name = q(args["name"])
+        lines = [f"getent passwd {name} >/dev/null && echo exists",
+                 f"getent group {name} >/dev/null && echo own_group=yes"]
+        expected = "own_group=yes\n" if state.get("own_group") else ""
+        if args.get("home"):
+            lines.append(f"[ -d {q(args['home'])} ] && echo want_home_exists=yes")
+            expected += "want_home_exists=yes\n" if state.get("want_home_exists") else ""
+        return {"user": ("\n".join(lines) + "\ntrue", Result(0, expected, ""))}
 
     def read(self, args: dict, facts: dict, ctx: TaskContext) -> dict:
         return parse_user(facts["user"].stdout)

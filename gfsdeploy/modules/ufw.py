@@ -28,6 +28,7 @@ _ANY4, _ANY6 = "0.0.0.0/0", "::/0"
 
 class Ufw(Module):
     name = "ufw"
+    batch_apply = True  # apply: one script, then only its result (gfsdeploy/batch.py)
     params = {
         "rule": Param(choices=("allow", "deny", "limit", "reject")),
         "to_port": Param(aliases=("port",), help="a port, a range 24007:24008 (needs proto) or a list 80,443"),

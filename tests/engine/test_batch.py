@@ -283,3 +283,73 @@ def test_iptables_chain_rules_and_jump_in_one_batch(tmp_path):
         assert "-A INPUT -j gfsbt" in rules
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def test_set_fact_and_registered_conditions_join_the_first_read(tmp_path):
+    """A step whose arguments use a set_fact, and one whose `when` uses a registered
+    stat, are read in the host's first batched read (the set_fact's value is known
+    before the host is contacted; the condition is decided when the step runs): the
+    no-op is one round trip. Both still do what they say: the set_fact's value is the
+    one written, and a false condition skips its step."""
+    inv, root = local_inventory(tmp_path), tmp_path / "out"
+    root.mkdir()
+    pb = playbook(tmp_path, f"""\
+        - hosts: all
+          gather_facts: false
+          vars: {{name: old}}
+          tasks:
+            - name: the name
+              set_fact: {{name: "new-{{{{ inventory_hostname }}}}"}}
+            - name: named file
+              copy: {{dest: "{root}/{{{{ name }}}}", content: "n\\n"}}
+            - name: look
+              stat: {{path: "{root}/new-a"}}
+              register: st
+            - name: when present
+              copy: {{dest: "{root}/present", content: "yes\\n"}}
+              when: st.stat.exists
+            - name: when absent
+              copy: {{dest: "{root}/absent", content: "no\\n"}}
+              when: not st.stat.exists
+        """)
+    proc, data = run_json("apply", inv, "-p", pb)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in root.iterdir()) == ["new-a", "present"]
+    got = outcomes(data)
+    assert got["when present"]["status"] == "changed" and got["when absent"]["status"] == "skipped"
+    proc, data = run_json("apply", inv, "-p", pb)
+    assert proc.returncode == 0, proc.stderr
+    assert data["hosts"]["a"]["round_trips"] == 1, data["hosts"]["a"]
+    got = outcomes(data)
+    assert got["named file"]["status"] == got["when present"]["status"] == "ok"
+    assert got["when absent"]["status"] == "skipped"
+    assert sorted(p.name for p in root.iterdir()) == ["new-a", "present"]
+    proc = gfs("plan", inv, "-p", pb)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_set_fact_known_only_after_a_command_reads_when_its_step_runs(tmp_path):
+    """A guess made from the variables before the run (the play's `name: old`) is never
+    what a step plans from: the set_fact's value comes from a command's output, so the
+    step using it reads when it runs — and writes the command's answer, not the guess."""
+    inv, root = local_inventory(tmp_path), tmp_path / "out"
+    root.mkdir()
+    pb = playbook(tmp_path, f"""\
+        - hosts: all
+          gather_facts: false
+          vars: {{name: old}}
+          tasks:
+            - name: ask
+              command: echo fromcmd
+              register: said
+              changed_when: false
+            - name: the name
+              set_fact: {{name: "{{{{ said.stdout }}}}"}}
+            - name: named file
+              copy: {{dest: "{root}/{{{{ name }}}}", content: "n\\n"}}
+        """)
+    (root / "old").write_text("n\n")  # what the guess would find: nothing to do there
+    proc, data = run_json("apply", inv, "-p", pb)
+    assert proc.returncode == 0, proc.stderr
+    assert (root / "fromcmd").read_text() == "n\n"
+    assert outcomes(data)["named file"]["status"] == "changed"
