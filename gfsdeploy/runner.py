@@ -37,7 +37,7 @@ from gfsdeploy.modules.base import CHANGE, READ, WARN, Change, HostInfo, TaskCon
 from gfsdeploy.playbook import INCLUDE_MODULES, Playbook, Task, _meta_action, load_vars
 from gfsdeploy.scheduler import StepScheduler
 from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown, unsafe
-from gfsdeploy.templating.templar import _NOT_RESOLVED, LOOKUPS_STARTED, _has_template, _read_source
+from gfsdeploy.templating.templar import _NOT_RESOLVED, LOOKUPS_STARTED, TemplateFile, _has_template
 from gfsdeploy.transport import make_transport, request_stop
 from gfsdeploy.transport.base import Transport
 from gfsdeploy.validations import Validations
@@ -1009,18 +1009,15 @@ class Runner:
         local_files: list = []   # what prepare read on the controller (see _step_items)
 
         def render_file(path):
-            full = self._find(path, task, "templates")
+            full, file, uses_files = self._template_file(path, task, memo)
             local_files.append(full)
-            text = self.templar.render_file(full, variables, where=task.where())
-            try:
-                if _TEMPLATE_USES_FILES.search(_read_source(full)):
-                    local_files.append(None)  # other files are part of it: not reused
-            except (OSError, UnicodeDecodeError):
-                local_files.append(None)
+            text = self.templar.render_file(full, variables, where=task.where(), file=file)
+            if uses_files:
+                local_files.append(None)  # other files are part of it (or it was unreadable): not reused
             return text
 
         def find_file(path):
-            full = self._find(path, task, "files")
+            full = self._step_lookup(("files", path), memo, lambda: self._find(path, task, "files"))
             local_files.append(full)
             return full
 
@@ -1044,6 +1041,39 @@ class Runner:
                           environment=self._environment(task, variables) if task.environment else {}, **static)
         ctx.local_files = local_files
         return ctx
+
+    def _template_file(self, path: str, task: Task, memo: dict | None):
+        """``(controller path, TemplateFile or None, whether it includes other files)`` of a
+        template ``src``, looked up and read once for a step's items (``memo``, one per step's
+        pass) while no command or lookup ran on the controller. None: unreadable (rendering
+        reports why). A vault-encrypted template is read for each item (its plain text is
+        not kept)."""
+        def look():
+            full = self._find(path, task, "templates")
+            try:
+                file = TemplateFile(full)
+            except (OSError, UnicodeDecodeError):
+                return full, None, True
+            return full, file, bool(_TEMPLATE_USES_FILES.search(file.source))
+
+        return self._step_lookup(("templates", path), memo, look,
+                                 keep=lambda found: found[1] is None or not found[1].encrypted)
+
+    @staticmethod
+    def _step_lookup(key: tuple, memo: dict | None, look, keep=None):
+        """``look()``, kept in a step's ``memo`` under ``key`` until a command or a lookup runs
+        on the controller (``_controller_stamp``): the same for every item of the step.
+        ``keep(found)`` false: not kept."""
+        if memo is None:
+            return look()
+        stamp = _controller_stamp()
+        known = memo.get(key)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        found = look()
+        if keep is None or keep(found):
+            memo[key] = (stamp, found)
+        return found
 
     def _find_in(self, task: Task, sub: str, path: str) -> str | None:
         """The controller file ``path`` names for ``task`` (its role's, the playbook's…).

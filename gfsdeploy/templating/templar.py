@@ -265,19 +265,24 @@ _SOURCES: dict = {}
 
 
 def _read_source(path: str) -> str:
-    st = os.stat(path)
+    return _read_source_stat(path, os.stat(path))[0]
+
+
+def _read_source_stat(path: str, st: os.stat_result) -> tuple[str, bool]:
+    """(text, whether it was vault-encrypted) of the template at ``path``, whose stat is ``st``."""
     key = (st.st_mtime_ns, st.st_size)
     cached = _SOURCES.get(path)
     if cached is not None and cached[0] == key:
-        return cached[1]
+        return cached[1], False
     from gfsdeploy import vault
 
     with open(path, "rb") as handle:
         raw = handle.read()
     source = vault.plain_bytes(raw, path).decode("utf-8")  # a vault-encrypted template: decrypted in memory
-    if not vault.is_encrypted(raw[:64]):
+    encrypted = vault.is_encrypted(raw[:64])
+    if not encrypted:
         _SOURCES[path] = (key, source)  # decrypted text is never cached
-    return source
+    return source, encrypted
 
 
 def _expression_tree(env, text: str):
@@ -415,15 +420,42 @@ ANSIBLE_MANAGED = "Ansible managed"
 
 
 def template_file_vars(path: str) -> dict:
-    import datetime
-
     try:
         owner = _owner_name(os.stat(path).st_uid)
     except OSError:
         owner = ""
+    return {**_file_vars(path, owner), "template_run_date": _datetime().now()}
+
+
+def _file_vars(path: str, owner: str) -> dict:
+    """The template module's variables that depend on the file only (not template_run_date)."""
     return {"ansible_managed": ANSIBLE_MANAGED, "template_path": path, "template_fullpath": os.path.abspath(path),
-            "template_basename": os.path.basename(path), "template_host": _hostname(),
-            "template_uid": owner, "template_run_date": datetime.datetime.now()}
+            "template_basename": os.path.basename(path), "template_host": _hostname(), "template_uid": owner}
+
+
+def _datetime():
+    import datetime
+
+    return datetime.datetime
+
+
+class TemplateFile:
+    """A template file as read at one moment: its text and the variables the template module
+    adds that depend on the file alone. Read once for all the loop items of a step (each
+    item read it again: five system calls, each one a hand-over of the GIL between the
+    worker threads); rendering adds ``template_run_date``, taken for each rendering.
+    ``encrypted``: the text is a decrypted vault file (never kept beyond one rendering)."""
+
+    __slots__ = ("path", "source", "file_vars", "encrypted")
+
+    def __init__(self, path: str):
+        st = os.stat(path)
+        self.path = path
+        self.source, self.encrypted = _read_source_stat(path, st)
+        self.file_vars = _file_vars(path, _owner_name(st.st_uid))
+
+    def variables(self) -> dict:
+        return {**self.file_vars, "template_run_date": _datetime().now()}
 
 
 _OWNERS: dict = {}
@@ -826,18 +858,23 @@ class Templar:
         result = self.render(source, variables, where=where, condition=True)
         return truth(result) if isinstance(result, str) and not is_unknown(result) else result
 
-    def render_file(self, path: str, variables: dict, *, where: dict | None = None) -> str:
+    def render_file(self, path: str, variables: dict, *, where: dict | None = None,
+                    file: TemplateFile | None = None) -> str:
+        """The template file at ``path`` rendered with ``variables``; ``file``: the file as
+        already read (by the caller, for a step's items), else it is read now."""
         saved = self._where
         self._where = dict(where or {})
         try:
+            if file is None:
+                try:
+                    file = TemplateFile(path)
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise TemplateError(f"cannot read template {path}: {getattr(exc, 'strerror', None) or exc}",
+                                        **self._where,
+                                        fix="check `src:`; templates are looked up in templates/ next to the playbook") from None
+            source = file.source
             try:
-                source = _read_source(path)
-            except (OSError, UnicodeDecodeError) as exc:
-                raise TemplateError(f"cannot read template {path}: {getattr(exc, 'strerror', None) or exc}",
-                                    **self._where,
-                                    fix="check `src:`; templates are looked up in templates/ next to the playbook") from None
-            try:
-                return _render_template(self._template(source, path), variables, template_file_vars(path))
+                return _render_template(self._template(source, path), variables, file.variables())
             except KnownAfterApply:
                 Unknown.seen = True
                 return UNKNOWN_MARK
