@@ -160,12 +160,22 @@ def unsafe(value):
 
 
 def _has_template(value) -> bool:
+    """Whether ``value`` holds template text (resolve scans every variable of every step
+    with it: plain loops, a plain string checked without a call)."""
     if isinstance(value, str):
-        return not isinstance(value, Unsafe) and ("{{" in value or "{%" in value)
+        return ("{{" in value or "{%" in value) and not isinstance(value, Unsafe)
     if isinstance(value, dict):
-        return any(_has_template(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_template(v) for v in value)
+        values = value.values()
+    elif isinstance(value, list):
+        values = value
+    else:
+        return False
+    for v in values:
+        if type(v) is str:
+            if "{{" in v or "{%" in v:
+                return True
+        elif isinstance(v, (str, dict, list)) and _has_template(v):
+            return True
     return False
 
 
@@ -664,18 +674,25 @@ class Templar:
             self._where, self._escape = saved
 
     def _render(self, value, variables):
+        # (a plain string, no "{" in it, is itself: most argument values and every key,
+        # returned without a call)
         if isinstance(value, str):
-            return self._render_string(value, variables)
+            return value if "{" not in value else self._render_string(value, variables)
         if isinstance(value, dict):
             out = {}
             for k, v in value.items():
-                rendered = self._render(v, variables)
+                rendered = v if type(v) is str and "{" not in v else self._render(v, variables)
                 if isinstance(rendered, str) and rendered == OMIT:
                     continue
-                out[self._render(k, variables)] = rendered
+                out[k if type(k) is str and "{" not in k else self._render(k, variables)] = rendered
             return out
         if isinstance(value, list):
-            return [r for r in (self._render(v, variables) for v in value) if not (isinstance(r, str) and r == OMIT)]
+            out = []
+            for v in value:
+                rendered = v if type(v) is str and "{" not in v else self._render(v, variables)
+                if not (isinstance(rendered, str) and rendered == OMIT):
+                    out.append(rendered)
+            return out
         return value
 
     _WHOLE = re.compile(r"^\{\{(.*)\}\}\Z", re.S)  # \Z: "{{ x }}\n" keeps its newline
