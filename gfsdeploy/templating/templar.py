@@ -710,7 +710,9 @@ class Templar:
                 if name in variables and name.isidentifier() and name not in _JINJA_WORDS:
                     result = variables[name]  # "{{ item }}": what Jinja would look up, without Jinja
                 else:
-                    result = _evaluate(self._expression(name, escape=self._escape), variables)
+                    key = self._shared_key(name, variables, expression=True)
+                    result = (_evaluate(self._expression(name, escape=self._escape), variables) if key is None
+                              else self._render_shared(key, name, variables))
                 if isinstance(result, jinja2.Undefined):
                     str(result)  # raises UndefinedError with the name
                 if isinstance(result, Deferred):
@@ -737,48 +739,67 @@ class Templar:
             raise self._error(exc, text) from None
 
     # -- renderings shared by every host ---------------------------------------------
-    def _shared_key(self, text: str, variables):
+    def _shared_key(self, text: str, variables, *, expression: bool = False):
         """A key under which ``text`` renders the same wherever its variables hold the same
-        values (None: not so, or not known to be). Only for text calling nothing (no
-        filter, test, function or lookup: see _pure_names) whose every name is a plain
-        value or states what it stands for (``memo_token``: ``hostvars``, ``groups``).
-        An /etc/hosts block listing every host's address renders once, not once per host."""
-        names = _pure_names(self.env, text)
-        if not names:
+        values (None: not so, or not known to be). Only for text calling nothing but
+        filters and functions whose result depends on their arguments alone (see
+        _pure_names) whose every name is a plain value or states what it stands for
+        (``memo_token``: ``hostvars``, ``groups``), and no variable hides a global it uses.
+        An /etc/hosts block listing every host's address renders once, not once per host;
+        ``expression``: ``text`` is a whole-string expression (its native value is shared)."""
+        pure = _pure_names(self.env, "{{ " + text + " }}" if expression else text)
+        if pure is None:
             return None
+        names, global_names = pure
+        if not names and not expression:
+            return None
+        for name in global_names:
+            if name in variables:
+                return None  # (a variable named like a global function: it is what is called)
         parts = []
         for name in names:
             if name not in variables:
                 return None
             value = variables[name]
             token = getattr(value, "memo_token", None) if not isinstance(value, (str, int, float)) else None
-            if token is not None:
+            if type(token) is tuple:  # (an undefined value answers any attribute: not a token)
                 parts.append((name, token))
             elif value is None or type(value) in (str, int, float, bool):
                 parts.append((name, type(value).__name__, value))
             else:
                 return None
+        if expression:
+            return text, self._escape, tuple(parts), "expression"
         return text, self._escape, tuple(parts)
 
-    def _render_shared(self, key: tuple, text: str, variables) -> str:
+    def _render_shared(self, key: tuple, text: str, variables):
+        """``text`` rendered (an expression: evaluated) once per key. An expression's value
+        is kept as a copy and each use gets its own copy (a template may append to a list)."""
+        expression = len(key) == 4
         hit = self._shared.get(key)
         if hit is not None:
             for name in hit[1]:  # what the rendering looked at is looked at (the runner tracks it)
                 variables[name].used = True
-            return hit[0]
+            return _copied(hit[0]) if expression else hit[0]
         watched = {name: variables[name] for name, *_ in key[2] if hasattr(variables[name], "used")}
         before = {name: value.used for name, value in watched.items()}
         for value in watched.values():
             value.used = False
         try:
-            result = _render_template(self._template(text, escape=self._escape), variables)
+            if expression:
+                result = _evaluate(self._expression(text, escape=self._escape), variables)
+            else:
+                result = _render_template(self._template(text, escape=self._escape), variables)
         finally:
             used = [name for name, value in watched.items() if value.used]
             for name, value in watched.items():
                 value.used = value.used or before[name]
+        kept = _copied(result) if expression else result
+        if kept is _NOT_KEPT:
+            return result
         if len(self._shared) >= 256:
             self._shared.clear()
-        self._shared[key] = (result, used)
+        self._shared[key] = (kept, used)
         return result
 
     def resolve(self, variables: dict) -> dict:
@@ -917,18 +938,26 @@ def _context(template, variables: dict, under: dict | None = None):
     return env.context_class(env, parent, template.name, template.blocks, globals=template.globals)
 
 
-#: Jinja nodes that read and compute only: a template made of these calls nothing
-#: (no filter, test, function, lookup, include or macro) — its output depends only on
-#: the values of the names it reads
+#: Jinja nodes that read and compute only: a template made of these (and of the calls
+#: below) has an output that depends only on the values of the names it reads
 _PURE_NODES = None
-#: text -> the names a pure template reads (empty: not pure, or reads nothing)
+#: filters whose result depends on their arguments alone: no clock, randomness, lookup,
+#: file, nor another filter or test named by a string (map, select… are not here)
+_PURE_FILTERS = frozenset({
+    "list", "int", "float", "string", "lower", "upper", "trim", "length", "count", "join", "default", "d", "bool",
+    "replace", "first", "last", "unique", "min", "max", "sum", "abs", "round", "basename", "dirname", "quote",
+    "to_json", "tojson", "capitalize", "title", "format", "regex_replace"})
+#: global functions likewise (a variable of the same name hides one: see Templar._shared_key)
+_PURE_CALLS = frozenset({"range"})
+#: text -> (the variables, the globals) a pure template reads; None: not pure
 _PURE: dict = {}
 
 
-def _pure_names(env, text: str) -> frozenset:
-    names = _PURE.get(text)
-    if names is not None:
-        return names
+def _pure_names(env, text: str) -> tuple | None:
+    try:
+        return _PURE[text]
+    except KeyError:
+        pass
     global _PURE_NODES
     from jinja2 import meta, nodes
 
@@ -937,20 +966,52 @@ def _pure_names(env, text: str) -> frozenset:
                        nodes.Getitem, nodes.Slice, nodes.For, nodes.If, nodes.Compare, nodes.Operand, nodes.And,
                        nodes.Or, nodes.Not, nodes.Concat, nodes.CondExpr, nodes.Tuple, nodes.List, nodes.Dict,
                        nodes.Pair, nodes.Add, nodes.Sub, nodes.Mul, nodes.Div, nodes.FloorDiv, nodes.Mod, nodes.Neg,
-                       nodes.Pos)
-    names = frozenset()
+                       nodes.Pos, nodes.Keyword)
+    pure = None
     try:
         tree = env.parse(text)
-        if all(isinstance(node, _PURE_NODES) for node in tree.find_all(nodes.Node)):
-            names = frozenset(meta.find_undeclared_variables(tree))
-            if names & set(env.globals):
-                names = frozenset()  # (a name that may be a global function: not pure)
+        if all(_pure_node(node, nodes) for node in tree.find_all(nodes.Node)):
+            # (Jinja leaves the globals out of the undeclared names: a variable may hide one)
+            global_names = frozenset(n.name for n in tree.find_all(nodes.Name) if n.name in env.globals)
+            called = {n.node.name for n in tree.find_all(nodes.Call)}
+            if all(name in _PURE_CALLS or (name == "omit" and name not in called) for name in global_names):
+                pure = frozenset(meta.find_undeclared_variables(tree)), global_names
     except jinja2.TemplateError:
         pass
     if len(_PURE) >= _CODE_MAX:
         _PURE.clear()
-    _PURE[str(text)] = names
-    return names
+    _PURE[str(text)] = pure
+    return pure
+
+
+def _pure_node(node, nodes) -> bool:
+    if isinstance(node, _PURE_NODES):
+        return True
+    if isinstance(node, nodes.Filter):
+        return node.name.removeprefix("ansible.builtin.") in _PURE_FILTERS and not (node.dyn_args or node.dyn_kwargs)
+    if isinstance(node, nodes.Call):
+        return (isinstance(node.node, nodes.Name) and node.node.name in _PURE_CALLS
+                and not (node.dyn_args or node.dyn_kwargs))
+    return False
+
+
+#: what _copied gives for a value it does not copy (not kept for sharing)
+_NOT_KEPT = object()
+
+
+def _copied(value):
+    """A copy of an expression's value (lists and dicts copied all the way down), or
+    _NOT_KEPT when it holds anything but plain data."""
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    if type(value) is list or type(value) is tuple:
+        out = [_copied(v) for v in value]
+        return _NOT_KEPT if any(v is _NOT_KEPT for v in out) else (out if type(value) is list else tuple(out))
+    if type(value) is dict:
+        out = {k: _copied(v) for k, v in value.items()}
+        return _NOT_KEPT if any(v is _NOT_KEPT for v in out.values()) or not all(
+            k is None or type(k) in (str, int, float, bool) for k in out) else out
+    return _NOT_KEPT
 
 
 def _render_template(template, variables: dict, under: dict | None = None) -> str:
