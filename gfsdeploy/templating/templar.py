@@ -1002,16 +1002,33 @@ _NOT_KEPT = object()
 def _copied(value):
     """A copy of an expression's value (lists and dicts copied all the way down), or
     _NOT_KEPT when it holds anything but plain data."""
-    if value is None or type(value) in (str, int, float, bool):
+    kind = type(value)
+    if kind in _PLAIN_TYPES:
         return value
-    if type(value) is list or type(value) is tuple:
-        out = [_copied(v) for v in value]
-        return _NOT_KEPT if any(v is _NOT_KEPT for v in out) else (out if type(value) is list else tuple(out))
-    if type(value) is dict:
-        out = {k: _copied(v) for k, v in value.items()}
-        return _NOT_KEPT if any(v is _NOT_KEPT for v in out.values()) or not all(
-            k is None or type(k) in (str, int, float, bool) for k in out) else out
+    if kind is list or kind is tuple:
+        out = []
+        for v in value:
+            if type(v) not in _PLAIN_TYPES:
+                v = _copied(v)
+                if v is _NOT_KEPT:
+                    return _NOT_KEPT
+            out.append(v)
+        return out if kind is list else tuple(out)
+    if kind is dict:
+        out = {}
+        for k, v in value.items():
+            if type(k) not in _PLAIN_TYPES:
+                return _NOT_KEPT
+            if type(v) not in _PLAIN_TYPES:
+                v = _copied(v)
+                if v is _NOT_KEPT:
+                    return _NOT_KEPT
+            out[k] = v
+        return out
     return _NOT_KEPT
+
+
+_PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
 
 
 def _render_template(template, variables: dict, under: dict | None = None) -> str:
