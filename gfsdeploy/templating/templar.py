@@ -498,6 +498,10 @@ def _hostname() -> str:
     return socket.gethostname()
 
 
+#: the place of a rendering that was given none
+_NOWHERE: dict = {}
+
+
 class Templar:
     """Renders strings, data structures and template files with one environment.
     One Templar per thread (it remembers what it is rendering, for errors)."""
@@ -662,7 +666,7 @@ class Templar:
         list items that render to ``omit`` are left out. ``condition``: the text is a
         condition (Jinja's backslash escapes apply, as in Ansible)."""
         saved = self._where, self._escape
-        self._where = dict(where or {})
+        self._where = where or _NOWHERE  # (never changed in place: no copy)
         self._escape = not condition
         try:
             result = self._render(value, variables)
@@ -747,7 +751,7 @@ class Templar:
         (``memo_token``: ``hostvars``, ``groups``), and no variable hides a global it uses.
         An /etc/hosts block listing every host's address renders once, not once per host;
         ``expression``: ``text`` is a whole-string expression (its native value is shared)."""
-        pure = _pure_names(self.env, "{{ " + text + " }}" if expression else text)
+        pure = _pure_names(self.env, text, expression=expression)
         if pure is None:
             return None
         names, global_names = pure
@@ -951,11 +955,14 @@ _PURE_FILTERS = frozenset({
 _PURE_CALLS = frozenset({"range"})
 #: text -> (the variables, the globals) a pure template reads; None: not pure
 _PURE: dict = {}
+#: the same for whole-string expressions, by the expression's text
+_PURE_EXPRESSIONS: dict = {}
 
 
-def _pure_names(env, text: str) -> tuple | None:
+def _pure_names(env, text: str, *, expression: bool = False) -> tuple | None:
+    known = _PURE_EXPRESSIONS if expression else _PURE
     try:
-        return _PURE[text]
+        return known[text]
     except KeyError:
         pass
     global _PURE_NODES
@@ -969,7 +976,7 @@ def _pure_names(env, text: str) -> tuple | None:
                        nodes.Pos, nodes.Keyword)
     pure = None
     try:
-        tree = env.parse(text)
+        tree = env.parse("{{ " + text + " }}" if expression else text)
         if all(_pure_node(node, nodes) for node in tree.find_all(nodes.Node)):
             # (Jinja leaves the globals out of the undeclared names: a variable may hide one)
             global_names = frozenset(n.name for n in tree.find_all(nodes.Name) if n.name in env.globals)
@@ -978,9 +985,9 @@ def _pure_names(env, text: str) -> tuple | None:
                 pure = frozenset(meta.find_undeclared_variables(tree)), global_names
     except jinja2.TemplateError:
         pass
-    if len(_PURE) >= _CODE_MAX:
-        _PURE.clear()
-    _PURE[str(text)] = pure
+    if len(known) >= _CODE_MAX:
+        known.clear()
+    known[str(text)] = pure
     return pure
 
 
