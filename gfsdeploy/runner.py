@@ -934,6 +934,8 @@ class Runner:
         return bool(_truth(value)) if not isinstance(value, bool) else value
 
     def _render_args(self, task: Task, module, variables: dict):
+        if not any(name in task.args for name in module.expressions):  # (render gives a new dict)
+            return self.templar.render(task.args, variables, where=task.where())
         raw = dict(task.args)
         evaluated = {}
         for name in module.expressions:
