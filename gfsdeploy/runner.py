@@ -384,7 +384,7 @@ class Runner:
         #: task ids — duplicate steps, a cycle in the graph
         self._expand_lock = threading.Lock()
         self._hostvars_cache: dict = {}
-        self._found: dict = {}   # controller file lookups (Runner._looked_up)
+        self._found: dict = {}   # controller file lookups (Runner._step_lookup)
         self.validations = Validations()  # module arguments validated once per distinct arguments
         self._places: dict = {}  # host -> (playbook_dir, inventory_file, inventory_dir)
         self.run_token = next(_RUN_TOKENS)  # (this runner, in HostVars.memo_token)
@@ -1063,9 +1063,10 @@ class Runner:
 
     @staticmethod
     def _step_lookup(key: tuple, memo: dict | None, look, keep=None):
-        """``look()``, kept in a step's ``memo`` under ``key`` until a command or a lookup runs
-        on the controller (``_controller_stamp``): the same for every item of the step.
-        ``keep(found)`` false: not kept."""
+        """``look()``, kept in ``memo`` under ``key`` until a command or a lookup runs on the
+        controller (``_controller_stamp``): a step's memo (the same for every item of the
+        step) or the run's controller file lookups (``Runner._found``: the same for every
+        host). ``keep(found)`` false: not kept."""
         if memo is None:
             return look()
         stamp = _controller_stamp()
@@ -1082,7 +1083,7 @@ class Runner:
         The same for every host of a step: looked up once while no command ran on the
         controller (what one does may create or remove files) and no lookup ran."""
         key = (task.search_dirs if isinstance(task.search_dirs, tuple) else tuple(task.search_dirs), sub, path)
-        return self._looked_up(key, lambda: self._find_in_dirs(task, sub, path))
+        return self._step_lookup(key, self._found, lambda: self._find_in_dirs(task, sub, path))
 
     def _find_in_dirs(self, task: Task, sub: str, path: str) -> str | None:
         if os.path.isabs(path):
@@ -1097,18 +1098,7 @@ class Runner:
         found = self._find_in(task, sub, path)
         if found is not None:
             return found
-        return self._looked_up((task.play.base_dir, path), lambda: self._found_elsewhere(path, task))
-
-    def _looked_up(self, key: tuple, look):
-        """``look()``'s answer for a controller file lookup, kept under ``key`` until a
-        command or a lookup runs on the controller (``_controller_stamp``)."""
-        stamp = _controller_stamp()
-        cached = self._found.get(key)
-        if cached is not None and cached[0] == stamp:
-            return cached[1]
-        found = look()
-        self._found[key] = (stamp, found)
-        return found
+        return self._step_lookup((task.play.base_dir, path), self._found, lambda: self._found_elsewhere(path, task))
 
     def _found_elsewhere(self, path: str, task: Task) -> str:
         for base in [task.play.base_dir, *self.search_path]:
