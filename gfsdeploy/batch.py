@@ -151,6 +151,9 @@ class Ahead:
 
     members: dict = field(default_factory=dict)   # (task id, index) -> Member
     run: object = None                             # the run they belong to (runner.outcomes)
+    #: the ids of the steps the batch planned, those whose every item was skipped too:
+    #: none of them starts another batch (it would plan again what this one changed)
+    steps: set = field(default_factory=set)
 
 
 def batchable(module) -> bool:
@@ -213,13 +216,15 @@ def run_ahead(runner, hr, step) -> int:
     members ran (0: no batch; the step runs alone as before)."""
     if getattr(hr, "ahead", None) is None or hr.ahead.run is not runner.outcomes:
         hr.ahead = Ahead(run=runner.outcomes)
-    if any(k[0] == step.task_id for k in hr.ahead.members):
+    if step.task_id in hr.ahead.steps:
         return 0  # this step was planned ahead (and its changes made, if it had any)
     hr.ahead.members.clear()
+    hr.ahead.steps.clear()
     steps = runner.steps_by_host.get(hr.host.name, [])
     if step not in steps:
         return 0
     members: list[Member] = []
+    starts: list[tuple[str, int]] = []  # each step planned: its id, its first member's place
     touched: set | None = set()  # resources the members so far change
     view = None
     controller = None  # whether the host is this machine (its files are those prepare reads)
@@ -292,6 +297,7 @@ def run_ahead(runner, hr, step) -> int:
             return 0
         if stop:
             break
+        starts.append((current.task_id, len(members)))
         members.extend(planned)
         previous = current
         if task.register or touched is None or len(members) >= MAX_MEMBERS:
@@ -302,6 +308,7 @@ def run_ahead(runner, hr, step) -> int:
         # steps use them instead of planning again
         for member in members:
             hr.ahead.members[(member.task_id, member.index)] = member
+        hr.ahead.steps = _planned(starts, len(members))
         _kept(members, step)
         return 0
     if runner.options.before_change is not None:
@@ -319,8 +326,17 @@ def run_ahead(runner, hr, step) -> int:
             break  # after a failure: plans and runs on its own, if at all
         hr.ahead.members[(member.task_id, member.index)] = member
         ran += member.script is not None
+    hr.ahead.steps = _planned(starts, len(hr.ahead.members))
     _kept(members, step)
     return ran
+
+
+def _planned(starts: list[tuple[str, int]], kept: int) -> set[str]:
+    """The steps the batch answers for, given that its first ``kept`` members are kept:
+    every step before the first member not kept, all-skipped ones included (a batch
+    starting at two skipped steps must not start again at the second, planning anew
+    what it changed); the steps after it plan, and may batch, on their own."""
+    return {task_id for task_id, first in starts if first < kept}
 
 
 def _kept(members: list[Member], step) -> None:

@@ -409,8 +409,50 @@ def _observed(obj: dict) -> bool:
     return generation is None or observed is None or observed >= generation
 
 
-def readiness(obj: dict | None, mode: str) -> tuple[str, str]:
-    """("ready" | "waiting" | "failed", what was seen) for ``wait: ready|complete|exists``."""
+#: the taints every DaemonSet pod tolerates (the DaemonSet controller adds them)
+_DAEMON_TOLERATED = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable",
+                     "node.kubernetes.io/disk-pressure", "node.kubernetes.io/memory-pressure",
+                     "node.kubernetes.io/pid-pressure", "node.kubernetes.io/unschedulable",
+                     "node.kubernetes.io/network-unavailable")
+
+
+def _tolerated(taint: dict, tolerations: list) -> bool:
+    if taint.get("effect") not in ("NoSchedule", "NoExecute") or taint.get("key") in _DAEMON_TOLERATED:
+        return True
+    for t in tolerations:
+        if t.get("effect") and t.get("effect") != taint.get("effect"):
+            continue
+        if t.get("operator") == "Exists" and (not t.get("key") or t.get("key") == taint.get("key")):
+            return True
+        if t.get("key") == taint.get("key") and str(t.get("value", "")) == str(taint.get("value", "")):
+            return True
+    return False
+
+
+def daemon_nodes(daemonset: dict, nodes: list[dict]) -> list[str] | None:
+    """The Ready nodes a DaemonSet surely runs a pod on: its nodeSelector's labels, no
+    taint its pods do not tolerate (None: its template has a node affinity, not read
+    here). Its status lags a node's new label: this says how many pods it must have."""
+    pod = ((daemonset.get("spec") or {}).get("template") or {}).get("spec") or {}
+    if (pod.get("affinity") or {}).get("nodeAffinity"):
+        return None
+    selector = pod.get("nodeSelector") or {}
+    tolerations = pod.get("tolerations") or []
+    out = []
+    for node in nodes:
+        labels = (node.get("metadata") or {}).get("labels") or {}
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                    for c in (node.get("status") or {}).get("conditions") or [])
+        taints = (node.get("spec") or {}).get("taints") or []
+        if ready and all(labels.get(k) == v for k, v in selector.items()) \
+                and all(_tolerated(t, tolerations) for t in taints):
+            out.append((node.get("metadata") or {}).get("name", ""))
+    return out
+
+
+def readiness(obj: dict | None, mode: str, nodes: list[dict] | None = None) -> tuple[str, str]:
+    """("ready" | "waiting" | "failed", what was seen) for ``wait: ready|complete|exists``;
+    ``nodes``, when read with it, lets a DaemonSet's lagging status be caught."""
     if obj is None:
         return "waiting", "not found"
     if mode == "exists":
@@ -427,6 +469,10 @@ def readiness(obj: dict | None, mode: str) -> tuple[str, str]:
             selector = (((spec.get("template") or {}).get("spec") or {}).get("nodeSelector") or {})
             shown = ",".join(f"{k}={v}" for k, v in selector.items())
             return "waiting", seen + (f" (no node is labelled {shown})" if shown else " (no pods scheduled)")
+        eligible = daemon_nodes(obj, nodes) if nodes is not None else None
+        if eligible is not None and desired < len(eligible):
+            return "waiting", (f"{seen}; {len(eligible)} Ready nodes match its node selector "
+                               f"(the DaemonSet controller has not scheduled them all yet)")
         ok = _observed(obj) and ready >= desired and updated >= desired
         return ("ready" if ok else "waiting"), seen
     if kind in ("Deployment", "StatefulSet", "ReplicaSet"):
@@ -580,6 +626,14 @@ def get_probes(args: dict, objects: list[dict], prefix: str = "get") -> dict[str
         first = next(iter(groups))
         groups[first] = cluster + groups[first]
     return {f"{prefix} {ns or '(cluster)'}": KubectlGet(args, refs, ns) for ns, refs in groups.items()}
+
+
+def nodes_probe(args: dict, objects: list[dict]) -> dict[str, str]:
+    """The Node objects, read with a DaemonSet that is waited for (see daemon_nodes)."""
+    if args.get("state", "present") != "present" or (args.get("wait") or "none") != "ready" \
+            or not any(o.get("kind") == "DaemonSet" for o in objects):
+        return {}
+    return {"nodes": kubectl(args, "get", "nodes", "-o", "json")}
 
 
 def parse_get(results: dict, host: str, task: str) -> list[dict]:
@@ -739,6 +793,7 @@ class KubeState:
     adopted: dict = field(default_factory=dict)    # key -> as adoption (replace) would leave it (dry run)
     refused: dict = field(default_factory=dict)    # key -> Refusal (dry run)
     server_side: bool = True                       # False: the server has no server-side apply
+    nodes: list | None = None                      # the Node objects (read for a DaemonSet's wait)
 
 
 @dataclass
@@ -812,11 +867,14 @@ class Kubernetes(Module):
         known = [o for o in objects if not has_unknown(o)]
         if args.get("state") == "present" and known:
             probes["dry-run"] = KubectlDryRun(args, known)
+        probes.update(nodes_probe(args, objects))
         return probes
 
     def read(self, args, facts, ctx) -> KubeState:
         gets = {k: v for k, v in facts.items() if k.startswith("get ")}
         state = KubeState(live={key(o): o for o in parse_get(gets, ctx.host.name, ctx.task_name)})
+        if "nodes" in facts:
+            state.nodes = parse_get({"kubectl get nodes": facts["nodes"]}, ctx.host.name, ctx.task_name)
         dry = facts.get("dry-run")
         if args.get("state") != "present" or dry is None:
             return state
@@ -906,7 +964,8 @@ class Kubernetes(Module):
             return None
         objects = self.objects(args)
         live = state.live if isinstance(state, KubeState) else {}
-        seen = {describe(o): readiness(live.get(key(o)), wait) for o in objects}
+        nodes = state.nodes if isinstance(state, KubeState) else None
+        seen = {describe(o): readiness(live.get(key(o)), wait, nodes) for o in objects}
         if all(s == "ready" for s, _ in seen.values()):
             return TaskResult(changed=False, data={"objects": list(seen), "status": {k: w for k, (_, w) in seen.items()}})
         return TaskResult(changed=False, data={"objects": list(seen), "status": wait_for(args, objects, ctx)})
@@ -1030,12 +1089,14 @@ def wait_for(args: dict, objects: list[dict], ctx: TaskContext) -> dict[str, str
     last_shown: dict[str, tuple[str, float]] = {}
     seen: dict[str, str] = {}
     while True:
-        live = {key(o): o for o in parse_get(ctx.transport.read_many(get_probes(args, objects, "wait")),
-                                              ctx.host.name, ctx.task_name)}
+        read = ctx.transport.read_many({**get_probes(args, objects, "wait"), **nodes_probe(args, objects)})
+        nodes = parse_get({"kubectl get nodes": read.pop("nodes")}, ctx.host.name, ctx.task_name) \
+            if "nodes" in read else None
+        live = {key(o): o for o in parse_get(read, ctx.host.name, ctx.task_name)}
         pending = []
         for obj in objects:
             current = live.get(key(obj))
-            state, what = readiness(current, mode)
+            state, what = readiness(current, mode, nodes)
             seen[describe(obj)] = what
             if state == "failed":
                 raise ModuleError(f"{describe(obj)} failed: {what}{pods_report(args, obj, current, ctx)}",

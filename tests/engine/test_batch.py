@@ -353,3 +353,40 @@ def test_a_set_fact_known_only_after_a_command_reads_when_its_step_runs(tmp_path
     assert proc.returncode == 0, proc.stderr
     assert (root / "fromcmd").read_text() == "n\n"
     assert outcomes(data)["named file"]["status"] == "changed"
+
+
+def test_a_batch_starting_at_a_skipped_step_reports_every_member_changed(tmp_path):
+    # the batch starts at steps whose every item is skipped: the steps after them, whose
+    # changes it made, report them (the second skipped step must not start another
+    # batch that re-reads the changed files and calls them ok)
+    inv, root = local_inventory(tmp_path), tmp_path / "out"
+    root.mkdir()
+    pb = playbook(tmp_path, f"""\
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - name: not this path
+              copy: {{dest: "{root}/never{{{{ item }}}}", content: "x\\n"}}
+              loop: [1, 2]
+              when: false
+            - name: nor this one
+              file: {{path: "{root}/never", state: directory}}
+              when: false
+            - name: directory
+              file: {{path: "{root}/dir", state: directory}}
+            - name: files in it
+              copy: {{dest: "{root}/dir/f{{{{ item }}}}", content: "v{{{{ item }}}}\\n"}}
+              loop: [1, 2, 3]
+            - name: one more
+              copy: {{dest: "{root}/dir/g", content: "g\\n"}}
+        """)
+    proc, data = run_json("apply", inv, "-p", pb)
+    assert proc.returncode == 0, proc.stderr
+    got = outcomes(data)
+    assert [got[t]["status"] for t in ("not this path", "nor this one", "directory", "files in it", "one more")] \
+        == ["skipped", "skipped", "changed", "changed", "changed"], got
+    assert data["hosts"]["a"]["round_trips"] == 3, data["hosts"]["a"]
+    assert [(root / "dir" / f"f{i}").read_text() for i in (1, 2, 3)] == ["v1\n", "v2\n", "v3\n"]
+    assert not (root / "never1").exists()
+    proc, data = run_json("apply", inv, "-p", pb)
+    assert {s["status"] for s in outcomes(data).values()} == {"ok", "skipped"}, outcomes(data)

@@ -365,6 +365,60 @@ def test_readiness(obj, mode, expected):
     assert readiness(obj, mode) == expected
 
 
+def _node(name, labels, ready=True, taints=()):
+    return {"kind": "Node", "metadata": {"name": name, "labels": labels}, "spec": {"taints": list(taints)},
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+GLUSTER_DS = {"kind": "DaemonSet", "metadata": {"generation": 1},
+              "spec": {"template": {"spec": {"nodeSelector": {"storagenode": "glusterfs"}}}},
+              "status": {"desiredNumberScheduled": 3, "numberReady": 3, "updatedNumberScheduled": 3,
+                         "observedGeneration": 1}}
+G = {"storagenode": "glusterfs"}
+DS_NODE_CASES = [
+    # a fourth node just labelled: the status still says 3/3 (its controller lags the label)
+    ([_node(f"k8s-{i}", G) for i in range(1, 5)], GLUSTER_DS,
+     ("waiting", "3/3 ready; 4 Ready nodes match its node selector "
+                 "(the DaemonSet controller has not scheduled them all yet)")),
+    ([_node(f"k8s-{i}", G) for i in range(1, 4)] + [_node("k8s-4", {})], GLUSTER_DS, ("ready", "3/3 ready")),
+    # a node that is not Ready, or tainted beyond what the pods tolerate, is not counted
+    ([_node(f"k8s-{i}", G) for i in range(1, 4)] + [_node("k8s-4", G, ready=False)], GLUSTER_DS,
+     ("ready", "3/3 ready")),
+    ([_node(f"k8s-{i}", G) for i in range(1, 4)]
+     + [_node("k8s-4", G, taints=[{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}])],
+     GLUSTER_DS, ("ready", "3/3 ready")),
+    # ... unless the template tolerates it; a cordon (unschedulable) never stops a DaemonSet pod
+    ([_node(f"k8s-{i}", G) for i in range(1, 4)]
+     + [_node("k8s-4", G, taints=[{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}])],
+     {**GLUSTER_DS, "spec": {"template": {"spec": {"nodeSelector": G, "tolerations": [
+         {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}]}}}},
+     ("waiting", "3/3 ready; 4 Ready nodes match its node selector "
+                 "(the DaemonSet controller has not scheduled them all yet)")),
+    ([_node(f"k8s-{i}", G) for i in range(1, 4)]
+     + [_node("k8s-4", G, taints=[{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}])],
+     GLUSTER_DS, ("waiting", "3/3 ready; 4 Ready nodes match its node selector "
+                             "(the DaemonSet controller has not scheduled them all yet)")),
+    # a node affinity is not evaluated here: the status alone decides
+    ([_node(f"k8s-{i}", G) for i in range(1, 5)],
+     {**GLUSTER_DS, "spec": {"template": {"spec": {"nodeSelector": G, "affinity": {"nodeAffinity": {"x": 1}}}}}},
+     ("ready", "3/3 ready")),
+]
+
+
+@pytest.mark.parametrize("nodes,ds,expected", DS_NODE_CASES)
+def test_daemonset_readiness_counts_the_nodes_it_must_run_on(nodes, ds, expected):
+    assert readiness(ds, "ready", nodes) == expected
+
+
+def test_daemonset_wait_reads_the_nodes_with_it():
+    ds = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "glusterfs", "namespace": "gfs"},
+          "spec": {"template": {"spec": {"nodeSelector": G}}}}
+    module = get("kubernetes")
+    probes = module.probes(module.validate({"definition": ds, "wait": "ready"}), HOST)
+    assert probes["nodes"].endswith("get nodes -o json")
+    assert "nodes" not in module.probes(module.validate({"definition": ds}), HOST)
+
+
 NODES = [{"kind": "Node", "apiVersion": "v1", "metadata": {"name": f"k8s-{i}", "labels": labels}}
          for i, labels in ((1, {"storagenode": "glusterfs"}), (2, {}), (3, {"storagenode": "other"}))]
 K = "kubectl --kubeconfig /etc/kubernetes/admin.conf"
