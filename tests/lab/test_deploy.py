@@ -238,6 +238,9 @@ def test_node_added_to_the_inventory_joins_through_gluster(deployment):
     apply = gfs("apply", deployment.four)
     deployment.outputs["grow"] = apply.stdout + apply.stderr
     assert apply.returncode == 0, apply.stdout + apply.stderr
+    # the new node's firewall rules are reported as the changes they are
+    for task in ("Firewall chain exists", "GlusterFS ports open in the chain", "INPUT jumps to the chain"):
+        assert f"[k8s-4] changed: {task}" in apply.stdout, task
     k8s4 = next(n.ip for n in lab.nodes if n.name == "k8s-4")
     peers = gc.peers(lab, "k8s-1")
     assert len(peers) == 4 and set(peers.values()) == {"Connected"}, peers
