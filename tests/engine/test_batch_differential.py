@@ -47,8 +47,9 @@ def _task(rng: random.Random, n: int) -> list[dict]:
     """One or two tasks (a register and its consumer come as a pair)."""
     d, f, v = rng.randrange(3), rng.randrange(4), rng.randrange(3)
     kind = rng.choices(["dir", "copy", "copy_in", "line", "block", "absent", "loop", "loop_in", "set_fact",
-                        "stat", "command", "dir_files", "file_line", "skipped"],
-                       [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3])[0]
+                        "stat", "command", "dir_files", "file_line", "skipped", "notify", "block", "changed_reg",
+                        "per_host"],
+                       [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 1, 1, 1, 1])[0]
     name = f"t{n} {kind}"
     if kind == "skipped":   # two steps whose every item is skipped
         return [{"name": f"{name} {i}", "copy": {"dest": "{{ root }}/never{{ item }}", "content": "x\n"},
@@ -60,6 +61,26 @@ def _task(rng: random.Random, n: int) -> list[dict]:
     if kind == "file_line":   # a line in the file the step before writes
         return [{"name": name, "copy": {"dest": f"{{{{ root }}}}/f{f}", "content": f"v{v}\n"}},
                 {"name": f"{name} and a line", "lineinfile": {"path": f"{{{{ root }}}}/f{f}", "line": "added"}}]
+    if kind == "notify":   # the handler runs at the end of the play, once
+        return [{"name": name, "copy": {"dest": f"{{{{ root }}}}/n{f}", "content": f"n{v}\n"},
+                 "notify": f"handler {f}", **_when(rng)}]
+    if kind == "block":   # a failing step, its rescue, and what always runs
+        return [{"name": name, "block": [
+                    {"name": f"{name} first", "copy": {"dest": f"{{{{ root }}}}/b{f}", "content": "b\n"}},
+                    {"name": f"{name} fails", "command": "false", "when": rng.random() < 0.5},
+                    {"name": f"{name} after", "copy": {"dest": f"{{{{ root }}}}/ba{f}", "content": "a\n"}}],
+                 "rescue": [{"name": f"{name} rescue", "copy": {"dest": f"{{{{ root }}}}/r{f}", "content": "r\n"}}],
+                 "always": [{"name": f"{name} always", "lineinfile": {"path": f"{{{{ root }}}}/b{f}",
+                                                                      "line": "always", "create": True}}]}]
+    if kind == "changed_reg":   # what a change registers decides the next step
+        return [{"name": name, "copy": {"dest": f"{{{{ root }}}}/f{f}", "content": f"v{v}\n"}, "register": f"r{n}"},
+                {"name": f"{name} user", "copy": {"dest": f"{{{{ root }}}}/u{n}", "content": "u\n"},
+                 "when": f"r{n} is changed"}]
+    if kind == "per_host":   # hosts differ: one skips what the other does
+        return [{"name": name, "copy": {"dest": f"{{{{ root }}}}/p{f}", "content": "{{ inventory_hostname }}\n"},
+                 "when": "inventory_hostname == 'a'"},
+                {"name": f"{name} then", "file": {"path": f"{{{{ root }}}}/p{f}", "mode": "0600"},
+                 "ignore_errors": True}]
     if kind == "dir":
         return [{"name": name, "file": {"path": f"{{{{ root }}}}/d{d}", "state": "directory"}, **_when(rng)}]
     if kind == "copy":
@@ -106,8 +127,10 @@ def _playbook(seed: int) -> tuple[list, list[str]]:
     while len(tasks) < rng.randrange(6, 12):
         tasks += _task(rng, n)
         n += 1
-    start = [p for p in ("f0", "f1", "d0/", "d1/", "d0/f1", "g2") if rng.random() < 0.4]
-    return [{"hosts": "all", "gather_facts": False, "tasks": tasks}], start
+    start = [p for p in ("f0", "f1", "d0/", "d1/", "d0/f1", "g2", "n1") if rng.random() < 0.4]
+    handlers = [{"name": f"handler {f}", "lineinfile": {"path": "{{ root }}/handled", "line": f"handler {f}",
+                                                         "create": True}} for f in range(4)]
+    return [{"hosts": "all", "gather_facts": False, "tasks": tasks, "handlers": handlers}], start
 
 
 def _tree(root: Path) -> dict:
@@ -118,26 +141,31 @@ def _tree(root: Path) -> dict:
     return out
 
 
+HOSTS = ("a", "b")
+
+
 def _apply(tmp: Path, play: list, start: list[str]) -> tuple[list, list, dict]:
-    root = tmp / "root"
-    root.mkdir(parents=True)
-    for p in start:
-        if p.endswith("/"):
-            (root / p).mkdir(parents=True, exist_ok=True)
-        else:
-            (root / p).parent.mkdir(parents=True, exist_ok=True)
-            (root / p).write_text(f"before {p}\n")
+    """Two local hosts, each with its own tree (b starts without the first file)."""
+    for host in HOSTS:
+        root = tmp / host
+        root.mkdir(parents=True)
+        for p in start[host == "b":]:
+            if p.endswith("/"):
+                (root / p).mkdir(parents=True, exist_ok=True)
+            else:
+                (root / p).parent.mkdir(parents=True, exist_ok=True)
+                (root / p).write_text(f"before {p}\n")
     inv = tmp / "inv.yaml"
-    inv.write_text(yaml.safe_dump({"all": {"vars": {"ansible_connection": "local", "root": str(root),
+    inv.write_text(yaml.safe_dump({"all": {"vars": {"ansible_connection": "local",
                                                     "gfsdeploy_lock_dir": str(tmp / "lock")},
-                                           "hosts": {"a": {}}}}))
+                                           "hosts": {h: {"root": str(tmp / h)} for h in HOSTS}}}))
     pb = tmp / "pb.yaml"
     pb.write_text(yaml.safe_dump(play, sort_keys=False))
     runs = []
     for _ in range(2):
         rc, data = _run(["apply", str(inv), "-p", str(pb)])
-        runs.append((rc, [(s["task"], s["status"]) for s in data["hosts"]["a"]["steps"]]))
-    return runs[0], runs[1], _tree(root)
+        runs.append((rc, {h: [(s["task"], s["status"]) for s in data["hosts"][h]["steps"]] for h in HOSTS}))
+    return runs[0], runs[1], {h: _tree(tmp / h) for h in HOSTS}
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -169,7 +197,7 @@ def test_the_generated_playbooks_batch_and_skip(tmp_path, monkeypatch):
     for seed in SEEDS:
         play, start = _playbook(seed)
         first, _, _ = _apply(tmp_path / str(seed), play, start)
-        statuses = [s for _, s in first[1]]
+        statuses = [s for _, s in first[1]["a"]]
         skipped_pairs += any(a == b == "skipped" for a, b in zip(statuses, statuses[1:]))
     assert sum(1 for r in ran if r >= 2) >= len(SEEDS) // 2
     assert skipped_pairs >= 5
