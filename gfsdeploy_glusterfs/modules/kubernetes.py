@@ -636,6 +636,14 @@ def nodes_probe(args: dict, objects: list[dict]) -> dict[str, str]:
     return {"nodes": kubectl(args, "get", "nodes", "-o", "json")}
 
 
+def read_nodes(result, ctx) -> list[dict] | None:
+    """The nodes ``nodes_probe`` read; None when it was not read or may not be (a user
+    without the right to list nodes: the DaemonSet's status alone decides, as before)."""
+    if result is None or result.rc != 0:
+        return None
+    return parse_objects(result.stdout, ctx.host.name, ctx.task_name)
+
+
 def parse_get(results: dict, host: str, task: str) -> list[dict]:
     """Live objects out of ``kubectl get -o json`` results (object, List or nothing)."""
     live = []
@@ -873,8 +881,7 @@ class Kubernetes(Module):
     def read(self, args, facts, ctx) -> KubeState:
         gets = {k: v for k, v in facts.items() if k.startswith("get ")}
         state = KubeState(live={key(o): o for o in parse_get(gets, ctx.host.name, ctx.task_name)})
-        if "nodes" in facts:
-            state.nodes = parse_get({"kubectl get nodes": facts["nodes"]}, ctx.host.name, ctx.task_name)
+        state.nodes = read_nodes(facts.get("nodes"), ctx)
         dry = facts.get("dry-run")
         if args.get("state") != "present" or dry is None:
             return state
@@ -1090,8 +1097,7 @@ def wait_for(args: dict, objects: list[dict], ctx: TaskContext) -> dict[str, str
     seen: dict[str, str] = {}
     while True:
         read = ctx.transport.read_many({**get_probes(args, objects, "wait"), **nodes_probe(args, objects)})
-        nodes = parse_get({"kubectl get nodes": read.pop("nodes")}, ctx.host.name, ctx.task_name) \
-            if "nodes" in read else None
+        nodes = read_nodes(read.pop("nodes", None), ctx)
         live = {key(o): o for o in parse_get(read, ctx.host.name, ctx.task_name)}
         pending = []
         for obj in objects:

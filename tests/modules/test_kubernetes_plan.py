@@ -417,6 +417,15 @@ def test_daemonset_wait_reads_the_nodes_with_it():
     probes = module.probes(module.validate({"definition": ds, "wait": "ready"}), HOST)
     assert probes["nodes"].endswith("get nodes -o json")
     assert "nodes" not in module.probes(module.validate({"definition": ds}), HOST)
+    args = module.validate({"definition": ds, "wait": "ready"})
+    listed = json.dumps({"kind": "List", "apiVersion": "v1", "items": [_node("k8s-1", G)]})
+    state = module.read(args, {"get gfs": Result(0, json.dumps(ds)), "nodes": Result(0, listed)}, _Ctx())
+    assert [n["metadata"]["name"] for n in state.nodes] == ["k8s-1"]
+    # a user who may not list nodes: the DaemonSet's status alone decides, as before
+    forbidden = Result(1, "", 'Error from server (Forbidden): nodes is forbidden: User "dev" cannot list '
+                              'resource "nodes" in API group "" at the cluster scope')
+    state = module.read(args, {"get gfs": Result(0, json.dumps(ds)), "nodes": forbidden}, _Ctx())
+    assert state.nodes is None and list(state.live) == [key(ds)]
 
 
 NODES = [{"kind": "Node", "apiVersion": "v1", "metadata": {"name": f"k8s-{i}", "labels": labels}}
