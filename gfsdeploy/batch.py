@@ -32,6 +32,7 @@ import base64
 import copy
 import hashlib
 import json
+import re
 import secrets as _random
 import shlex
 import zlib
@@ -45,6 +46,8 @@ MAX_MEMBERS = 64
 #: a member's change scripts shorter than this (characters) are kept as they are
 _PACK_MIN = 512
 _MARK = "@@gfsdeploy-batch"
+#: the frame a guarded member with nothing to do prints when its guard held (script())
+_GUARD_ALONE = re.compile(r"^printf '\\n" + re.escape(_MARK) + r"-(\w+) (\d+) 0\\n\\n\\n'$")
 
 
 class _Captured(BaseException):
@@ -173,6 +176,7 @@ def capture(module, args: dict, changes: list, ctx) -> tuple[str, float | None] 
     fake = copy.copy(ctx)
     fake.transport = cap
     fake.reads = []
+    fake.progress = lambda message: None  # (said when the step runs, not while it is captured)
     try:
         module.apply(args, changes, fake)
     except _Captured:
@@ -182,6 +186,12 @@ def capture(module, args: dict, changes: list, ctx) -> tuple[str, float | None] 
     except Exception:  # noqa: BLE001 - whatever it is, it runs alone and says so itself
         return None
     return None
+
+
+def answers_for(runner, hr, step) -> bool:
+    """Whether the host's last batch planned ``step`` (its items' plans wait in it)."""
+    ahead = getattr(hr, "ahead", None)
+    return ahead is not None and ahead.run is runner.outcomes and step.task_id in ahead.steps
 
 
 def take(runner, hr, task_id: str, index: int) -> Member | None:
@@ -230,7 +240,7 @@ def run_ahead(runner, hr, step) -> int:
     controller = None  # whether the host is this machine (its files are those prepare reads)
     previous = None
     for position, current in enumerate(steps[steps.index(step):]):
-        if position and set(runner.graph.predecessors(current)) != {previous}:
+        if position and not _waits_only_for(runner, current, previous):
             break  # another host's step or an explicit need comes first
         task = runner.tasks[current.task_id]
         if current in runner.outcomes or not _eligible_task(task, first=position == 0):
@@ -279,11 +289,13 @@ def run_ahead(runner, hr, step) -> int:
                         break
                 state, changes = runner._plan_item(hr, hr, task, current, index, module, args, ctx, _v, None)
                 real = [c for c in changes if c.action != WARN]
+                # (guarded with nothing to do: the batch checks its guard where it stands, so
+                # "nothing to do" holds after the changes before it, or the batch stops there)
                 member = Member(task.id, index, state, changes, guard=guard)
-                if guard and not real:
-                    stop = True  # "nothing to do" may not hold after the change before it: it reads again
-                    break
                 if real:
+                    if not module.joins_batch(args, changes):
+                        stop = True
+                        break
                     got = capture(module, args, changes, ctx)
                     if got is None or not got[0]:
                         stop = True
@@ -300,12 +312,18 @@ def run_ahead(runner, hr, step) -> int:
         starts.append((current.task_id, len(members)))
         members.extend(planned)
         previous = current
-        if task.register or touched is None or len(members) >= MAX_MEMBERS:
-            break  # what follows may use it, or it may change anything: the batch ends here
+        if task.register or len(members) >= MAX_MEMBERS:
+            break  # what follows may use what it registers: the batch ends here
+        # (after a member that may change anything — touched is None — every later member
+        # is guarded: it joins only if its probes still answer what it was planned from)
+    while members and members[-1].script is None and members[-1].guard:
+        members.pop()  # a guard after the last script checks nothing the step's own read would not
     scripted = [m for m in members if m.script is not None]
     if len(scripted) < 2:
-        # no batch, but the plans stand (no member touches what another reads): the
-        # steps use them instead of planning again
+        # no batch, but the plans stand up to the first guarded member (before it, no
+        # member touches what another reads): the steps use them instead of planning again
+        guarded = [i for i, m in enumerate(members) if m.guard]
+        members = members[:guarded[0]] if guarded else members
         for member in members:
             hr.ahead.members[(member.task_id, member.index)] = member
         hr.ahead.steps = _planned(starts, len(members))
@@ -315,20 +333,62 @@ def run_ahead(runner, hr, step) -> int:
         runner.options.before_change()
     timeouts = [m.timeout for m in scripted if m.timeout]
     token = _random.token_hex(8)
-    result = view.run(script(scripted, token), kind="run",
+    framed_members = [m for m in members if m.script is not None or m.guard]
+    result = view.run(script(framed_members, token), kind="run",
                       timeout=sum(timeouts) if timeouts else None)
-    frames = parse(result, token, len(scripted))
-    for member, framed in zip(scripted, frames):
+    frames = parse(result, token, len(framed_members))
+    for member, framed in zip(framed_members, frames):
         member.result = framed
     ran = 0
     for member in members:
-        if member.script is not None and member.result is None:
-            break  # after a failure: plans and runs on its own, if at all
+        if (member.script is not None or member.guard) and member.result is None:
+            break  # after a failure or a stale guard: plans and runs on its own, if at all
+        if member.script is None:
+            member.result = None  # (a guard that held: nothing ran for it)
         hr.ahead.members[(member.task_id, member.index)] = member
         ran += member.script is not None
     hr.ahead.steps = _planned(starts, len(hr.ahead.members))
     _kept(members, step)
     return ran
+
+
+#: names whose value another host's failure changes (a task using one keeps its sync)
+_PLAY_HOSTS = re.compile(r"\b(ansible_play_hosts(_all)?|play_hosts|ansible_play_batch)\b")
+
+
+def _waits_only_for(runner, current, previous) -> bool:
+    """Whether ``current`` waits for nothing but ``previous`` (its host's step before it),
+    or, besides, only for the other hosts' same step because it reads ``hostvars`` (a
+    ``sync``: Ansible's hosts finish a task before any starts the next) while nothing
+    that step waits for can change what ``hostvars`` gives: every host's facts are read,
+    and every step of the play before it on this host (the same tasks as on the others)
+    is a batchable module's, registering nothing. Then what it renders now is what it
+    renders after the sync, and it may join its host's batch."""
+    extra = set(runner.graph.predecessors(current)) - {previous}
+    if not extra:
+        return True
+    if any(p.task_id != previous.task_id or runner.graph.edge(p, current).get("why") != "sync" for p in extra):
+        return False
+    from gfsdeploy import modules
+    from gfsdeploy.graph import _mentions
+
+    task = runner.tasks[current.task_id]
+    play = task.play
+    if play.any_errors_fatal or task.any_errors_fatal is True or \
+            (play.strategy == "linear" and getattr(play, "strategy_written", False)) or _mentions(task, _PLAY_HOSTS):
+        return False  # the hosts move in lock step, or it reads which hosts are still in the play
+    if any(not getattr(runner.hosts.get(p.host), "facts_text", None) for p in extra):
+        return False  # a host not read yet: its facts are not in its hostvars yet
+    steps = runner.steps_by_host.get(current.host, [])
+    for step in reversed(steps[:steps.index(current)]):
+        before = runner.tasks[step.task_id]
+        if before.play is not play:
+            break  # (the play barrier: the earlier plays are done on every host)
+        module = modules.get(before.module)
+        if before.register or before.include is not None or before.delegate_to or module is None \
+                or not batchable(module):
+            return False
+    return True
 
 
 def _planned(starts: list[tuple[str, int]], kept: int) -> set[str]:
@@ -400,6 +460,9 @@ def script(members: list[Member], token: str) -> str:
                           f'[ "$prc" = {int(seen.rc)} ] && {same("po", expect_out)} && '
                           f'{same("pe", expect_err)} || g=1']
             lines.append(f"[ \"$g\" = 0 ] || {{ printf '\\n{_MARK}-{token} {i} stale\\n'; exit 0; }}")
+        if member.script is None:  # a guard alone: its plan (nothing to do) holds here
+            lines += [f"printf '\\n{_MARK}-{token} {i} 0\\n\\n\\n'"]
+            continue
         body = member.script if member.script.endswith("\n") else member.script + "\n"
         end = f"GFSDEPLOY_BATCH_{token}_{i}"
         lines += [f"cat > \"$d/s\" <<'{end}'", body + end,
@@ -445,7 +508,10 @@ def answer(script_text: str, run_one) -> str | None:
     at = 0
     while at < len(lines):
         line = lines[at]
-        if line.startswith("cat > \"$d/s\" <<'GFSDEPLOY_BATCH_"):
+        alone = _GUARD_ALONE.match(line)
+        if alone:  # a guard without a script: it held (a recording answers as it was)
+            out += ["", f"{_MARK}-{alone.group(1)} {alone.group(2)} 0", "", ""]
+        elif line.startswith("cat > \"$d/s\" <<'GFSDEPLOY_BATCH_"):
             end = line.split("<<'", 1)[1].rstrip("'")
             token, i = end[len("GFSDEPLOY_BATCH_"):].rsplit("_", 1)
             body = []

@@ -124,6 +124,10 @@ class DiGraph:
             return [(node, b, d) for b, d in self._succ[node].items()]
         return [(node, b) for b in self._succ[node]]
 
+    def edge(self, a, b) -> dict:
+        """The attributes of the edge a -> b (``why``, ``hard``)."""
+        return self._succ[a][b]
+
     def has_edge(self, a, b) -> bool:
         return b in self._succ.get(a, ())
 

@@ -1161,8 +1161,10 @@ class Runner:
                 if task.is_handler:
                     hr.notified -= set(task.handler_names) | {str(x) for x in task.listen}
                 self._ensure_connected(hr)
-                if not hr.facts_text or hr.stale:
-                    self._refresh(hr, step)  # the first batched read: facts and every step's state
+                if not hr.facts_text or hr.stale and not batch.answers_for(self, hr, step):
+                    # the first batched read: facts and every step's state (a step the batch
+                    # planned and guarded reads nothing: the first one after it reads again)
+                    self._refresh(hr, step)
                 if task.run_once and self._once(hr, task, step, outcome):
                     return outcome
                 self._dispatch(hr, task, step, outcome)

@@ -251,6 +251,12 @@ class Module:
         """Controller-side work before reading (render a template, read a local file)."""
         return args
 
+    def joins_batch(self, args: dict, changes: list[Change]) -> bool:
+        """Whether these planned changes may join a batch (``batch_apply`` modules): only if
+        ``apply`` runs its one script for them — an apply that would run a second one after
+        it must not have the batch's later members run before that second script."""
+        return True
+
     # -- the three steps --------------------------------------------------------
     def probes(self, args: dict, host: HostInfo) -> dict[str, str]:
         """Read-only shell snippets, keyed by name; batched with other tasks' probes."""

@@ -58,6 +58,10 @@ _STATES = {"installed": "present", "removed": "absent"}
 
 class Package(Module):
     name = "package"
+    #: apply: one script (wait-or-refuse on the lock, repair, refresh, the command), then its
+    #: result — a lock held or a failing repository fails that script, the batch stops there,
+    #: and the step's own apply waits or retries as it does alone (gfsdeploy/batch.py)
+    batch_apply = True
     #: the family this module name insists on (apt/yum/dnf); None: whatever the host has
     family: str | None = None
     params = {
@@ -206,6 +210,10 @@ class Package(Module):
                    else f"{manager} -y -q remove {qjoin(present)}")
         return changes + [Change(DESTROY, f"packages {', '.join(present)}", script=command,
                                  data={"remove": present, "command": command, "manager": manager})]
+
+    def joins_batch(self, args, changes) -> bool:
+        # one script per change, the dpkg repair folded into the first (apply below)
+        return len([c for c in changes if c.action != WARN and not c.data.get("repair")]) <= 1
 
     def apply(self, args, changes, ctx):
         if not [c for c in changes if c.action != WARN]:

@@ -390,3 +390,110 @@ def test_a_batch_starting_at_a_skipped_step_reports_every_member_changed(tmp_pat
     assert not (root / "never1").exists()
     proc, data = run_json("apply", inv, "-p", pb)
     assert {s["status"] for s in outcomes(data).values()} == {"ok", "skipped"}, outcomes(data)
+
+
+def test_a_guarded_step_with_nothing_to_do_stays_in_the_batch_while_its_guard_holds(tmp_path):
+    # the directory's mode change touches what the line's step reads (a file under it):
+    # the line, already there, is checked again inside the batch instead of ending it
+    inv, root = local_inventory(tmp_path), tmp_path / "out"
+    (root / "d").mkdir(parents=True)
+    (root / "d").chmod(0o700)
+    (root / "d" / "conf").write_text("a=1\nb=2\n")
+    pb = playbook(tmp_path, f"""\
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - name: the directory
+              file: {{path: "{root}/d", state: directory, mode: "0755"}}
+            - name: a line in a file under it
+              lineinfile: {{path: "{root}/d/conf", line: "b=2"}}
+            - name: another file
+              copy: {{dest: "{root}/other", content: "o\\n"}}
+        """)
+    proc, data = run_json("apply", inv, "-p", pb)
+    assert proc.returncode == 0, proc.stderr
+    got = outcomes(data)
+    assert [got[t]["status"] for t in ("the directory", "a line in a file under it", "another file")] == \
+        ["changed", "ok", "changed"]
+    assert data["hosts"]["a"]["round_trips"] == 3, data["hosts"]["a"]  # (main before: 4)
+    assert (root / "d" / "conf").read_text() == "a=1\nb=2\n" and (root / "other").read_text() == "o\n"
+    assert oct((root / "d").stat().st_mode & 0o777) == "0o755"
+
+
+def test_a_guarded_step_with_nothing_to_do_whose_guard_fails_stops_the_batch_and_plans_again(tmp_path):
+    # the copy rewrites the file the line is in: "the line is there" no longer holds
+    inv, root = local_inventory(tmp_path), tmp_path / "out"
+    root.mkdir()
+    (root / "conf").write_text("a=1\nb=2\n")
+    pb = playbook(tmp_path, f"""\
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - name: whole file
+              copy: {{dest: "{root}/conf", content: "a=1\\n"}}
+            - name: a line in it
+              lineinfile: {{path: "{root}/conf", line: "b=2"}}
+            - name: another file
+              copy: {{dest: "{root}/other", content: "o\\n"}}
+        """)
+    proc, data = run_json("apply", inv, "-p", pb)
+    assert proc.returncode == 0, proc.stderr
+    got = outcomes(data)
+    assert [got[t]["status"] for t in ("whole file", "a line in it", "another file")] == \
+        ["changed", "changed", "changed"]
+    assert (root / "conf").read_text() == "a=1\nb=2\n" and (root / "other").read_text() == "o\n"
+
+
+def two_local_hosts(tmp_path) -> str:
+    inv = tmp_path / "inv2.yaml"
+    inv.write_text(textwrap.dedent(f"""\
+        all:
+          vars: {{ansible_connection: local, gfsdeploy_lock_dir: "{tmp_path}/lock"}}
+          hosts: {{a: {{addr: 10.0.0.1}}, b: {{addr: 10.0.0.2}}}}
+        """))
+    return str(inv)
+
+
+def cross_host_playbook(tmp_path, root, middle: str = "") -> str:
+    path = tmp_path / "pb.yaml"
+    path.write_text(
+        "- hosts: all\n"
+        "  gather_facts: false\n"
+        "  tasks:\n"
+        "    - name: own file\n"
+        f"      copy: {{dest: \"{root}/{{{{ inventory_hostname }}}}-own\", content: \"x\\n\"}}\n"
+        + middle +
+        "    - name: every host listed\n"
+        "      copy:\n"
+        f"        dest: \"{root}/{{{{ inventory_hostname }}}}-hosts\"\n"
+        "        content: \"{% for h in groups['all'] %}{{ hostvars[h].addr }} {{ h }}\\n{% endfor %}\"\n"
+        "    - name: last file\n"
+        f"      copy: {{dest: \"{root}/{{{{ inventory_hostname }}}}-last\", content: \"y\\n\"}}\n")
+    return str(path)
+
+
+def test_a_step_reading_hostvars_joins_the_batch_when_nothing_before_it_changes_variables(tmp_path):
+    inv, root = two_local_hosts(tmp_path), tmp_path / "out"
+    root.mkdir()
+    proc, data = run_json("apply", inv, "-p", cross_host_playbook(tmp_path, root))
+    assert proc.returncode == 0, proc.stderr
+    # the read, one batch of the three (and the run's lock on the first host); main before:
+    # the first file alone, then a batch of the other two (4 and 3)
+    assert {h: data["hosts"][h]["round_trips"] for h in ("a", "b")} == {"a": 3, "b": 2}
+    for host in ("a", "b"):
+        assert {s["status"] for s in outcomes(data, host).values()} == {"changed"}
+        assert (root / f"{host}-hosts").read_text() == "10.0.0.1 a\n10.0.0.2 b\n"
+    proc, data = run_json("apply", inv, "-p", cross_host_playbook(tmp_path, root))
+    assert {s["status"] for h in ("a", "b") for s in outcomes(data, h).values()} == {"ok"}
+
+
+def test_a_step_reading_hostvars_keeps_its_sync_after_a_step_that_registers(tmp_path):
+    inv, root = two_local_hosts(tmp_path), tmp_path / "out"
+    root.mkdir()
+    middle = "    - name: registers\n      stat: {path: /}\n      register: st\n"
+    proc, data = run_json("apply", inv, "-p", cross_host_playbook(tmp_path, root, middle))
+    assert proc.returncode == 0, proc.stderr
+    # (as before: the own file alone, the stat, then the other two: 5 and 4)
+    assert data["hosts"]["a"]["round_trips"] >= 4 and data["hosts"]["b"]["round_trips"] >= 3, data["hosts"]
+    for host in ("a", "b"):
+        assert (root / f"{host}-hosts").read_text() == "10.0.0.1 a\n10.0.0.2 b\n"

@@ -111,3 +111,44 @@ def test_a_user_whose_group_is_missing_still_fails_plainly_in_the_batch(fresh_la
     assert sh(lab, "k8s-2", "getent passwd gborphan || echo none").strip() == "none"
     assert sh(lab, "k8s-2", "cat /opt/gbmissing-before") == "x\n"
     assert sh(lab, "k8s-2", "test -e /opt/gbmissing-after && echo yes || echo no").strip() == "no"
+
+
+def test_a_package_install_joins_the_batch_and_the_steps_after_it_are_guarded(fresh_lab, tmp_path):
+    """A package install is one script (gfsdeploy/modules/package.py): it joins the host's
+    batch. It may change anything, so every step after it in the batch re-checks its read
+    on the node first: the files join, and so does the line already there (nothing to
+    do, its guard holds). Before: the install alone, a read of everything again, then
+    the rest (4 round trips on a node)."""
+    lab, inv = fresh_lab, str(fresh_lab.inventory_path)
+    pkg = "thin-provisioning-tools"
+    assert lab.exec("k8s-3", ["dpkg", "-s", pkg]).returncode != 0
+    lab.exec("k8s-3", ["sh", "-c", "printf 'keep=1\\n' > /etc/gbpkg-line.conf"], check=True)
+    pb = tmp_path / "pb.yaml"
+    pb.write_text(textwrap.dedent(f"""\
+        - hosts: k8s-3
+          gather_facts: false
+          tasks:
+            - name: tools
+              package: {{name: {pkg}, state: present}}
+            - name: config
+              copy: {{dest: /etc/gbpkg.conf, content: "after the package\\n", mode: "0644"}}
+            - name: a line already there
+              lineinfile: {{path: /etc/gbpkg-line.conf, line: "keep=1"}}
+            - name: another file
+              copy: {{dest: /etc/gbpkg-other.conf, content: "o\\n"}}
+        """))
+    apply = gfs("apply", inv, "-p", str(pb), "--json")
+    assert apply.returncode == 0, apply.stdout[-3000:] + apply.stderr
+    host = json.loads(apply.stdout)["hosts"]["k8s-3"]
+    status = {s["task"]: s["status"] for s in host["steps"]}
+    assert status == {"tools": "changed", "config": "changed", "a line already there": "ok",
+                      "another file": "changed"}, status
+    # the read, the run's lock (the only host), then one script for all of it
+    assert host["round_trips"] == 3, host["round_trips"]
+    assert "install ok installed" in lab.exec("k8s-3", ["dpkg", "-s", pkg]).stdout
+    assert sh(lab, "k8s-3", "cat /etc/gbpkg.conf /etc/gbpkg-line.conf /etc/gbpkg-other.conf") == \
+        "after the package\nkeep=1\no\n"
+    again = gfs("apply", inv, "-p", str(pb), "--json")
+    host = json.loads(again.stdout)["hosts"]["k8s-3"]
+    assert again.returncode == 0 and host["round_trips"] == 1, host
+    assert {s["status"] for s in host["steps"]} == {"ok"}, host["steps"]

@@ -81,3 +81,26 @@ def test_apply_reports_progress_before_the_long_command():
     assert events[0] == ("progress", "installing glusterfs-client, lvm2 on k8s-2…")
     assert events[1][0] == "run" and events[1][2] >= 600
     assert result.changed
+
+
+def test_a_plan_of_one_script_joins_a_batch_and_its_script_is_the_one_apply_runs():
+    """gfsdeploy/batch.py captures the first script apply runs: for one install (the dpkg
+    repair folded in) that is the whole apply; a plan with a second script stays out."""
+    from gfsdeploy import batch
+    from gfsdeploy.modules.base import WARN, Change
+
+    module = Package()
+    assert batch.batchable(module) and batch.batchable(Apt())
+    args = module.validate({"name": ["lvm2", "jq"], "state": "latest"})
+    one = module.plan(args, st(["jq"], upgradable=()), DEBIAN)
+    assert module.joins_batch(args, one)
+    two = module.plan(args, st(["jq"], upgradable=["jq"]), DEBIAN)
+    assert len([c for c in two if c.action != WARN]) == 2 and not module.joins_batch(args, two)
+    repair = [Change(WARN, "a lock"), Change("~", "repair", script="dpkg --configure -a", data={"repair": True})]
+    assert module.joins_batch(args, repair + one)
+
+    said = []
+    ctx = TaskContext(DEBIAN, None, task_name="t", progress=said.append)
+    script, timeout = batch.capture(module, args, one, ctx)
+    assert "apt-get" in script and "lvm2" in script and timeout
+    assert said == []  # (said when the step runs, not while its script is captured)
