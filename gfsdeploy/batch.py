@@ -240,7 +240,7 @@ def run_ahead(runner, hr, step) -> int:
     controller = None  # whether the host is this machine (its files are those prepare reads)
     previous = None
     for position, current in enumerate(steps[steps.index(step):]):
-        if position and not _waits_only_for(runner, current, previous):
+        if position and not _waits_only_for(runner, current, previous, step):
             break  # another host's step or an explicit need comes first
         task = runner.tasks[current.task_id]
         if current in runner.outcomes or not _eligible_task(task, first=position == 0):
@@ -251,8 +251,9 @@ def run_ahead(runner, hr, step) -> int:
         from gfsdeploy import modules
 
         module = modules.get(task.module)
-        if module is None or not batchable(module):
+        if module is None:
             break
+        joins = batchable(module)  # (a step of another module joins only if all its items are skipped)
         stop = False
         planned: list[Member] = []
         try:
@@ -262,7 +263,7 @@ def run_ahead(runner, hr, step) -> int:
             for index, _v, status, args, ctx in items:
                 if status == "skipped":
                     continue
-                if status != "ready":
+                if status != "ready" or not joins:
                     stop = True
                     break
                 if view is None:
@@ -279,7 +280,10 @@ def run_ahead(runner, hr, step) -> int:
                     break
                 reads = module.resources(args)
                 guard = None
-                if (members or planned) and overlaps(reads, touched):
+                state, changes = runner._plan_item(hr, hr, task, current, index, module, args, ctx, _v, None)
+                real = [c for c in changes if c.action != WARN]
+                if (members or planned) and overlaps(reads, touched) and \
+                        not (real and module.decides_on_node(args, changes)):
                     # it reads what an earlier member changes: planned from what it read
                     # before, it runs only if its probes still answer exactly that then
                     facts = runner._facts_for(hr, task, current, index, args, module, _v)
@@ -287,8 +291,6 @@ def run_ahead(runner, hr, step) -> int:
                     if not guard:
                         stop = True
                         break
-                state, changes = runner._plan_item(hr, hr, task, current, index, module, args, ctx, _v, None)
-                real = [c for c in changes if c.action != WARN]
                 # (guarded with nothing to do: the batch checks its guard where it stands, so
                 # "nothing to do" holds after the changes before it, or the batch stops there)
                 member = Member(task.id, index, state, changes, guard=guard)
@@ -316,10 +318,10 @@ def run_ahead(runner, hr, step) -> int:
             break  # what follows may use what it registers: the batch ends here
         # (after a member that may change anything — touched is None — every later member
         # is guarded: it joins only if its probes still answer what it was planned from)
-    while members and members[-1].script is None and members[-1].guard:
-        members.pop()  # a guard after the last script checks nothing the step's own read would not
     scripted = [m for m in members if m.script is not None]
-    if len(scripted) < 2:
+    if not scripted or len(scripted) == 1 and not any(m.guard for m in members):
+        # (one script and no guard: the batch would be the step's own round trip; a
+        # guard after it holding there spares its step the read it would make after it)
         # no batch, but the plans stand up to the first guarded member (before it, no
         # member touches what another reads): the steps use them instead of planning again
         guarded = [i for i, m in enumerate(members) if m.guard]
@@ -356,39 +358,71 @@ def run_ahead(runner, hr, step) -> int:
 _PLAY_HOSTS = re.compile(r"\b(ansible_play_hosts(_all)?|play_hosts|ansible_play_batch)\b")
 
 
-def _waits_only_for(runner, current, previous) -> bool:
-    """Whether ``current`` waits for nothing but ``previous`` (its host's step before it),
-    or, besides, only for the other hosts' same step because it reads ``hostvars`` (a
-    ``sync``: Ansible's hosts finish a task before any starts the next) while nothing
-    that step waits for can change what ``hostvars`` gives: every host's facts are read,
-    and every step of the play before it on this host (the same tasks as on the others)
-    is a batchable module's, registering nothing. Then what it renders now is what it
-    renders after the sync, and it may join its host's batch."""
+def _waits_only_for(runner, current, previous, first) -> bool:
+    """Whether ``current`` waits for nothing but ``previous`` (its host's step before it,
+    in a batch starting at ``first``) — or, besides, only for the other hosts' same step,
+    where waiting for them changes nothing it renders or does:
+
+    - a ``sync`` (it reads ``hostvars``: every host finishes the task before it first, as
+      under Ansible's linear strategy), or
+    - a ``play`` barrier (every host finishes the play before any starts the next; the
+      plays have no ``serial``, ``any_errors_fatal``, ``max_fail_percentage`` or ``needs``,
+      so another host's failure there changes nothing here: Ansible goes on without it),
+
+    while nothing those steps wait for can change a host's variables: every host's facts
+    are read, and no step of this host (the other hosts run the same tasks) since the
+    batch's first play began registers, sets a fact, reads variables, runs once,
+    delegates, includes, is a `meta`, or runs an Ansible module (which may return facts).
+    Then what it renders now is what it renders after the wait, and it may join."""
     extra = set(runner.graph.predecessors(current)) - {previous}
     if not extra:
         return True
-    if any(p.task_id != previous.task_id or runner.graph.edge(p, current).get("why") != "sync" for p in extra):
-        return False
-    from gfsdeploy import modules
+    task = runner.tasks[current.task_id]
+    play, before_play = task.play, runner.tasks[previous.task_id].play
+    for p in extra:
+        why = runner.graph.edge(p, current).get("why")
+        if p.task_id != previous.task_id or why not in ("sync", "play"):
+            return False
+        if why == "play" and not (_plain_play(before_play) and _plain_play(play)
+                                  and before_play.index == play.index - 1):
+            return False
     from gfsdeploy.graph import _mentions
 
-    task = runner.tasks[current.task_id]
-    play = task.play
     if play.any_errors_fatal or task.any_errors_fatal is True or \
             (play.strategy == "linear" and getattr(play, "strategy_written", False)) or _mentions(task, _PLAY_HOSTS):
         return False  # the hosts move in lock step, or it reads which hosts are still in the play
     if any(not getattr(runner.hosts.get(p.host), "facts_text", None) for p in extra):
         return False  # a host not read yet: its facts are not in its hostvars yet
+    since = runner.tasks[first.task_id].play.index  # (the plays before it are done on every host)
     steps = runner.steps_by_host.get(current.host, [])
     for step in reversed(steps[:steps.index(current)]):
         before = runner.tasks[step.task_id]
-        if before.play is not play:
-            break  # (the play barrier: the earlier plays are done on every host)
-        module = modules.get(before.module)
-        if before.register or before.include is not None or before.delegate_to or module is None \
-                or not batchable(module):
+        if before.play.index < since:
+            break
+        if not _keeps_variables(before):
             return False
     return True
+
+
+def _plain_play(play) -> bool:
+    return play.serial in (None, 0, "0", "", []) and not play.any_errors_fatal \
+        and play.max_fail_percentage is None and play.needs is None
+
+
+def _keeps_variables(task) -> bool:
+    """Whether ``task`` cannot change any host's variables (what ``hostvars`` gives)."""
+    import sys
+
+    from gfsdeploy import modules
+
+    if task.register or task.include is not None or task.delegate_to or task.run_once:
+        return False
+    short = str(task.module).rsplit(".", 1)[-1]
+    if short in ("set_fact", "include_vars", "setup", "gather_facts", "meta", "add_host", "group_by"):
+        return False
+    module = modules.get(task.module)
+    protocol = sys.modules.get("gfsdeploy.ansible_protocol")  # (not loaded: no such module in this run)
+    return module is not None and not (protocol is not None and isinstance(module, protocol.ProtocolModule))
 
 
 def _planned(starts: list[tuple[str, int]], kept: int) -> set[str]:

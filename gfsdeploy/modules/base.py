@@ -257,6 +257,13 @@ class Module:
         it must not have the batch's later members run before that second script."""
         return True
 
+    def decides_on_node(self, args: dict, changes: list[Change]) -> bool:
+        """Whether these planned changes' script decides itself, on the host, what to do
+        (it reads what it needs when it runs and reports whether it changed anything):
+        then, in a batch after a member that changes what it reads, it joins without a
+        guard — its plan, made before, only says that it runs (gfsdeploy/batch.py)."""
+        return False
+
     # -- the three steps --------------------------------------------------------
     def probes(self, args: dict, host: HostInfo) -> dict[str, str]:
         """Read-only shell snippets, keyed by name; batched with other tasks' probes."""

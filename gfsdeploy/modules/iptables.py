@@ -260,6 +260,8 @@ class IptablesState(Module):
     back rules their owners have since replaced."""
 
     name = "iptables_state"
+    #: apply: one script (save, compare, write if different), then only its result
+    batch_apply = True
     params = {
         "state": Param(default="saved", choices=("saved",)),
         "path": Param(type="path", default=""),
@@ -324,6 +326,11 @@ class IptablesState(Module):
         diff = "\n".join(difflib.unified_diff(have, live, path, path + " (now; final rules known after apply)",
                                               lineterm=""))
         return [Change(CHANGE, path, diff=diff, script=self._script(args, path))]
+
+    def decides_on_node(self, args, changes) -> bool:
+        # the script saves the rules as they are when it runs, after the batch's rule
+        # changes, and writes (and reports "saved") only if they differ from the file
+        return bool(changes)
 
     def _script(self, args, path):
         # save at apply time (after this run's rule changes) and write only if the

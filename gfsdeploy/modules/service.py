@@ -18,6 +18,7 @@ from gfsdeploy.modules.base import ADD, CHANGE, DESTROY, Change, HostInfo, Modul
 
 class Service(Module):
     name = "service"
+    batch_apply = True  # apply: one script, then only its result (gfsdeploy/batch.py)
     params = {
         "name": Param(required=True),
         "state": Param(choices=("started", "stopped", "restarted", "reloaded")),
@@ -58,12 +59,13 @@ class Service(Module):
         enabled = state["enabled"] in ("enabled", "enabled-runtime", "static", "alias", "indirect", "generated")
         if not state["exists"]:
             if want in ("started", "restarted", "reloaded") or args.get("enabled"):
-                # an earlier task may install it in this same run: the plan cannot know yet;
-                # apply reads again and fails plainly if it is still missing
-                script = (f"echo 'service {name} does not exist on {host.name}: install the package that "
-                          f"provides it first' >&2; exit 1")
+                # an earlier task may install it in this same run: the plan cannot know yet.
+                # Its script reads the service again when it runs and does what is still to
+                # do (it may then join a batch after that install), or fails plainly if the
+                # service is still missing
                 return [Change(CHANGE, f"service {name} {want or 'enabled'}",
-                               diff=f"service {name} is not installed yet (known after apply)", script=script)]
+                               diff=f"service {name} is not installed yet (known after apply)",
+                               script=self._on_node(args, host), data={"on_node": True})]
             return []
         changes = []
         if args.get("daemon_reload") and systemd:  # first, so a changed unit file is what starts
@@ -100,6 +102,69 @@ class Service(Module):
                                   diff=f"enabled: {str(enabled).lower()} -> {str(args['enabled']).lower()}",
                                   script=script))
         return changes
+
+
+    def decides_on_node(self, args, changes) -> bool:
+        return any(c.data.get("on_node") for c in changes)
+
+    def apply(self, args, changes, ctx):
+        result = super().apply(args, changes, ctx)
+        if self.decides_on_node(args, changes):  # it says itself whether it did anything
+            lines = result.stdout.splitlines(keepends=True)
+            result.changed = any(line.strip() == _CHANGED for line in lines)
+            result.stdout = "".join(line for line in lines if line.strip() != _CHANGED)
+        return result
+
+    def _on_node(self, args: dict, host: HostInfo) -> str:
+        """The script of a service not installed when planned: it reads the service when it
+        runs (the probe), fails if it is still missing, else does what the plan would have
+        planned then, printing a marker for each thing it changed."""
+        name, want, unit = args["name"], args.get("state"), q(args["name"])
+        full = q(args["name"] if "." in args["name"] else args["name"] + ".service")
+        missing = q(f"service {name} does not exist on {host.name}: install the package that provides it first")
+        offline = q(f"systemd is not running (not PID 1) on {host.name}: only a SysV script can start {name}")
+        running = "active|activating|reloading"
+        lines = [f"__s=$( {self.probes(args, host)['service']}\n)",
+                 "__v() { printf '%s\\n' \"$__s\" | sed -n \"s/^$1=//p\" | head -n 1; }",
+                 f"[ \"$(__v exists)\" = yes ] || {{ echo {missing} >&2; exit 1; }}",
+                 "__i=$(__v init); __a=$(__v active); __e=$(__v enabled)",
+                 "__ctl() { case \"$__i\" in",
+                 f"  systemd) systemctl \"$1\" {full} ;;",
+                 f"  systemd-offline) if [ -x /etc/init.d/{unit} ]; then service {unit} \"$1\"; "
+                 f"else echo {offline} >&2; return 1; fi ;;",
+                 f"  *) service {unit} \"$1\" ;;",
+                 "esac; }",
+                 "__boot() { case \"$__i\" in",
+                 f"  systemd|systemd-offline) systemctl \"$1\" {full} ;;",
+                 f"  *) if [ \"$1\" = enable ]; then if command -v update-rc.d >/dev/null; then update-rc.d {unit} "
+                 f"defaults; else chkconfig {unit} on; fi; elif command -v update-rc.d >/dev/null; then "
+                 f"update-rc.d {unit} disable; else chkconfig {unit} off; fi ;;",
+                 "esac; }"]
+        if args.get("daemon_reload"):
+            lines.append(f"if [ \"$__i\" = systemd ]; then systemctl daemon-reload; echo {_CHANGED}; fi")
+        if want == "started":
+            lines.append(f"case \"$__a\" in {running}) ;; *) __ctl start; echo {_CHANGED} ;; esac")
+        elif want == "stopped":
+            lines.append(f"case \"$__a\" in {running}) __ctl stop; echo {_CHANGED} ;; esac")
+        elif want == "restarted":
+            lines.append(f"__ctl restart; echo {_CHANGED}")
+        elif want == "reloaded":
+            lines.append(f"case \"$__a\" in {running}) __ctl reload ;; *) __ctl restart ;; esac; echo {_CHANGED}")
+        if args.get("enabled") is not None:
+            done = "enabled|enabled-runtime|alias|indirect|generated"
+            if args["enabled"]:
+                stuck = q(f"service {name} is masked; it cannot be enabled")
+                lines.append(f"case \"$__e\" in {done}|static) ;; masked) echo {stuck} >&2; exit 1 ;; "
+                             f"*) __boot enable; echo {_CHANGED} ;; esac")
+            else:
+                stuck = q(f"service {name} is static; it cannot be disabled")
+                lines.append(f"case \"$__e\" in {done}) __boot disable; echo {_CHANGED} ;; "
+                             f"static) echo {stuck} >&2; exit 1 ;; esac")
+        return "\n".join(lines)
+
+
+#: what the script of a service not installed when planned prints for each thing it changed
+_CHANGED = "__GFSDEPLOY_SERVICE_CHANGED__"
 
 
 def parse_status(text: str) -> dict:
