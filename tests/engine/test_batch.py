@@ -497,3 +497,49 @@ def test_a_step_reading_hostvars_keeps_its_sync_after_a_step_that_registers(tmp_
     assert data["hosts"]["a"]["round_trips"] >= 4 and data["hosts"]["b"]["round_trips"] >= 3, data["hosts"]
     for host in ("a", "b"):
         assert (root / f"{host}-hosts").read_text() == "10.0.0.1 a\n10.0.0.2 b\n"
+
+
+def test_commands_join_the_batch_and_the_steps_after_them_are_guarded(tmp_path):
+    """A command is one script (gfsdeploy/modules/command.py): it joins the batch. It may
+    change anything: a step after it joins only if its read still holds there — the
+    command with `creates` that an earlier member created is planned again and skipped."""
+    inv, root = local_inventory(tmp_path), tmp_path / "out"
+    root.mkdir()
+    pb = playbook(tmp_path, f"""\
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - name: first file
+              copy: {{dest: "{root}/f1", content: "1\\n"}}
+            - name: a command
+              shell: "echo made > {root}/by-command; echo said"
+            - name: a file after it
+              copy: {{dest: "{root}/f2", content: "2\\n"}}
+            - name: the marker
+              copy: {{dest: "{root}/marker", content: "m\\n"}}
+            - name: once
+              command: "touch {root}/ran"
+              args: {{creates: "{root}/marker"}}
+            - name: registered
+              command: "cat {root}/by-command"
+              register: out
+            - name: from it
+              copy: {{dest: "{root}/copied", content: "{{{{ out.stdout }}}} {{{{ out.start is string }}}} {{{{ out.delta }}}}\\n"}}
+        """)
+    proc, data = run_json("apply", inv, "-p", pb)
+    assert proc.returncode == 0, proc.stderr
+    got = outcomes(data)
+    assert [got[t]["status"] for t in ("first file", "a command", "a file after it", "the marker", "once",
+                                       "registered", "from it")] == \
+        ["changed", "changed", "changed", "changed", "ok", "changed", "changed"]
+    assert not (root / "ran").exists()  # its `creates` was made by the step before it
+    assert (root / "by-command").read_text() == "made\n" and (root / "f2").read_text() == "2\n"
+    copied = (root / "copied").read_text().split()
+    assert copied[:2] == ["made", "True"] and float(copied[2].split(":")[-1]) < 60, copied
+    # the read, the lock, one batch up to the marker (the `creates` command's guard failed
+    # there), its read, the registered command, the read after it and the copy using it
+    # (main before these changes: 11)
+    assert data["hosts"]["a"]["round_trips"] == 7, data["hosts"]["a"]
+    proc, data = run_json("apply", inv, "-p", pb)
+    got = outcomes(data)
+    assert got["once"]["status"] == "ok" and got["first file"]["status"] == "ok"
