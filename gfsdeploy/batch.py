@@ -119,8 +119,6 @@ class Member:
 
     #: the changes' scripts, compressed while the member waits for its step (take())
     packed: bytes | None = None
-    #: its result carries the host's start and end times (a command registers them)
-    timed: bool = False
 
     def pack(self) -> None:
         """Keep the changes' scripts (the files they write, in base64) compressed until
@@ -305,7 +303,6 @@ def run_ahead(runner, hr, step) -> int:
                         stop = True
                         break
                     member.script, member.timeout = got
-                    member.timed = bool(getattr(module, "timed", False))
                     touched = None if reads is None or touched is None else touched | reads
                 planned.append(member)
         except Exception:  # noqa: BLE001 - it renders or reads with an error: it runs alone and reports it
@@ -459,11 +456,9 @@ def _reads_controller_files(ctx, touched: set | None, looked_up: bool) -> bool:
     """Whether what a step's arguments were made from on the controller (files its
     prepare read; a lookup) may be what ``touched`` changes."""
     files = getattr(ctx, "local_files", ())
-    if looked_up or None in files:
+    if looked_up or None in files or touched is None:
         return True
-    if not files:
-        return False  # (it read no file here: nothing a member may rewrite)
-    return touched is None or overlaps({"file:" + str(p) for p in files}, touched)
+    return overlaps({"file:" + str(p) for p in files}, touched)
 
 
 def _plain(text: str) -> bool:
@@ -504,12 +499,9 @@ def script(members: list[Member], token: str) -> str:
             continue
         body = member.script if member.script.endswith("\n") else member.script + "\n"
         end = f"GFSDEPLOY_BATCH_{token}_{i}"
-        run = 'sh "$d/s" </dev/null >"$d/o" 2>"$d/e"; rc=$?'
-        mark = f"printf '\\n{_MARK}-{token} {i} %s\\n' \"$rc\""
-        if member.timed:  # (GNU date; elsewhere no number, and the caller's clock is the time)
-            run = f't0=$(date +%s.%N 2>/dev/null); {run}; t1=$(date +%s.%N 2>/dev/null)'
-            mark = f"printf '\\n{_MARK}-{token} {i} %s %s %s\\n' \"$rc\" \"$t0\" \"$t1\""
-        lines += [f"cat > \"$d/s\" <<'{end}'", body + end, run, mark,
+        lines += [f"cat > \"$d/s\" <<'{end}'", body + end,
+                  'sh "$d/s" </dev/null >"$d/o" 2>"$d/e"; rc=$?',
+                  f"printf '\\n{_MARK}-{token} {i} %s\\n' \"$rc\"",
                   # (an empty output needs no encoder: two processes fewer per stream)
                   f'if [ -s "$d/o" ]; then {b64 % "o"}; fi; printf \'\\n\'',
                   f'if [ -s "$d/e" ]; then {b64 % "e"}; fi; printf \'\\n\'',
@@ -526,19 +518,13 @@ def parse(result: Result, token: str, count: int) -> list[Result | None]:
         if not line.startswith(head):
             continue
         try:
-            words = line[len(head):].split()
-            index, rc = int(words[0]), int(words[1])
+            index, rc = (int(x) for x in line[len(head):].split())
             stdout = base64.b64decode(lines[at + 1]).decode(errors="replace")
             stderr = base64.b64decode(lines[at + 2]).decode(errors="replace")
         except (ValueError, IndexError):
             continue
         if 0 <= index < count:
             out[index] = Result(rc, stdout, stderr)
-            if len(words) == 4:
-                try:
-                    out[index].started, out[index].ended = float(words[2]), float(words[3])
-                except ValueError:
-                    pass
     if all(o is None for o in out) and result.rc != 0:
         # the batch itself did not start (no temp dir): the first member reports why
         out[0] = Result(result.rc, result.stdout, result.stderr)

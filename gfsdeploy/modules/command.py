@@ -86,11 +86,6 @@ class _Run(Module):
     """What command and shell share: creates/removes probes, chdir, stdin, the result."""
 
     free_form = "cmd"
-    #: apply: one script, then only its result — it may join a batch (gfsdeploy/batch.py);
-    #: it may change anything, so the batch's members after it are guarded
-    batch_apply = True
-    #: in a batch, its frame carries the host's start and end times (registered start/end/delta)
-    timed = True
     common = {
         "chdir": Param("path"),
         "creates": Param("path"),
@@ -161,10 +156,6 @@ class _Run(Module):
         diff = f"chdir: {args['chdir']}" if args.get("chdir") else ""
         return [Change(CHANGE, f"{self.name}: {self.shown(args)}", diff=diff, script=self.script(args))]
 
-    def decides_on_node(self, args: dict, changes: list[Change]) -> bool:
-        # without creates/removes nothing it read decides whether it runs: it always does
-        return not (args.get("creates") or args.get("removes"))
-
     def registered_cmd(self, args: dict):
         """Ansible's ``cmd``: the argv for command, the string for shell."""
         shown = self.shown(args)
@@ -190,8 +181,6 @@ class _Run(Module):
         started = time.time()
         result = ctx.exec(changes[0].script)
         ended = time.time()
-        if result.started is not None and result.ended is not None:  # (run in a batch: the host's clock)
-            started, ended = result.started, result.ended
         stdout, stderr = result.stdout, result.stderr
         if args.get("strip_empty_ends", True):
             stdout, stderr = stdout.rstrip("\r\n"), stderr.rstrip("\r\n")

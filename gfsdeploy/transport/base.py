@@ -22,7 +22,7 @@ import shlex
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gfsdeploy.errors import Interrupted, TransportError
 from gfsdeploy.transport import become as _become
@@ -37,10 +37,6 @@ class Result:
     rc: int
     stdout: str = ""
     stderr: str = ""
-    #: when the script started and ended, by the host's clock (a batch's framed member
-    #: that asked for it; None: the caller's own clock around the round trip is the time)
-    started: float | None = field(default=None, compare=False, repr=False)
-    ended: float | None = field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
