@@ -119,6 +119,9 @@ class Member:
 
     #: the changes' scripts, compressed while the member waits for its step (take())
     packed: bytes | None = None
+    #: what its apply reports before its script (said as the batch starts), and to whom
+    said: list = field(default_factory=list)
+    say: object = None
 
     def pack(self) -> None:
         """Keep the changes' scripts (the files they write, in base64) compressed until
@@ -136,11 +139,15 @@ class Member:
             self.packed = None
 
     def replay(self, ctx):
-        """``ctx`` for the step's own apply: its script is answered from the batch."""
+        """``ctx`` for the step's own apply: its script is answered from the batch (and
+        what the batch already said for it is not said again)."""
         if self.digest is None or self.result is None:
             return ctx
         out = copy.copy(ctx)
         out.transport = _Replay(ctx.transport, self.digest, self.result)
+        if self.said:
+            said, say = set(self.said), ctx.progress
+            out.progress = lambda message: None if message in said else say(message)
         return out
 
 
@@ -169,14 +176,15 @@ def batchable(module) -> bool:
     return type(module).apply is Module.apply and not module.read_only
 
 
-def capture(module, args: dict, changes: list, ctx) -> tuple[str, float | None] | None:
+def capture(module, args: dict, changes: list, ctx, said: list | None = None) -> tuple[str, float | None] | None:
     """The script ``module.apply(args, changes, ctx)`` would run first (None: it cannot be
-    captured, or it runs nothing)."""
+    captured, or it runs nothing); ``said``: where the progress it reports before it goes."""
     cap = _Capture(ctx.transport)
     fake = copy.copy(ctx)
     fake.transport = cap
     fake.reads = []
-    fake.progress = lambda message: None  # (said when the step runs, not while it is captured)
+    # (what it says before its script — "installing …" — is said when the batch runs it)
+    fake.progress = said.append if said is not None else (lambda message: None)
     try:
         module.apply(args, changes, fake)
     except _Captured:
@@ -298,11 +306,12 @@ def run_ahead(runner, hr, step) -> int:
                     if not module.joins_batch(args, changes):
                         stop = True
                         break
-                    got = capture(module, args, changes, ctx)
+                    got = capture(module, args, changes, ctx, member.said)
                     if got is None or not got[0]:
                         stop = True
                         break
                     member.script, member.timeout = got
+                    member.say = ctx.progress
                     touched = None if reads is None or touched is None else touched | reads
                 planned.append(member)
         except Exception:  # noqa: BLE001 - it renders or reads with an error: it runs alone and reports it
@@ -336,6 +345,10 @@ def run_ahead(runner, hr, step) -> int:
     timeouts = [m.timeout for m in scripted if m.timeout]
     token = _random.token_hex(8)
     framed_members = [m for m in members if m.script is not None or m.guard]
+    for member in scripted:  # ("installing …": the batch is what runs it)
+        for message in member.said:
+            member.say(message)
+        member.say = None
     result = view.run(script(framed_members, token), kind="run",
                       timeout=sum(timeouts) if timeouts else None)
     frames = parse(result, token, len(framed_members))
@@ -442,6 +455,7 @@ def _kept(members: list[Member], step) -> None:
             member.digest = _digest(member.script)
             member.script = None
         member.guard = None
+        member.say = None
         if member.task_id != step.task_id:
             member.pack()
 
@@ -456,9 +470,11 @@ def _reads_controller_files(ctx, touched: set | None, looked_up: bool) -> bool:
     """Whether what a step's arguments were made from on the controller (files its
     prepare read; a lookup) may be what ``touched`` changes."""
     files = getattr(ctx, "local_files", ())
-    if looked_up or None in files or touched is None:
+    if looked_up or None in files:
         return True
-    return overlaps({"file:" + str(p) for p in files}, touched)
+    if not files:
+        return False  # (it read no file here: nothing a member may rewrite)
+    return touched is None or overlaps({"file:" + str(p) for p in files}, touched)
 
 
 def _plain(text: str) -> bool:
@@ -470,7 +486,9 @@ def script(members: list[Member], token: str) -> str:
     """One script running each member's script in its own ``sh``, in order, each
     framed with its exit status, stdout and stderr (base64); it stops after the first
     member that fails. A guarded member first re-runs its probes: if any answers other
-    than what its plan was made from, it is framed ``stale`` and the batch stops there."""
+    than what its plan was made from, it is framed ``stale`` and the batch stops there.
+    Once the controller is gone (the transport's wrapper makes ``$GFSDEPLOY_GONE``), the
+    member in progress finishes and no other starts: an interrupted run starts nothing new."""
     lines = ['d=$(mktemp -d "${TMPDIR:-/tmp}/gfsdeploy-batch.XXXXXX") || exit 1',
              "trap 'rm -rf \"$d\"' EXIT"]
     b64 = "base64 < \"$d/%s\" | tr -d '\\n'"
@@ -478,6 +496,9 @@ def script(members: list[Member], token: str) -> str:
     def same(name: str, expected: str) -> str:  # an empty answer is checked without an encoder
         return f'[ ! -s "$d/{name}" ]' if not expected else f'[ "$({b64 % name})" = \'{expected}\' ]'
     for i, member in enumerate(members):
+        if i:  # the controller is gone (interrupted, or its connection lost): nothing new starts
+            lines.append(f'if [ -n "${{GFSDEPLOY_GONE:-}}" ] && [ -e "$GFSDEPLOY_GONE" ]; then '
+                         f"printf '\\n{_MARK}-{token} {i} gone\\n'; exit 0; fi")
         if member.guard:
             lines.append("g=0")
             for probe, seen in member.guard.values():

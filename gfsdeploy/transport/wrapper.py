@@ -7,8 +7,10 @@ the controller sends a heartbeat byte on it now and then. When stdin reaches
 EOF (the controller or its connection is gone) or stays silent too long, the
 script's process group is ended (``kill``) or, for steps that must not stop
 half-way such as a package install, left to finish within a bound
-(``finish``). The first line it prints is a token: escalation (sudo/su) worked
-and the script may be sent.
+(``finish``). A ``finish`` script finds in ``$GFSDEPLOY_GONE`` a file's name that
+exists once the controller is gone: a script of several steps (a batch of changes)
+finishes the step in progress and starts no other. The first line it prints is a
+token: escalation (sudo/su) worked and the script may be sent.
 
 POSIX sh only (dash, bash, busybox ash), plus ``head -c``, ``setsid``,
 ``timeout`` and ``dd`` (coreutils/util-linux or busybox).
@@ -54,8 +56,10 @@ def wrapper(*, token: str, length: int, launcher: str = "sh -s", on_disconnect: 
     if on_disconnect == "kill":
         react = 'kill -s TERM -- "-$p" 2>/dev/null && { sleep 3; kill -s KILL -- "-$p" 2>/dev/null; }'
     else:
-        # the bound on a script left to finish; ended with the watchdog when the script is done
-        react = (f'sleep {int(grace)} & z=$!; trap \'kill "$z" 2>/dev/null; exit 0\' TERM; wait "$z"; '
+        # the bound on a script left to finish; ended with the watchdog when the script is done.
+        # First the "gone" mark: the script starts nothing new (see GFSDEPLOY_GONE above)
+        react = (f'( set -C; :>"$g" ) 2>/dev/null; '
+                 f'sleep {int(grace)} & z=$!; trap \'kill "$z" 2>/dev/null; exit 0\' TERM; wait "$z"; '
                  f'kill -s TERM -- "-$p" 2>/dev/null')
     # a closing pty sends SIGHUP to its session: the watchdog must outlive it to react
     watch = f"trap '' HUP; {listen}; {react}"
@@ -89,6 +93,10 @@ def wrapper(*, token: str, length: int, launcher: str = "sh -s", on_disconnect: 
         lines.append("(umask 077; set -C; " + "; ".join(f':>"${n}"' for n in files) +
                      f") 2>/dev/null || exit {INCOMPLETE}")
     run = "setsid sh -s" if launcher == "sh -s" else f"setsid sh -c {q(launcher)}"
+    if on_disconnect == "finish":  # (a name only: the file is made when the controller is gone)
+        lines.append('g="${TMPDIR:-/tmp}/.gfsdeploy-$t.g"; rm -f "$g"')
+        run = f'GFSDEPLOY_GONE="$g" {run}'
+        files = [*files, "g"]
     # the script reaches its shell through a here-document: "$s" is expanded once, never re-scanned
     lines += [
         f"{run} 3<&-{redirect} <<{q(token)} &",

@@ -554,3 +554,39 @@ def test_at_most_max_open_connections_stay_open(sshd):
         assert sum(t.is_open for t in conns.all()) <= 2
     assert threading.active_count() - base_threads <= 2
     conns.close()
+
+
+def test_a_batch_whose_controller_is_killed_finishes_its_member_and_starts_no_other(tmp_path):
+    """A batch runs as a `finish` script (a change is never cut half-way); once the
+    controller is gone the wrapper makes $GFSDEPLOY_GONE, and the batch starts no further
+    member: an interrupted run starts nothing new (docs/CONTRACT.md)."""
+    from gfsdeploy import batch
+
+    pidfile, log = tmp_path / "pid", tmp_path / "log"
+    members = [batch.Member("a", 0, None, [], script=f"echo $$ > {pidfile}; sleep 2; echo one >> {log}"),
+               batch.Member("b", 0, None, [], script=f"echo two >> {log}")]
+    code = textwrap.dedent(f"""
+        import sys
+        from gfsdeploy.transport.local import LocalTransport
+        print("go", flush=True)
+        LocalTransport("h")._run_once({batch.script(members, "tok")!r}, None, 60, "finish", pty=False)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.stdout.readline().strip() == "go"
+    deadline = time.monotonic() + 10
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        assert time.monotonic() < deadline, "the batch did not start"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while not log.exists():
+        assert time.monotonic() < deadline, "the member in progress was cut short"
+        time.sleep(0.1)
+    time.sleep(1.5)  # the next member would have run by now
+    assert log.read_text() == "one\n"
+    # the same batch with its controller alive runs both
+    log.unlink()
+    result = LocalTransport("h").run(batch.script(members, "tok"))
+    assert [r.rc for r in batch.parse(result, "tok", 2)] == [0, 0] and log.read_text() == "one\ntwo\n"

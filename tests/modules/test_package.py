@@ -103,4 +103,7 @@ def test_a_plan_of_one_script_joins_a_batch_and_its_script_is_the_one_apply_runs
     ctx = TaskContext(DEBIAN, None, task_name="t", progress=said.append)
     script, timeout = batch.capture(module, args, one, ctx)
     assert "apt-get" in script and "lvm2" in script and timeout
-    assert said == []  # (said when the step runs, not while its script is captured)
+    assert said == []  # (not said while its script is captured: the batch says it as it runs it)
+    kept = []
+    assert batch.capture(module, args, one, ctx, kept)[0] == script
+    assert len(kept) == 1 and kept[0].startswith("installing lvm2 on k8s-1")
