@@ -35,6 +35,7 @@ import json
 import re
 import secrets as _random
 import shlex
+import sys
 import zlib
 from dataclasses import dataclass, field
 
@@ -424,8 +425,6 @@ def _plain_play(play) -> bool:
 
 def _keeps_variables(task) -> bool:
     """Whether ``task`` cannot change any host's variables (what ``hostvars`` gives)."""
-    import sys
-
     from gfsdeploy import modules
 
     if task.register or task.include is not None or task.delegate_to or task.run_once:

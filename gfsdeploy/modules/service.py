@@ -54,9 +54,8 @@ class Service(Module):
     def plan(self, args: dict, state: dict, host: HostInfo) -> list[Change]:
         name, want = args["name"], args.get("state")
         systemd = state["init"] == "systemd"
-        offline = state["init"] == "systemd-offline"
-        running = state["active"] in ("active", "activating", "reloading")
-        enabled = state["enabled"] in ("enabled", "enabled-runtime", "static", "alias", "indirect", "generated")
+        running = state["active"] in _RUNNING
+        enabled = state["enabled"] in _ENABLED
         if not state["exists"]:
             if want in ("started", "restarted", "reloaded") or args.get("enabled"):
                 # an earlier task may install it in this same run: the plan cannot know yet.
@@ -70,15 +69,9 @@ class Service(Module):
         changes = []
         if args.get("daemon_reload") and systemd:  # first, so a changed unit file is what starts
             changes.append(Change(CHANGE, "systemd daemon-reload", script="systemctl daemon-reload"))
-        unit = q(name)
 
         def ctl(verb):
-            if systemd:
-                return f"systemctl {verb} {unit}"
-            if offline:  # systemd installed but not PID 1: only a SysV script can start it
-                return (f"if [ -x /etc/init.d/{unit} ]; then service {unit} {verb}; else "
-                        f"echo 'cannot {verb} {name} on {host.name}: systemd is not running (not PID 1)' >&2; exit 1; fi")
-            return f"service {unit} {verb}"
+            return _ctl(state["init"], name, host, verb)
 
         if want == "started" and not running:
             changes.append(Change(ADD, f"service {name} (start)", script=ctl("start")))
@@ -92,17 +85,10 @@ class Service(Module):
                 raise ModuleError(f"service {name} is {state['enabled']}; it cannot be "
                                   f"{'enabled' if args['enabled'] else 'disabled'}", host=host.name,
                                   fix=f"unmask it (`systemctl unmask {name}`) or drop `enabled:`")
-            if systemd or offline:
-                script = f"systemctl {'enable' if args['enabled'] else 'disable'} {unit}"
-            elif args["enabled"]:
-                script = f"if command -v update-rc.d >/dev/null; then update-rc.d {unit} defaults; else chkconfig {unit} on; fi"
-            else:
-                script = f"if command -v update-rc.d >/dev/null; then update-rc.d {unit} disable; else chkconfig {unit} off; fi"
             changes.append(Change(CHANGE, f"service {name} (boot)",
                                   diff=f"enabled: {str(enabled).lower()} -> {str(args['enabled']).lower()}",
-                                  script=script))
+                                  script=_boot(state["init"], name, args["enabled"])))
         return changes
-
 
     def decides_on_node(self, args, changes) -> bool:
         return any(c.data.get("on_node") for c in changes)
@@ -117,50 +103,74 @@ class Service(Module):
 
     def _on_node(self, args: dict, host: HostInfo) -> str:
         """The script of a service not installed when planned: it reads the service when it
-        runs (the probe), fails if it is still missing, else does what the plan would have
-        planned then, printing a marker for each thing it changed."""
-        name, want, unit = args["name"], args.get("state"), q(args["name"])
-        full = q(args["name"] if "." in args["name"] else args["name"] + ".service")
+        runs (the probe), fails if it is still missing, else does what :meth:`plan` would
+        plan then (the same commands, chosen by the init it finds), printing a marker for
+        each thing it changed."""
+        name, want = args["name"], args.get("state")
+        full = name if "." in name else name + ".service"  # (systemctl's name for it, as the probe's)
         missing = q(f"service {name} does not exist on {host.name}: install the package that provides it first")
-        offline = q(f"systemd is not running (not PID 1) on {host.name}: only a SysV script can start {name}")
-        running = "active|activating|reloading"
+
+        def ctl(verb):  # the command plan makes for the init found when it runs
+            return (f'case "$__i" in systemd) {_ctl("systemd", full, host, verb)} ;; '
+                    f'systemd-offline) {_ctl("systemd-offline", name, host, verb)} ;; '
+                    f'*) {_ctl("sysv", name, host, verb)} ;; esac')
+
+        def boot(enable):
+            return f'case "$__i" in systemd|systemd-offline) {_boot("systemd", full, enable)} ;; ' \
+                   f'*) {_boot("sysv", name, enable)} ;; esac'
+
+        running, enabled = "|".join(_RUNNING), "|".join(_ENABLED)
         lines = [f"__s=$( {self.probes(args, host)['service']}\n)",
                  "__v() { printf '%s\\n' \"$__s\" | sed -n \"s/^$1=//p\" | head -n 1; }",
                  f"[ \"$(__v exists)\" = yes ] || {{ echo {missing} >&2; exit 1; }}",
-                 "__i=$(__v init); __a=$(__v active); __e=$(__v enabled)",
-                 "__ctl() { case \"$__i\" in",
-                 f"  systemd) systemctl \"$1\" {full} ;;",
-                 f"  systemd-offline) if [ -x /etc/init.d/{unit} ]; then service {unit} \"$1\"; "
-                 f"else echo {offline} >&2; return 1; fi ;;",
-                 f"  *) service {unit} \"$1\" ;;",
-                 "esac; }",
-                 "__boot() { case \"$__i\" in",
-                 f"  systemd|systemd-offline) systemctl \"$1\" {full} ;;",
-                 f"  *) if [ \"$1\" = enable ]; then if command -v update-rc.d >/dev/null; then update-rc.d {unit} "
-                 f"defaults; else chkconfig {unit} on; fi; elif command -v update-rc.d >/dev/null; then "
-                 f"update-rc.d {unit} disable; else chkconfig {unit} off; fi ;;",
-                 "esac; }"]
+                 "__i=$(__v init); __a=$(__v active); __e=$(__v enabled)"]
         if args.get("daemon_reload"):
             lines.append(f"if [ \"$__i\" = systemd ]; then systemctl daemon-reload; echo {_CHANGED}; fi")
         if want == "started":
-            lines.append(f"case \"$__a\" in {running}) ;; *) __ctl start; echo {_CHANGED} ;; esac")
+            lines.append(f"case \"$__a\" in {running}) ;; *) {ctl('start')}; echo {_CHANGED} ;; esac")
         elif want == "stopped":
-            lines.append(f"case \"$__a\" in {running}) __ctl stop; echo {_CHANGED} ;; esac")
+            lines.append(f"case \"$__a\" in {running}) {ctl('stop')}; echo {_CHANGED} ;; esac")
         elif want == "restarted":
-            lines.append(f"__ctl restart; echo {_CHANGED}")
+            lines.append(f"{ctl('restart')}; echo {_CHANGED}")
         elif want == "reloaded":
-            lines.append(f"case \"$__a\" in {running}) __ctl reload ;; *) __ctl restart ;; esac; echo {_CHANGED}")
-        if args.get("enabled") is not None:
-            done = "enabled|enabled-runtime|alias|indirect|generated"
+            lines.append(f"case \"$__a\" in {running}) {ctl('reload')} ;; *) {ctl('restart')} ;; esac; "
+                         f"echo {_CHANGED}")
+        if args.get("enabled") is not None:  # (as plan: static cannot be disabled, masked not enabled)
             if args["enabled"]:
                 stuck = q(f"service {name} is masked; it cannot be enabled")
-                lines.append(f"case \"$__e\" in {done}|static) ;; masked) echo {stuck} >&2; exit 1 ;; "
-                             f"*) __boot enable; echo {_CHANGED} ;; esac")
+                lines.append(f"case \"$__e\" in {enabled}) ;; masked) echo {stuck} >&2; exit 1 ;; "
+                             f"*) {boot(True)}; echo {_CHANGED} ;; esac")
             else:
                 stuck = q(f"service {name} is static; it cannot be disabled")
-                lines.append(f"case \"$__e\" in {done}) __boot disable; echo {_CHANGED} ;; "
-                             f"static) echo {stuck} >&2; exit 1 ;; esac")
+                lines.append(f"case \"$__e\" in static) echo {stuck} >&2; exit 1 ;; "
+                             f"{enabled}) {boot(False)}; echo {_CHANGED} ;; esac")
         return "\n".join(lines)
+
+
+#: the states ``systemctl is-active`` / ``is-enabled`` give for running / started at boot
+_RUNNING = ("active", "activating", "reloading")
+_ENABLED = ("enabled", "enabled-runtime", "static", "alias", "indirect", "generated")
+
+
+def _ctl(init: str, name: str, host: HostInfo, verb: str) -> str:
+    """The command that starts/stops/restarts/reloads ``name`` on a host of this ``init``."""
+    unit = q(name)
+    if init == "systemd":
+        return f"systemctl {verb} {unit}"
+    if init == "systemd-offline":  # systemd installed but not PID 1: only a SysV script can start it
+        return (f"if [ -x /etc/init.d/{unit} ]; then service {unit} {verb}; else "
+                f"echo 'cannot {verb} {name} on {host.name}: systemd is not running (not PID 1)' >&2; exit 1; fi")
+    return f"service {unit} {verb}"
+
+
+def _boot(init: str, name: str, enable: bool) -> str:
+    """The command that makes ``name`` start at boot (or not) on a host of this ``init``."""
+    unit = q(name)
+    if init in ("systemd", "systemd-offline"):
+        return f"systemctl {'enable' if enable else 'disable'} {unit}"
+    if enable:
+        return f"if command -v update-rc.d >/dev/null; then update-rc.d {unit} defaults; else chkconfig {unit} on; fi"
+    return f"if command -v update-rc.d >/dev/null; then update-rc.d {unit} disable; else chkconfig {unit} off; fi"
 
 
 #: what the script of a service not installed when planned prints for each thing it changed

@@ -93,8 +93,10 @@ def wrapper(*, token: str, length: int, launcher: str = "sh -s", on_disconnect: 
         lines.append("(umask 077; set -C; " + "; ".join(f':>"${n}"' for n in files) +
                      f") 2>/dev/null || exit {INCOMPLETE}")
     run = "setsid sh -s" if launcher == "sh -s" else f"setsid sh -c {q(launcher)}"
-    if on_disconnect == "finish":  # (a name only: the file is made when the controller is gone)
-        lines.append('g="${TMPDIR:-/tmp}/.gfsdeploy-$t.g"; rm -f "$g"')
+    if on_disconnect == "finish":
+        # a name only: the file is made when the controller is gone (the token is random;
+        # one already there would only end a batch early: its members then run one by one)
+        lines.append('g="${TMPDIR:-/tmp}/.gfsdeploy-$t.g"')
         run = f'GFSDEPLOY_GONE="$g" {run}'
         files = [*files, "g"]
     # the script reaches its shell through a here-document: "$s" is expanded once, never re-scanned

@@ -91,15 +91,22 @@ def test_large_script_and_binary_safe_text():
 
 
 def _child_running(tmp_path, mode: str, pty: bool = False):
-    """A controller process that starts a 30 s script and prints its pid, then is killed."""
+    """A controller process that starts a 4 s script and prints its pid, then is killed."""
     pidfile = tmp_path / f"pid-{mode}"
     done = tmp_path / f"done-{mode}"
+    proc = _controller_running(f"echo $$ > {pidfile}; sleep 4; echo finished > {done}", pidfile, mode, pty)
+    return proc, int(pidfile.read_text()), done
+
+
+def _controller_running(script: str, pidfile, mode: str, pty: bool = False):
+    """A controller process running ``script`` on a local transport, once ``script`` has
+    written its pid to ``pidfile``."""
     code = textwrap.dedent(f"""
         import sys
         from gfsdeploy.transport.local import LocalTransport
         t = LocalTransport("h")
         print("go", flush=True)
-        t._run_once("echo $$ > {pidfile}; sleep 4; echo finished > {done}", None, 60, {mode!r}, pty={pty})
+        t._run_once({script!r}, None, 60, {mode!r}, pty={pty})
     """)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
@@ -108,7 +115,7 @@ def _child_running(tmp_path, mode: str, pty: bool = False):
     while not pidfile.exists() or not pidfile.read_text().strip():
         assert time.monotonic() < deadline, "the script did not start"
         time.sleep(0.05)
-    return proc, int(pidfile.read_text()), done
+    return proc
 
 
 @pytest.mark.parametrize("pty", [False, True])
@@ -565,19 +572,7 @@ def test_a_batch_whose_controller_is_killed_finishes_its_member_and_starts_no_ot
     pidfile, log = tmp_path / "pid", tmp_path / "log"
     members = [batch.Member("a", 0, None, [], script=f"echo $$ > {pidfile}; sleep 2; echo one >> {log}"),
                batch.Member("b", 0, None, [], script=f"echo two >> {log}")]
-    code = textwrap.dedent(f"""
-        import sys
-        from gfsdeploy.transport.local import LocalTransport
-        print("go", flush=True)
-        LocalTransport("h")._run_once({batch.script(members, "tok")!r}, None, 60, "finish", pty=False)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-    assert proc.stdout.readline().strip() == "go"
-    deadline = time.monotonic() + 10
-    while not pidfile.exists() or not pidfile.read_text().strip():
-        assert time.monotonic() < deadline, "the batch did not start"
-        time.sleep(0.05)
+    proc = _controller_running(batch.script(members, "tok"), pidfile, "finish")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     deadline = time.monotonic() + 10
