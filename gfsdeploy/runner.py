@@ -136,6 +136,7 @@ class HostRun:
     vars_version: int = 0
     facts_parsed: str | None = None                 # the facts text fact_vars/info were parsed from
     rendered: dict = field(default_factory=dict)    # task id -> _Rendered (Runner._step_items)
+    planned: dict = field(default_factory=dict)     # task id -> _Planned (a plan pass: Runner._plan_ahead)
 
     def __setattr__(self, name, value):
         if name in _LAYERS:
@@ -261,6 +262,17 @@ class _Rendered:
     others: int | None  # HostRun.vars_epoch then, if it read other hosts' hostvars (else None)
     files: dict        # local files prepare read -> (mtime_ns, size, inode) or None
     stamp: tuple = ()  # _controller_stamp() then, if it read local files
+
+
+@dataclass
+class _Planned:
+    """A step planned by a plan pass as soon as its host's batched read answered
+    (Runner._plan_ahead), and what that plan was made from: the rendering, the host
+    facts, each item's read. Used when the step's turn comes if none of it changed."""
+
+    rendered: _Rendered
+    info: HostInfo
+    items: list  # ((task id, index), its read, the loop item's variables, changes, what it registers)
 
 
 class _Vars(dict):
@@ -740,6 +752,8 @@ class Runner:
         planned: dict = {}
         views: dict = {}   # probe key -> the transport view its task reads through (become, user)
         ahead: dict = {}   # register name -> what a step before will register (batch.register_ahead)
+        planning = self.options.mode == "plan"
+        plan_ahead: list = []  # steps planned as soon as the read answers (_plan_ahead)
         for step in remaining:
             task = self.tasks[step.task_id]
             if step in self.outcomes or task.include is not None or task.module in META or task.delegate_to:
@@ -779,6 +793,9 @@ class Runner:
                         probes[f"{task.id}\x1f{index}\x1f{key}"] = _with_env(env, cmd)
                         views[f"{task.id}\x1f{index}\x1f{key}"] = view
                     planned[(task.id, index)] = (args_key, module.resources(args))
+                if planning and not ahead and module.plans_from_reads and not self._runs_in_plan(task) \
+                        and task.id in hr.rendered:
+                    plan_ahead.append((task, module, hr.rendered[task.id], items))
                 if task.register:
                     batch.register_ahead(self, hr, task, module, items, keep, ahead)
                 if task.module in SET_FACT:
@@ -813,6 +830,44 @@ class Runner:
         hr.facts = {**keep, **{k: (planned[k][0], grouped.get(k, {}), planned[k][1], info) for k in planned}}
         hr.attempted = set(hr.facts)
         hr.stale = False
+        for task, module, rendered, items in plan_ahead:
+            self._plan_ahead(hr, task, module, rendered, items, info)
+
+    def _plan_ahead(self, hr: HostRun, task: Task, module, rendered: _Rendered, items: list, info: HostInfo) -> None:
+        """Plan a step of a plan pass from the read that just answered, with the rendering
+        and contexts the read was made from: its turn then only checks that nothing it was
+        planned from changed (Runner._planned_ahead) instead of rendering its items again.
+        Any doubt (an item not ready, not read, read from other host facts, a read or plan
+        that raises): not planned ahead — the step plans itself, and says what went wrong."""
+        planned = []
+        for index, v, status, args, ctx in items:
+            key = (task.id, index)
+            read = hr.facts.get(key)
+            if status != "ready" or ctx is None or read is None or read[0] != getattr(ctx, "args_key", None) \
+                    or not self._same_probes(module, args, read, info):
+                return
+            try:
+                state = module.read(args, read[1], ctx)
+                changes = module.plan(args, state, info)
+                registered = module.unchanged(args, state).as_register() if task.register else None
+            except Exception:  # noqa: BLE001 - (its turn plans it again and reports the error)
+                return
+            planned.append((key, read, getattr(v, "extra", None) or {}, changes, registered))
+        if planned:
+            hr.planned[task.id] = _Planned(rendered, info, planned)
+
+    def _planned_ahead(self, hr: HostRun, task: Task) -> _Planned | None:
+        """The step's plan made by _plan_ahead, if nothing it was made from changed since:
+        the step's rendering (this host's variables, the hostvars it read, the local files),
+        the host facts, and each item's read (a change on the host forgets it)."""
+        planned = hr.planned.pop(task.id, None)
+        if planned is None or hr.stale or hr.rendered.get(task.id) is not planned.rendered \
+                or not self._still_valid(hr, planned.rendered) or hr.info != planned.info:
+            return None
+        facts = hr.facts
+        if any(facts.get(key) is not read for key, read, _, _, _ in planned.items):
+            return None
+        return planned
 
     def _invalidate(self, hr: HostRun, resources: set | None) -> None:
         """The host changed ``resources``: forget what was read about them (all of it if unknown)."""
@@ -1336,6 +1391,10 @@ class Runner:
             # changes of the host's following independent steps join this round trip
             # (a delegated step never joins a batch)
             batch.run_ahead(self, hr, step)
+        elif planning and hr.planned and not runs:  # (a plan pass: the read may have planned it)
+            planned = self._planned_ahead(hr, task)
+            if planned is not None:
+                return self._run_planned(hr, task, outcome, planned)
         # rendered by the batched read or the batch already, unless something it used changed since
         variables, items = self._step_items(hr, task, module, keep=False)
         hr.rendered.pop(task.id, None)  # the step runs now: its rendering is not kept
@@ -1358,19 +1417,17 @@ class Runner:
             else:
                 state, changes = self._plan_item(hr, target, task, step, index, module, args, ctx, v, delegate)
             if planning and not runs and _is_false(task.changed_when):
-                # it will run at apply, but it says it changes nothing: not a change
-                # (a delete is not a read: the line says what happens to it)
-                changes = [c if c.action == WARN else
-                           Change(READ, f"{c.resource}  (not run by plan; runs at apply, counted as no change: "
-                                        "changed_when: false)", c.diff, c.script, c.sensitive, c.data)
-                           for c in changes]
+                changes = _not_counted(changes)
             outcome.changes.extend(changes)
             if planning and not runs:
                 # what it would do; a command's result is only known after apply
                 real = [c for c in changes if c.action not in (WARN, READ)]
                 unknown |= any(c.action == READ for c in changes)
+                # (what it would register only matters when it registers: a module's unchanged
+                # result may be costly — a 1,000-line /etc/hosts block edited again)
                 results.append(self._with_item(task, v, {"changed": True} if real else
-                                               module.unchanged(args, state).as_register()))
+                                               module.unchanged(args, state).as_register() if task.register
+                                               else {"changed": False}))
                 unknown |= bool(real) or task.until is not None
                 continue
             result = self._with_item(task, v, self._apply_item(target, task, module, args, state, changes, ctx, v))
@@ -1398,16 +1455,28 @@ class Runner:
         else:
             facts = self._facts_for(hr, task, step, index, args, module, variables, key=getattr(ctx, "args_key", None))
         state = module.read(args, facts, ctx)
-        changes = module.plan(args, state, target.info)
-        if _truth(task.diff) is False:  # `diff: false`: the change is listed, its diff is not
-            for c in changes:
-                c.diff = ""
-        if _truth(task.no_log) is True:
-            for c in changes:
-                c.sensitive = True
+        changes = _shown(task, module.plan(args, state, target.info))
         if self._planned:
             _share_diffs(self._planned.get(step), changes)
         return state, changes
+
+    def _run_planned(self, hr: HostRun, task: Task, outcome: StepOutcome, planned: _Planned) -> None:
+        """A plan pass's step planned ahead (see _plan_ahead): what _run_task does with
+        each item's plan when planning, without planning it again."""
+        hr.rendered.pop(task.id, None)
+        results: list[dict] = []
+        unknown = False
+        for _, _, item_vars, changes, registered in planned.items:
+            changes = _shown(task, changes)
+            if _is_false(task.changed_when):
+                changes = _not_counted(changes)
+            outcome.changes.extend(changes)
+            real = [c for c in changes if c.action not in (WARN, READ)]
+            unknown |= any(c.action == READ for c in changes) or bool(real) or task.until is not None
+            results.append(self._with_item(task, item_vars, {"changed": True} if real else
+                                           registered if task.register else {"changed": False}))
+        self._settle(hr, task, outcome, results, planned.rendered.variables, planning=True,
+                     unknown=unknown and self.options.mode == "plan")
 
     def _apply_item(self, target: HostRun, task: Task, module, args: dict, state, changes: list[Change],
                     ctx: TaskContext, variables: dict) -> dict:
@@ -1798,6 +1867,7 @@ class Runner:
             hr.flow.force_handlers = self.options.force_handlers
             hr.cacheable, hr.failed_task, hr.failed_result = {}, None, None
             hr.rendered = {}
+            hr.planned = {}
             hr.counts = dict(_NO_COUNTS)
         self.graph = graph = self.base_graph.copy()
         self.steps_by_host = {}
@@ -1996,6 +2066,28 @@ def _sleep_unless_stopped(seconds: float) -> bool:
     from gfsdeploy.transport.base import _STOP
 
     return _STOP.wait(seconds)
+
+
+def _shown(task: Task, changes: list[Change]) -> list[Change]:
+    """``changes`` as the task shows them: `diff: false` lists a change without its diff,
+    `no_log` hides its text."""
+    if _truth(task.diff) is False:
+        for c in changes:
+            c.diff = ""
+    if _truth(task.no_log) is True:
+        for c in changes:
+            c.sensitive = True
+    return changes
+
+
+def _not_counted(changes: list[Change]) -> list[Change]:
+    """A plan's changes of a task that will run at apply but says it changes nothing
+    (``changed_when: false``): not changes (a delete is not a read: the line says what
+    happens to it)."""
+    return [c if c.action == WARN else
+            Change(READ, f"{c.resource}  (not run by plan; runs at apply, counted as no change: "
+                         "changed_when: false)", c.diff, c.script, c.sensitive, c.data)
+            for c in changes]
 
 
 def _is_false(value) -> bool:

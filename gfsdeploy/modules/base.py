@@ -284,6 +284,12 @@ class Module:
             return {}
         return {k: (probes[k], facts[k]) for k in probes}
 
+    #: ``read`` makes its state from the probes' answers alone (of the context only the
+    #: host's name, the task's name and check mode) and ``plan`` from arguments and state:
+    #: a plan pass plans such a step as soon as its host's batched read answers
+    #: (Runner._plan_ahead), not again when the step's turn comes
+    plans_from_reads = False
+
     def read(self, args: dict, facts: dict[str, Result], ctx: TaskContext) -> Any:
         """Turn probe results into the state ``plan`` needs (may add non-shell reads)."""
         return facts

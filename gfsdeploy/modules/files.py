@@ -395,6 +395,7 @@ _FILE_ARGS = {
 
 class _FileModule(Module):
     """Shared probe/read for modules that manage one file's content."""
+    plans_from_reads = True  # (Module.plans_from_reads)
 
     batch_apply = True  # apply: one script (write, then read back), so changes can be batched
     content_probe = True

@@ -86,6 +86,7 @@ def binary(args: dict) -> str:
 
 
 class Iptables(Module):
+    plans_from_reads = True  # (Module.plans_from_reads)
     name = "iptables"
     pure_validate = True
     params = {
@@ -258,6 +259,7 @@ class IptablesState(Module):
     (:func:`chain_only`), for a boot-time ``iptables-restore --noflush``: a full
     save would also capture those other managers' chains, and restoring those at boot brings
     back rules their owners have since replaced."""
+    plans_from_reads = True  # (Module.plans_from_reads)
 
     name = "iptables_state"
     #: apply: one script (save, compare, write if different), then only its result

@@ -14,6 +14,7 @@ from gfsdeploy.errors import PreflightError
 from gfsdeploy.modules.base import ADD, DESTROY, WARN, Change, HostInfo, Module, Param, q
 
 class Modprobe(Module):
+    plans_from_reads = True  # (Module.plans_from_reads)
     name = "modprobe"
     params = {
         "name": Param(required=True, check="kernel_module"),

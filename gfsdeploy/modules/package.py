@@ -57,6 +57,7 @@ _STATES = {"installed": "present", "removed": "absent"}
 
 
 class Package(Module):
+    plans_from_reads = True  # (Module.plans_from_reads)
     name = "package"
     #: apply: one script (wait-or-refuse on the lock, repair, refresh, the command), then its
     #: result — a lock held or a failing repository fails that script, the batch stops there,

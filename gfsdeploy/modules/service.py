@@ -17,6 +17,7 @@ from gfsdeploy.modules.base import ADD, CHANGE, DESTROY, Change, HostInfo, Modul
 
 
 class Service(Module):
+    plans_from_reads = True  # (Module.plans_from_reads)
     name = "service"
     batch_apply = True  # apply: one script, then only its result (gfsdeploy/batch.py)
     params = {

@@ -71,6 +71,7 @@ def _same_words(a, b) -> bool:
 class Sysctl(Module):
     """``sysctl`` (ansible.posix): a kernel parameter in a sysctl file and, with
     ``sysctl_set``/``reload``, live."""
+    plans_from_reads = True  # (Module.plans_from_reads)
 
     name = "sysctl"
     batch_apply = True  # apply: one script, then only its result (gfsdeploy/batch.py)
