@@ -116,6 +116,10 @@ class DiGraph:
     def predecessors(self, node) -> Iterator:
         return iter(self._pred[node])
 
+    def in_edges_of(self, node):
+        """``(predecessor, edge attributes)`` of each edge into ``node``."""
+        return self._pred[node].items()
+
     def in_degree(self, node) -> int:
         return len(self._pred[node])
 

@@ -37,7 +37,7 @@ from gfsdeploy.modules.base import CHANGE, READ, WARN, Change, HostInfo, TaskCon
 from gfsdeploy.playbook import INCLUDE_MODULES, Playbook, Task, _meta_action, load_vars
 from gfsdeploy.scheduler import StepScheduler
 from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown, unsafe
-from gfsdeploy.templating.templar import _NOT_RESOLVED, LOOKUPS_STARTED, TemplateFile, _has_template
+from gfsdeploy.templating.templar import _NOT_RESOLVED, LOOKUPS_STARTED, TemplateFile, _has_template, _value_names
 from gfsdeploy.transport import make_transport, request_stop
 from gfsdeploy.transport.base import Transport
 from gfsdeploy.validations import Validations
@@ -396,6 +396,7 @@ class Runner:
         #: task ids — duplicate steps, a cycle in the graph
         self._expand_lock = threading.Lock()
         self._hostvars_cache: dict = {}
+        self._vars_cache: dict = {}   # (host, _vars_shape) -> (what they were made from, variables)
         self._found: dict = {}   # controller file lookups (Runner._step_lookup)
         self.validations = Validations()  # module arguments validated once per distinct arguments
         self._places: dict = {}  # host -> (playbook_dir, inventory_file, inventory_dir)
@@ -437,7 +438,45 @@ class Runner:
         """A task's variables, lowest precedence first (Ansible's order): role defaults,
         inventory (group_vars/host_vars included), facts, play vars, vars_files, role vars,
         block vars, task vars, include_vars, set_fact/register, role params, include
-        params, extra vars; then the magic variables."""
+        params, extra vars; then the magic variables.
+
+        Made once for the steps of a host that share every layer (the same play, roles,
+        blocks, task vars and include params: _vars_shape) while none of the host's
+        variables changed, nor which hosts are live, nor the mode; each step gets its own
+        copy with its own ``hostvars`` (what a rendering of it read is its own)."""
+        if hr.__dict__.get("copy"):  # a host as its later steps will see it (batch.shadow): not kept
+            return self._compute_variables(hr, task)
+        key = (hr.host.name, _vars_shape(task))
+        made = (self.options.mode, hr.vars_key(), HostRun.down_epoch)
+        cached = self._vars_cache.get(key)
+        if cached is not None and cached[0] == made and cached[2] in (None, HostRun.vars_epoch):
+            return self._own_variables(cached[1], task, cached[2] is not None)
+        epoch = HostRun.vars_epoch
+        resolved = self._compute_variables(hr, task)
+        # (only what renders the same again: no lookup, no clock; a variable reading other
+        # hosts' hostvars is made again when any host's variables changed)
+        if self._renders_alike(resolved.raw):
+            used = getattr(resolved.get("hostvars"), "used", True)
+            self._vars_cache[key] = (made, resolved, epoch if used else None)
+        return resolved
+
+    def _own_variables(self, shared: "_Vars", task: Task, read_hostvars: bool) -> "_Vars":
+        out = _Vars(shared)
+        hostvars = out["hostvars"] = HostVars(self, task)
+        hostvars.used = read_hostvars  # (what is made from these read other hosts)
+        del out["vars"]
+        out["vars"] = dict(out)
+        out.raw = shared.raw
+        return out
+
+    def _renders_alike(self, raw: dict) -> bool:
+        """Whether every template among these variables is pure (see templating's
+        _pure_names): given the same values, it renders the same."""
+        env = self.templar.env
+        return all(_value_names(env, value) is not None for key, value in raw.items()
+                   if key not in _NOT_LAZY and _has_template(value))
+
+    def _compute_variables(self, hr: HostRun, task: Task) -> "_Vars":
         play = task.play
         chain = task.role_chain
         v: dict = {}
@@ -990,7 +1029,7 @@ class Runner:
 
     def _render_args(self, task: Task, module, variables: dict):
         if not any(name in task.args for name in module.expressions):  # (render gives a new dict)
-            return self.templar.render(task.args, variables, where=task.where())
+            return self.templar.render_shared(task.args, variables, where=task.where())
         raw = dict(task.args)
         evaluated = {}
         for name in module.expressions:
@@ -1950,8 +1989,8 @@ class Runner:
 
     def _blocked(self, step: Step) -> bool:
         """Stopped by an explicit ``needs:`` that failed (the host's own state is the flow's)."""
-        for pred in self.graph.predecessors(step):
-            if self.graph.edges[pred, step].get("hard"):
+        for pred, edge in self.graph.in_edges_of(step):
+            if edge.get("hard"):
                 outcome = self.outcomes.get(pred)
                 if outcome and outcome.status in ("failed", "blocked") and not self.tasks[pred.task_id].is_handler:
                     return True
@@ -2088,6 +2127,19 @@ def _not_counted(changes: list[Change]) -> list[Change]:
             Change(READ, f"{c.resource}  (not run by plan; runs at apply, counted as no change: "
                          "changed_when: false)", c.diff, c.script, c.sensitive, c.data)
             for c in changes]
+
+
+def _vars_shape(task: Task) -> tuple:
+    """What besides its host decides a task's variables (Runner.variables): its play, role
+    chain, blocks' vars, own vars, include params, role, and whether it is in a rescue."""
+    shape = task.__dict__.get("_vars_shape")
+    if shape is None:
+        shape = task.__dict__["_vars_shape"] = (
+            task.play.index, tuple(map(id, task.role_chain)), tuple(map(id, task.block_vars)),
+            id(task.vars) if task.vars else 0, id(task.include_params) if task.include_params else 0,
+            id(task.role) if task.role is not None else 0,
+            any(section == "rescue" for _, section, _ in task.frames))
+    return shape
 
 
 def _is_false(value) -> bool:

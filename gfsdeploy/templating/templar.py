@@ -443,10 +443,16 @@ def _file_vars(path: str, owner: str) -> dict:
             "template_basename": os.path.basename(path), "template_host": _hostname(), "template_uid": owner}
 
 
-def _datetime():
-    import datetime
+_DATETIME = None
 
-    return datetime.datetime
+
+def _datetime():
+    global _DATETIME
+    if _DATETIME is None:  # (imported when a template is first rendered, not at start-up)
+        import datetime
+
+        _DATETIME = datetime.datetime
+    return _DATETIME
 
 
 class TemplateFile:
@@ -525,6 +531,8 @@ class Templar:
         self._templates: dict = {}
         self._expressions: dict = {}
         self._shared: dict = {}  # _shared_key -> (rendered text, names whose `used` it set)
+        self._value_names: dict = {}  # id(arguments) -> (the arguments, what render_shared keys them by)
+        self._args: dict = {}         # render_shared's key -> the rendered arguments
         self._where: dict = {}
         self._escape = True
 
@@ -806,6 +814,47 @@ class Templar:
         self._shared[key] = (kept, used)
         return result
 
+    def render_shared(self, value, variables: dict, *, where: dict | None = None):
+        """``render(value)`` — a task's arguments — rendered once for every host and loop
+        item that give the names its templates read the same plain values (str, int,
+        float, bool, None), when all of them are pure (see _pure_names) and none is a
+        global a variable hides; each caller gets its own copy. Anything else is rendered
+        as ``render`` does, every time (and every failure is that rendering's own)."""
+        names = self._value_names.get(id(value))
+        if names is None or names[0] is not value:
+            if len(self._value_names) >= _ARGS_MAX:
+                self._value_names.clear()
+            # (the value itself is kept with them: its id is never another value's)
+            names = self._value_names[id(value)] = (value, _value_names(self.env, value))
+        names = names[1]
+        if not names:
+            return self.render(value, variables, where=where)
+        parts = []
+        for name in names:
+            if name[:1] == _GLOBAL:  # (a global read: a variable of that name would be what is read)
+                if name[1:] in variables:
+                    return self.render(value, variables, where=where)
+                continue
+            try:
+                found = variables[name]
+            except KeyError:
+                return self.render(value, variables, where=where)
+            kind = type(found)
+            if found is not None and kind not in _SHARED_TYPES:
+                return self.render(value, variables, where=where)
+            parts.append((name, kind, found))
+        key = (id(value), tuple(parts))
+        hit = self._args.get(key)
+        if hit is not None:
+            return _copied(hit)
+        result = self.render(value, variables, where=where)
+        kept = _copied(result)
+        if kept is not _NOT_KEPT:
+            if len(self._args) >= _ARGS_MAX:
+                self._args.clear()
+            self._args[key] = kept
+        return result
+
     def resolve(self, variables: dict) -> dict:
         """Render variables whose values are templates themselves (Ansible
         evaluates ``vars`` lazily and recursively). A variable whose template
@@ -1000,6 +1049,43 @@ def _pure_node(node, nodes) -> bool:
         return (isinstance(node.node, nodes.Name) and node.node.name in _PURE_CALLS
                 and not (node.dyn_args or node.dyn_kwargs))
     return False
+
+
+#: arguments (and renderings of them) render_shared keeps at once per Templar
+_ARGS_MAX = 4096
+#: the values render_shared shares renderings over
+_SHARED_TYPES = frozenset({str, int, float, bool})
+#: how _value_names lists a global a template reads ("+range"): shared only while no
+#: variable hides it
+_GLOBAL = "+"
+
+
+def _value_names(env, value) -> tuple | None:
+    """The names the templates inside ``value`` (strings, mapping keys and values, list
+    items) read, sorted, globals they use as "+name"; () when it holds no template;
+    None when one of them is not pure or a string is marked unsafe (never shared)."""
+    names: set = set()
+    stack = [value]
+    templated = False
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if "{" not in v or ("{{" not in v and "{%" not in v and "{#" not in v):
+                continue
+            if isinstance(v, Unsafe):
+                return None  # (never templated; not shared either)
+            pure = _pure_names(env, v)
+            if pure is None:
+                return None
+            templated = True
+            names.update(pure[0])
+            names.update(_GLOBAL + g for g in pure[1])
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+    return tuple(sorted(names)) if templated else ()
 
 
 #: what _copied gives for a value it does not copy (not kept for sharing)

@@ -1,0 +1,116 @@
+"""A host's variables are made once for the steps that share every layer (play, roles,
+blocks, task vars, include params) while none of its variables changed — but what
+Ansible evaluates at each use stays evaluated at each use: a lookup, a clock, another
+host's hostvars. Local hosts; what the plan says is checked."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from gfsdeploy import runner as runner_mod
+
+
+@pytest.fixture
+def site(tmp_path):
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(textwrap.dedent(f"""\
+        all:
+          vars: {{ansible_connection: local, root: "{tmp_path}", gfsdeploy_lock_dir: "{tmp_path}/lock"}}
+          hosts: {{a: {{}}, b: {{}}}}
+        """))
+    return tmp_path, str(inv)
+
+
+def _plan(inv, pb, *options):
+    proc = subprocess.run([sys.executable, "-m", "gfsdeploy", "plan", inv, "-p", str(pb), *options],
+                          capture_output=True, text=True, timeout=120)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_a_lookup_in_play_vars_is_read_at_each_use(site):
+    root, inv = site
+    for host in "ab":
+        (root / f"data-{host}").write_text("old data\n")
+    pb = root / "pb.yaml"
+    pb.write_text(textwrap.dedent("""\
+        - hosts: all
+          gather_facts: false
+          vars:
+            looked: "{{ lookup('file', root ~ '/data-' ~ inventory_hostname) }}"
+          tasks:
+            - name: before
+              copy: {dest: "{{ root }}/before-{{ inventory_hostname }}", content: "{{ looked }}\\n"}
+            - name: the file changes
+              shell: "echo new data > {{ root }}/data-{{ inventory_hostname }}"
+              delegate_to: localhost
+              check_mode: false
+            - name: after
+              copy: {dest: "{{ root }}/after-{{ inventory_hostname }}", content: "{{ looked }}\\n"}
+        """))
+    rc, out = _plan(inv, pb)
+    assert rc == 2, out
+    assert out.count("+old data") == 2 and out.count("+new data") == 2, out
+
+
+def test_play_vars_reading_hostvars_follow_the_other_hosts(site):
+    root, inv = site
+    pb = root / "pb.yaml"
+    pb.write_text(textwrap.dedent("""\
+        - hosts: all
+          gather_facts: false
+          vars:
+            color: "{{ hostvars['b'].paint | default('none') }}"
+          tasks:
+            - name: before
+              copy: {dest: "{{ root }}/before-{{ inventory_hostname }}", content: "{{ color }}\\n"}
+            - name: a reads its variables now
+              command: "true"
+              check_mode: false
+              changed_when: false
+              when: inventory_hostname == 'a'
+            - name: b paints
+              set_fact: {paint: blue}
+              when: inventory_hostname == 'b'
+            - name: after
+              copy: {dest: "{{ root }}/after-{{ inventory_hostname }}", content: "{{ color }}\\n"}
+        """))
+    # (one fork: the steps run in the play's order — a play var reading hostvars does not
+    # make its readers wait for the other hosts yet, see graph._mentions)
+    rc, out = _plan(inv, pb, "--forks", "1")
+    assert rc == 2, out
+    assert out.count("+none") == 2 and out.count("+blue") == 2, out
+
+
+def test_steps_sharing_their_layers_share_the_made_variables(site, monkeypatch):
+    """The work is done once per host while nothing changed (it was once per step)."""
+    root, inv = site
+    pb = root / "pb.yaml"
+    pb.write_text(textwrap.dedent("""\
+        - hosts: all
+          gather_facts: false
+          vars: {names: "{{ range(3) | list }}"}
+          tasks:
+            - copy: {dest: "{{ root }}/one-{{ inventory_hostname }}", content: "{{ names }}\\n"}
+            - copy: {dest: "{{ root }}/two-{{ inventory_hostname }}", content: "{{ names }}\\n"}
+            - copy: {dest: "{{ root }}/three-{{ inventory_hostname }}", content: "{{ names }}\\n"}
+        """))
+    made = []
+    compute = runner_mod.Runner._compute_variables
+
+    def counting(self, hr, task):
+        made.append(hr.host.name)
+        return compute(self, hr, task)
+
+    monkeypatch.setattr(runner_mod.Runner, "_compute_variables", counting)
+    from gfsdeploy.cli import main
+
+    assert main(["plan", inv, "-p", str(pb), "--forks", "1"]) == 2
+    # once per host, when the first read rendered its steps (the host's facts read after
+    # that are variables too: the steps' turns see the same and make no more)
+    assert sorted(made) == ["a", "b"], made
+    rc, out = _plan(inv, pb)
+    assert rc == 2 and out.count("+[0, 1, 2]") == 6, out
