@@ -951,7 +951,7 @@ class Runner:
                         raise
                     unsure = True  # (e.g. it uses what a step before registers)
             try:
-                args = self._render_args(task, module, v)
+                args, rendered_as = self._render_args(task, module, v)
             except GfsError:
                 if _has_unknown(v) and _references_unknown_value(self.templar, dict(task.args), v):
                     yield index, v, "unknown", "arguments (known after apply)", None
@@ -960,7 +960,7 @@ class Runner:
             if is_unknown(args):
                 yield index, v, "unknown", show_unknown(_describe_args(args)), None
                 continue
-            args = self.validations.validate(module, args, where=task.where())
+            args = self.validations.validate(module, args, where=task.where(), rendered_as=rendered_as)
             ctx = self._context(hr, task, v, memo)
             yield index, v, "unsure" if unsure else "ready", module.prepare(args, ctx), ctx
 
@@ -1027,7 +1027,9 @@ class Runner:
         value = self.templar.evaluate(conditions, variables, where=task.where())
         return bool(_truth(value)) if not isinstance(value, bool) else value
 
-    def _render_args(self, task: Task, module, variables: dict):
+    def _render_args(self, task: Task, module, variables: dict) -> tuple:
+        """``(args, key)``: the task's arguments rendered; equal keys, equal arguments (None:
+        not known to be; Templar.render_shared)."""
         if not any(name in task.args for name in module.expressions):  # (render gives a new dict)
             return self.templar.render_shared(task.args, variables, where=task.where())
         raw = dict(task.args)
@@ -1040,7 +1042,7 @@ class Runner:
                                     else self.templar.evaluate(e, variables, where=task.where())} for e in items]
         args = self.templar.render(raw, variables, where=task.where())
         args.update(evaluated)
-        return args
+        return args, None
 
     def _items(self, task: Task, variables: dict) -> list[dict]:
         if task.loop is None:

@@ -23,22 +23,35 @@ class Validations:
         self._done: dict = {}   # (module class, typed args) -> validated args
         self._pure: dict = {}   # module class -> whether its validations are kept
 
-    def validate(self, module, args: dict, *, where: dict | None = None) -> dict:
-        """``module.validate(args, where=where)``; each caller gets its own copy."""
+    def validate(self, module, args: dict, *, where: dict | None = None, rendered_as=None) -> dict:
+        """``module.validate(args, where=where)``; each caller gets its own copy.
+        ``rendered_as``: a key equal for equal arguments (Templar.render_shared), which
+        spares making one from every value."""
         pure = self._pure.get(type(module))
         if pure is None:
             pure = self._pure[type(module)] = _memoizable(module)
-        key = _typed(args) if pure and type(args) is dict else None
+        if not pure or type(args) is not dict:
+            return module.validate(args, where=where)
+        shared = (type(module), None, rendered_as) if rendered_as is not None else None
+        if shared is not None:
+            hit = self._done.get(shared)
+            if hit is not None:
+                return _copy(hit)
+        key = _typed(args)
         if key is None:
             return module.validate(args, where=where)
         key = (type(module), key)   # (a pure validate reads no instance state either)
         hit = self._done.get(key)
-        if hit is not None:
-            return _copy(hit)
-        out = module.validate(args, where=where)
-        if len(self._done) >= LIMIT:
-            self._done.clear()
-        self._done[key] = _copy(out)
+        if hit is None:
+            out = module.validate(args, where=where)
+            hit = _copy(out)
+            if len(self._done) >= LIMIT:
+                self._done.clear()
+            self._done[key] = hit
+        else:
+            out = _copy(hit)
+        if shared is not None:
+            self._done[shared] = hit
         return out
 
 
@@ -77,7 +90,10 @@ def _copy(value):
     """Lists and dicts copied all the way down (a caller may change its args)."""
     kind = type(value)
     if kind is dict:
-        return {k: _copy(v) for k, v in value.items()}
+        return {k: v if type(v) not in _NESTED else _copy(v) for k, v in value.items()}
     if kind is list:
-        return [_copy(v) for v in value]
+        return [v if type(v) not in _NESTED else _copy(v) for v in value]
     return value
+
+
+_NESTED = (dict, list)

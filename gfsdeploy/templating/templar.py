@@ -814,12 +814,13 @@ class Templar:
         self._shared[key] = (kept, used)
         return result
 
-    def render_shared(self, value, variables: dict, *, where: dict | None = None):
-        """``render(value)`` — a task's arguments — rendered once for every host and loop
-        item that give the names its templates read the same plain values (str, int,
+    def render_shared(self, value, variables: dict, *, where: dict | None = None) -> tuple:
+        """``(render(value), key)`` — a task's arguments — rendered once for every host and
+        loop item that give the names its templates read the same plain values (str, int,
         float, bool, None), when all of them are pure (see _pure_names) and none is a
-        global a variable hides; each caller gets its own copy. Anything else is rendered
-        as ``render`` does, every time (and every failure is that rendering's own)."""
+        global a variable hides; each caller gets its own copy. ``key``: equal keys, equal
+        renderings (None: not shared). Anything else is rendered as ``render`` does,
+        every time (and every failure is that rendering's own)."""
         names = self._value_names.get(id(value))
         if names is None or names[0] is not value:
             if len(self._value_names) >= _ARGS_MAX:
@@ -828,32 +829,33 @@ class Templar:
             names = self._value_names[id(value)] = (value, _value_names(self.env, value))
         names = names[1]
         if not names:
-            return self.render(value, variables, where=where)
+            return self.render(value, variables, where=where), None
         parts = []
         for name in names:
             if name[:1] == _GLOBAL:  # (a global read: a variable of that name would be what is read)
                 if name[1:] in variables:
-                    return self.render(value, variables, where=where)
+                    return self.render(value, variables, where=where), None
                 continue
             try:
                 found = variables[name]
             except KeyError:
-                return self.render(value, variables, where=where)
+                return self.render(value, variables, where=where), None
             kind = type(found)
             if found is not None and kind not in _SHARED_TYPES:
-                return self.render(value, variables, where=where)
+                return self.render(value, variables, where=where), None
             parts.append((name, kind, found))
         key = (id(value), tuple(parts))
         hit = self._args.get(key)
         if hit is not None:
-            return _copied(hit)
+            return _copied(hit), key
         result = self.render(value, variables, where=where)
         kept = _copied(result)
-        if kept is not _NOT_KEPT:
-            if len(self._args) >= _ARGS_MAX:
-                self._args.clear()
-            self._args[key] = kept
-        return result
+        if kept is _NOT_KEPT:
+            return result, None
+        if len(self._args) >= _ARGS_MAX:
+            self._args.clear()
+        self._args[key] = kept
+        return result, key
 
     def resolve(self, variables: dict) -> dict:
         """Render variables whose values are templates themselves (Ansible
