@@ -280,6 +280,7 @@ class _Vars(dict):
 
     raw: dict | None = None
     refs: dict | None = None   # templated variable -> the names it uses
+    again: dict | None = None  # the names an overlay defines -> the variables rendered again
     extra: dict | None = None  # what _overlay put on top (a loop item's variables)
 
 
@@ -398,6 +399,7 @@ class Runner:
         self._hostvars_cache: dict = {}
         self._vars_cache: dict = {}   # (host, _vars_shape) -> (what they were made from, variables)
         self._found: dict = {}   # controller file lookups (Runner._step_lookup)
+        self._template_files: dict = {}  # path -> (its _stat, TemplateFile, whether it includes others)
         self.validations = Validations()  # module arguments validated once per distinct arguments
         self._places: dict = {}  # host -> (playbook_dir, inventory_file, inventory_dir)
         self.run_token = next(_RUN_TOKENS)  # (this runner, in HostVars.memo_token)
@@ -524,18 +526,28 @@ class Runner:
                     if key not in _NOT_LAZY and _has_template(value)}
             variables.refs = refs
         out.refs = refs
-        names = set(extra)
-        again: dict = {}
-        grew = True
-        while grew:  # what uses them, and what uses that
-            grew = False
-            for key, used in refs.items():
-                if key in again or key in extra:
-                    continue
-                if used & names:
-                    again[key] = raw[key]
-                    names.add(key)
-                    grew = True
+        # which variables use them, and what uses those: the same for every item of a loop
+        # (its items define the same names)
+        defined = frozenset(extra)
+        known = variables.again
+        if known is None:
+            known = variables.again = {}
+        lazy = known.get(defined)
+        if lazy is None:
+            names = set(extra)
+            lazy = []
+            grew = True
+            while grew:
+                grew = False
+                for key, used in refs.items():
+                    if key in names:
+                        continue
+                    if used & names:
+                        lazy.append(key)
+                        names.add(key)
+                        grew = True
+            known[defined] = lazy
+        again = {key: raw[key] for key in lazy}
         out.raw = {**raw, **extra}
         if again:
             out.update(self.templar.resolve({**out, **again}))
@@ -1123,36 +1135,50 @@ class Runner:
         if task.delegate_to:
             target = self._delegate(hr, task, variables) or hr
         view = self._view(target, task, variables) if target is not hr else self._item_view(hr, task, variables, memo)
-        static = memo.get("ctx") if memo is not None else None
-        if static is None:  # what is the same for every item of the step
-            static = dict(check_mode=self.options.mode == "plan" or _truth(task.check_mode) is True,
+        environment = self._environment(task, variables) if task.environment else {}
+        first = memo.get("ctx") if memo is not None and target is hr else None
+        if first is not None:  # the step's other items: what differs from the first one's
+            ctx = object.__new__(TaskContext)
+            ctx.__dict__.update(first)
+            ctx.transport, ctx._render_file, ctx._find_file = view, render_file, find_file
+            ctx.variables, ctx.reads, ctx.host_pending, ctx.environment = variables, [], hr.pending, environment
+            ctx.local_files = local_files
+            return ctx
+        ctx = TaskContext(target.info, view, task_name=task.label,
+                          render_file=render_file, find_file=find_file,
+                          progress=lambda msg: self.reporter.progress(hr.host.name, task, msg),
+                          variables=variables, host_pending=hr.pending, environment=environment,
+                          check_mode=self.options.mode == "plan" or _truth(task.check_mode) is True,
                           transports=_HostTransports(self.hosts), allow_destroy=self.options.allow_destroy,
                           read_only=self._runs_in_plan(task), no_log=_truth(task.no_log) is True,
                           task_check_mode=task.check_mode, verbosity=self.options.verbose,
                           diff=_truth(task.diff) is True, timeout=task.timeout)
-            if memo is not None:
-                memo["ctx"] = static
-        ctx = TaskContext(target.info, view, task_name=task.label,
-                          render_file=render_file, find_file=find_file,
-                          progress=lambda msg: self.reporter.progress(hr.host.name, task, msg),
-                          variables=variables, host_pending=hr.pending,
-                          environment=self._environment(task, variables) if task.environment else {}, **static)
+        if memo is not None and target is hr:
+            memo["ctx"] = dict(ctx.__dict__)  # (what every item of the step has alike: TaskContext)
         ctx.local_files = local_files
         return ctx
 
     def _template_file(self, path: str, task: Task, memo: dict | None):
         """``(controller path, TemplateFile or None, whether it includes other files)`` of a
-        template ``src``, looked up and read once for a step's items (``memo``, one per step's
-        pass) while no command or lookup ran on the controller. None: unreadable (rendering
-        reports why). A vault-encrypted template is read for each item (its plain text is
-        not kept)."""
+        template ``src``, looked up once for a step's items (``memo``, one per step's pass)
+        while no command or lookup ran on the controller, and read again only when the file
+        changed (one stat per host: every host's step renders the same file). None:
+        unreadable (rendering reports why). A vault-encrypted template is read for each item
+        (its plain text is not kept)."""
         def look():
             full = self._find(path, task, "templates")
+            stat = _stat(full)
+            known = self._template_files.get(full)
+            if known is not None and stat is not None and known[0] == stat:
+                return full, known[1], known[2]
             try:
                 file = TemplateFile(full)
             except (OSError, UnicodeDecodeError):
                 return full, None, True
-            return full, file, bool(_TEMPLATE_USES_FILES.search(file.source))
+            uses_files = bool(_TEMPLATE_USES_FILES.search(file.source))
+            if not file.encrypted and stat is not None:
+                self._template_files[full] = (stat, file, uses_files)
+            return full, file, uses_files
 
         return self._step_lookup(("templates", path), memo, look,
                                  keep=lambda found: found[1] is None or not found[1].encrypted)

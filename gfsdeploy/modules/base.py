@@ -130,6 +130,9 @@ class TaskContext:
     Everything a module may know about the run is a constructor argument: the host,
     its connection, whether this is a plan (``check_mode``), whether the user
     confirmed changes that destroy data (``allow_destroy``), the task's variables.
+    (The runner makes the contexts of a step's later items from its first one's
+    attributes and sets what differs per item: transport, render_file, find_file,
+    variables, reads, host_pending, environment — Runner._context.)
     """
 
     def __init__(self, host: HostInfo, transport: Transport | None, *, task_name: str = "",

@@ -1,8 +1,8 @@
-"""A template file is looked up and read once for all the loop items of a step, not
-once per item: what is kept is keyed on the ``src`` it was read for and on the
-controller's stamp (a command or lookup that ran may have changed the file), lives
-for one pass over one step, and never holds a decrypted vault template. Local hosts;
-files are read back."""
+"""A template file is looked up once for all the loop items of a step, not once per
+item: what is kept is keyed on the ``src`` it was read for and on the controller's
+stamp (a command or lookup that ran may have changed the file), lives for one pass over
+one step; the file is read again only when it changed (its stat), and a decrypted vault
+template is never kept. Local hosts; files are read back."""
 
 from __future__ import annotations
 
@@ -58,8 +58,9 @@ def test_a_steps_items_read_the_template_once(tmp_path, monkeypatch):
     for host in "ab":
         for item in range(1, 6):
             assert (tmp_path / f"f{item}-{host}").read_text() == f"{item} on {host} (t.j2)\n"
-    # once per host and pass over the step (read, plan, apply: at most 3), not once per item (5 each)
-    assert 2 <= len(reads) <= 3 * 2, reads
+    # once for the run while the file did not change (it was once per host and pass over the
+    # step, and before that once per item)
+    assert len(reads) == 1, reads
 
 
 def test_items_with_different_sources_render_their_own_template(tmp_path):
@@ -128,6 +129,7 @@ def test_a_decrypted_template_is_not_kept(tmp_path, monkeypatch):
 
     class Stub:
         _step_lookup = staticmethod(runner_mod.Runner._step_lookup)
+        _template_files: dict = {}
 
         def _find(self, p, task, sub):
             return str(path)
@@ -135,4 +137,4 @@ def test_a_decrypted_template_is_not_kept(tmp_path, monkeypatch):
     memo: dict = {}
     full, file, uses_files = runner_mod.Runner._template_file(Stub(), "s.j2", None, memo)
     assert (full, file.source, uses_files) == (str(path), "secret {{ x }}\n", False)
-    assert memo == {}
+    assert memo == {} and Stub._template_files == {}   # (nor in the run's files read)
