@@ -49,7 +49,7 @@ class FileState:
     gid: str = ""
     size: int = 0
     content: bytes | None = None
-    sha256: str = ""
+    sha256: str = ""            # the content's digest when it was not read (over the cap)
     link_target: str = ""       # set when the path itself is a symlink
     #: the link's own attributes (``mode|owner|uid|group|gid|size``), read back after apply
     link_stat: str = ""
@@ -134,9 +134,8 @@ def parse_probe(path: str, result: Result, host: str = "", task: str = "") -> Fi
         elif line == "C":
             body = lines[number + 1:]  # the rest is the content (no per-line work: /etc/hosts is long)
             break
-    if body is not None:
+    if body is not None:  # (``sha256`` is what tells a file read without its content)
         state.content = base64.b64decode("".join(body))
-        state.sha256 = hashlib.sha256(state.content).hexdigest()
     return state
 
 
