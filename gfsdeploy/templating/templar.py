@@ -956,7 +956,7 @@ class Templar:
         """The template file at ``path`` rendered with ``variables``; ``file``: the file as
         already read (by the caller, for a step's items), else it is read now."""
         saved = self._where
-        self._where = dict(where or {})
+        self._where = where or _NOWHERE  # (never changed in place: no copy)
         try:
             if file is None:
                 try:
