@@ -20,6 +20,7 @@ Commands:
     python3 bench/controller.py derive --sizes 100,1000           # converged recordings of more hosts
     python3 bench/controller.py run --sizes 10,100,1000 --latency 0.02 --repeat 3
     python3 bench/controller.py one --size 100 --phase noop        # one measurement (what run repeats)
+    python3 bench/controller.py compare --base 1f2d4c2 --rounds 6   # that commit and this tree, alternated
 
 ``record`` brings up a small lab (``--lab-nodes``, default 10) and converges each
 lab node, in turn, as one of the benchmark's hosts (its name and storage IP;
@@ -28,6 +29,12 @@ lists every host), recording what a no-op plan reads; one fresh node gives the
 fresh state every host shares. Recordings go to ``~/.cache/gfsdeploy-bench/controller``
 (tens of MB at 1,000 hosts: not committed); ``run`` writes
 bench/results/controller-<timestamp>.json (committed) and prints a table.
+
+``compare`` alternates ``one`` between a commit (checked out in a temporary git
+worktree) and the working tree, ``--rounds`` times each, optionally pinned to one CPU
+(``--cpu``): on a shared virtual machine the same code measures up to 1.5x apart
+from one minute to the next, so two versions are only compared run against run
+(bench/results/compare-<timestamp>.json).
 
 Each measurement runs in a fresh interpreter (``one``): the recordings are loaded
 first, then the peak RSS is reset (``/proc/self/clear_refs``) and the CLI's
@@ -503,6 +510,59 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def compare(base: str, size: int, phase: str, rounds: int, cpu: str | None, out: Path | None, log) -> dict:
+    """``one`` for the commit ``base`` and for this tree, alternated ``rounds`` times."""
+    import compileall
+
+    work = Path(tempfile.mkdtemp(prefix="gfsctl-compare-"))
+    tree = work / "base"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), base], check=True)
+    try:
+        trees = {"base": tree, "this": ROOT}
+        for where in trees.values():
+            for package in ("gfsdeploy", "gfsdeploy_glusterfs"):
+                compileall.compile_dir(str(where / package), quiet=1)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True).stdout.strip()
+        results = {"started": stamp, "command": " ".join(["bench/controller.py", *sys.argv[1:]]),
+                   "base": base, "this": f"{head} (working tree)", "size": size, "phase": phase, "cpu": cpu,
+                   "machine": {"nproc": os.cpu_count(), "python": platform.python_version()},
+                   "load_before": os.getloadavg(), "runs": []}
+        for r in range(rounds):
+            for name, where in trees.items():
+                cmd = [sys.executable, str(where / "bench" / "controller.py"), "one", "--size", str(size),
+                       "--phase", phase]
+                if cpu is not None:
+                    cmd = ["taskset", "-c", cpu, *cmd]
+                proc = subprocess.run(cmd, capture_output=True, text=True, cwd=where,
+                                      env=dict(os.environ, PYTHONPATH=str(where)))
+                if proc.returncode != 0:
+                    raise RuntimeError(f"{name}: {proc.stderr[-2000:]}")
+                got = json.loads(proc.stdout.strip().splitlines()[-1])
+                got.update(tree=name, round=r, load=os.getloadavg()[0])
+                results["runs"].append(got)
+                log(f"round {r + 1}/{rounds} {name:4s}: {got['cpu_ms_per_host']:.2f} ms/host"
+                    + (f"  PROBLEM: {got['problem']}" if got["problem"] else ""))
+        for name in trees:
+            values = [x["cpu_ms_per_host"] for x in results["runs"] if x["tree"] == name]
+            results[name + "_ms_per_host"] = {"min": min(values), "median": statistics.median(values),
+                                             "max": max(values)}
+        pairs = [t["cpu_ms_per_host"] / b["cpu_ms_per_host"] for b, t in
+                 zip(results["runs"][0::2], results["runs"][1::2])]
+        results["ratio_this_to_base"] = {"median": round(statistics.median(pairs), 3), "each": [round(x, 3) for x in pairs]}
+        path = out or BENCH / "results" / f"compare-{stamp}.json"
+        path.write_text(json.dumps(results, indent=1) + "\n")
+        b, t = results["base_ms_per_host"], results["this_ms_per_host"]
+        log(f"{base}: median {b['median']:.2f} ms/host (min {b['min']:.2f}); this tree: median {t['median']:.2f} "
+            f"(min {t['min']:.2f}); run against run: x{results['ratio_this_to_base']['median']:.2f}")
+        print(f"raw results: {path}")
+        return results
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -527,6 +587,13 @@ def main(argv=None) -> int:
     o.add_argument("--phase", choices=PHASES, required=True)
     o.add_argument("--latency", type=float, default=0.02)
     o.add_argument("--forks", type=int, default=50)
+    c = sub.add_parser("compare", help="a commit and this tree, measured alternately (one size and phase)")
+    c.add_argument("--base", required=True, help="the commit to compare with")
+    c.add_argument("--size", type=int, default=1000)
+    c.add_argument("--phase", choices=PHASES, default="noop")
+    c.add_argument("--rounds", type=int, default=6)
+    c.add_argument("--cpu", help="run each measurement pinned to these CPUs (taskset -c), e.g. 0")
+    c.add_argument("--out", type=Path)
     sh = sub.add_parser("ssh", help="threads and reconnects with real SSH connections (root: a private sshd)")
     sh.add_argument("--hosts", type=int, default=200)
     sh.add_argument("--forks", type=int, default=50)
@@ -556,6 +623,8 @@ def main(argv=None) -> int:
         print(json.dumps(ssh_one(args.inventory, args.playbook, args.forks, args.limit_connections)))
     elif args.cmd == "derive":
         derive(sizes, args.source, log)
+    elif args.cmd == "compare":
+        compare(args.base, args.size, args.phase, args.rounds, args.cpu, args.out, log)
     elif args.cmd == "run":
         run(sizes, [x for x in args.phases.split(",") if x], args.latency, args.forks, args.repeat, args.out, log)
     else:

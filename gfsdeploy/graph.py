@@ -269,6 +269,50 @@ def _mentions(task: Task, pattern: re.Pattern) -> bool:
     return bool(pattern.search(repr(parts)))
 
 
+def _cross_host_variables(play: Play, tasks: list[Task], hosts: list[str], inventory: Inventory) -> re.Pattern | None:
+    """The variables a play's tasks may read whose values read other hosts (``hostvars``,
+    the play's host lists), directly or through another such variable — inventory,
+    play, role, block and include vars: a task using one waits for every host's step
+    before it, as one naming ``hostvars`` itself does. (vars_files, read when the play
+    runs, are not looked into.) A pattern matching their names, or None."""
+    texts: dict = {}
+
+    def add(mapping) -> None:
+        for key, value in (mapping.items() if isinstance(mapping, dict) else mapping or ()):
+            text = repr(value)
+            if "{" in text:  # (only a template reads anything)
+                texts.setdefault(str(key), set()).add(text)
+
+    add(play.vars)
+    for role in play.roles:
+        add(role.defaults)
+        add(role.vars)
+    for task in tasks:
+        for role in task.role_chain:
+            add(role.defaults)
+            add(role.vars)
+            add(role.params)
+        for block in task.block_vars:
+            add(block)
+        add(task.include_params)
+    seen: set = set()
+    for host in hosts:
+        known = inventory.hosts.get(host)
+        if known is not None and id(known.vars) not in seen:
+            seen.add(id(known.vars))
+            add(known.vars)
+    names: set = set()
+    pattern = _CROSS_HOST
+    while True:
+        found = {name for name, values in texts.items()
+                 if name not in names and any(pattern.search(text) for text in values)}
+        if not found:
+            break
+        names |= found
+        pattern = re.compile(r"\b(" + "|".join(sorted(map(re.escape, names))) + r")\b")
+    return pattern if names else None
+
+
 def selected(task: Task, tags: set | None, skip_tags: set | None, by_id: dict) -> bool:
     """``--tags``/``--skip-tags`` (``always``/``never`` as in Ansible); a task an include
     brings is selected only when the include is."""
@@ -337,6 +381,7 @@ def build_graph(playbook: Playbook, inventory: Inventory, *, limit: list[str] | 
             sequence += flushes[point]
         sequence += [t for t in run_tasks if t not in sequence]
         lockstep = play.strategy == "linear" and _strategy_written(play) or play.any_errors_fatal
+        cross_vars = _cross_host_variables(play, sequence, hosts, inventory)
         play_steps: list[Step] = []
         previous_batch: list[Step] = []
         for batch in batches(play, hosts):
@@ -353,7 +398,8 @@ def build_graph(playbook: Playbook, inventory: Inventory, *, limit: list[str] | 
             # where hosts wait for each other: every host's previous task is done first
             for i, task in enumerate(sequence):
                 if i == 0 or not (lockstep or task.any_errors_fatal is True or task.run_once or task.delegate_to
-                                  or _mentions(task, _CROSS_HOST)):
+                                  or _mentions(task, _CROSS_HOST)
+                                  or (cross_vars is not None and _mentions(task, cross_vars))):
                     continue
                 before = sequence[i - 1]
                 for a in batch:

@@ -27,10 +27,10 @@ from gfsdeploy.transport.wrapper import INCOMPLETE, frame_script, wrapper
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except (ProcessLookupError, FileNotFoundError):  # (gone between the two looks)
         return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split()[2] != "Z"
 
 
 def _wait_gone(pid: int, seconds: float) -> bool:

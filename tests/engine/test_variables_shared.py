@@ -78,9 +78,7 @@ def test_play_vars_reading_hostvars_follow_the_other_hosts(site):
             - name: after
               copy: {dest: "{{ root }}/after-{{ inventory_hostname }}", content: "{{ color }}\\n"}
         """))
-    # (one fork: the steps run in the play's order — a play var reading hostvars does not
-    # make its readers wait for the other hosts yet, see graph._mentions)
-    rc, out = _plan(inv, pb, "--forks", "1")
+    rc, out = _plan(inv, pb)
     assert rc == 2, out
     assert out.count("+none") == 2 and out.count("+blue") == 2, out
 
@@ -114,3 +112,40 @@ def test_steps_sharing_their_layers_share_the_made_variables(site, monkeypatch):
     assert sorted(made) == ["a", "b"], made
     rc, out = _plan(inv, pb)
     assert rc == 2 and out.count("+[0, 1, 2]") == 6, out
+
+
+def test_a_step_using_a_variable_that_reads_other_hosts_waits_for_them(site):
+    """A play var (or inventory, role, block, include var) reading ``hostvars`` makes the
+    steps using it wait for every host's step before them, as ``hostvars`` in the step
+    itself does (it raced: a's step could run before b's set_fact)."""
+    from gfsdeploy.graph import Step, build_graph
+    from gfsdeploy.inventory import load_inventory
+    from gfsdeploy.playbook import load_playbook
+
+    root, inv = site
+    pb = root / "pb.yaml"
+    pb.write_text(textwrap.dedent("""\
+        - hosts: all
+          gather_facts: false
+          vars:
+            color: "{{ hostvars['b'].paint | default('none') }}"
+            shade: "dark {{ color }}"
+            plain: "{{ inventory_hostname }}"
+          tasks:
+            - name: b paints
+              set_fact: {paint: blue}
+              when: inventory_hostname == 'b'
+            - name: uses it through another variable
+              copy: {dest: "{{ root }}/shade-{{ inventory_hostname }}", content: "{{ shade }}\\n"}
+            - name: uses none of it
+              copy: {dest: "{{ root }}/plain-{{ inventory_hostname }}", content: "{{ plain }}\\n"}
+        """))
+    graph, tasks = build_graph(load_playbook(str(pb)), load_inventory(inv))
+    ids = {t.name: t.id for t in tasks.values()}
+    paints, shade, plain = ids["b paints"], ids["uses it through another variable"], ids["uses none of it"]
+    assert graph.has_edge(Step(paints, "b"), Step(shade, "a"))
+    assert graph.edge(Step(paints, "b"), Step(shade, "a"))["why"] == "sync"
+    assert not graph.has_edge(Step(shade, "b"), Step(plain, "a"))
+    for _ in range(3):  # (it raced)
+        rc, out = _plan(inv, pb)
+        assert rc == 2 and out.count("+dark blue") == 2, out
