@@ -1483,20 +1483,13 @@ class Runner:
                 state, changes, ctx = ahead.state, ahead.changes, ahead.replay(ctx)
             else:
                 state, changes = self._plan_item(hr, target, task, step, index, module, args, ctx, v, delegate)
-            if planning and not runs and _is_false(task.changed_when):
-                changes = _not_counted(changes)
-            outcome.changes.extend(changes)
-            if planning and not runs:
-                # what it would do; a command's result is only known after apply
-                real = [c for c in changes if c.action not in (WARN, READ)]
-                unknown |= any(c.action == READ for c in changes)
-                # (what it would register only matters when it registers: a module's unchanged
-                # result may be costly — a 1,000-line /etc/hosts block edited again)
-                results.append(self._with_item(task, v, {"changed": True} if real else
-                                               module.unchanged(args, state).as_register() if task.register
-                                               else {"changed": False}))
-                unknown |= bool(real) or task.until is not None
+            if planning and not runs:  # what it would do; a command's result is only known after apply
+                result, later = self._plan_result(task, v, changes, outcome,
+                                                  lambda: module.unchanged(args, state).as_register())
+                results.append(result)
+                unknown |= later
                 continue
+            outcome.changes.extend(changes)
             result = self._with_item(task, v, self._apply_item(target, task, module, args, state, changes, ctx, v))
             self._absorb_facts(hr, task, result, delegate)
             outcome.reads.extend(ctx.reads)
@@ -1527,6 +1520,21 @@ class Runner:
             _share_diffs(self._planned.get(step), changes)
         return state, changes
 
+    def _plan_result(self, task: Task, item_vars: dict, changes: list[Change], outcome: StepOutcome,
+                     registered) -> tuple[dict, bool]:
+        """One item of a plan that does not run it (it runs at apply): its changes listed
+        (``changed_when: false``: not counted as changes), what it would register —
+        ``registered()``, asked only when it changes nothing and the task registers (a
+        module's unchanged result may be costly: a 1,000-line /etc/hosts block edited
+        again) — and whether that is known only after apply."""
+        if _is_false(task.changed_when):
+            changes = _not_counted(changes)
+        outcome.changes.extend(changes)
+        real = [c for c in changes if c.action not in (WARN, READ)]
+        result = {"changed": True} if real else registered() if task.register else {"changed": False}
+        later = bool(real) or task.until is not None or any(c.action == READ for c in changes)
+        return self._with_item(task, item_vars, result), later
+
     def _run_planned(self, hr: HostRun, task: Task, outcome: StepOutcome, planned: _Planned) -> None:
         """A plan pass's step planned ahead (see _plan_ahead): what _run_task does with
         each item's plan when planning, without planning it again."""
@@ -1534,14 +1542,10 @@ class Runner:
         results: list[dict] = []
         unknown = False
         for _, _, item_vars, changes, registered in planned.items:
-            changes = _shown(task, changes)
-            if _is_false(task.changed_when):
-                changes = _not_counted(changes)
-            outcome.changes.extend(changes)
-            real = [c for c in changes if c.action not in (WARN, READ)]
-            unknown |= any(c.action == READ for c in changes) or bool(real) or task.until is not None
-            results.append(self._with_item(task, item_vars, {"changed": True} if real else
-                                           registered if task.register else {"changed": False}))
+            result, later = self._plan_result(task, item_vars, _shown(task, changes), outcome,
+                                              lambda registered=registered: registered)
+            results.append(result)
+            unknown |= later
         self._settle(hr, task, outcome, results, planned.rendered.variables, planning=True,
                      unknown=unknown and self.options.mode == "plan")
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import textwrap
 import time
 
 import pytest
@@ -109,3 +110,16 @@ def sshd(tmp_path):
     server = Sshd(str(root)).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def site(tmp_path):
+    """Two local hosts, ``a`` and ``b`` (``ansible_connection: local``), their files under
+    ``root`` (tmp_path): ``(tmp_path, the inventory's path)``."""
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(textwrap.dedent(f"""\
+        all:
+          vars: {{ansible_connection: local, root: "{tmp_path}", gfsdeploy_lock_dir: "{tmp_path}/lock"}}
+          hosts: {{a: {{}}, b: {{}}}}
+        """))
+    return tmp_path, str(inv)

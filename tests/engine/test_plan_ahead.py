@@ -13,22 +13,9 @@ import io
 import json
 import textwrap
 
-import pytest
-
 from gfsdeploy import runner as runner_mod
 from gfsdeploy.cli import main
 from gfsdeploy.modules.files import Copy
-
-
-@pytest.fixture
-def site(tmp_path):
-    inv = tmp_path / "inv.yaml"
-    inv.write_text(textwrap.dedent(f"""\
-        all:
-          vars: {{ansible_connection: local, root: "{tmp_path}", gfsdeploy_lock_dir: "{tmp_path}/lock"}}
-          hosts: {{a: {{}}, b: {{}}}}
-        """))
-    return tmp_path, str(inv)
 
 
 def _run(inv, pb, *args):

@@ -15,21 +15,8 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 from gfsdeploy import runner as runner_mod
 from gfsdeploy.cli import main
-
-
-@pytest.fixture
-def site(tmp_path):
-    inv = tmp_path / "inv.yaml"
-    inv.write_text(textwrap.dedent(f"""\
-        all:
-          vars: {{ansible_connection: local, root: "{tmp_path}", gfsdeploy_lock_dir: "{tmp_path}/lock"}}
-          hosts: {{a: {{}}, b: {{}}}}
-        """))
-    return tmp_path, str(inv)
 
 
 def test_each_step_is_rendered_once_per_pass(site, monkeypatch):

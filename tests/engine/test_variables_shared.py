@@ -9,20 +9,7 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 from gfsdeploy import runner as runner_mod
-
-
-@pytest.fixture
-def site(tmp_path):
-    inv = tmp_path / "inv.yaml"
-    inv.write_text(textwrap.dedent(f"""\
-        all:
-          vars: {{ansible_connection: local, root: "{tmp_path}", gfsdeploy_lock_dir: "{tmp_path}/lock"}}
-          hosts: {{a: {{}}, b: {{}}}}
-        """))
-    return tmp_path, str(inv)
 
 
 def _plan(inv, pb, *options):
@@ -78,7 +65,10 @@ def test_play_vars_reading_hostvars_follow_the_other_hosts(site):
             - name: after
               copy: {dest: "{{ root }}/after-{{ inventory_hostname }}", content: "{{ color }}\\n"}
         """))
-    rc, out = _plan(inv, pb)
+    # (one fork: the steps in the play's order. With more, b's set_fact may still run before
+    # a's first step — a step changing variables does not wait for other hosts' earlier
+    # steps reading them; only a later reader waits for it, see graph._cross_host_variables)
+    rc, out = _plan(inv, pb, "--forks", "1")
     assert rc == 2, out
     assert out.count("+none") == 2 and out.count("+blue") == 2, out
 
