@@ -64,7 +64,8 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-sys.path.insert(0, str(ROOT))
+# the engine measured: this tree, or another checkout (`compare` measures a commit with this harness)
+sys.path.insert(0, os.environ.get("GFSCTL_ENGINE") or str(ROOT))
 
 CACHE = Path(os.environ.get("GFSBENCH_CACHE", Path.home() / ".cache" / "gfsdeploy-bench")) / "controller"
 WORKLOAD = BENCH / "workload.yaml"
@@ -236,6 +237,27 @@ def derive(sizes: list[int], source: int, log) -> None:
 
 
 # -- one measurement (a fresh interpreter) --------------------------------------------------
+class _ThreadPeak:
+    """The most threads alive at once while it is entered, seen at every thread start
+    (a thread count only grows when one starts): no sampling thread, whose wake-ups
+    every few milliseconds were counted as the controller's CPU."""
+
+    def __enter__(self):
+        self.max = threading.active_count()
+        self._start = start = threading.Thread.start
+        peak = self
+
+        def counting(thread, *args, **kwargs):
+            start(thread, *args, **kwargs)
+            peak.max = max(peak.max, threading.active_count())
+
+        threading.Thread.start = counting
+        return self
+
+    def __exit__(self, *exc):
+        threading.Thread.start = self._start
+
+
 def _rss_kib(field: str = "VmRSS") -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -267,26 +289,15 @@ def one(size: int, phase: str, latency: float, forks: int) -> dict:
 
     argv = ["plan" if phase == "plan" else "apply", str(inv), "-p", str(WORKLOAD), "--json", "--forks", str(forks)]
     gc.collect()
-    threads = {"max": threading.active_count()}
-    stop = threading.Event()
-
-    def sample():
-        while not stop.wait(0.01):
-            threads["max"] = max(threads["max"], threading.active_count())
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     Path("/proc/self/clear_refs").write_text("5")  # the peak RSS starts again from here
     rss_before = _rss_kib()
     # stdout is a file, as for a real run (a StringIO would count the whole --json text,
     # ~33 KiB per host at 1,000 hosts, as the controller's memory)
     out = open(work / "stdout.json", "w+", encoding="utf-8")
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    with contextlib.redirect_stdout(out):
+    with contextlib.redirect_stdout(out), _ThreadPeak() as threads:
         rc = main(argv)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    stop.set()
-    sampler.join()
     peak = _rss_kib("VmHWM")
     out.seek(0)
     text = out.read()
@@ -306,10 +317,13 @@ def one(size: int, phase: str, latency: float, forks: int) -> dict:
         problem = f"the no-op reported {changes} changes"
     elif phase != "noop" and changes != size * CHANGES_PER_HOST:
         problem = f"{changes} changes, expected {size * CHANGES_PER_HOST}"
+    import gfsdeploy
+
     return {"size": size, "phase": phase, "latency_s": latency, "forks": forks, "exit": rc, "problem": problem,
+            "engine": str(Path(gfsdeploy.__file__).resolve().parent.parent),
             "cpu_s": round(cpu, 4), "wall_s": round(wall, 4), "cpu_ms_per_host": round(cpu / size * 1000, 3),
             "rss_before_kib": rss_before, "peak_rss_kib": peak,
-            "kib_per_host": round((peak - rss_before) / size, 1), "threads_max": threads["max"],
+            "kib_per_host": round((peak - rss_before) / size, 1), "threads_max": threads.max,
             "round_trips_max": max(rts) if rts else None,
             "round_trips_mean": round(sum(rts) / len(rts), 3) if rts else None,
             "changes": changes}
@@ -376,6 +390,8 @@ def ssh_run(hosts: int, forks: int, limits: list[str], log) -> dict:
                 if proc.returncode != 0:
                     raise RuntimeError(proc.stderr[-2000:])
                 got = json.loads(proc.stdout.strip().splitlines()[-1])
+                if got.get("engine") != str(Path(where).resolve()):
+                    raise RuntimeError(f"{name}: measured the engine in {got.get('engine')}, not {where}")
                 out["cases"][f"{phase}, connections {'<= --forks' if limit == 'forks' else 'unlimited'}"] = got
                 log(f"{hosts} hosts {phase:5s} connections {limit:9s}: {got}")
             shutil.rmtree(root / "out", ignore_errors=True)
@@ -409,24 +425,14 @@ def ssh_one(inventory_path: str, playbook_path: str, forks: int, limit: str) -> 
     ssh_mod.SSHTransport.connect = counting
     from gfsdeploy.cli import main
 
-    threads = {"max": threading.active_count()}
-    stop = threading.Event()
-
-    def sample():
-        while not stop.wait(0.01):
-            threads["max"] = max(threads["max"], threading.active_count())
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     buf = io.StringIO()
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    with contextlib.redirect_stdout(buf):
+    with contextlib.redirect_stdout(buf), _ThreadPeak() as threads:
         rc = main(["apply", inventory_path, "-p", playbook_path, "--json", "--forks", str(forks)])
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    stop.set()
     data = json.loads(buf.getvalue())
     rts = [h["round_trips"] for h in data["hosts"].values()]
-    return {"exit": rc, "threads_max": threads["max"], "connections_opened": opened["n"],
+    return {"exit": rc, "threads_max": threads.max, "connections_opened": opened["n"],
             "cpu_s": round(cpu, 3), "wall_s": round(wall, 3), "round_trips_max": max(rts),
             "changes": sum(data["summary"].get(k, 0) for k in ("add", "change", "destroy")),
             "errors": [str(e)[:300] for e in data.get("errors", [])[:2]]}
@@ -464,6 +470,8 @@ def run(sizes: list[int], phases: list[str], latency: float, forks: int, repeat:
                 if proc.returncode != 0:
                     raise RuntimeError(f"{size} hosts {phase}: {proc.stderr[-2000:]}")
                 got = json.loads(proc.stdout.strip().splitlines()[-1])
+                if got.get("engine") != str(Path(where).resolve()):
+                    raise RuntimeError(f"{name}: measured the engine in {got.get('engine')}, not {where}")
                 got["repeat"] = r
                 got["load"] = os.getloadavg()[0]
                 results["runs"].append(got)
@@ -511,7 +519,8 @@ def table(results: dict) -> str:
 
 
 def compare(base: str, size: int, phase: str, rounds: int, cpu: str | None, out: Path | None, log) -> dict:
-    """``one`` for the commit ``base`` and for this tree, alternated ``rounds`` times."""
+    """``one`` for the commit ``base`` and for this tree, alternated ``rounds`` times (the
+    engine of each; this tree's harness and workload for both)."""
     import compileall
 
     work = Path(tempfile.mkdtemp(prefix="gfsctl-compare-"))
@@ -531,15 +540,17 @@ def compare(base: str, size: int, phase: str, rounds: int, cpu: str | None, out:
                    "load_before": os.getloadavg(), "runs": []}
         for r in range(rounds):
             for name, where in trees.items():
-                cmd = [sys.executable, str(where / "bench" / "controller.py"), "one", "--size", str(size),
-                       "--phase", phase]
+                # (this tree's harness and workload for both: only the engine differs)
+                cmd = [sys.executable, str(BENCH / "controller.py"), "one", "--size", str(size), "--phase", phase]
                 if cpu is not None:
                     cmd = ["taskset", "-c", cpu, *cmd]
                 proc = subprocess.run(cmd, capture_output=True, text=True, cwd=where,
-                                      env=dict(os.environ, PYTHONPATH=str(where)))
+                                      env=dict(os.environ, GFSCTL_ENGINE=str(where)))
                 if proc.returncode != 0:
                     raise RuntimeError(f"{name}: {proc.stderr[-2000:]}")
                 got = json.loads(proc.stdout.strip().splitlines()[-1])
+                if got.get("engine") != str(Path(where).resolve()):
+                    raise RuntimeError(f"{name}: measured the engine in {got.get('engine')}, not {where}")
                 got.update(tree=name, round=r, load=os.getloadavg()[0])
                 results["runs"].append(got)
                 log(f"round {r + 1}/{rounds} {name:4s}: {got['cpu_ms_per_host']:.2f} ms/host"

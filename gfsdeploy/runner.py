@@ -398,6 +398,8 @@ class Runner:
         self._expand_lock = threading.Lock()
         self._hostvars_cache: dict = {}
         self._vars_cache: dict = {}   # (host, _vars_shape) -> (what they were made from, variables)
+        # (module class, args key, answers, distribution) of items a plan found unchanged
+        self._unchanged: dict = {}
         self._found: dict = {}   # controller file lookups (Runner._step_lookup)
         self._template_files: dict = {}  # path -> (its _stat, TemplateFile, whether it includes others)
         self.validations = Validations()  # module arguments validated once per distinct arguments
@@ -877,7 +879,7 @@ class Runner:
         for key, result in results.items():
             task_id, index, probe = key.split("\x1f", 2)
             grouped.setdefault((task_id, int(index)), {})[probe] = result
-        info = dataclasses.replace(hr.info)  # what the probes were made from (see _facts_for)
+        info = hr.info  # what the probes were made from (see _facts_for; replaced, never changed in place)
         hr.facts = {**keep, **{k: (planned[k][0], grouped.get(k, {}), planned[k][1], info) for k in planned}}
         hr.attempted = set(hr.facts)
         hr.stale = False
@@ -891,18 +893,28 @@ class Runner:
         Any doubt (an item not ready, not read, read from other host facts, a read or plan
         that raises): not planned ahead — the step plans itself, and says what went wrong."""
         planned = []
+        alike = module.plans_alike and not task.register
         for index, v, status, args, ctx in items:
             key = (task.id, index)
             read = hr.facts.get(key)
             if status != "ready" or ctx is None or read is None or read[0] != getattr(ctx, "args_key", None) \
                     or not self._same_probes(module, args, read, info):
                 return
+            if alike:  # (Module.plans_alike: planned unchanged on a host alike)
+                seen = (type(module), read[0], _answers_key(read[1]), _distribution(info))
+                if seen in self._unchanged:
+                    planned.append((key, read, getattr(v, "extra", None) or {}, [], None))
+                    continue
             try:
                 state = module.read(args, read[1], ctx)
                 changes = module.plan(args, state, info)
                 registered = module.unchanged(args, state).as_register() if task.register else None
             except Exception:  # noqa: BLE001 - (its turn plans it again and reports the error)
                 return
+            if alike and not changes:
+                if len(self._unchanged) >= _UNCHANGED_MAX:
+                    self._unchanged.clear()
+                self._unchanged[seen] = True
             planned.append((key, read, getattr(v, "extra", None) or {}, changes, registered))
         if planned:
             hr.planned[task.id] = _Planned(rendered, info, planned)
@@ -913,7 +925,7 @@ class Runner:
         the host facts, and each item's read (a change on the host forgets it)."""
         planned = hr.planned.pop(task.id, None)
         if planned is None or hr.stale or hr.rendered.get(task.id) is not planned.rendered \
-                or not self._still_valid(hr, planned.rendered) or hr.info != planned.info:
+                or not self._still_valid(hr, planned.rendered) or (hr.info is not planned.info and hr.info != planned.info):
             return None
         facts = hr.facts
         if any(facts.get(key) is not read for key, read, _, _, _ in planned.items):
@@ -1905,7 +1917,7 @@ class Runner:
         """Whether the probes read with the host facts known then are the ones the facts
         known now give (the first read of a cold facts cache runs before the OS is known)."""
         then = cached[3] if len(cached) > 3 else None
-        if then is None or then == info or not getattr(module, "reread_after_change", True):
+        if then is None or then is info or then == info or not getattr(module, "reread_after_change", True):
             return True  # (a protocol module's probes do not use host facts)
         try:
             return module.probes(args, then) == module.probes(args, info)
@@ -2220,6 +2232,20 @@ def _with_env(env: dict, script: str) -> str:
 
 def _ansible_version() -> dict:
     return {"full": "2.19.0", "major": 2, "minor": 19, "revision": 0, "string": "2.19.0 (gfsdeploy)"}
+
+
+#: the most (module, arguments, answers) kept as planned unchanged (Runner._plan_ahead)
+_UNCHANGED_MAX = 4096
+
+
+def _answers_key(answers: dict) -> tuple:
+    """A read's answers as a key (equal answers, equal key)."""
+    return tuple((name, r.rc, r.stdout, r.stderr) for name, r in sorted(answers.items()))
+
+
+#: what a module alike on every host may plan with (Module.plans_alike): the distribution
+#: and the host's system facts, not its name nor its variables
+_distribution = operator.attrgetter(*(f.name for f in dataclasses.fields(HostInfo) if f.name not in ("name", "vars")))
 
 
 def _args_key(args) -> str:

@@ -292,6 +292,11 @@ class Module:
     #: a plan pass plans such a step as soon as its host's batched read answers
     #: (Runner._plan_ahead), not again when the step's turn comes
     plans_from_reads = False
+    #: and a plan that changes nothing depends on the arguments, the answers and the
+    #: distribution facts alone (not on the host's name or variables): a plan pass plans
+    #: an item alike to one planned unchanged on another host unchanged without planning
+    #: it again (Runner._plan_ahead) — a thousand hosts' identical /etc/hosts edited once
+    plans_alike = False
 
     def read(self, args: dict, facts: dict[str, Result], ctx: TaskContext) -> Any:
         """Turn probe results into the state ``plan`` needs (may add non-shell reads)."""

@@ -104,6 +104,9 @@ def stat_probe(path: str, *, content: bool = True, into_dir: str | None = None, 
     return "\n".join(lines)
 
 
+_CONTENT_LINE = re.compile(r"^C\r?(?:\n|\Z)", re.M)
+
+
 def parse_probe(path: str, result: Result, host: str = "", task: str = "") -> FileState:
     """Turn :func:`stat_probe` output into a :class:`FileState`."""
     if result.rc != 0:
@@ -111,9 +114,12 @@ def parse_probe(path: str, result: Result, host: str = "", task: str = "") -> Fi
                           host=host, task=task,
                           fix="check the path and that the SSH user (or become) may read it")
     state = FileState(path=path)
-    body: list[str] | None = None
-    lines = result.stdout.splitlines()
-    for number, line in enumerate(lines):
+    out = result.stdout
+    # the content is the rest after the line "C": decoded whole (base64 skips the line
+    # breaks), not split into lines first — /etc/hosts of a thousand hosts is long
+    marker = _CONTENT_LINE.search(out)
+    body = out[marker.end():] if marker else None
+    for line in (out[:marker.start()] if marker else out).splitlines():
         if line.startswith("P "):
             state.path = line[2:]
         elif line.startswith("L "):
@@ -131,11 +137,8 @@ def parse_probe(path: str, result: Result, host: str = "", task: str = "") -> Fi
             state.size = int(size)
         elif line.startswith("H "):
             state.sha256 = line[2:].strip()
-        elif line == "C":
-            body = lines[number + 1:]  # the rest is the content (no per-line work: /etc/hosts is long)
-            break
     if body is not None:  # (``sha256`` is what tells a file read without its content)
-        state.content = base64.b64decode("".join(body))
+        state.content = base64.b64decode(body)
     return state
 
 
@@ -146,13 +149,17 @@ _BITS = {"u": {"r": 0o400, "w": 0o200, "x": 0o100, "s": 0o4000, "t": 0},
          "o": {"r": 0o004, "w": 0o002, "x": 0o001, "s": 0, "t": 0o1000}}
 
 
+_OCTAL = re.compile(r"[0-7]{1,4}")
+_OCTAL_INT = re.compile(r"[0-7]{3,4}")
+
+
 def check_mode_arg(mode) -> str | None:
     """An error message for a mode Ansible would reject, else None."""
     if mode is None or isinstance(mode, int) and not isinstance(mode, bool):
         return None
     if not isinstance(mode, str):
         return f"mode must be a string like '0644' or 'u=rw,g=r', got {mode!r}"
-    if re.fullmatch(r"[0-7]{1,4}", mode) or mode == "preserve":
+    if _OCTAL.fullmatch(mode) or mode == "preserve":
         return None
     for clause in mode.split(","):
         if not re.fullmatch(r"[ugoa]*(?:[-+=][rwxXst]*)+", clause):
@@ -164,7 +171,7 @@ def mode_warning(mode) -> str | None:
     """Ansible reads an int mode as the number itself: ``mode: 644`` (no quotes, no
     leading 0) is decimal 644 = 0o1204. We do the same, and say so."""
     if isinstance(mode, int) and not isinstance(mode, bool) and mode >= 0o1000 \
-            and re.fullmatch(r"[0-7]{3,4}", str(mode)):
+            and _OCTAL_INT.fullmatch(str(mode)):
         return (f"mode: {mode} is the decimal number {mode} = {mode:04o} in octal (as in Ansible); "
                 f"write mode: '0{mode}' with quotes")
     return None
@@ -177,7 +184,7 @@ def want_mode(mode, current: int | None, is_dir: bool) -> int | None:
         return None
     if isinstance(mode, int):
         return mode
-    if re.fullmatch(r"[0-7]{1,4}", mode):
+    if _OCTAL.fullmatch(mode):
         return int(mode, 8)
     value = current if current is not None else (0o755 if is_dir else 0o644)
     for clause in mode.split(","):
@@ -395,6 +402,7 @@ _FILE_ARGS = {
 class _FileModule(Module):
     """Shared probe/read for modules that manage one file's content."""
     plans_from_reads = True  # (Module.plans_from_reads)
+    plans_alike = True
 
     batch_apply = True  # apply: one script (write, then read back), so changes can be batched
     content_probe = True

@@ -87,6 +87,7 @@ def binary(args: dict) -> str:
 
 class Iptables(Module):
     plans_from_reads = True  # (Module.plans_from_reads)
+    plans_alike = True
     name = "iptables"
     pure_validate = True
     params = {

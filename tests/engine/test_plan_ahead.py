@@ -7,6 +7,7 @@ plans are compared with the same plans made without planning ahead."""
 
 from __future__ import annotations
 
+import base64
 import collections
 import contextlib
 import io
@@ -151,3 +152,47 @@ def test_a_file_written_during_the_plan_is_planned_again(site):
     assert steps["the same file"]["status"] == "ok" and not steps["the same file"]["changes"], data
     assert [c["action"] for c in steps["another file"]["changes"]] == ["+"], data
     assert (root / "f-b").read_text() == "new\n" and not (root / "g-b").exists()
+
+
+def test_an_item_planned_unchanged_on_another_host_alike_is_not_planned_again(site, monkeypatch):
+    """Module.plans_alike: the same arguments, the same answers and the same distribution
+    plan the same, on any host — an item planned unchanged on one host is unchanged on
+    the others without reading and planning it again. Not an item with changes (each
+    host plans its own), not a registered one (what it registers is each host's)."""
+    root, inv = site
+    (root / "same").write_text("same\n")
+    pb = root / "pb.yaml"
+    pb.write_text(textwrap.dedent("""\
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - name: alike and unchanged
+              copy: {dest: "{{ root }}/same", content: "same\\n"}
+            - name: alike, with a change
+              copy: {dest: "{{ root }}/absent", content: "x\\n"}
+            - name: alike, registered
+              copy: {dest: "{{ root }}/same", content: "same\\n", mode: "0644"}
+              register: r
+            - name: not alike
+              copy: {dest: "{{ root }}/same", content: "{{ inventory_hostname }}\\n"}
+        """))
+    reads = collections.Counter()
+    real_read = Copy.read
+
+    def counting(self, args, facts, ctx):
+        reads[(args["dest"].rsplit("/", 1)[-1], args.get("mode"), base64.b64decode(args["_content_b64"]))] += 1
+        return real_read(self, args, facts, ctx)
+
+    monkeypatch.setattr(Copy, "read", counting)
+    rc, data = _run(inv, pb, "plan")
+    assert rc == 2, data
+    assert reads == {("same", None, b"same\n"): 1, ("absent", None, b"x\n"): 2, ("same", "0644", b"same\n"): 2,
+                     ("same", None, b"a\n"): 1, ("same", None, b"b\n"): 1}, reads
+    with monkeypatch.context() as m:
+        m.setattr(runner_mod.Runner, "_plan_ahead", lambda *a, **k: None)
+        _, alone = _run(inv, pb, "plan")
+    assert _shown(data) == _shown(alone)
+    steps = {s["task"]: s for s in data["hosts"]["b"]["steps"]}
+    assert steps["alike and unchanged"]["status"] == "ok" and not steps["alike and unchanged"]["changes"]
+    assert [c["action"] for c in steps["alike, with a change"]["changes"]] == ["+"]
+    assert [c["action"] for c in steps["not alike"]["changes"]] == ["~"]
