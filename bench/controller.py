@@ -518,7 +518,8 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def compare(base: str, size: int, phase: str, rounds: int, cpu: str | None, out: Path | None, log) -> dict:
+def compare(base: str, size: int, phase: str, rounds: int, cpu: str | None, out: Path | None, log,
+            latency: float = 0.02, forks: int = 50) -> dict:
     """``one`` for the commit ``base`` and for this tree, alternated ``rounds`` times (the
     engine of each; this tree's harness and workload for both)."""
     import compileall
@@ -536,12 +537,14 @@ def compare(base: str, size: int, phase: str, rounds: int, cpu: str | None, out:
                               text=True).stdout.strip()
         results = {"started": stamp, "command": " ".join(["bench/controller.py", *sys.argv[1:]]),
                    "base": base, "this": f"{head} (working tree)", "size": size, "phase": phase, "cpu": cpu,
+                   "latency_s": latency, "forks": forks,
                    "machine": {"nproc": os.cpu_count(), "python": platform.python_version()},
                    "load_before": os.getloadavg(), "runs": []}
         for r in range(rounds):
             for name, where in trees.items():
                 # (this tree's harness and workload for both: only the engine differs)
-                cmd = [sys.executable, str(BENCH / "controller.py"), "one", "--size", str(size), "--phase", phase]
+                cmd = [sys.executable, str(BENCH / "controller.py"), "one", "--size", str(size), "--phase", phase,
+                       "--latency", str(latency), "--forks", str(forks)]
                 if cpu is not None:
                     cmd = ["taskset", "-c", cpu, *cmd]
                 proc = subprocess.run(cmd, capture_output=True, text=True, cwd=where,
@@ -604,6 +607,9 @@ def main(argv=None) -> int:
     c.add_argument("--phase", choices=PHASES, default="noop")
     c.add_argument("--rounds", type=int, default=6)
     c.add_argument("--cpu", help="run each measurement pinned to these CPUs (taskset -c), e.g. 0")
+    c.add_argument("--latency", type=float, default=0.02, help="seconds per round trip (--latency 0 --forks 1: "
+                   "the work alone, without the machine's cost of waking threads)")
+    c.add_argument("--forks", type=int, default=50)
     c.add_argument("--out", type=Path)
     sh = sub.add_parser("ssh", help="threads and reconnects with real SSH connections (root: a private sshd)")
     sh.add_argument("--hosts", type=int, default=200)
@@ -635,7 +641,7 @@ def main(argv=None) -> int:
     elif args.cmd == "derive":
         derive(sizes, args.source, log)
     elif args.cmd == "compare":
-        compare(args.base, args.size, args.phase, args.rounds, args.cpu, args.out, log)
+        compare(args.base, args.size, args.phase, args.rounds, args.cpu, args.out, log, args.latency, args.forks)
     elif args.cmd == "run":
         run(sizes, [x for x in args.phases.split(",") if x], args.latency, args.forks, args.repeat, args.out, log)
     else:

@@ -2248,16 +2248,34 @@ def _answers_key(answers: dict) -> tuple:
 _distribution = operator.attrgetter(*(f.name for f in dataclasses.fields(HostInfo) if f.name not in ("name", "vars")))
 
 
+#: an argument longer than this is in _args_key by its own digest, made once per text
+_LONG = 2048
+_long_digests: dict = {}   # a long argument's text -> ("sha256", its digest)
+
+
 def _args_key(args) -> str:
     """What a step's read was made from, compared for equality only, in this process: a
     digest (the arguments themselves hold whole rendered files, kept per step and host)
     of their repr — a third of JSON's cost; the same rendering gives the same order, and
-    a difference only means reading again."""
+    a difference only means reading again. A long text (a block of a thousand hosts'
+    lines, the same object on every host) counts by its digest, made once."""
+    if type(args) is dict and any(type(v) is str and len(v) > _LONG for v in args.values()):
+        args = {k: _long_digest(v) if type(v) is str and len(v) > _LONG else v for k, v in args.items()}
     try:
         text = repr(args)
     except Exception:  # noqa: BLE001 - (a recursive structure): what JSON makes of it
         text = json.dumps(args, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _long_digest(text: str) -> tuple:
+    """``("sha256", digest)`` of a long text (a tuple: no argument from YAML is one)."""
+    found = _long_digests.get(text)  # (the same object: its hash is kept, found at once)
+    if found is None:
+        if len(_long_digests) >= 256:
+            _long_digests.clear()
+        found = _long_digests[text] = ("sha256", hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest())
+    return found
 
 
 def _describe_args(args) -> str:
