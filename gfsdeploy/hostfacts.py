@@ -10,6 +10,7 @@ Which facts exist and where each comes from: docs/ANSIBLE-STRUCTURE.md.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 import json
@@ -613,6 +614,11 @@ def read(name: str, text: str, host_vars: dict, *, facts: bool = True) -> tuple[
     ``facts=False``: the HostInfo only (None for the facts: a run whose plays gather no
     facts reads only the distribution's; the devices of a host with many loop devices
     were most of the parsing)."""
+    if not facts:  # (a thousand hosts of one distribution answer the same text: parsed once)
+        known = _INFO_OF_TEXT.get(text)
+        if known is not None:
+            return None, dataclasses.replace(known, name=name, vars=host_vars)
+    given = text
     if MARK not in text:  # an os-release text cached by an older version
         text = f"{MARK} os\n{text}"
     s = sections(text)
@@ -633,7 +639,15 @@ def read(name: str, text: str, host_vars: dict, *, facts: bool = True) -> tuple[
             info.firewall = "ufw"
         else:
             info.firewall = "none"
+    if not facts:
+        if len(_INFO_OF_TEXT) >= 64:
+            _INFO_OF_TEXT.clear()
+        _INFO_OF_TEXT[given] = dataclasses.replace(info, name="", vars={})
     return (found if facts else None), info
+
+
+#: the facts probe's text -> the HostInfo it gives (but the host's name and variables)
+_INFO_OF_TEXT: dict = {}
 
 
 def host_info(name: str, facts: dict, host_vars: dict) -> HostInfo:
