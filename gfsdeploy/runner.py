@@ -398,7 +398,8 @@ class Runner:
         self._expand_lock = threading.Lock()
         self._hostvars_cache: dict = {}
         self._vars_cache: dict = {}   # (host, _vars_shape) -> (what they were made from, variables)
-        # (module class, args key, answers, distribution) of items a plan found unchanged
+        # (module class, answers, distribution) -> what the reads of items a plan found
+        # unchanged with them were made from (Runner._plan_ahead)
         self._unchanged: dict = {}
         self._found: dict = {}   # controller file lookups (Runner._step_lookup)
         self._template_files: dict = {}  # path -> (its _stat, TemplateFile, whether it includes others)
@@ -901,8 +902,9 @@ class Runner:
                     or not self._same_probes(module, args, read, info):
                 return
             if alike:  # (Module.plans_alike: planned unchanged on a host alike)
-                seen = (type(module), read[0], _answers_key(read[1]), _distribution(info))
-                if seen in self._unchanged:
+                seen = (type(module), _answers_key(read[1]), _distribution(info))
+                made = self._unchanged.get(seen)  # (arguments compared only for the same answers)
+                if made is not None and any(read[0] == other for other in made):
                     planned.append((key, read, getattr(v, "extra", None) or {}, [], None))
                     continue
             try:
@@ -914,7 +916,9 @@ class Runner:
             if alike and not changes:
                 if len(self._unchanged) >= _UNCHANGED_MAX:
                     self._unchanged.clear()
-                self._unchanged[seen] = True
+                made = self._unchanged.setdefault(seen, [])
+                if len(made) < 8:  # (a few renderings per answer: a loop's items may read alike)
+                    made.append(read[0])
             planned.append((key, read, getattr(v, "extra", None) or {}, changes, registered))
         if planned:
             hr.planned[task.id] = _Planned(rendered, info, planned)
@@ -1026,10 +1030,10 @@ class Runner:
         for index, v, status, args, ctx in self._each_item(hr, task, module, variables):
             if reusable:  # (the item's own variables only: all of them again is O(variables) per item)
                 digest = None
+                kept = dict(args) if isinstance(args, dict) else args
                 if status == "ready":  # (what its read is made from: the read and the run compare it)
-                    digest = ctx.args_key = _args_key(args)
-                items.append((index, getattr(v, "extra", None), status, dict(args) if isinstance(args, dict) else args,
-                              digest))
+                    digest = ctx.args_key = _ArgsKey(kept)
+                items.append((index, getattr(v, "extra", None), status, kept, digest))
                 files.update(getattr(ctx, "local_files", ()))
             yield index, v, status, args, ctx
         if reusable and self.templar.lookups_run == lookups and None not in files:  # all rendered, no lookup ran
@@ -2246,6 +2250,34 @@ def _answers_key(answers: dict) -> tuple:
 #: what a module alike on every host may plan with (Module.plans_alike): the distribution
 #: and the host's system facts, not its name nor its variables
 _distribution = operator.attrgetter(*(f.name for f in dataclasses.fields(HostInfo) if f.name not in ("name", "vars")))
+
+
+class _ArgsKey:
+    """What a read was made from, as the rendering that made it keeps its arguments (its
+    own copy, changed by nobody): equal to the same object at once, to another rendering's
+    by their digests (_args_key), made only then — a plan whose steps are planned from the
+    read their rendering made never digests its arguments."""
+
+    __slots__ = ("args", "_digest")
+
+    def __init__(self, args):
+        self.args, self._digest = args, None
+
+    def digest(self) -> str:
+        if self._digest is None:
+            self._digest, self.args = _args_key(self.args), None  # (then the arguments are not kept)
+        return self._digest
+
+    def __eq__(self, other):
+        if self is other:
+            return True
+        if isinstance(other, _ArgsKey):
+            return self.digest() == other.digest()
+        if isinstance(other, str):
+            return self.digest() == other
+        return NotImplemented
+
+    __hash__ = None  # (compared, never a dict key)
 
 
 #: an argument longer than this is in _args_key by its own digest, made once per text
