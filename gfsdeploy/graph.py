@@ -15,7 +15,9 @@ its previous one is done. Where the playbook's meaning depends on the other
 hosts (a task reading ``hostvars``/``ansible_play_hosts``, ``run_once``,
 ``delegate_to``, ``strategy: linear`` written out, ``any_errors_fatal``), every
 host finishes the previous task first — what Ansible's linear strategy does
-everywhere.
+everywhere; and every host finishes a task reading other hosts before any goes past
+it when a later task may change what it read (a host's set_fact is never seen by
+another host's earlier step).
 """
 
 from __future__ import annotations
@@ -269,6 +271,19 @@ def _mentions(task: Task, pattern: re.Pattern) -> bool:
     return bool(pattern.search(repr(parts)))
 
 
+#: modules that change a host's variables (what other hosts read as ``hostvars``) or the
+#: play's hosts and groups; and any module named ``*_facts``
+_SETS_VARIABLES = {"set_fact", "include_vars", "setup", "gather_facts", "add_host", "group_by", "set_stats",
+                   "meta", "include_tasks", "include_role", "import_tasks", "import_role", "include"}
+
+
+def _changes_variables(task: Task) -> bool:
+    """Whether a step may change what other hosts read of its host: it registers, sets
+    facts or variables, gathers facts, or includes tasks that may."""
+    short = task.module.rsplit(".", 1)[-1] if task.module else ""
+    return bool(task.register) or task.include is not None or short in _SETS_VARIABLES or short.endswith("_facts")
+
+
 def _cross_host_variables(play: Play, tasks: list[Task], hosts: list[str], inventory: Inventory) -> re.Pattern | None:
     """The variables a play's tasks may read whose values read other hosts (``hostvars``,
     the play's host lists), directly or through another such variable — inventory,
@@ -395,11 +410,17 @@ def build_graph(playbook: Playbook, inventory: Inventory, *, limit: list[str] | 
                     if previous is not None and not task.needs:
                         graph.add_edge(previous, step, hard=False, why="handler" if task.is_handler else "order")
                     previous = step
-            # where hosts wait for each other: every host's previous task is done first
+            # where hosts wait for each other: every host's previous task is done first —
+            # before a task reading other hosts, and after it when a later task may change
+            # what it read (else a host's set_fact could run before another's reading step)
+            readers = [_mentions(task, _CROSS_HOST) or (cross_vars is not None and _mentions(task, cross_vars))
+                       for task in sequence]
+            writes_later = [False] * len(sequence)
+            for i in range(len(sequence) - 2, -1, -1):
+                writes_later[i] = writes_later[i + 1] or _changes_variables(sequence[i + 1])
             for i, task in enumerate(sequence):
                 if i == 0 or not (lockstep or task.any_errors_fatal is True or task.run_once or task.delegate_to
-                                  or _mentions(task, _CROSS_HOST)
-                                  or (cross_vars is not None and _mentions(task, cross_vars))):
+                                  or readers[i] or (readers[i - 1] and writes_later[i - 1])):
                     continue
                 before = sequence[i - 1]
                 for a in batch:

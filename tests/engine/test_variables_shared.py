@@ -65,10 +65,9 @@ def test_play_vars_reading_hostvars_follow_the_other_hosts(site):
             - name: after
               copy: {dest: "{{ root }}/after-{{ inventory_hostname }}", content: "{{ color }}\\n"}
         """))
-    # (one fork: the steps in the play's order. With more, b's set_fact may still run before
-    # a's first step — a step changing variables does not wait for other hosts' earlier
-    # steps reading them; only a later reader waits for it, see graph._cross_host_variables)
-    rc, out = _plan(inv, pb, "--forks", "1")
+    # (as many forks as hosts: b's set_fact waits for a's first step, which reads it, as
+    # the later reader waits for the set_fact — graph.build_graph, graph._cross_host_variables)
+    rc, out = _plan(inv, pb)
     assert rc == 2, out
     assert out.count("+none") == 2 and out.count("+blue") == 2, out
 
@@ -139,3 +138,32 @@ def test_a_step_using_a_variable_that_reads_other_hosts_waits_for_them(site):
     for _ in range(3):  # (it raced)
         rc, out = _plan(inv, pb)
         assert rc == 2 and out.count("+dark blue") == 2, out
+
+
+def test_a_step_changing_variables_waits_for_every_host_reading_them_before_it(site):
+    """Every host finishes a step reading other hosts before any host goes past it when a
+    later step may change what it read (a set_fact, a register, gathered facts, an
+    include): b's set_fact must not run before a's earlier step reads ``hostvars['b']``
+    (Ansible's linear order). With no such later step, hosts go on at once."""
+    from gfsdeploy.graph import Step, build_graph
+    from gfsdeploy.inventory import load_inventory
+    from gfsdeploy.playbook import load_playbook
+
+    root, inv = site
+    steps = """\
+        - name: reads b
+          copy: {dest: "{{ root }}/r-{{ inventory_hostname }}", content: "{{ hostvars['b'].paint | default('none') }}\\n"}
+        - name: next
+          copy: {dest: "{{ root }}/n-{{ inventory_hostname }}", content: "n\\n"}
+    """
+    for later, waits in (("set_fact: {paint: blue}", True), ("command: 'true'\n  register: out", True),
+                         ("copy: {dest: \"{{ root }}/x-{{ inventory_hostname }}\", content: x}", False)):
+        pb = root / "pb.yaml"
+        pb.write_text("- hosts: all\n  gather_facts: false\n  tasks:\n" + textwrap.indent(
+            textwrap.dedent(steps) + "- name: later\n  " + later + "\n", "    "))
+        graph, tasks = build_graph(load_playbook(str(pb)), load_inventory(inv))
+        ids = {t.name: t.id for t in tasks.values()}
+        assert graph.has_edge(Step(ids["reads b"], "a"), Step(ids["next"], "b")) is waits, later
+        assert graph.has_edge(Step(ids["reads b"], "b"), Step(ids["next"], "a")) is waits, later
+        if waits:
+            assert graph.edge(Step(ids["reads b"], "a"), Step(ids["next"], "b"))["why"] == "sync"
