@@ -2264,9 +2264,14 @@ class _ArgsKey:
         self.args, self._digest = args, None
 
     def digest(self) -> str:
-        if self._digest is None:
-            self._digest, self.args = _args_key(self.args), None  # (then the arguments are not kept)
-        return self._digest
+        # (workers compare one key at once: the arguments are read before the digest, and
+        # dropped only after it is set — a worker never digests the dropped None)
+        args = self.args
+        found = self._digest
+        if found is None:
+            found = self._digest = _args_key(args)
+            self.args = None  # (the digest is what is compared from now on)
+        return found
 
     def __eq__(self, other):
         if self is other:
