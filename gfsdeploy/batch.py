@@ -35,7 +35,6 @@ import json
 import re
 import secrets as _random
 import shlex
-import sys
 import zlib
 from dataclasses import dataclass, field
 
@@ -400,7 +399,7 @@ def _waits_only_for(runner, current, previous, first) -> bool:
         if why == "play" and not (_plain_play(before_play) and _plain_play(play)
                                   and before_play.index == play.index - 1):
             return False
-    from gfsdeploy.graph import _mentions
+    from gfsdeploy.graph import _mentions, changes_variables
 
     if play.any_errors_fatal or task.any_errors_fatal is True or \
             (play.strategy == "linear" and getattr(play, "strategy_written", False)) or _mentions(task, _PLAY_HOSTS):
@@ -413,7 +412,7 @@ def _waits_only_for(runner, current, previous, first) -> bool:
         before = runner.tasks[step.task_id]
         if before.play.index < since:
             break
-        if not _keeps_variables(before):
+        if changes_variables(before):
             return False
     return True
 
@@ -421,20 +420,6 @@ def _waits_only_for(runner, current, previous, first) -> bool:
 def _plain_play(play) -> bool:
     return play.serial in (None, 0, "0", "", []) and not play.any_errors_fatal \
         and play.max_fail_percentage is None and play.needs is None
-
-
-def _keeps_variables(task) -> bool:
-    """Whether ``task`` cannot change any host's variables (what ``hostvars`` gives)."""
-    from gfsdeploy import modules
-
-    if task.register or task.include is not None or task.delegate_to or task.run_once:
-        return False
-    short = str(task.module).rsplit(".", 1)[-1]
-    if short in ("set_fact", "include_vars", "setup", "gather_facts", "meta", "add_host", "group_by"):
-        return False
-    module = modules.get(task.module)
-    protocol = sys.modules.get("gfsdeploy.ansible_protocol")  # (not loaded: no such module in this run)
-    return module is not None and not (protocol is not None and isinstance(module, protocol.ProtocolModule))
 
 
 def _planned(starts: list[tuple[str, int]], kept: int) -> set[str]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import re
+import sys
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -271,17 +272,21 @@ def _mentions(task: Task, pattern: re.Pattern) -> bool:
     return bool(pattern.search(repr(parts)))
 
 
-#: modules that change a host's variables (what other hosts read as ``hostvars``) or the
-#: play's hosts and groups; and any module named ``*_facts``
-_SETS_VARIABLES = {"set_fact", "include_vars", "setup", "gather_facts", "add_host", "group_by", "set_stats",
-                   "meta", "include_tasks", "include_role", "import_tasks", "import_role", "include"}
+def changes_variables(task: Task) -> bool:
+    """Whether ``task`` may change a host's variables (what other hosts read as
+    ``hostvars``) or the play's hosts: it registers, sets facts or variables, gathers
+    facts, includes tasks, is a `meta`, delegates or runs once, or runs an Ansible module
+    (which may return facts). The graph's barriers and the batches both ask this."""
+    from gfsdeploy import modules
 
-
-def _changes_variables(task: Task) -> bool:
-    """Whether a step may change what other hosts read of its host: it registers, sets
-    facts or variables, gathers facts, or includes tasks that may."""
-    short = task.module.rsplit(".", 1)[-1] if task.module else ""
-    return bool(task.register) or task.include is not None or short in _SETS_VARIABLES or short.endswith("_facts")
+    if task.register or task.include is not None or task.delegate_to or task.run_once:
+        return True
+    short = str(task.module).rsplit(".", 1)[-1]
+    if short in ("set_fact", "include_vars", "setup", "gather_facts", "meta", "add_host", "group_by"):
+        return True
+    module = modules.get(task.module)
+    protocol = sys.modules.get("gfsdeploy.ansible_protocol")  # (not loaded: no such module in this run)
+    return module is None or (protocol is not None and isinstance(module, protocol.ProtocolModule))
 
 
 def _cross_host_variables(play: Play, tasks: list[Task], hosts: list[str], inventory: Inventory) -> re.Pattern | None:
@@ -397,6 +402,15 @@ def build_graph(playbook: Playbook, inventory: Inventory, *, limit: list[str] | 
         sequence += [t for t in run_tasks if t not in sequence]
         lockstep = play.strategy == "linear" and _strategy_written(play) or play.any_errors_fatal
         cross_vars = _cross_host_variables(play, sequence, hosts, inventory)
+        # where hosts wait for each other (below): before a task reading other hosts, and
+        # after it when a later task may change what it read (else a host's set_fact could
+        # run before another's reading step)
+        readers = [_mentions(task, _CROSS_HOST) or (cross_vars is not None and _mentions(task, cross_vars))
+                   for task in sequence]
+        writes_later = [False] * len(sequence)
+        if any(readers):
+            for i in range(len(sequence) - 2, -1, -1):
+                writes_later[i] = writes_later[i + 1] or changes_variables(sequence[i + 1])
         play_steps: list[Step] = []
         previous_batch: list[Step] = []
         for batch in batches(play, hosts):
@@ -410,14 +424,7 @@ def build_graph(playbook: Playbook, inventory: Inventory, *, limit: list[str] | 
                     if previous is not None and not task.needs:
                         graph.add_edge(previous, step, hard=False, why="handler" if task.is_handler else "order")
                     previous = step
-            # where hosts wait for each other: every host's previous task is done first —
-            # before a task reading other hosts, and after it when a later task may change
-            # what it read (else a host's set_fact could run before another's reading step)
-            readers = [_mentions(task, _CROSS_HOST) or (cross_vars is not None and _mentions(task, cross_vars))
-                       for task in sequence]
-            writes_later = [False] * len(sequence)
-            for i in range(len(sequence) - 2, -1, -1):
-                writes_later[i] = writes_later[i + 1] or _changes_variables(sequence[i + 1])
+            # where hosts wait for each other: every host's previous task is done first
             for i, task in enumerate(sequence):
                 if i == 0 or not (lockstep or task.any_errors_fatal is True or task.run_once or task.delegate_to
                                   or readers[i] or (readers[i - 1] and writes_later[i - 1])):

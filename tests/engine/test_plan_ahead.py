@@ -26,6 +26,19 @@ def _run(inv, pb, *args):
     return rc, json.loads(out.getvalue())
 
 
+def _counted_reads(monkeypatch, key) -> collections.Counter:
+    """How many times ``copy`` read its file's state, per ``key(args, ctx)``."""
+    reads: collections.Counter = collections.Counter()
+    real_read = Copy.read
+
+    def counting(self, args, facts, ctx):
+        reads[key(args, ctx)] += 1
+        return real_read(self, args, facts, ctx)
+
+    monkeypatch.setattr(Copy, "read", counting)
+    return reads
+
+
 def _shown(data):
     """What a plan says, without its timings."""
     return {host: [(s["task"], s["status"], [(c["action"], c["resource"], c.get("diff", "")) for c in s["changes"]])
@@ -69,14 +82,7 @@ def test_plans_ahead_and_says_what_planning_at_its_turn_says(site, monkeypatch):
     pb.write_text(PLAYBOOK)
     (root / "x-a").write_text("old\n")
     (root / "quiet-b").write_text("q\n")
-    reads = collections.Counter()
-    real_read = Copy.read
-
-    def counting(self, args, facts, ctx):
-        reads[(ctx.host.name, args["dest"].rsplit("/", 1)[-1])] += 1
-        return real_read(self, args, facts, ctx)
-
-    monkeypatch.setattr(Copy, "read", counting)
+    reads = _counted_reads(monkeypatch, lambda args, ctx: (ctx.host.name, args["dest"].rsplit("/", 1)[-1]))
     rc, ahead = _run(inv, pb, "plan")
     assert rc == 2, ahead
     planned = dict(reads)
@@ -176,14 +182,8 @@ def test_an_item_planned_unchanged_on_another_host_alike_is_not_planned_again(si
             - name: not alike
               copy: {dest: "{{ root }}/same", content: "{{ inventory_hostname }}\\n"}
         """))
-    reads = collections.Counter()
-    real_read = Copy.read
-
-    def counting(self, args, facts, ctx):
-        reads[(args["dest"].rsplit("/", 1)[-1], args.get("mode"), base64.b64decode(args["_content_b64"]))] += 1
-        return real_read(self, args, facts, ctx)
-
-    monkeypatch.setattr(Copy, "read", counting)
+    reads = _counted_reads(monkeypatch, lambda args, ctx: (args["dest"].rsplit("/", 1)[-1], args.get("mode"),
+                                                           base64.b64decode(args["_content_b64"])))
     rc, data = _run(inv, pb, "plan")
     assert rc == 2, data
     assert reads == {("same", None, b"same\n"): 1, ("absent", None, b"x\n"): 2, ("same", "0644", b"same\n"): 2,
