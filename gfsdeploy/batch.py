@@ -387,20 +387,21 @@ def _waits_only_for(runner, current, previous, first) -> bool:
     batch's first play began registers, sets a fact, reads variables, runs once,
     delegates, includes, is a `meta`, or runs an Ansible module (which may return facts).
     Then what it renders now is what it renders after the wait, and it may join."""
-    extra = set(runner.graph.predecessors(current)) - {previous}
+    from gfsdeploy.graph import _mentions, changes_variables, waits_for
+
+    waits = waits_for(runner.graph, current)
+    waits.pop(previous, None)
+    extra = set(waits)
     if not extra:
         return True
     task = runner.tasks[current.task_id]
     play, before_play = task.play, runner.tasks[previous.task_id].play
-    for p in extra:
-        why = runner.graph.edge(p, current).get("why")
+    for p, why in waits.items():
         if p.task_id != previous.task_id or why not in ("sync", "play"):
             return False
         if why == "play" and not (_plain_play(before_play) and _plain_play(play)
                                   and before_play.index == play.index - 1):
             return False
-    from gfsdeploy.graph import _mentions, changes_variables
-
     if play.any_errors_fatal or task.any_errors_fatal is True or \
             (play.strategy == "linear" and getattr(play, "strategy_written", False)) or _mentions(task, _PLAY_HOSTS):
         return False  # the hosts move in lock step, or it reads which hosts are still in the play

@@ -309,7 +309,7 @@ def cmd_apply(args, playbook_path: str | None = None, extra: dict | None = None)
 
 
 def cmd_graph(args) -> int:
-    from gfsdeploy.graph import build_graph, render_dot, render_text
+    from gfsdeploy.graph import Step, build_graph, render_dot, render_text
     from gfsdeploy.session import load
 
     inventory, playbook, _ = load(args.inventory, args.playbook)
@@ -318,6 +318,7 @@ def cmd_graph(args) -> int:
                                skip_tags=_split(args.skip_tags))
     if args.json:
         print(json.dumps({"nodes": [{"id": str(n), "task": tasks[n.task_id].label, "host": n.host}
+                                    if isinstance(n, Step) else {"id": str(n), "barrier": n.why}
                                     for n in graph.nodes],
                           "edges": [{"from": str(a), "to": str(b), "hard": d.get("hard"), "why": d.get("why")}
                                     for a, b, d in graph.edges(data=True)]}, indent=2))

@@ -12,17 +12,20 @@ Ansible), ``handler`` (flush points). ``hard`` is true for ``needs`` only.
 
 Hosts do not move in lock step by default: a host runs its next task as soon as
 its previous one is done. Where the playbook's meaning depends on the other
-hosts (a task reading ``hostvars``/``ansible_play_hosts``, ``run_once``,
+hosts (a task reading ``hostvars``/``ansible_play_hosts`` — in its arguments, in a
+variable it uses or in the template file it renders —, ``run_once``,
 ``delegate_to``, ``strategy: linear`` written out, ``any_errors_fatal``), every
 host finishes the previous task first — what Ansible's linear strategy does
 everywhere; and every host finishes a task reading other hosts before any goes past
 it when a later task may change what it read (a host's set_fact is never seen by
-another host's earlier step).
+another host's earlier step). Many hosts wait for each other through one
+:class:`Barrier` node (2n edges, not n × n).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 import re
 import sys
@@ -220,6 +223,64 @@ class Step:
         return f"{self.task_id}@{self.host}"
 
 
+@dataclass(frozen=True)
+class Barrier:
+    """Where every step of ``after`` waits for every step of ``before`` (the hosts of one
+    batch): a node of its own, so that n hosts wait for each other through 2n edges,
+    not n × n (a million at 1,000 hosts, built, copied for every run and walked). It is
+    never run: the runner releases what waits on it when the last step before it is done."""
+    before: str   # the task id of the steps waited for
+    after: str    # the task id of the steps that wait
+    batch: int
+    why: str = "sync"
+
+    def __str__(self):
+        return f"{self.why}:{self.before}>{self.after}#{self.batch}"
+
+
+#: above this many host pairs, hosts wait for each other through a Barrier node (below
+#: it, edges from each host's step to each other host's: what `gfsdeploy graph` shows)
+BARRIER_PAIRS = 256
+
+
+def add_barrier(graph: "DiGraph", before: list, after: list, barrier: Barrier, *, own_host: bool = True) -> None:
+    """Every step of ``after`` waits for every step of ``before`` — through ``barrier``
+    when there are many, else edge by edge (``own_host`` false: not for its own host's
+    step, which the host's order already waits for)."""
+    if len(before) * len(after) <= BARRIER_PAIRS:
+        for a in before:
+            for b in after:
+                if own_host or a.host != b.host:
+                    graph.add_edge(a, b, hard=False, why=barrier.why)
+        return
+    graph.add_node(barrier, barrier=True)
+    for a in before:
+        graph.add_edge(a, barrier, hard=False, why=barrier.why)
+    for b in after:
+        graph.add_edge(barrier, b, hard=False, why=barrier.why)
+
+
+def waits_for(graph: "DiGraph", node) -> dict:
+    """The steps ``node`` waits for, directly or through a Barrier: step -> why."""
+    out: dict = {}
+    for pred, data in graph.in_edges_of(node):
+        if isinstance(pred, Barrier):
+            for before, _ in graph.in_edges_of(pred):
+                out.setdefault(before, data.get("why"))
+        else:
+            out[pred] = data.get("why")
+    return out
+
+
+def _released(graph: "DiGraph", node):
+    """The steps that wait for ``node``, directly or through a Barrier."""
+    for succ in graph.successors(node):
+        if isinstance(succ, Barrier):
+            yield from graph.successors(succ)
+        else:
+            yield succ
+
+
 _CROSS_HOST = re.compile(r"\b(hostvars|ansible_play_hosts(_all)?|play_hosts|ansible_play_batch)\b")
 
 
@@ -270,6 +331,56 @@ def _mentions(task: Task, pattern: re.Pattern) -> bool:
     parts = [task.args, task.when, task.loop, task.vars, task.changed_when, task.failed_when, task.until,
              task.include.target if task.include else None]
     return bool(pattern.search(repr(parts)))
+
+
+#: a template lookup in a task's arguments (``lookup('template', …)``, ``query``/``q``)
+_TEMPLATE_LOOKUP = re.compile(r"""\b(lookup|query|q)\(\s*['"](ansible\.builtin\.)?template['"]""")
+#: a template that brings in other files (read as part of it)
+_TEMPLATE_BRINGS = re.compile(r"\{%[-+]?\s*(include|import|extends|from)\b")
+#: the most template text looked into for one task before it counts as reading other hosts
+_TEMPLATE_TEXT_MAX = 4 << 20
+
+
+def _reads_in_templates(task: Task, pattern: re.Pattern, texts: dict) -> bool:
+    """Whether a template file ``task`` renders may read what ``pattern`` names (another
+    host's variables): the ``template`` module's ``src`` — looked up where the runner
+    looks (the task's roles, its directory, the playbook's, each with ``templates/``),
+    every template there when ``src`` is itself a template — or a template lookup.
+    What cannot be looked into counts as reading: a template that includes others, one
+    not found or unreadable, a lookup's file. ``texts``: file texts read for the play."""
+    if _TEMPLATE_LOOKUP.search(repr(task.args)):
+        return True
+    if str(task.module).rsplit(".", 1)[-1] != "template" or not isinstance(task.args, dict):
+        return False
+    src = task.args.get("src")
+    if not isinstance(src, str) or not src:
+        return True
+    dirs = [d for d in task.search_dirs if isinstance(d, str)]
+    if "{{" in src or "{%" in src:  # (e.g. "{{ item }}.j2": any template the task may find)
+        paths = sorted({os.path.join(root, name) for d in dirs for root, _, names in os.walk(os.path.join(d, "templates"))
+                        for name in names})
+    elif os.path.isabs(src):
+        paths = [src]
+    else:
+        found = next((c for d in dirs for c in (os.path.join(d, "templates", src), os.path.join(d, src))
+                      if os.path.isfile(c)), None)
+        if found is None:
+            return True
+        paths = [found]
+    size = 0
+    for path in paths:
+        text = texts.get(path)
+        if text is None:
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    text = texts[path] = handle.read(_TEMPLATE_TEXT_MAX + 1)
+            except (OSError, UnicodeDecodeError):
+                return True
+        size += len(text)
+        if size > _TEMPLATE_TEXT_MAX or text.lstrip().startswith("$ANSIBLE_VAULT") or _TEMPLATE_BRINGS.search(text) \
+                or pattern.search(text):
+            return True
+    return False
 
 
 def changes_variables(task: Task) -> bool:
@@ -405,15 +516,16 @@ def build_graph(playbook: Playbook, inventory: Inventory, *, limit: list[str] | 
         # where hosts wait for each other (below): before a task reading other hosts, and
         # after it when a later task may change what it read (else a host's set_fact could
         # run before another's reading step)
-        readers = [_mentions(task, _CROSS_HOST) or (cross_vars is not None and _mentions(task, cross_vars))
-                   for task in sequence]
+        reading = _CROSS_HOST if cross_vars is None else re.compile(f"{_CROSS_HOST.pattern}|{cross_vars.pattern}")
+        texts: dict = {}
+        readers = [_mentions(task, reading) or _reads_in_templates(task, reading, texts) for task in sequence]
         writes_later = [False] * len(sequence)
         if any(readers):
             for i in range(len(sequence) - 2, -1, -1):
                 writes_later[i] = writes_later[i + 1] or changes_variables(sequence[i + 1])
         play_steps: list[Step] = []
         previous_batch: list[Step] = []
-        for batch in batches(play, hosts):
+        for batch_no, batch in enumerate(batches(play, hosts)):
             batch_steps: list[Step] = []
             for host in batch:
                 previous: Step | None = None
@@ -430,10 +542,8 @@ def build_graph(playbook: Playbook, inventory: Inventory, *, limit: list[str] | 
                                   or readers[i] or (readers[i - 1] and writes_later[i - 1])):
                     continue
                 before = sequence[i - 1]
-                for a in batch:
-                    for b in batch:
-                        if a != b:
-                            graph.add_edge(Step(before.id, a), Step(task.id, b), hard=False, why="sync")
+                add_barrier(graph, [Step(before.id, h) for h in batch], [Step(task.id, h) for h in batch],
+                            Barrier(before.id, task.id, batch_no, "sync"), own_host=False)
             # run_once: the batch's first host runs it; the others take its result
             for task in sequence:
                 if task.run_once and batch:
@@ -441,9 +551,8 @@ def build_graph(playbook: Playbook, inventory: Inventory, *, limit: list[str] | 
                         graph.add_edge(Step(task.id, batch[0]), Step(task.id, other), hard=False, why="once")
             if previous_batch:
                 firsts = [s for s in batch_steps if graph.in_degree(s) == 0]
-                for before in _terminal_steps(graph, previous_batch):
-                    for first in firsts:
-                        graph.add_edge(before, first, hard=False, why="batch")
+                add_barrier(graph, _terminal_steps(graph, previous_batch), firsts,
+                            Barrier(f"play{play.index}", f"play{play.index}", batch_no, "batch"))
             play_steps += batch_steps
             previous_batch = batch_steps
         last_of_play[play.index] = play_steps
@@ -460,9 +569,8 @@ def build_graph(playbook: Playbook, inventory: Inventory, *, limit: list[str] | 
                 upstream += found
         firsts = [s for s in play_steps if graph.in_degree(s) == 0]
         for up in upstream:
-            for before in _terminal_steps(graph, last_of_play.get(up, [])):
-                for first in firsts:
-                    graph.add_edge(before, first, hard=False, why="play")
+            add_barrier(graph, _terminal_steps(graph, last_of_play.get(up, [])), firsts,
+                        Barrier(f"play{up}", f"play{play.index}", 0, "play"))
         # explicit task needs
         for task in run_tasks:
             for ref in task.needs:
@@ -472,7 +580,7 @@ def build_graph(playbook: Playbook, inventory: Inventory, *, limit: list[str] | 
                                      **task.where(), field="needs",
                                      fix="use the `name:` or `id:` of another task")
                 for target in targets:
-                    target_steps = [n for n in graph.nodes if n.task_id == target.id]
+                    target_steps = [n for n in graph.nodes if isinstance(n, Step) and n.task_id == target.id]
                     for host in hosts:
                         step = Step(task.id, host)
                         # within a play: the same host's step; across plays: every host's (a barrier)
@@ -480,7 +588,7 @@ def build_graph(playbook: Playbook, inventory: Inventory, *, limit: list[str] | 
                         for before in (same or target_steps):
                             if before != step:
                                 graph.add_edge(before, step, hard=True, why="needs")
-    cycle = find_cycle(graph)
+    cycle = [edge for edge in find_cycle(graph) if isinstance(edge[0], Step)]
     if cycle:
         names = []
         for edge in cycle:
@@ -502,7 +610,7 @@ def _strategy_written(play: Play) -> bool:
 def _terminal_steps(graph: DiGraph, steps: list[Step]) -> list[Step]:
     """Steps with no successor among ``steps`` (a play's or batch's last tasks and handlers)."""
     inside = set(steps)
-    return [s for s in inside if not any(succ in inside for succ in graph.successors(s))]
+    return [s for s in inside if not any(succ in inside for succ in _released(graph, s))]
 
 
 def _describe(task: Task) -> str:
@@ -519,9 +627,9 @@ def render_text(graph: DiGraph, tasks: dict[str, Task]) -> str:
     (role, file:line) and what it waits for on other hosts or by `needs:`."""
     lines = []
     for generation, nodes in enumerate(topological_generations(graph)):
-        for step in sorted(nodes, key=lambda s: (s.host, s.task_id)):
+        for step in sorted((n for n in nodes if isinstance(n, Step)), key=lambda s: (s.host, s.task_id)):
             task = tasks[step.task_id]
-            preds = sorted(graph.predecessors(step), key=str)
+            preds = sorted(waits_for(graph, step), key=str)
             needs = ", ".join(f"{tasks[p.task_id].label}@{p.host}" for p in preds)
             kind = "handler " if task.is_handler else ""
             lines.append(f"[{generation}] {step.host}: {kind}{_describe(task)}  ({task.describe_origin()})"
@@ -534,6 +642,8 @@ def render_dot(graph: DiGraph, tasks: dict[str, Task]) -> str:
         return '"' + str(step).replace('"', '\\"') + '"'
 
     def label(step):
+        if isinstance(step, Barrier):  # (every host's step before it, then every host's after it)
+            return f"every host: {tasks[step.before].label if step.before in tasks else step.before}".replace('"', '\\"')
         task = tasks[step.task_id]
         return (_describe(task) + "\\n" + step.host + "\\n" + task.describe_origin()).replace('"', '\\"')
 

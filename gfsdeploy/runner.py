@@ -30,7 +30,7 @@ from gfsdeploy import batch
 from gfsdeploy import flow as flowmod
 from gfsdeploy import hostfacts, loops, modules, secrets
 from gfsdeploy.errors import GfsError, Interrupted, ModuleError, PlaybookError, TransportError
-from gfsdeploy.graph import Step, build_graph, play_hosts, selected, topological_sort
+from gfsdeploy.graph import Barrier, Step, build_graph, play_hosts, selected, topological_sort
 from gfsdeploy.hostfacts import FACTS_PROBE, INFO_PROBE, HostFactsCache
 from gfsdeploy.inventory import Host, Inventory
 from gfsdeploy.modules.base import CHANGE, READ, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
@@ -369,7 +369,7 @@ class Runner:
         self.facts_cache = HostFactsCache()
         self.magic = inventory.magic()
         self.hosts: dict[str, HostRun] = {}
-        for name in {s.host for s in self.graph.nodes}:
+        for name in {s.host for s in self.graph.nodes if isinstance(s, Step)}:
             host = inventory.hosts[name]
             self.hosts[name] = HostRun(host=host, info=HostInfo(name=name, vars=host.vars))
         self.extra_hosts: dict[str, HostRun] = {}   # delegate_to targets outside the plays (localhost)
@@ -713,7 +713,7 @@ class Runner:
         hr.connected = True
 
     def _wants_become(self, host: str) -> bool:
-        for step in self.steps_by_host.get(host, []) or [s for s in self.graph.nodes if s.host == host]:
+        for step in self.steps_by_host.get(host, []) or [s for s in self.graph.nodes if isinstance(s, Step) and s.host == host]:
             task = self.tasks[step.task_id]
             if _truth(task.become) is True or (task.become is None and task.play.become):
                 return True
@@ -1961,8 +1961,9 @@ class Runner:
         sequence = topological_sort(graph)
         order = {n: i for i, n in enumerate(sequence)}
         inserted = False  # an include added steps: the graph's order must be computed again
-        for step in sorted(order, key=order.get):
-            self.steps_by_host.setdefault(step.host, []).append(step)
+        for step in sequence:  # (a Barrier is no host's step)
+            if isinstance(step, Step):
+                self.steps_by_host.setdefault(step.host, []).append(step)
         waiting = {n: graph.in_degree(n) for n in graph.nodes}
         ready = [n for n, d in waiting.items() if d == 0]
 
@@ -2049,7 +2050,10 @@ class Runner:
         for succ in self.graph.successors(step):
             waiting[succ] -= 1
             if waiting[succ] == 0:
-                out.append(succ)
+                if isinstance(succ, Barrier):  # the last step it waited for: what waits on it is free
+                    out += self._release(succ, waiting)
+                else:
+                    out.append(succ)
         return out
 
     def _finish(self, step: Step, outcome: StepOutcome) -> None:
