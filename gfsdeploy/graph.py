@@ -405,7 +405,8 @@ def _cross_host_variables(play: Play, tasks: list[Task], hosts: list[str], inven
     the play's host lists), directly or through another such variable — inventory,
     play, role, block and include vars: a task using one waits for every host's step
     before it, as one naming ``hostvars`` itself does. (vars_files, read when the play
-    runs, are not looked into.) A pattern matching their names, or None."""
+    runs, are looked into when their names are no templates and they are not encrypted.)
+    A pattern matching their names, or None."""
     texts: dict = {}
 
     def add(mapping) -> None:
@@ -415,6 +416,8 @@ def _cross_host_variables(play: Play, tasks: list[Task], hosts: list[str], inven
                 texts.setdefault(str(key), set()).add(text)
 
     add(play.vars)
+    for mapping in _static_vars_files(play):
+        add(mapping)
     for role in play.roles:
         add(role.defaults)
         add(role.vars)
@@ -442,6 +445,32 @@ def _cross_host_variables(play: Play, tasks: list[Task], hosts: list[str], inven
         names |= found
         pattern = re.compile(r"\b(" + "|".join(sorted(map(re.escape, names))) + r")\b")
     return pattern if names else None
+
+
+def _static_vars_files(play: Play):
+    """The mappings of a play's vars_files that can be read before the run: named without
+    a template (the first of a list that exists), not vault-encrypted, valid YAML (a bad
+    one is reported when the play runs)."""
+    from gfsdeploy import vault
+    from gfsdeploy.yamlload import loads
+
+    for entry, _, _ in play.vars_files:
+        for candidate in (entry if isinstance(entry, list) else [entry]):
+            name = str(candidate)
+            if "{{" in name:
+                break
+            path = name if os.path.isabs(name) else os.path.join(play.base_dir, name)
+            if not os.path.isfile(path):
+                continue
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    text = handle.read()
+                data = None if vault.is_encrypted(text) else loads(text, path)
+            except Exception:  # noqa: BLE001 - (reported when the play loads it)
+                data = None
+            if isinstance(data, dict):
+                yield data
+            break
 
 
 def selected(task: Task, tags: set | None, skip_tags: set | None, by_id: dict) -> bool:

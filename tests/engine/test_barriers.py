@@ -105,3 +105,32 @@ def test_many_hosts_wait_through_one_barrier_node(tmp_path):
             if isinstance(node, Step) and node.task_id == ids["reads all"]:
                 assert {Step(ids["own"], h) for h in hosts} <= done
             done.add(node)
+
+
+def test_a_variable_from_vars_files_reading_other_hosts_makes_its_users_wait(site):
+    """(vars_files were not looked into: a's step could use b's variable before b's set_fact.)"""
+    from gfsdeploy.cli import main
+
+    root, inv = site
+    (root / "shared.yaml").write_text("color: \"{{ hostvars['b'].paint | default('none') }}\"\n")
+    pb = root / "pb.yaml"
+    pb.write_text(textwrap.dedent("""\
+        - hosts: all
+          gather_facts: false
+          vars_files: [shared.yaml]
+          tasks:
+            - name: slow on b
+              command: sleep 1
+              when: inventory_hostname == 'b'
+              changed_when: false
+            - name: b paints
+              set_fact: {paint: blue}
+              when: inventory_hostname == 'b'
+            - name: uses it
+              copy: {dest: "{{ root }}/color-{{ inventory_hostname }}", content: "{{ color }}\\n"}
+        """))
+    graph, tasks = build_graph(load_playbook(str(pb)), load_inventory(inv))
+    ids = {t.name: t.id for t in tasks.values()}
+    assert Step(ids["b paints"], "b") in waits_for(graph, Step(ids["uses it"], "a"))
+    assert main(["apply", inv, "-p", str(pb), "--yes", "--forks", "2"]) == 0
+    assert [(root / f"color-{h}").read_text() for h in "ab"] == ["blue\n", "blue\n"]
