@@ -734,8 +734,8 @@ class Templar:
                 return result
             key = self._shared_key(text, variables)
             if key is None:
-                return _render_template(self._template(text, escape=self._escape), variables)
-            return self._render_shared(key, text, variables)
+                return _keep_newlines(text, _render_template(self._template(text, escape=self._escape), variables))
+            return _keep_newlines(text, self._render_shared(key, text, variables))
         except KnownAfterApply:
             Unknown.seen = True  # (the mark may be in text from now on: is_unknown looks)
             return Unknown() if whole and "{{" not in whole.group(1) and "}}" not in whole.group(1) else UNKNOWN_MARK
@@ -967,7 +967,8 @@ class Templar:
                                         fix="check `src:`; templates are looked up in templates/ next to the playbook") from None
             source = file.source
             try:
-                return _render_template(self._template(source, path), variables, file.variables())
+                return _keep_newlines(source, _render_template(self._template(source, path), variables,
+                                                               file.variables()))
             except KnownAfterApply:
                 Unknown.seen = True
                 return UNKNOWN_MARK
@@ -1124,6 +1125,17 @@ def _copied(value):
 
 
 _PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
+def _keep_newlines(source: str, result):
+    """``result`` ending with as many newlines as ``source`` does, as in Ansible: Jinja's
+    ``trim_blocks`` drops the newline after a closing block tag even when it is the last
+    character ("{% endfor %}\n"), and Ansible puts the missing ones back."""
+    if source.endswith("\n") and isinstance(result, str):
+        missing = (len(source) - len(source.rstrip("\n"))) - (len(result) - len(result.rstrip("\n")))
+        if missing > 0:
+            return result + "\n" * missing if type(result) is str else type(result)(result + "\n" * missing)
+    return result
 
 
 def _render_template(template, variables: dict, under: dict | None = None) -> str:

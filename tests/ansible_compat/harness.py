@@ -624,3 +624,35 @@ def has_collections() -> bool:
                    for c in ("ansible.posix", "community.general"))
     except ModuleNotFoundError:
         return False
+
+
+def run_local_both(tmp_path: Path, playbook: str, hosts: tuple = ("localhost",), gfsdeploy_args: tuple = ()) -> dict:
+    """``playbook`` (in ``tmp_path``, beside its templates/ and vars files) under
+    ansible-playbook and ``gfsdeploy apply`` on local hosts (``connection: local``, no
+    lab), each tool with its own directory ``dir``: ``{tool: Path of that directory}``."""
+    exe = ansible_playbook()
+    assert exe, "ansible-playbook is missing: install the `test` extra (ansible-core)"
+    pb = tmp_path / "pb.yaml"
+    pb.write_text(playbook)
+    out = {}
+    for tool in ("ansible", "gfsdeploy"):
+        d = tmp_path / tool
+        d.mkdir()
+        inv = tmp_path / f"inv-{tool}.yaml"
+        inv.write_text(json.dumps({"all": {
+            "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                     "gfsdeploy_lock_dir": f"{tmp_path}/lock-{tool}", "dir": str(d)},
+            "hosts": {h: {} for h in hosts}}}))
+        if tool == "ansible":
+            cfg = tmp_path / "ansible.cfg"
+            cfg.touch()
+            env = dict(os.environ, ANSIBLE_CONFIG=str(cfg), ANSIBLE_HOME=str(tmp_path / "ah"), ANSIBLE_NOCOLOR="1",
+                       ANSIBLE_LOCAL_TEMP=str(tmp_path / "at"))
+            argv = [exe, "-i", str(inv), str(pb)]
+        else:
+            env = dict(os.environ, PYTHONPATH=str(ROOT))
+            argv = [sys.executable, "-m", "gfsdeploy", "apply", str(inv), "-p", str(pb), *gfsdeploy_args]
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, (tool, proc.stdout[-2000:], proc.stderr[-2000:])
+        out[tool] = d
+    return out

@@ -261,3 +261,9 @@ for value in ["10.0.0.1", "10.0.0.1/24", "10.0.0.0/24", "fe80::1", "2001:db8::/3
 EXPRESSIONS += ["{{ '10.0.0.1' is ansible.utils.in_network('10.0.0.0/8') }}",
                 "{{ '11.0.0.1' is ansible.utils.in_network('10.0.0.0/8') }}",
                 "{{ [['a', 1], ['b', 2]] | community.general.dict }}", "{{ 'a=1 b=2' | split | map('split', '=') | community.general.dict }}"]
+
+# the newlines ending a template end its result (Jinja's trim_blocks dropped the one after
+# a closing block tag when it was the last character; Ansible puts it back)
+EXPRESSIONS += ["{% for h in [1, 2] %}{{ h }} {% endfor %}\n", "a {% if true %}b{% endif %}\n",
+                "{% if true %}x{% endif %}\n\n", "x\n{% if true %}y{% endif %}\n", "a {% if true %}b{% endif %}\nc",
+                "{% for h in [1, 2] %}{{ h }}\n{% endfor %}", "{{ 'a' }}{% if false %}b{% endif %}\n\n\n"]

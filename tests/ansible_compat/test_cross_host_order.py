@@ -1,0 +1,67 @@
+"""Differential, on this machine (local hosts, no lab): what a step reads of the other
+hosts — in a template file it renders, in a variable from vars_files, in its own
+arguments — is what they set in the steps before it, whichever host is slower.
+ansible-playbook's linear strategy finishes every host's step before any host starts the
+next; gfsdeploy lets hosts run ahead, except where a step reads others."""
+
+from __future__ import annotations
+
+from tests.ansible_compat.harness import run_local_both
+
+PLAYBOOK = """
+- hosts: all
+  gather_facts: false
+  vars_files: [shared.yaml]
+  tasks:
+    - name: the second host is slower
+      command: sleep 1
+      when: inventory_hostname == 'b'
+      changed_when: false
+    - name: each host's value
+      set_fact:
+        value: "{{ inventory_hostname }}-v"
+    - name: a template file reading every host
+      template: {src: all.j2, dest: "{{ dir }}/{{ inventory_hostname }}-template"}
+    - name: a variable from vars_files reading the other host
+      copy: {dest: "{{ dir }}/{{ inventory_hostname }}-varsfile", content: "{{ other_value }}\\n"}
+    - name: registers
+      command: "echo {{ inventory_hostname }}-r"
+      changed_when: false
+      register: said
+    - name: arguments reading every host
+      copy:
+        dest: "{{ dir }}/{{ inventory_hostname }}-args"
+        content: "{% for h in ansible_play_hosts %}{{ hostvars[h].said.stdout }} {% endfor %}\\n"
+"""
+
+
+def test_what_a_step_reads_of_other_hosts_is_what_ansible_reads(tmp_path):
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "all.j2").write_text(
+        "{% for h in groups['all'] %}{{ h }}={{ hostvars[h].value | default('MISSING') }}\n{% endfor %}")
+    (tmp_path / "shared.yaml").write_text(
+        "other_value: \"{{ hostvars['b' if inventory_hostname == 'a' else 'a'].value | default('MISSING') }}\"\n")
+    dirs = run_local_both(tmp_path, PLAYBOOK, hosts=("a", "b"), gfsdeploy_args=("--forks", "2"))
+    out = {tool: {p.name: p.read_text() for p in sorted(d.iterdir())} for tool, d in dirs.items()}
+    assert out["gfsdeploy"] == out["ansible"]
+    # what the case is about: nothing read before the other host set it
+    assert out["ansible"]["a-template"] == "a=a-v\nb=b-v\n" and out["ansible"]["a-varsfile"] == "b-v\n"
+    assert out["ansible"]["a-args"] == "a-r b-r \n"
+
+
+def test_a_template_ending_with_a_block_tag_keeps_its_last_newlines(tmp_path):
+    """(Jinja's trim_blocks dropped the newline after the last ``{% endif %}``; Ansible
+    puts back as many newlines as the template ends with.)"""
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "t.j2").write_text("a\n{% if true %}b{% endif %}\n")
+    (tmp_path / "templates" / "u.j2").write_text("x\n{% for i in [1, 2] %}{{ i }} {% endfor %}\n\n")
+    dirs = run_local_both(tmp_path, """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - template: {src: t.j2, dest: "{{ dir }}/t"}
+    - template: {src: u.j2, dest: "{{ dir }}/u"}
+    - copy: {dest: "{{ dir }}/c", content: "{% for h in [1, 2] %}{{ h }} {% endfor %}\\n"}
+""")
+    out = {tool: {p.name: p.read_text() for p in sorted(d.iterdir())} for tool, d in dirs.items()}
+    assert out["gfsdeploy"] == out["ansible"] == {"t": "a\nb\n", "u": "x\n1 2 \n\n", "c": "1 2 \n"}
