@@ -159,16 +159,23 @@ class Connections:
         key = (host.name, kind, user if kind == "ssh" else None)
         transport = self._open.get(key)  # (a dict read is atomic: no lock once it exists)
         if transport is None:
+            # made outside the lock (every host's first step asks at once: made under it, the
+            # workers queued behind one another), kept by the first of two threads making it
+            made = self.factory(host, variables=variables, remote_user=remote_user,
+                                connection=connection, **self.options)
             with self._lock:
                 transport = self._open.get(key)
                 if transport is None:
-                    transport = self.factory(host, variables=variables, remote_user=remote_user,
-                                             connection=connection, **self.options)
-                    if self.max_open is not None and hasattr(transport, "before_connect"):
+                    if self.max_open is not None and hasattr(made, "before_connect"):
                         # a caller may keep the transport and use it after an eviction: every
                         # (re)open makes room first, not only the first get()
-                        transport.before_connect = self._make_room
-                    self._open[key] = transport
+                        made.before_connect = self._make_room
+                    transport = self._open[key] = made
+            if transport is not made:
+                try:
+                    made.close()  # (never connected: a transport connects on its first command)
+                except Exception:  # noqa: BLE001 - closing is best effort
+                    pass
         return transport
 
     def _make_room(self, transport) -> None:

@@ -24,6 +24,7 @@ import json
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 
 from gfsdeploy.errors import TransportError
@@ -159,6 +160,10 @@ def load_shared(path: str) -> Recording:
         return _CACHE[key]
 
 
+#: the longest a simulated round trip sleeps before it looks whether the run was stopped
+_STOP_SLICE = 0.05
+
+
 class RecordedTransport(Transport):
     """Answers reads from a Recording; runs nothing. ``strict``: a read that is not in
     the recording is an error naming the script (else it answers exit 127).
@@ -174,10 +179,19 @@ class RecordedTransport(Transport):
         self.missing: list[str] = []
 
     def _wait(self) -> None:
+        """The round trip's time, as a network wait costs it: a sleep of this thread alone
+        (waiting on the stop Event, shared by every worker, made each wait's end contend
+        for that Event's lock — controller CPU no network wait costs). A stop ends it
+        within _STOP_SLICE."""
         if self.latency > 0:
             from gfsdeploy.transport.base import _STOP
 
-            _STOP.wait(self.latency)  # a stop ends the wait at once
+            end = time.monotonic() + self.latency
+            while not _STOP.is_set():
+                left = end - time.monotonic()
+                if left <= 0:
+                    break
+                time.sleep(min(left, _STOP_SLICE))
 
     def _missing(self, script: str) -> Result:
         self.missing.append(script)

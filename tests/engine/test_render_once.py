@@ -59,7 +59,7 @@ def test_each_step_is_rendered_once_per_pass(site, monkeypatch):
     rc, _ = run("apply")
     assert rc == 0
     assert dict(counts) == {(h, t): 2 for h in "ab" for t in tasks}   # plan pass + apply pass (it was 4)
-    assert (root / "hosts-b").read_text() == "a b " and (root / "z-a").read_text() == "z\n"
+    assert (root / "hosts-b").read_text() == "a b \n" and (root / "z-a").read_text() == "z\n"
     rc, data = run("apply")
     assert rc == 0 and data["summary"]["add"] == data["summary"]["change"] == 0
     assert dict(counts) == {(h, t): 1 for h in "ab" for t in tasks}

@@ -482,6 +482,39 @@ def test_connections_are_shared_per_host_user_and_type():
     conns.close()
 
 
+def test_two_threads_asking_for_one_host_at_once_share_one_connection():
+    """The transport is made outside the pool's lock (every host's first step asks at
+    once): of two made at the same time, the first kept is every caller's, the other closed."""
+    import threading
+
+    from gfsdeploy.inventory import Host
+    from gfsdeploy.transport import Connections
+
+    made, closed, both_in = [], [], threading.Barrier(2)
+
+    class Counted(LocalTransport):
+        def close(self):
+            closed.append(self)
+            super().close()
+
+    def factory(host, **kw):
+        t = Counted(host.name)
+        made.append(t)
+        both_in.wait(5)  # (both threads are making one before either keeps it)
+        return t
+
+    conns = Connections(factory=factory)
+    h = Host("n1")
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(conns.get(h))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(made) == 2 and got[0] is got[1] and conns.all() == [got[0]]
+    assert closed == [t for t in made if t is not got[0]]
+
+
 def test_an_encrypted_key_opens_with_its_passphrase(sshd, tmp_path):
     """ansible_ssh_private_key_passphrase (kept out of every output)."""
     from gfsdeploy.inventory import Host
