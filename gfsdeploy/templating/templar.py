@@ -223,11 +223,13 @@ def escape_backslashes(env, source: str) -> str:
     conditions (``when:``) keep Jinja's escapes."""
     if "\\" not in source or "{{" not in source:
         return source
+    last = None if env.keep_trailing_newline else _LAST_NEWLINE.search(source)
     try:
         tokens = list(env.lexer.tokeniter(source, None))
     except jinja2.TemplateSyntaxError:
         return source  # let the real compile report it
-    if "".join(t[2] for t in tokens) != source:
+    # (the lexer drops the last line break: put back after the tokens)
+    if "".join(t[2] for t in tokens) != (source[:last.start()] if last else source):
         return source  # the lexer dropped something (whitespace control): leave the text alone
     out = []
     in_variable = False
@@ -240,7 +242,11 @@ def escape_backslashes(env, source: str) -> str:
             quote, inner = raw[0], raw[1:-1]
             raw = quote + inner.replace("\\", "\\\\").replace(quote, "\\" + quote) + quote
         out.append(raw)
-    return "".join(out)
+    return "".join(out) + (last.group() if last else "")
+
+
+#: the line break ending a text, which Jinja's lexer drops (``keep_trailing_newline`` off)
+_LAST_NEWLINE = re.compile(r"(\r\n|\r|\n)\Z")
 
 
 def _template_line(exc: BaseException, filename: str) -> int | None:
@@ -402,7 +408,7 @@ def make_environment(loader=None) -> SandboxedEnvironment:
     Sandboxed (no access to Python internals) but, as in Ansible, templates may call
     ``list.append`` and the like — real templates build lists that way."""
     env = _Environment(
-        undefined=Undefined, loader=loader, keep_trailing_newline=True, trim_blocks=True,
+        undefined=Undefined, loader=loader, keep_trailing_newline=False, trim_blocks=True,
         finalize=_finalize, extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])
     wrapped = _WRAPPED.get(type(env))
     if wrapped is None:  # (the same for every environment: wrapped once, not once per Templar/thread)
@@ -730,7 +736,7 @@ class Templar:
                 if isinstance(result, Deferred):
                     result.fail()
                 if body is not text and isinstance(result, str) and not is_unknown(result):
-                    result += "\n"
+                    result = _keep_newlines(text, result)
                 return result
             key = self._shared_key(text, variables)
             if key is None:
@@ -1128,9 +1134,11 @@ _PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
 
 
 def _keep_newlines(source: str, result):
-    """``result`` ending with as many newlines as ``source`` does, as in Ansible: Jinja's
-    ``trim_blocks`` drops the newline after a closing block tag even when it is the last
-    character ("{% endfor %}\n"), and Ansible puts the missing ones back."""
+    """``result`` ending with at least as many newlines as ``source`` does, as in Ansible:
+    Jinja drops the source's last newline (``keep_trailing_newline`` off) and, with
+    ``trim_blocks``, the one after a closing block tag even when it is the last character
+    ("{% endfor %}\n"); Ansible puts back the ones the result lacks — none when the value
+    rendered last ends with its own ("{{ x }}\n" with x "a\n" is "a\n")."""
     if source.endswith("\n") and isinstance(result, str):
         missing = (len(source) - len(source.rstrip("\n"))) - (len(result) - len(result.rstrip("\n")))
         if missing > 0:

@@ -50,18 +50,28 @@ def test_what_a_step_reads_of_other_hosts_is_what_ansible_reads(tmp_path):
 
 
 def test_a_template_ending_with_a_block_tag_keeps_its_last_newlines(tmp_path):
-    """(Jinja's trim_blocks dropped the newline after the last ``{% endif %}``; Ansible
-    puts back as many newlines as the template ends with.)"""
+    """(Jinja's trim_blocks dropped the newline after the last ``{% endif %}``, and a
+    value ending with a line break got the template's last one on top; Ansible puts back
+    only the line breaks the result lacks.)"""
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "t.j2").write_text("a\n{% if true %}b{% endif %}\n")
     (tmp_path / "templates" / "u.j2").write_text("x\n{% for i in [1, 2] %}{{ i }} {% endfor %}\n\n")
+    (tmp_path / "templates" / "v.j2").write_text("{{ block }}\n")
     dirs = run_local_both(tmp_path, """
 - hosts: all
   gather_facts: false
+  vars:
+    block: |
+      one
+      two
   tasks:
     - template: {src: t.j2, dest: "{{ dir }}/t"}
     - template: {src: u.j2, dest: "{{ dir }}/u"}
+    - template: {src: v.j2, dest: "{{ dir }}/v"}
     - copy: {dest: "{{ dir }}/c", content: "{% for h in [1, 2] %}{{ h }} {% endfor %}\\n"}
+    - copy: {dest: "{{ dir }}/b", content: "v={{ block }}\\n"}
 """)
     out = {tool: {p.name: p.read_text() for p in sorted(d.iterdir())} for tool, d in dirs.items()}
-    assert out["gfsdeploy"] == out["ansible"] == {"t": "a\nb\n", "u": "x\n1 2 \n\n", "c": "1 2 \n"}
+    # (a value ending with its own line break gets none added: "{{ block }}\n" is block)
+    assert out["gfsdeploy"] == out["ansible"] == {"t": "a\nb\n", "u": "x\n1 2 \n\n", "c": "1 2 \n",
+                                                  "v": "one\ntwo\n", "b": "v=one\ntwo\n"}

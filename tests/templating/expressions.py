@@ -266,4 +266,7 @@ EXPRESSIONS += ["{{ '10.0.0.1' is ansible.utils.in_network('10.0.0.0/8') }}",
 # a closing block tag when it was the last character; Ansible puts it back)
 EXPRESSIONS += ["{% for h in [1, 2] %}{{ h }} {% endfor %}\n", "a {% if true %}b{% endif %}\n",
                 "{% if true %}x{% endif %}\n\n", "x\n{% if true %}y{% endif %}\n", "a {% if true %}b{% endif %}\nc",
-                "{% for h in [1, 2] %}{{ h }}\n{% endfor %}", "{{ 'a' }}{% if false %}b{% endif %}\n\n\n"]
+                "{% for h in [1, 2] %}{{ h }}\n{% endfor %}", "{{ 'a' }}{% if false %}b{% endif %}\n\n\n",
+                # ... but a value ending with its own newline gets none added ("{{ x }}\n", x "a\n": "a\n")
+                "{{ text ~ '\\n' }}\n", "v={{ text ~ '\\n' }}\n", "v={{ text ~ '\\n' }}\n\n", "{{ text ~ '\\n\\n' }}\n",
+                "{% if true %}{{ text ~ '\\n' }}{% endif %}\n"]
