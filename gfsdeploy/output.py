@@ -243,12 +243,42 @@ _JSON_CHUNK = 1 << 16
 
 
 def dump_json(data: dict, stream=None) -> None:
-    """``data`` as indented JSON, written in pieces: the whole text of a 1,000-host run
-    (and the encoder's list of its fragments) is never held in memory at once."""
+    """``data`` as JSON, written in pieces: the whole text of a 1,000-host run (and the
+    encoder's list of its fragments) is never held in memory at once. Indented for a
+    terminal; else compact, one top-level entry (a host) at a time through the C encoder
+    (the indenting encoder is Python's own: ~10 times slower at 1,000 hosts)."""
     stream = stream or sys.stdout
+    data = _redacted(data)
+    isatty = getattr(stream, "isatty", None)
+    if isatty is None or isatty() or type(data) is not dict:
+        _dump_indented(data, stream)
+        return
+    encode = json.JSONEncoder(separators=(",", ":")).encode
+    pieces: list[str] = ["{"]
+    size = 0
+    for i, (key, value) in enumerate(data.items()):
+        pieces.append(("," if i else "") + encode({key: None})[1:-6] + ":")  # (JSON's own key text)
+        if type(value) is dict:  # (a host at a time)
+            pieces.append("{")
+            for j, (k, v) in enumerate(value.items()):
+                text = ("," if j else "") + encode({k: v})[1:-1]
+                pieces.append(text)
+                size += len(text)
+                if size >= _JSON_CHUNK:
+                    stream.write("".join(pieces))
+                    pieces, size = [], 0
+            pieces.append("}")
+        else:
+            pieces.append(encode(value))
+    pieces.append("}\n")
+    stream.write("".join(pieces))
+    stream.flush()
+
+
+def _dump_indented(data, stream) -> None:
     pieces: list[str] = []
     size = 0
-    for piece in json.JSONEncoder(indent=2).iterencode(_redacted(data)):
+    for piece in json.JSONEncoder(indent=2).iterencode(data):
         pieces.append(piece)
         size += len(piece)
         if size >= _JSON_CHUNK:
