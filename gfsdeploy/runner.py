@@ -1982,8 +1982,25 @@ class Runner:
 
         # ready steps in play order (a heap: sorting them at every step grew faster than
         # the work); each worker settles its step and takes the next (gfsdeploy/scheduler.py)
+        succ, pred = graph._succ, graph._pred
+
+        def follow(step, outcome):
+            # the host's next step waits for this one alone: settled here, without the
+            # scheduler's lock, and run next by the same worker
+            if outcome.expansion:
+                return None
+            after = succ[step]
+            if len(after) != 1:
+                return None
+            (nxt,) = after
+            if type(nxt) is not Step or len(pred[nxt]) != 1:
+                return None
+            self._finish(step, outcome)
+            waiting[nxt] = 0
+            return nxt
+
         scheduler = StepScheduler(self.options.forks, execute=self._execute, settle=settle, skip=skip,
-                                  order=order.__getitem__)
+                                  order=order.__getitem__, follow=follow)
         try:
             scheduler.run(ready)
         except KeyboardInterrupt:

@@ -6,7 +6,13 @@ through a coordinating thread: a pool of futures cost, per step, a future, its
 callbacks, a queue in each direction and a wake-up of the thread that decided
 what runs next — about a tenth of a 1,000-host no-op's CPU, for bookkeeping.
 The order is the pool's: whichever thread decides, a free worker always takes
-the lowest ready step.
+the lowest ready step (a worker following its host's chain, below, excepted).
+
+``follow(step, outcome)`` (optional) lets a worker go on without the lock: when the
+step's only successor waits for nothing else (its host's next step), ``follow`` settles
+the step and returns that successor, which the same worker runs next — a host's steps
+run one after the other on one worker, the host's data still in the core's caches, and
+the lock is taken where hosts meet (a barrier) or a step releases several.
 
 Workers start as they are needed (a ready step and no idle worker), never more than
 ``forks``; they end when nothing is running and nothing is ready. An error raised
@@ -29,9 +35,10 @@ class StepScheduler:
     scheduler's lock, one at a time."""
 
     def __init__(self, forks: int, *, execute: Callable, settle: Callable[..., Iterable], skip: Callable,
-                 order: Callable[..., float], name: str = "gfs"):
+                 order: Callable[..., float], follow: Callable | None = None, name: str = "gfs"):
         self.forks = max(1, forks)
         self._execute, self._settle, self._skip, self._order = execute, settle, skip, order
+        self._follow = follow
         self._name = name
         self._cv = threading.Condition(threading.Lock())
         self._ready: list = []           # heap of (order, tie, step)
@@ -130,6 +137,13 @@ class StepScheduler:
                 cv.release()
                 try:
                     outcome = self._execute(step)
+                    while self._follow is not None and not self._over:
+                        after = self._follow(step, outcome)  # (settled it: the next is this worker's)
+                        if after is None:
+                            break
+                        step, outcome = after, self._skip(after)
+                        if outcome is None:
+                            outcome = self._execute(step)
                 except BaseException as exc:  # noqa: BLE001
                     cv.acquire()
                     self._running -= 1

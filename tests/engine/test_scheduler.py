@@ -30,18 +30,23 @@ def _chain_run(forks, graph, order, *, skip=lambda step: None, work=lambda step:
             running["now"] -= 1
         return f"outcome of {step}"
 
+    settle = _settler(graph, waiting, lambda step, outcome: settled.append((step, outcome)))
+    StepScheduler(forks, execute=execute, settle=settle, skip=skip, order=order.__getitem__).run(
+        [s for s, n in waiting.items() if n == 0])
+    return started, settled, running["max"]
+
+
+def _settler(graph, waiting, record):
+    """``settle`` for a DAG ``graph``: records the step, returns the successors it frees."""
     def settle(step, outcome):
-        settled.append((step, outcome))
+        record(step, outcome)
         out = []
         for succ in graph[step]:
             waiting[succ] -= 1
             if waiting[succ] == 0:
                 out.append(succ)
         return out
-
-    StepScheduler(forks, execute=execute, settle=settle, skip=skip, order=order.__getitem__).run(
-        [s for s, n in waiting.items() if n == 0])
-    return started, settled, running["max"]
+    return settle
 
 
 def test_one_fork_runs_ready_steps_lowest_order_first():
@@ -112,3 +117,35 @@ def test_workers_start_only_as_needed():
 
     _chain_run(50, graph, order, work=work)
     assert len(names) == 1
+
+
+def test_follow_runs_a_host_s_next_step_on_the_same_worker_without_settling_it():
+    """``follow``: a step whose only successor waits for it alone is settled by ``follow``
+    and the successor runs next on the same worker; where steps meet (a barrier) the
+    scheduler settles as before."""
+    graph = {"a1": ["a2"], "a2": ["sync"], "b1": ["b2"], "b2": ["sync"], "sync": ["a3", "b3"], "a3": [], "b3": []}
+    preds = {s: [p for p, succs in graph.items() if s in succs] for s in graph}
+    order = {"a1": 0, "b1": 1, "a2": 2, "b2": 3, "sync": 4, "a3": 5, "b3": 6}
+    waiting = {s: len(preds[s]) for s in graph}
+    started, settled, followed, workers = [], [], [], {}
+
+    def execute(step):
+        started.append(step)
+        workers[step] = threading.current_thread().name
+        return f"outcome of {step}"
+
+    settle = _settler(graph, waiting, lambda step, outcome: settled.append(step))
+
+    def follow(step, outcome):
+        succs = graph[step]
+        if len(succs) != 1 or len(preds[succs[0]]) != 1:
+            return None
+        followed.append(step)
+        waiting[succs[0]] = 0
+        return succs[0]
+
+    StepScheduler(1, execute=execute, settle=settle, skip=lambda step: None, order=order.__getitem__,
+                  follow=follow).run(["a1", "b1"])
+    assert started == ["a1", "a2", "b1", "b2", "sync", "a3", "b3"]  # a host's chain first, then the next
+    assert followed == ["a1", "b1"] and "a1" not in settled and set(settled) == set(graph) - {"a1", "b1"}
+    assert workers["a1"] == workers["a2"]
