@@ -402,7 +402,7 @@ def _waits_only_for(runner, current, previous, first) -> bool:
         if why == "play" and not (_plain_play(before_play) and _plain_play(play)
                                   and before_play.index == play.index - 1):
             return False
-    if play.any_errors_fatal or task.any_errors_fatal is True or \
+    if play.any_errors_fatal or task.any_errors_fatal is True or play.max_fail_percentage is not None or \
             (play.strategy == "linear" and getattr(play, "strategy_written", False)) or _mentions(task, _PLAY_HOSTS):
         return False  # the hosts move in lock step, or it reads which hosts are still in the play
     if any(not getattr(runner.hosts.get(p.host), "facts_text", None) for p in extra):

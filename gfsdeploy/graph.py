@@ -14,7 +14,8 @@ Hosts do not move in lock step by default: a host runs its next task as soon as
 its previous one is done. Where the playbook's meaning depends on the other
 hosts (a task reading ``hostvars``/``ansible_play_hosts`` — in its arguments, in a
 variable it uses or in the template file it renders —, ``run_once``,
-``delegate_to``, ``strategy: linear`` written out, ``any_errors_fatal``), every
+``delegate_to``, ``strategy: linear`` written out, ``any_errors_fatal``,
+``max_fail_percentage``), every
 host finishes the previous task first — what Ansible's linear strategy does
 everywhere; and every host finishes a task reading other hosts before any goes past
 it when a later task may change what it read (a host's set_fact is never seen by
@@ -544,7 +545,9 @@ def build_graph(playbook: Playbook, inventory: Inventory, *, limit: list[str] | 
             sequence += [t for t in run_tasks if positions[t.id] < point and t not in sequence]
             sequence += flushes[point]
         sequence += [t for t in run_tasks if t not in sequence]
-        lockstep = play.strategy == "linear" and _strategy_written(play) or play.any_errors_fatal
+        # (max_fail_percentage: Ansible judges it after each task, every host having done it)
+        lockstep = play.strategy == "linear" and _strategy_written(play) or play.any_errors_fatal \
+            or play.max_fail_percentage is not None
         cross_vars = _cross_host_variables(play, sequence, hosts, inventory)
         # where hosts wait for each other (below): before a task reading other hosts, and
         # after it when a later task may change what it read (else a host's set_fact could

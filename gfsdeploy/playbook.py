@@ -751,6 +751,9 @@ class Loader:
         if mod_name in ("meta", "ansible.builtin.meta") and _meta_action(args) == "flush_handlers" \
                 and not scope.handler:
             play.flush_points.append(len(play.tasks) + 1)  # after this task (approximate: fixed below)
+        if mod_name in ("meta", "ansible.builtin.meta") and _meta_action(args) in META_ONCE \
+                and play.strategy != "free" and not task.run_once:
+            task.run_once = True  # (Ansible's linear strategy: run for the first host, on behalf of all)
         return task
 
     def _search_dirs(self, scope: Scope) -> list[str]:
@@ -1334,6 +1337,12 @@ META_ACTIONS = {"flush_handlers", "noop", "end_play", "end_host", "end_batch", "
                 "clear_facts", "reset_connection", "end_role"}
 META_SUPPORTED = {"flush_handlers", "noop", "end_play", "end_host", "end_batch", "clear_host_errors",
                   "clear_facts", "reset_connection", "end_role"}
+
+
+#: meta actions that end the play (or batch) for every host: Ansible's linear strategy runs
+#: them once, for the batch's first host (their `when` judged for that host). (It runs
+#: clear_host_errors and clear_facts once too; gfsdeploy runs those on each host.)
+META_ONCE = {"end_play", "end_batch"}
 
 
 def _meta_action(args) -> str:

@@ -626,10 +626,12 @@ def has_collections() -> bool:
         return False
 
 
-def run_local_both(tmp_path: Path, playbook: str, hosts: tuple = ("localhost",), gfsdeploy_args: tuple = ()) -> dict:
+def run_local_both(tmp_path: Path, playbook: str, hosts: tuple = ("localhost",), gfsdeploy_args: tuple = (),
+                   fails: bool = False) -> dict:
     """``playbook`` (in ``tmp_path``, beside its templates/ and vars files) under
     ansible-playbook and ``gfsdeploy apply`` on local hosts (``connection: local``, no
-    lab), each tool with its own directory ``dir``: ``{tool: Path of that directory}``."""
+    lab), each tool with its own directory ``dir``: ``{tool: Path of that directory}``.
+    ``fails``: both must exit non-zero (a host fails), else both must succeed."""
     exe = ansible_playbook()
     assert exe, "ansible-playbook is missing: install the `test` extra (ansible-core)"
     pb = tmp_path / "pb.yaml"
@@ -653,6 +655,6 @@ def run_local_both(tmp_path: Path, playbook: str, hosts: tuple = ("localhost",),
             env = dict(os.environ, PYTHONPATH=str(ROOT))
             argv = [sys.executable, "-m", "gfsdeploy", "apply", str(inv), "-p", str(pb), *gfsdeploy_args]
         proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
-        assert proc.returncode == 0, (tool, proc.stdout[-2000:], proc.stderr[-2000:])
+        assert (proc.returncode != 0) is fails, (tool, proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
         out[tool] = d
     return out

@@ -75,3 +75,46 @@ def test_a_template_ending_with_a_block_tag_keeps_its_last_newlines(tmp_path):
     # (a value ending with its own line break gets none added: "{{ block }}\n" is block)
     assert out["gfsdeploy"] == out["ansible"] == {"t": "a\nb\n", "u": "x\n1 2 \n\n", "c": "1 2 \n",
                                                   "v": "one\ntwo\n", "b": "v=one\ntwo\n"}
+
+
+def test_max_fail_percentage_stops_every_host_before_the_next_task(tmp_path):
+    """Ansible judges the percentage after each task, every host having done it: with one
+    host of three failing slowly, no host writes the next task's file. (gfsdeploy let the
+    other hosts run ahead and write it.)"""
+    dirs = run_local_both(tmp_path, """
+- hosts: all
+  gather_facts: false
+  max_fail_percentage: 30
+  tasks:
+    - name: the third host fails, slowly
+      shell: "sleep 1; exit 1"
+      when: inventory_hostname == 'c'
+    - name: the next task
+      copy: {dest: "{{ dir }}/{{ inventory_hostname }}-next", content: "x\\n"}
+""", hosts=("a", "b", "c"), gfsdeploy_args=("--forks", "3"), fails=True)
+    out = {tool: sorted(p.name for p in d.iterdir()) for tool, d in dirs.items()}
+    assert out["gfsdeploy"] == out["ansible"] == []
+
+
+
+def test_end_play_is_decided_for_the_first_host_on_behalf_of_all(tmp_path):
+    """Ansible's linear strategy runs end_play once, for the first host, on behalf of all
+    (its `when` judged for that host): a `when` true only for the second host ends
+    nothing (gfsdeploy ended the play for every host)."""
+    dirs = run_local_both(tmp_path, """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: before
+      copy: {dest: "{{ dir }}/{{ inventory_hostname }}-before", content: "x\\n"}
+    - meta: end_play
+      when: inventory_hostname == 'b'
+    - name: after a conditional end_play
+      copy: {dest: "{{ dir }}/{{ inventory_hostname }}-next", content: "x\\n"}
+    - meta: end_play
+      when: inventory_hostname == 'a'
+    - name: after an end_play decided true
+      copy: {dest: "{{ dir }}/{{ inventory_hostname }}-last", content: "x\\n"}
+""", hosts=("a", "b"), gfsdeploy_args=("--forks", "2"))
+    out = {tool: sorted(p.name for p in d.iterdir()) for tool, d in dirs.items()}
+    assert out["gfsdeploy"] == out["ansible"] == ["a-before", "a-next", "b-before", "b-next"]
