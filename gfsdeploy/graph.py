@@ -35,7 +35,7 @@ from typing import Iterator, NamedTuple
 
 from gfsdeploy.errors import GraphError
 from gfsdeploy.inventory import Inventory
-from gfsdeploy.playbook import Play, Playbook, Task
+from gfsdeploy.playbook import Play, Playbook, Task, find_in_dirs
 
 
 class _Nodes:
@@ -122,6 +122,15 @@ class DiGraph:
 
     def predecessors(self, node) -> Iterator:
         return iter(self._pred[node])
+
+    def sole_successor(self, node):
+        """The successor of ``node`` when it has exactly one and that one waits for nothing
+        else (a host's next step); None otherwise."""
+        out = self._succ[node]
+        if len(out) != 1:
+            return None
+        (succ,) = out
+        return succ if len(self._pred[succ]) == 1 else None
 
     def in_edges_of(self, node):
         """``(predecessor, edge attributes)`` of each edge into ``node``."""
@@ -360,15 +369,11 @@ def _reads_in_templates(task: Task, pattern: re.Pattern, texts: dict) -> bool:
     src = task.args.get("src")
     if not isinstance(src, str) or not src:
         return True
-    dirs = [d for d in task.search_dirs if isinstance(d, str)]
     if "{{" in src or "{%" in src:  # (e.g. "{{ item }}.j2": any template the task may find)
-        paths = sorted({os.path.join(root, name) for d in dirs for root, _, names in os.walk(os.path.join(d, "templates"))
-                        for name in names})
-    elif os.path.isabs(src):
-        paths = [src]
+        paths = sorted({os.path.join(root, name) for d in task.search_dirs
+                        for root, _, names in os.walk(os.path.join(d, "templates")) for name in names})
     else:
-        found = next((c for d in dirs for c in (os.path.join(d, "templates", src), os.path.join(d, src))
-                      if os.path.isfile(c)), None)
+        found = find_in_dirs(task.search_dirs, "templates", src)  # (where the runner finds it)
         if found is None:
             return True
         paths = [found]

@@ -5,6 +5,7 @@ chooses what to print; everything printed goes through the redactor first."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import threading
@@ -251,39 +252,33 @@ def dump_json(data: dict, stream=None) -> None:
     data = _redacted(data)
     isatty = getattr(stream, "isatty", None)
     if isatty is None or isatty() or type(data) is not dict:
-        _dump_indented(data, stream)
-        return
-    encode = json.JSONEncoder(separators=(",", ":")).encode
-    pieces: list[str] = ["{"]
+        pieces = itertools.chain(json.JSONEncoder(indent=2).iterencode(data), ["\n"])
+    else:
+        pieces = _compact_pieces(data)
+    gathered: list[str] = []
     size = 0
-    for i, (key, value) in enumerate(data.items()):
-        pieces.append(("," if i else "") + encode({key: None})[1:-6] + ":")  # (JSON's own key text)
-        if type(value) is dict:  # (a host at a time)
-            pieces.append("{")
-            for j, (k, v) in enumerate(value.items()):
-                text = ("," if j else "") + encode({k: v})[1:-1]
-                pieces.append(text)
-                size += len(text)
-                if size >= _JSON_CHUNK:
-                    stream.write("".join(pieces))
-                    pieces, size = [], 0
-            pieces.append("}")
-        else:
-            pieces.append(encode(value))
-    pieces.append("}\n")
-    stream.write("".join(pieces))
-    stream.flush()
-
-
-def _dump_indented(data, stream) -> None:
-    pieces: list[str] = []
-    size = 0
-    for piece in json.JSONEncoder(indent=2).iterencode(data):
-        pieces.append(piece)
+    for piece in pieces:
+        gathered.append(piece)
         size += len(piece)
         if size >= _JSON_CHUNK:
-            stream.write("".join(pieces))
-            pieces, size = [], 0
-    pieces.append("\n")
-    stream.write("".join(pieces))
+            stream.write("".join(gathered))
+            gathered, size = [], 0
+    stream.write("".join(gathered))
     stream.flush()
+
+
+def _compact_pieces(data: dict):
+    """``data`` as compact JSON text, in pieces: each entry of a mapping at the top (the
+    hosts) encoded on its own, everything else whole."""
+    encode = json.JSONEncoder(separators=(",", ":")).encode
+    yield "{"
+    for i, (key, value) in enumerate(data.items()):
+        comma = "," if i else ""
+        if type(value) is not dict:
+            yield comma + encode({key: value})[1:-1]
+            continue
+        yield comma + encode({key: {}})[1:-3] + "{"  # ("key": , as JSON writes it)
+        for j, entry in enumerate(value.items()):
+            yield ("," if j else "") + encode(dict([entry]))[1:-1]
+        yield "}"
+    yield "}\n"

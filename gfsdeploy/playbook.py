@@ -1059,6 +1059,19 @@ class Loader:
         return dict(data)
 
 
+def find_in_dirs(search_dirs, sub: str, path: str) -> str | None:
+    """The controller file ``path`` names for a task whose ``search_dirs`` these are (its
+    roles', its own directory, the playbook's), each with ``sub`` (``templates``,
+    ``files``, ``vars``) first; an absolute path if it exists. None: not found."""
+    if os.path.isabs(path):
+        return path if os.path.exists(path) else None
+    for base in search_dirs:
+        for candidate in (os.path.join(base, sub, path), os.path.join(base, path)):
+            if os.path.exists(candidate):
+                return os.path.normpath(candidate)
+    return None
+
+
 def load_vars(path: str, what: str = "vars file") -> dict:
     """A YAML mapping of variables (vault-aware when the vars loader is installed)."""
     try:

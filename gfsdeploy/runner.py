@@ -34,7 +34,7 @@ from gfsdeploy.graph import Barrier, Step, build_graph, play_hosts, selected, to
 from gfsdeploy.hostfacts import FACTS_PROBE, INFO_PROBE, HostFactsCache
 from gfsdeploy.inventory import Host, Inventory
 from gfsdeploy.modules.base import CHANGE, READ, WARN, Change, HostInfo, TaskContext, TaskResult, overlaps
-from gfsdeploy.playbook import INCLUDE_MODULES, Playbook, Task, _meta_action, load_vars
+from gfsdeploy.playbook import INCLUDE_MODULES, Playbook, Task, _meta_action, find_in_dirs, load_vars
 from gfsdeploy.scheduler import StepScheduler
 from gfsdeploy.templating import Templar, Unknown, is_unknown, show_unknown, unsafe
 from gfsdeploy.templating.templar import _NOT_RESOLVED, LOOKUPS_STARTED, TemplateFile, _has_template, _value_names
@@ -1224,13 +1224,7 @@ class Runner:
         return self._step_lookup(key, self._found, lambda: self._find_in_dirs(task, sub, path))
 
     def _find_in_dirs(self, task: Task, sub: str, path: str) -> str | None:
-        if os.path.isabs(path):
-            return path if os.path.exists(path) else None
-        for base in task.search_dirs:
-            for candidate in (os.path.join(base, sub, path), os.path.join(base, path)):
-                if os.path.exists(candidate):
-                    return os.path.normpath(candidate)
-        return None
+        return find_in_dirs(task.search_dirs, sub, path)
 
     def _find(self, path: str, task: Task, sub: str = "files") -> str:
         found = self._find_in(task, sub, path)
@@ -1982,18 +1976,13 @@ class Runner:
 
         # ready steps in play order (a heap: sorting them at every step grew faster than
         # the work); each worker settles its step and takes the next (gfsdeploy/scheduler.py)
-        succ, pred = graph._succ, graph._pred
-
         def follow(step, outcome):
             # the host's next step waits for this one alone: settled here, without the
             # scheduler's lock, and run next by the same worker
             if outcome.expansion:
                 return None
-            after = succ[step]
-            if len(after) != 1:
-                return None
-            (nxt,) = after
-            if type(nxt) is not Step or len(pred[nxt]) != 1:
+            nxt = graph.sole_successor(step)
+            if type(nxt) is not Step:
                 return None
             self._finish(step, outcome)
             waiting[nxt] = 0

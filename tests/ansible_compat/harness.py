@@ -627,11 +627,12 @@ def has_collections() -> bool:
 
 
 def run_local_both(tmp_path: Path, playbook: str, hosts: tuple = ("localhost",), gfsdeploy_args: tuple = (),
-                   fails: bool = False) -> dict:
+                   fails: bool = False, prepare=None) -> dict:
     """``playbook`` (in ``tmp_path``, beside its templates/ and vars files) under
     ansible-playbook and ``gfsdeploy apply`` on local hosts (``connection: local``, no
     lab), each tool with its own directory ``dir``: ``{tool: Path of that directory}``.
-    ``fails``: both must exit non-zero (a host fails), else both must succeed."""
+    ``fails``: both must exit non-zero (a host fails), else both must succeed.
+    ``prepare(dir)``: fills each tool's directory before its run."""
     exe = ansible_playbook()
     assert exe, "ansible-playbook is missing: install the `test` extra (ansible-core)"
     pb = tmp_path / "pb.yaml"
@@ -640,6 +641,8 @@ def run_local_both(tmp_path: Path, playbook: str, hosts: tuple = ("localhost",),
     for tool in ("ansible", "gfsdeploy"):
         d = tmp_path / tool
         d.mkdir()
+        if prepare is not None:
+            prepare(d)
         inv = tmp_path / f"inv-{tool}.yaml"
         inv.write_text(json.dumps({"all": {
             "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
