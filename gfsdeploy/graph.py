@@ -369,9 +369,11 @@ def _reads_in_templates(task: Task, pattern: re.Pattern, texts: dict) -> bool:
     src = task.args.get("src")
     if not isinstance(src, str) or not src:
         return True
-    if "{{" in src or "{%" in src:  # (e.g. "{{ item }}.j2": any template the task may find)
-        paths = sorted({os.path.join(root, name) for d in task.search_dirs
-                        for root, _, names in os.walk(os.path.join(d, "templates")) for name in names})
+    if _TEMPLATED.search(src):  # (e.g. "{{ item }}.j2": any file the task may find)
+        roots = [root for d in task.search_dirs for root in (os.path.join(d, "templates"), d)]
+        paths = _named_by_template(src, roots, texts)
+        if not paths:  # (too many to look into, or none yet: one may be made before it runs)
+            return True
     else:
         found = find_in_dirs(task.search_dirs, "templates", src)  # (where the runner finds it)
         if found is None:
@@ -391,6 +393,43 @@ def _reads_in_templates(task: Task, pattern: re.Pattern, texts: dict) -> bool:
                 or pattern.search(text):
             return True
     return False
+
+
+#: a template part of a file name (what the runner renders before it looks the file up)
+_TEMPLATED = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+#: the most files looked at for the files one templated name may name
+_CANDIDATES_MAX = 5000
+
+
+def _named_by_template(name: str, roots: list[str], cache: dict) -> list[str] | None:
+    """The files a templated file name (``"{{ env }}.yml"``) may name under ``roots`` (as
+    the runner looks: each root joined with the name): every file whose path from the
+    root matches the name, each template part read as any text (slashes too). Only the
+    directory the name's fixed beginning names is walked; hidden directories are not.
+    None: more than _CANDIDATES_MAX files to look at — what they hold is not known before
+    the run. ``cache``: walks made for the play."""
+    parts = _TEMPLATED.split(name)
+    pattern = re.compile(".*".join(re.escape(part) for part in parts), re.S)
+    fixed = parts[0]
+    found: list[str] = []
+    for root in (["/"] if os.path.isabs(name) else roots):
+        base = os.path.join(root, fixed[:fixed.rfind("/") + 1]) if "/" in fixed else root
+        key = ("walk", base)
+        files = cache.get(key)
+        if key not in cache:
+            files = []
+            for top, dirs, names in os.walk(base):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                files += [os.path.join(top, n) for n in names]
+                if len(files) > _CANDIDATES_MAX:
+                    files = None
+                    break
+            cache[key] = files
+        if files is None:
+            return None
+        found += [path for path in files
+                  if pattern.fullmatch(path if os.path.isabs(name) else os.path.relpath(path, root))]
+    return sorted(set(found))
 
 
 def changes_variables(task: Task) -> bool:
@@ -415,8 +454,8 @@ def _cross_host_variables(play: Play, tasks: list[Task], hosts: list[str], inven
     the play's host lists), directly or through another such variable — inventory,
     play, role, block and include vars: a task using one waits for every host's step
     before it, as one naming ``hostvars`` itself does. (vars_files, read when the play
-    runs, are looked into when their names are no templates and they are not encrypted.)
-    A pattern matching their names, or None."""
+    runs, are looked into beforehand: _static_vars_files.) A pattern matching their
+    names, or None."""
     texts: dict = {}
 
     def add(mapping) -> None:
@@ -458,29 +497,33 @@ def _cross_host_variables(play: Play, tasks: list[Task], hosts: list[str], inven
 
 
 def _static_vars_files(play: Play):
-    """The mappings of a play's vars_files that can be read before the run: named without
-    a template (the first of a list that exists), not vault-encrypted, valid YAML (a bad
-    one is reported when the play runs)."""
+    """The mappings of a play's vars_files, read before the run: the first file of a list
+    that exists; for a name with a template in it (``vars/{{ env }}.yml``), every file it
+    may name (_named_by_template); a vault-encrypted one decrypted when the run has its
+    password. What cannot be read is skipped (reported when the play loads it)."""
     from gfsdeploy import vault
     from gfsdeploy.yamlload import loads
 
+    walks: dict = {}
     for entry, _, _ in play.vars_files:
         for candidate in (entry if isinstance(entry, list) else [entry]):
             name = str(candidate)
-            if "{{" in name:
+            if _TEMPLATED.search(name):
+                paths = _named_by_template(name, [play.base_dir], walks) or []
+            else:
+                path = name if os.path.isabs(name) else os.path.join(play.base_dir, name)
+                paths = [path] if os.path.isfile(path) else []
+            for path in paths:
+                try:
+                    with open(path, "rb") as handle:
+                        raw = handle.read()
+                    data = loads(vault.plain_bytes(raw, path).decode("utf-8"), path)
+                except Exception:  # noqa: BLE001 - (reported when the play loads it; no password yet)
+                    data = None
+                if isinstance(data, dict):
+                    yield data
+            if paths:
                 break
-            path = name if os.path.isabs(name) else os.path.join(play.base_dir, name)
-            if not os.path.isfile(path):
-                continue
-            try:
-                with open(path, encoding="utf-8") as handle:
-                    text = handle.read()
-                data = None if vault.is_encrypted(text) else loads(text, path)
-            except Exception:  # noqa: BLE001 - (reported when the play loads it)
-                data = None
-            if isinstance(data, dict):
-                yield data
-            break
 
 
 def selected(task: Task, tags: set | None, skip_tags: set | None, by_id: dict) -> bool:

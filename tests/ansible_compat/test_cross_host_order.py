@@ -49,6 +49,38 @@ def test_what_a_step_reads_of_other_hosts_is_what_ansible_reads(tmp_path):
     assert out["ansible"]["a-args"] == "a-r b-r \n"
 
 
+
+def test_files_named_by_templates_are_looked_into_too(tmp_path):
+    """A vars_files entry named by a template and a templated template ``src`` found next
+    to the playbook (not under templates/): what they read of the other host is what it
+    set before (they were not looked into: a host ran ahead and read MISSING)."""
+    (tmp_path / "vars").mkdir()
+    (tmp_path / "vars" / "prod.yaml").write_text(
+        "other_value: \"{{ hostvars['b' if inventory_hostname == 'a' else 'a'].value | default('MISSING') }}\"\n")
+    (tmp_path / "all.j2").write_text(
+        "{% for h in groups['all'] %}{{ h }}={{ hostvars[h].value | default('MISSING') }}\n{% endfor %}")
+    dirs = run_local_both(tmp_path, """
+- hosts: all
+  gather_facts: false
+  vars: {env: prod, name: all}
+  vars_files: ["vars/{{ env }}.yaml"]
+  tasks:
+    - name: the second host is slower
+      command: sleep 1
+      when: inventory_hostname == 'b'
+      changed_when: false
+    - name: each host's value
+      set_fact:
+        value: "{{ inventory_hostname }}-v"
+    - name: a templated src
+      template: {src: "{{ name }}.j2", dest: "{{ dir }}/{{ inventory_hostname }}-template"}
+    - name: a variable from a templated vars_files name
+      copy: {dest: "{{ dir }}/{{ inventory_hostname }}-varsfile", content: "{{ other_value }}\\n"}
+""", hosts=("a", "b"), gfsdeploy_args=("--forks", "2"))
+    out = {tool: {p.name: p.read_text() for p in sorted(d.iterdir())} for tool, d in dirs.items()}
+    assert out["gfsdeploy"] == out["ansible"]
+    assert out["ansible"]["a-template"] == "a=a-v\nb=b-v\n" and out["ansible"]["a-varsfile"] == "b-v\n"
+
 def test_a_template_ending_with_a_block_tag_keeps_its_last_newlines(tmp_path):
     """(Jinja's trim_blocks dropped the newline after the last ``{% endif %}``, and a
     value ending with a line break got the template's last one on top; Ansible puts back

@@ -134,3 +134,76 @@ def test_a_variable_from_vars_files_reading_other_hosts_makes_its_users_wait(sit
     assert Step(ids["b paints"], "b") in waits_for(graph, Step(ids["uses it"], "a"))
     assert main(["apply", inv, "-p", str(pb), "--yes", "--forks", "2"]) == 0
     assert [(root / f"color-{h}").read_text() for h in "ab"] == ["blue\n", "blue\n"]
+
+
+def test_a_templated_src_counts_the_files_it_may_name_wherever_the_runner_looks(site, monkeypatch):
+    """A templated ``src`` may name a file next to the playbook, not only under templates/
+    (the runner looks in both): such a file reading other hosts makes the step wait. Only
+    the files the name may match count; none at all (one may be made before the step
+    runs) or too many to look into count as reading."""
+    root, inv = site
+    (root / "templates").mkdir()
+    (root / "templates" / "plain.j2").write_text("{{ inventory_hostname }}\n")
+    (root / "direct.j2").write_text("{% for h in groups['all'] %}{{ hostvars[h].myval }} {% endfor %}\n")
+
+    def waits(src: str) -> bool:
+        pb = root / "pb.yaml"
+        pb.write_text(textwrap.dedent(f"""\
+            - hosts: all
+              gather_facts: false
+              tasks:
+                - name: value
+                  set_fact: {{myval: v}}
+                - name: render
+                  template: {{src: "{src}", dest: "{{{{ root }}}}/out-{{{{ inventory_hostname }}}}"}}
+            """))
+        graph, tasks = build_graph(load_playbook(str(pb)), load_inventory(inv))
+        ids = {t.name: t.id for t in tasks.values()}
+        return Step(ids["value"], "b") in waits_for(graph, Step(ids["render"], "a"))
+
+    assert waits("{{ 'direct' }}.j2")       # found next to the playbook: reads hostvars
+    assert not waits("{{ 'pla' }}in.j2")    # may only be templates/plain.j2: its own host
+    assert waits("{{ 'made' }}-later.j2")   # names no file yet
+    monkeypatch.setattr(g, "_CANDIDATES_MAX", 1)
+    assert waits("{{ 'pla' }}in.j2")        # too many files to look into
+
+
+def test_vars_files_named_by_a_template_or_encrypted_are_looked_into(site):
+    """A vars_files entry naming its file with a template (every file it may name is read)
+    or vault-encrypted (decrypted with the run's password, which loading the playbook
+    needs anyway): a variable there reading
+    other hosts makes its users wait, as one from a plain file does."""
+    from gfsdeploy import vault
+
+    root, inv = site
+    (root / "vars").mkdir()
+    reading = "color: \"{{ hostvars['b'].paint | default('none') }}\"\n"
+    (root / "vars" / "prod.yml").write_text(reading)
+    (root / "secret.yml").write_text(vault.encrypt(reading.replace("color", "shade"), "pw"))
+
+    def waits(vars_files: str, name: str) -> bool:
+        pb = root / "pb.yaml"
+        pb.write_text(textwrap.dedent(f"""\
+            - hosts: all
+              gather_facts: false
+              vars: {{env: prod}}
+              vars_files: {vars_files}
+              tasks:
+                - name: b paints
+                  set_fact: {{paint: blue}}
+                - name: uses it
+                  copy: {{dest: "{{{{ root }}}}/x-{{{{ inventory_hostname }}}}", content: "{{{{ {name} }}}}"}}
+            """))
+        graph, tasks = build_graph(load_playbook(str(pb)), load_inventory(inv))
+        ids = {t.name: t.id for t in tasks.values()}
+        return Step(ids["b paints"], "b") in waits_for(graph, Step(ids["uses it"], "a"))
+
+    assert waits('["vars/{{ env }}.yml"]', "color")
+    saved = vault.current()
+    try:
+        keyring = vault.Keyring()
+        keyring.add("default", "pw")
+        vault.use(keyring)
+        assert waits("[secret.yml]", "shade")
+    finally:
+        vault.use(saved)
