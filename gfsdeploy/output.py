@@ -180,7 +180,8 @@ def render_recap(recap) -> str:
     for name in sorted(recap.hosts, key=_natural):
         h = recap.hosts[name]
         warn = sum(1 for host, _ in warnings if host == name)
-        state = "UNREACHABLE" if h.unreachable else ("FAILED" if h.failed else "")
+        state = "UNREACHABLE" if h.unreachable else ("FAILED" if h.failed > h.cleared else
+                                                      "errors cleared" if h.cleared else "")
         # Ansible's columns, in its order; an unreachable host counts 1 there, its failure not as failed
         lines.append(f"{name:<{width}}  ok={h.ok:<3} changed={h.changed:<3} unreachable={int(h.unreachable):<3} "
                      f"failed={h.failed:<3} skipped={h.skipped:<3} rescued={h.rescued:<3} ignored={h.ignored:<3}"

@@ -1352,10 +1352,9 @@ META_SUPPORTED = {"flush_handlers", "noop", "end_play", "end_host", "end_batch",
                   "clear_facts", "reset_connection", "end_role"}
 
 
-#: meta actions that end the play (or batch) for every host: Ansible's linear strategy runs
-#: them once, for the batch's first host (their `when` judged for that host). (It runs
-#: clear_host_errors and clear_facts once too; gfsdeploy runs those on each host.)
-META_ONCE = {"end_play", "end_batch"}
+#: meta actions for every host at once: Ansible's linear strategy runs them once, for the
+#: batch's first host (their `when` judged for that host), acting on all the play's hosts
+META_ONCE = {"end_play", "end_batch", "clear_host_errors", "clear_facts"}
 
 
 def _meta_action(args) -> str:

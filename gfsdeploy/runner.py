@@ -101,6 +101,7 @@ class StepOutcome:
     expansion: list = field(default_factory=list)      # tasks an include brought (inserted after this step)
     ignored: bool = False          # it failed under ignore_errors/ignore_unreachable (recap: ok and ignored)
     failed_changed: bool = False   # its failed result said changed (an ignored failure counts as changed too)
+    cleared: bool = False          # a failure meta: clear_host_errors forgave (the recap counts it; the exit code not)
 
 
 @dataclass
@@ -132,6 +133,7 @@ class HostRun:
     views: dict = field(default_factory=dict)       # (user, connection) -> transport of a task's keywords
     failed_task: dict | None = None                 # Ansible's ansible_failed_task, for a rescue
     failed_result: dict | None = None
+    failures: list = field(default_factory=list)    # the failed outcomes that stopped it (clear_host_errors)
     #: bumped by every change of this host's variables (HostRun.touched; _Layer writes)
     vars_version: int = 0
     facts_parsed: str | None = None                 # the facts text fact_vars/info were parsed from
@@ -412,6 +414,8 @@ class Runner:
         self.steps_by_host: dict[str, list[Step]] = {}
         self.once: dict = {}            # (task id, batch) -> (host, outcome) of a run_once task
         self.once_lock = threading.Lock()
+        #: host -> the play through which a failure clear_host_errors forgave still stops it
+        self._cleared: dict = {}
         self.throttles: dict = {}
         self.all_tasks = {t.id: t for t in playbook.tasks()}
         for name in _sensitive_names(inventory, playbook):
@@ -1273,6 +1277,8 @@ class Runner:
         hr = self.hosts[step.host]
         started = time.monotonic()
         outcome = StepOutcome(task=task, host=step.host, status="ok")
+        if self._cleared:
+            self._revive(task.play.index)
         throttle = self._throttle(task)
         once = self._once_lock(task) if task.run_once else None
         try:
@@ -1345,6 +1351,7 @@ class Runner:
             hr.failed_result = {"failed": True, "msg": outcome.error}
             return
         hr.failed = True
+        hr.failures.append(outcome)
         if task.any_errors_fatal is True or task.play.any_errors_fatal:
             for name in self.play_hosts.get(task.play.index, []):
                 other = self.hosts.get(name)
@@ -1812,18 +1819,46 @@ class Runner:
                     other.flow.ended_plays.add(play)
         elif action == "end_role" and task.role is not None:
             hr.flow.ended_roles.add((play, task.role.path))
-        elif action == "clear_host_errors":
-            hr.failed = False
-            hr.flow.failed = False
+        elif action == "clear_host_errors":  # (run once, for every host of the play: playbook.META_ONCE)
+            self._clear_errors(play)
         elif action == "clear_facts":
-            self.gathers.pop(hr.host.name, None)  # (before touched(): hostvars are cached by version)
-            hr.fact_vars = {}
-            hr.facts_parsed = None
-            hr.setup_ran = False
-            hr.touched()
+            for name in self.play_hosts.get(play, []):
+                other = self.hosts.get(name)
+                if other is not None:
+                    self.gathers.pop(name, None)  # (before touched(): hostvars are cached by version)
+                    other.fact_vars = {}
+                    other.facts_parsed = None
+                    other.setup_ran = False
+                    other.touched()
         elif action == "reset_connection":
             pass  # one connection per host per run; nothing is cached on it between tasks
         outcome.status = "ok"
+
+    def _clear_errors(self, play: int) -> None:
+        """``meta: clear_host_errors``, as Ansible: the failures of the play's hosts are
+        forgiven — the run's exit status no longer counts them (the recap still does), and
+        the hosts run again from the next play. In this play a failed host stays stopped
+        and out of ``ansible_play_hosts`` (Ansible's play iterator has finished with it).
+        (Unreachable hosts are not retried: gfsdeploy keeps one connection per host.)"""
+        with self.once_lock:
+            for name in self.play_hosts.get(play, []):
+                other = self.hosts.get(name)
+                if other is not None and other.failed and not other.unreachable:
+                    for failure in other.failures:
+                        failure.cleared = True
+                    other.failures = []
+                    self._cleared[name] = play
+
+    def _revive(self, play: int | None = None) -> None:
+        """Hosts whose failure was cleared in a play before ``play`` (None: all of them, the
+        run being over) are failed no more."""
+        with self.once_lock:
+            for name, through in list(self._cleared.items()):
+                if play is None or play > through:
+                    hr = self.hosts[name]
+                    hr.failed = False
+                    hr.flow.failed = False
+                    del self._cleared[name]
 
     def _run_include(self, hr: HostRun, task: Task, step: Step, outcome: StepOutcome) -> None:
         """include_tasks/include_role: decide once per item; a known body was placed in
@@ -1940,13 +1975,14 @@ class Runner:
         self._planned = self.outcomes if self.options.mode == "apply" else {}
         self.outcomes = {}
         self.once = {}
+        self._cleared = {}
         self.stop_all.clear()
         for hr in self.hosts.values():
             hr.registered, hr.notified, hr.failed, hr.changed = {}, set(), hr.unreachable, False
             hr.pending = False
             hr.included_vars, hr.flow, hr.setup_ran = {}, flowmod.HostFlow(failed=hr.unreachable), False
             hr.flow.force_handlers = self.options.force_handlers
-            hr.cacheable, hr.failed_task, hr.failed_result = {}, None, None
+            hr.cacheable, hr.failed_task, hr.failed_result, hr.failures = {}, None, None, []
             hr.rendered = {}
             hr.planned = {}
             hr.counts = dict(_NO_COUNTS)
@@ -2000,6 +2036,8 @@ class Runner:
             self.stop_all.set()
             self.abort()
             raise
+        if self._cleared:  # (no later play: cleared all the same, for the exit status)
+            self._revive()
         # (the same graph gives the same order: sorted once, not again at the end)
         return [self.outcomes[s] for s in (topological_sort(graph) if inserted else sequence)
                 if s in self.outcomes]

@@ -160,6 +160,7 @@ class HostRecap:
     round_trips: int = 0
     rescued: int = 0   # failures a block's rescue handled (not counted as failed, as in Ansible)
     ignored: int = 0   # failures under ignore_errors/ignore_unreachable (also counted as ok)
+    cleared: int = 0   # failures meta: clear_host_errors forgave (counted as failed; the exit status is 0)
 
 
 @dataclass
@@ -175,7 +176,7 @@ class Recap:
 
     @property
     def ok(self) -> bool:
-        return not self.failures and not any(h.unreachable or h.failed for h in self.hosts.values())
+        return not self.failures and not any(h.unreachable or h.failed > h.cleared for h in self.hosts.values())
 
     @property
     def changed(self) -> bool:
@@ -360,14 +361,18 @@ class Session:
 
     def _recap(self, runner, outcomes, plan: Plan, *, no_changes: bool = False) -> Recap:
         recap = Recap(no_changes=no_changes, plan=plan, outcomes=outcomes)
+        cleared: dict = {}
+        for o in outcomes:
+            if o.cleared:
+                cleared[o.host] = cleared.get(o.host, 0) + 1
         for name, hr in sorted(runner.hosts.items()):
             c = hr.counts
             recap.hosts[name] = HostRecap(ok=c.get("ok", 0), changed=c.get("changed", 0),
                                           failed=c.get("failed", 0), skipped=c.get("skipped", 0),
                                           unreachable=hr.unreachable, rescued=c.get("rescued", 0),
-                                          ignored=c.get("ignored", 0),
+                                          ignored=c.get("ignored", 0), cleared=cleared.get(name, 0),
                                           round_trips=hr.transport.round_trips if hr.transport else 0)
-        recap.failures = [o.error for o in outcomes if o.status == "failed"]
+        recap.failures = [o.error for o in outcomes if o.status == "failed" and not o.cleared]
         return recap
 
     def _take_lock(self, runner) -> None:

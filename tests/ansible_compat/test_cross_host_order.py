@@ -150,3 +150,39 @@ def test_end_play_is_decided_for_the_first_host_on_behalf_of_all(tmp_path):
 """, hosts=("a", "b"), gfsdeploy_args=("--forks", "2"))
     out = {tool: sorted(p.name for p in d.iterdir()) for tool, d in dirs.items()}
     assert out["gfsdeploy"] == out["ansible"] == ["a-before", "a-next", "b-before", "b-next"]
+
+
+CLEARED = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: b fails
+      command: /bin/false
+      when: inventory_hostname == 'b'
+    - name: forgive
+      meta: clear_host_errors
+      when: inventory_hostname == {first}
+    - name: after
+      copy: {{dest: "{{{{ dir }}}}/{{{{ inventory_hostname }}}}-after", content: "{{{{ ansible_play_hosts | join(',') }}}}\\n"}}
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: next play
+      copy: {{dest: "{{{{ dir }}}}/{{{{ inventory_hostname }}}}-next", content: "{{{{ ansible_play_hosts | join(',') }}}}\\n"}}
+"""
+
+
+def test_clear_host_errors_forgives_every_host_of_the_play_from_the_next_play_on(tmp_path):
+    """Ansible runs clear_host_errors once, for the first host (its `when` judged there),
+    for every host of the play: the failed host does not resume this play (nor is it back
+    in ansible_play_hosts), runs the next play, and the run exits 0. gfsdeploy ran it on
+    each live host, forgave nothing and exited 1. A `when` false for the first host
+    forgives nothing, in both."""
+    (tmp_path / "forgiven").mkdir()
+    (tmp_path / "not").mkdir()
+    dirs = run_local_both(tmp_path / "forgiven", CLEARED.format(first="'a'"), hosts=("a", "b"))
+    out = {tool: {p.name: p.read_text() for p in sorted(d.iterdir())} for tool, d in dirs.items()}
+    assert out["gfsdeploy"] == out["ansible"] == {"a-after": "a\n", "a-next": "a,b\n", "b-next": "a,b\n"}
+    dirs = run_local_both(tmp_path / "not", CLEARED.format(first="'b'"), hosts=("a", "b"), fails=True)
+    out = {tool: {p.name: p.read_text() for p in sorted(d.iterdir())} for tool, d in dirs.items()}
+    assert out["gfsdeploy"] == out["ansible"] == {"a-after": "a\n", "a-next": "a\n"}
