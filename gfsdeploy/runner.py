@@ -565,7 +565,8 @@ class Runner:
         visible = self._facts_visible(hr, play)
         facts = dict(hr.fact_vars) if visible else {}
         facts.update(hr.cacheable)
-        return hostfacts.inject(facts, hr.info if visible else None) if facts else {}
+        # (no facts: ``ansible_facts`` is still there, empty, as in Ansible)
+        return hostfacts.inject(facts, hr.info if visible else None) if facts else {"ansible_facts": {}}
 
     def host_variables(self, hr: HostRun, play) -> dict:
         """``hostvars[host]``: inventory, facts, play vars, include_vars, set_fact/register.

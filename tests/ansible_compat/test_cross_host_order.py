@@ -186,3 +186,31 @@ def test_clear_host_errors_forgives_every_host_of_the_play_from_the_next_play_on
     dirs = run_local_both(tmp_path / "not", CLEARED.format(first="'b'"), hosts=("a", "b"), fails=True)
     out = {tool: {p.name: p.read_text() for p in sorted(d.iterdir())} for tool, d in dirs.items()}
     assert out["gfsdeploy"] == out["ansible"] == {"a-after": "a\n", "a-next": "a\n"}
+
+
+FACTS_CLEARED = """
+- hosts: all
+  gather_facts: true
+  gather_subset: [min]
+  tasks:
+    - name: forget
+      meta: clear_facts
+      when: inventory_hostname == {first}
+    - name: what is left
+      copy: {{dest: "{{{{ dir }}}}/{{{{ inventory_hostname }}}}", content: "{{{{ 'system' in ansible_facts }}}}\\n"}}
+"""
+
+
+def test_clear_facts_is_decided_for_the_first_host_and_forgets_every_host_s_facts(tmp_path):
+    """Ansible runs clear_facts once, for the first host, and forgets every play host's
+    facts; a `when` true only for the second host forgets nothing (gfsdeploy forgot the
+    second host's facts only). ``ansible_facts`` stays defined, empty (gfsdeploy said it
+    was undefined)."""
+    out = {}
+    for first in ("a", "b"):
+        (tmp_path / first).mkdir()
+        dirs = run_local_both(tmp_path / first, FACTS_CLEARED.format(first=repr(first)), hosts=("a", "b"))
+        out[first] = {tool: {p.name: p.read_text() for p in sorted(d.iterdir())} for tool, d in dirs.items()}
+    # (a whole-string boolean: the text's line break is not kept, by either)
+    assert out["a"]["gfsdeploy"] == out["a"]["ansible"] == {"a": "False", "b": "False"}
+    assert out["b"]["gfsdeploy"] == out["b"]["ansible"] == {"a": "True", "b": "True"}
