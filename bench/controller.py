@@ -21,6 +21,7 @@ Commands:
     python3 bench/controller.py run --sizes 10,100,1000 --latency 0.02 --repeat 3
     python3 bench/controller.py one --size 100 --phase noop        # one measurement (what run repeats)
     python3 bench/controller.py compare --base 1f2d4c2 --rounds 6   # that commit and this tree, alternated
+    python3 bench/controller.py waits --rounds 3                    # the same work with and without waits
 
 ``record`` brings up a small lab (``--lab-nodes``, default 10) and converges each
 lab node, in turn, as one of the benchmark's hosts (its name and storage IP;
@@ -573,6 +574,42 @@ def compare(base: str, size: int, phase: str, rounds: int, cpu: str | None, out:
         shutil.rmtree(work, ignore_errors=True)
 
 
+#: (label, latency, forks, pinned): the same no-op with and without waits, threads, one CPU
+WAIT_SETTINGS = (("work alone", 0.0, 1, False), ("50 workers, no wait", 0.0, 50, False),
+                 ("one worker, 20 ms waits", 0.02, 1, False), ("50 workers, 20 ms waits (run's setting)", 0.02, 50, False),
+                 ("50 workers, 20 ms waits, pinned to one CPU", 0.02, 50, True))
+
+
+def waits(size: int, rounds: int, out: Path | None, log) -> dict:
+    """What waiting costs the same work: ``one`` (fresh interpreters, this tree) with and
+    without simulated round trips, with one and with 50 workers, and pinned to one CPU
+    (``taskset -c 0``), alternated ``rounds`` times."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    results = {"started": stamp, "command": " ".join(["bench/controller.py", *sys.argv[1:]]), "size": size,
+               "phase": "noop", "machine": {"nproc": os.cpu_count(), "python": platform.python_version()},
+               "runs": []}
+    for r in range(rounds):
+        for label, latency, forks, pinned in WAIT_SETTINGS:
+            cmd = [sys.executable, str(BENCH / "controller.py"), "one", "--size", str(size), "--phase", "noop",
+                   "--latency", str(latency), "--forks", str(forks)]
+            proc = subprocess.run((["taskset", "-c", "0"] if pinned else []) + cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{label}: {proc.stderr[-2000:]}")
+            got = json.loads(proc.stdout.strip().splitlines()[-1])
+            got.update(setting=label, pinned=pinned, round=r, load=os.getloadavg()[0])
+            results["runs"].append(got)
+            log(f"round {r + 1}/{rounds} {label:45s} {got['cpu_ms_per_host']:.2f} ms/host, wall {got['wall_s']:.1f} s")
+    results["median_ms_per_host"] = {label: statistics.median(x["cpu_ms_per_host"] for x in results["runs"]
+                                                              if x["setting"] == label)
+                                     for label, *_ in WAIT_SETTINGS}
+    path = out or BENCH / "results" / f"waits-{stamp}.json"
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    for label, value in results["median_ms_per_host"].items():
+        log(f"{label:45s} median {value:.2f} ms/host")
+    print(f"raw results: {path}")
+    return results
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -607,6 +644,10 @@ def main(argv=None) -> int:
                    "the work alone, without the machine's cost of waking threads)")
     c.add_argument("--forks", type=int, default=50)
     c.add_argument("--out", type=Path)
+    w = sub.add_parser("waits", help="the same no-op with and without waits, one or 50 workers, pinned or not")
+    w.add_argument("--size", type=int, default=1000)
+    w.add_argument("--rounds", type=int, default=3)
+    w.add_argument("--out", type=Path)
     sh = sub.add_parser("ssh", help="threads and reconnects with real SSH connections (root: a private sshd)")
     sh.add_argument("--hosts", type=int, default=200)
     sh.add_argument("--forks", type=int, default=50)
@@ -636,6 +677,8 @@ def main(argv=None) -> int:
         print(json.dumps(ssh_one(args.inventory, args.playbook, args.forks, args.limit_connections)))
     elif args.cmd == "derive":
         derive(sizes, args.source, log)
+    elif args.cmd == "waits":
+        waits(args.size, args.rounds, args.out, log)
     elif args.cmd == "compare":
         compare(args.base, args.size, args.phase, args.rounds, args.cpu, args.out, log, args.latency, args.forks)
     elif args.cmd == "run":
