@@ -344,7 +344,7 @@ class Session:
                     fingerprint=runner.fingerprint(), outcomes=outcomes)
         plan.file_warnings = list(self.static_warnings)
         for outcome in outcomes:
-            if outcome.status == "failed":
+            if outcome.status == "failed" and not outcome.cleared:  # (forgiven: meta clear_host_errors)
                 plan.errors.append(outcome.error)
             for command in outcome.reads:
                 plan.reads.append((outcome.host, outcome.task.label, secrets.redact(command)))

@@ -186,6 +186,13 @@ def test_clear_host_errors_forgives_every_host_of_the_play_from_the_next_play_on
     dirs = run_local_both(tmp_path / "not", CLEARED.format(first="'b'"), hosts=("a", "b"), fails=True)
     out = {tool: {p.name: p.read_text() for p in sorted(d.iterdir())} for tool, d in dirs.items()}
     assert out["gfsdeploy"] == out["ansible"] == {"a-after": "a\n", "a-next": "a\n"}
+    # a failure gfsdeploy's plan already sees (`fail` runs in the plan): forgiven, it does
+    # not stop the apply either (the plan refused it: "fix the errors above")
+    (tmp_path / "planned").mkdir()
+    dirs = run_local_both(tmp_path / "planned", CLEARED.format(first="'a'").replace(
+        "command: /bin/false", "fail: {msg: no}"), hosts=("a", "b"))
+    out = {tool: {p.name: p.read_text() for p in sorted(d.iterdir())} for tool, d in dirs.items()}
+    assert out["gfsdeploy"] == out["ansible"] == {"a-after": "a\n", "a-next": "a,b\n", "b-next": "a,b\n"}
 
 
 FACTS_CLEARED = """
