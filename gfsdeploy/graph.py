@@ -413,11 +413,10 @@ def _named_by_template(name: str, roots: list[str], cache: dict) -> list[str] | 
     fixed = parts[0]
     found: list[str] = []
     for root in (["/"] if os.path.isabs(name) else roots):
-        base = os.path.join(root, fixed[:fixed.rfind("/") + 1]) if "/" in fixed else root
+        base = os.path.join(root, fixed[:fixed.rfind("/") + 1])  # (the root itself: no slash in it)
         key = ("walk", base)
-        files = cache.get(key)
+        files = cache.get(key, [])
         if key not in cache:
-            files = []
             for top, dirs, names in os.walk(base):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 files += [os.path.join(top, n) for n in names]

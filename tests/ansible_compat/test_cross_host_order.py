@@ -8,11 +8,8 @@ from __future__ import annotations
 
 from tests.ansible_compat.harness import run_local_both
 
-PLAYBOOK = """
-- hosts: all
-  gather_facts: false
-  vars_files: [shared.yaml]
-  tasks:
+#: the tasks every case starts with: host b is slower, then each host sets its value
+SLOWER_B_SETS_VALUE = """\
     - name: the second host is slower
       command: sleep 1
       when: inventory_hostname == 'b'
@@ -20,6 +17,18 @@ PLAYBOOK = """
     - name: each host's value
       set_fact:
         value: "{{ inventory_hostname }}-v"
+"""
+#: a template reading every host's value, and a vars file reading the other host's
+ALL_VALUES_TEMPLATE = "{% for h in groups['all'] %}{{ h }}={{ hostvars[h].value | default('MISSING') }}\n{% endfor %}"
+OTHER_VALUE_VARS = \
+    "other_value: \"{{ hostvars['b' if inventory_hostname == 'a' else 'a'].value | default('MISSING') }}\"\n"
+
+PLAYBOOK = """
+- hosts: all
+  gather_facts: false
+  vars_files: [shared.yaml]
+  tasks:
+""" + SLOWER_B_SETS_VALUE + """\
     - name: a template file reading every host
       template: {src: all.j2, dest: "{{ dir }}/{{ inventory_hostname }}-template"}
     - name: a variable from vars_files reading the other host
@@ -37,10 +46,8 @@ PLAYBOOK = """
 
 def test_what_a_step_reads_of_other_hosts_is_what_ansible_reads(tmp_path):
     (tmp_path / "templates").mkdir()
-    (tmp_path / "templates" / "all.j2").write_text(
-        "{% for h in groups['all'] %}{{ h }}={{ hostvars[h].value | default('MISSING') }}\n{% endfor %}")
-    (tmp_path / "shared.yaml").write_text(
-        "other_value: \"{{ hostvars['b' if inventory_hostname == 'a' else 'a'].value | default('MISSING') }}\"\n")
+    (tmp_path / "templates" / "all.j2").write_text(ALL_VALUES_TEMPLATE)
+    (tmp_path / "shared.yaml").write_text(OTHER_VALUE_VARS)
     dirs = run_local_both(tmp_path, PLAYBOOK, hosts=("a", "b"), gfsdeploy_args=("--forks", "2"))
     out = {tool: {p.name: p.read_text() for p in sorted(d.iterdir())} for tool, d in dirs.items()}
     assert out["gfsdeploy"] == out["ansible"]
@@ -55,23 +62,15 @@ def test_files_named_by_templates_are_looked_into_too(tmp_path):
     to the playbook (not under templates/): what they read of the other host is what it
     set before (they were not looked into: a host ran ahead and read MISSING)."""
     (tmp_path / "vars").mkdir()
-    (tmp_path / "vars" / "prod.yaml").write_text(
-        "other_value: \"{{ hostvars['b' if inventory_hostname == 'a' else 'a'].value | default('MISSING') }}\"\n")
-    (tmp_path / "all.j2").write_text(
-        "{% for h in groups['all'] %}{{ h }}={{ hostvars[h].value | default('MISSING') }}\n{% endfor %}")
+    (tmp_path / "vars" / "prod.yaml").write_text(OTHER_VALUE_VARS)
+    (tmp_path / "all.j2").write_text(ALL_VALUES_TEMPLATE)
     dirs = run_local_both(tmp_path, """
 - hosts: all
   gather_facts: false
   vars: {env: prod, name: all}
   vars_files: ["vars/{{ env }}.yaml"]
   tasks:
-    - name: the second host is slower
-      command: sleep 1
-      when: inventory_hostname == 'b'
-      changed_when: false
-    - name: each host's value
-      set_fact:
-        value: "{{ inventory_hostname }}-v"
+""" + SLOWER_B_SETS_VALUE + """\
     - name: a templated src
       template: {src: "{{ name }}.j2", dest: "{{ dir }}/{{ inventory_hostname }}-template"}
     - name: a variable from a templated vars_files name
@@ -80,6 +79,7 @@ def test_files_named_by_templates_are_looked_into_too(tmp_path):
     out = {tool: {p.name: p.read_text() for p in sorted(d.iterdir())} for tool, d in dirs.items()}
     assert out["gfsdeploy"] == out["ansible"]
     assert out["ansible"]["a-template"] == "a=a-v\nb=b-v\n" and out["ansible"]["a-varsfile"] == "b-v\n"
+
 
 def test_a_template_ending_with_a_block_tag_keeps_its_last_newlines(tmp_path):
     """(Jinja's trim_blocks dropped the newline after the last ``{% endif %}``, and a
