@@ -266,6 +266,33 @@ def _rss_kib(field: str = "VmRSS") -> int:
     return 0
 
 
+#: the reference work: the same Python on every machine, whatever the engine's version
+_REFERENCE_TEMPLATE = ("# {{ name }}\n{% for h in hosts if h != name %}{{ h }}={{ ips[h] }}\n{% endfor %}"
+                       "{{ conf | dictsort | map('join', '=') | join(',') }}\n")
+
+
+def reference_ms() -> float:
+    """CPU of a fixed piece of work like the engine's (Jinja renders, dict and string work),
+    in this interpreter: the machine's speed at the moment of a measurement. The same code
+    measures up to 2x apart on this shared virtual machine from one session to the next;
+    CPU per host over this figure compares runs of different sessions. Least of 3."""
+    import jinja2
+
+    template = jinja2.Environment().from_string(_REFERENCE_TEMPLATE)
+    hosts = [f"h{i:04d}" for i in range(12)]
+    ips = {h: f"10.0.{i // 250}.{i % 250}" for i, h in enumerate(hosts)}
+    best = None
+    for _ in range(3):
+        t0 = time.process_time()
+        for i in range(2000):
+            conf = {f"k{j}": str(i * j) for j in range(8)}
+            text = template.render(name=hosts[i % 12], hosts=hosts, ips=ips, conf=conf)
+            json.dumps({"text": text, "lines": text.splitlines(), "n": len(text)})
+        took = (time.process_time() - t0) * 1000
+        best = took if best is None else min(best, took)
+    return round(best, 2)
+
+
 def one(size: int, phase: str, latency: float, forks: int) -> dict:
     """Run the CLI in this process on SIZE recorded hosts; what it cost."""
     from gfsdeploy.transport.recorded import load_shared
@@ -304,6 +331,7 @@ def one(size: int, phase: str, latency: float, forks: int) -> dict:
     text = out.read()
     out.close()
     shutil.rmtree(work, ignore_errors=True)
+    reference = reference_ms()  # (after main: the measurement is not disturbed)
     data = json.loads(text)
     hosts = data.get("hosts") or {}
     rts = [h.get("round_trips", 0) for h in hosts.values()]
@@ -327,7 +355,7 @@ def one(size: int, phase: str, latency: float, forks: int) -> dict:
             "kib_per_host": round((peak - rss_before) / size, 1), "threads_max": threads.max,
             "round_trips_max": max(rts) if rts else None,
             "round_trips_mean": round(sum(rts) / len(rts), 3) if rts else None,
-            "changes": changes}
+            "changes": changes, "reference_ms": reference}
 
 
 # -- ssh: threads and reconnects with real connections (a private sshd, no lab) -----------
@@ -482,7 +510,8 @@ def run(sizes: list[int], phases: list[str], latency: float, forks: int, repeat:
             these = [x for x in results["runs"] if x["size"] == size and x["phase"] == phase]
             rows[str(size)] = {k: statistics.median(x[k] for x in these)
                                for k in ("cpu_s", "wall_s", "cpu_ms_per_host", "kib_per_host", "threads_max",
-                                         "round_trips_max", "peak_rss_kib", "rss_before_kib")}
+                                         "round_trips_max", "peak_rss_kib", "rss_before_kib", "reference_ms")
+                               if all(k in x for x in these)}
             rows[str(size)]["problems"] = sorted({x["problem"] for x in these if x["problem"]})
         cpu_fit = fit([(int(s), v["cpu_s"]) for s, v in rows.items()])
         mem_fit = fit([(int(s), (v["peak_rss_kib"] - v["rss_before_kib"])) for s, v in rows.items()])
@@ -501,6 +530,9 @@ def run(sizes: list[int], phases: list[str], latency: float, forks: int, repeat:
 def table(results: dict) -> str:
     lines = [f"latency {results['latency_s'] * 1000:.0f} ms per round trip, --forks {results['forks']}, "
              f"medians of {results['repeat']}",
+             *([f"reference work (bench/controller.py reference_ms, the machine's speed): "
+                f"{statistics.median(x['reference_ms'] for x in results['runs']):.0f} ms"]
+               if results["runs"] and all("reference_ms" in x for x in results["runs"]) else []),
              "",
              "| phase | hosts | CPU | CPU per host | wall | peak RSS over start | per host | threads (max) "
              "| round trips/host |",
@@ -598,7 +630,8 @@ def waits(size: int, rounds: int, out: Path | None, log) -> dict:
             got = json.loads(proc.stdout.strip().splitlines()[-1])
             got.update(setting=label, pinned=pinned, round=r, load=os.getloadavg()[0])
             results["runs"].append(got)
-            log(f"round {r + 1}/{rounds} {label:45s} {got['cpu_ms_per_host']:.2f} ms/host, wall {got['wall_s']:.1f} s")
+            log(f"round {r + 1}/{rounds} {label:45s} {got['cpu_ms_per_host']:.2f} ms/host, wall {got['wall_s']:.1f} s"
+                f", reference {got.get('reference_ms', 0):.0f} ms")
     results["median_ms_per_host"] = {label: statistics.median(x["cpu_ms_per_host"] for x in results["runs"]
                                                               if x["setting"] == label)
                                      for label, *_ in WAIT_SETTINGS}

@@ -1175,7 +1175,9 @@ class Runner:
                           task_check_mode=task.check_mode, verbosity=self.options.verbose,
                           diff=_truth(task.diff) is True, timeout=task.timeout)
         if memo is not None and target is hr:
-            memo["ctx"] = dict(ctx.__dict__)  # (what every item of the step has alike: TaskContext)
+            # what every item of the step has alike (TaskContext); not this item's own
+            # closures, which hold the memo: a cycle per step only the collector frees
+            memo["ctx"] = {k: v for k, v in ctx.__dict__.items() if k not in _ITEM_OWN}
         ctx.local_files = local_files
         return ctx
 
@@ -2273,6 +2275,10 @@ def _templated(value) -> bool:
 #: the variables a task's view (its become settings) is made from (transport.resolve_become)
 _VIEW_VARS = tuple(dict.fromkeys(("ansible_become", "ansible_become_user", "ansible_become_method",
                                   "ansible_become_flags", *(n for names in PASSWORD_VARS.values() for n in names))))
+
+#: what each item's TaskContext has of its own (Runner._context sets them for every item)
+_ITEM_OWN = frozenset(("transport", "_render_file", "_find_file", "variables", "reads", "host_pending",
+                       "environment", "local_files"))
 
 
 def _with_env(env: dict, script: str) -> str:
