@@ -263,7 +263,8 @@ def cmd_apply(args, playbook_path: str | None = None, extra: dict | None = None)
     with _session(args, playbook_path, extra) as session:
         reporter = session.reporter
         if not args.json:
-            reporter.write(f"Reading the state of {len(session.inventory.hosts)} host(s) and planning…")
+            hosts = session.inventory.limit(args.limit) if args.limit else session.inventory.hosts
+            reporter.write(f"Reading the state of {len(hosts)} host(s) and planning…")
 
         def confirm(plan) -> bool:
             reporter.write(render_plan(plan, color=reporter.color))
@@ -313,7 +314,7 @@ def cmd_graph(args) -> int:
     from gfsdeploy.session import load
 
     inventory, playbook, _ = load(args.inventory, args.playbook)
-    limit = inventory.select(args.limit, where={"field": "--limit"}) if args.limit else None
+    limit = inventory.limit(args.limit) if args.limit else None
     graph, tasks = build_graph(playbook, inventory, limit=limit, tags=_split(args.tags),
                                skip_tags=_split(args.skip_tags))
     if args.json:

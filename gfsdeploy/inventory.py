@@ -191,10 +191,15 @@ class Inventory:
     # -- patterns --------------------------------------------------------------
     def select(self, pattern: str | list, *, where: dict | None = None) -> list[str]:
         """Hosts matching an Ansible host pattern (``all``, groups, hosts, globs,
-        ``~regex``, ``a:b``, ``a,b``, ``!x``, ``&y``, ``group[0]``, ``group[1:3]``), in inventory order."""
+        ``~regex``, ``a:b``, ``a,b``, ``!x``, ``&y``, ``group[0]``, ``group[1:3]``), in inventory order.
+        As in Ansible, ``!x`` and ``&y`` apply after every plain term; alone, to ``all``."""
         if isinstance(pattern, list):
             pattern = ",".join(str(p) for p in pattern)
         terms = [t.strip() for t in re.split(r",|:(?![^\[]*\])", str(pattern)) if t.strip()]
+        # as Ansible: the plain terms first, then the &s, then the !s, wherever they are written;
+        # only &s and !s (`!b`): from every host
+        plain = [t for t in terms if t[0] not in "!&"]
+        terms = (plain or ["all"]) + [t for t in terms if t[0] == "&"] + [t for t in terms if t[0] == "!"]
         selected: list[str] = []
         for term in terms:
             op = term[0] if term[0] in "!&" else ""
@@ -213,6 +218,16 @@ class Inventory:
             else:
                 selected += [h for h in matched if h not in selected]
         return [h for h in self.hosts if h in selected]
+
+    def limit(self, pattern: str) -> list[str]:
+        """The hosts ``--limit`` leaves; none is an error, as in Ansible (a run that reads
+        nothing would say "No changes")."""
+        hosts = self.select(pattern, where={"field": "--limit"})
+        if not hosts:
+            raise InventoryError(f"--limit {pattern!r} leaves no host to run on", field="--limit",
+                                 fix="name hosts or groups of the inventory; `!x` and `&y` narrow the others "
+                                     "(`all:!x`, `web:&eu`)")
+        return hosts
 
     def _implicit_localhost(self, name: str) -> list[str]:
         """Ansible's implicit localhost: a play naming ``localhost`` (absent from the

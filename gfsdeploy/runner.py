@@ -416,6 +416,8 @@ class Runner:
         self.once_lock = threading.Lock()
         #: host -> the play through which a failure clear_host_errors forgave still stops it
         self._cleared: dict = {}
+        #: unreachable hosts a meta clear_host_errors did not forgive (Runner._clear_errors)
+        self.unreachable_kept: set = set()
         self.throttles: dict = {}
         self.all_tasks = {t.id: t for t in playbook.tasks()}
         for name in _sensitive_names(inventory, playbook):
@@ -1842,10 +1844,14 @@ class Runner:
         forgiven — the run's exit status no longer counts them (the recap still does), and
         the hosts run again from the next play. In this play a failed host stays stopped
         and out of ``ansible_play_hosts`` (Ansible's play iterator has finished with it).
-        (Unreachable hosts are not retried: gfsdeploy keeps one connection per host.)"""
+        An unreachable host is not forgiven (Ansible connects to it again): apply plans every
+        host before changing any, so the plan must reach it (``unreachable_kept``: the plan's
+        error says so)."""
         with self.once_lock:
             for name in self.play_hosts.get(play, []):
                 other = self.hosts.get(name)
+                if other is not None and other.unreachable:
+                    self.unreachable_kept.add(name)
                 if other is not None and other.failed and not other.unreachable:
                     for failure in other.failures:
                         failure.cleared = True

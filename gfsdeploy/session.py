@@ -315,7 +315,7 @@ class Session:
             from gfsdeploy.runner import Options as RunOptions, Runner
 
             o = self.options
-            limit = self.inventory.select(o.limit, where={"field": "--limit"}) if o.limit else None
+            limit = self.inventory.limit(o.limit) if o.limit else None
             self._runner = Runner(self.inventory, self.playbook, RunOptions(
                 mode="plan", forks=o.forks, fail_fast=o.fail_fast, limit=limit, tags=o.tags,
                 skip_tags=o.skip_tags, accept_new_host_keys=o.accept_new_host_keys,
@@ -357,6 +357,11 @@ class Session:
         for name, hr in runner.hosts.items():
             if hr.unreachable and not any(f"host {name}" in e for e in plan.errors):
                 plan.errors.append(f"host {name}: unreachable")
+            if hr.unreachable and name in runner.unreachable_kept:
+                plan.errors.append(
+                    f"host {name}: meta: clear_host_errors does not forgive an unreachable host in gfsdeploy "
+                    f"(Ansible would try it again): apply plans every host before changing any\n"
+                    f"  fix: bring {name} up, or leave it out with --limit '!{name}'")
         return plan
 
     def _recap(self, runner, outcomes, plan: Plan, *, no_changes: bool = False) -> Recap:

@@ -627,12 +627,15 @@ def has_collections() -> bool:
 
 
 def run_local_both(tmp_path: Path, playbook: str, hosts: tuple = ("localhost",), gfsdeploy_args: tuple = (),
-                   fails: bool = False, prepare=None) -> dict:
+                   fails: bool = False, prepare=None, host_vars: dict | None = None,
+                   ansible_args: tuple = ()) -> dict:
     """``playbook`` (in ``tmp_path``, beside its templates/ and vars files) under
     ansible-playbook and ``gfsdeploy apply`` on local hosts (``connection: local``, no
     lab), each tool with its own directory ``dir``: ``{tool: Path of that directory}``.
     ``fails``: both must exit non-zero (a host fails), else both must succeed.
-    ``prepare(dir)``: fills each tool's directory before its run."""
+    ``prepare(dir)``: fills each tool's directory before its run. Each tool's output is
+    left in ``tmp_path/<tool>.log``. ``host_vars``: host →
+    its variables (the same for both tools; a host may connect otherwise than locally)."""
     exe = ansible_playbook()
     assert exe, "ansible-playbook is missing: install the `test` extra (ansible-core)"
     pb = tmp_path / "pb.yaml"
@@ -647,17 +650,18 @@ def run_local_both(tmp_path: Path, playbook: str, hosts: tuple = ("localhost",),
         inv.write_text(json.dumps({"all": {
             "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
                      "gfsdeploy_lock_dir": f"{tmp_path}/lock-{tool}", "dir": str(d)},
-            "hosts": {h: {} for h in hosts}}}))
+            "hosts": {h: dict((host_vars or {}).get(h) or {}) for h in hosts}}}))
         if tool == "ansible":
             cfg = tmp_path / "ansible.cfg"
             cfg.touch()
             env = dict(os.environ, ANSIBLE_CONFIG=str(cfg), ANSIBLE_HOME=str(tmp_path / "ah"), ANSIBLE_NOCOLOR="1",
                        ANSIBLE_LOCAL_TEMP=str(tmp_path / "at"))
-            argv = [exe, "-i", str(inv), str(pb)]
+            argv = [exe, "-i", str(inv), str(pb), *ansible_args]
         else:
             env = dict(os.environ, PYTHONPATH=str(ROOT))
             argv = [sys.executable, "-m", "gfsdeploy", "apply", str(inv), "-p", str(pb), *gfsdeploy_args]
         proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+        (tmp_path / f"{tool}.log").write_text(proc.stdout + proc.stderr)
         assert (proc.returncode != 0) is fails, (tool, proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
         out[tool] = d
     return out

@@ -6,6 +6,8 @@ next; gfsdeploy lets hosts run ahead, except where a step reads others."""
 
 from __future__ import annotations
 
+import re
+
 from tests.ansible_compat.harness import run_local_both
 
 #: the tasks every case starts with: host b is slower, then each host sets its value
@@ -221,3 +223,52 @@ def test_clear_facts_is_decided_for_the_first_host_and_forgets_every_host_s_fact
     # (a whole-string boolean: the text's line break is not kept, by either)
     assert out["a"]["gfsdeploy"] == out["a"]["ansible"] == {"a": "False", "b": "False"}
     assert out["b"]["gfsdeploy"] == out["b"]["ansible"] == {"a": "True", "b": "True"}
+
+
+
+UNREACHABLE_CLEARED = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: reach
+      command: /bin/true
+    - name: forgive
+      meta: clear_host_errors
+    - name: after
+      copy: {{dest: "{{{{ dir }}}}/{{{{ inventory_hostname }}}}-after", content: "{{{{ ansible_play_hosts | join(',') }}}}\\n"}}
+- hosts: {second}
+  gather_facts: false
+  tasks:
+    - name: next play
+      copy: {{dest: "{{{{ dir }}}}/{{{{ inventory_hostname }}}}-next", content: "{{{{ ansible_play_hosts | join(',') }}}}\\n"}}
+"""
+
+
+
+def test_clear_host_errors_does_not_forgive_an_unreachable_host_and_says_so(tmp_path):
+    """Ansible forgets at clear_host_errors that a host was unreachable and connects to it
+    again: host b resumes the play after the meta task (here it is still unreachable:
+    unreachable=2, exit 4). gfsdeploy plans every host before changing any: an unreachable
+    host stops the run with nothing changed, and the plan's error now says that the meta
+    task does not forgive it, and how to leave the host out (before, it said only
+    "unreachable", as if the meta task had been honoured and failed)."""
+    from tests.engine.conftest import _free_port
+
+    b = {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": _free_port(),
+         "ansible_user": "root", "ansible_ssh_common_args": "-o BatchMode=yes -o ConnectTimeout=5"}
+    dirs = run_local_both(tmp_path, UNREACHABLE_CLEARED.format(second="all"), hosts=("a", "b"),
+                          host_vars={"b": b}, fails=True)
+    ansible_log = (tmp_path / "ansible.log").read_text()
+    assert re.search(r"^b +: ok=0 +changed=0 +unreachable=2 ", ansible_log, re.M), ansible_log
+    assert sorted(p.name for p in dirs["ansible"].iterdir()) == ["a-after", "a-next"]
+    assert not list(dirs["gfsdeploy"].iterdir())  # (its plan stopped it: nothing changed)
+    log = (tmp_path / "gfsdeploy.log").read_text()
+    assert "host b: meta: clear_host_errors does not forgive an unreachable host in gfsdeploy" in log, log
+    assert "fix: bring b up, or leave it out with --limit '!b'" in log, log
+    # what the error proposes works: without b, the run goes on (Ansible's own run has
+    # failed above: b was unreachable again)
+    (tmp_path / "limited").mkdir()
+    dirs = run_local_both(tmp_path / "limited", UNREACHABLE_CLEARED.format(second="all"), hosts=("a", "b"),
+                          host_vars={"b": b}, gfsdeploy_args=("--limit", "!b"), ansible_args=("--limit", "!b"))
+    out = {tool: {p.name: p.read_text() for p in sorted(d.iterdir())} for tool, d in dirs.items()}
+    assert out["gfsdeploy"] == out["ansible"] == {"a-after": "a\n", "a-next": "a\n"}

@@ -152,6 +152,25 @@ def test_yaml_top_level_groups_ranges_and_patterns(tmp_path):
     assert sorted(inventory.hosts["db_2"].groups) == ["db", "replica"]
 
 
+def test_exclusions_and_intersections_apply_after_the_plain_terms_as_in_ansible(tmp_path):
+    """Ansible orders a pattern's terms: plain ones, then `&`, then `!`; with no plain
+    term it starts from `all`. gfsdeploy applied them as written: `--limit '!db_2'`
+    selected no host (and the run said "No changes"), `!web1,web` selected web1."""
+    path = write(tmp_path, "inv.yml", """\
+        web: {hosts: {web1: {}, web2: {}}}
+        db: {hosts: {db_1: {}, db_2: {}}}
+        """)
+    inventory = load_inventory(path)
+    assert inventory.select("!db_2") == ["web1", "web2", "db_1"]
+    assert inventory.select("!web1,web") == ["web2"]
+    assert inventory.select("&db,all") == ["db_1", "db_2"]
+    assert inventory.select("!db_1:&db") == ["db_2"]
+    assert inventory.limit("!web") == ["db_1", "db_2"]
+    with pytest.raises(InventoryError, match="--limit 'web:&db' leaves no host to run on") as err:
+        inventory.limit("web:&db")
+    assert err.value.fix and "all:!x" in err.value.fix
+
+
 def test_host_list_and_directory_and_refusals(tmp_path):
     inventory = load_inventory("a,b:2222,")
     assert list(inventory.hosts) == ["a", "b"] and inventory.hosts["b"].port == 2222
