@@ -100,6 +100,7 @@ class Inventory:
     #: directories whose group_vars/ and host_vars/ belong to the inventory
     var_dirs: list[str] = field(default_factory=list)
     playbook_dir: str | None = None
+    _merged: bool = field(default=False, repr=False)  # every host's vars are merged for playbook_dir
     #: the inventory files read (one, or every file of an inventory directory)
     sources: list[str] = field(default_factory=list)
     _cache: VarsDirCache = field(default_factory=VarsDirCache, repr=False)
@@ -170,8 +171,12 @@ class Inventory:
 
     def use_playbook_dir(self, playbook_dir: str | None) -> None:
         """Merge the playbook's group_vars/ and host_vars/ into every host's ``vars``
-        (call once the playbook is known; Ansible uses the top playbook's directory)."""
-        self.playbook_dir = os.path.abspath(playbook_dir) if playbook_dir else None
+        (call once the playbook is known; Ansible uses the top playbook's directory).
+        Merged already for that directory: nothing to do (its files are read once a run)."""
+        playbook_dir = os.path.abspath(playbook_dir) if playbook_dir else None
+        if self._merged and playbook_dir == self.playbook_dir:
+            return
+        self.playbook_dir = playbook_dir
         self._merge()
 
     def _merge(self) -> None:
@@ -187,6 +192,7 @@ class Inventory:
                         merged[key] = value
                 host.vars = merged
                 _check_host(self, host)
+        self._merged = True
 
     # -- patterns --------------------------------------------------------------
     def select(self, pattern: str | list, *, where: dict | None = None) -> list[str]:
@@ -200,7 +206,7 @@ class Inventory:
         # only &s and !s (`!b`): from every host
         plain = [t for t in terms if t[0] not in "!&"]
         terms = (plain or ["all"]) + [t for t in terms if t[0] == "&"] + [t for t in terms if t[0] == "!"]
-        selected: list[str] = []
+        selected: dict[str, None] = {}  # (ordered, and O(1) to look into: 1,000s of hosts)
         for term in terms:
             op = term[0] if term[0] in "!&" else ""
             name = term[1:] if op else term
@@ -212,11 +218,13 @@ class Inventory:
                     f"no host or group named {name!r} in the inventory", **(where or {}),
                     fix=f"known groups: {', '.join(sorted(self.groups))}; hosts: {', '.join(self.hosts)}")
             if op == "!":
-                selected = [h for h in selected if h not in matched]
+                matched = set(matched)
+                selected = {h: None for h in selected if h not in matched}
             elif op == "&":
-                selected = [h for h in selected if h in matched]
+                matched = set(matched)
+                selected = {h: None for h in selected if h in matched}
             else:
-                selected += [h for h in matched if h not in selected]
+                selected.update(dict.fromkeys(matched))
         return [h for h in self.hosts if h in selected]
 
     def limit(self, pattern: str) -> list[str]:
@@ -285,6 +293,7 @@ class Builder:
         self.hosts: dict[str, Host] = {}
         self._declared: set = {"all", "ungrouped"}
         self._child_where: dict = {}
+        self._in_group: set = set()   # (group, host) pairs added: O(1) to look into
 
     def group(self, name: str, where: dict, *, declare: bool = True) -> Group:
         name = str(name)
@@ -362,11 +371,12 @@ class Builder:
                 host.file_vars[key] = value
                 line = host_vars.line_of(key) if isinstance(host_vars, Node) else where.get("line", 0)
                 host.file_vars.key_lines[key] = line
-        members = self.groups[group].hosts
-        if name not in members:
-            members.append(name)
+        if (group, name) not in self._in_group:
+            self._in_group.add((group, name))
+            self.groups[group].hosts.append(name)
 
-    def finish(self, path: str, var_dirs: list[str], sources: list[str] | None = None) -> Inventory:
+    def finish(self, path: str, var_dirs: list[str], sources: list[str] | None = None,
+               playbook_dir: str | None = None) -> Inventory:
         groups = self.groups
         for name, group in groups.items():
             if name != "all" and not group.parents:
@@ -377,11 +387,15 @@ class Builder:
         groups["ungrouped"].hosts = [h for h in self.hosts if h not in grouped]
         groups["all"].hosts = []
         members = {name: self._members(name) for name in groups}
+        direct: dict[str, list[str]] = {}  # host -> the groups that list it, in the groups' order
+        for group in groups.values():
+            for h in group.hosts:
+                direct.setdefault(h, []).append(group.name)
         for name, host in self.hosts.items():
-            host.groups = [g for g in self._ancestry(name) if g != "all"]
+            host.groups = [g for g in self._ancestry(direct.get(name, [])) if g != "all"]
         inventory = Inventory(path=path, hosts=self.hosts, groups=members, group_objs=groups, var_dirs=var_dirs,
                               sources=list(sources or []))
-        inventory._merge()
+        inventory.use_playbook_dir(playbook_dir)
         return inventory
 
     def _depths(self) -> None:
@@ -415,7 +429,7 @@ class Builder:
 
     def _members(self, name: str) -> list[str]:
         """Ansible's order: the group's own hosts, then its descendants' level by level."""
-        out: list[str] = []
+        out: dict[str, None] = {}  # (ordered, O(1) to look into)
         seen_groups = {name}
         level = [name]
         while level:
@@ -423,18 +437,18 @@ class Builder:
             for g in level:
                 for h in self.groups[g].hosts:
                     if h not in out:
-                        out.append(h)
+                        out[h] = None
                 for child in self.groups[g].children:
                     if child not in seen_groups:
                         seen_groups.add(child)
                         following.append(child)
             level = following
         if name == "all":
-            out += [h for h in self.hosts if h not in out]
-        return out
+            out.update(dict.fromkeys(h for h in self.hosts if h not in out))
+        return list(out)
 
-    def _ancestry(self, host: str) -> list[str]:
-        direct = [g.name for g in self.groups.values() if host in g.hosts]
+    def _ancestry(self, direct: list[str]) -> list[str]:
+        """A host's groups: those listing it (``direct``), then their parents, breadth first."""
         out: list[str] = []
         stack = list(direct)
         while stack:
@@ -475,10 +489,7 @@ def load_inventory(path: str, playbook_dir: str | None = None) -> Inventory:
         _load_source(path, builder)
         var_dirs.append(os.path.dirname(os.path.abspath(path)))
         sources.append(os.path.abspath(path))
-    inventory = builder.finish(path, var_dirs, sources)
-    if playbook_dir:
-        inventory.use_playbook_dir(playbook_dir)
-    return inventory
+    return builder.finish(path, var_dirs, sources, playbook_dir)
 
 
 def _load_source(path: str, builder: Builder) -> None:
