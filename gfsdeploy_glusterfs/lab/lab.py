@@ -458,8 +458,15 @@ class Lab:
         """Take the node's bridge port down: packets to and from it vanish (timeouts, not refusals)."""
         run(["ip", "-n", self.netns, "link", "set", self.node(node).veth, "down"])
 
-    def restore_link(self, node: str) -> None:
-        run(["ip", "-n", self.netns, "link", "set", self.node(node).veth, "up"])
+    def restore_link(self, node: str, timeout: float = 30.0) -> None:
+        """Bring the node's bridge port up again, and return once its sshd answers: the
+        address resolution that failed while the link was down is forgotten (else the
+        kernel says "No route to host" to the next connection for a while)."""
+        n = self.node(node)
+        run(["ip", "-n", self.netns, "link", "set", n.veth, "up"])
+        for namespace in ([], ["-n", self.netns]):
+            run(["ip", *namespace, "neigh", "flush", "to", n.ip], check=False)
+        self._wait_port(n.ip, 22, timeout, f"sshd on {node} after its link came back")
 
 
 def _loops_backed_by(directory: Path) -> list[str]:
